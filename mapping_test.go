@@ -1,0 +1,293 @@
+package herd_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/goherd/herd"
+)
+
+func square(_ context.Context, x int) (int, error) { return x * x, nil }
+
+func count(n int) iter.Seq[int] {
+	return func(yield func(int) bool) {
+		for i := range n {
+			if !yield(i) {
+				return
+			}
+		}
+	}
+}
+
+// naturals never ends by itself, and records how far it was read.
+func naturals(read *atomic.Int64) iter.Seq[int] {
+	return func(yield func(int) bool) {
+		for i := 0; ; i++ {
+			read.Store(int64(i + 1))
+			if !yield(i) {
+				return
+			}
+		}
+	}
+}
+
+func TestMapOrdered(t *testing.T) {
+	for _, workers := range []int{0, 1, 2, 7, 100} {
+		for _, n := range []int{0, 1, 5, 1000} {
+			var got []int
+			for r, err := range herd.Map(t.Context(), workers, count(n), square) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, r)
+			}
+			if len(got) != n {
+				t.Fatalf("workers=%d n=%d: %d results", workers, n, len(got))
+			}
+			for i, r := range got {
+				if r != i*i {
+					t.Fatalf("workers=%d n=%d: result %d = %d, want %d", workers, n, i, r, i*i)
+				}
+			}
+		}
+	}
+}
+
+func TestMapUnordered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Later inputs finish first: completion order is the reverse.
+		var got []int
+		slow := func(_ context.Context, x int) (int, error) {
+			time.Sleep(time.Duration(10-x) * time.Second)
+			return x, nil
+		}
+		for r, err := range herd.MapUnordered(t.Context(), 10, count(10), slow) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, r)
+		}
+		if want := []int{9, 8, 7, 6, 5, 4, 3, 2, 1, 0}; !slices.Equal(got, want) {
+			t.Errorf("completion order = %v, want %v", got, want)
+		}
+	})
+}
+
+func TestMapStreamsEachResultWhenReady(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		delay := []time.Duration{3, 1, 2, 5, 4}
+		var at []time.Duration
+		for range herd.Map(t.Context(), 5, count(5), func(_ context.Context, i int) (int, error) {
+			time.Sleep(delay[i] * time.Second)
+			return i, nil
+		}) {
+			at = append(at, time.Since(start))
+		}
+		// In input order, each as soon as it and those before it are done.
+		want := []time.Duration{3 * time.Second, 3 * time.Second, 3 * time.Second, 5 * time.Second, 5 * time.Second}
+		if !slices.Equal(at, want) {
+			t.Errorf("results yielded at %v, want %v", at, want)
+		}
+	})
+}
+
+func TestMapErrorsAndPanicsAreYielded(t *testing.T) {
+	errOdd := errors.New("odd")
+	fn := func(_ context.Context, x int) (int, error) {
+		switch {
+		case x == 4:
+			panicky()
+		case x%2 == 1:
+			return 0, errOdd
+		}
+		return x, nil
+	}
+	var errs []error
+	for i, err := range enumerate(herd.Map(t.Context(), 3, count(6), fn)) {
+		errs = append(errs, err)
+		if (i%2 == 1) != errors.Is(err, errOdd) {
+			t.Errorf("result %d: err = %v", i, err)
+		}
+	}
+	if pe, ok := errors.AsType[*herd.PanicError](errs[4]); !ok || !strings.Contains(string(pe.Stack), "panicky") {
+		t.Errorf("result 4: err = %v, want a *PanicError from panicky", errs[4])
+	}
+}
+
+// enumerate yields the index of each result with its error.
+func enumerate[R any](seq iter.Seq2[R, error]) iter.Seq2[int, error] {
+	return func(yield func(int, error) bool) {
+		i := 0
+		for _, err := range seq {
+			if !yield(i, err) {
+				return
+			}
+			i++
+		}
+	}
+}
+
+func TestMapBreakStopsWorkAndLeaksNothing(t *testing.T) {
+	for _, ordered := range []bool{true, false} {
+		synctest.Test(t, func(t *testing.T) {
+			mapFn := herd.Map[int, int]
+			if !ordered {
+				mapFn = herd.MapUnordered[int, int]
+			}
+			var read, cancelled atomic.Int64
+			slowUnlessFirst := func(ctx context.Context, x int) (int, error) {
+				if x < 10 {
+					return x, nil
+				}
+				select {
+				case <-time.After(time.Hour):
+				case <-ctx.Done():
+					cancelled.Add(1)
+				}
+				return x, nil
+			}
+			n := 0
+			start := time.Now()
+			for range mapFn(t.Context(), 4, naturals(&read), slowUnlessFirst) {
+				if n++; n == 5 {
+					synctest.Wait() // every worker is now in an hour-long call
+					break
+				}
+			}
+			// synctest.Test fails if any goroutine is left behind.
+			if d := time.Since(start); d != 0 {
+				t.Errorf("ordered=%v: break returned after %v, want at once", ordered, d)
+			}
+			if cancelled.Load() != 4 {
+				t.Errorf("ordered=%v: %d running calls saw their context cancelled, want 4", ordered, cancelled.Load())
+			}
+			if read.Load() > 5+16*4+4+1 {
+				t.Errorf("ordered=%v: read %d inputs for 5 results, want a bounded window", ordered, read.Load())
+			}
+		})
+	}
+}
+
+func TestMapBoundedWindowOnEndlessInput(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var read atomic.Int64
+		consumed := 0
+		for x, err := range herd.Map(t.Context(), 4, naturals(&read), square) {
+			if err != nil || x != consumed*consumed {
+				t.Fatalf("result %d = %d, %v", consumed, x, err)
+			}
+			consumed++
+			if ahead := read.Load() - int64(consumed); ahead > 16*4+4+1 {
+				t.Fatalf("after %d results, %d inputs read ahead; want at most the window", consumed, ahead)
+			}
+			if consumed == 10_000 {
+				break
+			}
+		}
+	})
+}
+
+func TestMapContextCancelled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		var read atomic.Int64
+		n := 0
+		for range herd.Map(ctx, 2, naturals(&read), square) {
+			if n++; n == 100 {
+				cancel()
+			}
+		}
+		if n != 100 {
+			t.Errorf("%d results, want none after cancel at 100", n)
+		}
+	})
+}
+
+func TestMapSlice(t *testing.T) {
+	in := []int{1, 2, 3, 4, 5}
+	got, err := herd.MapSlice(t.Context(), 2, in, square)
+	if err != nil || !slices.Equal(got, []int{1, 4, 9, 16, 25}) {
+		t.Errorf("MapSlice = %v, %v", got, err)
+	}
+	errThree := errors.New("three")
+	got, err = herd.MapSlice(t.Context(), 2, in, func(_ context.Context, x int) (int, error) {
+		if x >= 3 {
+			return 0, fmt.Errorf("%d: %w", x, errThree)
+		}
+		return x, nil
+	})
+	if got != nil || err == nil || err.Error() != "3: three" {
+		t.Errorf("MapSlice with failures = %v, %v; want nil and the first error in input order", got, err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if got, err := herd.MapSlice(ctx, 2, in, square); got != nil || !errors.Is(err, context.Canceled) {
+		t.Errorf("MapSlice(cancelled) = %v, %v; want context.Canceled", got, err)
+	}
+}
+
+func TestMapGoexit(t *testing.T) {
+	var errs int
+	for _, err := range herd.Map(t.Context(), 1, count(5), func(_ context.Context, x int) (int, error) {
+		if x == 2 {
+			runtime.Goexit()
+		}
+		return x, nil
+	}) {
+		if err != nil {
+			errs++
+		}
+	}
+	if errs != 1 {
+		t.Errorf("%d errors, want 1 for the Goexit", errs)
+	}
+}
+
+// FuzzMapEqualsSequential checks that Map yields what a plain loop would,
+// for any inputs, worker count and task delays.
+func FuzzMapEqualsSequential(f *testing.F) {
+	f.Add(uint64(1), uint8(3), uint16(100))
+	f.Add(uint64(7), uint8(1), uint16(0))
+	f.Add(uint64(42), uint8(64), uint16(1000))
+	f.Fuzz(func(t *testing.T, seed uint64, workers uint8, n uint16) {
+		rng := rand.New(rand.NewPCG(seed, seed))
+		in := make([]int, n%2000)
+		delays := make([]time.Duration, len(in))
+		for i := range in {
+			in[i] = rng.IntN(1000) - 500
+			delays[i] = time.Duration(rng.IntN(5)) * time.Millisecond
+		}
+		fn := func(_ context.Context, i int) (string, error) {
+			time.Sleep(delays[i])
+			if in[i]%7 == 0 {
+				return "", fmt.Errorf("multiple of 7: %d", in[i])
+			}
+			return fmt.Sprint(in[i] * 3), nil
+		}
+		synctest.Test(t, func(t *testing.T) {
+			i := 0
+			for got, err := range herd.Map(t.Context(), int(workers%70), count(len(in)), fn) {
+				want, wantErr := fn(t.Context(), i)
+				if got != want || fmt.Sprint(err) != fmt.Sprint(wantErr) {
+					t.Fatalf("result %d = %q, %v; want %q, %v", i, got, err, want, wantErr)
+				}
+				i++
+			}
+			if i != len(in) {
+				t.Fatalf("%d results, want %d", i, len(in))
+			}
+		})
+	})
+}

@@ -1,0 +1,203 @@
+package herd
+
+import (
+	"context"
+	"math/bits"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Metrics is a snapshot of a [Pool]'s counters, taken by [Pool.Metrics].
+// The counters are read one by one while the pool runs, so they agree with
+// each other only approximately.
+type Metrics struct {
+	Workers   int    // workers running now
+	Submitted uint64 // tasks accepted by Go, TryGo and groups
+	Waiting   int    // tasks queued, not yet picked up
+	Running   int    // tasks being run now
+	Succeeded uint64 // tasks that returned nil
+	Failed    uint64 // tasks that returned an error, after their retries
+	Panicked  uint64 // tasks that panicked
+	NotRun    uint64 // tasks discarded by Shutdown
+
+	// Latency summarises how long tasks ran, retries included. To keep the
+	// cost off the hot path one task in 16 per worker is timed.
+	Latency Latency
+}
+
+// Latency summarises the sampled run times of tasks. The quantiles are
+// upper bounds, exact to within a factor of two.
+type Latency struct {
+	Samples       uint64
+	Mean          time.Duration
+	P50, P90, P99 time.Duration
+	Max           time.Duration
+}
+
+const latencySampleEvery = 16
+
+// Metrics returns a snapshot of the pool's counters.
+func (p *Pool) Metrics() Metrics {
+	p.mu.Lock()
+	c := p.retired
+	for w := range p.workers {
+		c.add(w.snapshot())
+	}
+	workers := len(p.workers)
+	p.mu.Unlock()
+	c.add(p.helper.snapshot())
+
+	m := Metrics{
+		Workers:   workers,
+		Submitted: p.submits.Load(),
+		Waiting:   len(p.queue),
+		Succeeded: c.succeeded,
+		Failed:    c.failed,
+		Panicked:  c.panicked,
+		NotRun:    c.notRun,
+		Latency:   c.latency.summary(),
+	}
+	finished := c.succeeded + c.failed + c.panicked + c.notRun + uint64(m.Waiting)
+	if m.Submitted > finished {
+		m.Running = int(m.Submitted - finished)
+	}
+	return m
+}
+
+// worker holds one worker's counters. Only the worker writes them; Metrics
+// reads them, so they are atomic, but never contended.
+type worker struct {
+	succeeded, failed, panicked, notRun atomic.Uint64
+	latency                             histogram
+}
+
+type counts struct {
+	succeeded, failed, panicked, notRun uint64
+	latency                             histogramSnapshot
+}
+
+func (w *worker) snapshot() counts {
+	return counts{
+		succeeded: w.succeeded.Load(),
+		failed:    w.failed.Load(),
+		panicked:  w.panicked.Load(),
+		notRun:    w.notRun.Load(),
+		latency:   w.latency.snapshot(),
+	}
+}
+
+func (c *counts) add(o counts) {
+	c.succeeded += o.succeeded
+	c.failed += o.failed
+	c.panicked += o.panicked
+	c.notRun += o.notRun
+	c.latency.add(o.latency)
+}
+
+// histogram counts durations in power-of-two buckets of nanoseconds.
+type histogram struct {
+	buckets [64]atomic.Uint64
+	sum     atomic.Int64
+	max     atomic.Int64
+}
+
+type histogramSnapshot struct {
+	buckets  [64]uint64
+	sum, max int64
+}
+
+func (h *histogram) record(d time.Duration) {
+	ns := max(int64(d), 0)
+	h.buckets[bits.Len64(uint64(ns))%64].Add(1)
+	h.sum.Add(ns)
+	if ns > h.max.Load() {
+		h.max.Store(ns)
+	}
+}
+
+func (h *histogram) snapshot() histogramSnapshot {
+	var s histogramSnapshot
+	for i := range h.buckets {
+		s.buckets[i] = h.buckets[i].Load()
+	}
+	s.sum, s.max = h.sum.Load(), h.max.Load()
+	return s
+}
+
+func (s *histogramSnapshot) add(o histogramSnapshot) {
+	for i := range s.buckets {
+		s.buckets[i] += o.buckets[i]
+	}
+	s.sum += o.sum
+	s.max = max(s.max, o.max)
+}
+
+func (s *histogramSnapshot) summary() Latency {
+	var n uint64
+	for _, b := range s.buckets {
+		n += b
+	}
+	if n == 0 {
+		return Latency{}
+	}
+	quantile := func(q float64) time.Duration {
+		rank := uint64(q * float64(n))
+		var seen uint64
+		for i, b := range s.buckets {
+			seen += b
+			if seen > rank {
+				// Bucket i holds durations below 2^i ns.
+				return min(time.Duration(uint64(1)<<i), time.Duration(s.max))
+			}
+		}
+		return time.Duration(s.max)
+	}
+	return Latency{
+		Samples: n,
+		Mean:    time.Duration(s.sum / int64(n)),
+		P50:     quantile(0.50),
+		P90:     quantile(0.90),
+		P99:     quantile(0.99),
+		Max:     time.Duration(s.max),
+	}
+}
+
+// limiter spaces task starts evenly at a rate, allowing a burst after idle
+// time. It is a token bucket kept as the time the next start is allowed.
+type limiter struct {
+	mu       sync.Mutex
+	interval time.Duration
+	burst    time.Duration // how far behind now next may fall
+	next     time.Time
+}
+
+func newLimiter(rate float64, burst int) *limiter {
+	interval := time.Duration(float64(time.Second) / rate)
+	return &limiter{interval: interval, burst: time.Duration(burst-1) * interval}
+}
+
+// wait blocks until the caller may start, or ctx is done.
+func (l *limiter) wait(ctx context.Context) error {
+	l.mu.Lock()
+	now := time.Now()
+	if earliest := now.Add(-l.burst); l.next.Before(earliest) {
+		l.next = earliest
+	}
+	at := l.next
+	l.next = l.next.Add(l.interval)
+	l.mu.Unlock()
+
+	d := at.Sub(now)
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

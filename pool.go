@@ -1,0 +1,458 @@
+package herd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config sets up a [Pool]. The zero value is a pool of GOMAXPROCS workers
+// with a queue of the same length, no timeout, no retries and no rate limit.
+type Config struct {
+	// Workers is how many tasks run at once. Zero means GOMAXPROCS.
+	Workers int
+
+	// QueueSize is how many submitted tasks may wait for a worker before
+	// a submit blocks. Zero means the same as Workers.
+	QueueSize int
+
+	// TaskTimeout bounds each attempt of a task: its context is cancelled
+	// with cause [ErrTimeout] after this long. Zero means no timeout.
+	TaskTimeout time.Duration
+
+	// Retries is how many more times a task that returns an error is run.
+	// Panics are never retried. Zero means no retries.
+	Retries int
+
+	// Backoff is the wait before the first retry; each later retry waits
+	// twice as long as the one before, up to MaxBackoff, and every wait is
+	// drawn at random from its upper half (jitter). Zero means 100ms.
+	Backoff time.Duration
+
+	// MaxBackoff caps the wait between retries. Zero means 10s.
+	MaxBackoff time.Duration
+
+	// Rate limits how many task attempts start per second, across all
+	// workers. Zero means no limit.
+	Rate float64
+
+	// Burst is how many attempts may start at once when the pool has been
+	// idle under a Rate limit. Zero means 1.
+	Burst int
+
+	// OnError, if set, is called on the worker's goroutine with the error
+	// of every task submitted with [Pool.Go] or [Pool.TryGo] that fails, a
+	// [*PanicError] included. Tasks of a [Group] report to the group
+	// instead. When OnError is nil, failures are only counted in
+	// [Metrics], except the first panic, which [Pool.Close] and
+	// [Pool.Shutdown] return so that it is never lost.
+	OnError func(error)
+}
+
+// Pool is a fixed number of workers pulling tasks off a bounded queue.
+//
+// A Pool must be made with [New] and closed with [Pool.Close] or
+// [Pool.Shutdown], which wait for every worker to exit. All methods are safe
+// for concurrent use.
+type Pool struct {
+	cfg   Config
+	queue chan item
+
+	ctx     context.Context // given to tasks: carries the pool, cancelled by a hard stop
+	cancel  context.CancelCauseFunc
+	limiter *limiter
+
+	closed   atomic.Bool   // no more submits
+	closing  chan struct{} // closed when Shutdown starts, to wake blocked submits
+	sendMu   sync.RWMutex  // held for reading by sends to queue, for writing to close it
+	dropping atomic.Bool   // Shutdown's deadline passed: discard what is queued
+	shrink   atomic.Int64
+	submits  atomic.Uint64
+
+	closeOnce sync.Once
+	mu        sync.Mutex
+	workers   map[*worker]struct{}
+	target    int
+	retired   counts // totals of workers that have exited
+	panicked  *PanicError
+	exited    chan struct{} // closed when the pool is closed and the last worker exits
+
+	helper worker // counts for tasks run by submitters and waiters that help out
+}
+
+// item is one queued task. g is nil for tasks submitted straight to the
+// pool. A zero item is a wake-up that lets an idle worker see a shrink.
+type item struct {
+	fn func(context.Context) error
+	g  *Group
+}
+
+type poolKey struct{}
+
+// New starts a pool of workers as cfg describes.
+func New(cfg Config) (*Pool, error) {
+	switch {
+	case cfg.Workers < 0:
+		return nil, fmt.Errorf("herd: new pool: workers %d is negative", cfg.Workers)
+	case cfg.QueueSize < 0:
+		return nil, fmt.Errorf("herd: new pool: queue size %d is negative", cfg.QueueSize)
+	case cfg.TaskTimeout < 0:
+		return nil, fmt.Errorf("herd: new pool: task timeout %v is negative", cfg.TaskTimeout)
+	case cfg.Retries < 0:
+		return nil, fmt.Errorf("herd: new pool: retries %d is negative", cfg.Retries)
+	case cfg.Backoff < 0 || cfg.MaxBackoff < 0:
+		return nil, fmt.Errorf("herd: new pool: backoff %v, max backoff %v: must not be negative", cfg.Backoff, cfg.MaxBackoff)
+	case cfg.Rate < 0 || cfg.Burst < 0:
+		return nil, fmt.Errorf("herd: new pool: rate %v, burst %d: must not be negative", cfg.Rate, cfg.Burst)
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.QueueSize == 0 {
+		cfg.QueueSize = cfg.Workers
+	}
+	if cfg.Backoff == 0 {
+		cfg.Backoff = 100 * time.Millisecond
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = 10 * time.Second
+	}
+	p := &Pool{
+		cfg:     cfg,
+		queue:   make(chan item, cfg.QueueSize),
+		workers: make(map[*worker]struct{}),
+		exited:  make(chan struct{}),
+		closing: make(chan struct{}),
+	}
+	if cfg.Rate > 0 {
+		p.limiter = newLimiter(cfg.Rate, max(cfg.Burst, 1))
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	p.ctx, p.cancel = context.WithValue(ctx, poolKey{}, p), cancel
+	p.mu.Lock()
+	p.target = cfg.Workers
+	for range cfg.Workers {
+		p.startWorker()
+	}
+	p.mu.Unlock()
+	return p, nil
+}
+
+// Go submits task to the pool, waiting for room in the queue if it is full.
+// It returns nil once the task is queued; the task then runs exactly once
+// (more with [Config.Retries]) unless [Pool.Shutdown] gives up on it.
+//
+// If ctx is done before there is room, Go returns ctx's error and the task
+// never runs. If the pool is closed, Go returns [ErrClosed].
+//
+// A task may submit more tasks to its own pool. When it passes the context
+// it was given and the queue is full, Go runs queued tasks on the calling
+// goroutine until there is room, rather than waiting for a worker that may
+// be the caller itself.
+//
+// The task's error, if any, goes to [Config.OnError]; use a [Group] to wait
+// for tasks and collect their errors.
+func (p *Pool) Go(ctx context.Context, task func(ctx context.Context) error) error {
+	return p.submit(ctx, item{fn: task})
+}
+
+// TryGo submits task if there is room in the queue right now, and reports
+// whether it did. It never waits.
+func (p *Pool) TryGo(task func(ctx context.Context) error) bool {
+	p.sendMu.RLock()
+	defer p.sendMu.RUnlock()
+	if p.closed.Load() {
+		return false
+	}
+	select {
+	case p.queue <- item{fn: task}:
+		p.submits.Add(1)
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *Pool) submit(ctx context.Context, it item) error {
+	done := ctx.Done()
+	if done != nil {
+		select {
+		case <-done:
+			return ctx.Err()
+		default:
+		}
+	}
+	// Sends hold sendMu for reading so that Shutdown, holding it for
+	// writing, never closes the queue under a send.
+	p.sendMu.RLock()
+	if p.closed.Load() {
+		p.sendMu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case p.queue <- it:
+		p.sendMu.RUnlock()
+		p.submits.Add(1)
+		return nil
+	default:
+	}
+
+	// The queue is full. Waiting is the rule, but a caller that is one of
+	// this pool's tasks might wait for itself: it helps run the queue.
+	var help chan item
+	if ctx.Value(poolKey{}) == p {
+		help = p.queue
+	}
+	for {
+		select {
+		case p.queue <- it:
+			p.sendMu.RUnlock()
+			p.submits.Add(1)
+			return nil
+		case other := <-help:
+			// Not under sendMu: the task may submit too, and Shutdown
+			// may be waiting to close the queue.
+			p.sendMu.RUnlock()
+			p.runItem(&p.helper, other)
+			p.sendMu.RLock()
+			if p.closed.Load() {
+				p.sendMu.RUnlock()
+				return ErrClosed
+			}
+		case <-done:
+			p.sendMu.RUnlock()
+			return ctx.Err()
+		case <-p.closing:
+			p.sendMu.RUnlock()
+			return ErrClosed
+		}
+	}
+}
+
+// Resize changes the number of workers to n. New workers start at once;
+// when shrinking, workers exit as they finish their current task.
+func (p *Pool) Resize(n int) error {
+	if n < 1 {
+		return fmt.Errorf("herd: resize: workers %d must be at least 1", n)
+	}
+	p.sendMu.RLock() // for the wake-ups below
+	defer p.sendMu.RUnlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	for ; p.target < n; p.target++ {
+		if p.takeShrink() {
+			continue // cancel a pending exit instead of starting a worker
+		}
+		p.startWorker()
+	}
+	for ; p.target > n; p.target-- {
+		p.shrink.Add(1)
+		select {
+		case p.queue <- item{}: // wake an idle worker so that it sees the shrink
+		default: // the queue is busy: a worker will see it after its task
+		}
+	}
+	return nil
+}
+
+// Close stops the pool accepting tasks, runs every task already queued, and
+// waits for all workers to exit. It returns the first panic of a task
+// submitted with [Pool.Go] when [Config.OnError] is nil, and nil otherwise.
+func (p *Pool) Close() error {
+	return p.Shutdown(context.Background())
+}
+
+// Shutdown stops the pool accepting tasks and waits for the queued and
+// running tasks to finish, like [net/http.Server.Shutdown]. If ctx is done
+// first, Shutdown cancels the context of the running tasks, discards the
+// tasks still queued (their groups see [ErrNotRun]) and waits for the
+// running ones to return. It then reports ctx's error and how many tasks
+// never ran. Either way no worker is left running when it returns.
+func (p *Pool) Shutdown(ctx context.Context) error {
+	p.closeOnce.Do(func() {
+		close(p.closing)
+		p.sendMu.Lock()
+		p.closed.Store(true)
+		close(p.queue)
+		p.sendMu.Unlock()
+		// The last worker to exit closes p.exited.
+	})
+
+	var errs []error
+	select {
+	case <-p.exited:
+	case <-ctx.Done():
+		p.dropping.Store(true)
+		p.cancel(fmt.Errorf("herd: pool shut down: %w", context.Cause(ctx)))
+		<-p.exited
+		errs = append(errs, fmt.Errorf("herd: shutdown: %d queued tasks never ran: %w", p.Metrics().NotRun, ctx.Err()))
+	}
+	p.mu.Lock()
+	if p.panicked != nil {
+		errs = append(errs, p.panicked)
+	}
+	p.mu.Unlock()
+	p.cancel(ErrClosed)
+	return errors.Join(errs...)
+}
+
+// startWorker starts one worker. p.mu must be held.
+func (p *Pool) startWorker() {
+	w := new(worker)
+	p.workers[w] = struct{}{}
+	go p.work(w)
+}
+
+// work is a worker's loop: it runs tasks until the queue is closed and
+// drained or a shrink asks one worker to go.
+func (p *Pool) work(w *worker) {
+	clean := false
+	defer func() { p.exit(w, clean) }()
+	var seq uint32
+	for it := range p.queue {
+		if seq++; seq%latencySampleEvery == 0 && it.fn != nil {
+			start := time.Now()
+			p.runItem(w, it)
+			w.latency.record(time.Since(start))
+		} else {
+			p.runItem(w, it)
+		}
+		if p.takeShrink() {
+			break
+		}
+	}
+	clean = true
+}
+
+// takeShrink claims one pending worker exit, if there is one.
+func (p *Pool) takeShrink() bool {
+	for {
+		n := p.shrink.Load()
+		if n <= 0 {
+			return false
+		}
+		if p.shrink.CompareAndSwap(n, n-1) {
+			return true
+		}
+	}
+}
+
+// exit retires a worker. A worker that did not exit cleanly was ended by a
+// task calling runtime.Goexit; a replacement keeps the pool at its size.
+func (p *Pool) exit(w *worker, clean bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.workers, w)
+	p.retired.add(w.snapshot())
+	if !clean {
+		p.startWorker()
+		return
+	}
+	if p.closed.Load() && len(p.workers) == 0 {
+		close(p.exited)
+	}
+}
+
+// runItem runs one task and reports its outcome, whatever way it ends.
+func (p *Pool) runItem(w *worker, it item) {
+	if it.fn == nil {
+		return // a wake-up
+	}
+	if p.dropping.Load() {
+		w.notRun.Add(1)
+		if it.g != nil {
+			it.g.finish(ErrNotRun)
+		}
+		return
+	}
+	ctx := p.ctx
+	if it.g != nil {
+		ctx = it.g.ctx
+	}
+	var err error
+	returned := false
+	defer func() {
+		if !returned {
+			if v := recover(); v != nil {
+				err = newPanicError(v)
+			} else {
+				err = errGoexit
+			}
+		}
+		p.report(w, it.g, err)
+	}()
+	err = p.call(ctx, it.fn)
+	returned = true
+}
+
+// call runs fn with the pool's timeout, retries and rate limit.
+func (p *Pool) call(ctx context.Context, fn func(context.Context) error) error {
+	if p.limiter == nil && p.cfg.TaskTimeout == 0 && p.cfg.Retries == 0 {
+		return fn(ctx)
+	}
+	backoff := p.cfg.Backoff
+	for attempt := 0; ; attempt++ {
+		if p.limiter != nil {
+			if err := p.limiter.wait(ctx); err != nil {
+				return err
+			}
+		}
+		err := p.attempt(ctx, fn)
+		if err == nil || attempt == p.cfg.Retries {
+			return err
+		}
+		// Full backoff in the upper half: never less than half the wait.
+		d := backoff/2 + rand.N(backoff/2+1)
+		backoff = min(2*backoff, p.cfg.MaxBackoff)
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+	}
+}
+
+func (p *Pool) attempt(ctx context.Context, fn func(context.Context) error) error {
+	if p.cfg.TaskTimeout == 0 {
+		return fn(ctx)
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, p.cfg.TaskTimeout, ErrTimeout)
+	defer cancel()
+	return fn(ctx)
+}
+
+// report counts a finished task and hands its error to whoever waits for it.
+func (p *Pool) report(w *worker, g *Group, err error) {
+	var pe *PanicError
+	switch {
+	case err == nil:
+		w.succeeded.Add(1)
+	case errors.As(err, &pe):
+		w.panicked.Add(1)
+	default:
+		w.failed.Add(1)
+	}
+	switch {
+	case g != nil:
+		g.finish(err)
+	case err == nil:
+	case p.cfg.OnError != nil:
+		p.cfg.OnError(err)
+	case pe != nil:
+		p.mu.Lock()
+		if p.panicked == nil {
+			p.panicked = pe
+		}
+		p.mu.Unlock()
+	}
+}
