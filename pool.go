@@ -12,13 +12,15 @@ import (
 )
 
 // Config sets up a [Pool]. The zero value is a pool of GOMAXPROCS workers
-// with a queue of the same length, no timeout, no retries and no rate limit.
+// with a queue of 64, no timeout, no retries and no rate limit.
 type Config struct {
 	// Workers is how many tasks run at once. Zero means GOMAXPROCS.
 	Workers int
 
 	// QueueSize is how many submitted tasks may wait for a worker before
-	// a submit blocks. Zero means the same as Workers.
+	// a submit blocks. Zero means Workers or 64, whichever is larger: a
+	// queue much shorter than that makes submitters and workers take turns
+	// sleeping and waking for every short task.
 	QueueSize int
 
 	// TaskTimeout bounds each attempt of a task: its context is cancelled
@@ -66,15 +68,16 @@ type Pool struct {
 	ctx     context.Context // given to tasks: carries the pool, cancelled by a hard stop
 	cancel  context.CancelCauseFunc
 	limiter *limiter
+	plain   bool // no timeout, retries or rate limit: call tasks directly
 
-	closed   atomic.Bool   // no more submits
-	closing  chan struct{} // closed when Shutdown starts, to wake blocked submits
-	sendMu   sync.RWMutex  // held for reading by sends to queue, for writing to close it
-	dropping atomic.Bool   // Shutdown's deadline passed: discard what is queued
+	closed   atomic.Bool  // no more submits
+	sendMu   sync.RWMutex // held for reading by sends to queue, for writing to close it
+	dropping atomic.Bool  // Shutdown's deadline passed: discard what is queued
 	shrink   atomic.Int64
 	submits  atomic.Uint64
 
 	closeOnce sync.Once
+	closer    sync.WaitGroup // the goroutine that closes the queue
 	mu        sync.Mutex
 	workers   map[*worker]struct{}
 	target    int
@@ -114,7 +117,7 @@ func New(cfg Config) (*Pool, error) {
 		cfg.Workers = runtime.GOMAXPROCS(0)
 	}
 	if cfg.QueueSize == 0 {
-		cfg.QueueSize = cfg.Workers
+		cfg.QueueSize = max(cfg.Workers, 64)
 	}
 	if cfg.Backoff == 0 {
 		cfg.Backoff = 100 * time.Millisecond
@@ -127,11 +130,11 @@ func New(cfg Config) (*Pool, error) {
 		queue:   make(chan item, cfg.QueueSize),
 		workers: make(map[*worker]struct{}),
 		exited:  make(chan struct{}),
-		closing: make(chan struct{}),
 	}
 	if cfg.Rate > 0 {
 		p.limiter = newLimiter(cfg.Rate, max(cfg.Burst, 1))
 	}
+	p.plain = p.limiter == nil && cfg.TaskTimeout == 0 && cfg.Retries == 0
 	ctx, cancel := context.WithCancelCause(context.Background())
 	p.ctx, p.cancel = context.WithValue(ctx, poolKey{}, p), cancel
 	p.mu.Lock()
@@ -188,11 +191,21 @@ func (p *Pool) submit(ctx context.Context, it item) error {
 		}
 	}
 	// Sends hold sendMu for reading so that Shutdown, holding it for
-	// writing, never closes the queue under a send.
+	// writing, never closes the queue under a send. A send blocked on a full
+	// queue completes once a worker takes a task, and the workers keep
+	// taking tasks until the queue is closed, so Shutdown never waits long.
 	p.sendMu.RLock()
 	if p.closed.Load() {
 		p.sendMu.RUnlock()
 		return ErrClosed
+	}
+	if done == nil {
+		// Nothing to honour but the queue; and the caller is not one of
+		// our tasks, whose contexts can all be cancelled.
+		p.queue <- it
+		p.sendMu.RUnlock()
+		p.submits.Add(1)
+		return nil
 	}
 	select {
 	case p.queue <- it:
@@ -227,9 +240,6 @@ func (p *Pool) submit(ctx context.Context, it item) error {
 		case <-done:
 			p.sendMu.RUnlock()
 			return ctx.Err()
-		case <-p.closing:
-			p.sendMu.RUnlock()
-			return ErrClosed
 		}
 	}
 }
@@ -278,13 +288,18 @@ func (p *Pool) Close() error {
 // never ran. Either way no worker is left running when it returns.
 func (p *Pool) Shutdown(ctx context.Context) error {
 	p.closeOnce.Do(func() {
-		close(p.closing)
-		p.sendMu.Lock()
-		p.closed.Store(true)
-		close(p.queue)
-		p.sendMu.Unlock()
-		// The last worker to exit closes p.exited.
+		// Taking sendMu waits for submits blocked on a full queue, which
+		// the workers will unblock, even when the deadline below passes
+		// and they only discard what they take.
+		p.closer.Go(func() {
+			p.sendMu.Lock()
+			p.closed.Store(true)
+			close(p.queue)
+			p.sendMu.Unlock()
+			// The last worker to exit closes p.exited.
+		})
 	})
+	defer p.closer.Wait()
 
 	var errs []error
 	select {
@@ -389,15 +404,16 @@ func (p *Pool) runItem(w *worker, it item) {
 		}
 		p.report(w, it.g, err)
 	}()
-	err = p.call(ctx, it.fn)
+	if p.plain {
+		err = it.fn(ctx)
+	} else {
+		err = p.call(ctx, it.fn)
+	}
 	returned = true
 }
 
 // call runs fn with the pool's timeout, retries and rate limit.
 func (p *Pool) call(ctx context.Context, fn func(context.Context) error) error {
-	if p.limiter == nil && p.cfg.TaskTimeout == 0 && p.cfg.Retries == 0 {
-		return fn(ctx)
-	}
 	backoff := p.cfg.Backoff
 	for attempt := 0; ; attempt++ {
 		if p.limiter != nil {
@@ -433,22 +449,25 @@ func (p *Pool) attempt(ctx context.Context, fn func(context.Context) error) erro
 
 // report counts a finished task and hands its error to whoever waits for it.
 func (p *Pool) report(w *worker, g *Group, err error) {
-	var pe *PanicError
-	switch {
-	case err == nil:
+	if err == nil {
 		w.succeeded.Add(1)
-	case errors.As(err, &pe):
+		if g != nil {
+			g.finish(nil)
+		}
+		return
+	}
+	pe, panicked := errors.AsType[*PanicError](err)
+	if panicked {
 		w.panicked.Add(1)
-	default:
+	} else {
 		w.failed.Add(1)
 	}
 	switch {
 	case g != nil:
 		g.finish(err)
-	case err == nil:
 	case p.cfg.OnError != nil:
 		p.cfg.OnError(err)
-	case pe != nil:
+	case panicked:
 		p.mu.Lock()
 		if p.panicked == nil {
 			p.panicked = pe

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs herd's benchmarks side by side with its peers and prints a benchstat
+# table per workload. The contenders are interleaved — every round runs each
+# of them once, in turn — so that a noisy neighbour hurts all of them alike,
+# and the rounds are repeated so that benchstat can quote medians.
+#
+#   bash bench/run.sh [rounds] [benchmark regexp]
+#
+# Defaults: 5 rounds of every benchmark. Raw results go to bench/results.txt.
+set -euo pipefail
+cd "$(dirname "$0")"
+rounds=${1:-5}
+filter=${2:-.}
+
+bin=$(mktemp -d)
+trap 'rm -rf "$bin"' EXIT
+go test -c -o "$bin/bench.test" .
+go build -o "$bin/benchstat" golang.org/x/perf/cmd/benchstat
+
+# Every benchmark/config/impl triple, in the order the test binary lists them.
+mapfile -t cases < <("$bin/bench.test" -test.list '^Benchmark' | grep -E -- "$filter" | while read -r b; do
+  "$bin/bench.test" -test.run '^$' -test.bench "^$b\$" -test.benchtime 1x 2>/dev/null |
+    awk '/^Benchmark/ { sub(/-[0-9]+$/, "", $1); print $1 }'
+done)
+
+out=results.txt
+: > "$out"
+for r in $(seq "$rounds"); do
+  echo "round $r of $rounds" >&2
+  for c in "${cases[@]}"; do
+    # Sub-benchmark names are matched part by part, each as a regexp.
+    pattern=$(echo "$c" | sed -E 's#([^/]+)#^\1$#g')
+    "$bin/bench.test" -test.run '^$' -test.bench "$pattern" -test.benchtime 3x |
+      grep -E '^(Benchmark|goos|goarch|pkg|cpu)' >> "$out"
+  done
+done
+"$bin/benchstat" -col /impl -filter '.unit:(cpu-ns/task|ns/task|B/task|allocs/task)' "$out"
