@@ -6,10 +6,12 @@
 #
 #   bash bench/run.sh [rounds] [benchmark regexp]
 #
-# Defaults: 5 rounds of every benchmark. Raw results go to bench/results.txt.
+# Defaults: 6 rounds of every benchmark (benchstat wants 6 for a confidence
+# interval). Raw results go to bench/results.txt; the tables, one per unit
+# and workload with a row per contender, to standard output.
 set -euo pipefail
 cd "$(dirname "$0")"
-rounds=${1:-5}
+rounds=${1:-6}
 filter=${2:-.}
 
 bin=$(mktemp -d)
@@ -34,4 +36,7 @@ for r in $(seq "$rounds"); do
       grep -E '^(Benchmark|goos|goarch|pkg|cpu)' >> "$out"
   done
 done
-"$bin/benchstat" -col /impl -filter '.unit:(cpu-ns/task|ns/task|B/task|allocs/task)' "$out"
+for unit in cpu-sec/task sec/task B/task allocs/task; do
+  echo "## $unit"
+  "$bin/benchstat" -table .name -row /impl -col /workers -filter ".unit:$unit" "$out"
+done
