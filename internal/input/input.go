@@ -1,0 +1,301 @@
+// Package input reads the inputs of herd run the way GNU parallel does:
+// arguments after :::, lines of files after :::: or -a, or standard input;
+// split on a delimiter, into columns, and into groups of n per job.
+package input
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"os"
+	"regexp"
+)
+
+// Source is one input source.
+type Source struct {
+	Args   []string // the values of a ::: source
+	Path   string   // the file of a :::: source or -a; "-" is standard input
+	Linked bool     // :::+ or ::::+ : paired with the source before, not combined
+}
+
+// Split separates a herd run command line into the command and the input
+// sources given with :::, :::+, :::: and ::::+.
+func Split(args []string) (command []string, sources []Source, err error) {
+	i := 0
+	for i < len(args) && !isSep(args[i]) {
+		i++
+	}
+	command = args[:i]
+	for i < len(args) {
+		sep := args[i]
+		i++
+		start := i
+		for i < len(args) && !isSep(args[i]) {
+			i++
+		}
+		vals := args[start:i]
+		linked := sep == ":::+" || sep == "::::+"
+		if linked && len(sources) == 0 {
+			return nil, nil, fmt.Errorf("%s must follow another input source", sep)
+		}
+		switch sep {
+		case ":::", ":::+":
+			if len(vals) == 0 {
+				return nil, nil, fmt.Errorf("%s needs at least one argument", sep)
+			}
+			sources = append(sources, Source{Args: vals, Linked: linked})
+		default:
+			if len(vals) == 0 {
+				return nil, nil, fmt.Errorf("%s needs a file name", sep)
+			}
+			for j, p := range vals {
+				sources = append(sources, Source{Path: p, Linked: linked && j == 0})
+			}
+		}
+	}
+	return command, sources, nil
+}
+
+func isSep(s string) bool {
+	return s == ":::" || s == ":::+" || s == "::::" || s == "::::+"
+}
+
+// Config says how to read the inputs.
+type Config struct {
+	Sources []Source  // none means Stdin
+	Stdin   io.Reader // read for "-" and when there are no sources
+	Delim   string    // record delimiter of files and stdin; empty means newline
+	ColSep  *regexp.Regexp
+	// MaxArgs is how many records make one job (-n and -N). Zero means 1.
+	MaxArgs int
+	// Link pairs all sources value by value instead of combining them
+	// (--link).
+	Link bool
+}
+
+// Reader yields the inputs of each job.
+type Reader struct {
+	cfg   Config
+	files []io.ReadCloser // by source, nil for ::: sources
+}
+
+// Open opens every file source, so that a missing or unreadable file is
+// reported before any job starts.
+func Open(cfg Config) (*Reader, error) {
+	if cfg.Delim == "" {
+		cfg.Delim = "\n"
+	}
+	if cfg.MaxArgs <= 0 {
+		cfg.MaxArgs = 1
+	}
+	if len(cfg.Sources) == 0 {
+		cfg.Sources = []Source{{Path: "-"}}
+	}
+	r := &Reader{cfg: cfg, files: make([]io.ReadCloser, len(cfg.Sources))}
+	stdinUsed := false
+	for i, s := range cfg.Sources {
+		switch {
+		case s.Args != nil:
+		case s.Path == "-":
+			if stdinUsed {
+				r.Close()
+				return nil, errors.New("standard input is given as an input source twice")
+			}
+			stdinUsed = true
+			r.files[i] = io.NopCloser(cfg.Stdin)
+		default:
+			f, err := os.Open(s.Path)
+			if err != nil {
+				r.Close()
+				return nil, fmt.Errorf("input file: %w", err)
+			}
+			r.files[i] = f
+		}
+	}
+	return r, nil
+}
+
+// Close closes the files.
+func (r *Reader) Close() error {
+	var errs []error
+	for _, f := range r.files {
+		if f != nil {
+			errs = append(errs, f.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Jobs yields the inputs of each job in order: one value per source (or per
+// column with ColSep), times MaxArgs. Combining sources reads every source
+// but the first into memory; a single or linked sources are streamed.
+func (r *Reader) Jobs() iter.Seq2[[]string, error] {
+	return func(yield func([]string, error) bool) {
+		var group []string
+		n := 0
+		for vals, err := range r.combined() {
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			if r.cfg.ColSep != nil {
+				var cols []string
+				for _, v := range vals {
+					cols = append(cols, r.cfg.ColSep.Split(v, -1)...)
+				}
+				vals = cols
+			}
+			group = append(group, vals...)
+			if n++; n == r.cfg.MaxArgs {
+				if !yield(group, nil) {
+					return
+				}
+				group, n = nil, 0
+			}
+		}
+		if n > 0 {
+			yield(group, nil)
+		}
+	}
+}
+
+// combined yields one value from each source per step: the cartesian
+// product of groups of linked sources, the first varying slowest.
+func (r *Reader) combined() iter.Seq2[[]string, error] {
+	// Sources linked to the one before form one group, zipped.
+	var groups [][]int
+	for i, s := range r.cfg.Sources {
+		if i > 0 && (s.Linked || r.cfg.Link) {
+			groups[len(groups)-1] = append(groups[len(groups)-1], i)
+		} else {
+			groups = append(groups, []int{i})
+		}
+	}
+	return func(yield func([]string, error) bool) {
+		// Every group but the first is read whole, to be repeated.
+		rest := make([][][]string, len(groups)-1)
+		for gi, g := range groups[1:] {
+			for tuple, err := range r.zip(g) {
+				if err != nil {
+					yield(nil, err)
+					return
+				}
+				rest[gi] = append(rest[gi], tuple)
+			}
+			if len(rest[gi]) == 0 {
+				return // an empty source: no combinations
+			}
+		}
+		for first, err := range r.zip(groups[0]) {
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			if !product(first, rest, yield) {
+				return
+			}
+		}
+	}
+}
+
+// product yields prefix followed by every combination of rest.
+func product(prefix []string, rest [][][]string, yield func([]string, error) bool) bool {
+	if len(rest) == 0 {
+		return yield(append([]string(nil), prefix...), nil)
+	}
+	for _, tuple := range rest[0] {
+		if !product(append(prefix, tuple...), rest[1:], yield) {
+			return false
+		}
+	}
+	return true
+}
+
+// zip yields the values of the given sources side by side. Shorter sources
+// are repeated from their start to the length of the longest, as GNU
+// parallel does with --link.
+func (r *Reader) zip(sources []int) iter.Seq2[[]string, error] {
+	return func(yield func([]string, error) bool) {
+		if len(sources) == 1 {
+			for v, err := range r.values(sources[0]) {
+				if !yield([]string{v}, err) || err != nil {
+					return
+				}
+			}
+			return
+		}
+		all := make([][]string, len(sources))
+		longest := 0
+		for i, s := range sources {
+			for v, err := range r.values(s) {
+				if err != nil {
+					yield(nil, err)
+					return
+				}
+				all[i] = append(all[i], v)
+			}
+			if len(all[i]) == 0 {
+				return
+			}
+			longest = max(longest, len(all[i]))
+		}
+		for k := range longest {
+			tuple := make([]string, len(all))
+			for i := range all {
+				tuple[i] = all[i][k%len(all[i])]
+			}
+			if !yield(tuple, nil) {
+				return
+			}
+		}
+	}
+}
+
+// values yields the values of one source.
+func (r *Reader) values(i int) iter.Seq2[string, error] {
+	s := r.cfg.Sources[i]
+	if s.Args != nil {
+		return func(yield func(string, error) bool) {
+			for _, a := range s.Args {
+				if !yield(a, nil) {
+					return
+				}
+			}
+		}
+	}
+	return Records(r.files[i], r.cfg.Delim, s.Path)
+}
+
+// Records yields the records of rd, split at delim, without the delimiter.
+// A last record without a delimiter is yielded too; an empty input has no
+// records.
+func Records(rd io.Reader, delim string, name string) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		sep := []byte(delim)
+		sc := bufio.NewScanner(rd)
+		sc.Buffer(make([]byte, 64*1024), 1<<30)
+		sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
+			if i := bytes.Index(data, sep); i >= 0 {
+				return i + len(sep), data[:i], nil
+			}
+			if atEOF && len(data) > 0 {
+				return len(data), data, nil
+			}
+			return 0, nil, nil
+		})
+		for sc.Scan() {
+			if !yield(sc.Text(), nil) {
+				return
+			}
+		}
+		if err := sc.Err(); err != nil {
+			if name == "-" {
+				name = "standard input"
+			}
+			yield("", fmt.Errorf("reading %s: %w", name, err))
+		}
+	}
+}

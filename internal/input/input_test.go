@@ -1,0 +1,103 @@
+package input
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func jobs(t *testing.T, cfg Config) [][]string {
+	t.Helper()
+	r, err := Open(cfg)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer r.Close()
+	var out [][]string
+	for j, err := range r.Jobs() {
+		if err != nil {
+			t.Fatalf("Jobs: %v", err)
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
+func TestSplit(t *testing.T) {
+	cmd, srcs, err := Split([]string{"echo", "{}", ":::", "a", "b", ":::+", "1", "2", "::::", "f1", "f2", "::::+", "g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Source{{Args: []string{"a", "b"}}, {Args: []string{"1", "2"}, Linked: true}, {Path: "f1"}, {Path: "f2"}, {Path: "g", Linked: true}}
+	if !slices.Equal(cmd, []string{"echo", "{}"}) || fmt.Sprint(srcs) != fmt.Sprint(want) {
+		t.Errorf("Split = %q, %+v; want %+v", cmd, srcs, want)
+	}
+	for _, bad := range [][]string{{"echo", ":::"}, {"echo", "::::"}, {"echo", ":::+", "a"}} {
+		if _, _, err := Split(bad); err == nil {
+			t.Errorf("Split(%q) = nil error", bad)
+		}
+	}
+}
+
+func TestCombinations(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "f")
+	os.WriteFile(f, []byte("x\ny\n"), 0o644)
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"product", Config{Sources: []Source{{Args: []string{"a", "b"}}, {Args: []string{"1", "2"}}}}, "[[a 1] [a 2] [b 1] [b 2]]"},
+		{"linked", Config{Sources: []Source{{Args: []string{"a", "b"}}, {Args: []string{"1", "2"}, Linked: true}}}, "[[a 1] [b 2]]"},
+		{"link repeats shorter", Config{Link: true, Sources: []Source{{Args: []string{"a", "b", "c"}}, {Args: []string{"1"}}}}, "[[a 1] [b 1] [c 1]]"},
+		{"file", Config{Sources: []Source{{Path: f}, {Args: []string{"1"}}}}, "[[x 1] [y 1]]"},
+		{"stdin", Config{Stdin: strings.NewReader("p\nq")}, "[[p] [q]]"},
+		{"null", Config{Stdin: strings.NewReader("p q\x00r\n\x00"), Delim: "\x00"}, "[[p q] [r\n]]"},
+		{"multi-byte delim", Config{Stdin: strings.NewReader("a--b--"), Delim: "--"}, "[[a] [b]]"},
+		{"colsep", Config{Stdin: strings.NewReader("a,b\nc,d\n"), ColSep: regexp.MustCompile(",")}, "[[a b] [c d]]"},
+		{"max args", Config{Sources: []Source{{Args: []string{"a", "b", "c"}}}, MaxArgs: 2}, "[[a b] [c]]"},
+		{"empty source", Config{Sources: []Source{{Args: []string{"a"}}, {Path: "-"}}, Stdin: strings.NewReader("")}, "[]"},
+	} {
+		if got := fmt.Sprint(jobs(t, tc.cfg)); got != tc.want && !(tc.want == "[]" && got == "[]") {
+			t.Errorf("%s: jobs = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestOpenMissingFile(t *testing.T) {
+	_, err := Open(Config{Sources: []Source{{Args: []string{"a"}}, {Path: "/nonexistent/file"}}})
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/file") {
+		t.Errorf("Open(missing) = %v, want an error naming the file", err)
+	}
+}
+
+func FuzzRecords(f *testing.F) {
+	f.Add("a\nb\n", "\n")
+	f.Add("a\x00b", "\x00")
+	f.Add("", ",")
+	f.Add("\n\n", "\n")
+	f.Add("a--b-", "--")
+	f.Fuzz(func(t *testing.T, data string, delim string) {
+		if delim == "" {
+			return
+		}
+		var recs []string
+		for r, err := range Records(strings.NewReader(data), delim, "fuzz") {
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs = append(recs, r)
+		}
+		// Joining the records with the delimiter gives back the input,
+		// less the delimiter that ends the last record, if one does.
+		joined := strings.Join(recs, delim)
+		if joined != data && joined != strings.TrimSuffix(data, delim) {
+			t.Fatalf("Records(%q, %q) = %q, joined %q", data, delim, recs, joined)
+		}
+	})
+}

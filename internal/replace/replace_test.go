@@ -1,0 +1,119 @@
+package replace
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+func TestExpand(t *testing.T) {
+	for _, tc := range []struct {
+		tmpl   string
+		opts   Options
+		inputs []string
+		want   string
+	}{
+		{"echo {}", Options{}, []string{"a"}, "echo a"},
+		{"echo", Options{}, []string{"a", "b c"}, "echo a 'b c'"},
+		{"echo {.}", Options{}, []string{"dir.d/file.tar.gz"}, "echo dir.d/file.tar"},
+		{"echo {.}", Options{}, []string{".bashrc"}, "echo .bashrc"},
+		{"echo {/}", Options{}, []string{"/a/b/c.txt"}, "echo c.txt"},
+		{"echo {//}", Options{}, []string{"/a/b/c.txt"}, "echo /a/b"},
+		{"echo {//}", Options{}, []string{"c.txt"}, "echo ."},
+		{"echo {//}", Options{}, []string{"/c.txt"}, "echo /"},
+		{"echo {/.}", Options{}, []string{"/a/b/c.txt"}, "echo c"},
+		{"echo {#} {%}", Options{}, []string{"x"}, "echo 7 2 x"},
+		{"cp {1} {2}", Options{}, []string{"a b", "c"}, "cp 'a b' c"},
+		{"echo {2.} {1/} {3}", Options{}, []string{"d/x.y", "f.txt"}, "echo f x.y ''"},
+		{"echo {}", Options{}, []string{"a", "b"}, "echo a b"},
+		{"echo X", Options{Input: "X"}, []string{"a"}, "echo a"},
+		{"echo {} X", Options{Input: "X"}, []string{"a"}, "echo {} a"},
+		{"awk '{print}' {}", Options{}, []string{"f"}, "awk '{print}' f"},
+		{"echo {0} {x} {", Options{}, []string{"a"}, "echo {0} {x} { a"},
+		{"echo {}", Options{}, []string{"x; rm -rf ~"}, `echo 'x; rm -rf ~'`},
+		{"echo {}", Options{}, []string{"it's"}, `echo 'it'\''s'`},
+	} {
+		got := Parse(tc.tmpl, tc.opts).Expand(tc.inputs, 7, 2, false)
+		if got != tc.want {
+			t.Errorf("Parse(%q, %+v).Expand(%q) = %q, want %q", tc.tmpl, tc.opts, tc.inputs, got, tc.want)
+		}
+	}
+}
+
+func TestRaw(t *testing.T) {
+	got := Parse("echo {}", Options{}).Expand([]string{"a; b"}, 1, 1, true)
+	if got != "echo a; b" {
+		t.Errorf("raw Expand = %q, want %q", got, "echo a; b")
+	}
+}
+
+// The shell sees a quoted input as one word with exactly its value, whatever
+// it contains: never as code.
+func TestQuoteWithRealShell(t *testing.T) {
+	for _, in := range []string{
+		"plain", "", " ", "a b", "x; touch pwned", "$(touch pwned)", "`touch pwned`", "'", `"`, `\`,
+		"a\nb", "*", "~", "$HOME", "it's", "--", "-n", "\t", "!", "a'b'c'",
+	} {
+		cmd := "printf %s " + Quote(in)
+		out, err := exec.Command("/bin/sh", "-c", cmd).Output()
+		if err != nil || string(out) != in {
+			t.Errorf("sh -c %q printed %q (%v), want %q", cmd, out, err, in)
+		}
+	}
+}
+
+// unquote undoes Quote for the forms it produces.
+func unquote(s string) (string, bool) {
+	if !strings.HasPrefix(s, "'") {
+		return s, true
+	}
+	var b strings.Builder
+	for s != "" {
+		switch {
+		case strings.HasPrefix(s, `\'`):
+			b.WriteByte('\'')
+			s = s[2:]
+		case s[0] == '\'':
+			end := strings.IndexByte(s[1:], '\'')
+			if end < 0 {
+				return "", false
+			}
+			b.WriteString(s[1 : 1+end])
+			s = s[2+end:]
+		default:
+			return "", false
+		}
+	}
+	return b.String(), true
+}
+
+func FuzzQuote(f *testing.F) {
+	for _, s := range []string{"", "a", "x; rm -rf ~", "it's", "''", `'\''`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		q := Quote(s)
+		got, ok := unquote(q)
+		if !ok || got != s {
+			t.Fatalf("unquote(Quote(%q)) = %q, %v", s, got, ok)
+		}
+	})
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"echo {}", "{1} {2/.} {#} {%}", "{", "}{", "{{}}", "{9999999999999999999999}", "a{.}b"} {
+		f.Add(s, "")
+		f.Add(s, "X")
+	}
+	f.Fuzz(func(t *testing.T, tmpl, input string) {
+		p := Parse(tmpl, Options{Input: input})
+		again := Parse(p.String(), Options{})
+		if input == "" && again.String() != p.String() {
+			t.Fatalf("Parse(%q).String() = %q re-parses as %q", tmpl, p.String(), again.String())
+		}
+		out := p.Expand([]string{"in put"}, 1, 1, false)
+		if !p.RefersToInput() && !strings.HasSuffix(out, " 'in put'") {
+			t.Fatalf("Parse(%q) has no input reference but Expand = %q does not end with the input", tmpl, out)
+		}
+	})
+}
