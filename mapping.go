@@ -101,34 +101,31 @@ func MapSlice[T, R any](ctx context.Context, workers int, in []T, fn func(contex
 	}
 	var work func()
 	work = func() {
-		// Workers claim indexes one at a time; the result goes straight
-		// to its place, so nothing needs reordering.
+		// Workers claim indexes one at a time; each result goes straight
+		// to its place, so nothing needs reordering. A panic or Goexit
+		// fails the whole call, which only needs noticing once per worker.
+		finished := false
+		defer func() {
+			if !finished {
+				if v := recover(); v != nil {
+					fail(newPanicError(v))
+				} else {
+					fail(errGoexit)
+				}
+			}
+		}()
 		for ctx.Err() == nil {
 			i := int(next.Add(1) - 1)
 			if i >= len(in) {
-				return
+				break
 			}
 			var err error
-			returned := false
-			func() {
-				defer func() {
-					if !returned {
-						if v := recover(); v != nil {
-							err = newPanicError(v)
-						} else {
-							fail(errGoexit)
-							wg.Go(work) // this goroutine is ending: carry on in another
-						}
-					}
-				}()
-				out[i], err = fn(ctx, in[i])
-				returned = true
-			}()
-			if err != nil {
+			if out[i], err = fn(ctx, in[i]); err != nil {
 				fail(err)
-				return
+				break
 			}
 		}
+		finished = true
 	}
 	for range min(workers, len(in)) {
 		wg.Go(work)
