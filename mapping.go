@@ -99,8 +99,7 @@ func MapSlice[T, R any](ctx context.Context, workers int, in []T, fn func(contex
 			cancel(err)
 		}
 	}
-	var work func()
-	work = func() {
+	work := func() {
 		// Workers claim indexes one at a time; each result goes straight
 		// to its place, so nothing needs reordering. A panic or Goexit
 		// fails the whole call, which only needs noticing once per worker.

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit statuses of herd run, as GNU parallel's: 0 when every job
+// succeeded, 1 to 100 the number of jobs that failed, 101 more than 100,
+// and 255 for any other error, such as a bad option. A run stopped by a
+// signal exits 128 plus the signal's number, as a shell reports it.
+const (
+	exitManyFailed = 101
+	exitError      = 255
+)
+
+// run is herd's main: it parses args and runs the subcommand, returning the
+// exit status.
+func run(ctx context.Context, args []string, sigs <-chan os.Signal, stdin io.Reader, stdout, stderr io.Writer) int {
+	status := 0
+	root := &cobra.Command{
+		Use:   "herd",
+		Short: "a queue of things to be done, and workers pulling things off the queue",
+		Long: `herd runs work on a fixed number of workers.
+
+  herd run   runs a shell command for every input, N at a time, with GNU parallel's
+             options and job log (see herd run --help)`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.AddCommand(newRunCommand(ctx, sigs, &status))
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteC()
+	if err != nil {
+		name := "herd"
+		if cmd != nil && cmd != root {
+			name = cmd.CommandPath()
+		}
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return exitError
+	}
+	return status
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/goherd/herd/internal/command"
+)
+
+// The job log is GNU parallel's: a header, then a row of nine tab-separated
+// columns for every finished job, written as the job finishes, in one write,
+// so that a row is either there whole or not at all even if herd is killed.
+const joblogHeader = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"
+
+// logRow is one row of a job log.
+type logRow struct {
+	seq     int
+	exit    int
+	signal  int
+	command string
+}
+
+func (r logRow) failed() bool { return r.exit != 0 || r.signal != 0 }
+
+// joblog appends rows to a job log file.
+type joblog struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+// openJoblog opens path for writing rows: truncated unless keep is set, and
+// with a header if it is empty.
+func openJoblog(path string, keep bool) (*joblog, error) {
+	flags := os.O_WRONLY | os.O_CREATE | os.O_APPEND
+	if !keep {
+		flags |= os.O_TRUNC
+	}
+	f, err := os.OpenFile(path, flags, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("--joblog: %w", err)
+	}
+	st, err := f.Stat()
+	if err == nil && st.Size() == 0 {
+		_, err = f.WriteString(joblogHeader)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--joblog: %w", err)
+	}
+	return &joblog{f: f}, nil
+}
+
+// write appends the row of a finished job.
+func (l *joblog) write(seq int, res command.Result, sent, received int64, line string) error {
+	row := fmt.Sprintf("%d\t:\t%.3f\t%10.3f\t%d\t%d\t%d\t%d\t%s\n",
+		seq, float64(res.Start.UnixMilli())/1000, res.Duration.Seconds(), sent, received,
+		res.Exit, res.Signal, logCommand(line))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, err := l.f.WriteString(row)
+	return err
+}
+
+func (l *joblog) Close() error { return l.f.Close() }
+
+// logCommand is a command line as the job log holds it: on one line, with
+// no tab to break the columns.
+func logCommand(line string) string {
+	return strings.NewReplacer("\n", " ", "\t", " ").Replace(line)
+}
+
+// readJoblog reads the rows of an existing job log, the last row of each
+// job winning. A missing file has no rows.
+func readJoblog(path string) (map[int]logRow, []int, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("--joblog: %w", err)
+	}
+	defer f.Close()
+	rows := make(map[int]logRow)
+	var order []int
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1<<30)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		if n == 1 && line+"\n" == joblogHeader {
+			continue
+		}
+		cols := strings.SplitN(line, "\t", 9)
+		bad := func() error {
+			return fmt.Errorf("--joblog %s: line %d is not a job log row (want 9 tab-separated columns: %s)", path, n, strings.TrimSpace(strings.ReplaceAll(joblogHeader, "\t", " ")))
+		}
+		if len(cols) != 9 {
+			return nil, nil, bad()
+		}
+		var r logRow
+		var errs [3]error
+		r.seq, errs[0] = strconv.Atoi(cols[0])
+		r.exit, errs[1] = strconv.Atoi(cols[6])
+		r.signal, errs[2] = strconv.Atoi(cols[7])
+		if errors.Join(errs[:]...) != nil || r.seq < 1 {
+			return nil, nil, bad()
+		}
+		r.command = cols[8]
+		if _, seen := rows[r.seq]; !seen {
+			order = append(order, r.seq)
+		}
+		rows[r.seq] = r
+	}
+	if err := sc.Err(); err != nil {
+		return nil, nil, fmt.Errorf("--joblog %s: %w", path, err)
+	}
+	return rows, order, nil
+}
+
+// matches reports whether a logged command is the one the template makes
+// now. A job slot ({%}) may differ between runs, so it matches any number.
+func matches(logged, now string, slotMarker string) bool {
+	logged, now = logCommand(logged), logCommand(now)
+	if slotMarker == "" || !strings.Contains(now, slotMarker) {
+		return logged == now
+	}
+	parts := strings.Split(now, slotMarker)
+	for i, p := range parts {
+		parts[i] = regexp.QuoteMeta(p)
+	}
+	re, err := regexp.Compile("^" + strings.Join(parts, "[0-9]+") + "$")
+	return err == nil && re.MatchString(logged)
+}

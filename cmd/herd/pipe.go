@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"iter"
+)
+
+// pipeJobs cuts standard input into blocks of whole records for --pipe,
+// one job a block.
+func (p *plan) pipeJobs(stdin io.Reader) iter.Seq2[job, error] {
+	return func(yield func(job, error) bool) {
+		seq := 0
+		for block, err := range blocks(stdin, p.block, p.o.exactArgs, p.recStart, p.recEnd) {
+			if err != nil {
+				yield(job{}, err)
+				return
+			}
+			seq++
+			if !yield(job{seq: seq, line: p.template.Expand(nil, seq, slotMarker, p.o.raw), stdin: block}, nil) {
+				return
+			}
+		}
+	}
+}
+
+// blocks yields blocks of whole records read from r: each about size bytes
+// (more if one record is larger), or of n records if n > 0.
+func blocks(r io.Reader, size int64, n int, recStart, recEnd string) iter.Seq2[[]byte, error] {
+	return func(yield func([]byte, error) bool) {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 0, 64*1024), 1<<30)
+		sc.Split(splitRecords([]byte(recStart), []byte(recEnd)))
+		var block []byte
+		records := 0
+		for sc.Scan() {
+			block = append(block, sc.Bytes()...)
+			records++
+			if (n > 0 && records == n) || (n == 0 && int64(len(block)) >= size) {
+				if !yield(block, nil) {
+					return
+				}
+				block, records = nil, 0
+			}
+		}
+		if err := sc.Err(); err != nil {
+			yield(nil, fmt.Errorf("reading standard input: %w", err))
+			return
+		}
+		if len(block) > 0 {
+			yield(block, nil)
+		}
+	}
+}
+
+// splitRecords splits input into records, each with its terminator: after
+// every end, before every start, or, given both, between an end and a start.
+func splitRecords(start, end []byte) bufio.SplitFunc {
+	return func(data []byte, atEOF bool) (int, []byte, error) {
+		if cut, ok := recordEnd(data, start, end, atEOF); ok {
+			return cut, data[:cut], nil
+		}
+		if atEOF && len(data) > 0 {
+			return len(data), data, nil
+		}
+		return 0, nil, nil
+	}
+}
+
+// recordEnd finds where the first record in data ends, if data holds it
+// whole.
+func recordEnd(data, start, end []byte, atEOF bool) (int, bool) {
+	if len(end) == 0 {
+		if len(data) == 0 {
+			return 0, false
+		}
+		i := bytes.Index(data[1:], start)
+		return i + 1, i >= 0
+	}
+	for from := 0; ; {
+		i := bytes.Index(data[from:], end)
+		if i < 0 {
+			return 0, false
+		}
+		cut := from + i + len(end)
+		if len(start) == 0 || bytes.HasPrefix(data[cut:], start) {
+			return cut, true
+		}
+		if !atEOF && len(data)-cut < len(start) {
+			return 0, false // too little read to tell whether a record starts here
+		}
+		from = cut
+	}
+}

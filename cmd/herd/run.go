@@ -1,0 +1,436 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goherd/herd/internal/input"
+	"github.com/goherd/herd/internal/replace"
+	"github.com/spf13/cobra"
+)
+
+const runHelp = `Run COMMAND once for every input, N jobs at a time.
+
+Inputs come from the arguments after :::, the lines of the files after :::: or -a,
+or else standard input, one per line. Several input sources are combined in every
+combination; :::+ and ::::+ (or --link) pair a source with the one before instead.
+In COMMAND, {} is replaced by the input, shell-quoted; with no replacement string
+the input is appended. The replacement strings are GNU parallel's:
+
+  {}    the input             {.}   without its extension    {/}  basename
+  {//}  dirname               {/.}  basename, no extension   {#}  the job's number
+  {%}   the job slot          {n} {n.} {n/} {n//} {n/.}       the n-th input
+
+Every job runs in a process group of its own, with PARALLEL_SEQ (the job's number)
+and PARALLEL_JOBSLOT (its slot) in its environment, and with /dev/null as its
+standard input unless --pipe gives it a block of herd's.
+
+Where herd differs from GNU parallel, on purpose:
+  - Inputs are always shell-quoted where they are substituted, so that an input is
+    data and never code ("x; rm -rf ~" stays one harmless argument). --raw turns this
+    off for inputs that are meant to be shell code.
+  - No COMMAND is an error, not "run each input as a command": say herd run sh -c {}.
+  - --joblog with --resume, --resume-failed: herd checks that every job already in the
+    job log had the same command line it has now, and refuses to go on if not, rather
+    than skipping or re-running the wrong jobs.
+  - --retries N means N attempts in all, as GNU parallel counts them.
+  - A job killed by a signal has Exitval -1 in the job log.
+  - -k has no effect with --line-buffer or --ungroup.
+  - When a job's shell exits, whatever it left running in its process group is killed.
+
+Signals: the first SIGINT (Ctrl-C), SIGTERM or SIGHUP stops herd starting new jobs and
+lets the running ones finish; a second SIGINT or SIGTERM sends SIGTERM to every running
+job's process group, and SIGKILL half a second later. Every job that finished has its
+row in the job log.
+
+Exit status: 0 if every job succeeded; 1-100, the number of jobs that failed; 101, more
+than 100; with --halt ...,fail=..., the exit status of the job that stopped the run;
+128+N after signal N stopped the run; 255 for any other error (a bad option, an
+unreadable input file), in which case no job is started.`
+
+// runOptions are herd run's flags.
+type runOptions struct {
+	jobs         string
+	keepOrder    bool
+	argFiles     []string
+	null         bool
+	delim        string
+	colsep       string
+	maxArgs      int
+	exactArgs    int
+	link         bool
+	replaceStr   string
+	raw          bool
+	dryRun       bool
+	shuf         bool
+	delay        string
+	timeout      string
+	retries      int
+	halt         string
+	joblog       string
+	resume       bool
+	resumeFailed bool
+	retryFailed  bool
+	tag          bool
+	tagString    string
+	lineBuffer   bool
+	ungroup      bool
+	bar          bool
+	eta          bool
+	progress     bool
+	pipe         bool
+	block        string
+	recStart     string
+	recEnd       string
+	shell        string
+}
+
+func newRunCommand(ctx context.Context, sigs <-chan os.Signal, status *int) *cobra.Command {
+	var o runOptions
+	cmd := &cobra.Command{
+		Use:   "run [options] COMMAND [ARGS...] [::: INPUTS... | :::: FILES...]",
+		Short: "run a command for every input, N at a time (like GNU parallel)",
+		Long:  runHelp,
+		Example: `  herd run gzip ::: *.log                 # compress every log, one job per CPU
+  find . -name '*.jpg' | herd run -j8 convert {} {.}.png
+  herd run -k echo {1} {2} ::: a b ::: 1 2      # a 1, a 2, b 1, b 2, in that order
+  herd run --joblog jobs.tsv --resume-failed ./process.sh :::: ids.txt
+  cat big.csv | herd run --pipe --block 10M wc -l`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := o.plan(args, cmd.Flags().Changed)
+			if err != nil {
+				return err
+			}
+			*status = p.run(ctx, sigs, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.SetInterspersed(false) // the command's own options are not ours
+	f.SortFlags = false
+	f.StringVarP(&o.jobs, "jobs", "j", "", "run `N` jobs at once: N, N% of the CPUs, +N or -N CPUs, 0 for as many as possible (default: the number of CPUs)")
+	f.BoolVarP(&o.keepOrder, "keep-order", "k", false, "print the jobs' output in input order")
+	f.StringArrayVarP(&o.argFiles, "arg-file", "a", nil, "read inputs from `FILE` (- is standard input); may be repeated")
+	f.BoolVarP(&o.null, "null", "0", false, "inputs end with a NUL byte, not a newline")
+	f.StringVarP(&o.delim, "delimiter", "d", "", "inputs end with `DELIM` (\\n, \\t, \\0 and \\xHH are understood)")
+	f.StringVar(&o.colsep, "colsep", "", "split each input into columns {1}, {2}, ... at `REGEX`")
+	f.IntVarP(&o.maxArgs, "max-args", "n", 0, "give each job up to `N` inputs")
+	f.IntVarP(&o.exactArgs, "max-replace-args", "N", 0, "give each job `N` inputs (with --pipe: N records)")
+	f.BoolVar(&o.link, "link", false, "pair input sources value by value instead of combining them")
+	f.StringVarP(&o.replaceStr, "replace", "I", "", "use `STR` instead of {} for the whole input")
+	f.BoolVar(&o.raw, "raw", false, "substitute inputs unquoted, as shell code (unsafe with untrusted input)")
+	f.BoolVar(&o.dryRun, "dry-run", false, "print the commands instead of running them")
+	f.BoolVar(&o.shuf, "shuf", false, "run the jobs in random order (their numbers stay those of the input)")
+	f.StringVar(&o.delay, "delay", "", "wait `SECS` between job starts")
+	f.StringVar(&o.timeout, "timeout", "", "kill a job after `SECS`, or after N% of the median run time of the jobs so far")
+	f.IntVar(&o.retries, "retries", 0, "run a failing job up to `N` times in all")
+	f.StringVar(&o.halt, "halt", "", "stop on failures or successes: `never`, now|soon,fail|success|done=N|N%")
+	f.StringVar(&o.joblog, "joblog", "", "log every finished job to `FILE` in GNU parallel's format (+FILE appends)")
+	f.BoolVar(&o.resume, "resume", false, "with --joblog: skip the jobs already in the job log")
+	f.BoolVar(&o.resumeFailed, "resume-failed", false, "with --joblog: skip the jobs that succeeded, run the failed ones again")
+	f.BoolVar(&o.retryFailed, "retry-failed", false, "with --joblog: run the failed jobs of the job log again, ignoring the command line")
+	f.BoolVar(&o.tag, "tag", false, "prefix each output line with the job's inputs")
+	f.StringVar(&o.tagString, "tagstring", "", "prefix each output line with `STR` (replacement strings allowed)")
+	f.BoolVar(&o.lineBuffer, "line-buffer", false, "print output line by line as jobs write it")
+	f.BoolVarP(&o.ungroup, "ungroup", "u", false, "let jobs write straight to the output, mixed")
+	f.BoolVar(&o.bar, "bar", false, "show a progress bar on a terminal")
+	f.BoolVar(&o.eta, "eta", false, "show the estimated time left on a terminal")
+	f.BoolVar(&o.progress, "progress", false, "show jobs running and done on a terminal")
+	f.BoolVar(&o.pipe, "pipe", false, "split standard input into blocks and give each job one on its standard input")
+	f.StringVar(&o.block, "block", "1M", "with --pipe: blocks of about `SIZE` bytes (k, M, G: powers of 1024)")
+	f.StringVar(&o.recStart, "recstart", "", "with --pipe: records start with `STR`")
+	f.StringVar(&o.recEnd, "recend", "\n", "with --pipe: records end with `STR`")
+	f.StringVar(&o.shell, "shell", "/bin/sh", "the shell that runs each command")
+	return cmd
+}
+
+// plan is a validated herd run: everything needed to start.
+type plan struct {
+	o         runOptions
+	template  *replace.Template
+	tagTmpl   *replace.Template
+	input     input.Config
+	jobs      int
+	delay     time.Duration
+	timeout   time.Duration
+	timeoutPc float64 // --timeout N%: percent of the median run time
+	attempts  int
+	halt      halt
+	block     int64
+	recStart  string
+	recEnd    string
+	joblog    string
+	appendLog bool
+}
+
+// plan checks the options and arguments and turns them into a plan.
+func (o runOptions) plan(args []string, changed func(string) bool) (*plan, error) {
+	command, sources, err := input.Split(args)
+	if err != nil {
+		return nil, err
+	}
+	p := &plan{o: o}
+	if len(command) == 0 && !o.retryFailed {
+		return nil, errors.New("no command given (to run each input as a shell command, say: herd run sh -c {})")
+	}
+	p.template = replace.Parse(strings.Join(command, " "), replace.Options{Input: o.replaceStr})
+	if o.tagString != "" {
+		p.tagTmpl = replace.Parse(o.tagString, replace.Options{Input: o.replaceStr})
+	}
+
+	if p.jobs, err = parseJobs(o.jobs, runtime.NumCPU()); err != nil {
+		return nil, err
+	}
+	if p.delay, err = parseSeconds("--delay", o.delay); err != nil {
+		return nil, err
+	}
+	if before, ok := strings.CutSuffix(o.timeout, "%"); ok {
+		pc, err := strconv.ParseFloat(before, 64)
+		if err != nil || pc <= 0 || math.IsInf(pc, 0) {
+			return nil, fmt.Errorf("--timeout %q: want seconds or a positive percentage like 200%%", o.timeout)
+		}
+		p.timeoutPc = pc
+	} else if p.timeout, err = parseSeconds("--timeout", o.timeout); err != nil {
+		return nil, err
+	}
+	if o.retries < 0 {
+		return nil, fmt.Errorf("--retries %d: want a number of attempts, 1 or more", o.retries)
+	}
+	p.attempts = max(o.retries, 1)
+	if p.halt, err = parseHalt(o.halt); err != nil {
+		return nil, err
+	}
+	if o.maxArgs < 0 || o.exactArgs < 0 {
+		return nil, fmt.Errorf("-n %d, -N %d: want a positive number of inputs", o.maxArgs, o.exactArgs)
+	}
+	if o.ungroup && o.lineBuffer {
+		return nil, errors.New("--ungroup and --line-buffer: choose one")
+	}
+	if o.ungroup && (o.tag || o.tagString != "") {
+		return nil, errors.New("--tag and --tagstring need whole lines: they do not go with --ungroup")
+	}
+
+	// Job log and resuming.
+	p.joblog = o.joblog
+	if strings.HasPrefix(p.joblog, "+") {
+		p.joblog, p.appendLog = p.joblog[1:], true
+	}
+	if (o.resume || o.resumeFailed || o.retryFailed) && p.joblog == "" {
+		return nil, errors.New("--resume, --resume-failed and --retry-failed need --joblog FILE")
+	}
+	if o.resume && o.resumeFailed {
+		return nil, errors.New("--resume and --resume-failed: choose one")
+	}
+	if o.retryFailed && (len(command) > 0 || len(sources) > 0 || len(o.argFiles) > 0) {
+		return nil, errors.New("--retry-failed runs the failed commands of the job log: give no command or inputs")
+	}
+
+	// Inputs.
+	for _, f := range o.argFiles {
+		sources = append(sources, input.Source{Path: f})
+	}
+	p.input = input.Config{Sources: sources, Link: o.link, MaxArgs: max(o.maxArgs, o.exactArgs)}
+	switch {
+	case o.null && changed("delimiter"):
+		return nil, errors.New("-0 and -d: choose one")
+	case o.null:
+		p.input.Delim = "\x00"
+	case changed("delimiter"):
+		if p.input.Delim, err = unescape(o.delim); err != nil || p.input.Delim == "" {
+			return nil, fmt.Errorf("-d %q: want a delimiter such as , or \\t or \\0", o.delim)
+		}
+	}
+	if o.colsep != "" {
+		if p.input.ColSep, err = regexp.Compile(o.colsep); err != nil {
+			return nil, fmt.Errorf("--colsep %q: %v", o.colsep, err)
+		}
+	}
+	if o.exactArgs == 0 && o.maxArgs == 0 && p.template.MaxPos() > 1 && len(sources) <= 1 && o.colsep == "" {
+		// {2} and up with one source: GNU parallel reads that many per job.
+		p.input.MaxArgs = p.template.MaxPos()
+	}
+
+	if o.pipe {
+		if len(sources) > 0 {
+			return nil, errors.New("--pipe reads standard input: give no ::: or :::: inputs or -a")
+		}
+		if p.block, err = parseSize(o.block); err != nil {
+			return nil, err
+		}
+		if p.recStart, err = unescape(o.recStart); err != nil {
+			return nil, fmt.Errorf("--recstart %q: %v", o.recStart, err)
+		}
+		if p.recEnd, err = unescape(o.recEnd); err != nil {
+			return nil, fmt.Errorf("--recend %q: %v", o.recEnd, err)
+		}
+		if p.recStart == "" && p.recEnd == "" {
+			return nil, errors.New("--recstart and --recend are both empty: records could not be found")
+		}
+	}
+	return p, nil
+}
+
+// parseJobs parses -j.
+func parseJobs(s string, cpus int) (int, error) {
+	bad := fmt.Errorf("-j %q: want N, N%%, +N, -N or 0", s)
+	switch {
+	case s == "":
+		return cpus, nil
+	case strings.HasSuffix(s, "%"):
+		pc, err := strconv.ParseFloat(s[:len(s)-1], 64)
+		if err != nil || pc <= 0 || math.IsInf(pc, 0) {
+			return 0, bad
+		}
+		return max(int(float64(cpus)*pc/100), 1), nil
+	case s[0] == '+' || s[0] == '-':
+		n, err := strconv.Atoi(s[1:])
+		if err != nil || n < 0 {
+			return 0, bad
+		}
+		if s[0] == '-' {
+			n = -n
+		}
+		return max(cpus+n, 1), nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, bad
+	}
+	if n == 0 {
+		return 1000, nil // as many as possible: bounded by the processes a user may start
+	}
+	return n, nil
+}
+
+// parseSeconds parses a duration given in seconds ("2.5") or with a unit
+// ("1m30s"). Empty means zero.
+func parseSeconds(flag, s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if secs, err := strconv.ParseFloat(s, 64); err == nil && secs >= 0 && secs < 1e9 {
+		return time.Duration(secs * float64(time.Second)), nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return d, nil
+	}
+	return 0, fmt.Errorf("%s %q: want seconds, like 2.5 or 1m30s", flag, s)
+}
+
+// parseSize parses --block: bytes with an optional k, M, G or T (powers of
+// 1024, either case).
+func parseSize(s string) (int64, error) {
+	bad := fmt.Errorf("--block %q: want a size such as 512k or 10M", s)
+	if s == "" {
+		return 0, bad
+	}
+	mult := int64(1)
+	switch s[len(s)-1] {
+	case 'k', 'K':
+		mult = 1 << 10
+	case 'm', 'M':
+		mult = 1 << 20
+	case 'g', 'G':
+		mult = 1 << 30
+	case 't', 'T':
+		mult = 1 << 40
+	}
+	if mult > 1 {
+		s = s[:len(s)-1]
+	}
+	n, err := strconv.ParseFloat(s, 64)
+	if err != nil || n < 1 || n*float64(mult) > 1<<40 {
+		return 0, bad
+	}
+	return int64(n * float64(mult)), nil
+}
+
+// unescape interprets \n, \t, \r, \0, \\ and \xHH in a delimiter.
+func unescape(s string) (string, error) {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 == len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		i++
+		switch s[i] {
+		case 'n':
+			b.WriteByte('\n')
+		case 't':
+			b.WriteByte('\t')
+		case 'r':
+			b.WriteByte('\r')
+		case '0':
+			b.WriteByte(0)
+		case '\\':
+			b.WriteByte('\\')
+		case 'x':
+			if i+3 > len(s) {
+				return "", errors.New(`\x needs two hex digits`)
+			}
+			v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+			if err != nil {
+				return "", errors.New(`\x needs two hex digits`)
+			}
+			b.WriteByte(byte(v))
+			i += 2
+		default:
+			b.WriteByte('\\')
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String(), nil
+}
+
+// halt is a parsed --halt: when to stop, and on what.
+type halt struct {
+	now     bool    // kill running jobs, rather than let them finish (soon)
+	on      string  // "fail", "success", "done", or "" for never
+	count   int     // stop after this many...
+	percent float64 // ...or this percentage of the jobs finished so far
+}
+
+func parseHalt(s string) (halt, error) {
+	bad := fmt.Errorf("--halt %q: want never, or now|soon,fail|success|done=N|N%% (like now,fail=1)", s)
+	switch s {
+	case "", "never", "0":
+		return halt{}, nil
+	case "1":
+		return halt{on: "fail", count: 1}, nil
+	case "2":
+		return halt{now: true, on: "fail", count: 1}, nil
+	}
+	when, cond, ok := strings.Cut(s, ",")
+	if !ok || (when != "now" && when != "soon") {
+		return halt{}, bad
+	}
+	on, val, ok := strings.Cut(cond, "=")
+	if !ok || (on != "fail" && on != "success" && on != "done") {
+		return halt{}, bad
+	}
+	h := halt{now: when == "now", on: on}
+	if strings.HasSuffix(val, "%") {
+		pc, err := strconv.ParseFloat(val[:len(val)-1], 64)
+		if err != nil || pc <= 0 || pc > 100 {
+			return halt{}, bad
+		}
+		h.percent = pc
+		return h, nil
+	}
+	n, err := strconv.Atoi(val)
+	if err != nil || n < 1 {
+		return halt{}, bad
+	}
+	h.count = n
+	return h, nil
+}

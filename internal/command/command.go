@@ -1,0 +1,178 @@
+// Package command runs one job of herd run: a command line in its own
+// process group, stopped as a whole when its context ends.
+package command
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Job is a command line to run and where its input and output go.
+type Job struct {
+	Line   string    // the command line, as a POSIX shell reads it
+	Shell  string    // the shell that runs Line; empty means /bin/sh
+	Env    []string  // the environment; nil means herd's own
+	Stdin  io.Reader // nil means /dev/null
+	Stdout io.Writer // nil means discard
+	Stderr io.Writer // nil means discard
+
+	// Grace is how long the process group has between SIGTERM and SIGKILL
+	// when the context ends. Zero means 500ms.
+	Grace time.Duration
+}
+
+// Result is how a job ended.
+type Result struct {
+	Start    time.Time
+	Duration time.Duration
+	Exit     int // the exit status; -1 if the job was killed by a signal or never started
+	Signal   int // the signal that killed it, or 0
+	Err      error
+}
+
+// Failed reports whether the job did not exit with status 0.
+func (r Result) Failed() bool { return r.Exit != 0 || r.Signal != 0 || r.Err != nil }
+
+// Run runs the job and waits for it. The job is the leader of a new
+// process group; when ctx ends, the whole group gets SIGTERM, then SIGKILL
+// after the grace period. When the leader exits, anything it left running
+// in its group is killed too, so that a job never leaves orphans behind.
+func Run(ctx context.Context, j Job) Result {
+	cmd := j.command()
+	cmd.Env = j.Env
+	cmd.Stdin = j.Stdin
+	cmd.Stdout = j.Stdout
+	cmd.Stderr = j.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Background processes of the job may hold its output open after it
+	// exits; they are killed then, and the output closed soon after.
+	cmd.WaitDelay = 100 * time.Millisecond
+
+	res := Result{Start: time.Now(), Exit: -1}
+	if err := cmd.Start(); err != nil {
+		res.Err = err
+		res.Exit = 127
+		return res
+	}
+	pgid := cmd.Process.Pid
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }() // always received below
+
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		grace := j.Grace
+		if grace == 0 {
+			grace = 500 * time.Millisecond
+		}
+		syscall.Kill(-pgid, syscall.SIGTERM)
+		t := time.NewTimer(grace)
+		select {
+		case err = <-done:
+			t.Stop()
+		case <-t.C:
+			syscall.Kill(-pgid, syscall.SIGKILL)
+			err = <-done
+		}
+	}
+	syscall.Kill(-pgid, syscall.SIGKILL) // whatever the job left running
+	res.Duration = time.Since(res.Start)
+
+	if cmd.ProcessState != nil {
+		if st, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && st.Signaled() {
+			res.Signal = int(st.Signal())
+		} else {
+			res.Exit = cmd.ProcessState.ExitCode()
+		}
+	}
+	if err != nil {
+		if _, exited := errors.AsType[*exec.ExitError](err); !exited && !errors.Is(err, exec.ErrWaitDelay) {
+			res.Err = err
+		}
+	}
+	return res
+}
+
+// command returns the process for the job: the program itself when the
+// line is a plain list of words naming a program on PATH, which saves
+// starting a shell, and the shell otherwise.
+func (j Job) command() *exec.Cmd {
+	if args, ok := Words(j.Line); ok && len(args) > 0 {
+		if path, err := exec.LookPath(args[0]); err == nil {
+			cmd := exec.Command(path, args[1:]...)
+			cmd.Args[0] = args[0]
+			return cmd
+		}
+	}
+	shell := j.Shell
+	if shell == "" {
+		shell = "/bin/sh"
+	}
+	return exec.Command(shell, "-c", j.Line)
+}
+
+// Words splits line into words if a POSIX shell would read it as nothing
+// but a simple command: words of safe characters and single-quoted
+// strings, separated by spaces. It reports false for anything the shell
+// would interpret: variables, globs, redirections, operators, other
+// quoting, assignments, keywords or tildes.
+func Words(line string) ([]string, bool) {
+	var words []string
+	var w strings.Builder
+	inWord := false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case c == ' ' || c == '\t':
+			if inWord {
+				words = append(words, w.String())
+				w.Reset()
+				inWord = false
+			}
+		case c == '\'':
+			end := strings.IndexByte(line[i+1:], '\'')
+			if end < 0 {
+				return nil, false
+			}
+			w.WriteString(line[i+1 : i+1+end])
+			i += end + 1
+			inWord = true
+		case safe(c, len(words) == 0 && !inWord):
+			w.WriteByte(c)
+			inWord = true
+		case c == '=' && len(words) > 0:
+			w.WriteByte(c)
+			inWord = true
+		default:
+			return nil, false
+		}
+	}
+	if inWord {
+		words = append(words, w.String())
+	}
+	if len(words) > 0 && keywords[words[0]] {
+		return nil, false
+	}
+	return words, true
+}
+
+// safe reports whether c means itself to the shell. A word that starts
+// with it must not start a tilde expansion or a comment either.
+func safe(c byte, first bool) bool {
+	if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+		return true
+	}
+	return strings.IndexByte("-_./,:+@%", c) >= 0 && !(first && c == '%')
+}
+
+var keywords = map[string]bool{
+	"if": true, "then": true, "else": true, "elif": true, "fi": true, "case": true, "esac": true,
+	"for": true, "while": true, "until": true, "do": true, "done": true, "in": true, "function": true,
+	"select": true, "time": true, "!": true, "[[": true, "]]": true, "{": true, "}": true,
+}

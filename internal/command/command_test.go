@@ -1,0 +1,135 @@
+package command
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestWords(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want []string
+		ok   bool
+	}{
+		{"true", []string{"true"}, true},
+		{"echo a  'b c' 'it'\\''s'", nil, false},
+		{"echo a 'b c'", []string{"echo", "a", "b c"}, true},
+		{"echo 'a''b' x=y", []string{"echo", "ab", "x=y"}, true},
+		{"x=1 echo", nil, false},
+		{"echo $HOME", nil, false},
+		{"echo a; rm b", nil, false},
+		{"echo a | wc", nil, false},
+		{"echo ~", nil, false},
+		{"echo *", nil, false},
+		{"echo 'unterminated", nil, false},
+		{"if true", nil, false},
+		{"echo a # comment", nil, false},
+		{"echo \"q\"", nil, false},
+		{"", nil, true},
+	} {
+		got, ok := Words(tc.line)
+		if ok != tc.ok || !slices.Equal(got, tc.want) {
+			t.Errorf("Words(%q) = %q, %v; want %q, %v", tc.line, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestExitAndOutput(t *testing.T) {
+	for _, tc := range []struct {
+		line   string
+		out    string
+		exit   int
+		signal int
+	}{
+		{"echo 'a b'", "a b\n", 0, 0},
+		{"echo x; exit 3", "x\n", 3, 0},
+		{"false", "", 1, 0},
+		{"kill -9 $$", "", -1, 9},
+		{"no-such-command-herd", "", 127, 0},
+		{"printf %s \"$PARALLEL_SEQ\"", "42", 0, 0},
+	} {
+		var out strings.Builder
+		res := Run(t.Context(), Job{Line: tc.line, Stdout: &out, Env: append(os.Environ(), "PARALLEL_SEQ=42")})
+		if out.String() != tc.out || res.Exit != tc.exit || res.Signal != tc.signal || res.Err != nil {
+			t.Errorf("Run(%q) = %q, %+v; want %q, exit %d, signal %d", tc.line, out.String(), res, tc.out, tc.exit, tc.signal)
+		}
+	}
+}
+
+// alive reports whether the process with the pid written in file still runs
+// a second after the job ended: signals take a moment to be delivered.
+func alive(t *testing.T, file string) (int, bool) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("reading pid: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("pid %q: %v", b, err)
+	}
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		// A zombie is dead for our purposes; kill(pid, 0) still finds
+		// it, so look at its state.
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return pid, false
+		}
+		if fields := strings.Fields(string(stat)); len(fields) > 2 && fields[2] == "Z" {
+			return pid, false
+		}
+	}
+	return pid, true
+}
+
+func TestCancelKillsTheWholeGroup(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "grandchild")
+	ctx, cancel := context.WithCancel(t.Context())
+	started := time.Now()
+	go func() {
+		for {
+			if _, err := os.Stat(pidFile); err == nil {
+				cancel()
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	// The grandchild ignores SIGTERM: only the SIGKILL after the grace
+	// period ends it.
+	line := fmt.Sprintf(`sh -c 'trap "" TERM; echo $$ > %s.tmp; mv %s.tmp %s; sleep 100' & sleep 100`, pidFile, pidFile, pidFile)
+	res := Run(ctx, Job{Line: line, Grace: 200 * time.Millisecond})
+	if res.Signal == 0 {
+		t.Errorf("Run = %+v, want the job killed by a signal", res)
+	}
+	if d := time.Since(started); d > 5*time.Second {
+		t.Errorf("cancelled job took %v to stop", d)
+	}
+	if pid, ok := alive(t, pidFile); ok {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Errorf("grandchild %d survived the job's cancellation", pid)
+	}
+}
+
+func TestLeftoversKilledWhenJobExits(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "bg")
+	line := fmt.Sprintf(`sleep 100 & echo $! > %s; echo done`, pidFile)
+	var out strings.Builder
+	res := Run(t.Context(), Job{Line: line, Stdout: &out})
+	if res.Failed() || out.String() != "done\n" {
+		t.Errorf("Run = %q, %+v", out.String(), res)
+	}
+	if pid, ok := alive(t, pidFile); ok {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Errorf("background process %d outlived its job", pid)
+	}
+}
