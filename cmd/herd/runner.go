@@ -76,6 +76,13 @@ func (p *plan) run(ctx context.Context, sigs <-chan os.Signal, stdin io.Reader, 
 		fmt.Fprintf(stderr, "herd run: %v\n", err)
 		return exitError
 	}
+	if !p.o.retryFailed {
+		// A command the shell cannot parse would fail in every job.
+		sample := p.template.Expand([]string{"x"}, 1, 1, false)
+		if err := command.Check(p.o.shell, sample); err != nil {
+			return fail(fmt.Errorf("the command is not valid shell: %v", err))
+		}
+	}
 	jobs, total, cleanup, err := p.jobSource(stdin)
 	if err != nil {
 		return fail(err)

@@ -48,7 +48,9 @@ func Run(ctx context.Context, j Job) Result {
 	cmd.Stdin = j.Stdin
 	cmd.Stdout = j.Stdout
 	cmd.Stderr = j.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// If herd itself is killed outright, its jobs' shells die with it
+	// rather than running on unseen.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	// Background processes of the job may hold its output open after it
 	// exits; they are killed then, and the output closed soon after.
 	cmd.WaitDelay = 100 * time.Millisecond
@@ -115,6 +117,25 @@ func (j Job) command() *exec.Cmd {
 		shell = "/bin/sh"
 	}
 	return exec.Command(shell, "-c", j.Line)
+}
+
+// Check reports whether the shell can parse line, without running it.
+func Check(shell, line string) error {
+	if _, ok := Words(line); ok {
+		return nil
+	}
+	if shell == "" {
+		shell = "/bin/sh"
+	}
+	out, err := exec.Command(shell, "-n", "-c", line).CombinedOutput()
+	if err != nil {
+		msg := strings.TrimSpace(string(out))
+		if msg == "" {
+			msg = err.Error()
+		}
+		return errors.New(msg)
+	}
+	return nil
 }
 
 // Words splits line into words if a POSIX shell would read it as nothing

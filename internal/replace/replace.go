@@ -20,7 +20,7 @@ import (
 // Template is a parsed command template.
 type Template struct {
 	parts  []part
-	hasRef bool // the template refers to an input; if not, inputs are appended
+	hasRef bool // the template has a replacement string; if not, inputs are appended
 }
 
 type kind uint8
@@ -72,9 +72,7 @@ func Parse(s string, opts Options) *Template {
 				if p, ok := parseToken(s[i+1:i+end], opts.Input == ""); ok {
 					flush()
 					t.parts = append(t.parts, p)
-					if p.kind != seq && p.kind != slot {
-						t.hasRef = true
-					}
+					t.hasRef = true
 					i += end + 1
 					continue
 				}
@@ -127,9 +125,10 @@ func parseToken(tok string, bare bool) (part, bool) {
 	return part{kind: k, pos: pos}, true
 }
 
-// RefersToInput reports whether the template uses an input. When it does
-// not, [Template.Expand] appends the inputs, as GNU parallel does.
-func (t *Template) RefersToInput() bool { return t.hasRef }
+// HasReplacement reports whether the template has a replacement string.
+// When it has none, [Template.Expand] appends the inputs, as GNU parallel
+// does.
+func (t *Template) HasReplacement() bool { return t.hasRef }
 
 // MaxPos is the highest n of the {n} strings in the template, 0 if none.
 func (t *Template) MaxPos() int {

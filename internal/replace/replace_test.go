@@ -22,7 +22,7 @@ func TestExpand(t *testing.T) {
 		{"echo {//}", Options{}, []string{"c.txt"}, "echo ."},
 		{"echo {//}", Options{}, []string{"/c.txt"}, "echo /"},
 		{"echo {/.}", Options{}, []string{"/a/b/c.txt"}, "echo c"},
-		{"echo {#} {%}", Options{}, []string{"x"}, "echo 7 2 x"},
+		{"echo {#} {%}", Options{}, []string{"x"}, "echo 7 2"},
 		{"cp {1} {2}", Options{}, []string{"a b", "c"}, "cp 'a b' c"},
 		{"echo {2.} {1/} {3}", Options{}, []string{"d/x.y", "f.txt"}, "echo f x.y ''"},
 		{"echo {}", Options{}, []string{"a", "b"}, "echo a b"},
@@ -112,8 +112,8 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse(%q).String() = %q re-parses as %q", tmpl, p.String(), again.String())
 		}
 		out := p.Expand([]string{"in put"}, 1, 1, false)
-		if !p.RefersToInput() && !strings.HasSuffix(out, " 'in put'") {
-			t.Fatalf("Parse(%q) has no input reference but Expand = %q does not end with the input", tmpl, out)
+		if !p.HasReplacement() && !strings.HasSuffix(out, " 'in put'") {
+			t.Fatalf("Parse(%q) has no replacement string but Expand = %q does not end with the input", tmpl, out)
 		}
 	})
 }

@@ -1,0 +1,269 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// started is a herd run under test, as a real process.
+type started struct {
+	cmd    *exec.Cmd
+	dir    string
+	exited chan struct{}
+	out    strings.Builder
+}
+
+func startHerd(t *testing.T, args ...string) *started {
+	t.Helper()
+	s := &started{dir: t.TempDir(), exited: make(chan struct{})}
+	s.cmd = exec.Command(herdBinary(t), args...)
+	s.cmd.Dir = s.dir
+	s.cmd.Stdout = &s.out
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		s.cmd.Wait()
+		close(s.exited)
+	}()
+	t.Cleanup(func() {
+		s.cmd.Process.Kill()
+		<-s.exited
+	})
+	return s
+}
+
+// waitFor waits until every file exists, failing after a few seconds.
+func (s *started) waitFor(t *testing.T, files ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, f := range files {
+		for {
+			if _, err := os.Stat(filepath.Join(s.dir, f)); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never appeared", f)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// status waits for herd to exit and returns its exit status.
+func (s *started) status(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("herd did not exit")
+	}
+	st := s.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if st.Signaled() {
+		return -int(st.Signal())
+	}
+	return st.ExitStatus()
+}
+
+func (s *started) running() bool {
+	select {
+	case <-s.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// readPid reads the pid a job wrote to a file.
+func (s *started) readPid(t *testing.T, name string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// groupMembers lists the live (not zombie) processes of process group pgid.
+func groupMembers(pgid int) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// The command name, in parentheses, may hold spaces: fields
+		// start after its closing parenthesis.
+		s := string(stat)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(fields) > 2 && fields[0] != "Z" && fields[2] == strconv.Itoa(pgid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// assertGroupGone fails unless process group pgid is empty within a second.
+func assertGroupGone(t *testing.T, pgid int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Second)
+	for {
+		left := groupMembers(pgid)
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, pid := range left {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			t.Fatalf("processes %v of job group %d still alive a second later", left, pgid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func logRows(t *testing.T, path string) map[int]logRow {
+	t.Helper()
+	rows, _, err := readJoblog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+// The first Ctrl-C lets running jobs go on and starts no new ones; the
+// second kills every process of every job, grandchildren included.
+func TestInterruptDrainsThenKills(t *testing.T) {
+	// Each job starts a grandchild that ignores SIGTERM, in the job's group.
+	job := `sh -c 'trap "" TERM; sleep 30' & echo $$ > pid.{}; wait`
+	s := startHerd(t, "run", "-j2", "--joblog", "log.tsv", job, ":::", "1", "2", "3")
+	s.waitFor(t, "pid.1", "pid.2")
+	groups := []int{s.readPid(t, "pid.1"), s.readPid(t, "pid.2")}
+
+	s.cmd.Process.Signal(syscall.SIGINT)
+	time.Sleep(300 * time.Millisecond)
+	if !s.running() {
+		t.Fatalf("herd exited on the first SIGINT (status %d); it should wait for the running jobs", s.status(t))
+	}
+	for _, g := range groups {
+		if len(groupMembers(g)) == 0 {
+			t.Errorf("job group %d died on the first SIGINT; it should be left to finish", g)
+		}
+	}
+
+	s.cmd.Process.Signal(syscall.SIGINT)
+	if st := s.status(t); st != 128+int(syscall.SIGINT) {
+		t.Errorf("exit status %d, want %d", st, 128+int(syscall.SIGINT))
+	}
+	for _, g := range groups {
+		assertGroupGone(t, g)
+	}
+	if _, err := os.Stat(filepath.Join(s.dir, "pid.3")); err == nil {
+		t.Errorf("job 3 started after the first SIGINT")
+	}
+	rows := logRows(t, filepath.Join(s.dir, "log.tsv"))
+	if len(rows) != 2 || rows[1].signal == 0 || rows[2].signal == 0 {
+		t.Errorf("job log rows = %+v, want rows for jobs 1 and 2, killed by a signal", rows)
+	}
+}
+
+func TestTerminateTwiceKills(t *testing.T) {
+	s := startHerd(t, "run", "-j2", "echo $$ > pid.{}; sleep 30", ":::", "1", "2")
+	s.waitFor(t, "pid.1", "pid.2")
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(100 * time.Millisecond) // two signals sent at once may arrive as one
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	if st := s.status(t); st != 128+int(syscall.SIGTERM) {
+		t.Errorf("exit status %d, want %d", st, 128+int(syscall.SIGTERM))
+	}
+	assertGroupGone(t, s.readPid(t, "pid.1"))
+	assertGroupGone(t, s.readPid(t, "pid.2"))
+}
+
+// SIGHUP finishes the running jobs and starts no new ones.
+func TestHangupFinishesRunningJobs(t *testing.T) {
+	s := startHerd(t, "run", "-j2", "--joblog", "log.tsv", "touch pid.{}; sleep 0.5; echo done {}", ":::", "1", "2", "3", "4")
+	s.waitFor(t, "pid.1", "pid.2")
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	if st := s.status(t); st != 128+int(syscall.SIGHUP) {
+		t.Errorf("exit status %d, want %d", st, 128+int(syscall.SIGHUP))
+	}
+	lines := strings.Fields(strings.ReplaceAll(s.out.String(), "done ", "done-"))
+	slices.Sort(lines)
+	if !slices.Equal(lines, []string{"done-1", "done-2"}) {
+		t.Errorf("output %q, want the two running jobs to finish", s.out.String())
+	}
+	rows := logRows(t, filepath.Join(s.dir, "log.tsv"))
+	if len(rows) != 2 || rows[1].failed() || rows[2].failed() {
+		t.Errorf("job log rows = %+v, want jobs 1 and 2, succeeded", rows)
+	}
+}
+
+// After herd is killed outright, --resume runs exactly the jobs that have
+// no row in the job log.
+func TestKill9ThenResume(t *testing.T) {
+	var inputs []string
+	for i := 1; i <= 40; i++ {
+		inputs = append(inputs, strconv.Itoa(i))
+	}
+	args := append([]string{"run", "-j4", "--joblog", "log.tsv", "sleep 0.05; echo {}", ":::"}, inputs...)
+	s := startHerd(t, args...)
+	logPath := filepath.Join(s.dir, "log.tsv")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rows, _, _ := readJoblog(logPath)
+		if len(rows) >= 8 {
+			break
+		}
+		if time.Now().After(deadline) || !s.running() {
+			t.Fatal("herd did not log 8 jobs")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.cmd.Process.Signal(syscall.SIGKILL)
+	s.status(t)
+	before := logRows(t, logPath)
+	if len(before) == len(inputs) {
+		t.Fatal("herd finished before it could be killed: the test needs slower jobs")
+	}
+
+	resume := exec.Command(herdBinary(t), append([]string{"run", "-j4", "--joblog", "log.tsv", "--resume", "sleep 0.05; echo {}", ":::"}, inputs...)...)
+	resume.Dir = s.dir
+	out, err := resume.Output()
+	if err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	var ran, want []string
+	ran = strings.Fields(string(out))
+	for _, in := range inputs {
+		seq, _ := strconv.Atoi(in)
+		if _, done := before[seq]; !done {
+			want = append(want, in)
+		}
+	}
+	slices.Sort(ran)
+	slices.Sort(want)
+	if !slices.Equal(ran, want) {
+		t.Errorf("resume ran %v, want exactly the jobs missing from the job log %v", ran, want)
+	}
+	if after := logRows(t, logPath); len(after) != len(inputs) {
+		t.Errorf("job log has %d jobs after resuming, want %d", len(after), len(inputs))
+	}
+}
