@@ -4,80 +4,94 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
 	"golang.org/x/term"
 )
 
 // progress shows --bar, --eta and --progress on a terminal. A nil progress
 // shows nothing: that is what herd run uses when standard error is not a
-// terminal, so that logs and pipes stay clean. Its methods are called with
-// the runner's output lock held.
+// terminal, so that logs and pipes stay clean.
 type progress struct {
-	bar    *progressbar.ProgressBar
-	total  int
-	done   int
-	failed int
+	p      *mpb.Progress
+	bar    *mpb.Bar
+	seen   atomic.Int64 // jobs read so far, while the total is unknown
+	failed atomic.Int64
 }
 
 // newProgress returns a progress display on w, or nil if w is not a
 // terminal.
 func newProgress(w io.Writer, o runOptions) *progress {
-	f, ok := w.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
+	if !isTerminal(w) {
 		return nil
 	}
 	return newProgressOn(w, o)
 }
 
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
 func newProgressOn(w io.Writer, o runOptions) *progress {
-	opts := []progressbar.Option{
-		progressbar.OptionSetWriter(w),
-		progressbar.OptionSetDescription("jobs"),
-		progressbar.OptionShowCount(),
-		progressbar.OptionSetPredictTime(o.eta || o.bar),
-		progressbar.OptionSetElapsedTime(true),
-		progressbar.OptionThrottle(100 * time.Millisecond),
-		progressbar.OptionClearOnFinish(),
-		progressbar.OptionSetRenderBlankState(true),
+	pr := &progress{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(30), mpb.WithRefreshRate(150*time.Millisecond))}
+	filler := mpb.NopStyle()
+	if o.bar {
+		filler = mpb.BarStyle()
 	}
-	if !o.bar {
-		opts = append(opts, progressbar.OptionSetWidth(0))
+	left := []decor.Decorator{decor.Name("jobs "), decor.CountersNoUnit("%d/%d ")}
+	right := []decor.Decorator{decor.Any(func(decor.Statistics) string {
+		if n := pr.failed.Load(); n > 0 {
+			return fmt.Sprintf(" %d failed", n)
+		}
+		return ""
+	})}
+	if o.bar || o.eta {
+		right = append(right, decor.Name(" eta "), decor.AverageETA(decor.ET_STYLE_GO))
 	}
-	return &progress{bar: progressbar.NewOptions(-1, opts...), total: -1}
+	if o.progress || o.bar {
+		right = append(right, decor.Name(" elapsed "), decor.Elapsed(decor.ET_STYLE_GO))
+	}
+	pr.bar = pr.p.New(0, filler, mpb.PrependDecorators(left...), mpb.AppendDecorators(right...), mpb.BarRemoveOnComplete())
+	return pr
 }
 
-func (p *progress) setTotal(n int) {
-	if p == nil || p.total == n {
-		return
+// Write prints p above the display, so that messages do not garble it.
+func (pr *progress) Write(p []byte) (int, error) { return pr.p.Write(p) }
+
+// read counts a job read from the input, while their number is unknown.
+func (pr *progress) read() {
+	if pr != nil {
+		pr.bar.SetTotal(pr.seen.Add(1), false)
 	}
-	p.total = n
-	p.bar.ChangeMax(n)
 }
 
-func (p *progress) add(failed bool) {
-	if p == nil {
+// setTotal sets the number of jobs, once it is known.
+func (pr *progress) setTotal(n int) {
+	if pr != nil {
+		pr.seen.Store(int64(n))
+		pr.bar.SetTotal(int64(n), false)
+	}
+}
+
+// add counts a finished job.
+func (pr *progress) add(failed bool) {
+	if pr == nil {
 		return
 	}
-	p.done++
 	if failed {
-		p.failed++
-		p.bar.Describe(fmt.Sprintf("jobs (%d failed)", p.failed))
+		pr.failed.Add(1)
 	}
-	p.bar.Add(1)
+	pr.bar.Increment()
 }
 
-// clear takes the bar off the screen before other output is written; it
-// comes back with the next update.
-func (p *progress) clear() {
-	if p != nil {
-		p.bar.Clear()
-	}
-}
-
-func (p *progress) finish() {
-	if p != nil {
-		p.bar.Finish()
+// finish takes the display off the screen and stops its goroutine.
+func (pr *progress) finish() {
+	if pr != nil {
+		pr.bar.Abort(true)
+		pr.p.Wait()
 	}
 }

@@ -83,7 +83,7 @@ func (p *plan) run(ctx context.Context, sigs <-chan os.Signal, stdin io.Reader, 
 			return fail(fmt.Errorf("the command is not valid shell: %v", err))
 		}
 	}
-	jobs, total, cleanup, err := p.jobSource(stdin)
+	jobs, total, cleanup, err := p.jobSource(stdin, stderr)
 	if err != nil {
 		return fail(err)
 	}
@@ -116,12 +116,14 @@ func (p *plan) run(ctx context.Context, sigs <-chan os.Signal, stdin io.Reader, 
 	r.killAll = cancel
 	defer cancel()
 	if p.o.bar || p.o.eta || p.o.progress {
-		r.bar = newProgress(stderr, p.o)
-		defer func() {
-			r.outMu.Lock()
-			r.bar.finish()
-			r.outMu.Unlock()
-		}()
+		if r.bar = newProgress(stderr, p.o); r.bar != nil {
+			// Messages and the jobs' output go above the display.
+			r.stderr = r.bar
+			if isTerminal(stdout) {
+				r.stdout = r.bar
+			}
+			defer r.bar.finish()
+		}
 	}
 
 	var wg sync.WaitGroup
@@ -161,7 +163,7 @@ func (p *plan) run(ctx context.Context, sigs <-chan os.Signal, stdin io.Reader, 
 
 // jobSource returns the jobs to run, in order, and their number if known
 // up front (-1 if not).
-func (p *plan) jobSource(stdin io.Reader) (jobs iter.Seq2[job, error], total int, cleanup func(), err error) {
+func (p *plan) jobSource(stdin io.Reader, stderr io.Writer) (jobs iter.Seq2[job, error], total int, cleanup func(), err error) {
 	cleanup = func() {}
 	if p.o.retryFailed {
 		rows, order, err := readJoblog(p.joblog)
@@ -212,7 +214,8 @@ func (p *plan) jobSource(stdin io.Reader) (jobs iter.Seq2[job, error], total int
 			return nil, 0, cleanup, err
 		}
 	}
-	if p.o.shuf {
+	if p.o.shuf || ((p.o.bar || p.o.eta) && isTerminal(stderr)) {
+		// --bar and --eta need the number of jobs: read them all first.
 		var list []job
 		for j, err := range jobs {
 			if err != nil {
@@ -220,7 +223,9 @@ func (p *plan) jobSource(stdin io.Reader) (jobs iter.Seq2[job, error], total int
 			}
 			list = append(list, j)
 		}
-		rand.Shuffle(len(list), func(a, b int) { list[a], list[b] = list[b], list[a] })
+		if p.o.shuf {
+			rand.Shuffle(len(list), func(a, b int) { list[a], list[b] = list[b], list[a] })
+		}
 		return sliceJobs(list), len(list), cleanup, nil
 	}
 	return jobs, total, cleanup, nil
@@ -296,7 +301,7 @@ func (p *plan) skipLogged(jobs iter.Seq2[job, error], rows map[int]logRow) (iter
 // feed passes on jobs until the input ends or herd stops starting jobs.
 func (r *runner) feed(jobs iter.Seq2[job, error], total int) iter.Seq[job] {
 	if total >= 0 {
-		r.setTotal(total)
+		r.bar.setTotal(total)
 	}
 	return func(yield func(job) bool) {
 		n := 0
@@ -312,15 +317,12 @@ func (r *runner) feed(jobs iter.Seq2[job, error], total int) iter.Seq[job] {
 				return
 			}
 			n++
+			if total < 0 {
+				r.bar.read()
+			}
 		}
-		r.setTotal(n)
+		r.bar.setTotal(n)
 	}
-}
-
-func (r *runner) setTotal(n int) {
-	r.outMu.Lock()
-	defer r.outMu.Unlock()
-	r.bar.setTotal(n)
 }
 
 // runJob runs one job, with its retries, on a worker of herd's pool.
@@ -486,15 +488,12 @@ func (r *runner) finish(o *outcome) {
 // print writes a job's grouped output, whole.
 func (r *runner) print(o *outcome) {
 	if r.p.o.ungroup || r.p.o.lineBuffer {
-		r.outMu.Lock()
 		r.bar.add(o.res.Failed())
-		r.outMu.Unlock()
 		return
 	}
 	tag := r.tag(o)
 	r.outMu.Lock()
 	defer r.outMu.Unlock()
-	r.bar.clear()
 	writeTagged(r.stdout, o.stdout.Bytes(), tag)
 	writeTagged(r.stderr, o.stderr.Bytes(), tag)
 	r.bar.add(o.res.Failed())
@@ -583,7 +582,6 @@ func (c *counter) Write(p []byte) (int, error) {
 func (r *runner) warn(format string, args ...any) {
 	r.outMu.Lock()
 	defer r.outMu.Unlock()
-	r.bar.clear()
 	fmt.Fprintf(r.stderr, "herd run: "+format+"\n", args...)
 }
 
