@@ -12,9 +12,10 @@ import (
 	"time"
 )
 
-// herdPath builds herd once for the command-line benchmarks.
+// herdPath is the herd binary for the command-line benchmarks: $HERD_BIN,
+// which run.sh builds once for all rounds, or else one built now.
 var herdPath = func() func(testing.TB) string {
-	var path string
+	path := os.Getenv("HERD_BIN")
 	return func(tb testing.TB) string {
 		if path != "" {
 			return path
@@ -119,7 +120,7 @@ func BenchmarkCLI(b *testing.B) {
 		}},
 	} {
 		for _, tool := range []string{"xargs", "herd", "parallel"} {
-			b.Run(fmt.Sprintf("%s/impl=%s", w.name, tool), func(b *testing.B) {
+			b.Run(fmt.Sprintf("w=%s/impl=%s", w.name, tool), func(b *testing.B) {
 				benchCLI(b, w.tools[tool], w.in, w.jobs)
 			})
 		}

@@ -14,9 +14,17 @@ cd "$(dirname "$0")"
 rounds=${1:-6}
 filter=${2:-.}
 
+# BenchmarkCLI compares herd run with xargs and GNU parallel.
+if ! command -v parallel >/dev/null; then
+  echo "installing GNU parallel (Debian package parallel)" >&2
+  apt-get install -y -qq parallel >/dev/null || { apt-get update -qq && apt-get install -y -qq parallel >/dev/null; }
+fi
+
 bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
 go test -c -o "$bin/bench.test" .
+(cd .. && go build -o "$bin/herd" ./cmd/herd)
+export HERD_BIN="$bin/herd" # one build of herd for every round
 go build -o "$bin/benchstat" golang.org/x/perf/cmd/benchstat
 
 # Every benchmark/config/impl triple, in the order the test binary lists them.
@@ -36,7 +44,7 @@ for r in $(seq "$rounds"); do
       grep -E '^(Benchmark|goos|goarch|pkg|cpu)' >> "$out"
   done
 done
-for unit in cpu-sec/task sec/task B/task allocs/task; do
+for unit in cpu-sec/task sec/task B/task allocs/task cpu-ms/job ms/job; do
   echo "## $unit"
   "$bin/benchstat" -table .name -row /impl -col /workers -filter ".unit:$unit" "$out"
 done

@@ -41,8 +41,8 @@ type outcome struct {
 	line     string
 	res      command.Result
 	slot     int
-	stdout   bytes.Buffer // grouped output
-	stderr   bytes.Buffer
+	stdout   spool // grouped output
+	stderr   spool
 	received int64
 }
 
@@ -80,7 +80,11 @@ func (p *plan) run(ctx context.Context, sigs <-chan os.Signal, stdin io.Reader, 
 		// A command the shell cannot parse would fail in every job.
 		sample := p.template.Expand([]string{"x"}, 1, 1, false)
 		if err := command.Check(p.o.shell, sample); err != nil {
-			return fail(fmt.Errorf("the command is not valid shell: %v", err))
+			hint := ""
+			if !p.template.HasReplacement() {
+				hint = " (it has no replacement string such as {}, so each input is appended to it)"
+			}
+			return fail(fmt.Errorf("the command is not valid shell%s: %v", hint, err))
 		}
 	}
 	jobs, total, cleanup, err := p.jobSource(stdin, stderr)
@@ -340,8 +344,8 @@ func (r *runner) runJob(_ context.Context, j job) (*outcome, error) {
 	}
 	o.line = strings.ReplaceAll(j.line, strconv.Itoa(slotMarker), strconv.Itoa(o.slot))
 	for attempt := 1; ; attempt++ {
-		o.stdout.Reset()
-		o.stderr.Reset()
+		o.stdout.reset()
+		o.stderr.reset()
 		r.attempt(o)
 		if !o.res.Failed() || attempt >= r.p.attempts || r.kill.Err() != nil || r.stopping.Load() {
 			break
@@ -494,8 +498,14 @@ func (r *runner) print(o *outcome) {
 	tag := r.tag(o)
 	r.outMu.Lock()
 	defer r.outMu.Unlock()
-	writeTagged(r.stdout, o.stdout.Bytes(), tag)
-	writeTagged(r.stderr, o.stderr.Bytes(), tag)
+	if err := o.stdout.writeTo(r.stdout, tag); err != nil {
+		fmt.Fprintf(r.stderr, "herd run: job %d: output: %v\n", o.job.seq, err)
+	}
+	if err := o.stderr.writeTo(r.stderr, tag); err != nil {
+		fmt.Fprintf(r.stderr, "herd run: job %d: error output: %v\n", o.job.seq, err)
+	}
+	o.stdout.close()
+	o.stderr.close()
 	r.bar.add(o.res.Failed())
 }
 
@@ -512,21 +522,7 @@ func (r *runner) tag(o *outcome) string {
 
 // writeTagged writes b with tag before every line.
 func writeTagged(w io.Writer, b []byte, tag string) {
-	if tag == "" || len(b) == 0 {
-		w.Write(b)
-		return
-	}
-	var out bytes.Buffer
-	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line = b[:i+1]
-		}
-		out.WriteString(tag)
-		out.Write(line)
-		b = b[len(line):]
-	}
-	w.Write(out.Bytes())
+	(&tagWriter{w: w, tag: tag}).Write(b)
 }
 
 // lineWriter passes on a job's output a whole line at a time.
