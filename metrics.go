@@ -10,7 +10,9 @@ import (
 
 // Metrics is a snapshot of a [Pool]'s counters, taken by [Pool.Metrics].
 // The counters are read one by one while the pool runs, so they agree with
-// each other only approximately.
+// each other only approximately; and a busy worker reports its successes
+// in batches of up to 64, counting them as running until then. They are
+// exact whenever the workers are idle, and after Close.
 type Metrics struct {
 	Workers   int    // workers running now
 	Submitted uint64 // tasks accepted by Go, TryGo and groups
@@ -39,6 +41,8 @@ const latencySampleEvery = 16
 
 // Metrics returns a snapshot of the pool's counters.
 func (p *Pool) Metrics() Metrics {
+	refused := p.refused.Load() // first: see leave
+	submitted := p.sendsOut.Load() - refused
 	p.mu.Lock()
 	c := p.retired
 	for w := range p.workers {
@@ -50,7 +54,7 @@ func (p *Pool) Metrics() Metrics {
 
 	m := Metrics{
 		Workers:   workers,
-		Submitted: p.submits.Load(),
+		Submitted: submitted,
 		Waiting:   len(p.queue),
 		Succeeded: c.succeeded,
 		Failed:    c.failed,
@@ -66,10 +70,25 @@ func (p *Pool) Metrics() Metrics {
 }
 
 // worker holds one worker's counters. Only the worker writes them; Metrics
-// reads them, so they are atomic, but never contended.
+// reads them, so they are atomic, but never contended. Successes, the
+// common case, are counted in batch and published every publishEvery tasks
+// and whenever the worker is about to wait, which keeps an atomic add off
+// the path of every task.
 type worker struct {
 	succeeded, failed, panicked, notRun atomic.Uint64
 	latency                             histogram
+	batch                               uint64 // successes not yet published
+}
+
+const publishEvery = 64
+
+// publish adds the batched successes to the published count. Only the
+// worker's own goroutine calls it.
+func (w *worker) publish() {
+	if w.batch > 0 {
+		w.succeeded.Add(w.batch)
+		w.batch = 0
+	}
 }
 
 type counts struct {

@@ -70,11 +70,13 @@ type Pool struct {
 	limiter *limiter
 	plain   bool // no timeout, retries or rate limit: call tasks directly
 
-	closed   atomic.Bool  // no more submits
-	sendMu   sync.RWMutex // held for reading by sends to queue, for writing to close it
-	dropping atomic.Bool  // Shutdown's deadline passed: discard what is queued
+	closed   atomic.Bool // no more submits
+	sendsIn  atomic.Uint64
+	sendsOut atomic.Uint64
+	refused  atomic.Uint64 // sends that queued nothing
+	sendLeft chan struct{} // wakes Shutdown when a send leaves after closed is set
+	dropping atomic.Bool   // Shutdown's deadline passed: discard what is queued
 	shrink   atomic.Int64
-	submits  atomic.Uint64
 
 	closeOnce sync.Once
 	closer    sync.WaitGroup // the goroutine that closes the queue
@@ -126,10 +128,11 @@ func New(cfg Config) (*Pool, error) {
 		cfg.MaxBackoff = 10 * time.Second
 	}
 	p := &Pool{
-		cfg:     cfg,
-		queue:   make(chan item, cfg.QueueSize),
-		workers: make(map[*worker]struct{}),
-		exited:  make(chan struct{}),
+		cfg:      cfg,
+		queue:    make(chan item, cfg.QueueSize),
+		workers:  make(map[*worker]struct{}),
+		exited:   make(chan struct{}),
+		sendLeft: make(chan struct{}, 1),
 	}
 	if cfg.Rate > 0 {
 		p.limiter = newLimiter(cfg.Rate, max(cfg.Burst, 1))
@@ -167,17 +170,45 @@ func (p *Pool) Go(ctx context.Context, task func(ctx context.Context) error) err
 // TryGo submits task if there is room in the queue right now, and reports
 // whether it did. It never waits.
 func (p *Pool) TryGo(task func(ctx context.Context) error) bool {
-	p.sendMu.RLock()
-	defer p.sendMu.RUnlock()
-	if p.closed.Load() {
+	if !p.enter() {
 		return false
 	}
 	select {
 	case p.queue <- item{fn: task}:
-		p.submits.Add(1)
+		p.leave(true)
 		return true
 	default:
+		p.leave(false)
 		return false
+	}
+}
+
+// enter and leave bracket every send on the queue. Shutdown closes the
+// queue only after it has set closed and seen every send that entered
+// leave, so that no send is ever made on a closed channel; and a send
+// blocked on a full queue always completes, since the workers take tasks
+// until the queue is closed. Two counters cost less on this hot path than
+// a lock.
+func (p *Pool) enter() bool {
+	p.sendsIn.Add(1)
+	if p.closed.Load() {
+		p.leave(false)
+		return false
+	}
+	return true
+}
+
+// leave ends a send; queued says whether a task went into the queue.
+func (p *Pool) leave(queued bool) {
+	p.sendsOut.Add(1)
+	if !queued {
+		p.refused.Add(1) // after sendsOut, so that Metrics never sees more refused than sent
+	}
+	if p.closed.Load() {
+		select {
+		case p.sendLeft <- struct{}{}: // wake Shutdown to count again
+		default: // a wake-up is pending already
+		}
 	}
 }
 
@@ -190,27 +221,19 @@ func (p *Pool) submit(ctx context.Context, it item) error {
 		default:
 		}
 	}
-	// Sends hold sendMu for reading so that Shutdown, holding it for
-	// writing, never closes the queue under a send. A send blocked on a full
-	// queue completes once a worker takes a task, and the workers keep
-	// taking tasks until the queue is closed, so Shutdown never waits long.
-	p.sendMu.RLock()
-	if p.closed.Load() {
-		p.sendMu.RUnlock()
+	if !p.enter() {
 		return ErrClosed
 	}
 	if done == nil {
 		// Nothing to honour but the queue; and the caller is not one of
 		// our tasks, whose contexts can all be cancelled.
 		p.queue <- it
-		p.sendMu.RUnlock()
-		p.submits.Add(1)
+		p.leave(true)
 		return nil
 	}
 	select {
 	case p.queue <- it:
-		p.sendMu.RUnlock()
-		p.submits.Add(1)
+		p.leave(true)
 		return nil
 	default:
 	}
@@ -224,21 +247,12 @@ func (p *Pool) submit(ctx context.Context, it item) error {
 	for {
 		select {
 		case p.queue <- it:
-			p.sendMu.RUnlock()
-			p.submits.Add(1)
+			p.leave(true)
 			return nil
 		case other := <-help:
-			// Not under sendMu: the task may submit too, and Shutdown
-			// may be waiting to close the queue.
-			p.sendMu.RUnlock()
 			p.runItem(&p.helper, other)
-			p.sendMu.RLock()
-			if p.closed.Load() {
-				p.sendMu.RUnlock()
-				return ErrClosed
-			}
 		case <-done:
-			p.sendMu.RUnlock()
+			p.leave(false)
 			return ctx.Err()
 		}
 	}
@@ -250,8 +264,6 @@ func (p *Pool) Resize(n int) error {
 	if n < 1 {
 		return fmt.Errorf("herd: resize: workers %d must be at least 1", n)
 	}
-	p.sendMu.RLock() // for the wake-ups below
-	defer p.sendMu.RUnlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed.Load() {
@@ -265,9 +277,12 @@ func (p *Pool) Resize(n int) error {
 	}
 	for ; p.target > n; p.target-- {
 		p.shrink.Add(1)
-		select {
-		case p.queue <- item{}: // wake an idle worker so that it sees the shrink
-		default: // the queue is busy: a worker will see it after its task
+		if p.enter() {
+			select {
+			case p.queue <- item{}: // wake an idle worker so that it sees the shrink
+			default: // the queue is busy: a worker will see it after its task
+			}
+			p.leave(false) // a wake-up is not a task
 		}
 	}
 	return nil
@@ -288,15 +303,15 @@ func (p *Pool) Close() error {
 // never ran. Either way no worker is left running when it returns.
 func (p *Pool) Shutdown(ctx context.Context) error {
 	p.closeOnce.Do(func() {
-		// Taking sendMu waits for submits blocked on a full queue, which
-		// the workers will unblock, even when the deadline below passes
-		// and they only discard what they take.
+		p.closed.Store(true)
+		// Sends under way may be blocked on a full queue until the workers
+		// take more tasks, which they do even after the deadline below,
+		// when they only discard them. So wait for them aside.
 		p.closer.Go(func() {
-			p.sendMu.Lock()
-			p.closed.Store(true)
-			close(p.queue)
-			p.sendMu.Unlock()
-			// The last worker to exit closes p.exited.
+			for p.sendsIn.Load() != p.sendsOut.Load() {
+				<-p.sendLeft
+			}
+			close(p.queue) // the last worker to exit closes p.exited
 		})
 	})
 	defer p.closer.Wait()
@@ -332,13 +347,27 @@ func (p *Pool) work(w *worker) {
 	clean := false
 	defer func() { p.exit(w, clean) }()
 	var seq uint32
-	for it := range p.queue {
+	for {
+		var it item
+		var open bool
+		select {
+		case it, open = <-p.queue:
+		default:
+			w.publish() // about to wait: make the counts exact
+			it, open = <-p.queue
+		}
+		if !open {
+			break
+		}
 		if seq++; seq%latencySampleEvery == 0 && it.fn != nil {
 			start := time.Now()
 			p.runItem(w, it)
 			w.latency.record(time.Since(start))
 		} else {
 			p.runItem(w, it)
+		}
+		if w.batch >= publishEvery {
+			w.publish()
 		}
 		if p.takeShrink() {
 			break
@@ -363,6 +392,7 @@ func (p *Pool) takeShrink() bool {
 // exit retires a worker. A worker that did not exit cleanly was ended by a
 // task calling runtime.Goexit; a replacement keeps the pool at its size.
 func (p *Pool) exit(w *worker, clean bool) {
+	w.publish()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.workers, w)
@@ -450,7 +480,11 @@ func (p *Pool) attempt(ctx context.Context, fn func(context.Context) error) erro
 // report counts a finished task and hands its error to whoever waits for it.
 func (p *Pool) report(w *worker, g *Group, err error) {
 	if err == nil {
-		w.succeeded.Add(1)
+		if w == &p.helper {
+			w.succeeded.Add(1)
+		} else {
+			w.batch++ // only the worker's own goroutine runs its tasks
+		}
 		if g != nil {
 			g.finish(nil)
 		}

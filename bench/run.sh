@@ -44,7 +44,11 @@ for r in $(seq "$rounds"); do
       grep -E '^(Benchmark|goos|goarch|pkg|cpu)' >> "$out"
   done
 done
-for unit in cpu-sec/task sec/task B/task allocs/task cpu-ms/job ms/job; do
+for unit in cpu-sec/task sec/task B/task allocs/task; do
   echo "## $unit"
   "$bin/benchstat" -table .name -row /impl -col /workers -filter ".unit:$unit" "$out"
+done
+for unit in cpu-ms/job ms/job; do
+  echo "## $unit"
+  "$bin/benchstat" -table .name -row /impl -col /w -filter ".unit:$unit" "$out"
 done

@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,6 +53,9 @@ type runner struct {
 	stdout, stderr io.Writer
 	outMu          sync.Mutex // one job's output at a time
 	env            []string
+
+	devNull *os.File // every job's standard input, unless --pipe gives one
+	paths   sync.Map // program name → its path on PATH, or the error finding it
 
 	slots    chan int
 	kill     context.Context // cancelled to kill every running job
@@ -111,6 +115,10 @@ func (p *plan) run(ctx context.Context, sigs <-chan os.Signal, stdin io.Reader, 
 		}
 		defer r.log.Close()
 	}
+	if r.devNull, err = os.Open(os.DevNull); err != nil {
+		return fail(err)
+	}
+	defer r.devNull.Close()
 	r.slots = make(chan int, p.jobs)
 	for i := range p.jobs {
 		r.slots <- i + 1
@@ -391,9 +399,11 @@ func (r *runner) attempt(o *outcome) {
 		Shell: r.p.o.shell,
 		Env:   append(r.env[:len(r.env):len(r.env)], "PARALLEL_SEQ="+strconv.Itoa(o.job.seq), "PARALLEL_JOBSLOT="+strconv.Itoa(o.slot)),
 	}
+	cj.Stdin = r.devNull
 	if o.job.stdin != nil {
 		cj.Stdin = bytes.NewReader(o.job.stdin)
 	}
+	cj.LookPath = r.lookPath
 	received := &counter{}
 	switch {
 	case r.p.o.ungroup:
@@ -422,6 +432,21 @@ func (r *runner) attempt(o *outcome) {
 	} else {
 		o.received = 0
 	}
+}
+
+// lookPath is exec.LookPath, remembered for the run: the same few programs
+// are looked up for thousands of jobs.
+func (r *runner) lookPath(name string) (string, error) {
+	type found struct {
+		path string
+		err  error
+	}
+	if f, ok := r.paths.Load(name); ok {
+		return f.(found).path, f.(found).err
+	}
+	path, err := exec.LookPath(name)
+	r.paths.Store(name, found{path, err})
+	return path, err
 }
 
 // timeout is the time limit of a job starting now.

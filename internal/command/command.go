@@ -24,6 +24,10 @@ type Job struct {
 	// Grace is how long the process group has between SIGTERM and SIGKILL
 	// when the context ends. Zero means 500ms.
 	Grace time.Duration
+
+	// LookPath finds a program on PATH; nil means exec.LookPath. A caller
+	// running many jobs can save the search by caching it.
+	LookPath func(name string) (string, error)
 }
 
 // Result is how a job ended.
@@ -106,7 +110,11 @@ func Run(ctx context.Context, j Job) Result {
 // starting a shell, and the shell otherwise.
 func (j Job) command() *exec.Cmd {
 	if args, ok := Words(j.Line); ok && len(args) > 0 {
-		if path, err := exec.LookPath(args[0]); err == nil {
+		lookPath := j.LookPath
+		if lookPath == nil {
+			lookPath = exec.LookPath
+		}
+		if path, err := lookPath(args[0]); err == nil {
 			cmd := exec.Command(path, args[1:]...)
 			cmd.Args[0] = args[0]
 			return cmd
