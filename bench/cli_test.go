@@ -35,13 +35,6 @@ var herdPath = func() func(testing.TB) string {
 	}
 }()
 
-// A runner is a command line that runs a batch of jobs, one per line of
-// its standard input.
-type cliRunner struct {
-	name string
-	args func(herd string) []string
-}
-
 // childCPU is the CPU time of all waited-for children so far.
 func childCPU() time.Duration {
 	var ru syscall.Rusage
