@@ -196,3 +196,24 @@ func ExampleMapSlice() {
 	fmt.Println(squares, err)
 	// Output: [1 4 9] <nil>
 }
+
+func ExampleConfig() {
+	attempts := 0
+	p, _ := herd.New(herd.Config{
+		Workers:     1,
+		TaskTimeout: time.Second,      // each attempt's context ends after a second
+		Retries:     2,                // a failing task runs up to 3 times
+		Backoff:     time.Millisecond, // waiting 1ms, then 2ms, between attempts
+		Rate:        1000,             // at most 1000 attempts start per second
+		OnError:     func(err error) { fmt.Println("gave up:", err) },
+	})
+	p.Go(context.Background(), func(ctx context.Context) error {
+		attempts++
+		return fmt.Errorf("attempt %d failed", attempts)
+	})
+	p.Close()
+	fmt.Println(attempts, "attempts")
+	// Output:
+	// gave up: attempt 3 failed
+	// 3 attempts
+}
