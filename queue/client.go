@@ -1,0 +1,197 @@
+package queue
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/goherd/herd/queue/internal/embedded"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config says where the queue lives. The zero value is an embedded server
+// storing its data in [DefaultDir], flushing every write to disk.
+type Config struct {
+	// URL names the NATS server or cluster, as a comma-separated list of
+	// URLs. Empty means a NATS server embedded in this process.
+	URL string
+
+	// Dir is the embedded server's data folder. Empty means [DefaultDir].
+	Dir string
+
+	// SyncInterval is how often the embedded server flushes written jobs to
+	// disk. Zero means after every write: an enqueue that returned, or a
+	// result recorded, survives an operating-system crash or a power cut.
+	// NATS's own default is two minutes, which loses the jobs of the last
+	// two minutes in such a crash (a crash of herd alone loses nothing
+	// either way). See BENCHMARKS.md for what each costs.
+	SyncInterval time.Duration
+
+	// User and Password, Token, or CredsFile authenticate to an external
+	// server. TLS, if set, is used for the connection.
+	User, Password string
+	Token          string
+	CredsFile      string
+	TLS            *tls.Config
+
+	// Replicas is how many servers keep a copy of each job. Zero means 1;
+	// use 3 on a cluster of three or more.
+	Replicas int
+
+	// Retention is how long the record of a finished job is kept. Zero
+	// means a week.
+	Retention time.Duration
+
+	// Logger receives the queue's log lines. Nil means none.
+	Logger *slog.Logger
+}
+
+// DefaultDir is the embedded server's data folder when [Config.Dir] is
+// empty: $XDG_DATA_HOME/herd/queue, or ~/.local/share/herd/queue.
+func DefaultDir() (string, error) {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "herd", "queue"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("queue: no data folder: %w", err)
+	}
+	return filepath.Join(home, ".local", "share", "herd", "queue"), nil
+}
+
+// Names of the JetStream assets the queue uses.
+const (
+	jobsStream  = "HERD_JOBS"
+	jobsSubject = "herd.jobs" // herd.jobs.<queue>.<priority>
+	stateBucket = "HERD_STATE"
+)
+
+// Client is a connection to a queue: it enqueues jobs, reports on them,
+// and runs [Worker]s. It is safe for concurrent use.
+type Client struct {
+	cfg   Config
+	srv   *server.Server // the embedded server, if any
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	jobs  jetstream.Stream
+	state jetstream.KeyValue
+	log   *slog.Logger
+}
+
+// Open connects to the queue that cfg names, starting the embedded server
+// if it names none, and creates the stream and bucket the queue keeps its
+// jobs in if they do not exist yet.
+func Open(ctx context.Context, cfg Config) (*Client, error) {
+	if cfg.Replicas < 0 || cfg.SyncInterval < 0 || cfg.Retention < 0 {
+		return nil, fmt.Errorf("queue: open: replicas %d, sync interval %v, retention %v: must not be negative", cfg.Replicas, cfg.SyncInterval, cfg.Retention)
+	}
+	c := &Client{cfg: cfg, log: cfg.Logger}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	opts := []nats.Option{nats.Name("herd"), nats.MaxReconnects(-1)}
+	url := cfg.URL
+	if url == "" {
+		dir := cfg.Dir
+		if dir == "" {
+			var err error
+			if dir, err = DefaultDir(); err != nil {
+				return nil, err
+			}
+		}
+		srv, err := embedded.Start(embedded.Config{Dir: dir, SyncInterval: cfg.SyncInterval})
+		if err != nil {
+			return nil, fmt.Errorf("queue: open: %w", err)
+		}
+		c.srv = srv
+		opts = append(opts, nats.InProcessServer(srv))
+	}
+	switch {
+	case cfg.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	case cfg.Token != "":
+		opts = append(opts, nats.Token(cfg.Token))
+	case cfg.User != "":
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, nats.Secure(cfg.TLS))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("queue: open %s: %w", c.where(), err)
+	}
+	c.nc = nc
+	if err := c.setup(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("queue: open %s: %w", c.where(), err)
+	}
+	return c, nil
+}
+
+func (c *Client) where() string {
+	if c.cfg.URL != "" {
+		return c.cfg.URL
+	}
+	return "embedded server"
+}
+
+func (c *Client) setup(ctx context.Context) error {
+	var err error
+	if c.js, err = jetstream.New(c.nc); err != nil {
+		return err
+	}
+	replicas := max(c.cfg.Replicas, 1)
+	retention := c.cfg.Retention
+	if retention == 0 {
+		retention = 7 * 24 * time.Hour
+	}
+	c.jobs, err = c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        jobsStream,
+		Description: "herd's jobs waiting to run, by queue and priority",
+		Subjects:    []string{jobsSubject + ".>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		Duplicates:  2 * time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", jobsStream, err)
+	}
+	c.state, err = c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      stateBucket,
+		Description: "herd's jobs: state, attempts, errors and results, by id",
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		TTL:         retention,
+	})
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", stateBucket, err)
+	}
+	return nil
+}
+
+// Close closes the connection, and stops the embedded server if there is
+// one, after the server has written out what it holds.
+func (c *Client) Close() error {
+	var errs []error
+	if c.nc != nil {
+		if !c.nc.IsClosed() {
+			errs = append(errs, c.nc.Flush()) // acks and results still buffered
+		}
+		c.nc.Close()
+	}
+	if c.srv != nil {
+		c.srv.Shutdown()
+		c.srv.WaitForShutdown()
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,32 @@
+// Package queue is herd's durable job queue: jobs enqueued by kind with a
+// payload, kept in NATS JetStream, and run by [Worker]s on any machine that
+// can reach it, at least once, with retries, a dead-letter list, and each
+// job's state and result kept by id.
+//
+// With no URL, [Open] runs a NATS server inside the process, storing its
+// data in a folder ([DefaultDir]), so there is nothing to install or start:
+//
+//	c, err := queue.Open(ctx, queue.Config{})
+//	id, err := queue.Enqueue(ctx, c, "email", Email{To: "a@example.com"}, queue.Options{})
+//
+//	w, err := c.NewWorker(queue.WorkerConfig{Concurrency: 8})
+//	w.Handle("email", func(ctx context.Context, j *queue.Job) ([]byte, error) {
+//		e, err := queue.Decode[Email](j)
+//		if err != nil {
+//			return nil, queue.Permanent(err) // a bad payload will not get better
+//		}
+//		return nil, send(ctx, e)
+//	})
+//	err = w.Run(ctx) // until ctx is done
+//
+// Each job has a record, by id, in a JetStream key-value bucket: its state
+// ([Queued], [Scheduled], [Running], [Retrying], [Succeeded] or [Dead]), its
+// attempts, the error of each failed attempt, and its result. The record is
+// written before the job is published, and updated as the job runs; a job
+// is acknowledged only after its outcome is recorded, so a worker killed at
+// any moment loses nothing: its jobs go to another worker when their lease
+// runs out.
+//
+// A handler that panics fails its attempt with the panic's value and stack
+// in the job's error history; the worker goes on with other jobs.
+package queue

@@ -1,0 +1,324 @@
+package queue
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Priority orders the jobs of a queue: a worker takes high ones first.
+type Priority int
+
+// The priorities.
+const (
+	Low     Priority = -1
+	Default Priority = 0
+	High    Priority = 1
+)
+
+func (p Priority) subject() string {
+	switch {
+	case p > 0:
+		return "high"
+	case p < 0:
+		return "low"
+	}
+	return "default"
+}
+
+// Options are the optional settings of a job. The zero value is a job with
+// a fresh id on the default queue at default priority, to run now, at most
+// 25 times, with no time limit.
+type Options struct {
+	ID          string        // unique id: a job enqueued twice with the same id runs once; empty means a fresh one
+	Queue       string        // named queue; empty means "default"
+	Priority    Priority      // High, Default or Low
+	RunAt       time.Time     // not before this time; zero means now
+	Delay       time.Duration // not before this long from now
+	MaxAttempts int           // attempts before the job is dead; zero means 25
+	Timeout     time.Duration // each attempt's limit; zero means none
+}
+
+// State is where a job is in its life.
+type State string
+
+// The states of a job.
+const (
+	Queued    State = "queued"    // waiting for a worker
+	Scheduled State = "scheduled" // waiting for its time
+	Running   State = "running"   // a worker runs it
+	Retrying  State = "retrying"  // failed, waiting for its next attempt
+	Succeeded State = "succeeded" // done
+	Dead      State = "dead"      // failed its last attempt, or failed for good
+)
+
+// Info is what the queue knows of a job.
+type Info struct {
+	ID          string    `json:"id"`
+	Kind        string    `json:"kind"`
+	Queue       string    `json:"queue"`
+	Priority    Priority  `json:"priority"`
+	Payload     []byte    `json:"payload,omitempty"`
+	State       State     `json:"state"`
+	Attempts    int       `json:"attempts"`
+	MaxAttempts int       `json:"max_attempts"`
+	Timeout     Duration  `json:"timeout,omitempty"`
+	RunAt       time.Time `json:"run_at,omitzero"`
+	Errors      []string  `json:"errors,omitempty"` // one per failed attempt, oldest first
+	Result      []byte    `json:"result,omitempty"`
+	EnqueuedAt  time.Time `json:"enqueued_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// Duration is a time.Duration that encodes in JSON as a string like "1m30s".
+type Duration time.Duration
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	*d = Duration(v)
+	return err
+}
+
+// ErrNotFound is returned for a job id the queue does not know.
+var ErrNotFound = errors.New("queue: no such job")
+
+// NewJob is one job for [Client.EnqueueBatch].
+type NewJob struct {
+	Kind    string
+	Payload []byte
+	Options Options
+}
+
+// Enqueue adds a job of the given kind with a raw payload, and returns its
+// id once the queue has stored it. With an [Options.ID] that the queue has
+// seen before, it stores nothing and returns the id.
+func (c *Client) Enqueue(ctx context.Context, kind string, payload []byte, opts Options) (string, error) {
+	ids, err := c.EnqueueBatch(ctx, []NewJob{{Kind: kind, Payload: payload, Options: opts}})
+	if err != nil {
+		return "", err
+	}
+	return ids[0], nil
+}
+
+// Enqueue adds a job whose payload is v encoded as JSON; see
+// [Client.Enqueue]. A handler reads it back with [Decode].
+func Enqueue[T any](ctx context.Context, c *Client, kind string, v T, opts Options) (string, error) {
+	payload, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("queue: enqueue %s: payload: %w", kind, err)
+	}
+	return c.Enqueue(ctx, kind, payload, opts)
+}
+
+// EnqueueBatch adds jobs, publishing them together, and returns their ids
+// in order. It returns at the first job that could not be stored; the jobs
+// before it are stored.
+func (c *Client) EnqueueBatch(ctx context.Context, jobs []NewJob) ([]string, error) {
+	now := time.Now()
+	infos := make([]*Info, len(jobs))
+	for i, j := range jobs {
+		info, err := newInfo(j, now)
+		if err != nil {
+			return nil, err
+		}
+		infos[i] = info
+	}
+	ids := make([]string, 0, len(jobs))
+	for _, info := range infos {
+		// The state record is created first: an id seen before fails
+		// here, and a job is never in the stream without a record.
+		data, _ := json.Marshal(info)
+		if _, err := c.state.Create(ctx, info.ID, data); err != nil {
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				ids = append(ids, info.ID) // enqueued before: runs once
+				continue
+			}
+			return ids, fmt.Errorf("queue: enqueue %s %s: %w", info.Kind, info.ID, err)
+		}
+		if _, err := c.js.Publish(ctx, subject(info), data, jetstream.WithMsgID(info.ID)); err != nil {
+			c.state.Delete(context.WithoutCancel(ctx), info.ID) // let a retry of the enqueue store it
+			return ids, fmt.Errorf("queue: enqueue %s %s: %w", info.Kind, info.ID, err)
+		}
+		ids = append(ids, info.ID)
+	}
+	return ids, nil
+}
+
+func newInfo(j NewJob, now time.Time) (*Info, error) {
+	o := j.Options
+	if j.Kind == "" {
+		return nil, errors.New("queue: enqueue: a job needs a kind")
+	}
+	if o.MaxAttempts < 0 || o.Timeout < 0 || o.Delay < 0 {
+		return nil, fmt.Errorf("queue: enqueue %s: max attempts %d, timeout %v, delay %v: must not be negative", j.Kind, o.MaxAttempts, o.Timeout, o.Delay)
+	}
+	for _, name := range []string{o.ID, o.Queue} {
+		if strings.ContainsAny(name, ".*> \t\r\n") {
+			return nil, fmt.Errorf("queue: enqueue %s: %q: ids and queue names may not contain dots, spaces, * or >", j.Kind, name)
+		}
+	}
+	info := &Info{
+		ID:          o.ID,
+		Kind:        j.Kind,
+		Queue:       o.Queue,
+		Priority:    max(min(o.Priority, High), Low),
+		Payload:     j.Payload,
+		State:       Queued,
+		MaxAttempts: o.MaxAttempts,
+		Timeout:     Duration(o.Timeout),
+		RunAt:       o.RunAt,
+		EnqueuedAt:  now,
+		UpdatedAt:   now,
+	}
+	if info.ID == "" {
+		var b [12]byte
+		rand.Read(b[:])
+		info.ID = hex.EncodeToString(b[:])
+	}
+	if info.Queue == "" {
+		info.Queue = "default"
+	}
+	if info.MaxAttempts == 0 {
+		info.MaxAttempts = 25
+	}
+	if o.Delay > 0 {
+		info.RunAt = now.Add(o.Delay)
+	}
+	if info.RunAt.After(now) {
+		info.State = Scheduled
+	}
+	return info, nil
+}
+
+func subject(info *Info) string {
+	return jobsSubject + "." + info.Queue + "." + info.Priority.subject()
+}
+
+// Info returns what the queue knows of the job with the given id.
+func (c *Client) Info(ctx context.Context, id string) (*Info, error) {
+	info, _, err := c.info(ctx, id)
+	return info, err
+}
+
+func (c *Client) info(ctx context.Context, id string) (*Info, uint64, error) {
+	e, err := c.state.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("queue: job %s: %w", id, err)
+	}
+	var info Info
+	if err := json.Unmarshal(e.Value(), &info); err != nil {
+		return nil, 0, fmt.Errorf("queue: job %s: bad record: %w", id, err)
+	}
+	return &info, e.Revision(), nil
+}
+
+// Wait waits until the job with the given id has succeeded or is dead, and
+// returns what the queue knows of it then.
+func (c *Client) Wait(ctx context.Context, id string) (*Info, error) {
+	w, err := c.state.Watch(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("queue: wait for %s: %w", id, err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("queue: wait for %s: watch ended", id)
+			}
+			if e == nil {
+				continue // the initial values have all been delivered
+			}
+			if e.Operation() != jetstream.KeyValuePut {
+				return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+			}
+			var info Info
+			if err := json.Unmarshal(e.Value(), &info); err != nil {
+				return nil, fmt.Errorf("queue: job %s: bad record: %w", id, err)
+			}
+			if info.State == Succeeded || info.State == Dead {
+				return &info, nil
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Dead lists the dead jobs: those that failed their last attempt or failed
+// for good.
+func (c *Client) Dead(ctx context.Context) ([]*Info, error) {
+	keys, err := c.state.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("queue: dead jobs: %w", err)
+	}
+	defer keys.Stop()
+	var dead []*Info
+	for id := range keys.Keys() {
+		info, err := c.Info(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		if info.State == Dead {
+			dead = append(dead, info)
+		}
+	}
+	return dead, nil
+}
+
+// Retry puts a dead job back in its queue, with its attempts counted from
+// zero again; its error history is kept.
+func (c *Client) Retry(ctx context.Context, id string) error {
+	info, rev, err := c.info(ctx, id)
+	if err != nil {
+		return err
+	}
+	if info.State != Dead {
+		return fmt.Errorf("queue: retry %s: the job is %s, not dead", id, info.State)
+	}
+	info.State, info.Attempts, info.RunAt, info.UpdatedAt = Queued, 0, time.Time{}, time.Now()
+	data, _ := json.Marshal(info)
+	if _, err := c.state.Update(ctx, id, data, rev); err != nil {
+		return fmt.Errorf("queue: retry %s: %w", id, err)
+	}
+	// A fresh message id: the original one may still be in the stream's
+	// duplicate window.
+	if _, err := c.js.Publish(ctx, subject(info), data, jetstream.WithMsgID(fmt.Sprintf("%s-retry-%d", id, rev))); err != nil {
+		return fmt.Errorf("queue: retry %s: %w", id, err)
+	}
+	return nil
+}
+
+// Delete forgets a job that is not waiting to run: a dead or finished one.
+func (c *Client) Delete(ctx context.Context, id string) error {
+	info, rev, err := c.info(ctx, id)
+	if err != nil {
+		return err
+	}
+	if info.State != Dead && info.State != Succeeded {
+		return fmt.Errorf("queue: delete %s: the job is %s; only dead and succeeded jobs can be deleted", id, info.State)
+	}
+	if err := c.state.Delete(ctx, id, jetstream.LastRevision(rev)); err != nil {
+		return fmt.Errorf("queue: delete %s: %w", id, err)
+	}
+	return nil
+}

@@ -1,0 +1,335 @@
+package queue_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/goherd/herd/queue"
+	"github.com/goherd/herd/queue/queuetest"
+)
+
+type email struct {
+	To string `json:"to"`
+}
+
+// runWorker runs a worker until the test ends.
+func runWorker(t *testing.T, c *queue.Client, cfg queue.WorkerConfig, handlers map[string]queue.Handler) {
+	t.Helper()
+	w, err := c.NewWorker(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for kind, h := range handlers {
+		w.Handle(kind, h)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker Run: %v", err)
+		}
+	})
+}
+
+func wait(t *testing.T, c *queue.Client, id string) *queue.Info {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	info, err := c.Wait(ctx, id)
+	if err != nil {
+		t.Fatalf("Wait(%s): %v", id, err)
+	}
+	return info
+}
+
+var fast = queue.WorkerConfig{Concurrency: 4, Backoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+
+func TestEndToEnd(t *testing.T) {
+	c := queuetest.New(t)
+	runWorker(t, c, fast, map[string]queue.Handler{
+		"email": func(ctx context.Context, j *queue.Job) ([]byte, error) {
+			e, err := queue.Decode[email](j)
+			if err != nil {
+				return nil, queue.Permanent(err)
+			}
+			return []byte("sent to " + e.To), nil
+		},
+	})
+	id, err := queue.Enqueue(t.Context(), c, "email", email{To: "a@example.com"}, queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := wait(t, c, id)
+	if info.State != queue.Succeeded || string(info.Result) != "sent to a@example.com" || info.Attempts != 1 {
+		t.Errorf("Wait = %+v, want succeeded after 1 attempt with the result", info)
+	}
+	got, err := c.Info(t.Context(), id)
+	if err != nil || got.State != queue.Succeeded {
+		t.Errorf("Info = %+v, %v", got, err)
+	}
+	if _, err := c.Info(t.Context(), "nope"); !errors.Is(err, queue.ErrNotFound) {
+		t.Errorf("Info(unknown) = %v, want ErrNotFound", err)
+	}
+}
+
+func TestUniqueIDRunsOnce(t *testing.T) {
+	c := queuetest.New(t)
+	var runs atomic.Int64
+	for range 3 {
+		id, err := c.Enqueue(t.Context(), "count", nil, queue.Options{ID: "once"})
+		if err != nil || id != "once" {
+			t.Fatalf("Enqueue = %q, %v", id, err)
+		}
+	}
+	runWorker(t, c, fast, map[string]queue.Handler{
+		"count": func(context.Context, *queue.Job) ([]byte, error) { runs.Add(1); return nil, nil },
+	})
+	wait(t, c, "once")
+	// A duplicate would be right behind it in the stream.
+	id2, _ := c.Enqueue(t.Context(), "count", nil, queue.Options{ID: "after"})
+	wait(t, c, id2)
+	if runs.Load() != 2 {
+		t.Errorf("%d runs, want 2: the id enqueued three times runs once", runs.Load())
+	}
+}
+
+func TestRetriesThenSucceeds(t *testing.T) {
+	c := queuetest.New(t)
+	runWorker(t, c, fast, map[string]queue.Handler{
+		"flaky": func(_ context.Context, j *queue.Job) ([]byte, error) {
+			if j.Attempt < 3 {
+				return nil, fmt.Errorf("not yet (%d)", j.Attempt)
+			}
+			return []byte("ok"), nil
+		},
+	})
+	id, _ := c.Enqueue(t.Context(), "flaky", nil, queue.Options{})
+	info := wait(t, c, id)
+	want := []string{"attempt 1: not yet (1)", "attempt 2: not yet (2)"}
+	if info.State != queue.Succeeded || info.Attempts != 3 || !slices.Equal(info.Errors, want) {
+		t.Errorf("job = %+v, want succeeded on attempt 3 with errors %q", info, want)
+	}
+}
+
+func TestDeadLetters(t *testing.T) {
+	c := queuetest.New(t)
+	var healed atomic.Bool
+	runWorker(t, c, fast, map[string]queue.Handler{
+		"bad-payload": func(_ context.Context, j *queue.Job) ([]byte, error) {
+			_, err := queue.Decode[email](j)
+			return nil, err
+		},
+		"panics": func(context.Context, *queue.Job) ([]byte, error) {
+			panic("boom: " + "nil map")
+		},
+		"permanent": func(context.Context, *queue.Job) ([]byte, error) {
+			if healed.Load() {
+				return []byte("fixed"), nil
+			}
+			return nil, queue.Permanent(errors.New("no such user"))
+		},
+		"fine": func(context.Context, *queue.Job) ([]byte, error) { return []byte("fine"), nil },
+	})
+	poison, _ := c.Enqueue(t.Context(), "bad-payload", []byte("{not json"), queue.Options{MaxAttempts: 3})
+	panicky, _ := c.Enqueue(t.Context(), "panics", nil, queue.Options{MaxAttempts: 2})
+	perm, _ := c.Enqueue(t.Context(), "permanent", nil, queue.Options{MaxAttempts: 10})
+	fine, _ := c.Enqueue(t.Context(), "fine", nil, queue.Options{})
+
+	if info := wait(t, c, poison); info.State != queue.Dead || info.Attempts != 3 || len(info.Errors) != 3 {
+		t.Errorf("poison payload: %+v, want dead after 3 attempts", info)
+	}
+	info := wait(t, c, panicky)
+	if info.State != queue.Dead || info.Attempts != 2 || !strings.Contains(info.Errors[0], "boom: nil map") || !strings.Contains(info.Errors[0], "goroutine") {
+		t.Errorf("panicking job: %+v, want dead after 2 attempts with the panic and its stack", info)
+	}
+	if info := wait(t, c, perm); info.State != queue.Dead || info.Attempts != 1 {
+		t.Errorf("permanent failure: %+v, want dead after 1 attempt", info)
+	}
+	if info := wait(t, c, fine); info.State != queue.Succeeded {
+		t.Errorf("the worker stopped serving after the failures: %+v", info)
+	}
+
+	dead, err := c.Dead(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, d := range dead {
+		ids = append(ids, d.ID)
+	}
+	slices.Sort(ids)
+	want := []string{poison, panicky, perm}
+	slices.Sort(want)
+	if !slices.Equal(ids, want) {
+		t.Errorf("Dead = %v, want %v", ids, want)
+	}
+
+	healed.Store(true)
+	if err := c.Retry(t.Context(), perm); err != nil {
+		t.Fatal(err)
+	}
+	if info := wait(t, c, perm); info.State != queue.Succeeded || string(info.Result) != "fixed" || len(info.Errors) != 1 {
+		t.Errorf("retried job: %+v, want succeeded, with the old error kept", info)
+	}
+	if err := c.Delete(t.Context(), poison); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Info(t.Context(), poison); !errors.Is(err, queue.ErrNotFound) {
+		t.Errorf("Info after Delete = %v, want ErrNotFound", err)
+	}
+}
+
+func TestPriorityAndDelay(t *testing.T) {
+	c := queuetest.New(t)
+	var mu sync.Mutex
+	var order []string
+	ids := map[string]string{}
+	for _, p := range []struct {
+		name string
+		prio queue.Priority
+	}{{"low", queue.Low}, {"default", queue.Default}, {"high", queue.High}} {
+		id, err := c.Enqueue(t.Context(), "record", []byte(p.name), queue.Options{Priority: p.prio})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[p.name] = id
+	}
+	later, _ := c.Enqueue(t.Context(), "record", []byte("later"), queue.Options{Delay: 500 * time.Millisecond, Priority: queue.High})
+	if info, _ := c.Info(t.Context(), later); info.State != queue.Scheduled {
+		t.Errorf("delayed job is %s, want scheduled", info.State)
+	}
+	start := time.Now()
+	cfg := fast
+	cfg.Concurrency = 1
+	runWorker(t, c, cfg, map[string]queue.Handler{
+		"record": func(_ context.Context, j *queue.Job) ([]byte, error) {
+			mu.Lock()
+			order = append(order, string(j.Payload))
+			mu.Unlock()
+			return nil, nil
+		},
+	})
+	wait(t, c, ids["low"])
+	info := wait(t, c, later)
+	if d := info.UpdatedAt.Sub(start); d < 400*time.Millisecond {
+		t.Errorf("delayed job ran after %v, want no sooner than its delay", d)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"high", "default", "low", "later"}; !slices.Equal(order, want) {
+		t.Errorf("ran in order %q, want %q", order, want)
+	}
+}
+
+func TestLongJobKeepsItsLease(t *testing.T) {
+	c := queuetest.New(t)
+	var runs atomic.Int64
+	cfg := fast
+	cfg.Lease = 300 * time.Millisecond
+	runWorker(t, c, cfg, map[string]queue.Handler{
+		"slow": func(context.Context, *queue.Job) ([]byte, error) {
+			runs.Add(1)
+			time.Sleep(1200 * time.Millisecond)
+			return nil, nil
+		},
+	})
+	id, _ := c.Enqueue(t.Context(), "slow", nil, queue.Options{})
+	if info := wait(t, c, id); info.State != queue.Succeeded || info.Attempts != 1 {
+		t.Errorf("job = %+v, want one attempt", info)
+	}
+	if runs.Load() != 1 {
+		t.Errorf("handler ran %d times, want once: the lease was not kept alive", runs.Load())
+	}
+}
+
+func TestShutdownHandsBackRunningJobs(t *testing.T) {
+	c := queuetest.New(t)
+	started := make(chan struct{}, 1)
+	w, _ := c.NewWorker(queue.WorkerConfig{Concurrency: 1, ShutdownTimeout: 100 * time.Millisecond})
+	w.Handle("long", func(ctx context.Context, j *queue.Job) ([]byte, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	id, _ := c.Enqueue(t.Context(), "long", nil, queue.Options{})
+	<-started
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(t.Context(), id)
+	if err != nil || info.State != queue.Queued || info.Attempts != 0 {
+		t.Fatalf("after shutdown the job is %+v, %v; want queued again with no attempt counted", info, err)
+	}
+	// Another worker picks it up.
+	runWorker(t, c, fast, map[string]queue.Handler{
+		"long": func(context.Context, *queue.Job) ([]byte, error) { return []byte("done"), nil },
+	})
+	if info := wait(t, c, id); info.State != queue.Succeeded {
+		t.Errorf("handed-back job = %+v, want succeeded by the next worker", info)
+	}
+}
+
+func TestBatchAndTimeout(t *testing.T) {
+	c := queuetest.New(t)
+	runWorker(t, c, fast, map[string]queue.Handler{
+		"sleep": func(ctx context.Context, j *queue.Job) ([]byte, error) {
+			select {
+			case <-time.After(time.Minute):
+				return nil, nil
+			case <-ctx.Done():
+				return nil, queue.Permanent(ctx.Err())
+			}
+		},
+		"echo": func(_ context.Context, j *queue.Job) ([]byte, error) { return j.Payload, nil },
+	})
+	var jobs []queue.NewJob
+	for i := range 50 {
+		jobs = append(jobs, queue.NewJob{Kind: "echo", Payload: fmt.Append(nil, i)})
+	}
+	ids, err := c.EnqueueBatch(t.Context(), jobs)
+	if err != nil || len(ids) != 50 {
+		t.Fatalf("EnqueueBatch = %d ids, %v", len(ids), err)
+	}
+	for i, id := range ids {
+		if info := wait(t, c, id); string(info.Result) != fmt.Sprint(i) {
+			t.Errorf("job %d result %q", i, info.Result)
+		}
+	}
+	id, _ := c.Enqueue(t.Context(), "sleep", nil, queue.Options{Timeout: 100 * time.Millisecond})
+	if info := wait(t, c, id); info.State != queue.Dead || !strings.Contains(info.Errors[0], "deadline exceeded") {
+		t.Errorf("timed-out job = %+v", info)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	c := queuetest.New(t)
+	for _, tc := range []struct {
+		kind string
+		opts queue.Options
+	}{
+		{"", queue.Options{}},
+		{"k", queue.Options{ID: "a.b"}},
+		{"k", queue.Options{Queue: "x y"}},
+		{"k", queue.Options{MaxAttempts: -1}},
+	} {
+		if _, err := c.Enqueue(t.Context(), tc.kind, nil, tc.opts); err == nil || !strings.HasPrefix(err.Error(), "queue: enqueue") {
+			t.Errorf("Enqueue(%q, %+v) = %v, want a queue: enqueue error", tc.kind, tc.opts, err)
+		}
+	}
+	if _, err := queue.Enqueue(t.Context(), c, "k", func() {}, queue.Options{}); err == nil {
+		t.Errorf("Enqueue of a func payload = nil error")
+	}
+}
