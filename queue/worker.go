@@ -218,6 +218,12 @@ func (w *Worker) fetch(ctx context.Context, consumers []jetstream.Consumer, n in
 	// after the wait.
 	batch, err := consumers[len(w.cfg.Queues)].Fetch(n, jetstream.FetchMaxWait(200*time.Millisecond))
 	if err != nil {
+		// The server is away: don't spin while the client reconnects.
+		w.c.log.Debug("queue: fetch", "error", err)
+		select {
+		case <-time.After(250 * time.Millisecond):
+		case <-ctx.Done():
+		}
 		return nil
 	}
 	for m := range batch.Messages() {

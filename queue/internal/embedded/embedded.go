@@ -1,10 +1,12 @@
 // Package embedded runs a NATS server with JetStream inside the process,
-// storing its data in a folder, for herd's queue when no server is named.
+// storing its data in a folder: herd's queue when no server is named, and
+// the servers of the queue's tests.
 package embedded
 
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"time"
 
@@ -20,10 +22,28 @@ type Config struct {
 	// means after every write.
 	SyncInterval time.Duration
 
-	// Listen, if set, is the host:port the server accepts clients on;
-	// otherwise only this process can connect to it.
+	// Name names the server; it must differ between the servers of a
+	// cluster. Empty means "herd".
+	Name string
+
+	// Host and Port are where the server accepts clients. A zero Port
+	// means only this process can connect, in process; -1 means a free
+	// port.
 	Host string
 	Port int
+
+	// User and Password, or Token, are what clients must present.
+	User, Password string
+	Token          string
+
+	// Cluster joins the server to a cluster: its name, where this server
+	// listens for the others, and the routes to them.
+	Cluster struct {
+		Name   string
+		Host   string
+		Port   int
+		Routes []string // nats-route://host:port
+	}
 }
 
 // Start starts a server and waits until it accepts connections.
@@ -34,20 +54,39 @@ func Start(cfg Config) (*server.Server, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded: data folder: %w", err)
 	}
+	name := cfg.Name
+	if name == "" {
+		name = "herd"
+	}
 	opts := &server.Options{
-		ServerName: "herd",
-		JetStream:  true,
-		StoreDir:   cfg.Dir,
-		NoSigs:     true,
-		NoLog:      true,
-		DontListen: cfg.Port == 0,
-		Host:       cfg.Host,
-		Port:       cfg.Port,
+		ServerName:    name,
+		JetStream:     true,
+		StoreDir:      cfg.Dir,
+		NoSigs:        true,
+		NoLog:         true,
+		DontListen:    cfg.Port == 0,
+		Host:          cfg.Host,
+		Port:          cfg.Port,
+		Username:      cfg.User,
+		Password:      cfg.Password,
+		Authorization: cfg.Token,
 	}
 	if cfg.SyncInterval == 0 {
 		opts.SyncAlways = true
 	} else {
 		opts.SyncInterval = cfg.SyncInterval
+	}
+	if cfg.Cluster.Name != "" {
+		opts.Cluster.Name = cfg.Cluster.Name
+		opts.Cluster.Host = cfg.Cluster.Host
+		opts.Cluster.Port = cfg.Cluster.Port
+		for _, r := range cfg.Cluster.Routes {
+			u, err := url.Parse(r)
+			if err != nil {
+				return nil, fmt.Errorf("embedded: route %q: %w", r, err)
+			}
+			opts.Routes = append(opts.Routes, u)
+		}
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {

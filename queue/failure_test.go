@@ -1,0 +1,266 @@
+package queue_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/goherd/herd/queue"
+	"github.com/goherd/herd/queue/internal/embedded"
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+func TestMain(m *testing.M) {
+	if url := os.Getenv("HERD_QUEUE_TEST_WORKER"); url != "" {
+		hangingWorker(url, os.Getenv("HERD_QUEUE_TEST_MARKER"))
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// hangingWorker is the worker process that TestWorkerKilledMidJob kills:
+// it takes a job, says so, and never finishes it.
+func hangingWorker(url, marker string) {
+	c, err := queue.Open(context.Background(), queue.Config{URL: url})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	w, _ := c.NewWorker(queue.WorkerConfig{Concurrency: 1, Lease: time.Second})
+	w.Handle("job", func(ctx context.Context, j *queue.Job) ([]byte, error) {
+		os.WriteFile(marker, []byte(j.ID), 0o644)
+		select {} // until killed
+	})
+	w.Run(context.Background())
+}
+
+// startServer starts an embedded server listening on loopback.
+func startServer(t *testing.T, cfg embedded.Config) *server.Server {
+	t.Helper()
+	if cfg.Dir == "" {
+		cfg.Dir = t.TempDir()
+	}
+	cfg.Host = "127.0.0.1"
+	if cfg.Port == 0 {
+		cfg.Port = -1
+	}
+	ns, err := embedded.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	return ns
+}
+
+func open(t *testing.T, cfg queue.Config) *queue.Client {
+	t.Helper()
+	c, err := queue.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// A worker process killed outright mid-job loses nothing: the job goes to
+// another worker when its lease runs out.
+func TestWorkerKilledMidJob(t *testing.T) {
+	ns := startServer(t, embedded.Config{})
+	c := open(t, queue.Config{URL: ns.ClientURL()})
+	id, err := c.Enqueue(t.Context(), "job", nil, queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(t.TempDir(), "started")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "HERD_QUEUE_TEST_WORKER="+ns.ClientURL(), "HERD_QUEUE_TEST_MARKER="+marker)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if b, err := os.ReadFile(marker); err == nil && string(b) == id {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatal("the worker process never started the job")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cmd.Process.Kill() // SIGKILL: no chance to hand the job back
+	cmd.Wait()
+	if info, _ := c.Info(t.Context(), id); info.State != queue.Running {
+		t.Fatalf("job after the kill = %+v, want still running", info)
+	}
+
+	runWorker(t, c, queue.WorkerConfig{Concurrency: 1, Lease: time.Second}, map[string]queue.Handler{
+		"job": func(context.Context, *queue.Job) ([]byte, error) { return []byte("finished elsewhere"), nil },
+	})
+	info := wait(t, c, id)
+	if info.State != queue.Succeeded || info.Attempts != 2 || string(info.Result) != "finished elsewhere" {
+		t.Errorf("job = %+v, want succeeded on its second attempt", info)
+	}
+}
+
+// Stopping the embedded server mid-run and starting it again on the same
+// folder loses no job whose enqueue returned.
+func TestEmbeddedServerRestart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := queue.Config{Dir: dir}
+	c1, err := queue.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1, _ := c1.NewWorker(queue.WorkerConfig{Concurrency: 2, Lease: time.Second})
+	w1.Handle("job", func(context.Context, *queue.Job) ([]byte, error) {
+		time.Sleep(2 * time.Millisecond)
+		return nil, nil
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() { w1.Run(ctx) })
+
+	var accepted []string
+	for i := 0; ; i++ {
+		id := fmt.Sprint("job-", i)
+		if _, err := c1.Enqueue(t.Context(), "job", nil, queue.Options{ID: id}); err != nil {
+			break
+		}
+		accepted = append(accepted, id)
+		if i == 200 {
+			wg.Go(func() { c1.Close() }) // the server stops while enqueues and jobs are under way
+		}
+		if i > 5000 {
+			t.Fatal("enqueues kept succeeding after the server stopped")
+		}
+	}
+	cancel()
+	wg.Wait()
+
+	c2 := open(t, cfg)
+	runWorker(t, c2, queue.WorkerConfig{Concurrency: 4, Lease: time.Second}, map[string]queue.Handler{
+		"job": func(context.Context, *queue.Job) ([]byte, error) { return nil, nil },
+	})
+	for _, id := range accepted {
+		if info := wait(t, c2, id); info.State != queue.Succeeded {
+			t.Errorf("job %s = %+v, want succeeded", id, info)
+		}
+	}
+	t.Logf("%d acknowledged enqueues, all succeeded after the restart", len(accepted))
+}
+
+// freePorts returns n ports free on loopback now.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports
+}
+
+// A three-node cluster on loopback with jobs kept on all three finishes a
+// run when one node dies mid-run, losing nothing.
+func TestClusterSurvivesNodeLoss(t *testing.T) {
+	ports := freePorts(t, 6)
+	var routes, urls []string
+	for i := range 3 {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[3+i]))
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", ports[i]))
+	}
+	var nodes []*server.Server
+	for i := range 3 {
+		cfg := embedded.Config{Name: fmt.Sprint("n", i), Port: ports[i]}
+		cfg.Cluster.Name = "herd-test"
+		cfg.Cluster.Host = "127.0.0.1"
+		cfg.Cluster.Port = ports[3+i]
+		cfg.Cluster.Routes = routes
+		nodes = append(nodes, startServer(t, cfg))
+	}
+	// The cluster elects its JetStream leader in a few seconds.
+	var c *queue.Client
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var err error
+		c, err = queue.Open(t.Context(), queue.Config{URL: strings.Join(urls, ","), Replicas: 3})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster never ready: %v", err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Cleanup(func() { c.Close() })
+
+	var ids []string
+	for i := range 300 {
+		id, err := c.Enqueue(t.Context(), "job", fmt.Append(nil, i), queue.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	runWorker(t, c, queue.WorkerConfig{Concurrency: 4, Lease: 2 * time.Second}, map[string]queue.Handler{
+		"job": func(_ context.Context, j *queue.Job) ([]byte, error) {
+			time.Sleep(5 * time.Millisecond)
+			return j.Payload, nil
+		},
+	})
+	// Kill a node once the run is under way.
+	wait(t, c, ids[50])
+	nodes[1].Shutdown()
+	for i, id := range ids {
+		info := wait(t, c, id)
+		if info.State != queue.Succeeded || string(info.Result) != fmt.Sprint(i) {
+			t.Errorf("job %d = %+v, want succeeded with its own result", i, info)
+		}
+	}
+}
+
+// With credentials configured, wrong or missing ones get a clear error and
+// no access.
+func TestAuthentication(t *testing.T) {
+	ns := startServer(t, embedded.Config{User: "herd", Password: "s3cret"})
+	for _, cfg := range []queue.Config{
+		{URL: ns.ClientURL()},
+		{URL: ns.ClientURL(), User: "herd", Password: "wrong"},
+		{URL: ns.ClientURL(), Token: "guess"},
+	} {
+		c, err := queue.Open(t.Context(), cfg)
+		if err == nil {
+			c.Close()
+			t.Errorf("Open(%+v) = nil error, want access refused", cfg)
+			continue
+		}
+		if !strings.Contains(err.Error(), "queue: open") || !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+			t.Errorf("Open(%+v) = %v, want a clear authorization error", cfg, err)
+		}
+	}
+	c := open(t, queue.Config{URL: ns.ClientURL(), User: "herd", Password: "s3cret"})
+	if _, err := c.Enqueue(t.Context(), "k", nil, queue.Options{}); err != nil {
+		t.Errorf("Enqueue with the right password: %v", err)
+	}
+}
