@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -22,7 +23,39 @@ func TestMain(m *testing.M) {
 		hangingWorker(url, os.Getenv("HERD_QUEUE_TEST_MARKER"))
 		return
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if code == 0 {
+		if leaked := leakedGoroutines(); leaked != "" {
+			fmt.Fprintf(os.Stderr, "goroutines left running after the tests:\n%s\n", leaked)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// leakedGoroutines returns the stacks of goroutines still running the
+// queue's, the NATS client's or the NATS server's code once every test has
+// closed what it opened. Goroutines take a moment to unwind, so it looks
+// for a few seconds.
+func leakedGoroutines() string {
+	var leaked []string
+	for range 100 {
+		buf := make([]byte, 4<<20)
+		leaked = leaked[:0]
+		for g := range strings.SplitSeq(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, "leakedGoroutines") {
+				continue
+			}
+			if strings.Contains(g, "goherd/herd/queue") || strings.Contains(g, "nats-io/nats.go") || strings.Contains(g, "nats-io/nats-server") {
+				leaked = append(leaked, g)
+			}
+		}
+		if len(leaked) == 0 {
+			return ""
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return strings.Join(leaked, "\n\n")
 }
 
 // hangingWorker is the worker process that TestWorkerKilledMidJob kills:
