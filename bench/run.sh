@@ -14,11 +14,14 @@ cd "$(dirname "$0")"
 rounds=${1:-6}
 filter=${2:-.}
 
-# BenchmarkCLI compares herd run with xargs and GNU parallel.
-if ! command -v parallel >/dev/null; then
-  echo "installing GNU parallel (Debian package parallel)" >&2
-  apt-get install -y -qq parallel >/dev/null || { apt-get update -qq && apt-get install -y -qq parallel >/dev/null; }
-fi
+# BenchmarkCLI compares herd run with xargs and GNU parallel; BenchmarkQueue
+# compares herd's queue with asynq, which needs a Redis server.
+for pkg in parallel:parallel redis-server:redis-server; do
+  if ! command -v "${pkg%%:*}" >/dev/null; then
+    echo "installing Debian package ${pkg#*:}" >&2
+    apt-get install -y -qq "${pkg#*:}" >/dev/null || { apt-get update -qq && apt-get install -y -qq "${pkg#*:}" >/dev/null; }
+  fi
+done
 
 bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
@@ -51,4 +54,8 @@ done
 for unit in cpu-ms/job ms/job; do
   echo "## $unit"
   "$bin/benchstat" -table .name -row /impl -col /w -filter ".unit:$unit" "$out"
+done
+for unit in enqueued/s processed/s jobs/s; do
+  echo "## $unit"
+  "$bin/benchstat" -table .name -row /impl -filter ".name:Queue .unit:$unit" "$out"
 done
