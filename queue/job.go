@@ -124,8 +124,9 @@ func Enqueue[T any](ctx context.Context, c *Client, kind string, v T, opts Optio
 }
 
 // EnqueueBatch adds jobs, publishing them together, and returns their ids
-// in order. It returns at the first job that could not be stored; the jobs
-// before it are stored.
+// in order once the queue has stored every one. If one fails, it returns
+// the error; the jobs that were stored will run, and enqueueing them again
+// with the same ids stores nothing twice.
 func (c *Client) EnqueueBatch(ctx context.Context, jobs []NewJob) ([]string, error) {
 	now := time.Now()
 	infos := make([]*Info, len(jobs))
@@ -136,26 +137,70 @@ func (c *Client) EnqueueBatch(ctx context.Context, jobs []NewJob) ([]string, err
 		}
 		infos[i] = info
 	}
-	ids := make([]string, 0, len(jobs))
-	for _, info := range infos {
-		// The state record is created first: an id seen before fails
-		// here, and a job is never in the stream without a record.
+	// Each job is a state record and a message in the stream, both
+	// published without waiting, so that a batch costs about one round
+	// trip. A job with an id of the caller's gets its record created
+	// first, and waited for: an id seen before fails there.
+	type pending struct {
+		info   *Info
+		record jetstream.PubAckFuture // nil when created synchronously
+		job    jetstream.PubAckFuture
+	}
+	sent := make([]pending, 0, len(infos))
+	var errs []error
+	for i, info := range infos {
 		data, _ := json.Marshal(info)
-		if _, err := c.state.Create(ctx, info.ID, data); err != nil {
-			if errors.Is(err, jetstream.ErrKeyExists) {
-				ids = append(ids, info.ID) // enqueued before: runs once
+		p := pending{info: info}
+		if jobs[i].Options.ID != "" {
+			if _, err := c.state.Create(ctx, info.ID, data); err != nil {
+				if errors.Is(err, jetstream.ErrKeyExists) {
+					sent = append(sent, p) // enqueued before: runs once
+					continue
+				}
+				errs = append(errs, fmt.Errorf("queue: enqueue %s %s: %w", info.Kind, info.ID, err))
+				break
+			}
+		} else {
+			f, err := c.js.PublishAsync(recordSubject(info.ID), data)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("queue: enqueue %s %s: %w", info.Kind, info.ID, err))
+				break
+			}
+			p.record = f
+		}
+		f, err := c.js.PublishAsync(subject(info), data, jetstream.WithMsgID(info.ID))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("queue: enqueue %s %s: %w", info.Kind, info.ID, err))
+			break
+		}
+		p.job = f
+		sent = append(sent, p)
+	}
+	ids := make([]string, 0, len(sent))
+	for _, p := range sent {
+		for _, f := range []jetstream.PubAckFuture{p.record, p.job} {
+			if f == nil {
 				continue
 			}
-			return ids, fmt.Errorf("queue: enqueue %s %s: %w", info.Kind, info.ID, err)
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				errs = append(errs, fmt.Errorf("queue: enqueue %s %s: %w", p.info.Kind, p.info.ID, err))
+			case <-ctx.Done():
+				return ids, fmt.Errorf("queue: enqueue: %w", ctx.Err())
+			}
 		}
-		if _, err := c.js.Publish(ctx, subject(info), data, jetstream.WithMsgID(info.ID)); err != nil {
-			c.state.Delete(context.WithoutCancel(ctx), info.ID) // let a retry of the enqueue store it
-			return ids, fmt.Errorf("queue: enqueue %s %s: %w", info.Kind, info.ID, err)
-		}
-		ids = append(ids, info.ID)
+		ids = append(ids, p.info.ID)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return ids, nil
 }
+
+// recordSubject is where a job's state record is published: the key-value
+// bucket is a stream, and this is its key's subject.
+func recordSubject(id string) string { return "$KV." + stateBucket + "." + id }
 
 func newInfo(j NewJob, now time.Time) (*Info, error) {
 	o := j.Options
@@ -230,20 +275,32 @@ func (c *Client) info(ctx context.Context, id string) (*Info, uint64, error) {
 
 // Wait waits until the job with the given id has succeeded or is dead, and
 // returns what the queue knows of it then.
+//
+// It watches the job's record, and also reads it once a second, so that a
+// watch stalled by a server failing over does not keep it waiting.
 func (c *Client) Wait(ctx context.Context, id string) (*Info, error) {
-	w, err := c.state.Watch(ctx, id)
+	finished := func(info *Info) bool { return info.State == Succeeded || info.State == Dead }
+	info, err := c.Info(ctx, id)
+	if err != nil || finished(info) {
+		return info, err
+	}
+	w, err := c.state.Watch(ctx, id, jetstream.UpdatesOnly())
 	if err != nil {
 		return nil, fmt.Errorf("queue: wait for %s: %w", id, err)
 	}
 	defer w.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	updates := w.Updates()
 	for {
 		select {
-		case e, ok := <-w.Updates():
+		case e, ok := <-updates:
 			if !ok {
-				return nil, fmt.Errorf("queue: wait for %s: watch ended", id)
+				updates = nil // the watch ended: the ticker carries on
+				continue
 			}
 			if e == nil {
-				continue // the initial values have all been delivered
+				continue
 			}
 			if e.Operation() != jetstream.KeyValuePut {
 				return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
@@ -252,8 +309,13 @@ func (c *Client) Wait(ctx context.Context, id string) (*Info, error) {
 			if err := json.Unmarshal(e.Value(), &info); err != nil {
 				return nil, fmt.Errorf("queue: job %s: bad record: %w", id, err)
 			}
-			if info.State == Succeeded || info.State == Dead {
+			if finished(&info) {
 				return &info, nil
+			}
+		case <-tick.C:
+			info, err := c.Info(ctx, id)
+			if err != nil || finished(info) {
+				return info, err
 			}
 		case <-ctx.Done():
 			return nil, ctx.Err()

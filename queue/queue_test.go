@@ -46,7 +46,8 @@ func wait(t *testing.T, c *queue.Client, id string) *queue.Info {
 	defer cancel()
 	info, err := c.Wait(ctx, id)
 	if err != nil {
-		t.Fatalf("Wait(%s): %v", id, err)
+		now, ierr := c.Info(context.Background(), id)
+		t.Fatalf("Wait(%s): %v; the job is now %+v (%v)", id, err, now, ierr)
 	}
 	return info
 }
