@@ -146,7 +146,9 @@ func (c *Client) where() string {
 
 func (c *Client) setup(ctx context.Context) error {
 	var err error
-	if c.js, err = jetstream.New(c.nc); err != nil {
+	// A publish whose acknowledgement never comes (the server went away
+	// and did not come back) fails after a while rather than hanging.
+	if c.js, err = jetstream.New(c.nc, jetstream.WithPublishAsyncTimeout(30*time.Second)); err != nil {
 		return err
 	}
 	replicas := max(c.cfg.Replicas, 1)
@@ -184,8 +186,8 @@ func (c *Client) setup(ctx context.Context) error {
 func (c *Client) Close() error {
 	var errs []error
 	if c.nc != nil {
-		if !c.nc.IsClosed() {
-			errs = append(errs, c.nc.Flush()) // acks and results still buffered
+		if c.nc.IsConnected() {
+			errs = append(errs, c.nc.FlushTimeout(5*time.Second)) // acks and records still buffered
 		}
 		c.nc.Close()
 	}

@@ -279,9 +279,21 @@ func (c *Client) info(ctx context.Context, id string) (*Info, uint64, error) {
 // It watches the job's record, and also reads it once a second, so that a
 // watch stalled by a server failing over does not keep it waiting.
 func (c *Client) Wait(ctx context.Context, id string) (*Info, error) {
-	finished := func(info *Info) bool { return info.State == Succeeded || info.State == Dead }
-	info, err := c.Info(ctx, id)
-	if err != nil || finished(info) {
+	// check reads the record, giving up after a moment: during a failover
+	// a read can go unanswered, and the next tick will try again.
+	check := func() (info *Info, done bool, err error) {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		info, err = c.Info(rctx, id)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return nil, true, err
+		case err != nil:
+			return nil, false, nil
+		}
+		return info, info.State == Succeeded || info.State == Dead, nil
+	}
+	if info, done, err := check(); done {
 		return info, err
 	}
 	w, err := c.state.Watch(ctx, id, jetstream.UpdatesOnly())
@@ -309,12 +321,11 @@ func (c *Client) Wait(ctx context.Context, id string) (*Info, error) {
 			if err := json.Unmarshal(e.Value(), &info); err != nil {
 				return nil, fmt.Errorf("queue: job %s: bad record: %w", id, err)
 			}
-			if finished(&info) {
+			if info.State == Succeeded || info.State == Dead {
 				return &info, nil
 			}
 		case <-tick.C:
-			info, err := c.Info(ctx, id)
-			if err != nil || finished(info) {
+			if info, done, err := check(); done {
 				return info, err
 			}
 		case <-ctx.Done():

@@ -150,7 +150,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 
-	pool, err := herd.New(herd.Config{Workers: w.cfg.Concurrency})
+	pool, err := herd.New(herd.Config{Workers: w.cfg.Concurrency, QueueSize: 2 * w.cfg.Concurrency})
 	if err != nil {
 		return err
 	}
@@ -162,7 +162,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	free := make(chan struct{}, 1) // a slot came free
 
 	for ctx.Err() == nil {
-		n := w.cfg.Concurrency - int(running.Load())
+		// Take up to twice the concurrency: jobs waiting in the pool's
+		// queue start the moment a slot frees, without a round trip.
+		n := 2*w.cfg.Concurrency - int(running.Load())
 		if n <= 0 {
 			select {
 			case <-free:
@@ -233,80 +235,95 @@ func (w *Worker) fetch(ctx context.Context, consumers []jetstream.Consumer, n in
 }
 
 // handle runs one delivered job and records how it went.
+//
+// The message carries the job's whole record as it was enqueued. On a first
+// delivery that is all there is to know, so the worker goes straight to
+// work; a job delivered again, scheduled, or retried by hand has its record
+// read first, for its attempts and errors so far. Records are written
+// without waiting, except the last, which is confirmed before the message
+// is acknowledged: a job leaves the queue only once its outcome is kept.
 func (w *Worker) handle(jobsCtx, runCtx context.Context, msg jetstream.Msg) {
-	var sent Info
-	if err := json.Unmarshal(msg.Data(), &sent); err != nil || sent.ID == "" {
+	info := new(Info)
+	if err := json.Unmarshal(msg.Data(), info); err != nil || info.ID == "" {
 		w.c.log.Error("queue: dropping a message that is not a job", "subject", msg.Subject(), "error", err)
 		msg.Term()
 		return
 	}
 	ctx := context.WithoutCancel(jobsCtx)
-	info, rev, err := w.c.info(ctx, sent.ID)
-	if errors.Is(err, ErrNotFound) {
-		// The record expired or was deleted: the message is the record.
-		info = &sent
-		data, _ := json.Marshal(info)
-		if rev, err = w.c.state.Create(ctx, info.ID, data); err != nil {
-			msg.Nak()
+	meta, err := msg.Metadata()
+	if err != nil || meta.NumDelivered > 1 || !info.RunAt.IsZero() {
+		cur, err := w.c.Info(ctx, info.ID)
+		switch {
+		case err == nil:
+			info = cur
+		case !errors.Is(err, ErrNotFound): // not found: expired or deleted, the message is the record
+			w.c.log.Warn("queue: job record unreadable; trying later", "id", info.ID, "error", err)
+			msg.NakWithDelay(time.Second)
 			return
 		}
-	} else if err != nil {
-		w.c.log.Warn("queue: job record unreadable; trying later", "id", sent.ID, "error", err)
-		msg.NakWithDelay(time.Second)
-		return
-	}
-	switch info.State {
-	case Succeeded, Dead:
-		msg.Ack() // delivered again after it finished: nothing to do
-		return
-	}
-	if wait := time.Until(info.RunAt); wait > 0 {
-		msg.NakWithDelay(wait)
-		return
+		if info.State == Succeeded || info.State == Dead {
+			msg.Ack() // delivered again after it finished: nothing to do
+			return
+		}
+		if wait := time.Until(info.RunAt); wait > 0 {
+			msg.NakWithDelay(wait)
+			return
+		}
 	}
 
 	info.State, info.Attempts, info.UpdatedAt = Running, info.Attempts+1, time.Now()
-	if rev, err = w.update(ctx, info, rev); err != nil {
-		msg.NakWithDelay(time.Second) // another worker has it, or the store is away
-		return
-	}
+	w.record(info) // not waited for: the state is only news
 	result, err := w.run(jobsCtx, msg, info)
-
-	if err != nil && jobsCtx.Err() != nil && runCtx.Err() != nil {
+	info.UpdatedAt = time.Now()
+	switch {
+	case err != nil && jobsCtx.Err() != nil && runCtx.Err() != nil:
 		// Cancelled because this worker is stopping: hand the job back
 		// without counting the attempt.
-		info.State, info.Attempts, info.UpdatedAt = Queued, info.Attempts-1, time.Now()
-		w.update(ctx, info, rev)
-		msg.Nak()
-		return
-	}
-	info.UpdatedAt = time.Now()
-	if err == nil {
+		info.State, info.Attempts = Queued, info.Attempts-1
+		w.finish(ctx, msg, info, msg.Nak)
+	case err == nil:
 		info.State, info.Result = Succeeded, result
-		if _, err := w.update(ctx, info, rev); err != nil {
-			msg.Nak() // the result is not stored: run the job again
+		w.finish(ctx, msg, info, msg.Ack)
+	default:
+		info.Errors = append(info.Errors, fmt.Sprintf("attempt %d: %v", info.Attempts, err))
+		if _, permanent := errors.AsType[permanentError](err); permanent || info.Attempts >= info.MaxAttempts {
+			info.State = Dead
+			w.c.log.Warn("queue: job is dead", "id", info.ID, "kind", info.Kind, "attempts", info.Attempts, "error", err)
+			w.finish(ctx, msg, info, msg.Ack)
 			return
 		}
-		msg.Ack()
-		return
+		info.State = Retrying
+		delay := w.backoff(info.Attempts)
+		w.finish(ctx, msg, info, func() error { return msg.NakWithDelay(delay) })
 	}
-	info.Errors = append(info.Errors, fmt.Sprintf("attempt %d: %v", info.Attempts, err))
-	if _, permanent := errors.AsType[permanentError](err); permanent || info.Attempts >= info.MaxAttempts {
-		info.State = Dead
-		if _, uerr := w.update(ctx, info, rev); uerr != nil {
-			msg.Nak()
+}
+
+// record publishes a job's record without waiting for the store.
+func (w *Worker) record(info *Info) (jetstream.PubAckFuture, error) {
+	data, err := json.Marshal(info)
+	if err != nil {
+		return nil, err
+	}
+	return w.c.js.PublishAsync(recordSubject(info.ID), data)
+}
+
+// finish stores a job's record and, once it is stored, settles the message
+// with settle. If the record cannot be stored, the message is left to be
+// delivered again.
+func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, info *Info, settle func() error) {
+	f, err := w.record(info)
+	if err == nil {
+		select {
+		case <-f.Ok():
+			settle()
 			return
+		case err = <-f.Err():
+		case <-ctx.Done():
+			err = ctx.Err()
 		}
-		w.c.log.Warn("queue: job is dead", "id", info.ID, "kind", info.Kind, "attempts", info.Attempts, "error", err)
-		msg.Ack()
-		return
 	}
-	info.State = Retrying
-	if _, uerr := w.update(ctx, info, rev); uerr != nil {
-		msg.Nak()
-		return
-	}
-	msg.NakWithDelay(w.backoff(info.Attempts))
+	w.c.log.Warn("queue: job outcome not stored; it will run again", "id", info.ID, "error", err)
+	msg.Nak()
 }
 
 // run calls the job's handler, renewing its lease meanwhile, with the job's
@@ -344,14 +361,6 @@ func (w *Worker) run(ctx context.Context, msg jetstream.Msg, info *Info) (result
 	}()
 	job := &Job{ID: info.ID, Kind: info.Kind, Queue: info.Queue, Payload: info.Payload, Attempt: info.Attempts, MaxAttempts: info.MaxAttempts}
 	return h(ctx, job)
-}
-
-func (w *Worker) update(ctx context.Context, info *Info, rev uint64) (uint64, error) {
-	data, err := json.Marshal(info)
-	if err != nil {
-		return 0, err
-	}
-	return w.c.state.Update(ctx, info.ID, data, rev)
 }
 
 // backoff is the wait before the retry that follows attempt n.
