@@ -148,7 +148,7 @@ func (c *Client) setup(ctx context.Context) error {
 	var err error
 	// A publish whose acknowledgement never comes (the server went away
 	// and did not come back) fails after a while rather than hanging.
-	if c.js, err = jetstream.New(c.nc, jetstream.WithPublishAsyncTimeout(30*time.Second)); err != nil {
+	if c.js, err = jetstream.New(c.nc, jetstream.WithPublishAsyncTimeout(5*time.Second)); err != nil {
 		return err
 	}
 	replicas := max(c.cfg.Replicas, 1)

@@ -27,6 +27,11 @@
 // any moment loses nothing: its jobs go to another worker when their lease
 // runs out.
 //
+// A job's record says it is running once it has run for 50ms: shorter jobs
+// go straight from queued to their outcome, which saves a store write for
+// each. So an attempt cut short in its first 50ms by a worker's death may
+// go uncounted.
+//
 // A handler that panics fails its attempt with the panic's value and stack
 // in the job's error history; the worker goes on with other jobs.
 package queue

@@ -68,6 +68,9 @@ func hangingWorker(url, marker string) {
 	}
 	w, _ := c.NewWorker(queue.WorkerConfig{Concurrency: 1, Lease: time.Second})
 	w.Handle("job", func(ctx context.Context, j *queue.Job) ([]byte, error) {
+		// Past the moment a job's record says it runs: an attempt killed
+		// sooner may go uncounted.
+		time.Sleep(200 * time.Millisecond)
 		os.WriteFile(marker, []byte(j.ID), 0o644)
 		select {} // until killed
 	})

@@ -53,7 +53,7 @@ type State string
 const (
 	Queued    State = "queued"    // waiting for a worker
 	Scheduled State = "scheduled" // waiting for its time
-	Running   State = "running"   // a worker runs it
+	Running   State = "running"   // a worker has been running it for 50ms or more
 	Retrying  State = "retrying"  // failed, waiting for its next attempt
 	Succeeded State = "succeeded" // done
 	Dead      State = "dead"      // failed its last attempt, or failed for good

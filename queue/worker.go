@@ -234,6 +234,9 @@ func (w *Worker) fetch(ctx context.Context, consumers []jetstream.Consumer, n in
 	return msgs
 }
 
+// runningAfter is how long a job runs before its record says so.
+const runningAfter = 50 * time.Millisecond
+
 // handle runs one delivered job and records how it went.
 //
 // The message carries the job's whole record as it was enqueued. On a first
@@ -272,8 +275,19 @@ func (w *Worker) handle(jobsCtx, runCtx context.Context, msg jetstream.Msg) {
 	}
 
 	info.State, info.Attempts, info.UpdatedAt = Running, info.Attempts+1, time.Now()
-	w.record(info) // not waited for: the state is only news
+	// A job that is done within runningAfter never shows as running: for
+	// short jobs that record would cost a store write each, for a state
+	// no one could see in time.
+	running, _ := json.Marshal(info)
+	recorded := make(chan struct{})
+	t := time.AfterFunc(runningAfter, func() {
+		defer close(recorded)
+		w.c.js.PublishAsync(recordSubject(info.ID), running) // not waited for: the state is only news
+	})
 	result, err := w.run(jobsCtx, msg, info)
+	if !t.Stop() {
+		<-recorded // so that the outcome is published after it, and wins
+	}
 	info.UpdatedAt = time.Now()
 	switch {
 	case err != nil && jobsCtx.Err() != nil && runCtx.Err() != nil:
