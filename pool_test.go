@@ -116,25 +116,25 @@ func TestPoolRunsEveryTask(t *testing.T) {
 	}
 }
 
-// block returns a task that waits for release, and a channel that receives
-// once the task has started.
-func block(release <-chan struct{}) (func(context.Context) error, <-chan struct{}) {
+// fullPool returns a pool of one worker, busy until release is closed,
+// and a queue of one, full.
+func fullPool(t *testing.T) (p *herd.Pool, release chan struct{}) {
+	p = newPool(t, herd.Config{Workers: 1, QueueSize: 1})
+	release = make(chan struct{})
 	started := make(chan struct{})
-	return func(context.Context) error {
+	p.Go(t.Context(), func(context.Context) error {
 		close(started)
 		<-release
 		return nil
-	}, started
+	})
+	<-started
+	p.Go(t.Context(), func(context.Context) error { return nil }) // fills the queue
+	return p, release
 }
 
 func TestGoBlocksWhenFullAndHonoursContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := newPool(t, herd.Config{Workers: 1, QueueSize: 1})
-		release := make(chan struct{})
-		task, started := block(release)
-		p.Go(t.Context(), task)
-		<-started
-		p.Go(t.Context(), func(context.Context) error { return nil }) // fills the queue
+		p, release := fullPool(t)
 
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()
@@ -191,12 +191,7 @@ func TestGoAfterCloseIsErrClosed(t *testing.T) {
 // task in once there is room: a task Go accepts is never lost.
 func TestBlockedGoDuringClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := newPool(t, herd.Config{Workers: 1, QueueSize: 1})
-		release := make(chan struct{})
-		task, started := block(release)
-		p.Go(t.Context(), task)
-		<-started
-		p.Go(t.Context(), func(context.Context) error { return nil })
+		p, release := fullPool(t)
 
 		var ran atomic.Bool
 		errc := make(chan error)
