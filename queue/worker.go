@@ -246,6 +246,10 @@ const runningAfter = 50 * time.Millisecond
 // without waiting, except the last, which is confirmed before the message
 // is acknowledged: a job leaves the queue only once its outcome is kept.
 func (w *Worker) handle(jobsCtx, runCtx context.Context, msg jetstream.Msg) {
+	if runCtx.Err() != nil {
+		msg.Nak() // taken but not started before the worker began to stop: hand it back
+		return
+	}
 	info := new(Info)
 	if err := json.Unmarshal(msg.Data(), info); err != nil || info.ID == "" {
 		w.c.log.Error("queue: dropping a message that is not a job", "subject", msg.Subject(), "error", err)
