@@ -65,7 +65,8 @@ type WorkerConfig struct {
 	// Lease is how long a job may go without a sign of life before the
 	// queue gives it to another worker. A running job's lease is renewed
 	// while its handler runs, so only a worker that died loses its jobs.
-	// Zero means 30s.
+	// Zero means 30s. It is a setting of the queue, shared by its workers:
+	// give them all the same.
 	Lease time.Duration
 
 	// Backoff is the wait before the first retry; each retry waits twice
