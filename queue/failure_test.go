@@ -2,7 +2,14 @@ package queue_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -298,5 +305,58 @@ func TestAuthentication(t *testing.T) {
 	c := open(t, queue.Config{URL: ns.ClientURL(), User: "herd", Password: "s3cret"})
 	if _, err := c.Enqueue(t.Context(), "k", nil, queue.Options{}); err != nil {
 		t.Errorf("Enqueue with the right password: %v", err)
+	}
+}
+
+// selfSigned returns a TLS certificate for 127.0.0.1 and a pool that
+// trusts it.
+func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "herd test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
+}
+
+// With TLS, a client that trusts the server's certificate works, and one
+// that does not is refused with a clear error.
+func TestTLS(t *testing.T) {
+	cert, roots := selfSigned(t)
+	ns := startServer(t, embedded.Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}})
+	url := strings.Replace(ns.ClientURL(), "nats://", "tls://", 1)
+
+	c := open(t, queue.Config{URL: url, TLS: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}})
+	if _, err := c.Enqueue(t.Context(), "k", nil, queue.Options{}); err != nil {
+		t.Errorf("Enqueue over TLS: %v", err)
+	}
+	untrusting, err := queue.Open(t.Context(), queue.Config{URL: url, TLS: &tls.Config{MinVersion: tls.VersionTLS12}})
+	if err == nil {
+		untrusting.Close()
+		t.Fatal("Open with a client that does not trust the certificate = nil error")
+	}
+	if !strings.Contains(err.Error(), "queue: open") || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("Open without trust = %v, want a clear certificate error", err)
 	}
 }

@@ -4,6 +4,7 @@
 package embedded
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
@@ -35,6 +36,9 @@ type Config struct {
 	// User and Password, or Token, are what clients must present.
 	User, Password string
 	Token          string
+
+	// TLS, if set, makes clients connect with TLS.
+	TLS *tls.Config
 
 	// Cluster joins the server to a cluster: its name, where this server
 	// listens for the others, and the routes to them.
@@ -70,6 +74,9 @@ func Start(cfg Config) (*server.Server, error) {
 		Username:      cfg.User,
 		Password:      cfg.Password,
 		Authorization: cfg.Token,
+	}
+	if cfg.TLS != nil {
+		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, cfg.TLS, 2
 	}
 	if cfg.SyncInterval == 0 {
 		opts.SyncAlways = true
