@@ -133,7 +133,7 @@ func newRunCommand(ctx context.Context, sigs <-chan os.Signal, status *int) *cob
 	f.StringVar(&o.delay, "delay", "", "wait `SECS` between job starts")
 	f.StringVar(&o.timeout, "timeout", "", "kill a job after `SECS`, or after N% of the median run time of the jobs so far")
 	f.IntVar(&o.retries, "retries", 0, "run a failing job up to `N` times in all")
-	f.StringVar(&o.halt, "halt", "", "stop on failures or successes: `never`, now|soon,fail|success|done=N|N%")
+	f.StringVar(&o.halt, "halt", "", "stop on failures or successes: `never`, now|soon,fail|success|done=N|N% (N% of the jobs finished so far)")
 	f.StringVar(&o.joblog, "joblog", "", "log every finished job to `FILE` in GNU parallel's format (+FILE appends)")
 	f.BoolVar(&o.resume, "resume", false, "with --joblog: skip the jobs already in the job log")
 	f.BoolVar(&o.resumeFailed, "resume-failed", false, "with --joblog: skip the jobs that succeeded, run the failed ones again")
