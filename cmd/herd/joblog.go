@@ -125,12 +125,12 @@ func readJoblog(path string) (map[int]logRow, []int, error) {
 
 // matches reports whether a logged command is the one the template makes
 // now. A job slot ({%}) may differ between runs, so it matches any number.
-func matches(logged, now string, slotMarker string) bool {
+func matches(logged, now, marker string) bool {
 	logged, now = logCommand(logged), logCommand(now)
-	if slotMarker == "" || !strings.Contains(now, slotMarker) {
+	if marker == "" || !strings.Contains(now, marker) {
 		return logged == now
 	}
-	parts := strings.Split(now, slotMarker)
+	parts := strings.Split(now, marker)
 	for i, p := range parts {
 		parts[i] = regexp.QuoteMeta(p)
 	}

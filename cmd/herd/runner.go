@@ -23,9 +23,12 @@ import (
 	"github.com/goherd/herd/internal/input"
 )
 
-// slotMarker stands for the job slot in a command line expanded for
-// comparison with the job log, where any slot number may have been used.
+// slotMarker stands for the job slot in a command line expanded before
+// the job has a slot: the slot is put in when the job starts, and a job log
+// row may have been written with any slot. slotText is how it reads.
 const slotMarker = math.MinInt
+
+var slotText = strconv.Itoa(slotMarker)
 
 // job is one command to run.
 type job struct {
@@ -102,7 +105,7 @@ func (p *plan) run(ctx context.Context, sigs <-chan os.Signal, stdin io.Reader, 
 			if err != nil {
 				return fail(err)
 			}
-			fmt.Fprintln(stdout, strings.ReplaceAll(j.line, strconv.Itoa(slotMarker), "1"))
+			fmt.Fprintln(stdout, strings.ReplaceAll(j.line, slotText, "1"))
 		}
 		return 0
 	}
@@ -276,12 +279,11 @@ func (p *plan) skipLogged(jobs iter.Seq2[job, error], rows map[int]logRow) (iter
 		}
 		prefix = append(prefix, j)
 	}
-	marker := strconv.Itoa(slotMarker)
 	for _, j := range prefix {
-		if r, ok := rows[j.seq]; ok && !matches(r.command, j.line, marker) {
+		if r, ok := rows[j.seq]; ok && !matches(r.command, j.line, slotText) {
 			stop()
 			return nil, fmt.Errorf("--joblog %s does not match this run: job %d ran\n\t%s\nbut the same job is now\n\t%s\nherd will not guess which jobs are done: give a new job log, or delete this one to start over",
-				p.joblog, j.seq, r.command, strings.ReplaceAll(j.line, marker, "{%}"))
+				p.joblog, j.seq, r.command, strings.ReplaceAll(j.line, slotText, "{%}"))
 		}
 	}
 	for seq := range rows {
@@ -350,7 +352,7 @@ func (r *runner) runJob(_ context.Context, j job) (*outcome, error) {
 		o.skipped = true
 		return o, nil
 	}
-	o.line = strings.ReplaceAll(j.line, strconv.Itoa(slotMarker), strconv.Itoa(o.slot))
+	o.line = strings.ReplaceAll(j.line, slotText, strconv.Itoa(o.slot))
 	for attempt := 1; ; attempt++ {
 		o.stdout.reset()
 		o.stderr.reset()
@@ -410,8 +412,7 @@ func (r *runner) attempt(o *outcome) {
 		cj.Stdout = io.MultiWriter(r.direct(r.stdout), received)
 		cj.Stderr = r.direct(r.stderr)
 		if f, ok := r.stdout.(*os.File); ok {
-			cj.Stdout = f // the job writes to herd's output itself
-			received = nil
+			cj.Stdout = f // the job writes to herd's output itself, uncounted
 		}
 		if f, ok := r.stderr.(*os.File); ok {
 			cj.Stderr = f
@@ -427,11 +428,7 @@ func (r *runner) attempt(o *outcome) {
 		cj.Stdout, cj.Stderr = io.MultiWriter(&o.stdout, received), &o.stderr
 	}
 	o.res = command.Run(ctx, cj)
-	if received != nil {
-		o.received = received.n
-	} else {
-		o.received = 0
-	}
+	o.received = received.n
 }
 
 // lookPath is exec.LookPath, remembered for the run: the same few programs
