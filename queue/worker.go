@@ -283,11 +283,12 @@ func (w *Worker) handle(jobsCtx, runCtx context.Context, msg jetstream.Msg) {
 	// A job that is done within runningAfter never shows as running: for
 	// short jobs that record would cost a store write each, for a state
 	// no one could see in time.
-	running, _ := json.Marshal(info)
+	// Nothing changes info while the handler runs, so the timer may read
+	// it; and handle waits for the timer before changing it again.
 	recorded := make(chan struct{})
 	t := time.AfterFunc(runningAfter, func() {
 		defer close(recorded)
-		w.c.js.PublishAsync(recordSubject(info.ID), running) // not waited for: the state is only news
+		w.record(info) // not waited for: the state is only news
 	})
 	result, err := w.run(jobsCtx, msg, info)
 	if !t.Stop() {
