@@ -178,12 +178,10 @@ func (r *Reader) combined() iter.Seq2[[]string, error] {
 		// Every group but the first is read whole, to be repeated.
 		rest := make([][][]string, len(groups)-1)
 		for gi, g := range groups[1:] {
-			for tuple, err := range r.zip(g) {
-				if err != nil {
-					yield(nil, err)
-					return
-				}
-				rest[gi] = append(rest[gi], tuple)
+			var err error
+			if rest[gi], err = collect(r.zip(g)); err != nil {
+				yield(nil, err)
+				return
 			}
 			if len(rest[gi]) == 0 {
 				return // an empty source: no combinations
@@ -230,12 +228,10 @@ func (r *Reader) zip(sources []int) iter.Seq2[[]string, error] {
 		all := make([][]string, len(sources))
 		longest := 0
 		for i, s := range sources {
-			for v, err := range r.values(s) {
-				if err != nil {
-					yield(nil, err)
-					return
-				}
-				all[i] = append(all[i], v)
+			var err error
+			if all[i], err = collect(r.values(s)); err != nil {
+				yield(nil, err)
+				return
 			}
 			if len(all[i]) == 0 {
 				return
@@ -252,6 +248,18 @@ func (r *Reader) zip(sources []int) iter.Seq2[[]string, error] {
 			}
 		}
 	}
+}
+
+// collect reads seq whole, stopping at its first error.
+func collect[T any](seq iter.Seq2[T, error]) ([]T, error) {
+	var all []T
+	for v, err := range seq {
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, v)
+	}
+	return all, nil
 }
 
 // values yields the values of one source.
