@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"fmt"
 	"math/big"
 	"net"
@@ -17,17 +18,24 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/goherd/herd/queue"
 	"github.com/goherd/herd/queue/internal/embedded"
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
 )
 
 func TestMain(m *testing.M) {
 	if url := os.Getenv("HERD_QUEUE_TEST_WORKER"); url != "" {
 		hangingWorker(url, os.Getenv("HERD_QUEUE_TEST_MARKER"))
+		return
+	}
+	if cfg := os.Getenv("HERD_QUEUE_TEST_NODE"); cfg != "" {
+		serveNode(cfg)
 		return
 	}
 	code := m.Run()
@@ -82,6 +90,26 @@ func hangingWorker(url, marker string) {
 		select {} // until killed
 	})
 	w.Run(context.Background())
+}
+
+type nodeConfig struct {
+	Name, Listen, Dir string
+	Cluster           queue.ClusterConfig
+}
+
+// serveNode is a cluster node process that TestClusterSurvivesNodeLoss
+// kills: it serves until killed.
+func serveNode(config string) {
+	var cfg nodeConfig
+	if err := json.Unmarshal([]byte(config), &cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if _, err := queue.Serve(queue.ServerConfig{Name: cfg.Name, Listen: cfg.Listen, Dir: cfg.Dir, Cluster: cfg.Cluster}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	select {}
 }
 
 // startServer starts an embedded server listening on loopback.
@@ -224,8 +252,9 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
-// A three-node cluster on loopback with jobs kept on all three finishes a
-// run when one node dies mid-run, losing nothing.
+// A three-node cluster on loopback, each node its own process, with jobs
+// kept on all three, finishes a run when one node is killed outright
+// mid-run, losing nothing.
 func TestClusterSurvivesNodeLoss(t *testing.T) {
 	ports := freePorts(t, 6)
 	var routes, urls []string
@@ -233,14 +262,25 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[3+i]))
 		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", ports[i]))
 	}
-	var nodes []*server.Server
+	var nodes []*exec.Cmd
 	for i := range 3 {
-		cfg := embedded.Config{Name: fmt.Sprint("n", i), Port: ports[i]}
-		cfg.Cluster.Name = "herd-test"
-		cfg.Cluster.Host = "127.0.0.1"
-		cfg.Cluster.Port = ports[3+i]
-		cfg.Cluster.Routes = routes
-		nodes = append(nodes, startServer(t, cfg))
+		cfg, _ := json.Marshal(nodeConfig{
+			Name:    fmt.Sprint("n", i),
+			Listen:  fmt.Sprintf("127.0.0.1:%d", ports[i]),
+			Dir:     t.TempDir(),
+			Cluster: queue.ClusterConfig{Name: "herd-test", Listen: fmt.Sprintf("127.0.0.1:%d", ports[3+i]), Routes: routes},
+		})
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "HERD_QUEUE_TEST_NODE="+string(cfg))
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+		})
+		nodes = append(nodes, cmd)
 	}
 	// The cluster elects its JetStream leader in a few seconds.
 	var c *queue.Client
@@ -272,9 +312,11 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 			return j.Payload, nil
 		},
 	})
-	// Kill a node once the run is under way.
+	// Kill a node outright once the run is under way.
 	wait(t, c, ids[50])
-	nodes[1].Shutdown()
+	if err := nodes[1].Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
 	for i, id := range ids {
 		info := wait(t, c, id)
 		if info.State != queue.Succeeded || string(info.Result) != fmt.Sprint(i) {
@@ -305,6 +347,85 @@ func TestAuthentication(t *testing.T) {
 	c := open(t, queue.Config{URL: ns.ClientURL(), User: "herd", Password: "s3cret"})
 	if _, err := c.Enqueue(t.Context(), "k", nil, queue.Options{}); err != nil {
 		t.Errorf("Enqueue with the right password: %v", err)
+	}
+}
+
+// With decentralized (JWT) authentication, a credentials file signed by an
+// account the server trusts gives access; one signed by another account is
+// refused with a clear error.
+func TestCredsFile(t *testing.T) {
+	must := func(s string, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	key := func(create func() (nkeys.KeyPair, error)) (nkeys.KeyPair, string) {
+		t.Helper()
+		kp, err := create()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kp, must(kp.PublicKey())
+	}
+	operator, operatorPub := key(nkeys.CreateOperator)
+	operatorClaims := jwt.NewOperatorClaims(operatorPub)
+	operatorClaims.Name = "herd-test"
+	must(operatorClaims.Encode(operator))
+	_, systemPub := key(nkeys.CreateAccount)
+	account, accountPub := key(nkeys.CreateAccount)
+	stranger, _ := key(nkeys.CreateAccount)
+
+	resolver := &server.MemAccResolver{}
+	system := jwt.NewAccountClaims(systemPub)
+	resolver.Store(systemPub, must(system.Encode(operator)))
+	acc := jwt.NewAccountClaims(accountPub)
+	acc.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+	resolver.Store(accountPub, must(acc.Encode(operator)))
+
+	creds := func(name string, signer nkeys.KeyPair) string {
+		user, userPub := key(nkeys.CreateUser)
+		token := must(jwt.NewUserClaims(userPub).Encode(signer))
+		seed, err := user.Seed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		file, err := jwt.FormatUserConfig(token, seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(path, file, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	good, bad := creds("good.creds", account), creds("bad.creds", stranger)
+
+	ns := startServer(t, embedded.Config{Tune: func(o *server.Options) {
+		o.TrustedOperators = []*jwt.OperatorClaims{operatorClaims}
+		o.SystemAccount = systemPub
+		o.AccountResolver = resolver
+	}})
+	c := open(t, queue.Config{URL: ns.ClientURL(), CredsFile: good})
+	id, err := c.Enqueue(t.Context(), "k", []byte("x"), queue.Options{})
+	if err != nil {
+		t.Fatalf("Enqueue with good credentials: %v", err)
+	}
+	if info, err := c.Info(t.Context(), id); err != nil || info.State != queue.Queued {
+		t.Errorf("Info(%s) = %+v, %v; want queued", id, info, err)
+	}
+	for _, cfg := range []queue.Config{{URL: ns.ClientURL(), CredsFile: bad}, {URL: ns.ClientURL()}} {
+		c, err := queue.Open(t.Context(), cfg)
+		if err == nil {
+			c.Close()
+			t.Errorf("Open(%+v) = nil error, want access refused", cfg)
+			continue
+		}
+		if !strings.Contains(err.Error(), "queue: open") || !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+			t.Errorf("Open(%+v) = %v, want a clear authorization error", cfg, err)
+		}
 	}
 }
 

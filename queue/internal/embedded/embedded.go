@@ -40,6 +40,10 @@ type Config struct {
 	// TLS, if set, makes clients connect with TLS.
 	TLS *tls.Config
 
+	// Tune, if set, changes the server's options last: for settings this
+	// Config does not name, such as decentralized (JWT) authentication.
+	Tune func(*server.Options)
+
 	// Cluster joins the server to a cluster: its name, where this server
 	// listens for the others, and the routes to them.
 	Cluster struct {
@@ -94,6 +98,9 @@ func Start(cfg Config) (*server.Server, error) {
 			}
 			opts.Routes = append(opts.Routes, u)
 		}
+	}
+	if cfg.Tune != nil {
+		cfg.Tune(opts)
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {

@@ -1,0 +1,125 @@
+package queue
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goherd/herd/queue/internal/embedded"
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// ServerConfig sets up a queue server that other processes connect to:
+// what herd queue serve runs. The zero value listens on 127.0.0.1:4222,
+// with no authentication, storing its data in [DefaultDir] and flushing
+// every write to disk.
+type ServerConfig struct {
+	// Listen is the host:port clients connect to. Empty means
+	// 127.0.0.1:4222; port 0 means any free port.
+	Listen string
+
+	// Dir and SyncInterval are as in [Config].
+	Dir          string
+	SyncInterval time.Duration
+
+	// Name names the server; the servers of a cluster need different
+	// names. Empty means "herd".
+	Name string
+
+	// User and Password, or Token, are what clients must present. Empty
+	// means no authentication.
+	User, Password string
+	Token          string
+
+	// TLS, if set, makes clients connect with TLS.
+	TLS *tls.Config
+
+	// Cluster, if its Name is set, joins this server to a NATS cluster.
+	Cluster ClusterConfig
+}
+
+// ClusterConfig joins a server to a cluster.
+type ClusterConfig struct {
+	Name   string   // the cluster's name, the same on every server
+	Listen string   // host:port where this server listens for the others
+	Routes []string // the others (or all, this one included): nats-route://host:port
+}
+
+// Server is a running queue server.
+type Server struct {
+	ns  *server.Server
+	dir string
+	tls bool
+}
+
+// Serve starts a queue server and returns once it accepts connections.
+func Serve(cfg ServerConfig) (*Server, error) {
+	ec := embedded.Config{Dir: cfg.Dir, SyncInterval: cfg.SyncInterval, Name: cfg.Name,
+		User: cfg.User, Password: cfg.Password, Token: cfg.Token, TLS: cfg.TLS}
+	if ec.Dir == "" {
+		var err error
+		if ec.Dir, err = DefaultDir(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.SyncInterval < 0 {
+		return nil, fmt.Errorf("queue: serve: sync interval %v: must not be negative", cfg.SyncInterval)
+	}
+	listen := cfg.Listen
+	if listen == "" {
+		listen = "127.0.0.1:4222"
+	}
+	var err error
+	if ec.Host, ec.Port, err = hostPort("listen", listen); err != nil {
+		return nil, err
+	}
+	if cfg.Cluster.Name != "" {
+		ec.Cluster.Name, ec.Cluster.Routes = cfg.Cluster.Name, cfg.Cluster.Routes
+		if ec.Cluster.Host, ec.Cluster.Port, err = hostPort("cluster listen", cfg.Cluster.Listen); err != nil {
+			return nil, err
+		}
+	}
+	ns, err := embedded.Start(ec)
+	if err != nil {
+		return nil, fmt.Errorf("queue: serve: %w", err)
+	}
+	return &Server{ns: ns, dir: ec.Dir, tls: cfg.TLS != nil}, nil
+}
+
+// hostPort splits a listening address; port 0 becomes -1, which the
+// embedded server reads as any free port.
+func hostPort(what, addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("queue: serve: %s address %q: want host:port", what, addr)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("queue: serve: %s address %q: bad port", what, addr)
+	}
+	if port == 0 {
+		port = -1
+	}
+	return host, port, nil
+}
+
+// URL is where clients connect: the URL to give [Config.URL].
+func (s *Server) URL() string {
+	u := s.ns.ClientURL()
+	if s.tls {
+		u = "tls" + strings.TrimPrefix(u, "nats")
+	}
+	return u
+}
+
+// Dir is the folder the server stores its data in.
+func (s *Server) Dir() string { return s.dir }
+
+// Close stops the server once it has written out what it holds.
+func (s *Server) Close() {
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+}
