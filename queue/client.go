@@ -71,18 +71,22 @@ const (
 	jobsStream  = "HERD_JOBS"
 	jobsSubject = "herd.jobs" // herd.jobs.<queue>.<priority>
 	stateBucket = "HERD_STATE"
+	deadBucket  = "HERD_DEAD"    // the ids of the dead jobs
+	resultStore = "HERD_RESULTS" // results too big for a job's record
 )
 
 // Client is a connection to a queue: it enqueues jobs, reports on them,
 // and runs [Worker]s. It is safe for concurrent use.
 type Client struct {
-	cfg   Config
-	srv   *server.Server // the embedded server, if any
-	nc    *nats.Conn
-	js    jetstream.JetStream
-	jobs  jetstream.Stream
-	state jetstream.KeyValue
-	log   *slog.Logger
+	cfg     Config
+	srv     *server.Server // the embedded server, if any
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	jobs    jetstream.Stream
+	state   jetstream.KeyValue
+	dead    jetstream.KeyValue
+	results jetstream.ObjectStore
+	log     *slog.Logger
 }
 
 // Open connects to the queue that cfg names, starting the embedded server
@@ -177,6 +181,26 @@ func (c *Client) setup(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", stateBucket, err)
+	}
+	c.dead, err = c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      deadBucket,
+		Description: "the ids of herd's dead jobs",
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		TTL:         retention,
+	})
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", deadBucket, err)
+	}
+	c.results, err = c.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      resultStore,
+		Description: "results of herd's jobs too big to keep in their records",
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		TTL:         retention,
+	})
+	if err != nil {
+		return fmt.Errorf("object store %s: %w", resultStore, err)
 	}
 	return nil
 }

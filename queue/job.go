@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -73,6 +75,7 @@ type Info struct {
 	RunAt       time.Time `json:"run_at,omitzero"`
 	Errors      []string  `json:"errors,omitempty"` // one per failed attempt, oldest first
 	Result      []byte    `json:"result,omitempty"`
+	ResultApart bool      `json:"result_apart,omitempty"` // a big result, kept apart from the record; Info and Wait read it back
 	EnqueuedAt  time.Time `json:"enqueued_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
 }
@@ -129,65 +132,88 @@ func Enqueue[T any](ctx context.Context, c *Client, kind string, v T, opts Optio
 // with the same ids stores nothing twice.
 func (c *Client) EnqueueBatch(ctx context.Context, jobs []NewJob) ([]string, error) {
 	now := time.Now()
-	infos := make([]*Info, len(jobs))
+	type pending struct {
+		info   *Info
+		data   []byte
+		unique bool // the id is the caller's: enqueue it only if it is new
+		seen   bool // it was not new
+		record jetstream.PubAckFuture
+		job    jetstream.PubAckFuture
+	}
+	ps := make([]pending, len(jobs))
 	for i, j := range jobs {
 		info, err := newInfo(j, now)
 		if err != nil {
 			return nil, err
 		}
-		infos[i] = info
-	}
-	// Each job is a state record and a message in the stream, both
-	// published without waiting, so that a batch costs about one round
-	// trip. A job with an id of the caller's gets its record created
-	// first, and waited for: an id seen before fails there.
-	type pending struct {
-		info   *Info
-		record jetstream.PubAckFuture // nil when created synchronously
-		job    jetstream.PubAckFuture
-	}
-	sent := make([]pending, 0, len(infos))
-	var errs []error
-	for i, info := range infos {
-		data, _ := json.Marshal(info)
-		p := pending{info: info}
-		if jobs[i].Options.ID != "" {
-			if _, err := c.state.Create(ctx, info.ID, data); err != nil {
-				if errors.Is(err, jetstream.ErrKeyExists) {
-					sent = append(sent, p) // enqueued before: runs once
-					continue
-				}
-				errs = append(errs, fmt.Errorf("queue: enqueue %s %s: %w", info.Kind, info.ID, err))
-				break
-			}
-		} else {
-			f, err := c.js.PublishAsync(recordSubject(info.ID), data)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("queue: enqueue %s %s: %w", info.Kind, info.ID, err))
-				break
-			}
-			p.record = f
-		}
-		f, err := c.js.PublishAsync(subject(info), data, jetstream.WithMsgID(info.ID))
+		data, err := json.Marshal(info)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("queue: enqueue %s %s: %w", info.Kind, info.ID, err))
-			break
+			return nil, fmt.Errorf("queue: enqueue %s: %w", j.Kind, err)
 		}
-		p.job = f
-		sent = append(sent, p)
+		ps[i] = pending{info: info, data: data, unique: j.Options.ID != ""}
 	}
-	ids := make([]string, 0, len(sent))
-	for _, p := range sent {
-		for _, f := range []jetstream.PubAckFuture{p.record, p.job} {
-			if f == nil {
-				continue
+	fail := func(p *pending, err error) error {
+		return fmt.Errorf("queue: enqueue %s %s: %w", p.info.Kind, p.info.ID, err)
+	}
+	await := func(f jetstream.PubAckFuture) (uint64, error) {
+		select {
+		case ack := <-f.Ok():
+			return ack.Sequence, nil
+		case err := <-f.Err():
+			return 0, err
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+
+	// First every job's record, published without waiting, so that a batch
+	// costs a round trip or two rather than one per job. A record for an id
+	// of the caller's is published only if that key has never been
+	// written: an id seen before stops there, and its job runs once.
+	for i := range ps {
+		p := &ps[i]
+		var opts []jetstream.PublishOpt
+		if p.unique {
+			opts = append(opts, jetstream.WithExpectLastSequencePerSubject(0))
+		}
+		f, err := c.js.PublishAsync(recordSubject(p.info.ID), p.data, opts...)
+		if err != nil {
+			return nil, fail(p, err)
+		}
+		p.record = f
+	}
+	var errs []error
+	for i := range ps {
+		p := &ps[i]
+		seq, err := await(p.record)
+		if err != nil && p.unique && wrongLastSequence(err) {
+			// The key was written before. If it was deleted since, the id
+			// is free again: Create knows how to tell.
+			if seq, err = c.state.Create(ctx, p.info.ID, p.data); errors.Is(err, jetstream.ErrKeyExists) {
+				p.seen, err = true, nil
 			}
-			select {
-			case <-f.Ok():
-			case err := <-f.Err():
-				errs = append(errs, fmt.Errorf("queue: enqueue %s %s: %w", p.info.Kind, p.info.ID, err))
-			case <-ctx.Done():
-				return ids, fmt.Errorf("queue: enqueue: %w", ctx.Err())
+		}
+		if err != nil {
+			errs = append(errs, fail(p, err))
+			continue
+		}
+		if p.seen {
+			continue
+		}
+		// The message id, for the stream to drop a copy sent again, names
+		// this record: a job deleted and enqueued again is a new message.
+		msgID := p.info.ID + "@" + strconv.FormatUint(seq, 10)
+		if p.job, err = c.js.PublishAsync(subject(p.info), p.data, jetstream.WithMsgID(msgID)); err != nil {
+			errs = append(errs, fail(p, err))
+		}
+	}
+	ids := make([]string, 0, len(ps))
+	for i := range ps {
+		p := &ps[i]
+		if p.job != nil {
+			if _, err := await(p.job); err != nil {
+				errs = append(errs, fail(p, err))
+				continue
 			}
 		}
 		ids = append(ids, p.info.ID)
@@ -196,6 +222,14 @@ func (c *Client) EnqueueBatch(ctx context.Context, jobs []NewJob) ([]string, err
 		return nil, errors.Join(errs...)
 	}
 	return ids, nil
+}
+
+// wrongLastSequence reports whether err is a publish refused because the
+// subject had been written to.
+func wrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // recordSubject is where a job's state record is published: the key-value
@@ -210,10 +244,11 @@ func newInfo(j NewJob, now time.Time) (*Info, error) {
 	if o.MaxAttempts < 0 || o.Timeout < 0 || o.Delay < 0 {
 		return nil, fmt.Errorf("queue: enqueue %s: max attempts %d, timeout %v, delay %v: must not be negative", j.Kind, o.MaxAttempts, o.Timeout, o.Delay)
 	}
-	for _, name := range []string{o.ID, o.Queue} {
-		if strings.ContainsAny(name, ".*> \t\r\n") {
-			return nil, fmt.Errorf("queue: enqueue %s: %q: ids and queue names may not contain dots, spaces, * or >", j.Kind, name)
-		}
+	if o.ID != "" && !validID(o.ID) {
+		return nil, fmt.Errorf("queue: enqueue %s: id %q: want letters, digits and - _ = / ., with no dot first, last or twice in a row", j.Kind, o.ID)
+	}
+	if o.Queue != "" && (!validID(o.Queue) || strings.Contains(o.Queue, ".")) {
+		return nil, fmt.Errorf("queue: enqueue %s: queue %q: want letters, digits and - _ = /", j.Kind, o.Queue)
 	}
 	info := &Info{
 		ID:          o.ID,
@@ -248,6 +283,21 @@ func newInfo(j NewJob, now time.Time) (*Info, error) {
 	return info, nil
 }
 
+// validID reports whether s can be a job's id: a key of the bucket of
+// records.
+func validID(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for _, r := range s {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_=/.", r)
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
 func subject(info *Info) string {
 	return jobsSubject + "." + info.Queue + "." + info.Priority.subject()
 }
@@ -266,18 +316,35 @@ func (c *Client) info(ctx context.Context, id string) (*Info, uint64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("queue: job %s: %w", id, err)
 	}
-	var info Info
-	if err := json.Unmarshal(e.Value(), &info); err != nil {
-		return nil, 0, fmt.Errorf("queue: job %s: bad record: %w", id, err)
+	info, err := c.decode(ctx, e.Value())
+	if err != nil {
+		return nil, 0, fmt.Errorf("queue: job %s: %w", id, err)
 	}
-	return &info, e.Revision(), nil
+	return info, e.Revision(), nil
+}
+
+// decode decodes a job's record, and reads back its result if it is kept
+// apart.
+func (c *Client) decode(ctx context.Context, record []byte) (*Info, error) {
+	info := new(Info)
+	if err := json.Unmarshal(record, info); err != nil {
+		return nil, fmt.Errorf("bad record: %w", err)
+	}
+	if info.ResultApart {
+		var err error
+		if info.Result, err = c.results.GetBytes(ctx, info.ID); err != nil {
+			return nil, fmt.Errorf("result: %w", err)
+		}
+	}
+	return info, nil
 }
 
 // Wait waits until the job with the given id has succeeded or is dead, and
 // returns what the queue knows of it then.
 //
 // It watches the job's record, and also reads it once a second, so that a
-// watch stalled by a server failing over does not keep it waiting.
+// watch stalled by a server failing over (or one that cannot be set up
+// until the failover is over) does not keep it waiting.
 func (c *Client) Wait(ctx context.Context, id string) (*Info, error) {
 	// check reads the record, giving up after a moment: during a failover
 	// a read can go unanswered, and the next tick will try again.
@@ -296,33 +363,47 @@ func (c *Client) Wait(ctx context.Context, id string) (*Info, error) {
 	if info, done, err := check(); done {
 		return info, err
 	}
-	w, err := c.state.Watch(ctx, id, jetstream.UpdatesOnly())
-	if err != nil {
-		return nil, fmt.Errorf("queue: wait for %s: %w", id, err)
-	}
-	defer w.Stop()
+	wctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stop()
+	updates := make(chan []byte)
+	wg.Go(func() {
+		w, err := c.state.Watch(wctx, id, jetstream.UpdatesOnly(), jetstream.IgnoreDeletes())
+		if err != nil {
+			return // the ticker carries on
+		}
+		defer w.Stop()
+		for {
+			select {
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					continue
+				}
+				select {
+				case updates <- e.Value():
+				case <-wctx.Done():
+					return
+				}
+			case <-wctx.Done():
+				return
+			}
+		}
+	})
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	updates := w.Updates()
 	for {
 		select {
-		case e, ok := <-updates:
-			if !ok {
-				updates = nil // the watch ended: the ticker carries on
-				continue
-			}
-			if e == nil {
-				continue
-			}
-			if e.Operation() != jetstream.KeyValuePut {
-				return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
-			}
-			var info Info
-			if err := json.Unmarshal(e.Value(), &info); err != nil {
-				return nil, fmt.Errorf("queue: job %s: bad record: %w", id, err)
+		case record := <-updates:
+			info, err := c.decode(ctx, record)
+			if err != nil {
+				return nil, fmt.Errorf("queue: job %s: %w", id, err)
 			}
 			if info.State == Succeeded || info.State == Dead {
-				return &info, nil
+				return info, nil
 			}
 		case <-tick.C:
 			if info, done, err := check(); done {
@@ -337,7 +418,7 @@ func (c *Client) Wait(ctx context.Context, id string) (*Info, error) {
 // Dead lists the dead jobs: those that failed their last attempt or failed
 // for good.
 func (c *Client) Dead(ctx context.Context) ([]*Info, error) {
-	keys, err := c.state.ListKeys(ctx)
+	keys, err := c.dead.ListKeys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("queue: dead jobs: %w", err)
 	}
@@ -378,6 +459,9 @@ func (c *Client) Retry(ctx context.Context, id string) error {
 	if _, err := c.js.Publish(ctx, subject(info), data, jetstream.WithMsgID(fmt.Sprintf("%s-retry-%d", id, rev))); err != nil {
 		return fmt.Errorf("queue: retry %s: %w", id, err)
 	}
+	if err := c.dead.Purge(ctx, id); err != nil {
+		return fmt.Errorf("queue: retry %s: %w", id, err)
+	}
 	return nil
 }
 
@@ -391,6 +475,16 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 		return fmt.Errorf("queue: delete %s: the job is %s; only dead and succeeded jobs can be deleted", id, info.State)
 	}
 	if err := c.state.Delete(ctx, id, jetstream.LastRevision(rev)); err != nil {
+		return fmt.Errorf("queue: delete %s: %w", id, err)
+	}
+	var errs []error
+	if info.State == Dead {
+		errs = append(errs, c.dead.Purge(ctx, id))
+	}
+	if info.ResultApart {
+		errs = append(errs, c.results.Delete(ctx, id))
+	}
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("queue: delete %s: %w", id, err)
 	}
 	return nil

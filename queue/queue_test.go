@@ -187,6 +187,9 @@ func TestDeadLetters(t *testing.T) {
 	if _, err := c.Info(t.Context(), poison); !errors.Is(err, queue.ErrNotFound) {
 		t.Errorf("Info after Delete = %v, want ErrNotFound", err)
 	}
+	if dead, err := c.Dead(t.Context()); err != nil || len(dead) != 1 || dead[0].ID != panicky {
+		t.Errorf("Dead after a retry and a delete = %v, %v; want only %s", dead, err, panicky)
+	}
 }
 
 func TestPriorityAndDelay(t *testing.T) {
@@ -322,8 +325,9 @@ func TestBadInput(t *testing.T) {
 		opts queue.Options
 	}{
 		{"", queue.Options{}},
-		{"k", queue.Options{ID: "a.b"}},
+		{"k", queue.Options{ID: "a..b"}},
 		{"k", queue.Options{Queue: "x y"}},
+		{"k", queue.Options{Queue: "x.y"}},
 		{"k", queue.Options{MaxAttempts: -1}},
 	} {
 		if _, err := c.Enqueue(t.Context(), tc.kind, nil, tc.opts); err == nil || !strings.HasPrefix(err.Error(), "queue: enqueue") {

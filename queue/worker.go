@@ -235,6 +235,11 @@ func (w *Worker) fetch(ctx context.Context, consumers []jetstream.Consumer, n in
 	return msgs
 }
 
+// maxRecordedResult is the largest result kept in a job's record; bigger
+// ones are kept apart in an object store. A record must fit in one NATS
+// message (1MiB by default), with the payload and the error history.
+const maxRecordedResult = 64 << 10
+
 // runningAfter is how long a job runs before its record says so.
 const runningAfter = 50 * time.Millisecond
 
@@ -309,6 +314,11 @@ func (w *Worker) handle(jobsCtx, runCtx context.Context, msg jetstream.Msg) {
 		if _, permanent := errors.AsType[permanentError](err); permanent || info.Attempts >= info.MaxAttempts {
 			info.State = Dead
 			w.c.log.Warn("queue: job is dead", "id", info.ID, "kind", info.Kind, "attempts", info.Attempts, "error", err)
+			if _, err := w.c.dead.Put(ctx, info.ID, nil); err != nil {
+				w.c.log.Warn("queue: job not listed as dead; it will run again", "id", info.ID, "error", err)
+				msg.Nak()
+				return
+			}
 			w.finish(ctx, msg, info, msg.Ack)
 			return
 		}
@@ -331,7 +341,17 @@ func (w *Worker) record(info *Info) (jetstream.PubAckFuture, error) {
 // with settle. If the record cannot be stored, the message is left to be
 // delivered again.
 func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, info *Info, settle func() error) {
-	f, err := w.record(info)
+	var err error
+	if len(info.Result) > maxRecordedResult {
+		// Too big for the record: kept apart, under the job's id.
+		if _, err = w.c.results.PutBytes(ctx, info.ID, info.Result); err == nil {
+			info.Result, info.ResultApart = nil, true
+		}
+	}
+	var f jetstream.PubAckFuture
+	if err == nil {
+		f, err = w.record(info)
+	}
 	if err == nil {
 		select {
 		case <-f.Ok():

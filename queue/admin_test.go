@@ -1,0 +1,180 @@
+package queue_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/goherd/herd/queue"
+	"github.com/goherd/herd/queue/queuetest"
+)
+
+// A result too big for a job's record is kept apart and read back whole,
+// by Wait, Info and Watch; deleting the job deletes it too.
+func TestBigResult(t *testing.T) {
+	c := queuetest.New(t)
+	big := bytes.Repeat([]byte("0123456789abcdef"), 300_000) // 4.8MB: bigger than a NATS message
+	runWorker(t, c, fast, map[string]queue.Handler{
+		"big": func(context.Context, *queue.Job) ([]byte, error) { return big, nil },
+	})
+	id, err := c.Enqueue(t.Context(), "big", nil, queue.Options{ID: "big.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := wait(t, c, id); info.State != queue.Succeeded || !bytes.Equal(info.Result, big) {
+		t.Fatalf("Wait: state %s, %d bytes of result; want succeeded with all %d", info.State, len(info.Result), len(big))
+	}
+	if info, err := c.Info(t.Context(), id); err != nil || !bytes.Equal(info.Result, big) {
+		t.Errorf("Info: %v, want the whole result", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	infos, done, err := c.Watch(ctx, "big.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := <-infos; info == nil || !bytes.Equal(info.Result, big) {
+		t.Errorf("Watch: got %v, want the record with the whole result", info)
+	}
+	cancel()
+	if err := done(); err != nil {
+		t.Errorf("Watch ended with %v after its context, want nil", err)
+	}
+	if err := c.Delete(t.Context(), id); err != nil {
+		t.Errorf("Delete: %v", err)
+	}
+}
+
+// Watch sends the current records of the matching jobs, then their changes,
+// and nothing of other jobs.
+func TestWatch(t *testing.T) {
+	c := queuetest.New(t)
+	for i := range 3 {
+		if _, err := c.Enqueue(t.Context(), "k", nil, queue.Options{ID: fmt.Sprint("run1.", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Enqueue(t.Context(), "k", nil, queue.Options{ID: "run2.0"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	infos, done, err := c.Watch(ctx, "run1.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runWorker(t, c, fast, map[string]queue.Handler{
+		"k": func(_ context.Context, j *queue.Job) ([]byte, error) { return []byte(j.ID), nil },
+	})
+	succeeded := map[string]bool{}
+	timeout := time.After(30 * time.Second)
+	for len(succeeded) < 3 {
+		select {
+		case info := <-infos:
+			if info.ID == "run2.0" {
+				t.Fatalf("Watch(run1.*) sent %s", info.ID)
+			}
+			if info.State == queue.Succeeded {
+				succeeded[info.ID] = string(info.Result) == info.ID
+			}
+		case <-timeout:
+			t.Fatalf("only %v succeeded", succeeded)
+		}
+	}
+	for id, ok := range succeeded {
+		if !ok {
+			t.Errorf("%s: wrong result", id)
+		}
+	}
+	cancel()
+	if err := done(); err != nil {
+		t.Errorf("Watch: %v", err)
+	}
+}
+
+// Enqueueing a batch with ids: an id seen before is stored once, even in
+// the same batch; a deleted job's id is free again.
+func TestBatchUniqueIDs(t *testing.T) {
+	c := queuetest.New(t)
+	jobs := []queue.NewJob{
+		{Kind: "k", Options: queue.Options{ID: "a.1"}},
+		{Kind: "k", Options: queue.Options{ID: "a.2"}},
+		{Kind: "k", Options: queue.Options{ID: "a.1"}},
+	}
+	ids, err := c.EnqueueBatch(t.Context(), jobs)
+	if err != nil || !slices.Equal(ids, []string{"a.1", "a.2", "a.1"}) {
+		t.Fatalf("EnqueueBatch = %v, %v", ids, err)
+	}
+	if _, err := c.EnqueueBatch(t.Context(), jobs); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := c.List(t.Context(), "", 100); err != nil || len(list) != 2 {
+		t.Fatalf("List = %d jobs, %v; want 2: each id once", len(list), err)
+	}
+	for _, bad := range []string{".a", "a.", "a..b", "a b", "a*", "a>"} {
+		if _, err := c.Enqueue(t.Context(), "k", nil, queue.Options{ID: bad}); err == nil {
+			t.Errorf("Enqueue with id %q = nil error", bad)
+		}
+	}
+	// Run one, delete it, enqueue it again: it runs again.
+	runWorker(t, c, fast, map[string]queue.Handler{
+		"k": func(context.Context, *queue.Job) ([]byte, error) { return nil, nil },
+	})
+	wait(t, c, "a.1")
+	wait(t, c, "a.2")
+	if err := c.Delete(t.Context(), "a.1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Enqueue(t.Context(), "k", nil, queue.Options{ID: "a.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if info := wait(t, c, "a.1"); info.State != queue.Succeeded || info.Attempts != 1 {
+		t.Errorf("a.1 enqueued again after Delete: %+v", info)
+	}
+}
+
+// Stats count waiting jobs by queue and priority, and dead ones; List shows
+// the waiting jobs oldest first; Purge removes them and their records.
+func TestStatsListPurge(t *testing.T) {
+	c := queuetest.New(t)
+	for i := range 5 {
+		if _, err := c.Enqueue(t.Context(), "k", nil, queue.Options{ID: fmt.Sprint("j", i), Queue: "media", Priority: queue.High}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Enqueue(t.Context(), "k", nil, queue.Options{ID: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []queue.QueueStats{{Queue: "default", Priority: queue.Default, Waiting: 1}, {Queue: "media", Priority: queue.High, Waiting: 5}}
+	if !slices.Equal(st.Queues, want) || st.Records != 6 || st.Dead != 0 {
+		t.Errorf("Stats = %+v, want queues %+v and 6 records", st, want)
+	}
+	list, err := c.List(t.Context(), "media", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, info := range list {
+		ids = append(ids, info.ID)
+	}
+	if !slices.Equal(ids, []string{"j0", "j1", "j2"}) {
+		t.Errorf("List(media, 3) = %v, want the 3 oldest", ids)
+	}
+	n, err := c.Purge(t.Context(), "media")
+	if err != nil || n != 5 {
+		t.Fatalf("Purge(media) = %d, %v; want 5", n, err)
+	}
+	if _, err := c.Info(t.Context(), "j0"); !errors.Is(err, queue.ErrNotFound) {
+		t.Errorf("Info of a purged job = %v, want ErrNotFound", err)
+	}
+	if list, err := c.List(t.Context(), "", 100); err != nil || len(list) != 1 || list[0].ID != "other" {
+		t.Errorf("List after the purge = %v, %v; want only the default queue's job", list, err)
+	}
+}
