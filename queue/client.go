@@ -85,6 +85,7 @@ type Client struct {
 	jobs    jetstream.Stream
 	state   jetstream.KeyValue
 	dead    jetstream.KeyValue
+	meta    jetstream.KeyValue
 	results jetstream.ObjectStore
 	log     *slog.Logger
 }
@@ -191,6 +192,16 @@ func (c *Client) setup(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", deadBucket, err)
+	}
+	c.meta, err = c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      metaBucket,
+		Description: "values shared by the programs using herd's queue",
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		TTL:         retention,
+	})
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", metaBucket, err)
 	}
 	c.results, err = c.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      resultStore,

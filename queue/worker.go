@@ -85,6 +85,8 @@ type Worker struct {
 	cfg      WorkerConfig
 	mu       sync.Mutex
 	handlers map[string]Handler
+	stopJobs context.CancelFunc // of the running Run: cancels its jobs
+	aborted  bool
 }
 
 // NewWorker returns a worker taking jobs from this client's queue.
@@ -159,6 +161,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	// shutdown timeout.
 	jobsCtx, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopJobs()
+	w.mu.Lock()
+	w.stopJobs = stopJobs
+	if w.aborted {
+		stopJobs()
+	}
+	w.mu.Unlock()
 	var running atomic.Int64
 	free := make(chan struct{}, 1) // a slot came free
 
@@ -195,6 +203,18 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer timer.Stop()
 	pool.Close()
 	return nil
+}
+
+// Abort cancels the jobs running now, as the end of the shutdown timeout
+// does: a worker whose Run's context is done hands them back at once
+// instead of letting them finish. Jobs that finish anyway count as done.
+func (w *Worker) Abort() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.aborted = true
+	if w.stopJobs != nil {
+		w.stopJobs()
+	}
 }
 
 // fetch takes up to n jobs, high priority first. When there are none it

@@ -1,0 +1,85 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const metaBucket = "HERD_META"
+
+// PutMeta stores a small value under key, for the programs that share the
+// queue to coordinate through: herd run --queue keeps the state of each run
+// there, for its workers to see. Keys are as job ids; values expire with
+// finished jobs' records.
+func (c *Client) PutMeta(ctx context.Context, key string, value []byte) error {
+	if !validID(key) {
+		return fmt.Errorf("queue: meta %q: want letters, digits, dots and - _ = /", key)
+	}
+	if _, err := c.meta.Put(ctx, key, value); err != nil {
+		return fmt.Errorf("queue: meta %s: %w", key, err)
+	}
+	return nil
+}
+
+// Meta returns the value stored under key, or an error wrapping
+// [ErrNotFound].
+func (c *Client) Meta(ctx context.Context, key string) ([]byte, error) {
+	e, err := c.meta.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, fmt.Errorf("%w: meta %s", ErrNotFound, key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("queue: meta %s: %w", key, err)
+	}
+	return e.Value(), nil
+}
+
+// MetaEntry is a value stored with [Client.PutMeta].
+type MetaEntry struct {
+	Key   string
+	Value []byte
+}
+
+// WatchMeta sends the values whose keys match pattern (as in
+// [Client.Watch]): first those stored now, then each one stored later,
+// until ctx is done. The function returned with the channel waits for the
+// watch to end and says why: nil when ctx ended it.
+func (c *Client) WatchMeta(ctx context.Context, pattern string) (<-chan MetaEntry, func() error, error) {
+	w, err := c.meta.Watch(ctx, pattern, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, nil, fmt.Errorf("queue: watch meta %s: %w", pattern, err)
+	}
+	out := make(chan MetaEntry, 16)
+	var werr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(out)
+		defer w.Stop()
+		for {
+			select {
+			case e, ok := <-w.Updates():
+				if !ok {
+					if ctx.Err() == nil {
+						werr = fmt.Errorf("queue: watch meta %s: ended", pattern)
+					}
+					return
+				}
+				if e == nil {
+					continue
+				}
+				select {
+				case out <- MetaEntry{Key: e.Key(), Value: e.Value()}:
+				case <-ctx.Done():
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, func() error { <-done; return werr }, nil
+}
