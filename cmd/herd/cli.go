@@ -27,12 +27,17 @@ func run(ctx context.Context, args []string, sigs <-chan os.Signal, stdin io.Rea
 		Short: "a queue of things to be done, and workers pulling things off the queue",
 		Long: `herd runs work on a fixed number of workers.
 
-  herd run   runs a shell command for every input, N at a time, with GNU parallel's
-             options and job log (see herd run --help)`,
+  herd run     runs a shell command for every input, N at a time, with GNU parallel's
+               options and job log (see herd run --help); with --queue URL, on the
+               herd work processes of a queue, on any machine
+  herd work    runs the jobs of herd run --queue
+  herd queue   serves the queue (herd queue serve) and shows what is in it`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
 	root.AddCommand(newRunCommand(ctx, sigs, &status))
+	root.AddCommand(newWorkCommand(ctx, sigs, &status))
+	root.AddCommand(newQueueCommand(ctx, sigs, &status))
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)

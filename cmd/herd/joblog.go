@@ -58,9 +58,13 @@ func openJoblog(path string, keep bool) (*joblog, error) {
 }
 
 // write appends the row of a finished job.
-func (l *joblog) write(seq int, res command.Result, sent, received int64, line string) error {
-	row := fmt.Sprintf("%d\t:\t%.3f\t%10.3f\t%d\t%d\t%d\t%d\t%s\n",
-		seq, float64(res.Start.UnixMilli())/1000, res.Duration.Seconds(), sent, received,
+// A job that ran here has ":" for its host, as in GNU parallel.
+func (l *joblog) write(seq int, host string, res command.Result, sent, received int64, line string) error {
+	if host == "" {
+		host = ":"
+	}
+	row := fmt.Sprintf("%d\t%s\t%.3f\t%10.3f\t%d\t%d\t%d\t%d\t%s\n",
+		seq, logCommand(host), float64(res.Start.UnixMilli())/1000, res.Duration.Seconds(), sent, received,
 		res.Exit, res.Signal, logCommand(line))
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -91,6 +91,9 @@ type runOptions struct {
 	recStart     string
 	recEnd       string
 	shell        string
+	conn         connFlags
+	queueName    string
+	attach       string
 }
 
 func newRunCommand(ctx context.Context, sigs <-chan os.Signal, status *int) *cobra.Command {
@@ -150,6 +153,10 @@ func newRunCommand(ctx context.Context, sigs <-chan os.Signal, status *int) *cob
 	f.StringVar(&o.recStart, "recstart", "", "with --pipe: records start with `STR`")
 	f.StringVar(&o.recEnd, "recend", "\n", "with --pipe: records end with `STR`")
 	f.StringVar(&o.shell, "shell", "/bin/sh", "the shell that runs each command")
+	o.conn.add(f, false)
+	f.Lookup("queue").Usage = "run the jobs on the herd work processes of the queue at `URL`[,URL...] (see below)"
+	f.StringVar(&o.queueName, "queue-name", "default", "with --queue: put the jobs on the queue of this `NAME`")
+	f.StringVar(&o.attach, "attach", "", "with --queue: show the output of the earlier run `ID` (as it finishes), instead of starting one")
 	return cmd
 }
 
@@ -170,6 +177,7 @@ type plan struct {
 	recEnd    string
 	joblog    string
 	appendLog bool
+	remote    bool // --queue
 }
 
 // plan checks the options and arguments and turns them into a plan.
@@ -179,7 +187,10 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*plan, error
 		return nil, err
 	}
 	p := &plan{o: o}
-	if len(command) == 0 && !o.retryFailed {
+	if err := p.planRemote(len(command) > 0 || len(sources) > 0 || len(o.argFiles) > 0, changed); err != nil {
+		return nil, err
+	}
+	if len(command) == 0 && !o.retryFailed && o.attach == "" {
 		return nil, errors.New("no command given (to run each input as a shell command, say: herd run sh -c {})")
 	}
 	p.template = replace.Parse(strings.Join(command, " "), replace.Options{Input: o.replaceStr})
@@ -263,7 +274,7 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*plan, error
 		if len(sources) > 0 {
 			return nil, errors.New("--pipe reads standard input: give no ::: or :::: inputs or -a")
 		}
-		if p.block, err = parseSize(o.block); err != nil {
+		if p.block, err = parseSize(p.o.block); err != nil {
 			return nil, err
 		}
 		if p.recStart, err = unescape(o.recStart); err != nil {
@@ -278,6 +289,43 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*plan, error
 	}
 	return p, nil
 }
+
+// planRemote checks the options of herd run --queue.
+func (p *plan) planRemote(hasJobs bool, changed func(string) bool) error {
+	o := p.o
+	p.remote = o.conn.url != ""
+	if !p.remote {
+		if o.attach != "" || o.conn.used(changed) || changed("queue-name") {
+			return errors.New("--attach, --queue-name and the options to log in to a queue need --queue URL")
+		}
+		return nil
+	}
+	if o.attach != "" && hasJobs {
+		return errors.New("--attach shows an earlier run: give no command or inputs")
+	}
+	if o.attach != "" && (o.resume || o.resumeFailed || o.retryFailed || o.dryRun) {
+		return errors.New("--attach shows an earlier run: --resume, --resume-failed, --retry-failed and --dry-run do not go with it")
+	}
+	switch {
+	case o.lineBuffer || o.ungroup:
+		return errors.New("with --queue, each job's output comes back whole when it ends: --line-buffer and --ungroup do not go with it")
+	case o.delay != "":
+		return errors.New("--delay does not go with --queue: the workers start jobs as they take them")
+	case strings.HasSuffix(o.timeout, "%"):
+		return errors.New("--timeout N% does not go with --queue: give the time limit in seconds")
+	case o.pipe && changed("block"):
+		if n, err := parseSize(o.block); err == nil && n > maxRemoteBlock {
+			return fmt.Errorf("--block %s: with --queue, a block goes in a message of the queue: at most 512k", o.block)
+		}
+	case o.pipe:
+		p.o.block = "256k"
+	}
+	return nil
+}
+
+// maxRemoteBlock is the biggest --pipe block herd run --queue sends: it
+// goes in a NATS message (1MiB by default) with the rest of the job.
+const maxRemoteBlock = 512 << 10
 
 // parseJobs parses -j.
 func parseJobs(s string, cpus int) (int, error) {

@@ -21,6 +21,7 @@ import (
 	"github.com/goherd/herd"
 	"github.com/goherd/herd/internal/command"
 	"github.com/goherd/herd/internal/input"
+	"github.com/goherd/herd/queue"
 )
 
 // slotMarker stands for the job slot in a command line expanded before
@@ -45,7 +46,8 @@ type outcome struct {
 	line     string
 	res      command.Result
 	slot     int
-	stdout   spool // grouped output
+	host     string // where it ran, if not here
+	stdout   spool  // grouped output
 	stderr   spool
 	received int64
 }
@@ -83,7 +85,7 @@ func (p *plan) run(ctx context.Context, sigs <-chan os.Signal, stdin io.Reader, 
 		fmt.Fprintf(stderr, "herd run: %v\n", err)
 		return exitError
 	}
-	if !p.o.retryFailed {
+	if !p.o.retryFailed && p.o.attach == "" {
 		// A command the shell cannot parse would fail in every job.
 		sample := p.template.Expand([]string{"x"}, 1, 1, false)
 		if err := command.Check(p.o.shell, sample); err != nil {
@@ -111,6 +113,13 @@ func (p *plan) run(ctx context.Context, sigs <-chan os.Signal, stdin io.Reader, 
 	}
 
 	r := &runner{p: p, stdout: stdout, stderr: stderr, env: os.Environ()}
+	var c *queue.Client
+	if p.remote {
+		if c, err = p.o.conn.open(ctx); err != nil {
+			return fail(err)
+		}
+		defer c.Close()
+	}
 	if p.joblog != "" {
 		keep := p.appendLog || p.o.resume || p.o.resumeFailed || p.o.retryFailed
 		if r.log, err = openJoblog(p.joblog, keep); err != nil {
@@ -141,6 +150,13 @@ func (p *plan) run(ctx context.Context, sigs <-chan os.Signal, stdin io.Reader, 
 		}
 	}
 
+	if p.remote {
+		if err := r.remoteRun(ctx, c, jobs, total, sigs); err != nil {
+			return fail(err)
+		}
+		return r.status()
+	}
+
 	var wg sync.WaitGroup
 	finished := make(chan struct{})
 	wg.Go(func() { r.watchSignals(sigs, finished) })
@@ -160,12 +176,17 @@ func (p *plan) run(ctx context.Context, sigs <-chan os.Signal, stdin io.Reader, 
 		}
 		r.print(o)
 	}
+	return r.status()
+}
 
+// status is herd run's exit status, once the run is over.
+func (r *runner) status() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
 	case r.inputErr != nil:
-		return fail(r.inputErr)
+		fmt.Fprintf(r.stderr, "herd run: %v\n", r.inputErr)
+		return exitError
 	case r.halted:
 		return r.haltStatus
 	case r.stopSig.Load() != 0:
@@ -180,6 +201,9 @@ func (p *plan) run(ctx context.Context, sigs <-chan os.Signal, stdin io.Reader, 
 // up front (-1 if not).
 func (p *plan) jobSource(stdin io.Reader, stderr io.Writer) (jobs iter.Seq2[job, error], total int, cleanup func(), err error) {
 	cleanup = func() {}
+	if p.o.attach != "" {
+		return sliceJobs(nil), 0, cleanup, nil // the jobs are those of the run
+	}
 	if p.o.retryFailed {
 		rows, order, err := readJoblog(p.joblog)
 		if err != nil {
@@ -462,7 +486,7 @@ func (r *runner) timeout() time.Duration {
 // finish records a finished job: its job log row, the counts, and --halt.
 func (r *runner) finish(o *outcome) {
 	if r.log != nil {
-		if err := r.log.write(o.job.seq, o.res, int64(len(o.job.stdin)), o.received, o.line); err != nil {
+		if err := r.log.write(o.job.seq, o.host, o.res, int64(len(o.job.stdin)), o.received, o.line); err != nil {
 			r.warn("writing the job log: %v", err)
 		}
 	}

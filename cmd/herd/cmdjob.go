@@ -1,0 +1,61 @@
+package main
+
+import (
+	"errors"
+	"time"
+
+	"github.com/goherd/herd/internal/command"
+)
+
+// commandKind is the kind of the queue's jobs that are shell commands, as
+// herd run --queue enqueues them and herd work runs them.
+const commandKind = "herd.command"
+
+// commandJob is the payload of a command job: what herd work needs to run
+// it exactly as herd run would have run it locally.
+type commandJob struct {
+	Run      string        `json:"run"`  // the run's id
+	Seq      int           `json:"seq"`  // the job's number in the run
+	Args     []string      `json:"args"` // its inputs, for --tag
+	Line     string        `json:"line"` // expanded; the slot marker stands for {%}
+	Shell    string        `json:"shell"`
+	Attempts int           `json:"attempts"`          // --retries
+	Timeout  time.Duration `json:"timeout,omitempty"` // per attempt
+	Stdin    []byte        `json:"stdin,omitempty"`   // --pipe's block
+}
+
+// commandResult is the result of a command job.
+type commandResult struct {
+	Skipped  bool          `json:"skipped,omitempty"` // never started: the run was stopped
+	Host     string        `json:"host,omitempty"`
+	Line     string        `json:"line,omitempty"` // as run, with its slot
+	Slot     int           `json:"slot,omitempty"`
+	Start    time.Time     `json:"start,omitzero"`
+	Duration time.Duration `json:"duration,omitempty"`
+	Exit     int           `json:"exit"`
+	Signal   int           `json:"signal,omitempty"`
+	Err      string        `json:"error,omitempty"`
+	Stdout   []byte        `json:"stdout,omitempty"`
+	Stderr   []byte        `json:"stderr,omitempty"`
+}
+
+func (r *commandResult) result() command.Result {
+	res := command.Result{Start: r.Start, Duration: r.Duration, Exit: r.Exit, Signal: r.Signal}
+	if r.Err != "" {
+		res.Err = errors.New(r.Err)
+	}
+	return res
+}
+
+// runState is what the queue keeps of a run of herd run --queue, as meta
+// under runKey: how many jobs it has, and whether it was stopped.
+type runState struct {
+	Jobs       int       `json:"jobs"`                 // enqueued so far
+	Enqueueing bool      `json:"enqueueing,omitempty"` // more to come
+	Stopped    string    `json:"stopped,omitempty"`    // "": running; "soon": start no more jobs; "now": kill them too
+	Command    string    `json:"command,omitempty"`
+	Started    time.Time `json:"started"`
+}
+
+// runKey is the meta key of a run's state. Its jobs' ids are run.seq.
+func runKey(run string) string { return "runs." + run }

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+
+	"github.com/goherd/herd/queue"
+	"github.com/spf13/pflag"
+)
+
+// connFlags are the options that say which queue to connect to, and how.
+type connFlags struct {
+	url                    string
+	user, password, token  string
+	creds                  string
+	tlsCA, tlsCert, tlsKey string
+	dir                    string // the embedded server's data folder, when there is no URL
+}
+
+// add adds the flags to fs. With embedded, no URL means the queue's
+// embedded server in its data folder.
+func (c *connFlags) add(fs *pflag.FlagSet, embedded bool) {
+	what := "the queue's NATS server: `URL`[,URL...], like nats://host:4222 (default $HERD_QUEUE)"
+	if embedded {
+		what = "the queue's NATS server: `URL`[,URL...] (default $HERD_QUEUE, else the queue in --dir on this machine)"
+		fs.StringVar(&c.dir, "dir", "", "with no --queue: the queue's data `folder` (default "+defaultDirText()+")")
+	}
+	fs.StringVar(&c.url, "queue", "", what)
+	fs.StringVar(&c.user, "user", "", "log in to the queue as `NAME`")
+	fs.StringVar(&c.password, "password", "", "the user's password (default $HERD_QUEUE_PASSWORD)")
+	fs.StringVar(&c.token, "token", "", "log in to the queue with a token (default $HERD_QUEUE_TOKEN)")
+	fs.StringVar(&c.creds, "creds", "", "log in to the queue with a NATS credentials `FILE`")
+	fs.StringVar(&c.tlsCA, "tls-ca", "", "trust the queue's certificate if this CA `FILE` signed it")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "present this client certificate `FILE` to the queue (with --tls-key)")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "the client certificate's key `FILE`")
+}
+
+func defaultDirText() string {
+	d, err := queue.DefaultDir()
+	if err != nil {
+		return "~/.local/share/herd/queue"
+	}
+	return d
+}
+
+// resolve fills in what the environment gives.
+func (c *connFlags) resolve() {
+	if c.url == "" {
+		c.url = os.Getenv("HERD_QUEUE")
+	}
+	if c.password == "" {
+		c.password = os.Getenv("HERD_QUEUE_PASSWORD")
+	}
+	if c.token == "" {
+		c.token = os.Getenv("HERD_QUEUE_TOKEN")
+	}
+}
+
+// config turns the flags into a queue configuration.
+func (c *connFlags) config() (queue.Config, error) {
+	c.resolve()
+	cfg := queue.Config{URL: c.url, Dir: c.dir, User: c.user, Password: c.password, Token: c.token, CredsFile: c.creds}
+	if c.password != "" && c.user == "" {
+		return cfg, errors.New("--password needs --user")
+	}
+	if c.tlsCA != "" || c.tlsCert != "" || c.tlsKey != "" {
+		t := &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.tlsCA != "" {
+			pem, err := os.ReadFile(c.tlsCA)
+			if err != nil {
+				return cfg, fmt.Errorf("--tls-ca: %w", err)
+			}
+			t.RootCAs = x509.NewCertPool()
+			if !t.RootCAs.AppendCertsFromPEM(pem) {
+				return cfg, fmt.Errorf("--tls-ca %s: no PEM certificate in it", c.tlsCA)
+			}
+		}
+		if (c.tlsCert == "") != (c.tlsKey == "") {
+			return cfg, errors.New("--tls-cert and --tls-key go together")
+		}
+		if c.tlsCert != "" {
+			cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
+			if err != nil {
+				return cfg, fmt.Errorf("--tls-cert: %w", err)
+			}
+			t.Certificates = []tls.Certificate{cert}
+		}
+		cfg.TLS = t
+	}
+	return cfg, nil
+}
+
+// open connects to the queue.
+func (c *connFlags) open(ctx context.Context) (*queue.Client, error) {
+	cfg, err := c.config()
+	if err != nil {
+		return nil, err
+	}
+	return queue.Open(ctx, cfg)
+}
+
+// used reports whether any connection flag was given.
+func (c *connFlags) used(changed func(string) bool) bool {
+	return slices.ContainsFunc([]string{"user", "password", "token", "creds", "tls-ca", "tls-cert", "tls-key"}, changed)
+}

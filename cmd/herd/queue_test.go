@@ -1,0 +1,412 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/goherd/herd/queue"
+)
+
+// proc is a herd process under test.
+type proc struct {
+	cmd    *exec.Cmd
+	out    syncBuffer
+	errOut syncBuffer
+	exited chan struct{}
+}
+
+// syncBuffer is a bytes.Buffer that a process writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startProc starts herd with args in dir; the test kills it at the end if
+// it is still running.
+func startProc(t *testing.T, dir string, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{exited: make(chan struct{})}
+	p.cmd = exec.Command(herdBinary(t), args...)
+	p.cmd.Dir = dir
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout = &p.out
+	p.cmd.Stderr = &p.errOut
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+	})
+	return p
+}
+
+// status waits for the process to exit and returns its exit status.
+func (p *proc) status(t *testing.T, within time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.exited:
+	case <-time.After(within):
+		t.Fatalf("herd %v did not exit within %v; its error output:\n%s", p.cmd.Args[1:], within, p.errOut.String())
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// waitOutput waits until the process's error output matches re, and
+// returns the match's first group.
+func (p *proc) waitOutput(t *testing.T, re string) string {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := rx.FindStringSubmatch(p.errOut.String()); m != nil {
+			return m[len(m)-1]
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("herd %v never wrote %q; it wrote:\n%s", p.cmd.Args[1:], re, p.errOut.String())
+	return ""
+}
+
+// serveQueue runs herd queue serve on a free loopback port and returns
+// its URL.
+func serveQueue(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(herdBinary(t), append([]string{"queue", "serve", "--listen", "127.0.0.1:0", "--dir", t.TempDir()}, args...)...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errOut syncBuffer
+	cmd.Stderr = &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	first, err := bufio.NewReader(out).ReadString('\n')
+	m := regexp.MustCompile(`serving (\S+)`).FindStringSubmatch(first)
+	if err != nil || m == nil {
+		t.Fatalf("herd queue serve printed %q (%v); error output:\n%s", first, err, errOut.String())
+	}
+	go io.Copy(io.Discard, out)
+	return m[1]
+}
+
+// startWorkers starts n herd work processes on the queue at url.
+func startWorkers(t *testing.T, url string, n int, args ...string) []*proc {
+	t.Helper()
+	var ws []*proc
+	for range n {
+		w := startProc(t, t.TempDir(), nil, append([]string{"work", "--queue", url, "--lease", "2s"}, args...)...)
+		w.waitOutput(t, "running jobs of")
+		ws = append(ws, w)
+	}
+	return ws
+}
+
+// jobRows are a job log's rows without their times and hosts: what must be
+// the same wherever the jobs ran.
+func jobRows(t *testing.T, path string) []string {
+	t.Helper()
+	rows := logRows(t, path)
+	var out []string
+	for seq, r := range rows {
+		out = append(out, fmt.Sprintf("%d\t%d\t%d\t%s", seq, r.exit, r.signal, r.command))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func inputs(n int) []string {
+	var in []string
+	for i := 1; i <= n; i++ {
+		in = append(in, strconv.Itoa(i))
+	}
+	return in
+}
+
+// A queue server, two workers and herd run --queue give the output, job
+// log and exit status that herd run gives locally.
+func TestQueueRunLikeLocal(t *testing.T) {
+	url := serveQueue(t)
+	startWorkers(t, url, 2, "-j", "3")
+	dir := t.TempDir()
+	command := `printf '%s %s\n' {} $(( {} * 2 )); echo err {} >&2; [ $(( {} % 50 )) != 0 ]`
+	for _, opts := range [][]string{{"-k"}, {"-k", "--tag"}, {"--retries", "2"}} {
+		run := func(where ...string) (string, string, []string, int) {
+			args := append([]string{"run"}, where...)
+			args = append(args, opts...)
+			args = append(args, "--joblog", "log.tsv", command, ":::")
+			p := startProc(t, dir, nil, append(args, inputs(300)...)...)
+			st := p.status(t, 60*time.Second)
+			return p.out.String(), p.errOut.String(), jobRows(t, filepath.Join(dir, "log.tsv")), st
+		}
+		localOut, localErr, localRows, localStatus := run()
+		remoteOut, remoteErr, remoteRows, remoteStatus := run("--queue", url)
+		if localStatus != 6 || remoteStatus != localStatus {
+			t.Errorf("%v: exit status %d here, %d on the queue; want 6 (jobs 50, 100, ..., 300 fail)", opts, localStatus, remoteStatus)
+		}
+		if opts[0] == "-k" && remoteOut != localOut {
+			t.Errorf("%v: output on the queue differs from the local output:\n%s\nwant:\n%s", opts, remoteOut, localOut)
+		}
+		if opts[0] != "-k" {
+			lo, ro := strings.Split(localOut, "\n"), strings.Split(remoteOut, "\n")
+			slices.Sort(lo)
+			slices.Sort(ro)
+			if !slices.Equal(lo, ro) {
+				t.Errorf("%v: output lines on the queue differ from the local ones", opts)
+			}
+		}
+		if len(remoteRows) != 300 || !slices.Equal(remoteRows, localRows) {
+			t.Errorf("%v: job log on the queue (%d rows) differs from the local one (%d rows)", opts, len(remoteRows), len(localRows))
+		}
+		// Error output: the same lines, plus the line naming the run.
+		if n := strings.Count(remoteErr, "err "); n != 300 || strings.Count(localErr, "err ") != 300 {
+			t.Errorf("%v: %d lines of error output on the queue, want 300", opts, n)
+		}
+		if !strings.Contains(remoteErr, "--attach") {
+			t.Errorf("%v: herd run --queue did not say how to attach to the run:\n%s", opts, remoteErr)
+		}
+	}
+}
+
+// A worker killed outright mid-run loses nothing: its jobs run on the
+// other worker once their lease is out, and each is reported once.
+func TestQueueWorkerKilled(t *testing.T) {
+	url := serveQueue(t)
+	ws := startWorkers(t, url, 2, "-j", "4")
+	dir := t.TempDir()
+	p := startProc(t, dir, nil, append([]string{"run", "--queue", url, "--joblog", "log.tsv", "touch " + dir + "/started.{}; sleep 0.3; echo done {}", ":::"}, inputs(40)...)...)
+	waitFiles(t, dir, "started.1", "started.2", "started.3", "started.4", "started.5", "started.6")
+	ws[0].cmd.Process.Signal(syscall.SIGKILL)
+	if st := p.status(t, 60*time.Second); st != 0 {
+		t.Fatalf("exit status %d, want 0; error output:\n%s", st, p.errOut.String())
+	}
+	assertEachOnce(t, p.out.String(), 40)
+	if rows := jobRows(t, filepath.Join(dir, "log.tsv")); len(rows) != 40 {
+		t.Errorf("job log has %d rows, want 40", len(rows))
+	}
+}
+
+// A worker stopped with SIGTERM hands back the jobs that do not finish in
+// its shutdown timeout; another worker runs them; nothing is lost.
+func TestQueueWorkerTerminated(t *testing.T) {
+	url := serveQueue(t)
+	ws := startWorkers(t, url, 2, "-j", "2", "--shutdown-timeout", "300ms")
+	dir := t.TempDir()
+	p := startProc(t, dir, nil, append([]string{"run", "--queue", url, "touch " + dir + "/started.{}; sleep 1; echo done {}", ":::"}, inputs(12)...)...)
+	waitFiles(t, dir, "started.1", "started.2", "started.3", "started.4")
+	ws[0].cmd.Process.Signal(syscall.SIGTERM)
+	if st := ws[0].status(t, 10*time.Second); st != 128+int(syscall.SIGTERM) {
+		t.Errorf("worker exit status %d, want %d", st, 128+int(syscall.SIGTERM))
+	}
+	if !strings.Contains(ws[0].errOut.String(), "taking no more jobs") {
+		t.Errorf("worker said:\n%s\nwant a word on stopping", ws[0].errOut.String())
+	}
+	if st := p.status(t, 60*time.Second); st != 0 {
+		t.Fatalf("exit status %d, want 0; error output:\n%s", st, p.errOut.String())
+	}
+	assertEachOnce(t, p.out.String(), 12)
+}
+
+// The submitter killed mid-run: the jobs run on, and attaching to the run
+// shows every result, in order with -k, with the right exit status.
+func TestQueueSubmitterKilled(t *testing.T) {
+	url := serveQueue(t)
+	startWorkers(t, url, 1, "-j", "4")
+	dir := t.TempDir()
+	command := "touch " + dir + "/started.{}; sleep 0.2; echo done {}; [ {} != 7 ]"
+	p := startProc(t, dir, nil, append([]string{"run", "--queue", url, command, ":::"}, inputs(20)...)...)
+	run := p.waitOutput(t, `run (\w+): all 20 jobs are on the queue`)
+	waitFiles(t, dir, "started.2")
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.status(t, 10*time.Second)
+
+	a := startProc(t, dir, nil, "run", "--queue", url, "--attach", run, "-k", "--joblog", "log.tsv")
+	if st := a.status(t, 60*time.Second); st != 1 {
+		t.Errorf("attach: exit status %d, want 1 (job 7 fails); error output:\n%s", st, a.errOut.String())
+	}
+	var want strings.Builder
+	for i := 1; i <= 20; i++ {
+		fmt.Fprintf(&want, "done %d\n", i)
+	}
+	if a.out.String() != want.String() {
+		t.Errorf("attach printed:\n%s\nwant every job's output in order", a.out.String())
+	}
+	if rows := jobRows(t, filepath.Join(dir, "log.tsv")); len(rows) != 20 {
+		t.Errorf("attach: job log has %d rows, want 20", len(rows))
+	}
+	bad := startProc(t, dir, nil, "run", "--queue", url, "--attach", "nosuchrun")
+	if st := bad.status(t, 10*time.Second); st != exitError || !strings.Contains(bad.errOut.String(), "no such run") {
+		t.Errorf("attach to a run that is not there: status %d, %q", st, bad.errOut.String())
+	}
+}
+
+// Wrong or missing credentials: a clear error and no access, for every
+// command; the right ones work, from the environment too.
+func TestQueueCredentials(t *testing.T) {
+	url := serveQueue(t, "--user", "herd", "--password", "s3cret")
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"work", "--queue", url},
+		{"work", "--queue", url, "--user", "herd", "--password", "wrong"},
+		{"run", "--queue", url, "--user", "herd", "--password", "wrong", "echo", ":::", "x"},
+		{"queue", "stats", "--queue", url, "--token", "guess"},
+	} {
+		p := startProc(t, dir, nil, args...)
+		if st := p.status(t, 30*time.Second); st != exitError || !strings.Contains(strings.ToLower(p.errOut.String()), "authorization") {
+			t.Errorf("herd %v: status %d, error output %q; want 255 and an authorization error", args, st, p.errOut.String())
+		}
+	}
+	startWorkers(t, url, 1, "--user", "herd", "--password", "s3cret")
+	p := startProc(t, dir, []string{"HERD_QUEUE_PASSWORD=s3cret"}, "run", "--queue", url, "--user", "herd", "-k", "echo", ":::", "a", "b")
+	if st := p.status(t, 30*time.Second); st != 0 || p.out.String() != "a\nb\n" {
+		t.Errorf("with the right password: status %d, output %q, error output %q", st, p.out.String(), p.errOut.String())
+	}
+}
+
+// herd queue stats, ls, inspect, dead, retry and purge, as tables and as
+// JSON.
+func TestQueueAdmin(t *testing.T) {
+	url := serveQueue(t)
+	c, err := queue.Open(t.Context(), queue.Config{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 3 {
+		if _, err := c.Enqueue(t.Context(), "idle-job", nil, queue.Options{ID: fmt.Sprint("idle", i), Queue: "idle"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A job that is no command: herd work gives up on it at once.
+	if _, err := c.Enqueue(t.Context(), commandKind, []byte("not json"), queue.Options{ID: "broken"}); err != nil {
+		t.Fatal(err)
+	}
+	startWorkers(t, url, 1)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if info, err := c.Wait(ctx, "broken"); err != nil || info.State != queue.Dead {
+		t.Fatalf("broken job: %+v, %v; want dead", info, err)
+	}
+	dir := t.TempDir()
+	herd := func(args ...string) (string, int) {
+		t.Helper()
+		p := startProc(t, dir, nil, append(args, "--queue", url)...)
+		st := p.status(t, 30*time.Second)
+		return p.out.String() + p.errOut.String(), st
+	}
+
+	out, st := herd("queue", "stats")
+	if st != 0 || !regexp.MustCompile(`idle\s+default\s+3\s`).MatchString(out) || !strings.Contains(out, "dead jobs: 1") {
+		t.Errorf("queue stats: status %d:\n%s", st, out)
+	}
+	out, _ = herd("queue", "stats", "--json")
+	var stats queue.Stats
+	if err := json.Unmarshal([]byte(out), &stats); err != nil || stats.Dead != 1 {
+		t.Errorf("queue stats --json = %s (%v)", out, err)
+	}
+	out, st = herd("queue", "ls", "--queue-name", "idle")
+	if st != 0 || strings.Count(out, "idle-job") != 3 || !strings.Contains(out, "queued") {
+		t.Errorf("queue ls: status %d:\n%s", st, out)
+	}
+	out, _ = herd("queue", "ls", "--json", "--limit", "2")
+	var infos []queue.Info
+	if err := json.Unmarshal([]byte(out), &infos); err != nil || len(infos) != 2 || infos[0].ID != "idle0" {
+		t.Errorf("queue ls --json --limit 2 = %s (%v)", out, err)
+	}
+	out, st = herd("queue", "dead")
+	if st != 0 || !strings.Contains(out, "broken") || !strings.Contains(out, "not a command job") {
+		t.Errorf("queue dead: status %d:\n%s", st, out)
+	}
+	out, st = herd("queue", "inspect", "broken")
+	if st != 0 || !strings.Contains(out, "state:     dead") || !strings.Contains(out, "payload:   not json") {
+		t.Errorf("queue inspect: status %d:\n%s", st, out)
+	}
+	out, st = herd("queue", "inspect", "nosuchjob")
+	if st != exitError || !strings.Contains(out, "no such job") {
+		t.Errorf("queue inspect of a job that is not there: status %d:\n%s", st, out)
+	}
+	out, st = herd("queue", "retry", "broken")
+	if st != 0 || !strings.Contains(out, "queued again") {
+		t.Errorf("queue retry: status %d:\n%s", st, out)
+	}
+	out, st = herd("queue", "purge", "--queue-name", "idle")
+	if st != exitError || !strings.Contains(out, "would remove 3 jobs") {
+		t.Errorf("queue purge without --yes: status %d:\n%s", st, out)
+	}
+	out, st = herd("queue", "purge", "--queue-name", "idle", "--yes")
+	if st != 0 || !strings.Contains(out, "removed 3 jobs") {
+		t.Errorf("queue purge --yes: status %d:\n%s", st, out)
+	}
+	out, _ = herd("queue", "ls", "--queue-name", "idle", "--json")
+	if strings.TrimSpace(out) != "[]" {
+		t.Errorf("queue ls after the purge = %s, want []", out)
+	}
+}
+
+// waitFiles waits until every file exists in dir.
+func waitFiles(t *testing.T, dir string, files ...string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, f := range files {
+		for {
+			if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never appeared", f)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// assertEachOnce checks that output has "done N" once for each job.
+func assertEachOnce(t *testing.T, output string, n int) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(output), "\n")
+	slices.Sort(lines)
+	var want []string
+	for _, in := range inputs(n) {
+		want = append(want, "done "+in)
+	}
+	slices.Sort(want)
+	if !slices.Equal(lines, want) {
+		t.Errorf("output has %d lines, want each of %d jobs once:\n%s", len(lines), n, output)
+	}
+}

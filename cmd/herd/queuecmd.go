@@ -1,0 +1,371 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/goherd/herd/queue"
+	"github.com/spf13/cobra"
+)
+
+const queueHelp = `The durable queue that herd run --queue puts jobs on and herd work takes them from.
+
+  herd queue serve     run the queue's server for workers and submitters on other machines
+  herd queue stats     jobs waiting, in flight and dead, by queue and priority
+  herd queue ls        the jobs still in the queue, oldest first
+  herd queue inspect   everything the queue knows of a job
+  herd queue dead      the jobs that failed for good
+  herd queue retry     put a dead job back in its queue
+  herd queue purge     remove the waiting jobs of a queue
+
+Every command but serve connects to --queue URL (or $HERD_QUEUE); with neither, it
+opens the queue stored on this machine in --dir, which no other process may be using.`
+
+func newQueueCommand(ctx context.Context, sigs <-chan os.Signal, status *int) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "queue",
+		Short: "serve and look after the durable queue of herd run --queue",
+		Long:  queueHelp,
+		Args:  cobra.NoArgs,
+	}
+	cmd.AddCommand(newServeCommand(sigs, status))
+	for _, sub := range adminCommands(ctx, status) {
+		cmd.AddCommand(sub)
+	}
+	return cmd
+}
+
+const serveHelp = `Run the queue's server: a NATS server with JetStream, storing jobs in --dir, for
+herd work and herd run --queue to connect to from this machine or others.
+
+By default it listens on 127.0.0.1 only, with no authentication. To serve other
+machines, listen on an address they can reach, and protect it: anyone who can put
+jobs on the queue can run commands on its workers. Give --user and --password (or
+--token), and --tls-cert and --tls-key for TLS; the password and token can also come
+from $HERD_QUEUE_PASSWORD and $HERD_QUEUE_TOKEN, out of sight of ps.
+
+Every write is flushed to disk before it is acknowledged (--sync-interval 0), so an
+acknowledged job survives a power cut; a longer interval is faster and can lose the
+jobs of that interval in an operating-system crash (not in a crash of herd alone).
+
+Several servers form a cluster with --cluster-name, --cluster-listen and --routes
+(each server's cluster address); give the clients every server's URL, comma-separated,
+and create the queue with three copies of each job (see herd queue --help).
+
+It runs until SIGINT or SIGTERM, then stops cleanly.`
+
+func newServeCommand(sigs <-chan os.Signal, status *int) *cobra.Command {
+	var cfg queue.ServerConfig
+	var tlsCert, tlsKey, routes string
+	cmd := &cobra.Command{
+		Use:   "serve [--listen HOST:PORT] [--dir FOLDER]",
+		Short: "run the queue's server for workers and submitters on other machines",
+		Long:  serveHelp,
+		Example: `  herd queue serve                                   # 127.0.0.1:4222, this machine only
+  HERD_QUEUE_PASSWORD=s3cret herd queue serve --listen 0.0.0.0:4222 --user herd \
+      --tls-cert server.pem --tls-key server-key.pem`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.Password == "" {
+				cfg.Password = os.Getenv("HERD_QUEUE_PASSWORD")
+			}
+			if cfg.Token == "" {
+				cfg.Token = os.Getenv("HERD_QUEUE_TOKEN")
+			}
+			if (cfg.User == "") != (cfg.Password == "") {
+				return errors.New("--user and --password go together")
+			}
+			if cfg.User != "" && cfg.Token != "" {
+				return errors.New("--token and --user: choose one")
+			}
+			if (tlsCert == "") != (tlsKey == "") {
+				return errors.New("--tls-cert and --tls-key go together")
+			}
+			if tlsCert != "" {
+				cert, err := tls.LoadX509KeyPair(tlsCert, tlsKey)
+				if err != nil {
+					return fmt.Errorf("--tls-cert: %w", err)
+				}
+				cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			}
+			if routes != "" {
+				cfg.Cluster.Routes = strings.Split(routes, ",")
+			}
+			if cfg.Cluster.Name == "" && (cfg.Cluster.Listen != "" || routes != "") {
+				return errors.New("--cluster-listen and --routes need --cluster-name")
+			}
+			if cfg.Cluster.Name != "" && cfg.Cluster.Listen == "" {
+				return errors.New("--cluster-name needs --cluster-listen HOST:PORT")
+			}
+			*status = serve(cfg, sigs, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.SortFlags = false
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:4222", "accept clients on `HOST:PORT` (port 0: any free port)")
+	f.StringVar(&cfg.Dir, "dir", "", "store the jobs in `FOLDER` (default "+defaultDirText()+")")
+	f.DurationVar(&cfg.SyncInterval, "sync-interval", 0, "flush writes to disk this often; 0 means before acknowledging each")
+	f.StringVar(&cfg.Name, "name", "", "the server's name, different for each server of a cluster (default herd)")
+	f.StringVar(&cfg.User, "user", "", "clients must log in as `NAME` with --password")
+	f.StringVar(&cfg.Password, "password", "", "the clients' password (default $HERD_QUEUE_PASSWORD)")
+	f.StringVar(&cfg.Token, "token", "", "clients must present this token (default $HERD_QUEUE_TOKEN)")
+	f.StringVar(&tlsCert, "tls-cert", "", "serve TLS with this certificate `FILE` (PEM)")
+	f.StringVar(&tlsKey, "tls-key", "", "the certificate's key `FILE` (PEM)")
+	f.StringVar(&cfg.Cluster.Name, "cluster-name", "", "join a cluster of this `NAME`")
+	f.StringVar(&cfg.Cluster.Listen, "cluster-listen", "", "listen for the cluster's other servers on `HOST:PORT`")
+	f.StringVar(&routes, "routes", "", "the cluster's servers: nats-route://HOST:PORT[,...]")
+	return cmd
+}
+
+func serve(cfg queue.ServerConfig, sigs <-chan os.Signal, stdout, stderr io.Writer) int {
+	srv, err := queue.Serve(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "herd queue serve: %v\n", err)
+		return exitError
+	}
+	durability := "every write flushed to disk"
+	if cfg.SyncInterval > 0 {
+		durability = fmt.Sprintf("writes flushed to disk every %v", cfg.SyncInterval)
+	}
+	url := srv.URL()
+	fmt.Fprintf(stdout, "herd queue: serving %s (jobs in %s, %s)\n", url, srv.Dir(), durability)
+	fmt.Fprintf(stdout, "  workers:     herd work --queue %s\n", url)
+	fmt.Fprintf(stdout, "  submitters:  herd run --queue %s COMMAND ::: INPUTS\n", url)
+	s := <-sigs
+	fmt.Fprintf(stderr, "herd queue serve: got %v: stopping\n", s)
+	srv.Close()
+	return 0
+}
+
+// adminOptions are the options of the commands that look after a queue.
+type adminOptions struct {
+	conn  connFlags
+	json  bool
+	name  string
+	limit int
+	yes   bool
+}
+
+func adminCommands(ctx context.Context, status *int) []*cobra.Command {
+	var o adminOptions
+	// do opens the queue and runs fn on it.
+	do := func(fn func(c *queue.Client, out io.Writer) error) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, _ []string) error {
+			c, err := o.conn.open(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if err := fn(c, cmd.OutOrStdout()); err != nil {
+				return err
+			}
+			*status = 0
+			return nil
+		}
+	}
+	stats := &cobra.Command{
+		Use:   "stats",
+		Short: "jobs waiting, in flight and dead, by queue and priority",
+		Long: `Show, for each named queue and priority: jobs waiting for a worker (scheduled ones
+included), jobs in flight (running, or waiting for their next attempt), jobs handed
+to workers so far, how many of those are handed out again, and idle fetches
+(workers waiting for a job); then the number of dead jobs, and of job records kept.`,
+		Args: cobra.NoArgs,
+		RunE: do(func(c *queue.Client, out io.Writer) error {
+			st, err := c.Stats(ctx)
+			if err != nil {
+				return err
+			}
+			if o.json {
+				return writeJSON(out, st)
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "QUEUE\tPRIORITY\tWAITING\tIN FLIGHT\tDELIVERED\tREDELIVERED\tIDLE FETCHES")
+			for _, q := range st.Queues {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\n", q.Queue, priorityName(q.Priority), q.Waiting, q.InFlight, q.Delivered, q.Redelivered, q.IdleFetches)
+			}
+			tw.Flush()
+			fmt.Fprintf(out, "\ndead jobs: %d   job records kept: %d\n", st.Dead, st.Records)
+			return nil
+		}),
+	}
+	ls := &cobra.Command{
+		Use:   "ls",
+		Short: "the jobs still in the queue, oldest first",
+		Args:  cobra.NoArgs,
+		RunE: do(func(c *queue.Client, out io.Writer) error {
+			infos, err := c.List(ctx, o.name, o.limit)
+			if err != nil {
+				return err
+			}
+			return writeInfos(out, infos, o.json)
+		}),
+	}
+	inspect := &cobra.Command{
+		Use:   "inspect ID",
+		Short: "everything the queue knows of a job",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return do(func(c *queue.Client, out io.Writer) error {
+				info, err := c.Info(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				if o.json {
+					return writeJSON(out, info)
+				}
+				writeInfo(out, info)
+				return nil
+			})(cmd, nil)
+		},
+	}
+	dead := &cobra.Command{
+		Use:   "dead",
+		Short: "the jobs that failed for good, with their errors",
+		Args:  cobra.NoArgs,
+		RunE: do(func(c *queue.Client, out io.Writer) error {
+			infos, err := c.Dead(ctx)
+			if err != nil {
+				return err
+			}
+			return writeInfos(out, infos, o.json)
+		}),
+	}
+	retry := &cobra.Command{
+		Use:   "retry ID...",
+		Short: "put dead jobs back in their queue",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return do(func(c *queue.Client, out io.Writer) error {
+				for _, id := range args {
+					if err := c.Retry(ctx, id); err != nil {
+						return err
+					}
+					fmt.Fprintf(out, "%s: queued again\n", id)
+				}
+				return nil
+			})(cmd, nil)
+		},
+	}
+	purge := &cobra.Command{
+		Use:   "purge --yes [--queue-name NAME]",
+		Short: "remove the jobs waiting in a queue, or in all",
+		Long: `Remove the jobs waiting in the named queue (all queues if --queue-name is not given),
+with their records. Running jobs finish. Nothing is removed without --yes.`,
+		Args: cobra.NoArgs,
+		RunE: do(func(c *queue.Client, out io.Writer) error {
+			if !o.yes {
+				infos, err := c.List(ctx, o.name, 1<<30)
+				if err != nil {
+					return err
+				}
+				if len(infos) == 0 {
+					fmt.Fprintln(out, "no jobs waiting: nothing to remove")
+					return nil
+				}
+				return fmt.Errorf("this would remove %d jobs: say --yes to remove them", len(infos))
+			}
+			n, err := c.Purge(ctx, o.name)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "removed %d jobs\n", n)
+			return nil
+		}),
+	}
+	cmds := []*cobra.Command{stats, ls, inspect, dead, retry, purge}
+	for _, cmd := range cmds {
+		f := cmd.Flags()
+		f.SortFlags = false
+		o.conn.add(f, true)
+		switch cmd {
+		case stats, ls, inspect, dead:
+			f.BoolVar(&o.json, "json", false, "print JSON, for scripts")
+		}
+		switch cmd {
+		case ls, purge:
+			f.StringVar(&o.name, "queue-name", "", "only the queue of this `NAME` (default: every queue)")
+		}
+		if cmd == ls {
+			f.IntVar(&o.limit, "limit", 100, "show at most `N` jobs")
+		}
+		if cmd == purge {
+			f.BoolVar(&o.yes, "yes", false, "really remove the jobs")
+		}
+	}
+	return cmds
+}
+
+func priorityName(p queue.Priority) string {
+	switch p {
+	case queue.High:
+		return "high"
+	case queue.Low:
+		return "low"
+	}
+	return "default"
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// writeInfos lists jobs, a line each, or as a JSON array.
+func writeInfos(w io.Writer, infos []*queue.Info, asJSON bool) error {
+	if asJSON {
+		if infos == nil {
+			infos = []*queue.Info{}
+		}
+		return writeJSON(w, infos)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tKIND\tQUEUE\tPRIORITY\tSTATE\tATTEMPTS\tENQUEUED\tLAST ERROR")
+	for _, info := range infos {
+		last := ""
+		if n := len(info.Errors); n > 0 {
+			last, _, _ = strings.Cut(info.Errors[n-1], "\n")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", info.ID, info.Kind, info.Queue, priorityName(info.Priority),
+			info.State, info.Attempts, info.MaxAttempts, info.EnqueuedAt.Local().Format(time.DateTime), last)
+	}
+	return tw.Flush()
+}
+
+// writeInfo shows a job whole. Payloads and results are shown as text if
+// they are, and their size if not.
+func writeInfo(w io.Writer, info *queue.Info) {
+	fmt.Fprintf(w, "id:        %s\nkind:      %s\nqueue:     %s (%s priority)\nstate:     %s\nattempts:  %d of %d\n",
+		info.ID, info.Kind, info.Queue, priorityName(info.Priority), info.State, info.Attempts, info.MaxAttempts)
+	if !info.RunAt.IsZero() {
+		fmt.Fprintf(w, "run at:    %s\n", info.RunAt.Local().Format(time.DateTime))
+	}
+	if info.Timeout > 0 {
+		fmt.Fprintf(w, "timeout:   %v\n", time.Duration(info.Timeout))
+	}
+	fmt.Fprintf(w, "enqueued:  %s\nupdated:   %s\n", info.EnqueuedAt.Local().Format(time.DateTime), info.UpdatedAt.Local().Format(time.DateTime))
+	fmt.Fprintf(w, "payload:   %s\n", printable(info.Payload))
+	if info.Result != nil {
+		fmt.Fprintf(w, "result:    %s\n", printable(info.Result))
+	}
+	for _, e := range info.Errors {
+		fmt.Fprintf(w, "error:     %s\n", strings.ReplaceAll(e, "\n", "\n           "))
+	}
+}
+
+func printable(b []byte) string {
+	if json.Valid(b) || (len(b) > 0 && strings.ToValidUTF8(string(b), "") == string(b) && !strings.ContainsAny(string(b), "\x00")) {
+		return string(b)
+	}
+	return fmt.Sprintf("(%d bytes)", len(b))
+}

@@ -1,0 +1,362 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/goherd/herd/queue"
+)
+
+// enqueueBatch is the most jobs herd run --queue enqueues at once.
+const enqueueBatch = 256
+
+// remote is herd run --queue: the jobs go on the queue, herd work processes
+// run them, and herd run prints their output and writes their job log rows
+// as they finish, as if they had run here.
+type remote struct {
+	r   *runner
+	c   *queue.Client
+	run string // the run's id
+
+	mu    sync.Mutex // serializes the writes of state
+	state runState
+
+	enqueued chan []job // each batch, once the queue has it; closed by the submitter
+	subErr   error      // why the submitter stopped early, if it did; read once enqueued is closed
+}
+
+// newRunID returns a fresh run id.
+func newRunID() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// remoteRun sends the jobs to the queue and collects their outcomes; with
+// --attach, it only collects those of an earlier run. It returns an error
+// only if the run could not start.
+func (r *runner) remoteRun(ctx context.Context, c *queue.Client, jobs iter.Seq2[job, error], total int, sigs <-chan os.Signal) error {
+	rm := &remote{r: r, c: c, run: r.p.o.attach, enqueued: make(chan []job, 4)}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	if rm.run != "" {
+		watchDone, err := rm.attach(watchCtx, sigs)
+		if err != nil {
+			return err
+		}
+		stopWatch()
+		if err := watchDone(); err != nil {
+			r.warn("%v", err)
+		}
+		return nil
+	}
+	rm.run = newRunID()
+	err := rm.update(ctx, func(st *runState) {
+		*st = runState{Enqueueing: true, Command: r.p.template.String(), Started: time.Now()}
+	})
+	if err != nil {
+		return err
+	}
+	// The watch starts before the first job is enqueued, so that no
+	// outcome can be missed.
+	infos, watchDone, err := c.Watch(watchCtx, rm.run+".*")
+	if err != nil {
+		return err
+	}
+	r.warn("run %s: the jobs go to the queue; if this process stops, they still run: see them with --attach %s", rm.run, rm.run)
+
+	var wg sync.WaitGroup
+	wg.Go(func() { rm.submit(ctx, jobs, total) })
+	rm.collect(infos, sigs, -1)
+	stopWatch()
+	wg.Wait()
+	if err := watchDone(); err != nil {
+		r.warn("%v", err)
+	}
+	return nil
+}
+
+// update changes the run's state and stores it.
+func (rm *remote) update(ctx context.Context, change func(*runState)) error {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	change(&rm.state)
+	b, err := json.Marshal(rm.state)
+	if err != nil {
+		return err
+	}
+	return rm.c.PutMeta(ctx, runKey(rm.run), b)
+}
+
+// submit enqueues the jobs in batches: as many as the input has ready, up
+// to enqueueBatch at a time. It closes rm.enqueued when done.
+func (rm *remote) submit(ctx context.Context, jobs iter.Seq2[job, error], total int) {
+	defer close(rm.enqueued)
+	r := rm.r
+	ready := make(chan job, enqueueBatch)
+	readCtx, stopReading := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stopReading()
+	wg.Go(func() {
+		defer close(ready)
+		for j := range r.feed(jobs, total) {
+			select {
+			case ready <- j:
+			case <-readCtx.Done():
+				return
+			}
+		}
+	})
+
+	for j := range ready {
+		batch := []job{j}
+	more:
+		for len(batch) < enqueueBatch {
+			select {
+			case j, ok := <-ready:
+				if !ok {
+					break more
+				}
+				batch = append(batch, j)
+			default:
+				break more
+			}
+		}
+		if r.stopping.Load() {
+			break
+		}
+		if err := rm.enqueue(ctx, batch); err != nil {
+			rm.subErr = err
+			r.stopping.Store(true)
+			break
+		}
+		if err := rm.update(ctx, func(st *runState) { st.Jobs += len(batch) }); err != nil {
+			r.warn("%v", err)
+		}
+		rm.enqueued <- batch
+	}
+	var n int
+	if err := rm.update(ctx, func(st *runState) { st.Enqueueing, n = false, st.Jobs }); err != nil {
+		r.warn("%v", err)
+	}
+	if rm.subErr == nil && !r.stopping.Load() {
+		r.warn("run %s: all %d jobs are on the queue", rm.run, n)
+	}
+}
+
+// enqueue puts a batch of jobs on the queue.
+func (rm *remote) enqueue(ctx context.Context, batch []job) error {
+	p := rm.r.p
+	nj := make([]queue.NewJob, len(batch))
+	for i, j := range batch {
+		payload, err := json.Marshal(commandJob{Run: rm.run, Seq: j.seq, Args: j.args, Line: j.line, Shell: p.o.shell,
+			Attempts: p.attempts, Timeout: p.timeout, Stdin: j.stdin})
+		if err != nil {
+			return err
+		}
+		nj[i] = queue.NewJob{Kind: commandKind, Payload: payload,
+			Options: queue.Options{ID: rm.run + "." + strconv.Itoa(j.seq), Queue: p.o.queueName}}
+	}
+	_, err := rm.c.EnqueueBatch(ctx, nj)
+	return err
+}
+
+// collect receives the outcomes of the run's jobs and prints them, until
+// every job enqueued has one, or a signal detaches herd from the run.
+// want is the number of jobs of a run attached to; -1 means this process
+// enqueues them, and they come through rm.enqueued.
+func (rm *remote) collect(infos <-chan *queue.Info, sigs <-chan os.Signal, want int) {
+	r := rm.r
+	attached := want >= 0
+	var (
+		order   []int // the jobs' numbers, in the order they were enqueued
+		next    int   // with -k, the place in order of the next job to print
+		pending = map[int]*outcome{}
+		held    []*outcome // attached with -k: printed in job order at the end
+		jobsBy  map[int]job
+		early   []*queue.Info // outcomes of jobs whose batch was not confirmed yet
+		seen    = map[int]bool{}
+		signals int
+		stopped string // how the run was stopped, once it was
+	)
+	if !attached {
+		jobsBy = map[int]job{}
+	}
+	print := func(o *outcome) {
+		if !o.skipped {
+			r.print(o)
+		}
+	}
+	deliver := func(o *outcome) {
+		switch {
+		case !r.p.o.keepOrder:
+			print(o)
+		case attached:
+			held = append(held, o)
+		default:
+			pending[o.job.seq] = o
+			for ; next < len(order) && pending[order[next]] != nil; next++ {
+				print(pending[order[next]])
+				delete(pending, order[next])
+			}
+		}
+	}
+	take := func(info *queue.Info) {
+		if info.State != queue.Succeeded && info.State != queue.Dead {
+			return
+		}
+		seq, err := strconv.Atoi(strings.TrimPrefix(info.ID, rm.run+"."))
+		if err != nil || seen[seq] {
+			return
+		}
+		j, known := jobsBy[seq]
+		if !attached && !known { // its batch is not confirmed yet
+			early = append(early, info)
+			return
+		}
+		seen[seq] = true
+		o := rm.outcome(info, j)
+		if !o.skipped {
+			r.finish(o)
+		}
+		deliver(o)
+	}
+	stopRun := func(how string) {
+		if stopped == "now" || stopped == how {
+			return
+		}
+		stopped = how
+		if err := rm.update(context.Background(), func(st *runState) { st.Stopped = how }); err != nil {
+			r.warn("stopping the run: %v", err)
+		}
+	}
+
+	enqueued := rm.enqueued
+	for want < 0 || len(seen) < want {
+		if enqueued == nil && want < 0 {
+			if rm.subErr != nil {
+				r.mu.Lock()
+				r.inputErr = rm.subErr
+				r.mu.Unlock()
+			}
+			want = len(order) // all in: wait for each
+			continue
+		}
+		if r.stopping.Load() && stopped == "" {
+			stopRun(map[bool]string{false: "soon", true: "now"}[r.halted && r.p.halt.now])
+		}
+		select {
+		case batch, ok := <-enqueued:
+			if !ok {
+				enqueued = nil
+				continue
+			}
+			for _, j := range batch {
+				order = append(order, j.seq)
+				jobsBy[j.seq] = j
+			}
+			waiting := early
+			early = nil
+			for _, info := range waiting {
+				take(info)
+			}
+		case info, ok := <-infos:
+			if !ok {
+				r.mu.Lock()
+				r.inputErr = fmt.Errorf("run %s: lost the queue; see the rest with --attach %s", rm.run, rm.run)
+				r.mu.Unlock()
+				return
+			}
+			take(info)
+		case s := <-sigs:
+			sig, _ := s.(syscall.Signal)
+			signals++
+			switch {
+			case sig == syscall.SIGHUP || signals > 2:
+				r.stopSig.Store(int32(sig))
+				r.warn("got %v: leaving run %s to the workers; see it with --attach %s", s, rm.run, rm.run)
+				return
+			case signals == 1:
+				r.stopSig.Store(int32(sig))
+				r.stopping.Store(true)
+				r.warn("got %v: starting no more jobs, waiting for the running ones (signal again to kill them)", s)
+			default:
+				r.warn("got %v again: killing the running jobs (signal again to leave them running)", s)
+				stopRun("now")
+			}
+		}
+	}
+	slices.SortFunc(held, func(a, b *outcome) int { return a.job.seq - b.job.seq })
+	for _, o := range held {
+		print(o)
+	}
+}
+
+// outcome turns a finished job's record into what a local run would have
+// made of it. j is the job as enqueued; attached, it is read from the
+// record.
+func (rm *remote) outcome(info *queue.Info, j job) *outcome {
+	var cj commandJob
+	if j.line == "" && json.Unmarshal(info.Payload, &cj) == nil {
+		j = job{seq: cj.Seq, args: cj.Args, line: cj.Line, stdin: cj.Stdin}
+	}
+	o := &outcome{job: j, line: j.line}
+	var res commandResult
+	if info.State == queue.Dead || json.Unmarshal(info.Result, &res) != nil {
+		last := "no result"
+		if n := len(info.Errors); n > 0 {
+			last, _, _ = strings.Cut(info.Errors[n-1], "\n")
+		}
+		o.res.Exit, o.res.Err, o.res.Start = -1, fmt.Errorf("the queue gave up on it: %s", last), info.UpdatedAt
+		return o
+	}
+	if res.Skipped {
+		o.skipped = true
+		return o
+	}
+	o.line, o.slot, o.host, o.res = res.Line, res.Slot, res.Host, res.result()
+	o.stdout.Write(res.Stdout)
+	o.stderr.Write(res.Stderr)
+	o.received = int64(len(res.Stdout))
+	return o
+}
+
+// attach collects the outcomes of an earlier run. Once ctx is done, the
+// function it returns waits for its watch to end.
+func (rm *remote) attach(ctx context.Context, sigs <-chan os.Signal) (func() error, error) {
+	r := rm.r
+	b, err := rm.c.Meta(ctx, runKey(rm.run))
+	if errors.Is(err, queue.ErrNotFound) {
+		return nil, fmt.Errorf("--attach %s: the queue has no such run (runs are kept for a week)", rm.run)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st runState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("--attach %s: %w", rm.run, err)
+	}
+	if st.Enqueueing {
+		r.warn("run %s: its submitter stopped before it had enqueued every job; showing the %d it enqueued", rm.run, st.Jobs)
+	}
+	r.bar.setTotal(st.Jobs)
+	infos, watchDone, err := rm.c.Watch(ctx, rm.run+".*")
+	if err != nil {
+		return nil, err
+	}
+	rm.collect(infos, sigs, st.Jobs)
+	return watchDone, nil
+}
