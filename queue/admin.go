@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -20,53 +22,87 @@ import (
 // returned with it waits for the watch to end and says why: nil when ctx
 // ended it. Call it once done with the channel.
 func (c *Client) Watch(ctx context.Context, pattern string) (<-chan *Info, func() error, error) {
-	w, err := c.state.Watch(ctx, pattern, jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, nil, fmt.Errorf("queue: watch %s: %w", pattern, err)
-	}
-	out := make(chan *Info, 64)
-	var werr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer close(out)
-		defer w.Stop()
-		for {
-			var e jetstream.KeyValueEntry
-			var ok bool
-			select {
-			case e, ok = <-w.Updates():
-			case <-ctx.Done():
-				return
+	return watch(ctx, c, stateBucket, pattern, func(_ string, record []byte) (*Info, error) {
+		info := new(Info)
+		if err := json.Unmarshal(record, info); err != nil {
+			c.log.Warn("queue: watch: bad record", "error", err)
+			return nil, nil
+		}
+		if info.ResultApart && (info.State == Succeeded || info.State == Dead) {
+			var err error
+			if info.Result, err = c.results.GetBytes(ctx, info.ID); err != nil {
+				return nil, fmt.Errorf("queue: job %s: result: %w", info.ID, err)
 			}
-			if !ok {
+		}
+		return info, nil
+	})
+}
+
+// watch follows the keys of a bucket that match pattern: it sends what
+// decode makes of the latest value of each, then of each new value, until
+// ctx is done. Deleted keys are skipped, as are values decode makes nil
+// of; an error from decode ends the watch.
+//
+// It reads the bucket's stream through an ordered consumer that expects a
+// heartbeat every second, so that a watch whose server went away (a node
+// of a cluster lost) starts again on another within seconds.
+func watch[T any](ctx context.Context, c *Client, bucket, pattern string, decode func(key string, value []byte) (*T, error)) (<-chan *T, func() error, error) {
+	prefix := "$KV." + bucket + "."
+	cons, err := c.js.OrderedConsumer(ctx, "KV_"+bucket, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{prefix + pattern},
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+	})
+	if err == nil {
+		var msgs jetstream.MessagesContext
+		if msgs, err = cons.Messages(jetstream.PullExpiry(4*time.Second), jetstream.PullHeartbeat(time.Second)); err == nil {
+			return follow(ctx, msgs, prefix, decode)
+		}
+	}
+	return nil, nil, fmt.Errorf("queue: watch %s: %w", pattern, err)
+}
+
+func follow[T any](ctx context.Context, msgs jetstream.MessagesContext, prefix string, decode func(key string, value []byte) (*T, error)) (<-chan *T, func() error, error) {
+	out := make(chan *T, 64)
+	var werr error
+	var wg sync.WaitGroup
+	ended := make(chan struct{})
+	wg.Go(func() {
+		select {
+		case <-ctx.Done():
+			msgs.Stop() // ends Next below
+		case <-ended:
+		}
+	})
+	wg.Go(func() {
+		defer close(ended)
+		defer close(out)
+		for {
+			msg, err := msgs.Next()
+			if err != nil {
 				if ctx.Err() == nil {
-					werr = fmt.Errorf("queue: watch %s: ended", pattern)
+					werr = fmt.Errorf("queue: watch: %w", err)
 				}
 				return
 			}
-			if e == nil {
-				continue // the end of the current records
-			}
-			info := new(Info)
-			if err := json.Unmarshal(e.Value(), info); err != nil {
-				c.log.Warn("queue: watch: bad record", "key", e.Key(), "error", err)
+			if op := msg.Headers().Get("KV-Operation"); op == "DEL" || op == "PURGE" {
 				continue
 			}
-			if info.ResultApart && (info.State == Succeeded || info.State == Dead) {
-				if info.Result, err = c.results.GetBytes(ctx, info.ID); err != nil {
-					werr = fmt.Errorf("queue: job %s: result: %w", info.ID, err)
-					return
-				}
+			v, err := decode(strings.TrimPrefix(msg.Subject(), prefix), msg.Data())
+			if err != nil {
+				werr = err
+				return
+			}
+			if v == nil {
+				continue
 			}
 			select {
-			case out <- info:
+			case out <- v:
 			case <-ctx.Done():
 				return
 			}
 		}
-	}()
-	return out, func() error { <-done; return werr }, nil
+	})
+	return out, func() error { wg.Wait(); return werr }, nil
 }
 
 // QueueStats are the figures of one queue at one priority.

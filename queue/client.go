@@ -41,12 +41,15 @@ type Config struct {
 	CredsFile      string
 	TLS            *tls.Config
 
-	// Replicas is how many servers keep a copy of each job. Zero means 1;
-	// use 3 on a cluster of three or more.
+	// Replicas is how many servers keep a copy of each job: use 3 on a
+	// cluster of three or more. It is a setting of the queue, made when it
+	// is created, or changed by a client that names another. Zero means
+	// the queue's setting, or 1 for a new queue.
 	Replicas int
 
-	// Retention is how long the record of a finished job is kept. Zero
-	// means a week.
+	// Retention is how long the record of a finished job is kept. Like
+	// Replicas, it is a setting of the queue. Zero means the queue's
+	// setting, or a week for a new queue.
 	Retention time.Duration
 
 	// Logger receives the queue's log lines. Nil means none.
@@ -94,6 +97,11 @@ type Client struct {
 // if it names none, and creates the stream and bucket the queue keeps its
 // jobs in if they do not exist yet.
 func Open(ctx context.Context, cfg Config) (*Client, error) {
+	return open(ctx, cfg, nil)
+}
+
+// open is Open, connecting in process to local if it is set.
+func open(ctx context.Context, cfg Config, local *server.Server) (*Client, error) {
 	if cfg.Replicas < 0 || cfg.SyncInterval < 0 || cfg.Retention < 0 {
 		return nil, fmt.Errorf("queue: open: replicas %d, sync interval %v, retention %v: must not be negative", cfg.Replicas, cfg.SyncInterval, cfg.Retention)
 	}
@@ -103,7 +111,9 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	opts := []nats.Option{nats.Name("herd"), nats.MaxReconnects(-1)}
 	url := cfg.URL
-	if url == "" {
+	if local != nil {
+		opts = append(opts, nats.InProcessServer(local))
+	} else if url == "" {
 		dir := cfg.Dir
 		if dir == "" {
 			var err error
@@ -161,57 +171,83 @@ func (c *Client) setup(ctx context.Context) error {
 	if retention == 0 {
 		retention = 7 * 24 * time.Hour
 	}
-	c.jobs, err = c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        jobsStream,
-		Description: "herd's jobs waiting to run, by queue and priority",
-		Subjects:    []string{jobsSubject + ".>"},
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
-		Duplicates:  2 * time.Minute,
-	})
-	if err != nil {
+	if err := c.ensure(ctx, jobsStream, retention, func() error {
+		_, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        jobsStream,
+			Description: "herd's jobs waiting to run, by queue and priority",
+			Subjects:    []string{jobsSubject + ".>"},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    replicas,
+			Duplicates:  2 * time.Minute,
+		})
+		return err
+	}); err != nil {
+		return err
+	}
+	if c.jobs, err = c.js.Stream(ctx, jobsStream); err != nil {
 		return fmt.Errorf("stream %s: %w", jobsStream, err)
 	}
-	c.state, err = c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      stateBucket,
-		Description: "herd's jobs: state, attempts, errors and results, by id",
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
-		TTL:         retention,
-	})
-	if err != nil {
-		return fmt.Errorf("bucket %s: %w", stateBucket, err)
+	buckets := []struct {
+		kv          *jetstream.KeyValue
+		name, about string
+	}{
+		{&c.state, stateBucket, "herd's jobs: state, attempts, errors and results, by id"},
+		{&c.dead, deadBucket, "the ids of herd's dead jobs"},
+		{&c.meta, metaBucket, "values shared by the programs using herd's queue"},
 	}
-	c.dead, err = c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      deadBucket,
-		Description: "the ids of herd's dead jobs",
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
-		TTL:         retention,
-	})
-	if err != nil {
-		return fmt.Errorf("bucket %s: %w", deadBucket, err)
+	for _, b := range buckets {
+		if err := c.ensure(ctx, "KV_"+b.name, retention, func() error {
+			_, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket: b.name, Description: b.about, Storage: jetstream.FileStorage, Replicas: replicas, TTL: retention,
+			})
+			return err
+		}); err != nil {
+			return err
+		}
+		if *b.kv, err = c.js.KeyValue(ctx, b.name); err != nil {
+			return fmt.Errorf("bucket %s: %w", b.name, err)
+		}
 	}
-	c.meta, err = c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      metaBucket,
-		Description: "values shared by the programs using herd's queue",
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
-		TTL:         retention,
-	})
-	if err != nil {
-		return fmt.Errorf("bucket %s: %w", metaBucket, err)
+	if err := c.ensure(ctx, "OBJ_"+resultStore, retention, func() error {
+		_, err := c.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket:      resultStore,
+			Description: "results of herd's jobs too big to keep in their records",
+			Storage:     jetstream.FileStorage,
+			Replicas:    replicas,
+			TTL:         retention,
+		})
+		return err
+	}); err != nil {
+		return err
 	}
-	c.results, err = c.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:      resultStore,
-		Description: "results of herd's jobs too big to keep in their records",
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
-		TTL:         retention,
-	})
-	if err != nil {
+	if c.results, err = c.js.ObjectStore(ctx, resultStore); err != nil {
 		return fmt.Errorf("object store %s: %w", resultStore, err)
+	}
+	return nil
+}
+
+// ensure creates the stream of the given name with create if it does not
+// exist. If it does, it is left as it is, unless this client's Config
+// names a number of replicas or a retention that differs from the
+// stream's: then create updates it. So a client that does not care does
+// not undo the settings of one that does.
+func (c *Client) ensure(ctx context.Context, stream string, retention time.Duration, create func() error) error {
+	s, err := c.js.Stream(ctx, stream)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+	case err != nil:
+		return fmt.Errorf("stream %s: %w", stream, err)
+	default:
+		cfg := s.CachedInfo().Config
+		replicasDiffer := c.cfg.Replicas > 0 && cfg.Replicas != c.cfg.Replicas
+		retentionDiffers := c.cfg.Retention > 0 && stream != jobsStream && cfg.MaxAge != retention
+		if !replicasDiffer && !retentionDiffers {
+			return nil
+		}
+	}
+	if err := create(); err != nil {
+		return fmt.Errorf("stream %s: %w", stream, err)
 	}
 	return nil
 }

@@ -47,39 +47,8 @@ type MetaEntry struct {
 // [Client.Watch]): first those stored now, then each one stored later,
 // until ctx is done. The function returned with the channel waits for the
 // watch to end and says why: nil when ctx ended it.
-func (c *Client) WatchMeta(ctx context.Context, pattern string) (<-chan MetaEntry, func() error, error) {
-	w, err := c.meta.Watch(ctx, pattern, jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, nil, fmt.Errorf("queue: watch meta %s: %w", pattern, err)
-	}
-	out := make(chan MetaEntry, 16)
-	var werr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer close(out)
-		defer w.Stop()
-		for {
-			select {
-			case e, ok := <-w.Updates():
-				if !ok {
-					if ctx.Err() == nil {
-						werr = fmt.Errorf("queue: watch meta %s: ended", pattern)
-					}
-					return
-				}
-				if e == nil {
-					continue
-				}
-				select {
-				case out <- MetaEntry{Key: e.Key(), Value: e.Value()}:
-				case <-ctx.Done():
-					return
-				}
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return out, func() error { <-done; return werr }, nil
+func (c *Client) WatchMeta(ctx context.Context, pattern string) (<-chan *MetaEntry, func() error, error) {
+	return watch(ctx, c, metaBucket, pattern, func(key string, value []byte) (*MetaEntry, error) {
+		return &MetaEntry{Key: key, Value: value}, nil
+	})
 }

@@ -1,11 +1,14 @@
 package queue
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/goherd/herd/queue/internal/embedded"
@@ -39,6 +42,15 @@ type ServerConfig struct {
 
 	// Cluster, if its Name is set, joins this server to a NATS cluster.
 	Cluster ClusterConfig
+
+	// Replicas, if set, is how many servers of the cluster keep a copy of
+	// each job (see [Config.Replicas]): once the cluster is up, the server
+	// sets up the queue with that many. Zero leaves the queue as it is, or
+	// as its first client makes it.
+	Replicas int
+
+	// Logger receives the server's log lines. Nil means none.
+	Logger *slog.Logger
 }
 
 // ClusterConfig joins a server to a cluster.
@@ -50,9 +62,11 @@ type ClusterConfig struct {
 
 // Server is a running queue server.
 type Server struct {
-	ns  *server.Server
-	dir string
-	tls bool
+	ns       *server.Server
+	dir      string
+	tls      bool
+	stop     context.CancelFunc
+	setupRun sync.WaitGroup
 }
 
 // Serve starts a queue server and returns once it accepts connections.
@@ -86,7 +100,40 @@ func Serve(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue: serve: %w", err)
 	}
-	return &Server{ns: ns, dir: ec.Dir, tls: cfg.TLS != nil}, nil
+	s := &Server{ns: ns, dir: ec.Dir, tls: cfg.TLS != nil}
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	if cfg.Replicas > 0 {
+		s.setupRun.Go(func() { s.setup(ctx, cfg) })
+	}
+	return s, nil
+}
+
+// setup sets the queue up with cfg.Replicas copies, trying until the
+// cluster has elected its leader, or the server stops.
+func (s *Server) setup(ctx context.Context, cfg ServerConfig) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	for {
+		// A cluster without a leader leaves requests unanswered: give
+		// each try a short time, and try often.
+		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		c, err := open(tctx, Config{User: cfg.User, Password: cfg.Password, Token: cfg.Token, Replicas: cfg.Replicas}, s.ns)
+		cancel()
+		if err == nil {
+			c.Close()
+			log.Info("queue: ready, each job kept on this many servers", "replicas", cfg.Replicas)
+			return
+		}
+		log.Debug("queue: setting up; trying again", "error", err)
+		select {
+		case <-time.After(250 * time.Millisecond):
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // hostPort splits a listening address; port 0 becomes -1, which the
@@ -120,6 +167,8 @@ func (s *Server) Dir() string { return s.dir }
 
 // Close stops the server once it has written out what it holds.
 func (s *Server) Close() {
+	s.stop()
+	s.setupRun.Wait()
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
 }

@@ -32,8 +32,8 @@ func (c *connFlags) add(fs *pflag.FlagSet, embedded bool) {
 	}
 	fs.StringVar(&c.url, "queue", "", what)
 	fs.StringVar(&c.user, "user", "", "log in to the queue as `NAME`")
-	fs.StringVar(&c.password, "password", "", "the user's password (default $HERD_QUEUE_PASSWORD)")
-	fs.StringVar(&c.token, "token", "", "log in to the queue with a token (default $HERD_QUEUE_TOKEN)")
+	fs.StringVar(&c.password, "password", "", "the user's `PASSWORD` (default $HERD_QUEUE_PASSWORD)")
+	fs.StringVar(&c.token, "token", "", "log in to the queue with a `TOKEN` (default $HERD_QUEUE_TOKEN)")
 	fs.StringVar(&c.creds, "creds", "", "log in to the queue with a NATS credentials `FILE`")
 	fs.StringVar(&c.tlsCA, "tls-ca", "", "trust the queue's certificate if this CA `FILE` signed it")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "present this client certificate `FILE` to the queue (with --tls-key)")

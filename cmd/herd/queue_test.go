@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -409,4 +410,54 @@ func assertEachOnce(t *testing.T, output string, n int) {
 	if !slices.Equal(lines, want) {
 		t.Errorf("output has %d lines, want each of %d jobs once:\n%s", len(lines), n, output)
 	}
+}
+
+// A cluster of three herd queue serve processes keeping every job on all
+// three: one killed outright mid-run, the run completes, nothing lost or
+// reported twice.
+func TestQueueClusterNodeKilled(t *testing.T) {
+	ports := freePorts(t, 6)
+	var routes, urls []string
+	for i := range 3 {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[3+i]))
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", ports[i]))
+	}
+	var nodes []*proc
+	for i := range 3 {
+		nodes = append(nodes, startProc(t, t.TempDir(), nil, "queue", "serve", "--name", fmt.Sprint("n", i),
+			"--listen", fmt.Sprintf("127.0.0.1:%d", ports[i]), "--dir", t.TempDir(),
+			"--cluster-name", "herd-test", "--cluster-listen", fmt.Sprintf("127.0.0.1:%d", ports[3+i]),
+			"--routes", strings.Join(routes, ","), "--replicas", "3"))
+	}
+	for _, n := range nodes {
+		n.waitOutput(t, "queue: ready")
+	}
+	url := strings.Join(urls, ",")
+	startWorkers(t, url, 2, "-j", "4")
+	dir := t.TempDir()
+	p := startProc(t, dir, nil, append([]string{"run", "--queue", url, "--joblog", "log.tsv", "touch " + dir + "/started.{}; sleep 0.05; echo done {}", ":::"}, inputs(200)...)...)
+	waitFiles(t, dir, "started.20")
+	nodes[1].cmd.Process.Signal(syscall.SIGKILL)
+	if st := p.status(t, 120*time.Second); st != 0 {
+		t.Fatalf("exit status %d, want 0; error output:\n%s", st, p.errOut.String())
+	}
+	assertEachOnce(t, p.out.String(), 200)
+	if rows := jobRows(t, filepath.Join(dir, "log.tsv")); len(rows) != 200 {
+		t.Errorf("job log has %d rows, want 200", len(rows))
+	}
+}
+
+// freePorts returns n ports free on loopback now.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -57,8 +58,9 @@ acknowledged job survives a power cut; a longer interval is faster and can lose 
 jobs of that interval in an operating-system crash (not in a crash of herd alone).
 
 Several servers form a cluster with --cluster-name, --cluster-listen and --routes
-(each server's cluster address); give the clients every server's URL, comma-separated,
-and create the queue with three copies of each job (see herd queue --help).
+(every server's cluster address), and --replicas 3 keeps each job on three of them, so
+that the queue goes on when one is lost. Give the clients every server's URL,
+comma-separated.
 
 It runs until SIGINT or SIGTERM, then stops cleanly.`
 
@@ -105,6 +107,10 @@ func newServeCommand(sigs <-chan os.Signal, status *int) *cobra.Command {
 			if cfg.Cluster.Name != "" && cfg.Cluster.Listen == "" {
 				return errors.New("--cluster-name needs --cluster-listen HOST:PORT")
 			}
+			if cfg.Replicas < 0 || (cfg.Replicas > 1 && cfg.Cluster.Name == "") {
+				return fmt.Errorf("--replicas %d: want 1, or up to the number of servers with --cluster-name", cfg.Replicas)
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			*status = serve(cfg, sigs, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			return nil
 		},
@@ -113,16 +119,17 @@ func newServeCommand(sigs <-chan os.Signal, status *int) *cobra.Command {
 	f.SortFlags = false
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:4222", "accept clients on `HOST:PORT` (port 0: any free port)")
 	f.StringVar(&cfg.Dir, "dir", "", "store the jobs in `FOLDER` (default "+defaultDirText()+")")
-	f.DurationVar(&cfg.SyncInterval, "sync-interval", 0, "flush writes to disk this often; 0 means before acknowledging each")
+	f.DurationVar(&cfg.SyncInterval, "sync-interval", 0, "flush writes to disk this often (like 1s); 0 means before acknowledging each")
 	f.StringVar(&cfg.Name, "name", "", "the server's name, different for each server of a cluster (default herd)")
 	f.StringVar(&cfg.User, "user", "", "clients must log in as `NAME` with --password")
-	f.StringVar(&cfg.Password, "password", "", "the clients' password (default $HERD_QUEUE_PASSWORD)")
-	f.StringVar(&cfg.Token, "token", "", "clients must present this token (default $HERD_QUEUE_TOKEN)")
+	f.StringVar(&cfg.Password, "password", "", "the clients' `PASSWORD` (default $HERD_QUEUE_PASSWORD)")
+	f.StringVar(&cfg.Token, "token", "", "clients must present this `TOKEN` (default $HERD_QUEUE_TOKEN)")
 	f.StringVar(&tlsCert, "tls-cert", "", "serve TLS with this certificate `FILE` (PEM)")
 	f.StringVar(&tlsKey, "tls-key", "", "the certificate's key `FILE` (PEM)")
 	f.StringVar(&cfg.Cluster.Name, "cluster-name", "", "join a cluster of this `NAME`")
 	f.StringVar(&cfg.Cluster.Listen, "cluster-listen", "", "listen for the cluster's other servers on `HOST:PORT`")
 	f.StringVar(&routes, "routes", "", "the cluster's servers: nats-route://HOST:PORT[,...]")
+	f.IntVar(&cfg.Replicas, "replicas", 0, "keep each job on `N` servers of the cluster (default: as the queue is, or 1)")
 	return cmd
 }
 

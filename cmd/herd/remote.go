@@ -49,6 +49,9 @@ func newRunID() string {
 // only if the run could not start.
 func (r *runner) remoteRun(ctx context.Context, c *queue.Client, jobs iter.Seq2[job, error], total int, sigs <-chan os.Signal) error {
 	rm := &remote{r: r, c: c, run: r.p.o.attach, enqueued: make(chan []job, 4)}
+	if r.p.jobsIgnored {
+		r.warn("-j has no effect with --queue: each herd work runs its own number of jobs at once")
+	}
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	if rm.run != "" {

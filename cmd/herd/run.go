@@ -51,6 +51,18 @@ lets the running ones finish; a second SIGINT or SIGTERM sends SIGTERM to every 
 job's process group, and SIGKILL half a second later. Every job that finished has its
 row in the job log.
 
+With --queue URL, the jobs go on a durable queue (herd queue serve) and run on the
+herd work processes attached to it, on any machine, exactly as they would here; herd
+run prints their output, writes the job log (its Host column naming the machine) and
+exits as if they had run here. -j has no effect then: each herd work runs its own number
+of jobs at once. The jobs get the worker's environment and working folder. --delay,
+--timeout N%, --line-buffer and --ungroup do not go with --queue, and --pipe blocks are
+at most 512k. The run has an id, printed first: if herd run stops (a lost terminal, a
+kill), the jobs run on, and herd run --queue URL --attach ID shows their output and
+exit status later. With --queue, the first SIGINT or SIGTERM stops the run starting new
+jobs and waits for the running ones; a second kills them; a third, or SIGHUP, leaves
+the run to the workers and exits.
+
 Exit status: 0 if every job succeeded; 1-100, the number of jobs that failed; 101, more
 than 100; with --halt ...,fail=..., the exit status of the job that stopped the run;
 128+N after signal N stopped the run; 255 for any other error (a bad option, an
@@ -106,7 +118,8 @@ func newRunCommand(ctx context.Context, sigs <-chan os.Signal, status *int) *cob
   find . -name '*.jpg' | herd run -j8 convert {} {.}.png
   herd run -k echo {1} {2} ::: a b ::: 1 2      # a 1, a 2, b 1, b 2, in that order
   herd run --joblog jobs.tsv --resume-failed ./process.sh :::: ids.txt
-  cat big.csv | herd run --pipe --block 10M wc -l`,
+  cat big.csv | herd run --pipe --block 10M wc -l
+  herd run --queue nats://queue-host:4222 -k ./render.sh {} ::: scene*.blend`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := o.plan(args, cmd.Flags().Changed)
@@ -154,7 +167,7 @@ func newRunCommand(ctx context.Context, sigs <-chan os.Signal, status *int) *cob
 	f.StringVar(&o.recEnd, "recend", "\n", "with --pipe: records end with `STR`")
 	f.StringVar(&o.shell, "shell", "/bin/sh", "the shell that runs each command")
 	o.conn.add(f, false)
-	f.Lookup("queue").Usage = "run the jobs on the herd work processes of the queue at `URL`[,URL...] (see below)"
+	f.Lookup("queue").Usage = "run the jobs on the herd work processes of the queue at `URL`[,URL...] (see above)"
 	f.StringVar(&o.queueName, "queue-name", "default", "with --queue: put the jobs on the queue of this `NAME`")
 	f.StringVar(&o.attach, "attach", "", "with --queue: show the output of the earlier run `ID` (as it finishes), instead of starting one")
 	return cmd
@@ -178,6 +191,8 @@ type plan struct {
 	joblog    string
 	appendLog bool
 	remote    bool // --queue
+	// -j was given with --queue, where it has no effect.
+	jobsIgnored bool
 }
 
 // plan checks the options and arguments and turns them into a plan.
@@ -300,6 +315,7 @@ func (p *plan) planRemote(hasJobs bool, changed func(string) bool) error {
 		}
 		return nil
 	}
+	p.jobsIgnored = changed("jobs")
 	if o.attach != "" && hasJobs {
 		return errors.New("--attach shows an earlier run: give no command or inputs")
 	}
