@@ -461,3 +461,59 @@ func freePorts(t *testing.T, n int) []int {
 	}
 	return ports
 }
+
+// A run on a queue that no worker serves says so, and goes on once a
+// worker comes.
+func TestQueueRunWaitsForWorkers(t *testing.T) {
+	url := serveQueue(t)
+	dir := t.TempDir()
+	p := startProc(t, dir, nil, "run", "--queue", url, "--queue-name", "later", "-k", "echo", ":::", "a", "b", "c")
+	p.waitOutput(t, `no worker is taking jobs from queue "later" yet; start one with: herd work --queue \S+ --queue-name later`)
+	startWorkers(t, url, 1, "--queue-name", "later")
+	if st := p.status(t, 30*time.Second); st != 0 || p.out.String() != "a\nb\nc\n" {
+		t.Errorf("status %d, output %q; want 0 and every job's output", st, p.out.String())
+	}
+}
+
+// --halt now,fail=1 on a queue: the run stops at the first failure with
+// its exit status, jobs running are killed, and the rest never start.
+func TestQueueHaltNow(t *testing.T) {
+	url := serveQueue(t)
+	startWorkers(t, url, 1, "-j", "2")
+	dir := t.TempDir()
+	command := "if [ {} = 3 ]; then exit 7; fi; sleep 2; echo done {}"
+	p := startProc(t, dir, nil, append([]string{"run", "--queue", url, "--halt", "now,fail=1", "--joblog", "log.tsv", command, ":::"}, inputs(10)...)...)
+	if st := p.status(t, 60*time.Second); st != 7 {
+		t.Fatalf("exit status %d, want 7, the failed job's; error output:\n%s", st, p.errOut.String())
+	}
+	rows := logRows(t, filepath.Join(dir, "log.tsv"))
+	if len(rows) >= 10 || rows[3].exit != 7 {
+		t.Errorf("job log rows %+v: want job 3 failed with 7, and not every job run", rows)
+	}
+	if strings.Contains(p.out.String(), "done 10") {
+		t.Errorf("job 10 ran after the halt:\n%s", p.out.String())
+	}
+}
+
+// The first SIGINT stops a run on a queue starting jobs and lets the
+// running ones finish; herd run exits 130 once they have.
+func TestQueueRunInterrupted(t *testing.T) {
+	url := serveQueue(t)
+	startWorkers(t, url, 1, "-j", "2")
+	dir := t.TempDir()
+	p := startProc(t, dir, nil, append([]string{"run", "--queue", url, "--joblog", "log.tsv", "touch " + dir + "/started.{}; sleep 1; echo done {}", ":::"}, inputs(10)...)...)
+	waitFiles(t, dir, "started.1")
+	p.cmd.Process.Signal(syscall.SIGINT)
+	if st := p.status(t, 60*time.Second); st != 130 {
+		t.Fatalf("exit status %d, want 130; error output:\n%s", st, p.errOut.String())
+	}
+	rows := logRows(t, filepath.Join(dir, "log.tsv"))
+	if len(rows) == 0 || len(rows) >= 10 {
+		t.Errorf("%d jobs ran; want those running at the signal, not all 10", len(rows))
+	}
+	for seq, r := range rows {
+		if r.failed() || !strings.Contains(p.out.String(), fmt.Sprintf("done %d\n", seq)) {
+			t.Errorf("job %d: %+v; want it finished, not killed", seq, r)
+		}
+	}
+}

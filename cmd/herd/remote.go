@@ -247,6 +247,10 @@ func (rm *remote) collect(infos <-chan *queue.Info, sigs <-chan os.Signal, want 
 		}
 	}
 
+	// If nothing has come back after a while, say so if no worker is
+	// taking jobs from the queue: a run without workers waits forever.
+	hint := time.NewTimer(noWorkerHint)
+	defer hint.Stop()
 	enqueued := rm.enqueued
 	for want < 0 || len(seen) < want {
 		if enqueued == nil && want < 0 {
@@ -284,6 +288,10 @@ func (rm *remote) collect(infos <-chan *queue.Info, sigs <-chan os.Signal, want 
 				return
 			}
 			take(info)
+		case <-hint.C:
+			if len(seen) == 0 {
+				rm.hintWorkers()
+			}
 		case s := <-sigs:
 			sig, _ := s.(syscall.Signal)
 			signals++
@@ -306,6 +314,28 @@ func (rm *remote) collect(infos <-chan *queue.Info, sigs <-chan os.Signal, want 
 	for _, o := range held {
 		print(o)
 	}
+}
+
+// noWorkerHint is how long herd run --queue waits for a first outcome
+// before it looks for workers.
+const noWorkerHint = 5 * time.Second
+
+// hintWorkers warns if no worker is taking jobs from the run's queue.
+func (rm *remote) hintWorkers() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := rm.c.Stats(ctx)
+	if err != nil {
+		return
+	}
+	name := rm.r.p.o.queueName
+	for _, q := range st.Queues {
+		if q.Queue == name && (q.InFlight > 0 || q.IdleFetches > 0) {
+			return // busy or waiting: workers are there
+		}
+	}
+	rm.r.warn("run %s: no worker is taking jobs from queue %q yet; start one with: herd work --queue %s --queue-name %s",
+		rm.run, name, rm.r.p.o.conn.url, name)
 }
 
 // outcome turns a finished job's record into what a local run would have
