@@ -33,5 +33,16 @@
 // go uncounted.
 //
 // A handler that panics fails its attempt with the panic's value and stack
-// in the job's error history; the worker goes on with other jobs.
+// in the job's error history; the worker goes on with other jobs. A job that
+// fails its last attempt is dead: [Client.Dead] lists those jobs, and
+// [Client.Retry] and [Client.Delete] mend them. A result too big for a record
+// is kept apart, in a JetStream object store, and read back with it.
+//
+// To share a queue between processes or machines, run a server with [Serve]
+// (herd queue serve does), or use any NATS server with JetStream, and give
+// clients its URL. [Client.Watch] follows the records of a set of jobs as
+// they change; [Client.Stats], [Client.List] and [Client.Purge] look after
+// the queue; [Client.PutMeta] and [Client.WatchMeta] share small values
+// between the programs using it (herd run --queue and herd work share the
+// state of each run that way).
 package queue

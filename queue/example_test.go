@@ -44,3 +44,26 @@ func Example() {
 	fmt.Println(info.State, info.Attempts, string(info.Result))
 	// Output: succeeded 1 hello, sheep
 }
+
+// A queue server for other processes, as herd queue serve runs it, and a
+// client connecting to it by URL.
+func ExampleServe() {
+	dir, _ := os.MkdirTemp("", "herd-queue-example")
+	defer os.RemoveAll(dir)
+	srv, err := queue.Serve(queue.ServerConfig{Listen: "127.0.0.1:0", Dir: dir})
+	if err != nil {
+		panic(err)
+	}
+	defer srv.Close()
+
+	ctx := context.Background()
+	c, err := queue.Open(ctx, queue.Config{URL: srv.URL()})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	id, _ := c.Enqueue(ctx, "greet", []byte(`{"name":"fish"}`), queue.Options{ID: "greet.fish"})
+	info, _ := c.Info(ctx, id)
+	fmt.Println(info.ID, info.State)
+	// Output: greet.fish queued
+}

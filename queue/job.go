@@ -166,10 +166,11 @@ func (c *Client) EnqueueBatch(ctx context.Context, jobs []NewJob) ([]string, err
 		}
 	}
 
-	// First every job's record, published without waiting, so that a batch
-	// costs a round trip or two rather than one per job. A record for an id
-	// of the caller's is published only if that key has never been
-	// written: an id seen before stops there, and its job runs once.
+	// Every job's record and message are published without waiting, so
+	// that a batch costs a round trip or two rather than one per job. A job
+	// with an id of the caller's has its record published only if that key
+	// has never been written, and its message once that is confirmed: an id
+	// seen before stops there, and its job runs once.
 	for i := range ps {
 		p := &ps[i]
 		var opts []jetstream.PublishOpt
@@ -181,6 +182,11 @@ func (c *Client) EnqueueBatch(ctx context.Context, jobs []NewJob) ([]string, err
 			return nil, fail(p, err)
 		}
 		p.record = f
+		if !p.unique {
+			if p.job, err = c.js.PublishAsync(subject(p.info), p.data, jetstream.WithMsgID(p.info.ID)); err != nil {
+				return nil, fail(p, err)
+			}
+		}
 	}
 	var errs []error
 	for i := range ps {
@@ -197,7 +203,7 @@ func (c *Client) EnqueueBatch(ctx context.Context, jobs []NewJob) ([]string, err
 			errs = append(errs, fail(p, err))
 			continue
 		}
-		if p.seen {
+		if !p.unique || p.seen {
 			continue
 		}
 		// The message id, for the stream to drop a copy sent again, names

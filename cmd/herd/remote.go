@@ -33,8 +33,9 @@ type remote struct {
 	mu    sync.Mutex // serializes the writes of state
 	state runState
 
-	enqueued chan []job // each batch, once the queue has it; closed by the submitter
-	subErr   error      // why the submitter stopped early, if it did; read once enqueued is closed
+	enqueued chan []job    // each batch, once the queue has it; closed by the submitter
+	subErr   error         // why the submitter stopped early, if it did; read once enqueued is closed
+	gone     chan struct{} // closed when the collector stops listening
 }
 
 // newRunID returns a fresh run id.
@@ -48,7 +49,7 @@ func newRunID() string {
 // --attach, it only collects those of an earlier run. It returns an error
 // only if the run could not start.
 func (r *runner) remoteRun(ctx context.Context, c *queue.Client, jobs iter.Seq2[job, error], total int, sigs <-chan os.Signal) error {
-	rm := &remote{r: r, c: c, run: r.p.o.attach, enqueued: make(chan []job, 4)}
+	rm := &remote{r: r, c: c, run: r.p.o.attach, enqueued: make(chan []job, 4), gone: make(chan struct{})}
 	if r.p.jobsIgnored {
 		r.warn("-j has no effect with --queue: each herd work runs its own number of jobs at once")
 	}
@@ -83,6 +84,7 @@ func (r *runner) remoteRun(ctx context.Context, c *queue.Client, jobs iter.Seq2[
 	var wg sync.WaitGroup
 	wg.Go(func() { rm.submit(ctx, jobs, total) })
 	rm.collect(infos, sigs, -1)
+	close(rm.gone)
 	stopWatch()
 	wg.Wait()
 	if err := watchDone(); err != nil {
@@ -149,7 +151,10 @@ func (rm *remote) submit(ctx context.Context, jobs iter.Seq2[job, error], total 
 		if err := rm.update(ctx, func(st *runState) { st.Jobs += len(batch) }); err != nil {
 			r.warn("%v", err)
 		}
-		rm.enqueued <- batch
+		select {
+		case rm.enqueued <- batch:
+		case <-rm.gone: // left to the workers: enqueue the rest, unseen
+		}
 	}
 	var n int
 	if err := rm.update(ctx, func(st *runState) { st.Enqueueing, n = false, st.Jobs }); err != nil {
@@ -263,7 +268,13 @@ func (rm *remote) collect(infos <-chan *queue.Info, sigs <-chan os.Signal, want 
 			continue
 		}
 		if r.stopping.Load() && stopped == "" {
-			stopRun(map[bool]string{false: "soon", true: "now"}[r.halted && r.p.halt.now])
+			// Stopped by --halt, a signal or bad input: no job of the run
+			// starts any more, and with --halt now those running are killed.
+			if r.halted && r.p.halt.now {
+				stopRun("now")
+			} else {
+				stopRun("soon")
+			}
 		}
 		select {
 		case batch, ok := <-enqueued:
