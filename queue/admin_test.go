@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -177,4 +178,26 @@ func TestStatsListPurge(t *testing.T) {
 	if list, err := c.List(t.Context(), "", 100); err != nil || len(list) != 1 || list[0].ID != "other" {
 		t.Errorf("List after the purge = %v, %v; want only the default queue's job", list, err)
 	}
+}
+
+// Two servers on one data folder would corrupt it: the second is refused,
+// and the folder is free again once the first has closed.
+func TestDirInUse(t *testing.T) {
+	dir := t.TempDir()
+	c, err := queue.Open(t.Context(), queue.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := queue.Open(t.Context(), queue.Config{Dir: dir}); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Errorf("second Open of %s = %v, want an error saying the folder is in use", dir, err)
+	}
+	if _, err := queue.Serve(queue.ServerConfig{Dir: dir, Listen: "127.0.0.1:0"}); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Errorf("Serve on %s = %v, want an error saying the folder is in use", dir, err)
+	}
+	c.Close()
+	c, err = queue.Open(t.Context(), queue.Config{Dir: dir})
+	if err != nil {
+		t.Fatalf("Open after the first closed: %v", err)
+	}
+	c.Close()
 }

@@ -82,7 +82,7 @@ const (
 // and runs [Worker]s. It is safe for concurrent use.
 type Client struct {
 	cfg     Config
-	srv     *server.Server // the embedded server, if any
+	srv     *embedded.Server // the embedded server, if any
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	jobs    jetstream.Stream
@@ -126,7 +126,7 @@ func open(ctx context.Context, cfg Config, local *server.Server) (*Client, error
 			return nil, fmt.Errorf("queue: open: %w", err)
 		}
 		c.srv = srv
-		opts = append(opts, nats.InProcessServer(srv))
+		opts = append(opts, nats.InProcessServer(srv.Server))
 	}
 	switch {
 	case cfg.CredsFile != "":
@@ -263,8 +263,7 @@ func (c *Client) Close() error {
 		c.nc.Close()
 	}
 	if c.srv != nil {
-		c.srv.Shutdown()
-		c.srv.WaitForShutdown()
+		c.srv.Close()
 	}
 	return errors.Join(errs...)
 }

@@ -113,7 +113,7 @@ func serveNode(config string) {
 }
 
 // startServer starts an embedded server listening on loopback.
-func startServer(t *testing.T, cfg embedded.Config) *server.Server {
+func startServer(t *testing.T, cfg embedded.Config) *embedded.Server {
 	t.Helper()
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
@@ -126,10 +126,7 @@ func startServer(t *testing.T, cfg embedded.Config) *server.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
+	t.Cleanup(ns.Close)
 	return ns
 }
 

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/goherd/herd/queue/internal/embedded"
-	"github.com/nats-io/nats-server/v2/server"
 )
 
 // ServerConfig sets up a queue server that other processes connect to:
@@ -62,7 +61,7 @@ type ClusterConfig struct {
 
 // Server is a running queue server.
 type Server struct {
-	ns       *server.Server
+	ns       *embedded.Server
 	dir      string
 	tls      bool
 	stop     context.CancelFunc
@@ -120,7 +119,7 @@ func (s *Server) setup(ctx context.Context, cfg ServerConfig) {
 		// A cluster without a leader leaves requests unanswered: give
 		// each try a short time, and try often.
 		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		c, err := open(tctx, Config{User: cfg.User, Password: cfg.Password, Token: cfg.Token, Replicas: cfg.Replicas}, s.ns)
+		c, err := open(tctx, Config{User: cfg.User, Password: cfg.Password, Token: cfg.Token, Replicas: cfg.Replicas}, s.ns.Server)
 		cancel()
 		if err == nil {
 			c.Close()
@@ -169,6 +168,5 @@ func (s *Server) Dir() string { return s.dir }
 func (s *Server) Close() {
 	s.stop()
 	s.setupRun.Wait()
-	s.ns.Shutdown()
-	s.ns.WaitForShutdown()
+	s.ns.Close()
 }

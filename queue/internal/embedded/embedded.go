@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -54,13 +56,31 @@ type Config struct {
 	}
 }
 
+// Server is a running server. It holds a lock on its data folder, so that
+// no other server in any process uses the folder at the same time.
+type Server struct {
+	*server.Server
+	lock *os.File
+}
+
+// Close stops the server, waits until it has, and releases its folder.
+func (s *Server) Close() {
+	s.Shutdown()
+	s.WaitForShutdown()
+	s.lock.Close()
+}
+
 // Start starts a server and waits until it accepts connections.
-func Start(cfg Config) (*server.Server, error) {
+func Start(cfg Config) (*Server, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("embedded: no data folder")
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded: data folder: %w", err)
+	}
+	lock, err := lockDir(cfg.Dir)
+	if err != nil {
+		return nil, err
 	}
 	name := cfg.Name
 	if name == "" {
@@ -104,13 +124,32 @@ func Start(cfg Config) (*server.Server, error) {
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("embedded: %w", err)
 	}
+	s := &Server{Server: ns, lock: lock}
 	ns.Start() // does not block: the server runs until Shutdown
 	if !ns.ReadyForConnections(30 * time.Second) {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-		return nil, fmt.Errorf("embedded: server in %s did not start (is another process using that folder?)", cfg.Dir)
+		s.Close()
+		return nil, fmt.Errorf("embedded: server in %s did not start", cfg.Dir)
 	}
-	return ns, nil
+	return s, nil
+}
+
+// lockDir takes the lock of a data folder: two servers writing one
+// JetStream store would corrupt it. The lock goes with the file, when the
+// server closes it or its process ends.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "herd.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: data folder: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("embedded: the queue in %s is in use by another process (herd queue serve, or a program with the queue embedded): connect to that one with its URL, or give another folder", dir)
+		}
+		return nil, fmt.Errorf("embedded: locking %s: %w", dir, err)
+	}
+	return f, nil
 }
