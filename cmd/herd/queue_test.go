@@ -378,6 +378,31 @@ func TestQueueAdmin(t *testing.T) {
 	if strings.TrimSpace(out) != "[]" {
 		t.Errorf("queue ls after the purge = %s, want []", out)
 	}
+
+	// While a run goes on, the default queue settles jobs every second.
+	run := startProc(t, dir, nil, append([]string{"run", "--queue", url, "sleep 0.02; echo {}", ":::"}, inputs(400)...)...)
+	run.waitOutput(t, "all 400 jobs are on the queue")
+	out, _ = herd("queue", "stats", "--json", "--interval", "1s")
+	var rates struct {
+		Queues []struct {
+			Queue    string  `json:"queue"`
+			Priority int     `json:"priority"`
+			Settled  float64 `json:"settled_per_second"`
+		} `json:"queues"`
+	}
+	if err := json.Unmarshal([]byte(out), &rates); err != nil {
+		t.Fatalf("queue stats --json = %s (%v)", out, err)
+	}
+	busy := false
+	for _, q := range rates.Queues {
+		busy = busy || (q.Queue == "default" && q.Priority == 0 && q.Settled > 0)
+	}
+	if !busy {
+		t.Errorf("queue stats during a run: %s; want the default queue settling jobs", out)
+	}
+	if st := run.status(t, 60*time.Second); st != 0 {
+		t.Errorf("the run: status %d", st)
+	}
 }
 
 // waitFiles waits until every file exists in dir.

@@ -155,11 +155,12 @@ func serve(cfg queue.ServerConfig, sigs <-chan os.Signal, stdout, stderr io.Writ
 
 // adminOptions are the options of the commands that look after a queue.
 type adminOptions struct {
-	conn  connFlags
-	json  bool
-	name  string
-	limit int
-	yes   bool
+	conn     connFlags
+	json     bool
+	name     string
+	limit    int
+	interval time.Duration
+	yes      bool
 }
 
 func adminCommands(ctx context.Context, status *int) []*cobra.Command {
@@ -181,14 +182,15 @@ func adminCommands(ctx context.Context, status *int) []*cobra.Command {
 	}
 	stats := &cobra.Command{
 		Use:   "stats",
-		Short: "jobs waiting, in flight and dead, by queue and priority",
+		Short: "jobs waiting, in flight and dead, by queue and priority, and how fast they go",
 		Long: `Show, for each named queue and priority: jobs waiting for a worker (scheduled ones
-included), jobs in flight (running, or waiting for their next attempt), jobs handed
-to workers so far, how many of those are handed out again, and idle fetches
-(workers waiting for a job); then the number of dead jobs, and of job records kept.`,
+included), jobs in flight (running, or waiting for their next attempt), jobs settled
+per second (done, or failed and handed back for a retry) over --interval, jobs handed
+to workers so far, how many of those are handed out again, and idle fetches (workers
+waiting for a job); then the number of dead jobs, and of job records kept.`,
 		Args: cobra.NoArgs,
 		RunE: do(func(c *queue.Client, out io.Writer) error {
-			st, err := c.Stats(ctx)
+			st, err := queueStats(ctx, c, o.interval)
 			if err != nil {
 				return err
 			}
@@ -196,9 +198,10 @@ to workers so far, how many of those are handed out again, and idle fetches
 				return writeJSON(out, st)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "QUEUE\tPRIORITY\tWAITING\tIN FLIGHT\tDELIVERED\tREDELIVERED\tIDLE FETCHES")
+			fmt.Fprintln(tw, "QUEUE\tPRIORITY\tWAITING\tIN FLIGHT\tSETTLED/S\tDELIVERED\tREDELIVERED\tIDLE FETCHES")
 			for _, q := range st.Queues {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\n", q.Queue, priorityName(q.Priority), q.Waiting, q.InFlight, q.Delivered, q.Redelivered, q.IdleFetches)
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1f\t%d\t%d\t%d\n", q.Queue, priorityName(q.Priority), q.Waiting, q.InFlight,
+					q.SettledPerSecond, q.Delivered, q.Redelivered, q.IdleFetches)
 			}
 			tw.Flush()
 			fmt.Fprintf(out, "\ndead jobs: %d   job records kept: %d\n", st.Dead, st.Records)
@@ -305,11 +308,73 @@ with their records. Running jobs finish. Nothing is removed without --yes.`,
 		if cmd == ls {
 			f.IntVar(&o.limit, "limit", 100, "show at most `N` jobs")
 		}
+		if cmd == stats {
+			f.DurationVar(&o.interval, "interval", time.Second, "measure the rates over this long (0: no rates)")
+		}
 		if cmd == purge {
 			f.BoolVar(&o.yes, "yes", false, "really remove the jobs")
 		}
 	}
 	return cmds
+}
+
+// statsWithRates are the queue's figures with the rate of each queue.
+type statsWithRates struct {
+	Queues []queueRates `json:"queues"`
+	Dead   uint64       `json:"dead"`
+	// Records are the jobs the queue has a record of, finished ones included.
+	Records uint64 `json:"records"`
+}
+
+type queueRates struct {
+	queue.QueueStats
+	SettledPerSecond float64 `json:"settled_per_second"`
+}
+
+// queueStats reads the queue's figures twice, interval apart, for the
+// rate at which each queue's jobs are settled.
+func queueStats(ctx context.Context, c *queue.Client, interval time.Duration) (*statsWithRates, error) {
+	first, err := c.Stats(ctx)
+	if err != nil || interval <= 0 {
+		if err != nil {
+			return nil, err
+		}
+		return withRates(first, nil, 0), nil
+	}
+	start := time.Now()
+	select {
+	case <-time.After(interval):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	second, err := c.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return withRates(second, first, time.Since(start)), nil
+}
+
+func withRates(now, before *queue.Stats, elapsed time.Duration) *statsWithRates {
+	settled := func(q queue.QueueStats) float64 { return float64(q.Delivered) - float64(q.InFlight) }
+	type key struct {
+		name string
+		prio queue.Priority
+	}
+	prev := map[key]queue.QueueStats{}
+	if before != nil {
+		for _, q := range before.Queues {
+			prev[key{q.Queue, q.Priority}] = q
+		}
+	}
+	st := &statsWithRates{Dead: now.Dead, Records: now.Records}
+	for _, q := range now.Queues {
+		r := queueRates{QueueStats: q}
+		if p, ok := prev[key{q.Queue, q.Priority}]; ok && elapsed > 0 {
+			r.SettledPerSecond = max(settled(q)-settled(p), 0) / elapsed.Seconds()
+		}
+		st.Queues = append(st.Queues, r)
+	}
+	return st
 }
 
 func priorityName(p queue.Priority) string {
