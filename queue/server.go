@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -63,7 +62,6 @@ type ClusterConfig struct {
 type Server struct {
 	ns       *embedded.Server
 	dir      string
-	tls      bool
 	stop     context.CancelFunc
 	setupRun sync.WaitGroup
 }
@@ -99,7 +97,7 @@ func Serve(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue: serve: %w", err)
 	}
-	s := &Server{ns: ns, dir: ec.Dir, tls: cfg.TLS != nil}
+	s := &Server{ns: ns, dir: ec.Dir}
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	if cfg.Replicas > 0 {
@@ -153,13 +151,7 @@ func hostPort(what, addr string) (string, int, error) {
 }
 
 // URL is where clients connect: the URL to give [Config.URL].
-func (s *Server) URL() string {
-	u := s.ns.ClientURL()
-	if s.tls {
-		u = "tls" + strings.TrimPrefix(u, "nats")
-	}
-	return u
-}
+func (s *Server) URL() string { return s.ns.ClientURL() }
 
 // Dir is the folder the server stores its data in.
 func (s *Server) Dir() string { return s.dir }

@@ -4,9 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -541,4 +548,60 @@ func TestQueueRunInterrupted(t *testing.T) {
 			t.Errorf("job %d: %+v; want it finished, not killed", seq, r)
 		}
 	}
+}
+
+// A queue served over TLS: a worker and a submitter that trust its
+// certificate run jobs; one that does not is refused with a clear error.
+func TestQueueTLS(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, ca := writeCert(t, dir)
+	url := serveQueue(t, "--tls-cert", cert, "--tls-key", key)
+	if !strings.HasPrefix(url, "tls://") {
+		t.Errorf("herd queue serve with TLS prints %s, want a tls:// URL", url)
+	}
+	startWorkers(t, url, 1, "--tls-ca", ca)
+	p := startProc(t, dir, nil, "run", "--queue", url, "--tls-ca", ca, "-k", "echo", ":::", "a", "b")
+	if st := p.status(t, 30*time.Second); st != 0 || p.out.String() != "a\nb\n" {
+		t.Errorf("over TLS: status %d, output %q, error output %q", st, p.out.String(), p.errOut.String())
+	}
+	p = startProc(t, dir, nil, "queue", "stats", "--queue", url)
+	if st := p.status(t, 30*time.Second); st != exitError || !strings.Contains(p.errOut.String(), "certificate") {
+		t.Errorf("without --tls-ca: status %d, error output %q; want 255 and a certificate error", st, p.errOut.String())
+	}
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1, its key, and
+// the same certificate as the CA to trust, and returns their paths.
+func writeCert(t *testing.T, dir string) (cert, key, ca string) {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "herd test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, ca = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "ca.pem")
+	for path, block := range map[string]*pem.Block{cert: {Type: "CERTIFICATE", Bytes: der}, ca: {Type: "CERTIFICATE", Bytes: der}, key: {Type: "EC PRIVATE KEY", Bytes: keyDER}} {
+		if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cert, key, ca
 }
