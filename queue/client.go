@@ -109,7 +109,18 @@ func open(ctx context.Context, cfg Config, local *server.Server) (*Client, error
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
-	opts := []nats.Option{nats.Name("herd"), nats.MaxReconnects(-1)}
+	opts := []nats.Option{
+		nats.Name("herd"),
+		nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				c.log.Warn("queue: lost the server; reconnecting", "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			c.log.Info("queue: reconnected", "server", nc.ConnectedUrlRedacted())
+		}),
+	}
 	url := cfg.URL
 	if local != nil {
 		opts = append(opts, nats.InProcessServer(local))

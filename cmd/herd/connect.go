@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"slices"
 
@@ -95,11 +97,15 @@ func (c *connFlags) config() (queue.Config, error) {
 	return cfg, nil
 }
 
-// open connects to the queue.
-func (c *connFlags) open(ctx context.Context) (*queue.Client, error) {
+// open connects to the queue. If logTo is not nil, the queue's warnings
+// (a lost server, a dead job) are written there.
+func (c *connFlags) open(ctx context.Context, logTo io.Writer) (*queue.Client, error) {
 	cfg, err := c.config()
 	if err != nil {
 		return nil, err
+	}
+	if logTo != nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(logTo, nil))
 	}
 	return queue.Open(ctx, cfg)
 }

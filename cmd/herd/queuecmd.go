@@ -168,7 +168,7 @@ func adminCommands(ctx context.Context, status *int) []*cobra.Command {
 	// do opens the queue and runs fn on it.
 	do := func(fn func(c *queue.Client, out io.Writer) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, _ []string) error {
-			c, err := o.conn.open(ctx)
+			c, err := o.conn.open(ctx, nil)
 			if err != nil {
 				return err
 			}

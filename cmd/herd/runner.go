@@ -115,7 +115,7 @@ func (p *plan) run(ctx context.Context, sigs <-chan os.Signal, stdin io.Reader, 
 	r := &runner{p: p, stdout: stdout, stderr: stderr, env: os.Environ()}
 	var c *queue.Client
 	if p.remote {
-		if c, err = p.o.conn.open(ctx); err != nil {
+		if c, err = p.o.conn.open(ctx, stderr); err != nil {
 			return fail(err)
 		}
 		defer c.Close()

@@ -85,7 +85,7 @@ func (o *workOptions) work(ctx context.Context, n int, sigs <-chan os.Signal, st
 	if o.conn.resolve(); o.conn.url == "" {
 		return fail(errors.New("no queue: give --queue URL or set HERD_QUEUE (start a queue server with herd queue serve)"))
 	}
-	c, err := o.conn.open(ctx)
+	c, err := o.conn.open(ctx, stderr)
 	if err != nil {
 		return fail(err)
 	}
