@@ -115,7 +115,13 @@ func (p *plan) run(ctx context.Context, sigs <-chan os.Signal, stdin io.Reader, 
 	r := &runner{p: p, stdout: stdout, stderr: stderr, env: os.Environ()}
 	var c *queue.Client
 	if p.remote {
-		if c, err = p.o.conn.open(ctx, stderr); err != nil {
+		// The queue's warnings are printed as herd's own, above a --bar.
+		logTo := writerFunc(func(b []byte) (int, error) {
+			r.outMu.Lock()
+			defer r.outMu.Unlock()
+			return r.stderr.Write(b)
+		})
+		if c, err = p.o.conn.open(ctx, logTo); err != nil {
 			return fail(err)
 		}
 		defer c.Close()
@@ -142,10 +148,12 @@ func (p *plan) run(ctx context.Context, sigs <-chan os.Signal, stdin io.Reader, 
 	if p.o.bar || p.o.eta || p.o.progress {
 		if r.bar = newProgress(stderr, p.o); r.bar != nil {
 			// Messages and the jobs' output go above the display.
+			r.outMu.Lock()
 			r.stderr = r.bar
 			if isTerminal(stdout) {
 				r.stdout = r.bar
 			}
+			r.outMu.Unlock()
 			defer r.bar.finish()
 		}
 	}
