@@ -313,7 +313,17 @@ func (w *Worker) handle(jobsCtx, runCtx context.Context, msg jetstream.Msg) {
 	recorded := make(chan struct{})
 	t := time.AfterFunc(runningAfter, func() {
 		defer close(recorded)
-		w.record(info) // not waited for: the state is only news
+		// The handler does not wait for this record: the state is only
+		// news. But the outcome must not be published until this one is
+		// settled, stored or given up on: during a failover the client
+		// sends a publish again a moment later, and a running record sent
+		// again after the outcome would overwrite it.
+		if f, err := w.record(info); err == nil {
+			select {
+			case <-f.Ok():
+			case <-f.Err():
+			}
+		}
 	})
 	result, err := w.run(jobsCtx, msg, info)
 	if !t.Stop() {

@@ -143,6 +143,13 @@ func startWorkers(t *testing.T, url string, n int, args ...string) []*proc {
 		w.waitOutput(t, "running jobs of")
 		ws = append(ws, w)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, w := range ws {
+				t.Logf("worker %d said:\n%s", i, w.errOut.String())
+			}
+		}
+	})
 	return ws
 }
 
