@@ -203,7 +203,7 @@ func (rm *remote) collect(infos <-chan *queue.Info, sigs <-chan os.Signal, want 
 	if !attached {
 		jobsBy = map[int]job{}
 	}
-	print := func(o *outcome) {
+	show := func(o *outcome) {
 		if !o.skipped {
 			r.print(o)
 		}
@@ -211,13 +211,13 @@ func (rm *remote) collect(infos <-chan *queue.Info, sigs <-chan os.Signal, want 
 	deliver := func(o *outcome) {
 		switch {
 		case !r.p.o.keepOrder:
-			print(o)
+			show(o)
 		case attached:
 			held = append(held, o)
 		default:
 			pending[o.job.seq] = o
 			for ; next < len(order) && pending[order[next]] != nil; next++ {
-				print(pending[order[next]])
+				show(pending[order[next]])
 				delete(pending, order[next])
 			}
 		}
@@ -323,7 +323,7 @@ func (rm *remote) collect(infos <-chan *queue.Info, sigs <-chan os.Signal, want 
 	}
 	slices.SortFunc(held, func(a, b *outcome) int { return a.job.seq - b.job.seq })
 	for _, o := range held {
-		print(o)
+		show(o)
 	}
 }
 
@@ -357,7 +357,7 @@ func (rm *remote) outcome(info *queue.Info, j job) *outcome {
 	if j.line == "" && json.Unmarshal(info.Payload, &cj) == nil {
 		j = job{seq: cj.Seq, args: cj.Args, line: cj.Line, stdin: cj.Stdin}
 	}
-	o := &outcome{job: j, line: j.line}
+	o := &outcome{job: j, line: strings.ReplaceAll(j.line, slotText, "0")} // never ran: no slot
 	var res commandResult
 	if info.State == queue.Dead || json.Unmarshal(info.Result, &res) != nil {
 		last := "no result"
