@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,7 +17,10 @@ import (
 // Watch sends the records of the jobs whose ids match pattern, where * stands
 // for one dot-separated part of an id and > for the rest ("run1.*" matches
 // "run1.7"): first each one's current record, then every change, until ctx is
-// done. A big result kept apart is read back for finished jobs only.
+// done. A big result kept apart is read back for finished jobs only. After
+// the client reconnects to another server, the watch starts over there and
+// sends each job's current record again: callers take records as states,
+// not as events.
 //
 // The channel is closed when ctx is done or the watch fails. The function
 // returned with it waits for the watch to end and says why: nil when ctx
@@ -45,64 +49,102 @@ func (c *Client) Watch(ctx context.Context, pattern string) (<-chan *Info, func(
 //
 // It reads the bucket's stream through an ordered consumer that expects a
 // heartbeat every second, so that a watch whose server went away (a node
-// of a cluster lost) starts again on another within seconds.
+// of a cluster lost) starts again on another within seconds. When the
+// client reconnects to another server, the watch starts over on it, and
+// sends the latest value of each key again.
 func watch[T any](ctx context.Context, c *Client, bucket, pattern string, decode func(key string, value []byte) (*T, error)) (<-chan *T, func() error, error) {
 	prefix := "$KV." + bucket + "."
-	cons, err := c.js.OrderedConsumer(ctx, "KV_"+bucket, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{prefix + pattern},
-		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
-	})
-	if err == nil {
-		var msgs jetstream.MessagesContext
-		if msgs, err = cons.Messages(jetstream.PullExpiry(4*time.Second), jetstream.PullHeartbeat(time.Second)); err == nil {
-			return follow(ctx, msgs, prefix, decode)
+	start := func() (jetstream.MessagesContext, error) {
+		cons, err := c.js.OrderedConsumer(ctx, "KV_"+bucket, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{prefix + pattern},
+			DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+		})
+		if err != nil {
+			return nil, err
 		}
+		return cons.Messages(jetstream.PullExpiry(4*time.Second), jetstream.PullHeartbeat(time.Second))
 	}
-	return nil, nil, fmt.Errorf("queue: watch %s: %w", pattern, err)
-}
-
-func follow[T any](ctx context.Context, msgs jetstream.MessagesContext, prefix string, decode func(key string, value []byte) (*T, error)) (<-chan *T, func() error, error) {
+	reconnected := c.reconnectSignal()
+	msgs, err := start()
+	if err != nil {
+		return nil, nil, fmt.Errorf("queue: watch %s: %w", pattern, err)
+	}
 	out := make(chan *T, 64)
 	var werr error
 	var wg sync.WaitGroup
-	ended := make(chan struct{})
 	wg.Go(func() {
-		select {
-		case <-ctx.Done():
-			msgs.Stop() // ends Next below
-		case <-ended:
-		}
-	})
-	wg.Go(func() {
-		defer close(ended)
 		defer close(out)
 		for {
-			msg, err := msgs.Next()
-			if err != nil {
-				if ctx.Err() == nil {
-					werr = fmt.Errorf("queue: watch: %w", err)
-				}
-				return
-			}
-			if op := msg.Headers().Get("KV-Operation"); op == "DEL" || op == "PURGE" {
-				continue
-			}
-			v, err := decode(strings.TrimPrefix(msg.Subject(), prefix), msg.Data())
-			if err != nil {
+			restart, err := follow(ctx, msgs, reconnected, prefix, decode, out)
+			if !restart {
 				werr = err
 				return
 			}
-			if v == nil {
-				continue
-			}
-			select {
-			case out <- v:
-			case <-ctx.Done():
-				return
+			// Start over on the server the client is connected to now,
+			// trying until it answers.
+			for {
+				reconnected = c.reconnectSignal()
+				if msgs, err = start(); err == nil {
+					break
+				}
+				c.log.Debug("queue: watch: starting again", "pattern", pattern, "error", err)
+				select {
+				case <-time.After(500 * time.Millisecond):
+				case <-ctx.Done():
+					return
+				}
 			}
 		}
 	})
 	return out, func() error { wg.Wait(); return werr }, nil
+}
+
+// follow sends what decode makes of each message to out until ctx is
+// done (nil), decode or the consumer fails (the error), or the client
+// reconnects (restart).
+func follow[T any](ctx context.Context, msgs jetstream.MessagesContext, reconnected <-chan struct{}, prefix string, decode func(key string, value []byte) (*T, error), out chan<- *T) (restart bool, err error) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ended := make(chan struct{})
+	defer close(ended)
+	var stopped atomic.Bool // by a reconnect
+	wg.Go(func() {
+		select {
+		case <-ctx.Done():
+		case <-reconnected:
+			stopped.Store(true)
+		case <-ended:
+			return
+		}
+		msgs.Stop() // ends Next below
+	})
+	for {
+		msg, err := msgs.Next()
+		if err != nil {
+			switch {
+			case stopped.Load():
+				return true, nil
+			case ctx.Err() != nil:
+				return false, nil
+			}
+			return false, fmt.Errorf("queue: watch: %w", err)
+		}
+		if op := msg.Headers().Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+			continue
+		}
+		v, err := decode(strings.TrimPrefix(msg.Subject(), prefix), msg.Data())
+		if err != nil {
+			return false, err
+		}
+		if v == nil {
+			continue
+		}
+		select {
+		case out <- v:
+		case <-ctx.Done():
+			return false, nil
+		}
+	}
 }
 
 // QueueStats are the figures of one queue at one priority.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/goherd/herd/queue/internal/embedded"
@@ -91,6 +92,9 @@ type Client struct {
 	meta    jetstream.KeyValue
 	results jetstream.ObjectStore
 	log     *slog.Logger
+
+	mu          sync.Mutex
+	reconnected chan struct{} // closed, and replaced, when the client reconnects
 }
 
 // Open connects to the queue that cfg names, starting the embedded server
@@ -105,7 +109,7 @@ func open(ctx context.Context, cfg Config, local *server.Server) (*Client, error
 	if cfg.Replicas < 0 || cfg.SyncInterval < 0 || cfg.Retention < 0 {
 		return nil, fmt.Errorf("queue: open: replicas %d, sync interval %v, retention %v: must not be negative", cfg.Replicas, cfg.SyncInterval, cfg.Retention)
 	}
-	c := &Client{cfg: cfg, log: cfg.Logger}
+	c := &Client{cfg: cfg, log: cfg.Logger, reconnected: make(chan struct{})}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -119,6 +123,10 @@ func open(ctx context.Context, cfg Config, local *server.Server) (*Client, error
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			c.log.Info("queue: reconnected", "server", nc.ConnectedUrlRedacted())
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			close(c.reconnected)
+			c.reconnected = make(chan struct{})
 		}),
 	}
 	url := cfg.URL
@@ -261,6 +269,14 @@ func (c *Client) ensure(ctx context.Context, stream string, retention time.Durat
 		return fmt.Errorf("stream %s: %w", stream, err)
 	}
 	return nil
+}
+
+// reconnectSignal returns a channel that is closed when the client next
+// reconnects.
+func (c *Client) reconnectSignal() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reconnected
 }
 
 // Close closes the connection, and stops the embedded server if there is
