@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/goherd/herd/queue"
+	"github.com/goherd/herd/queue/internal/embedded"
 	"github.com/goherd/herd/queue/queuetest"
 )
 
@@ -200,4 +201,55 @@ func TestDirInUse(t *testing.T) {
 		t.Fatalf("Open after the first closed: %v", err)
 	}
 	c.Close()
+}
+
+// A watch goes on after its server restarts and the client reconnects:
+// records written after the restart arrive.
+func TestWatchAfterReconnect(t *testing.T) {
+	dir, port := t.TempDir(), freePorts(t, 1)[0]
+	ns := startServer(t, embedded.Config{Dir: dir, Port: port})
+	c := open(t, queue.Config{URL: ns.ClientURL()})
+	ctx, cancel := context.WithCancel(t.Context())
+	infos, done, err := c.Watch(ctx, "w.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		if err := done(); err != nil {
+			t.Errorf("Watch: %v", err)
+		}
+	}()
+	next := func(id string) {
+		t.Helper()
+		timeout := time.After(30 * time.Second)
+		for {
+			select {
+			case info := <-infos:
+				if info.ID == id {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("the watch never sent %s", id)
+			}
+		}
+	}
+	if _, err := c.Enqueue(t.Context(), "k", nil, queue.Options{ID: "w.1"}); err != nil {
+		t.Fatal(err)
+	}
+	next("w.1")
+	ns.Close()
+	startServer(t, embedded.Config{Dir: dir, Port: port})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := c.Enqueue(t.Context(), "k", nil, queue.Options{ID: "w.2"})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("enqueue after the restart: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	next("w.2")
 }
