@@ -53,18 +53,8 @@ func (r *runner) remoteRun(ctx context.Context, c *queue.Client, jobs iter.Seq2[
 	if r.p.jobsIgnored {
 		r.warn("-j has no effect with --queue: each herd work runs its own number of jobs at once")
 	}
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
 	if rm.run != "" {
-		watchDone, err := rm.attach(watchCtx, sigs)
-		if err != nil {
-			return err
-		}
-		stopWatch()
-		if err := watchDone(); err != nil {
-			r.warn("%v", err)
-		}
-		return nil
+		return rm.attach(ctx, sigs)
 	}
 	rm.run = newRunID()
 	err := rm.update(ctx, func(st *runState) {
@@ -75,22 +65,46 @@ func (r *runner) remoteRun(ctx context.Context, c *queue.Client, jobs iter.Seq2[
 	}
 	// The watch starts before the first job is enqueued, so that no
 	// outcome can be missed.
-	infos, watchDone, err := c.Watch(watchCtx, rm.run+".*")
-	if err != nil {
+	w := &runWatch{c: c, pattern: rm.run + ".*"}
+	if err := w.start(ctx); err != nil {
 		return err
 	}
 	r.warn("run %s: the jobs go to the queue; if this process stops, they still run: see them with --attach %s", rm.run, rm.run)
 
 	var wg sync.WaitGroup
 	wg.Go(func() { rm.submit(ctx, jobs, total) })
-	rm.collect(infos, sigs, -1)
+	rm.collect(ctx, w, sigs, -1)
 	close(rm.gone)
-	stopWatch()
-	wg.Wait()
-	if err := watchDone(); err != nil {
+	if err := w.stop(); err != nil {
 		r.warn("%v", err)
 	}
+	wg.Wait()
 	return nil
+}
+
+// runWatch watches the records of a run's jobs, and can start again.
+type runWatch struct {
+	c       *queue.Client
+	pattern string
+	infos   <-chan *queue.Info
+	cancel  context.CancelFunc
+	done    func() error
+}
+
+func (w *runWatch) start(ctx context.Context) error {
+	ctx, w.cancel = context.WithCancel(ctx)
+	var err error
+	if w.infos, w.done, err = w.c.Watch(ctx, w.pattern); err != nil {
+		// Nothing to receive or wait for until the next start.
+		w.cancel()
+		w.infos, w.done = nil, func() error { return nil }
+	}
+	return err
+}
+
+func (w *runWatch) stop() error {
+	w.cancel()
+	return w.done()
 }
 
 // update changes the run's state and stores it.
@@ -186,7 +200,7 @@ func (rm *remote) enqueue(ctx context.Context, batch []job) error {
 // every job enqueued has one, or a signal detaches herd from the run.
 // want is the number of jobs of a run attached to; -1 means this process
 // enqueues them, and they come through rm.enqueued.
-func (rm *remote) collect(infos <-chan *queue.Info, sigs <-chan os.Signal, want int) {
+func (rm *remote) collect(ctx context.Context, w *runWatch, sigs <-chan os.Signal, want int) {
 	r := rm.r
 	attached := want >= 0
 	var (
@@ -256,6 +270,13 @@ func (rm *remote) collect(infos <-chan *queue.Info, sigs <-chan os.Signal, want 
 	// taking jobs from the queue: a run without workers waits forever.
 	hint := time.NewTimer(noWorkerHint)
 	defer hint.Stop()
+	// A watch that has been silent a while, with jobs still out, starts
+	// again, in case it lost its way in a failover: it then sends every
+	// record again, and the records seen already are skipped. The wait
+	// doubles each time nothing new comes, up to a minute.
+	quiet := stallFirst
+	stall := time.NewTimer(quiet)
+	defer stall.Stop()
 	enqueued := rm.enqueued
 	for want < 0 || len(seen) < want {
 		if enqueued == nil && want < 0 {
@@ -291,7 +312,11 @@ func (rm *remote) collect(infos <-chan *queue.Info, sigs <-chan os.Signal, want 
 			for _, info := range waiting {
 				take(info)
 			}
-		case info, ok := <-infos:
+		case info, ok := <-w.infos:
+			if ok {
+				quiet = stallFirst
+				stall.Reset(quiet)
+			}
 			if !ok {
 				r.mu.Lock()
 				r.inputErr = fmt.Errorf("run %s: lost the queue; see the rest with --attach %s", rm.run, rm.run)
@@ -299,6 +324,15 @@ func (rm *remote) collect(infos <-chan *queue.Info, sigs <-chan os.Signal, want 
 				return
 			}
 			take(info)
+		case <-stall.C:
+			if err := w.stop(); err != nil {
+				r.warn("%v", err)
+			}
+			if err := w.start(ctx); err != nil {
+				r.warn("watching the run: %v; trying again", err)
+			}
+			quiet = min(2*quiet, time.Minute)
+			stall.Reset(quiet)
 		case <-hint.C:
 			if len(seen) == 0 {
 				rm.hintWorkers()
@@ -326,6 +360,10 @@ func (rm *remote) collect(infos <-chan *queue.Info, sigs <-chan os.Signal, want 
 		show(o)
 	}
 }
+
+// stallFirst is how long a run's watch may be silent, with jobs out,
+// before it starts again.
+const stallFirst = 5 * time.Second
 
 // noWorkerHint is how long herd run --queue waits for a first outcome
 // before it looks for workers.
@@ -378,29 +416,31 @@ func (rm *remote) outcome(info *queue.Info, j job) *outcome {
 	return o
 }
 
-// attach collects the outcomes of an earlier run. Once ctx is done, the
-// function it returns waits for its watch to end.
-func (rm *remote) attach(ctx context.Context, sigs <-chan os.Signal) (func() error, error) {
+// attach collects the outcomes of an earlier run.
+func (rm *remote) attach(ctx context.Context, sigs <-chan os.Signal) error {
 	r := rm.r
 	b, err := rm.c.Meta(ctx, runKey(rm.run))
 	if errors.Is(err, queue.ErrNotFound) {
-		return nil, fmt.Errorf("--attach %s: the queue has no such run (runs are kept for a week)", rm.run)
+		return fmt.Errorf("--attach %s: the queue has no such run (runs are kept for a week)", rm.run)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var st runState
 	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("--attach %s: %w", rm.run, err)
+		return fmt.Errorf("--attach %s: %w", rm.run, err)
 	}
 	if st.Enqueueing {
 		r.warn("run %s: its submitter stopped before it had enqueued every job; showing the %d it enqueued", rm.run, st.Jobs)
 	}
 	r.bar.setTotal(st.Jobs)
-	infos, watchDone, err := rm.c.Watch(ctx, rm.run+".*")
-	if err != nil {
-		return nil, err
+	w := &runWatch{c: rm.c, pattern: rm.run + ".*"}
+	if err := w.start(ctx); err != nil {
+		return err
 	}
-	rm.collect(infos, sigs, st.Jobs)
-	return watchDone, nil
+	rm.collect(ctx, w, sigs, st.Jobs)
+	if err := w.stop(); err != nil {
+		r.warn("%v", err)
+	}
+	return nil
 }
