@@ -154,8 +154,9 @@ type commandWorker struct {
 	devNull *os.File
 
 	mu      sync.Mutex
-	stopped map[string]string                      // run → how it was stopped
-	running map[string]map[*job]context.CancelFunc // run → its jobs running here
+	stopped map[string]string                        // run → how it was stopped
+	running map[string]map[uint64]context.CancelFunc // run → its jobs running here, by a number of their own
+	tracked uint64                                   // the jobs numbered so far
 }
 
 func newCommandWorker(n int) (*commandWorker, error) {
@@ -163,7 +164,7 @@ func newCommandWorker(n int) (*commandWorker, error) {
 		slots:   make(chan int, n),
 		env:     os.Environ(),
 		stopped: map[string]string{},
-		running: map[string]map[*job]context.CancelFunc{},
+		running: map[string]map[uint64]context.CancelFunc{},
 	}
 	for i := range n {
 		cw.slots <- i + 1
@@ -211,7 +212,8 @@ func (cw *commandWorker) stop(run, how string) {
 }
 
 // track registers a job of a run as running here, and returns its context,
-// cancelled if the run is stopped now, or an error if the run is stopped.
+// cancelled if the run is stopped now, and the function that unregisters
+// it; or false if the run is stopped already.
 func (cw *commandWorker) track(ctx context.Context, run string) (context.Context, func(), bool) {
 	cw.mu.Lock()
 	defer cw.mu.Unlock()
@@ -219,9 +221,10 @@ func (cw *commandWorker) track(ctx context.Context, run string) (context.Context
 		return nil, nil, false
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	key := new(job)
+	cw.tracked++
+	key := cw.tracked
 	if cw.running[run] == nil {
-		cw.running[run] = map[*job]context.CancelFunc{}
+		cw.running[run] = map[uint64]context.CancelFunc{}
 	}
 	cw.running[run][key] = cancel
 	return ctx, func() {
