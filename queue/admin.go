@@ -26,7 +26,13 @@ import (
 // returned with it waits for the watch to end and says why: nil when ctx
 // ended it. Call it once done with the channel.
 func (c *Client) Watch(ctx context.Context, pattern string) (<-chan *Info, func() error, error) {
-	return watch(ctx, c, stateBucket, pattern, func(_ string, record []byte) (*Info, error) {
+	filters := []string{jobRoot + ".*.*." + pattern, recRoot + ".*.*." + pattern}
+	// A job's record replaces its message once a worker has it: while the
+	// watch catches up, a job's message is held back until it is clear
+	// that no record of the job follows, so that only current records are
+	// sent.
+	keyOf := func(subject string) (string, bool) { return idOf(subject), strings.HasPrefix(subject, jobRoot+".") }
+	return watch(ctx, c, streamName, filters, keyOf, func(_ string, record []byte) (*Info, error) {
 		info := new(Info)
 		if err := json.Unmarshal(record, info); err != nil {
 			c.log.Warn("queue: watch: bad record", "error", err)
@@ -42,21 +48,25 @@ func (c *Client) Watch(ctx context.Context, pattern string) (<-chan *Info, func(
 	})
 }
 
-// watch follows the keys of a bucket that match pattern: it sends what
-// decode makes of the latest value of each, then of each new value, until
-// ctx is done. Deleted keys are skipped, as are values decode makes nil
-// of; an error from decode ends the watch.
+// watch follows the subjects of a stream that match filters: it sends what
+// decode makes of the latest message of each, then of each new message,
+// until ctx is done. Deleted keys of a key-value bucket are skipped, as are
+// values decode makes nil of; an error from decode ends the watch.
+//
+// keyOf, if set, names the thing each subject is about, and whether its
+// message is to be held back while the watch catches up: a held message is
+// dropped if a later one about the same thing comes before the watch has
+// caught up.
 //
 // It reads the bucket's stream through an ordered consumer that expects a
 // heartbeat every second, so that a watch whose server went away (a node
 // of a cluster lost) starts again on another within seconds. When the
 // client reconnects to another server, the watch starts over on it, and
 // sends the latest value of each key again.
-func watch[T any](ctx context.Context, c *Client, bucket, pattern string, decode func(key string, value []byte) (*T, error)) (<-chan *T, func() error, error) {
-	prefix := "$KV." + bucket + "."
+func watch[T any](ctx context.Context, c *Client, stream string, filters []string, keyOf func(subject string) (key string, hold bool), decode func(subject string, value []byte) (*T, error)) (<-chan *T, func() error, error) {
 	start := func() (jetstream.MessagesContext, error) {
-		cons, err := c.js.OrderedConsumer(ctx, "KV_"+bucket, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{prefix + pattern},
+		cons, err := c.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
+			FilterSubjects: filters,
 			DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
 		})
 		if err != nil {
@@ -67,7 +77,7 @@ func watch[T any](ctx context.Context, c *Client, bucket, pattern string, decode
 	reconnected := c.reconnectSignal()
 	msgs, err := start()
 	if err != nil {
-		return nil, nil, fmt.Errorf("queue: watch %s: %w", pattern, err)
+		return nil, nil, fmt.Errorf("queue: watch %s: %w", filters[0], err)
 	}
 	out := make(chan *T, 64)
 	var werr error
@@ -75,7 +85,7 @@ func watch[T any](ctx context.Context, c *Client, bucket, pattern string, decode
 	wg.Go(func() {
 		defer close(out)
 		for {
-			restart, err := follow(ctx, msgs, reconnected, prefix, decode, out)
+			restart, err := follow(ctx, msgs, reconnected, keyOf, decode, out)
 			if !restart {
 				werr = err
 				return
@@ -87,7 +97,7 @@ func watch[T any](ctx context.Context, c *Client, bucket, pattern string, decode
 				if msgs, err = start(); err == nil {
 					break
 				}
-				c.log.Debug("queue: watch: starting again", "pattern", pattern, "error", err)
+				c.log.Debug("queue: watch: starting again", "filter", filters[0], "error", err)
 				select {
 				case <-time.After(500 * time.Millisecond):
 				case <-ctx.Done():
@@ -102,7 +112,7 @@ func watch[T any](ctx context.Context, c *Client, bucket, pattern string, decode
 // follow sends what decode makes of each message to out until ctx is
 // done (nil), decode or the consumer fails (the error), or the client
 // reconnects (restart).
-func follow[T any](ctx context.Context, msgs jetstream.MessagesContext, reconnected <-chan struct{}, prefix string, decode func(key string, value []byte) (*T, error), out chan<- *T) (restart bool, err error) {
+func follow[T any](ctx context.Context, msgs jetstream.MessagesContext, reconnected <-chan struct{}, keyOf func(string) (string, bool), decode func(subject string, value []byte) (*T, error), out chan<- *T) (restart bool, err error) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ended := make(chan struct{})
@@ -118,6 +128,18 @@ func follow[T any](ctx context.Context, msgs jetstream.MessagesContext, reconnec
 		}
 		msgs.Stop() // ends Next below
 	})
+	send := func(v *T) bool {
+		select {
+		case out <- v:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	// Messages held back while catching up, by key, in order.
+	held := map[string]*T{}
+	var heldKeys []string
+	live := keyOf == nil
 	for {
 		msg, err := msgs.Next()
 		if err != nil {
@@ -132,17 +154,35 @@ func follow[T any](ctx context.Context, msgs jetstream.MessagesContext, reconnec
 		if op := msg.Headers().Get("KV-Operation"); op == "DEL" || op == "PURGE" {
 			continue
 		}
-		v, err := decode(strings.TrimPrefix(msg.Subject(), prefix), msg.Data())
+		v, err := decode(msg.Subject(), msg.Data())
 		if err != nil {
 			return false, err
 		}
-		if v == nil {
+		if v != nil && live && !send(v) {
+			return false, nil
+		}
+		if live {
 			continue
 		}
-		select {
-		case out <- v:
-		case <-ctx.Done():
-			return false, nil
+		if key, hold := keyOf(msg.Subject()); v != nil && hold {
+			if _, ok := held[key]; !ok {
+				heldKeys = append(heldKeys, key)
+			}
+			held[key] = v
+		} else {
+			delete(held, key)
+			if v != nil && !send(v) {
+				return false, nil
+			}
+		}
+		if meta, err := msg.Metadata(); err == nil && meta.NumPending == 0 {
+			// Caught up: what is still held is current.
+			for _, k := range heldKeys {
+				if v, ok := held[k]; ok && !send(v) {
+					return false, nil
+				}
+			}
+			held, heldKeys, live = nil, nil, true
 		}
 	}
 }
@@ -175,48 +215,31 @@ type Stats struct {
 }
 
 // Stats returns the figures of every named queue that has had jobs or
-// workers.
+// workers. They come from the queue's own counts, not from reading jobs, so
+// they take as long for a million jobs as for none.
 func (c *Client) Stats(ctx context.Context) (*Stats, error) {
-	info, err := c.jobs.Info(ctx, jetstream.WithSubjectFilter(jobsSubject+".>"))
-	if err != nil {
-		return nil, fmt.Errorf("queue: stats: %w", err)
-	}
-	byName := map[string]*QueueStats{}
-	get := func(queue, prio string) *QueueStats {
-		key := queue + "." + prio
-		if q := byName[key]; q != nil {
-			return q
-		}
-		q := &QueueStats{Queue: queue, Priority: parsePriority(prio)}
-		byName[key] = q
-		return q
-	}
-	for subj, n := range info.State.Subjects {
-		parts := strings.Split(subj, ".")
-		if len(parts) == 4 {
-			get(parts[2], parts[3]).Waiting += n
-		}
-	}
-	// A queue served by workers has consumers, which know better.
-	names := c.jobs.ListConsumers(ctx)
+	st := &Stats{}
+	var waiting uint64
+	// Each queue has a consumer at each priority it has had jobs at.
+	names := c.stream.ListConsumers(ctx)
 	for ci := range names.Info() {
 		parts := strings.Split(ci.Config.FilterSubject, ".")
-		if len(parts) != 4 {
+		if len(parts) != 5 || parts[0]+"."+parts[1] != jobRoot {
 			continue
 		}
-		q := get(parts[2], parts[3])
-		q.Waiting = ci.NumPending
-		q.InFlight = ci.NumAckPending
-		q.Delivered = ci.Delivered.Consumer
-		q.Redelivered = ci.NumRedelivered
-		q.IdleFetches = ci.NumWaiting
+		st.Queues = append(st.Queues, QueueStats{
+			Queue:       parts[2],
+			Priority:    parsePriority(parts[3]),
+			Waiting:     ci.NumPending,
+			InFlight:    ci.NumAckPending,
+			Delivered:   ci.Delivered.Consumer,
+			Redelivered: ci.NumRedelivered,
+			IdleFetches: ci.NumWaiting,
+		})
+		waiting += ci.NumPending
 	}
 	if err := names.Err(); err != nil && !errors.Is(err, jetstream.ErrEndOfData) {
 		return nil, fmt.Errorf("queue: stats: %w", err)
-	}
-	st := &Stats{}
-	for _, q := range byName {
-		st.Queues = append(st.Queues, *q)
 	}
 	slices.SortFunc(st.Queues, func(a, b QueueStats) int {
 		if c := strings.Compare(a.Queue, b.Queue); c != 0 {
@@ -224,13 +247,18 @@ func (c *Client) Stats(ctx context.Context) (*Stats, error) {
 		}
 		return int(b.Priority - a.Priority)
 	})
-	for bucket, n := range map[jetstream.KeyValue]*uint64{c.dead: &st.Dead, c.state: &st.Records} {
-		s, err := bucket.Status(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("queue: stats: %w", err)
-		}
-		*n = s.Values()
+	s, err := c.dead.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("queue: stats: %w", err)
 	}
+	st.Dead = s.Values()
+	// A job has a record once a worker has had it; before, its message
+	// is its record.
+	recs, err := c.count(ctx, recRoot+".>")
+	if err != nil {
+		return nil, fmt.Errorf("queue: stats: %w", err)
+	}
+	st.Records = recs + waiting
 	return st, nil
 }
 
@@ -248,44 +276,64 @@ func parsePriority(s string) Priority {
 // waiting to retry), oldest first; queue "" means every named queue.
 func (c *Client) List(ctx context.Context, queue string, limit int) ([]*Info, error) {
 	var infos []*Info
-	err := c.each(ctx, queue, func(id string, msg []byte) bool {
-		info, err := c.Info(ctx, id)
-		if err != nil { // no record (it expired): the message is the record
-			if info, err = c.decode(ctx, msg); err != nil {
-				return true
-			}
+	err := c.each(ctx, queue, func(info *Info) bool {
+		if info.ResultApart {
+			info, _ = c.Info(ctx, info.ID) // with its result
 		}
-		infos = append(infos, info)
+		if info != nil {
+			infos = append(infos, info)
+		}
 		return len(infos) < limit
 	})
 	return infos, err
 }
 
-// each calls fn with the id and message of every job in the queue, oldest
-// first, until fn returns false.
-func (c *Client) each(ctx context.Context, queue string, fn func(id string, msg []byte) bool) error {
-	filter := jobsSubject + ".>"
-	if queue != "" {
-		filter = jobsSubject + "." + queue + ".>"
-	}
-	for seq := uint64(1); ; seq++ {
-		m, err := c.jobs.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return nil
-		}
+// each calls fn with the current record of every job still in the queue
+// (not finished), oldest first, until fn returns false. It reads the jobs'
+// messages and their records a batch at a time.
+func (c *Client) each(ctx context.Context, queue string, fn func(*Info) bool) error {
+	const batch = 256
+	for seq := uint64(1); ; {
+		msgs, err := c.directGet(ctx, map[string]any{"seq": seq, "next_by_subj": queueFilter(queue), "batch": batch})
 		if err != nil {
 			return fmt.Errorf("queue: list: %w", err)
 		}
-		seq = m.Sequence
-		var head struct {
-			ID string `json:"id"`
+		var subjects []string
+		infos := make([]*Info, 0, len(msgs))
+		for _, m := range msgs {
+			info := new(Info)
+			if json.Unmarshal(m.data, info) != nil || info.ID == "" {
+				continue
+			}
+			infos = append(infos, info)
+			subjects = append(subjects, recSubject(info))
 		}
-		if json.Unmarshal(m.Data, &head) != nil || head.ID == "" {
-			continue
+		recs, err := c.lasts(ctx, subjects)
+		if err != nil {
+			return fmt.Errorf("queue: list: %w", err)
 		}
-		if !fn(head.ID, m.Data) {
+		bySubject := make(map[string]storedMsg, len(recs))
+		for _, r := range recs {
+			bySubject[r.subject] = r
+		}
+		for i, info := range infos {
+			if r, ok := bySubject[recSubject(info)]; ok && r.seq > msgs[i].seq {
+				cur := new(Info)
+				if json.Unmarshal(r.data, cur) == nil {
+					info = cur
+				}
+			}
+			if info.State == Succeeded || info.State == Dead {
+				continue
+			}
+			if !fn(info) {
+				return nil
+			}
+		}
+		if len(msgs) < batch {
 			return nil
 		}
+		seq = msgs[len(msgs)-1].seq + 1
 	}
 }
 
@@ -293,34 +341,23 @@ func (c *Client) each(ctx context.Context, queue string, fn func(id string, msg 
 // with its record, and returns how many it removed. Jobs already running
 // finish.
 func (c *Client) Purge(ctx context.Context, queue string) (int, error) {
-	var ids []string
-	if err := c.each(ctx, queue, func(id string, _ []byte) bool {
-		ids = append(ids, id)
+	var left []*Info
+	if err := c.each(ctx, queue, func(info *Info) bool {
+		left = append(left, info)
 		return true
 	}); err != nil {
 		return 0, err
 	}
-	filter := jobsSubject + ".>"
-	if queue != "" {
-		filter = jobsSubject + "." + queue + ".>"
-	}
-	if err := c.jobs.Purge(ctx, jetstream.WithPurgeSubject(filter)); err != nil {
+	if err := c.stream.Purge(ctx, jetstream.WithPurgeSubject(queueFilter(queue))); err != nil {
 		return 0, fmt.Errorf("queue: purge: %w", err)
 	}
-	for _, id := range ids {
-		info, rev, err := c.info(ctx, id)
-		if err != nil || info.State == Succeeded || info.State == Dead || info.State == Running {
-			continue // gone, or ran meanwhile
+	for _, info := range left {
+		if info.State == Queued || info.State == Scheduled {
+			continue // its message was its record
 		}
-		if err := c.state.Delete(ctx, id, jetstream.LastRevision(rev)); err != nil && !isConflict(err) {
-			return 0, fmt.Errorf("queue: purge: record of %s: %w", id, err)
+		if err := c.stream.Purge(ctx, jetstream.WithPurgeSubject(recSubject(info))); err != nil {
+			return 0, fmt.Errorf("queue: purge: record of %s: %w", info.ID, err)
 		}
 	}
-	return len(ids), nil
-}
-
-// isConflict reports whether err is a write refused because the record
-// changed meanwhile.
-func isConflict(err error) bool {
-	return wrongLastSequence(err) || errors.Is(err, jetstream.ErrKeyExists)
+	return len(left), nil
 }

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -70,11 +71,9 @@ func DefaultDir() (string, error) {
 	return filepath.Join(home, ".local", "share", "herd", "queue"), nil
 }
 
-// Names of the JetStream assets the queue uses.
+// Names of the JetStream assets the queue uses besides its stream
+// (layout.go).
 const (
-	jobsStream  = "HERD_JOBS"
-	jobsSubject = "herd.jobs" // herd.jobs.<queue>.<priority>
-	stateBucket = "HERD_STATE"
 	deadBucket  = "HERD_DEAD"    // the ids of the dead jobs
 	resultStore = "HERD_RESULTS" // results too big for a job's record
 )
@@ -86,12 +85,19 @@ type Client struct {
 	srv     *embedded.Server // the embedded server, if any
 	nc      *nats.Conn
 	js      jetstream.JetStream
-	jobs    jetstream.Stream
-	state   jetstream.KeyValue
+	stream  jetstream.Stream // jobs and records (layout.go)
+	commit  *committer       // stores jobs and records in group commits
+	// consumers holds the queue.priority names whose consumer this
+	// client has made sure of.
+	consumers sync.Map
 	dead    jetstream.KeyValue
 	meta    jetstream.KeyValue
 	results jetstream.ObjectStore
 	log     *slog.Logger
+
+	// retention is how long finished records are kept: the queue's
+	// setting, read when the client opens.
+	retention time.Duration
 
 	mu          sync.Mutex
 	reconnected chan struct{} // closed, and replaced, when the client reconnects
@@ -185,40 +191,23 @@ func (c *Client) setup(ctx context.Context) error {
 	if c.js, err = jetstream.New(c.nc, jetstream.WithPublishAsyncTimeout(5*time.Second)); err != nil {
 		return err
 	}
-	replicas := max(c.cfg.Replicas, 1)
-	retention := c.cfg.Retention
-	if retention == 0 {
-		retention = 7 * 24 * time.Hour
-	}
-	if err := c.ensure(ctx, jobsStream, retention, func() error {
-		_, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:        jobsStream,
-			Description: "herd's jobs waiting to run, by queue and priority",
-			Subjects:    []string{jobsSubject + ".>"},
-			Retention:   jetstream.WorkQueuePolicy,
-			Storage:     jetstream.FileStorage,
-			Replicas:    replicas,
-			Duplicates:  2 * time.Minute,
-		})
-		return err
-	}); err != nil {
+	if err := c.setupStream(ctx); err != nil {
 		return err
 	}
-	if c.jobs, err = c.js.Stream(ctx, jobsStream); err != nil {
-		return fmt.Errorf("stream %s: %w", jobsStream, err)
-	}
+	c.commit = newCommitter(c.nc, c.log)
+	// The other assets follow the stream's settings.
+	replicas := c.stream.CachedInfo().Config.Replicas
 	buckets := []struct {
 		kv          *jetstream.KeyValue
 		name, about string
 	}{
-		{&c.state, stateBucket, "herd's jobs: state, attempts, errors and results, by id"},
 		{&c.dead, deadBucket, "the ids of herd's dead jobs"},
 		{&c.meta, metaBucket, "values shared by the programs using herd's queue"},
 	}
 	for _, b := range buckets {
-		if err := c.ensure(ctx, "KV_"+b.name, retention, func() error {
+		if err := c.ensure(ctx, "KV_"+b.name, func() error {
 			_, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-				Bucket: b.name, Description: b.about, Storage: jetstream.FileStorage, Replicas: replicas, TTL: retention,
+				Bucket: b.name, Description: b.about, Storage: jetstream.FileStorage, Replicas: replicas, TTL: c.retention,
 			})
 			return err
 		}); err != nil {
@@ -228,13 +217,13 @@ func (c *Client) setup(ctx context.Context) error {
 			return fmt.Errorf("bucket %s: %w", b.name, err)
 		}
 	}
-	if err := c.ensure(ctx, "OBJ_"+resultStore, retention, func() error {
+	if err := c.ensure(ctx, "OBJ_"+resultStore, func() error {
 		_, err := c.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 			Bucket:      resultStore,
 			Description: "results of herd's jobs too big to keep in their records",
 			Storage:     jetstream.FileStorage,
 			Replicas:    replicas,
-			TTL:         retention,
+			TTL:         c.retention,
 		})
 		return err
 	}); err != nil {
@@ -243,15 +232,70 @@ func (c *Client) setup(ctx context.Context) error {
 	if c.results, err = c.js.ObjectStore(ctx, resultStore); err != nil {
 		return fmt.Errorf("object store %s: %w", resultStore, err)
 	}
+	return c.migrate(ctx)
+}
+
+// setupStream creates the queue's stream, or checks the one there, and
+// reads the queue's settings from it.
+func (c *Client) setupStream(ctx context.Context) error {
+	cfg := jetstream.StreamConfig{
+		Name:               streamName,
+		Description:        "herd's jobs, and their records (state, attempts, errors, result), by id",
+		Subjects:           []string{jobRoot + ".>", recRoot + ".>"},
+		Retention:          jetstream.LimitsPolicy,
+		MaxMsgsPerSubject:  1,
+		Storage:            jetstream.FileStorage,
+		Replicas:           max(c.cfg.Replicas, 1),
+		Duplicates:         2 * time.Minute,
+		AllowDirect:        true,
+		AllowAtomicPublish: true,
+		AllowMsgTTL:        true,
+		Metadata:           map[string]string{layoutKey: layoutVersion},
+	}
+	retention := c.cfg.Retention
+	if retention == 0 {
+		retention = 7 * 24 * time.Hour
+	}
+	s, err := c.js.Stream(ctx, streamName)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		cfg.Metadata[retentionKey] = retention.String()
+		if s, err = c.js.CreateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("stream %s: %w", streamName, err)
+		}
+	case err != nil:
+		return fmt.Errorf("stream %s: %w", streamName, err)
+	default:
+		have := s.CachedInfo().Config
+		if v := have.Metadata[layoutKey]; v != layoutVersion {
+			return fmt.Errorf("stream %s has layout %q; this herd reads layout %s: use the herd that made it", streamName, v, layoutVersion)
+		}
+		kept, _ := time.ParseDuration(have.Metadata[retentionKey])
+		replicasDiffer := c.cfg.Replicas > 0 && have.Replicas != c.cfg.Replicas
+		retentionDiffers := c.cfg.Retention > 0 && kept != c.cfg.Retention
+		if !replicasDiffer && !retentionDiffers {
+			c.stream, c.retention = s, cmp.Or(kept, retention)
+			return nil
+		}
+		if !replicasDiffer {
+			cfg.Replicas = have.Replicas
+		}
+		if !retentionDiffers && kept > 0 {
+			retention = kept
+		}
+		cfg.Metadata[retentionKey] = retention.String()
+		if s, err = c.js.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("stream %s: %w", streamName, err)
+		}
+	}
+	c.stream, c.retention = s, retention
 	return nil
 }
 
 // ensure creates the stream of the given name with create if it does not
-// exist. If it does, it is left as it is, unless this client's Config
-// names a number of replicas or a retention that differs from the
-// stream's: then create updates it. So a client that does not care does
-// not undo the settings of one that does.
-func (c *Client) ensure(ctx context.Context, stream string, retention time.Duration, create func() error) error {
+// exist. If it does, it is left as it is, unless its replicas or retention
+// differ from the queue's: then create updates it.
+func (c *Client) ensure(ctx context.Context, stream string, create func() error) error {
 	s, err := c.js.Stream(ctx, stream)
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
@@ -259,8 +303,8 @@ func (c *Client) ensure(ctx context.Context, stream string, retention time.Durat
 		return fmt.Errorf("stream %s: %w", stream, err)
 	default:
 		cfg := s.CachedInfo().Config
-		replicasDiffer := c.cfg.Replicas > 0 && cfg.Replicas != c.cfg.Replicas
-		retentionDiffers := c.cfg.Retention > 0 && stream != jobsStream && cfg.MaxAge != retention
+		replicasDiffer := cfg.Replicas != c.stream.CachedInfo().Config.Replicas
+		retentionDiffers := cfg.MaxAge != c.retention
 		if !replicasDiffer && !retentionDiffers {
 			return nil
 		}
@@ -283,6 +327,9 @@ func (c *Client) reconnectSignal() <-chan struct{} {
 // one, after the server has written out what it holds.
 func (c *Client) Close() error {
 	var errs []error
+	if c.commit != nil {
+		c.commit.close() // what was handed over is stored first
+	}
 	if c.nc != nil {
 		if c.nc.IsConnected() {
 			errs = append(errs, c.nc.FlushTimeout(5*time.Second)) // acks and records still buffered

@@ -7,11 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -126,106 +126,54 @@ func Enqueue[T any](ctx context.Context, c *Client, kind string, v T, opts Optio
 	return c.Enqueue(ctx, kind, payload, opts)
 }
 
-// EnqueueBatch adds jobs, publishing them together, and returns their ids
-// in order once the queue has stored every one. If one fails, it returns
-// the error; the jobs that were stored will run, and enqueueing them again
-// with the same ids stores nothing twice.
+// EnqueueBatch adds jobs and returns their ids in order once the queue has
+// stored every one. The jobs are stored together with those that other
+// calls hand over meanwhile, in few writes to disk. If one fails, it
+// returns the error; the jobs that were stored will run, and enqueueing
+// them again with the same ids stores nothing twice.
 func (c *Client) EnqueueBatch(ctx context.Context, jobs []NewJob) ([]string, error) {
 	now := time.Now()
-	type pending struct {
-		info   *Info
-		data   []byte
-		unique bool // the id is the caller's: enqueue it only if it is new
-		seen   bool // it was not new
-		record jetstream.PubAckFuture
-		job    jetstream.PubAckFuture
-	}
-	ps := make([]pending, len(jobs))
+	ids := make([]string, len(jobs))
+	infos := make([]*Info, 0, len(jobs))
+	msgs := make([]*nats.Msg, 0, len(jobs))
+	var seen map[string]bool // the caller's ids in this batch
 	for i, j := range jobs {
 		info, err := newInfo(j, now)
 		if err != nil {
 			return nil, err
 		}
-		data, err := json.Marshal(info)
-		if err != nil {
-			return nil, fmt.Errorf("queue: enqueue %s: %w", j.Kind, err)
-		}
-		ps[i] = pending{info: info, data: data, unique: j.Options.ID != ""}
-	}
-	fail := func(p *pending, err error) error {
-		return fmt.Errorf("queue: enqueue %s %s: %w", p.info.Kind, p.info.ID, err)
-	}
-	await := func(f jetstream.PubAckFuture) (uint64, error) {
-		select {
-		case ack := <-f.Ok():
-			return ack.Sequence, nil
-		case err := <-f.Err():
-			return 0, err
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
-	}
-
-	// Every job's record and message are published without waiting, so
-	// that a batch costs a round trip or two rather than one per job. A job
-	// with an id of the caller's has its record published only if that key
-	// has never been written, and its message once that is confirmed: an id
-	// seen before stops there, and its job runs once.
-	for i := range ps {
-		p := &ps[i]
-		var opts []jetstream.PublishOpt
-		if p.unique {
-			opts = append(opts, jetstream.WithExpectLastSequencePerSubject(0))
-		}
-		f, err := c.js.PublishAsync(recordSubject(p.info.ID), p.data, opts...)
-		if err != nil {
-			return nil, fail(p, err)
-		}
-		p.record = f
-		if !p.unique {
-			if p.job, err = c.js.PublishAsync(subject(p.info), p.data, jetstream.WithMsgID(p.info.ID)); err != nil {
-				return nil, fail(p, err)
+		ids[i] = info.ID
+		unique := j.Options.ID != ""
+		if unique {
+			if seen[info.ID] {
+				continue // the same job twice: it runs once
 			}
-		}
-	}
-	var errs []error
-	for i := range ps {
-		p := &ps[i]
-		seq, err := await(p.record)
-		if err != nil && p.unique && wrongLastSequence(err) {
-			// The key was written before. If it was deleted since, the id
-			// is free again: Create knows how to tell.
-			if seq, err = c.state.Create(ctx, p.info.ID, p.data); errors.Is(err, jetstream.ErrKeyExists) {
-				p.seen, err = true, nil
+			if seen == nil {
+				seen = make(map[string]bool)
 			}
+			seen[info.ID] = true
 		}
+		if err := c.ensureConsumer(ctx, info.Queue, info.Priority); err != nil {
+			return nil, fmt.Errorf("queue: enqueue %s %s: %w", info.Kind, info.ID, err)
+		}
+		m, err := newJobMsg(info, unique)
 		if err != nil {
-			errs = append(errs, fail(p, err))
-			continue
+			return nil, fmt.Errorf("queue: enqueue %s %s: %w", info.Kind, info.ID, err)
 		}
-		if !p.unique || p.seen {
-			continue
-		}
-		// The message id, for the stream to drop a copy sent again, names
-		// this record: a job deleted and enqueued again is a new message.
-		msgID := p.info.ID + "@" + strconv.FormatUint(seq, 10)
-		if p.job, err = c.js.PublishAsync(subject(p.info), p.data, jetstream.WithMsgID(msgID)); err != nil {
-			errs = append(errs, fail(p, err))
+		infos, msgs = append(infos, info), append(msgs, m)
+	}
+	errs, err := c.commit.store(ctx, msgs)
+	if err != nil {
+		return nil, fmt.Errorf("queue: enqueue: %w", err)
+	}
+	var failed []error
+	for i, err := range errs {
+		if err != nil && !(seen[infos[i].ID] && wrongLastSequence(err)) { // an id seen before is no error
+			failed = append(failed, fmt.Errorf("queue: enqueue %s %s: %w", infos[i].Kind, infos[i].ID, err))
 		}
 	}
-	ids := make([]string, 0, len(ps))
-	for i := range ps {
-		p := &ps[i]
-		if p.job != nil {
-			if _, err := await(p.job); err != nil {
-				errs = append(errs, fail(p, err))
-				continue
-			}
-		}
-		ids = append(ids, p.info.ID)
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if len(failed) > 0 {
+		return nil, errors.Join(failed...)
 	}
 	return ids, nil
 }
@@ -237,10 +185,6 @@ func wrongLastSequence(err error) bool {
 	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
-
-// recordSubject is where a job's state record is published: the key-value
-// bucket is a stream, and this is its key's subject.
-func recordSubject(id string) string { return "$KV." + stateBucket + "." + id }
 
 func newInfo(j NewJob, now time.Time) (*Info, error) {
 	o := j.Options
@@ -304,10 +248,6 @@ func validID(s string) bool {
 	return true
 }
 
-func subject(info *Info) string {
-	return jobsSubject + "." + info.Queue + "." + info.Priority.subject()
-}
-
 // Info returns what the queue knows of the job with the given id.
 func (c *Client) Info(ctx context.Context, id string) (*Info, error) {
 	info, _, err := c.info(ctx, id)
@@ -315,18 +255,21 @@ func (c *Client) Info(ctx context.Context, id string) (*Info, error) {
 }
 
 func (c *Client) info(ctx context.Context, id string) (*Info, uint64, error) {
-	e, err := c.state.Get(ctx, id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	if !validID(id) {
+		return nil, 0, fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	m, err := c.last(ctx, idSubject(id))
+	if err != nil {
+		return nil, 0, fmt.Errorf("queue: job %s: %w", id, err)
+	}
+	if m == nil {
 		return nil, 0, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
+	info, err := c.decode(ctx, m.data)
 	if err != nil {
 		return nil, 0, fmt.Errorf("queue: job %s: %w", id, err)
 	}
-	info, err := c.decode(ctx, e.Value())
-	if err != nil {
-		return nil, 0, fmt.Errorf("queue: job %s: %w", id, err)
-	}
-	return info, e.Revision(), nil
+	return info, m.seq, nil
 }
 
 // decode decodes a job's record, and reads back its result if it is kept
@@ -369,31 +312,22 @@ func (c *Client) Wait(ctx context.Context, id string) (*Info, error) {
 	if info, done, err := check(); done {
 		return info, err
 	}
+	// The watch is set up aside: during a failover that can take a while,
+	// and the ticker carries on meanwhile.
 	wctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer stop()
-	updates := make(chan []byte)
+	updates := make(chan *Info)
 	wg.Go(func() {
-		w, err := c.state.Watch(wctx, id, jetstream.UpdatesOnly(), jetstream.IgnoreDeletes())
+		infos, ended, err := c.Watch(wctx, id)
 		if err != nil {
-			return // the ticker carries on
+			return
 		}
-		defer w.Stop()
-		for {
+		defer ended()
+		for info := range infos {
 			select {
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					continue
-				}
-				select {
-				case updates <- e.Value():
-				case <-wctx.Done():
-					return
-				}
+			case updates <- info:
 			case <-wctx.Done():
 				return
 			}
@@ -403,11 +337,7 @@ func (c *Client) Wait(ctx context.Context, id string) (*Info, error) {
 	defer tick.Stop()
 	for {
 		select {
-		case record := <-updates:
-			info, err := c.decode(ctx, record)
-			if err != nil {
-				return nil, fmt.Errorf("queue: job %s: %w", id, err)
-			}
+		case info := <-updates:
 			if info.State == Succeeded || info.State == Dead {
 				return info, nil
 			}
@@ -456,13 +386,19 @@ func (c *Client) Retry(ctx context.Context, id string) error {
 		return fmt.Errorf("queue: retry %s: the job is %s, not dead", id, info.State)
 	}
 	info.State, info.Attempts, info.RunAt, info.UpdatedAt = Queued, 0, time.Time{}, time.Now()
-	data, _ := json.Marshal(info)
-	if _, err := c.state.Update(ctx, id, data, rev); err != nil {
+	// The job goes back in its queue with a record that says so, which
+	// replaces the one that says it is dead; the two are stored together,
+	// unless the record changed meanwhile.
+	rec, err := c.newRecordMsg(info)
+	if err != nil {
 		return fmt.Errorf("queue: retry %s: %w", id, err)
 	}
-	// A fresh message id: the original one may still be in the stream's
-	// duplicate window.
-	if _, err := c.js.Publish(ctx, subject(info), data, jetstream.WithMsgID(fmt.Sprintf("%s-retry-%d", id, rev))); err != nil {
+	expectLast(rec, id, rev)
+	job, err := newJobMsg(info, false)
+	if err == nil {
+		err = c.commit.atomic([]*nats.Msg{rec, job})
+	}
+	if err != nil {
 		return fmt.Errorf("queue: retry %s: %w", id, err)
 	}
 	if err := c.dead.Purge(ctx, id); err != nil {
@@ -471,16 +407,25 @@ func (c *Client) Retry(ctx context.Context, id string) error {
 	return nil
 }
 
+// store stores one message of the queue's stream.
+func (c *Client) store(ctx context.Context, m *nats.Msg) error {
+	errs, err := c.commit.store(ctx, []*nats.Msg{m})
+	if err != nil {
+		return err
+	}
+	return errs[0]
+}
+
 // Delete forgets a job that is not waiting to run: a dead or finished one.
 func (c *Client) Delete(ctx context.Context, id string) error {
-	info, rev, err := c.info(ctx, id)
+	info, _, err := c.info(ctx, id)
 	if err != nil {
 		return err
 	}
 	if info.State != Dead && info.State != Succeeded {
 		return fmt.Errorf("queue: delete %s: the job is %s; only dead and succeeded jobs can be deleted", id, info.State)
 	}
-	if err := c.state.Delete(ctx, id, jetstream.LastRevision(rev)); err != nil {
+	if err := c.stream.Purge(ctx, jetstream.WithPurgeSubject(idSubject(id))); err != nil {
 		return fmt.Errorf("queue: delete %s: %w", id, err)
 	}
 	var errs []error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -48,7 +49,8 @@ type MetaEntry struct {
 // until ctx is done. The function returned with the channel waits for the
 // watch to end and says why: nil when ctx ended it.
 func (c *Client) WatchMeta(ctx context.Context, pattern string) (<-chan *MetaEntry, func() error, error) {
-	return watch(ctx, c, metaBucket, pattern, func(key string, value []byte) (*MetaEntry, error) {
-		return &MetaEntry{Key: key, Value: value}, nil
+	prefix := "$KV." + metaBucket + "."
+	return watch(ctx, c, "KV_"+metaBucket, []string{prefix + pattern}, nil, func(subject string, value []byte) (*MetaEntry, error) {
+		return &MetaEntry{Key: strings.TrimPrefix(subject, prefix), Value: value}, nil
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/goherd/herd"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -128,26 +129,49 @@ func (w *Worker) handler(kind string) Handler {
 	return w.handlers[kind]
 }
 
+// consumerConfig is the durable consumer through which workers take the
+// jobs of one queue at one priority.
+func consumerConfig(queue string, p Priority, lease time.Duration) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       "herd_" + queue + "_" + p.subject(),
+		FilterSubject: jobRoot + "." + queue + "." + p.subject() + ".>",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       lease,
+		MaxDeliver:    -1,
+		MaxAckPending: 100_000,
+	}
+}
+
+// ensureConsumer makes the consumer of a queue at a priority when the
+// first job of it is enqueued, so that the queue's figures are the
+// consumer's from then on, with no worker yet. Workers set its lease.
+func (c *Client) ensureConsumer(ctx context.Context, queue string, p Priority) error {
+	key := queue + "." + p.subject()
+	if _, ok := c.consumers.Load(key); ok {
+		return nil
+	}
+	_, err := c.js.CreateConsumer(ctx, streamName, consumerConfig(queue, p, 30*time.Second))
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerExists) {
+		return fmt.Errorf("consumer %s: %w", key, err)
+	}
+	c.consumers.Store(key, true)
+	return nil
+}
+
 // Run takes jobs and runs them until ctx is done. It then takes no more,
 // lets the running jobs finish for up to [WorkerConfig.ShutdownTimeout],
 // cancels those still running and hands them back to the queue, and
-// returns nil. A job of a worker that dies without handing it back is
-// given to another worker when its lease runs out.
+// returns nil once their outcomes are stored. A job of a worker that dies
+// without handing it back is given to another worker when its lease runs
+// out.
 func (w *Worker) Run(ctx context.Context) error {
 	var consumers []jetstream.Consumer
 	for _, prio := range []Priority{High, Default, Low} {
 		for _, q := range w.cfg.Queues {
-			name := fmt.Sprintf("herd_%s_%s", q, prio.subject())
-			cons, err := w.c.js.CreateOrUpdateConsumer(ctx, jobsStream, jetstream.ConsumerConfig{
-				Durable:       name,
-				FilterSubject: jobsSubject + "." + q + "." + prio.subject(),
-				AckPolicy:     jetstream.AckExplicitPolicy,
-				AckWait:       w.cfg.Lease,
-				MaxDeliver:    -1,
-				MaxAckPending: 100_000,
-			})
+			cc := consumerConfig(q, prio, w.cfg.Lease)
+			cons, err := w.c.js.CreateOrUpdateConsumer(ctx, streamName, cc)
 			if err != nil {
-				return fmt.Errorf("queue: worker: consumer %s: %w", name, err)
+				return fmt.Errorf("queue: worker: consumer %s: %w", cc.Durable, err)
 			}
 			consumers = append(consumers, cons)
 		}
@@ -169,8 +193,14 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.mu.Unlock()
 	var running atomic.Int64
 	free := make(chan struct{}, 1) // a slot came free
+	var outcomes sync.WaitGroup    // outcomes handed to the committer, not yet settled
+	var tidied time.Time
 
 	for ctx.Err() == nil {
+		if time.Since(tidied) > tidyEvery {
+			w.tidy(ctx, consumers)
+			tidied = time.Now()
+		}
 		// Take up to twice the concurrency: jobs waiting in the pool's
 		// queue start the moment a slot frees, without a round trip.
 		n := 2*w.cfg.Concurrency - int(running.Load())
@@ -181,8 +211,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		msgs := w.fetch(ctx, consumers, n)
-		for _, msg := range msgs {
+		for _, d := range w.prepare(ctx, w.fetch(ctx, consumers, n)) {
 			running.Add(1)
 			pool.Go(jobsCtx, func(context.Context) error {
 				defer func() {
@@ -192,7 +221,7 @@ func (w *Worker) Run(ctx context.Context) error {
 					default:
 					}
 				}()
-				w.handle(jobsCtx, ctx, msg)
+				w.handle(jobsCtx, ctx, d, &outcomes)
 				return nil
 			})
 		}
@@ -202,7 +231,32 @@ func (w *Worker) Run(ctx context.Context) error {
 	timer := time.AfterFunc(w.cfg.ShutdownTimeout, stopJobs)
 	defer timer.Stop()
 	pool.Close()
+	outcomes.Wait()
+	w.tidy(context.WithoutCancel(ctx), consumers)
 	return nil
+}
+
+// tidyEvery is how often a worker removes the messages of finished jobs.
+const tidyEvery = 5 * time.Second
+
+// tidy removes from the stream the messages of the jobs that every worker
+// is done with: those below each consumer's acknowledgement floor. Their
+// records stay. An acknowledgement costs no write to disk this way (the
+// consumer's state is saved about ten times a second), and the space is
+// taken back a batch at a time.
+func (w *Worker) tidy(ctx context.Context, consumers []jetstream.Consumer) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for _, cons := range consumers {
+		ci, err := cons.Info(ctx)
+		if err != nil || ci.AckFloor.Stream == 0 {
+			continue
+		}
+		err = w.c.stream.Purge(ctx, jetstream.WithPurgeSubject(ci.Config.FilterSubject), jetstream.WithPurgeSequence(ci.AckFloor.Stream+1))
+		if err != nil {
+			w.c.log.Debug("queue: removing finished jobs", "consumer", ci.Name, "error", err)
+		}
+	}
 }
 
 // Abort cancels the jobs running now, as the end of the shutdown timeout
@@ -263,82 +317,109 @@ const maxRecordedResult = 64 << 10
 // runningAfter is how long a job runs before its record says so.
 const runningAfter = 50 * time.Millisecond
 
-// handle runs one delivered job and records how it went.
-//
-// The message carries the job's whole record as it was enqueued. On a first
-// delivery that is all there is to know, so the worker goes straight to
-// work; a job delivered again, scheduled, or retried by hand has its record
-// read first, for its attempts and errors so far. Records are written
-// without waiting, except the last, which is confirmed before the message
-// is acknowledged: a job leaves the queue only once its outcome is kept.
-func (w *Worker) handle(jobsCtx, runCtx context.Context, msg jetstream.Msg) {
+// A delivery is a job taken from the queue, with its record as it is now.
+type delivery struct {
+	msg  jetstream.Msg
+	info *Info
+}
+
+// prepare reads the records of the jobs just taken, in one request, and
+// returns those to run. The message carries a job's record as it was
+// enqueued; a record written since (a job delivered again after a failed
+// attempt, a lost worker, or a restarted server) says how it went: a
+// finished job is acknowledged and not run again, and a job that ran
+// before goes on with its attempts and errors so far. A job whose time
+// has not come is handed back until then.
+func (w *Worker) prepare(ctx context.Context, msgs []jetstream.Msg) []delivery {
+	ds := make([]delivery, 0, len(msgs))
+	subjects := make([]string, 0, len(msgs))
+	for _, msg := range msgs {
+		info := new(Info)
+		if err := json.Unmarshal(msg.Data(), info); err != nil || info.ID == "" {
+			w.c.log.Error("queue: dropping a message that is not a job", "subject", msg.Subject(), "error", err)
+			msg.Term()
+			continue
+		}
+		ds = append(ds, delivery{msg, info})
+		subjects = append(subjects, recSubject(info))
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	recs, err := w.c.lasts(rctx, subjects)
+	if err != nil {
+		w.c.log.Warn("queue: job records unreadable; trying later", "error", err)
+		for _, d := range ds {
+			d.msg.NakWithDelay(time.Second)
+		}
+		return nil
+	}
+	bySubject := make(map[string]storedMsg, len(recs))
+	for _, r := range recs {
+		bySubject[r.subject] = r
+	}
+	run := ds[:0]
+	for _, d := range ds {
+		r, ok := bySubject[recSubject(d.info)]
+		if meta, err := d.msg.Metadata(); ok && (err != nil || r.seq > meta.Sequence.Stream) { // older: from before a retry by hand
+			cur := new(Info)
+			if err := json.Unmarshal(r.data, cur); err == nil {
+				d.info = cur
+			}
+		}
+		if d.info.State == Succeeded || d.info.State == Dead {
+			d.msg.Ack() // delivered again after it finished: nothing to do
+			continue
+		}
+		if wait := time.Until(d.info.RunAt); wait > 0 {
+			d.msg.NakWithDelay(wait)
+			continue
+		}
+		run = append(run, d)
+	}
+	return run
+}
+
+// handle runs one delivered job and records how it went. The outcome is
+// handed to the client's committer, which stores it with others in one
+// write and then settles the message: a job leaves the queue only once its
+// outcome is kept, and the slot is free for the next job meanwhile.
+func (w *Worker) handle(jobsCtx, runCtx context.Context, d delivery, outcomes *sync.WaitGroup) {
+	msg, info := d.msg, d.info
 	if runCtx.Err() != nil {
 		msg.Nak() // taken but not started before the worker began to stop: hand it back
 		return
 	}
-	info := new(Info)
-	if err := json.Unmarshal(msg.Data(), info); err != nil || info.ID == "" {
-		w.c.log.Error("queue: dropping a message that is not a job", "subject", msg.Subject(), "error", err)
-		msg.Term()
-		return
-	}
 	ctx := context.WithoutCancel(jobsCtx)
-	meta, err := msg.Metadata()
-	if err != nil || meta.NumDelivered > 1 || !info.RunAt.IsZero() {
-		cur, err := w.c.Info(ctx, info.ID)
-		switch {
-		case err == nil:
-			info = cur
-		case !errors.Is(err, ErrNotFound): // not found: expired or deleted, the message is the record
-			w.c.log.Warn("queue: job record unreadable; trying later", "id", info.ID, "error", err)
-			msg.NakWithDelay(time.Second)
-			return
-		}
-		if info.State == Succeeded || info.State == Dead {
-			msg.Ack() // delivered again after it finished: nothing to do
-			return
-		}
-		if wait := time.Until(info.RunAt); wait > 0 {
-			msg.NakWithDelay(wait)
-			return
-		}
-	}
-
 	info.State, info.Attempts, info.UpdatedAt = Running, info.Attempts+1, time.Now()
 	// A job that is done within runningAfter never shows as running: for
 	// short jobs that record would cost a store write each, for a state
 	// no one could see in time.
 	// Nothing changes info while the handler runs, so the timer may read
-	// it; and handle waits for the timer before changing it again.
+	// it; and handle waits for the timer before changing it again, so that
+	// the running record is handed to the committer before the outcome,
+	// which then replaces it.
 	recorded := make(chan struct{})
 	t := time.AfterFunc(runningAfter, func() {
 		defer close(recorded)
-		// The handler does not wait for this record: the state is only
-		// news. But the outcome must not be published until this one is
-		// settled, stored or given up on: during a failover the client
-		// sends a publish again a moment later, and a running record sent
-		// again after the outcome would overwrite it.
-		if f, err := w.record(info); err == nil {
-			select {
-			case <-f.Ok():
-			case <-f.Err():
-			}
+		if m, err := w.c.newRecordMsg(info); err == nil {
+			w.c.commit.add(ctx, &write{msg: m, done: func(error) {}}) // only news: nobody waits for it
 		}
 	})
 	result, err := w.run(jobsCtx, msg, info)
 	if !t.Stop() {
-		<-recorded // so that the outcome is published after it, and wins
+		<-recorded
 	}
 	info.UpdatedAt = time.Now()
+	finish := func(settle func() error) { w.finish(ctx, msg, info, settle, outcomes) }
 	switch {
 	case err != nil && jobsCtx.Err() != nil && runCtx.Err() != nil:
 		// Cancelled because this worker is stopping: hand the job back
 		// without counting the attempt.
 		info.State, info.Attempts = Queued, info.Attempts-1
-		w.finish(ctx, msg, info, msg.Nak)
+		finish(msg.Nak)
 	case err == nil:
 		info.State, info.Result = Succeeded, result
-		w.finish(ctx, msg, info, msg.Ack)
+		finish(msg.Ack)
 	default:
 		info.Errors = append(info.Errors, fmt.Sprintf("attempt %d: %v", info.Attempts, err))
 		if _, permanent := errors.AsType[permanentError](err); permanent || info.Attempts >= info.MaxAttempts {
@@ -349,28 +430,19 @@ func (w *Worker) handle(jobsCtx, runCtx context.Context, msg jetstream.Msg) {
 				msg.Nak()
 				return
 			}
-			w.finish(ctx, msg, info, msg.Ack)
+			finish(msg.Ack)
 			return
 		}
 		info.State = Retrying
 		delay := w.backoff(info.Attempts)
-		w.finish(ctx, msg, info, func() error { return msg.NakWithDelay(delay) })
+		finish(func() error { return msg.NakWithDelay(delay) })
 	}
 }
 
-// record publishes a job's record without waiting for the store.
-func (w *Worker) record(info *Info) (jetstream.PubAckFuture, error) {
-	data, err := json.Marshal(info)
-	if err != nil {
-		return nil, err
-	}
-	return w.c.js.PublishAsync(recordSubject(info.ID), data)
-}
-
-// finish stores a job's record and, once it is stored, settles the message
-// with settle. If the record cannot be stored, the message is left to be
-// delivered again.
-func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, info *Info, settle func() error) {
+// finish hands a job's record to the committer, which settles the message
+// with settle once the record is stored. If the record cannot be stored,
+// the message is left to be delivered again.
+func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, info *Info, settle func() error, outcomes *sync.WaitGroup) {
 	var err error
 	if len(info.Result) > maxRecordedResult {
 		// Too big for the record: kept apart, under the job's id.
@@ -378,19 +450,25 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, info *Info, sett
 			info.Result, info.ResultApart = nil, true
 		}
 	}
-	var f jetstream.PubAckFuture
+	var m *nats.Msg
 	if err == nil {
-		f, err = w.record(info)
+		m, err = w.c.newRecordMsg(info)
 	}
 	if err == nil {
-		select {
-		case <-f.Ok():
+		outcomes.Add(1)
+		err = w.c.commit.add(ctx, &write{msg: m, done: func(err error) {
+			defer outcomes.Done()
+			if err != nil {
+				w.c.log.Warn("queue: job outcome not stored; it will run again", "id", info.ID, "error", err)
+				msg.Nak()
+				return
+			}
 			settle()
+		}})
+		if err == nil {
 			return
-		case err = <-f.Err():
-		case <-ctx.Done():
-			err = ctx.Err()
 		}
+		outcomes.Done()
 	}
 	w.c.log.Warn("queue: job outcome not stored; it will run again", "id", info.ID, "error", err)
 	msg.Nak()

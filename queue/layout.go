@@ -1,0 +1,192 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// The queue's storage layout: one stream holds every job and every record,
+// by subject (doc.go says why):
+//
+//	herd.job.<queue>.<priority>.<id>   a job to run: its record as enqueued
+//	herd.rec.<queue>.<priority>.<id>   the job's record once a worker has it
+//
+// A subject keeps only its last message, so a record written again replaces
+// the one before it. The last message on herd.*.*.*.<id> is what the queue
+// knows of a job now.
+const (
+	streamName    = "HERD"
+	jobRoot       = "herd.job"
+	recRoot       = "herd.rec"
+	layoutKey     = "herd.layout"    // stream metadata: the layout's version
+	retentionKey  = "herd.retention" // stream metadata: how long finished records are kept
+	layoutVersion = "2"
+)
+
+// jobSubject is where a job waits to be run.
+func jobSubject(info *Info) string {
+	return jobRoot + "." + info.Queue + "." + info.Priority.subject() + "." + info.ID
+}
+
+// recSubject is where a job's record is kept once a worker has it.
+func recSubject(info *Info) string {
+	return recRoot + "." + info.Queue + "." + info.Priority.subject() + "." + info.ID
+}
+
+// idSubject matches every subject of the job with the given id: queue and
+// priority names have no dots, so the id is all that follows the fourth.
+func idSubject(id string) string { return "herd.*.*.*." + id }
+
+// queueFilter matches the jobs waiting in a named queue, or in every queue.
+func queueFilter(queue string) string {
+	if queue == "" {
+		return jobRoot + ".>"
+	}
+	return jobRoot + "." + queue + ".>"
+}
+
+// idOf returns the id in a subject of the layout.
+func idOf(subject string) string {
+	for range 4 {
+		i := strings.IndexByte(subject, '.')
+		if i < 0 {
+			return ""
+		}
+		subject = subject[i+1:]
+	}
+	return subject
+}
+
+// storedMsg is a message read back from the stream.
+type storedMsg struct {
+	subject string
+	seq     uint64
+	data    []byte
+}
+
+// directGet asks the stream for stored messages, reading from whichever
+// server holds a copy (JetStream's direct get): req is a JSON request as
+// JetStream's API takes it. It returns the messages in order; none is not
+// an error.
+func (c *Client) directGet(ctx context.Context, req any) ([]storedMsg, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	inbox := c.nc.NewRespInbox()
+	sub, err := c.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Unsubscribe()
+	if err := c.nc.PublishRequest("$JS.API.DIRECT.GET."+streamName, inbox, body); err != nil {
+		return nil, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	var msgs []storedMsg
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read: %w", err)
+		}
+		switch status := m.Header.Get("Status"); status {
+		case "":
+		case "404":
+			return msgs, nil // nothing (more) matches
+		case "204":
+			return msgs, nil // the end of a batch
+		default:
+			return nil, fmt.Errorf("read: %s %s", status, m.Header.Get("Description"))
+		}
+		seq, _ := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
+		msgs = append(msgs, storedMsg{subject: m.Header.Get("Nats-Subject"), seq: seq, data: m.Data})
+		if len(m.Header.Values("Nats-Num-Pending")) == 0 {
+			return msgs, nil // a single message, not a batch
+		}
+	}
+}
+
+// last returns the last message on subject (which may have wildcards), or
+// nil if there is none.
+func (c *Client) last(ctx context.Context, subject string) (*storedMsg, error) {
+	msgs, err := c.directGet(ctx, map[string]any{"last_by_subj": subject})
+	if err != nil || len(msgs) == 0 {
+		return nil, err
+	}
+	return &msgs[0], nil
+}
+
+// lasts returns the last message on each of the subjects that has one.
+func (c *Client) lasts(ctx context.Context, subjects []string) ([]storedMsg, error) {
+	if len(subjects) == 0 {
+		return nil, nil
+	}
+	return c.directGet(ctx, map[string]any{"multi_last": subjects, "batch": len(subjects)})
+}
+
+// count returns how many messages match subject, from the stream's own
+// index: no message is read but the first.
+func (c *Client) count(ctx context.Context, subject string) (uint64, error) {
+	body, _ := json.Marshal(map[string]any{"seq": 1, "next_by_subj": subject, "batch": 1})
+	m, err := c.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+streamName, body)
+	if err != nil {
+		return 0, err
+	}
+	switch m.Header.Get("Status") {
+	case "404":
+		return 0, nil
+	case "":
+		n, err := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+		return n + 1, err
+	}
+	return 0, fmt.Errorf("count %s: %s %s", subject, m.Header.Get("Status"), m.Header.Get("Description"))
+}
+
+// newRecordMsg is the message that stores info as the job's record (final
+// ones expire after the queue's retention).
+func (c *Client) newRecordMsg(info *Info) (*nats.Msg, error) {
+	data, err := json.Marshal(info)
+	if err != nil {
+		return nil, err
+	}
+	m := &nats.Msg{Subject: recSubject(info), Data: data, Header: nats.Header{}}
+	if info.State == Succeeded || info.State == Dead {
+		m.Header.Set("Nats-TTL", strconv.FormatInt(int64(c.retention/time.Second), 10))
+	}
+	return m, nil
+}
+
+// newJobMsg is the message that puts a job in its queue. With unique set,
+// it is stored only if the queue has no job of that id.
+func newJobMsg(info *Info, unique bool) (*nats.Msg, error) {
+	data, err := json.Marshal(info)
+	if err != nil {
+		return nil, err
+	}
+	m := &nats.Msg{Subject: jobSubject(info), Data: data, Header: nats.Header{}}
+	if unique {
+		expectLast(m, info.ID, 0)
+	}
+	return m, nil
+}
+
+// expectLast makes m's store depend on the last message of the job with
+// the given id having sequence seq (0: there is none).
+func expectLast(m *nats.Msg, id string, seq uint64) {
+	m.Header.Set("Nats-Expected-Last-Subject-Sequence", strconv.FormatUint(seq, 10))
+	m.Header.Set("Nats-Expected-Last-Subject-Sequence-Subject", idSubject(id))
+}
+
+// errLayout1 says how to move a queue left by an earlier herd.
+var errLayout1 = errors.New("the queue was written by an earlier herd")
