@@ -81,19 +81,19 @@ const (
 // Client is a connection to a queue: it enqueues jobs, reports on them,
 // and runs [Worker]s. It is safe for concurrent use.
 type Client struct {
-	cfg     Config
-	srv     *embedded.Server // the embedded server, if any
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	stream  jetstream.Stream // jobs and records (layout.go)
-	commit  *committer       // stores jobs and records in group commits
+	cfg    Config
+	srv    *embedded.Server // the embedded server, if any
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream // jobs and records (layout.go)
+	commit *committer       // stores jobs and records in group commits
 	// consumers holds the queue.priority names whose consumer this
 	// client has made sure of.
 	consumers sync.Map
-	dead    jetstream.KeyValue
-	meta    jetstream.KeyValue
-	results jetstream.ObjectStore
-	log     *slog.Logger
+	dead      jetstream.KeyValue
+	meta      jetstream.KeyValue
+	results   jetstream.ObjectStore
+	log       *slog.Logger
 
 	// retention is how long finished records are kept: the queue's
 	// setting, read when the client opens.
