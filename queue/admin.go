@@ -294,7 +294,7 @@ func (c *Client) List(ctx context.Context, queue string, limit int) ([]*Info, er
 func (c *Client) each(ctx context.Context, queue string, fn func(*Info) bool) error {
 	const batch = 256
 	for seq := uint64(1); ; {
-		msgs, err := c.directGet(ctx, map[string]any{"seq": seq, "next_by_subj": queueFilter(queue), "batch": batch})
+		msgs, err := c.directGet(ctx, map[string]any{"seq": seq, "next_by_subj": queueFilter(queue), "batch": batch}, batch)
 		if err != nil {
 			return fmt.Errorf("queue: list: %w", err)
 		}

@@ -87,6 +87,7 @@ type Client struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream // jobs and records (layout.go)
 	commit *committer       // stores jobs and records in group commits
+	gets   *getter          // reads them
 	// consumers holds the queue.priority names whose consumer this
 	// client has made sure of.
 	consumers sync.Map
@@ -146,7 +147,7 @@ func open(ctx context.Context, cfg Config, local *server.Server) (*Client, error
 				return nil, err
 			}
 		}
-		srv, err := embedded.Start(embedded.Config{Dir: dir, SyncInterval: cfg.SyncInterval})
+		srv, err := embedded.Start(embedded.Config{Dir: dir, SyncInterval: cfg.SyncInterval, GroupSync: true})
 		if err != nil {
 			return nil, fmt.Errorf("queue: open: %w", err)
 		}
@@ -194,7 +195,23 @@ func (c *Client) setup(ctx context.Context) error {
 	if err := c.setupStream(ctx); err != nil {
 		return err
 	}
-	c.commit = newCommitter(c.nc, c.log)
+	if c.gets, err = newGetter(c.nc); err != nil {
+		return err
+	}
+	// With the embedded server, this process syncs its files once for each
+	// group of writes; a server elsewhere syncs as it is set up to, and
+	// takes a large group as one atomic batch.
+	var sync func() error
+	atomicMin := 256
+	if c.srv != nil {
+		atomicMin = 0
+		if c.cfg.SyncInterval == 0 {
+			sync = c.srv.Sync
+		}
+	}
+	if c.commit, err = newCommitter(c.nc, c.log, sync, atomicMin); err != nil {
+		return err
+	}
 	// The other assets follow the stream's settings.
 	replicas := c.stream.CachedInfo().Config.Replicas
 	buckets := []struct {

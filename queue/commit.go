@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,10 +18,9 @@ import (
 	"github.com/nats-io/nuid"
 )
 
-// The limits of one commit: JetStream takes at most 1,000 messages in an
-// atomic batch, and a batch's messages travel together.
+// The limits of one commit.
 const (
-	maxCommitMsgs  = 1000
+	maxCommitMsgs  = 1000 // JetStream's most in an atomic batch
 	maxCommitBytes = 8 << 20
 )
 
@@ -29,9 +30,17 @@ const commitRetryFor = 30 * time.Second
 
 // A committer stores messages in the queue's stream in group commits: the
 // messages handed to it while a commit is under way go together in the
-// next one, as one atomic batch, which the server stores with one write to
-// disk (and, on a cluster, one round of replication). A lone message goes
-// at once, as an ordinary publish: an idle queue adds no wait.
+// next one, and are made durable together. A lone message goes at once:
+// an idle queue adds no wait.
+//
+// How a group is made durable depends on where the server is. With the
+// embedded server, which writes every message to its files as it stores
+// it, the committer syncs those files itself once the group is stored: one
+// fsync for the group (see doc.go). With a server elsewhere, which syncs as
+// it is set up to, a large group goes as one atomic batch, which a server
+// set to sync every write syncs once (and a cluster replicates in one
+// round); a small one goes as separate publishes, since an atomic batch
+// costs the server a few milliseconds to set up.
 //
 // Commits are made one at a time, in the order the messages came, so a
 // job's records are stored in the order they were written.
@@ -39,10 +48,19 @@ type committer struct {
 	nc  *nats.Conn
 	log *slog.Logger
 
+	// sync, if set, makes what the server stored durable.
+	sync func() error
+	// atomicMin is the smallest group sent as an atomic batch; 0: none.
+	atomicMin int
+
 	mu     sync.RWMutex // held to send on in; Close takes it to close in
 	closed bool
 	in     chan *write
 	done   chan struct{} // closed when run returns
+
+	acks  *nats.Subscription // the answers to the committer's publishes
+	inbox string
+	gen   uint64 // of the group under way, in the answers' subjects
 
 	commits atomic.Int64 // commits made, for tests and figures
 }
@@ -55,10 +73,16 @@ type write struct {
 	done func(err error)
 }
 
-func newCommitter(nc *nats.Conn, log *slog.Logger) *committer {
-	cm := &committer{nc: nc, log: log, in: make(chan *write, 4*maxCommitMsgs), done: make(chan struct{})}
+func newCommitter(nc *nats.Conn, log *slog.Logger, sync func() error, atomicMin int) (*committer, error) {
+	cm := &committer{nc: nc, log: log, sync: sync, atomicMin: atomicMin,
+		in: make(chan *write, 4*maxCommitMsgs), done: make(chan struct{}), inbox: nc.NewInbox()}
+	var err error
+	if cm.acks, err = nc.SubscribeSync(cm.inbox + ".>"); err != nil {
+		return nil, err
+	}
+	cm.acks.SetPendingLimits(-1, -1)
 	go cm.run()
-	return cm
+	return cm, nil
 }
 
 // errClosed is a write handed to a committer that is closing.
@@ -115,6 +139,7 @@ func (cm *committer) close() {
 	}
 	cm.mu.Unlock()
 	<-cm.done
+	cm.acks.Unsubscribe()
 }
 
 func (cm *committer) run() {
@@ -176,30 +201,100 @@ func (cm *committer) run() {
 // commit stores a batch and calls each write's done.
 func (cm *committer) commit(batch []*write) {
 	cm.commits.Add(1)
-	var err error
-	if len(batch) == 1 {
-		err = cm.retry(func() error { return cm.publish(batch[0].msg) })
-	} else {
-		msgs := make([]*nats.Msg, len(batch))
-		for i, w := range batch {
-			msgs[i] = w.msg
-		}
-		err = cm.atomic(msgs)
+	msgs := make([]*nats.Msg, len(batch))
+	for i, w := range batch {
+		msgs[i] = w.msg
+	}
+	var errs []error
+	if cm.atomicMin > 0 && len(msgs) >= cm.atomicMin {
+		err := cm.atomic(msgs)
 		if wrongLastSequence(err) {
 			// A job id seen before (or another expectation not met) fails
 			// the whole batch without saying which: store each alone.
-			for _, w := range batch {
-				w.msg.Header.Del("Nats-Batch-Id")
-				w.msg.Header.Del("Nats-Batch-Sequence")
-				w.msg.Header.Del("Nats-Batch-Commit")
-				w.msg.Header.Del("Nats-Msg-Id")
-				w.done(cm.retry(func() error { return cm.publish(w.msg) }))
+			for _, m := range msgs {
+				for _, h := range []string{"Nats-Batch-Id", "Nats-Batch-Sequence", "Nats-Batch-Commit", "Nats-Msg-Id"} {
+					m.Header.Del(h)
+				}
 			}
-			return
+			errs = cm.publishAll(msgs)
+		} else {
+			errs = make([]error, len(msgs))
+			for i := range errs {
+				errs[i] = err
+			}
+		}
+	} else {
+		errs = cm.publishAll(msgs)
+	}
+	if cm.sync != nil && slices.Contains(errs, nil) {
+		if err := cm.sync(); err != nil {
+			cm.log.Error("queue: syncing the store to disk", "error", err)
+			for i := range errs {
+				if errs[i] == nil {
+					errs[i] = fmt.Errorf("sync: %w", err)
+				}
+			}
 		}
 	}
-	for _, w := range batch {
-		w.done(err)
+	for i, w := range batch {
+		w.done(errs[i])
+	}
+}
+
+// publishAll stores msgs with one publish each, all sent before the first
+// answer is awaited, and returns the error of each. Those that fail for
+// want of a server that answers are sent again, until commitRetryFor has
+// passed. A message sent again after an answer that was lost is stored
+// once all the same: every subject of the stream keeps its last message
+// only, and a job's id is in its subjects.
+func (cm *committer) publishAll(msgs []*nats.Msg) []error {
+	errs := make([]error, len(msgs))
+	left := make([]int, len(msgs)) // the indexes still to store
+	for i := range left {
+		left[i] = i
+	}
+	deadline := time.Now().Add(commitRetryFor)
+	wait := 50 * time.Millisecond
+	for tries := 1; ; tries++ {
+		cm.gen++
+		prefix := cm.inbox + "." + strconv.FormatUint(cm.gen, 10) + "."
+		sent := 0
+		for _, i := range left {
+			m := msgs[i]
+			m.Reply = prefix + strconv.Itoa(i)
+			if errs[i] = cm.nc.PublishMsg(m); errs[i] == nil {
+				errs[i] = nats.ErrTimeout // until answered
+				sent++
+			}
+		}
+		end := time.Now().Add(10 * time.Second)
+		for sent > 0 {
+			a, err := cm.acks.NextMsg(time.Until(end))
+			if err != nil {
+				break // the server does not answer: the rest time out
+			}
+			rest, ok := strings.CutPrefix(a.Subject, prefix)
+			i, err := strconv.Atoi(rest)
+			if !ok || err != nil || i < 0 || i >= len(msgs) {
+				continue // the answer to an earlier try
+			}
+			errs[i] = ackError(a, false)
+			sent--
+		}
+		left = left[:0]
+		for i, err := range errs {
+			if err != nil && transient(err) {
+				left = append(left, i)
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) || cm.nc.IsClosed() {
+			return errs
+		}
+		if tries == 2 {
+			cm.log.Warn("queue: the server does not answer; trying again", "error", errs[left[0]])
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, time.Second)
 	}
 }
 
@@ -226,19 +321,6 @@ func (cm *committer) retry(publish func() error) error {
 func transient(err error) bool {
 	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrConnectionReconnecting)
-}
-
-// publish stores one message. A message sent again after an answer that
-// was lost is stored once: its id is in the stream's window of duplicates.
-func (cm *committer) publish(m *nats.Msg) error {
-	if m.Header.Get("Nats-Msg-Id") == "" {
-		m.Header.Set("Nats-Msg-Id", nuid.Next())
-	}
-	reply, err := cm.nc.RequestMsg(m, 5*time.Second)
-	if err != nil {
-		return err
-	}
-	return ackError(reply, false)
 }
 
 // atomic stores msgs as one atomic batch, all or none, trying again while

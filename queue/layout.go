@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -71,22 +72,18 @@ type storedMsg struct {
 	data    []byte
 }
 
-// directGet asks the stream for stored messages, reading from whichever
-// server holds a copy (JetStream's direct get): req is a JSON request as
-// JetStream's API takes it. It returns the messages in order; none is not
-// an error.
-func (c *Client) directGet(ctx context.Context, req any) ([]storedMsg, error) {
+// directGet asks the stream for up to max stored messages, reading from
+// whichever server holds a copy (JetStream's direct get): req is a JSON
+// request as JetStream's API takes it. It returns the messages in order;
+// none is not an error.
+func (c *Client) directGet(ctx context.Context, req any, max int) ([]storedMsg, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
-	inbox := c.nc.NewRespInbox()
-	sub, err := c.nc.SubscribeSync(inbox)
-	if err != nil {
-		return nil, err
-	}
-	defer sub.Unsubscribe()
-	if err := c.nc.PublishRequest("$JS.API.DIRECT.GET."+streamName, inbox, body); err != nil {
+	answers, done := c.gets.open(max + 1)
+	defer done()
+	if err := c.nc.PublishRequest("$JS.API.DIRECT.GET."+streamName, answers.reply, body); err != nil {
 		return nil, err
 	}
 	if _, ok := ctx.Deadline(); !ok {
@@ -96,9 +93,11 @@ func (c *Client) directGet(ctx context.Context, req any) ([]storedMsg, error) {
 	}
 	var msgs []storedMsg
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("read: %w", err)
+		var m *nats.Msg
+		select {
+		case m = <-answers.ch:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("read: %w", ctx.Err())
 		}
 		switch status := m.Header.Get("Status"); status {
 		case "":
@@ -117,10 +116,60 @@ func (c *Client) directGet(ctx context.Context, req any) ([]storedMsg, error) {
 	}
 }
 
+// getter hands the answers to the client's direct gets, which may come as
+// many messages, to the call that asked, through one subscription.
+type getter struct {
+	sub    *nats.Subscription
+	prefix string
+	mu     sync.Mutex
+	next   uint64
+	calls  map[string]*getCall
+}
+
+type getCall struct {
+	reply string
+	ch    chan *nats.Msg
+}
+
+func newGetter(nc *nats.Conn) (*getter, error) {
+	g := &getter{prefix: nc.NewInbox() + ".", calls: map[string]*getCall{}}
+	var err error
+	g.sub, err = nc.Subscribe(g.prefix+"*", func(m *nats.Msg) {
+		g.mu.Lock()
+		call := g.calls[m.Subject]
+		g.mu.Unlock()
+		if call != nil {
+			select {
+			case call.ch <- m:
+			default: // more than asked for: the call ends on its timeout
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.sub.SetPendingLimits(-1, -1)
+	return g, nil
+}
+
+// open starts a call that takes up to max answers; done ends it.
+func (g *getter) open(max int) (*getCall, func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.next++
+	call := &getCall{reply: g.prefix + strconv.FormatUint(g.next, 10), ch: make(chan *nats.Msg, max)}
+	g.calls[call.reply] = call
+	return call, func() {
+		g.mu.Lock()
+		delete(g.calls, call.reply)
+		g.mu.Unlock()
+	}
+}
+
 // last returns the last message on subject (which may have wildcards), or
 // nil if there is none.
 func (c *Client) last(ctx context.Context, subject string) (*storedMsg, error) {
-	msgs, err := c.directGet(ctx, map[string]any{"last_by_subj": subject})
+	msgs, err := c.directGet(ctx, map[string]any{"last_by_subj": subject}, 1)
 	if err != nil || len(msgs) == 0 {
 		return nil, err
 	}
@@ -132,7 +181,7 @@ func (c *Client) lasts(ctx context.Context, subjects []string) ([]storedMsg, err
 	if len(subjects) == 0 {
 		return nil, nil
 	}
-	return c.directGet(ctx, map[string]any{"multi_last": subjects, "batch": len(subjects)})
+	return c.directGet(ctx, map[string]any{"multi_last": subjects, "batch": len(subjects)}, len(subjects))
 }
 
 // count returns how many messages match subject, from the stream's own

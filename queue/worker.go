@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"runtime/debug"
@@ -195,6 +196,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	free := make(chan struct{}, 1) // a slot came free
 	var outcomes sync.WaitGroup    // outcomes handed to the committer, not yet settled
 	var tidied time.Time
+	var stale staleness
 
 	for ctx.Err() == nil {
 		if time.Since(tidied) > tidyEvery {
@@ -211,7 +213,8 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		for _, d := range w.prepare(ctx, w.fetch(ctx, consumers, n)) {
+		stale.refresh(ctx, w.c)
+		for _, d := range w.prepare(ctx, w.fetch(ctx, consumers, n), stale.upTo) {
 			running.Add(1)
 			pool.Go(jobsCtx, func(context.Context) error {
 				defer func() {
@@ -323,16 +326,55 @@ type delivery struct {
 	info *Info
 }
 
-// prepare reads the records of the jobs just taken, in one request, and
-// returns those to run. The message carries a job's record as it was
-// enqueued; a record written since (a job delivered again after a failed
-// attempt, a lost worker, or a restarted server) says how it went: a
-// finished job is acknowledged and not run again, and a job that ran
-// before goes on with its attempts and errors so far. A job whose time
-// has not come is handed back until then.
-func (w *Worker) prepare(ctx context.Context, msgs []jetstream.Msg) []delivery {
+// staleness says which deliveries may be stale: a job whose outcome was
+// stored and acknowledged can be delivered again if the server lost the
+// acknowledgement, which it saves about ten times a second. That takes a
+// restart of the server (the client reconnects) or, on a cluster, a new
+// leader; either way only jobs stored before then can be affected.
+type staleness struct {
+	upTo        uint64          // jobs stored up to this stream sequence may be stale
+	at          time.Time       // when upTo was read
+	reconnected <-chan struct{} // closed when the client next reconnects
+}
+
+// staleEvery is how often a worker of a server elsewhere reads upTo again:
+// a cluster elects a new leader without the client noticing.
+const staleEvery = 10 * time.Second
+
+// refresh reads upTo when the worker starts, after each reconnect, and
+// from time to time with a server elsewhere. If the stream cannot be read,
+// every delivery counts as stale.
+func (s *staleness) refresh(ctx context.Context, c *Client) {
+	switch {
+	case s.reconnected == nil:
+	case c.srv == nil && time.Since(s.at) > staleEvery:
+	default:
+		select {
+		case <-s.reconnected:
+		default:
+			return
+		}
+	}
+	s.reconnected, s.at = c.reconnectSignal(), time.Now()
+	info, err := c.stream.Info(ctx)
+	if err != nil {
+		s.upTo = math.MaxUint64
+		return
+	}
+	s.upTo = info.State.LastSeq
+}
+
+// prepare returns the jobs just taken that are to run. The message carries
+// a job's record as it was enqueued; a record written since (a job
+// delivered again after a failed attempt, a lost worker, or a restarted
+// server) says how it went: a finished job is acknowledged and not run
+// again, and a job that ran before goes on with its attempts and errors so
+// far. The records of the deliveries that may be stale (see staleness) are
+// read in one request. A job whose time has not come is handed back until
+// then.
+func (w *Worker) prepare(ctx context.Context, msgs []jetstream.Msg, staleUpTo uint64) []delivery {
 	ds := make([]delivery, 0, len(msgs))
-	subjects := make([]string, 0, len(msgs))
+	var subjects []string
 	for _, msg := range msgs {
 		info := new(Info)
 		if err := json.Unmarshal(msg.Data(), info); err != nil || info.ID == "" {
@@ -341,7 +383,9 @@ func (w *Worker) prepare(ctx context.Context, msgs []jetstream.Msg) []delivery {
 			continue
 		}
 		ds = append(ds, delivery{msg, info})
-		subjects = append(subjects, recSubject(info))
+		if meta, err := msg.Metadata(); err != nil || meta.NumDelivered > 1 || meta.Sequence.Stream <= staleUpTo || !info.RunAt.IsZero() {
+			subjects = append(subjects, recSubject(info))
+		}
 	}
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

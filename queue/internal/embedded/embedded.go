@@ -7,9 +7,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -24,6 +26,11 @@ type Config struct {
 	// SyncInterval is how often written data is flushed to disk. Zero
 	// means after every write.
 	SyncInterval time.Duration
+
+	// GroupSync, with a zero SyncInterval, leaves the syncs to the
+	// process, which calls [Server.Sync] after each group of writes that
+	// must be durable; the server syncs every two minutes besides.
+	GroupSync bool
 
 	// Name names the server; it must differ between the servers of a
 	// cluster. Empty means "herd".
@@ -61,6 +68,10 @@ type Config struct {
 type Server struct {
 	*server.Server
 	lock *os.File
+	dir  string
+
+	syncMu   sync.Mutex
+	lastSync time.Time // when the last Sync began
 }
 
 // Close stops the server, waits until it has, and releases its folder.
@@ -102,10 +113,13 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.TLS != nil {
 		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, cfg.TLS, 2
 	}
-	if cfg.SyncInterval == 0 {
-		opts.SyncAlways = true
-	} else {
+	switch {
+	case cfg.SyncInterval > 0:
 		opts.SyncInterval = cfg.SyncInterval
+	case cfg.GroupSync:
+		opts.SyncInterval = 2 * time.Minute
+	default:
+		opts.SyncAlways = true
 	}
 	if cfg.Cluster.Name != "" {
 		opts.Cluster.Name = cfg.Cluster.Name
@@ -127,13 +141,51 @@ func Start(cfg Config) (*Server, error) {
 		lock.Close()
 		return nil, fmt.Errorf("embedded: %w", err)
 	}
-	s := &Server{Server: ns, lock: lock}
+	s := &Server{Server: ns, lock: lock, dir: cfg.Dir}
 	ns.Start() // does not block: the server runs until Shutdown
 	if !ns.ReadyForConnections(30 * time.Second) {
 		s.Close()
 		return nil, fmt.Errorf("embedded: server in %s did not start", cfg.Dir)
 	}
 	return s, nil
+}
+
+// Sync makes durable every write the server has made to its store: it
+// syncs the files and folders of the store changed since the last Sync
+// began. The server writes each message it stores to its files before it
+// acknowledges it (the store of a stream kept on one server flushes in
+// place), so what was acknowledged before Sync is called is on disk when
+// it returns.
+func (s *Server) Sync() error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	start := time.Now()
+	// File times come from a clock coarser than time.Now: take a margin.
+	since := s.lastSync.Add(-time.Second)
+	err := filepath.WalkDir(filepath.Join(s.dir, "jetstream"), func(path string, d fs.DirEntry, err error) error {
+		if err == nil {
+			var info fs.FileInfo
+			if info, err = d.Info(); err == nil && info.ModTime().Before(since) {
+				return nil
+			}
+		}
+		if err == nil {
+			var f *os.File
+			if f, err = os.Open(path); err == nil {
+				err = f.Sync()
+				f.Close()
+			}
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // removed meanwhile
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("embedded: sync: %w", err)
+	}
+	s.lastSync = start
+	return nil
 }
 
 // lockDir takes the lock of a data folder: two servers writing one
