@@ -99,6 +99,8 @@ type Client struct {
 	// retention is how long finished records are kept: the queue's
 	// setting, read when the client opens.
 	retention time.Duration
+	// openedAt is the stream's last sequence when the client opened.
+	openedAt uint64
 
 	mu          sync.Mutex
 	reconnected chan struct{} // closed, and replaced, when the client reconnects
@@ -196,6 +198,9 @@ func (c *Client) setup(ctx context.Context) error {
 		return err
 	}
 	if c.gets, err = newGetter(c.nc); err != nil {
+		return err
+	}
+	if c.openedAt, err = c.lastSeq(ctx); err != nil {
 		return err
 	}
 	// With the embedded server, this process syncs its files once for each
@@ -307,6 +312,15 @@ func (c *Client) setupStream(ctx context.Context) error {
 	}
 	c.stream, c.retention = s, retention
 	return nil
+}
+
+// lastSeq returns the stream's last sequence.
+func (c *Client) lastSeq(ctx context.Context) (uint64, error) {
+	info, err := c.stream.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
 }
 
 // ensure creates the stream of the given name with create if it does not

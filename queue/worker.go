@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -167,6 +169,7 @@ func (c *Client) ensureConsumer(ctx context.Context, queue string, p Priority) e
 // out.
 func (w *Worker) Run(ctx context.Context) error {
 	var consumers []jetstream.Consumer
+	var names []string
 	for _, prio := range []Priority{High, Default, Low} {
 		for _, q := range w.cfg.Queues {
 			cc := consumerConfig(q, prio, w.cfg.Lease)
@@ -174,9 +177,14 @@ func (w *Worker) Run(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("queue: worker: consumer %s: %w", cc.Durable, err)
 			}
-			consumers = append(consumers, cons)
+			consumers, names = append(consumers, cons), append(names, cc.Durable)
 		}
 	}
+	p, err := newPuller(w.c.nc)
+	if err != nil {
+		return fmt.Errorf("queue: worker: %w", err)
+	}
+	defer p.close()
 
 	pool, err := herd.New(herd.Config{Workers: w.cfg.Concurrency, QueueSize: 2 * w.cfg.Concurrency})
 	if err != nil {
@@ -214,7 +222,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			continue
 		}
 		stale.refresh(ctx, w.c)
-		for _, d := range w.prepare(ctx, w.fetch(ctx, consumers, n), stale.upTo) {
+		for _, d := range w.prepare(ctx, w.fetch(ctx, p, names, n), stale.upTo) {
 			running.Add(1)
 			pool.Go(jobsCtx, func(context.Context) error {
 				defer func() {
@@ -274,17 +282,90 @@ func (w *Worker) Abort() {
 	}
 }
 
+// A puller takes jobs from the queue's consumers with pull requests, whose
+// answers all come through one subscription.
+type puller struct {
+	nc    *nats.Conn
+	sub   *nats.Subscription
+	inbox string
+	gen   uint64               // of the pull under way, in its reply subject
+	empty map[string]time.Time // consumers that had no job, until when to skip them
+}
+
+// emptyFor is how long a worker skips a consumer that had no job.
+const emptyFor = 5 * time.Millisecond
+
+func newPuller(nc *nats.Conn) (*puller, error) {
+	p := &puller{nc: nc, inbox: nc.NewInbox(), empty: map[string]time.Time{}}
+	var err error
+	if p.sub, err = nc.SubscribeSync(p.inbox + ".*"); err != nil {
+		return nil, err
+	}
+	p.sub.SetPendingLimits(-1, -1)
+	return p, nil
+}
+
+func (p *puller) close() { p.sub.Unsubscribe() }
+
+// pull takes up to n jobs from a consumer: those there now, or, with a
+// wait, those that come within it. Jobs that arrive late, for an earlier
+// pull, are taken too: they are this worker's.
+func (p *puller) pull(consumer string, n int, wait time.Duration) ([]*nats.Msg, error) {
+	p.gen++
+	reply := p.inbox + "." + strconv.FormatUint(p.gen, 10)
+	req := fmt.Appendf(nil, `{"batch":%d,"no_wait":true}`, n)
+	if wait > 0 {
+		req = fmt.Appendf(nil, `{"batch":%d,"expires":%d}`, n, wait.Nanoseconds())
+	}
+	if err := p.nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+streamName+"."+consumer, reply, req); err != nil {
+		return nil, err
+	}
+	end := time.Now().Add(wait + 2*time.Second)
+	var msgs []*nats.Msg
+	for len(msgs) < n {
+		m, err := p.sub.NextMsg(time.Until(end))
+		if err != nil {
+			if len(msgs) > 0 {
+				return msgs, nil
+			}
+			return nil, err // the server does not answer
+		}
+		if status := m.Header.Get("Status"); status == "" && strings.HasPrefix(m.Reply, "$JS.ACK.") {
+			msgs = append(msgs, m)
+			continue
+		} else if m.Subject != reply || status == "100" {
+			continue // the end of an earlier pull, or a heartbeat
+		} else if status != "404" && status != "408" {
+			// 409: the consumer changed leader or was deleted, or the
+			// server had too many pulls waiting.
+			return msgs, fmt.Errorf("pull %s: %s %s", consumer, status, m.Header.Get("Description"))
+		}
+		return msgs, nil // no (more) jobs
+	}
+	return msgs, nil
+}
+
 // fetch takes up to n jobs, high priority first. When there are none it
 // waits a moment for one.
-func (w *Worker) fetch(ctx context.Context, consumers []jetstream.Consumer, n int) []jetstream.Msg {
-	var msgs []jetstream.Msg
+//
+// A consumer that had no job is asked again only after a few milliseconds
+// (but first when the worker is idle): most queues use one priority, and
+// asking the empty ones each time would cost as much as the jobs. So a
+// high-priority job may start a few milliseconds after the jobs of lower
+// priority taken meanwhile.
+func (w *Worker) fetch(ctx context.Context, p *puller, consumers []string, n int) []*nats.Msg {
+	var msgs []*nats.Msg
 	for _, cons := range consumers {
-		batch, err := cons.FetchNoWait(n - len(msgs))
-		if err != nil {
+		if time.Now().Before(p.empty[cons]) {
 			continue
 		}
-		for m := range batch.Messages() {
-			msgs = append(msgs, m)
+		batch, err := p.pull(cons, n-len(msgs), 0)
+		if len(batch) == 0 {
+			p.empty[cons] = time.Now().Add(emptyFor)
+		}
+		msgs = append(msgs, batch...)
+		if err != nil {
+			w.c.log.Debug("queue: fetch", "consumer", cons, "error", err)
 		}
 		if len(msgs) == n {
 			return msgs
@@ -293,23 +374,20 @@ func (w *Worker) fetch(ctx context.Context, consumers []jetstream.Consumer, n in
 	if len(msgs) > 0 || ctx.Err() != nil {
 		return msgs
 	}
+	clear(p.empty)
 	// Nothing waiting: wait on the default priority of the first queue,
 	// which is where most jobs arrive; the others are looked at again
 	// after the wait.
-	batch, err := consumers[len(w.cfg.Queues)].Fetch(n, jetstream.FetchMaxWait(200*time.Millisecond))
-	if err != nil {
+	batch, err := p.pull(consumers[len(w.cfg.Queues)], n, 200*time.Millisecond)
+	if err != nil && len(batch) == 0 {
 		// The server is away: don't spin while the client reconnects.
 		w.c.log.Debug("queue: fetch", "error", err)
 		select {
 		case <-time.After(250 * time.Millisecond):
 		case <-ctx.Done():
 		}
-		return nil
 	}
-	for m := range batch.Messages() {
-		msgs = append(msgs, m)
-	}
-	return msgs
+	return batch
 }
 
 // maxRecordedResult is the largest result kept in a job's record; bigger
@@ -322,33 +400,36 @@ const runningAfter = 50 * time.Millisecond
 
 // A delivery is a job taken from the queue, with its record as it is now.
 type delivery struct {
-	msg  jetstream.Msg
+	msg  *nats.Msg
 	info *Info
 }
 
 // staleness says which deliveries may be stale: a job whose outcome was
 // stored and acknowledged can be delivered again if the server lost the
 // acknowledgement, which it saves about ten times a second. That takes a
-// restart of the server (the client reconnects) or, on a cluster, a new
-// leader; either way only jobs stored before then can be affected.
+// restart of the server or, on a cluster, a new leader, and only jobs
+// stored before then can be affected. The embedded server started when
+// the client opened; a server elsewhere may restart (the client then
+// reconnects) or change leaders (unseen by the client, so the worker looks
+// again from time to time).
 type staleness struct {
 	upTo        uint64          // jobs stored up to this stream sequence may be stale
 	at          time.Time       // when upTo was read
 	reconnected <-chan struct{} // closed when the client next reconnects
 }
 
-// staleEvery is how often a worker of a server elsewhere reads upTo again:
-// a cluster elects a new leader without the client noticing.
+// staleEvery is how often a worker of a server elsewhere reads upTo again.
 const staleEvery = 10 * time.Second
 
 // refresh reads upTo when the worker starts, after each reconnect, and
 // from time to time with a server elsewhere. If the stream cannot be read,
 // every delivery counts as stale.
 func (s *staleness) refresh(ctx context.Context, c *Client) {
-	switch {
-	case s.reconnected == nil:
-	case c.srv == nil && time.Since(s.at) > staleEvery:
-	default:
+	if c.srv != nil {
+		s.upTo = c.openedAt
+		return
+	}
+	if s.reconnected != nil && time.Since(s.at) < staleEvery {
 		select {
 		case <-s.reconnected:
 		default:
@@ -356,12 +437,10 @@ func (s *staleness) refresh(ctx context.Context, c *Client) {
 		}
 	}
 	s.reconnected, s.at = c.reconnectSignal(), time.Now()
-	info, err := c.stream.Info(ctx)
-	if err != nil {
+	var err error
+	if s.upTo, err = c.lastSeq(ctx); err != nil {
 		s.upTo = math.MaxUint64
-		return
 	}
-	s.upTo = info.State.LastSeq
 }
 
 // prepare returns the jobs just taken that are to run. The message carries
@@ -372,13 +451,13 @@ func (s *staleness) refresh(ctx context.Context, c *Client) {
 // far. The records of the deliveries that may be stale (see staleness) are
 // read in one request. A job whose time has not come is handed back until
 // then.
-func (w *Worker) prepare(ctx context.Context, msgs []jetstream.Msg, staleUpTo uint64) []delivery {
+func (w *Worker) prepare(ctx context.Context, msgs []*nats.Msg, staleUpTo uint64) []delivery {
 	ds := make([]delivery, 0, len(msgs))
 	var subjects []string
 	for _, msg := range msgs {
 		info := new(Info)
-		if err := json.Unmarshal(msg.Data(), info); err != nil || info.ID == "" {
-			w.c.log.Error("queue: dropping a message that is not a job", "subject", msg.Subject(), "error", err)
+		if err := json.Unmarshal(msg.Data, info); err != nil || info.ID == "" {
+			w.c.log.Error("queue: dropping a message that is not a job", "subject", msg.Subject, "error", err)
 			msg.Term()
 			continue
 		}
@@ -460,10 +539,10 @@ func (w *Worker) handle(jobsCtx, runCtx context.Context, d delivery, outcomes *s
 		// Cancelled because this worker is stopping: hand the job back
 		// without counting the attempt.
 		info.State, info.Attempts = Queued, info.Attempts-1
-		finish(msg.Nak)
+		finish(func() error { return msg.Nak() })
 	case err == nil:
 		info.State, info.Result = Succeeded, result
-		finish(msg.Ack)
+		finish(func() error { return msg.Ack() })
 	default:
 		info.Errors = append(info.Errors, fmt.Sprintf("attempt %d: %v", info.Attempts, err))
 		if _, permanent := errors.AsType[permanentError](err); permanent || info.Attempts >= info.MaxAttempts {
@@ -474,7 +553,7 @@ func (w *Worker) handle(jobsCtx, runCtx context.Context, d delivery, outcomes *s
 				msg.Nak()
 				return
 			}
-			finish(msg.Ack)
+			finish(func() error { return msg.Ack() })
 			return
 		}
 		info.State = Retrying
@@ -486,7 +565,7 @@ func (w *Worker) handle(jobsCtx, runCtx context.Context, d delivery, outcomes *s
 // finish hands a job's record to the committer, which settles the message
 // with settle once the record is stored. If the record cannot be stored,
 // the message is left to be delivered again.
-func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, info *Info, settle func() error, outcomes *sync.WaitGroup) {
+func (w *Worker) finish(ctx context.Context, msg *nats.Msg, info *Info, settle func() error, outcomes *sync.WaitGroup) {
 	var err error
 	if len(info.Result) > maxRecordedResult {
 		// Too big for the record: kept apart, under the job's id.
@@ -520,7 +599,7 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, info *Info, sett
 
 // run calls the job's handler, renewing its lease meanwhile, with the job's
 // time limit, and turns a panic into an error that carries the stack.
-func (w *Worker) run(ctx context.Context, msg jetstream.Msg, info *Info) (result []byte, err error) {
+func (w *Worker) run(ctx context.Context, msg *nats.Msg, info *Info) (result []byte, err error) {
 	h := w.handler(info.Kind)
 	if h == nil {
 		return nil, fmt.Errorf("no handler for kind %q", info.Kind)
