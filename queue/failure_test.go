@@ -1,6 +1,7 @@
 package queue_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -32,6 +33,10 @@ func TestMain(m *testing.M) {
 	}
 	if cfg := os.Getenv("HERD_QUEUE_TEST_NODE"); cfg != "" {
 		serveNode(cfg)
+		return
+	}
+	if dir := os.Getenv("HERD_QUEUE_TEST_BUSY"); dir != "" {
+		busyQueue(dir)
 		return
 	}
 	code := m.Run()
@@ -86,6 +91,48 @@ func hangingWorker(url, marker string) {
 		select {} // until killed
 	})
 	w.Run(context.Background())
+}
+
+// busyQueue is the process that TestKilledWhileBusy kills: a queue
+// embedded in it, eight goroutines enqueueing, and a worker running the
+// jobs. It prints "enqueued ID PAYLOAD" once an enqueue has returned, and
+// "done ID" once it has seen a job's outcome stored.
+func busyQueue(dir string) {
+	ctx := context.Background()
+	c, err := queue.Open(ctx, queue.Config{Dir: dir})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	infos, _, err := c.Watch(ctx, "*")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	go func() {
+		for info := range infos {
+			if info.State == queue.Succeeded {
+				fmt.Println("done", info.ID)
+			}
+		}
+	}()
+	w, _ := c.NewWorker(queue.WorkerConfig{Concurrency: 4})
+	w.Handle("job", func(context.Context, *queue.Job) ([]byte, error) { return nil, nil })
+	go w.Run(ctx)
+	for g := range 8 {
+		go func() {
+			for i := 0; ; i++ {
+				payload := fmt.Sprintf("%d-%d", g, i)
+				id, err := c.Enqueue(ctx, "job", []byte(payload), queue.Options{})
+				if err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(1)
+				}
+				fmt.Println("enqueued", id, payload)
+			}
+		}()
+	}
+	select {} // until killed
 }
 
 type nodeConfig struct {
@@ -224,6 +271,75 @@ func TestEmbeddedServerRestart(t *testing.T) {
 		}
 	}
 	t.Logf("%d acknowledged enqueues, all succeeded after the restart", len(accepted))
+}
+
+// A process with the queue embedded, killed outright while eight
+// goroutines enqueue and a worker runs jobs, loses nothing and runs
+// nothing twice: after a restart on its folder, every job whose enqueue
+// returned is there once and runs, and no job whose outcome was stored
+// runs again, though its acknowledgement may have been lost.
+func TestKilledWhileBusy(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "HERD_QUEUE_TEST_BUSY="+dir)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	payloads := map[string]string{} // by id, of the enqueues that returned
+	done := map[string]bool{}
+	lines := bufio.NewScanner(out)
+	for lines.Scan() && (len(payloads) < 3000 || len(done) < 1000) {
+		switch f := strings.Fields(lines.Text()); f[0] {
+		case "enqueued":
+			payloads[f[1]] = f[2]
+		case "done":
+			done[f[1]] = true
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	if len(payloads) < 3000 {
+		t.Fatalf("the busy process ended early, after %d enqueues", len(payloads))
+	}
+
+	c := open(t, queue.Config{Dir: dir})
+	var mu sync.Mutex
+	ran := map[string]int{} // runs by payload, after the restart
+	var again []string
+	runWorker(t, c, queue.WorkerConfig{Concurrency: 4}, map[string]queue.Handler{
+		"job": func(_ context.Context, j *queue.Job) ([]byte, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			ran[string(j.Payload)]++
+			if done[j.ID] {
+				again = append(again, j.ID)
+			}
+			return nil, nil
+		},
+	})
+	for id := range payloads {
+		if info := wait(t, c, id); info.State != queue.Succeeded {
+			t.Errorf("job %s after the restart = %+v, want succeeded", id, info)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(again) > 0 {
+		t.Errorf("%d jobs whose outcome was stored ran again after the restart: %v", len(again), again[:min(len(again), 5)])
+	}
+	for p, n := range ran {
+		if n > 1 {
+			t.Errorf("job %s ran %d times after the restart, want once", p, n)
+		}
+	}
+	t.Logf("killed after %d enqueues and %d outcomes; %d jobs ran after the restart", len(payloads), len(done), len(ran))
 }
 
 // freePorts returns n ports free on loopback now.
