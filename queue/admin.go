@@ -359,5 +359,8 @@ func (c *Client) Purge(ctx context.Context, queue string) (int, error) {
 			return 0, fmt.Errorf("queue: purge: record of %s: %w", info.ID, err)
 		}
 	}
+	if err := c.durable(); err != nil {
+		return 0, fmt.Errorf("queue: purge: %w", err)
+	}
 	return len(left), nil
 }

@@ -30,7 +30,9 @@ type Config struct {
 
 	// SyncInterval is how often the embedded server flushes written jobs to
 	// disk. Zero means after every write: an enqueue that returned, or a
-	// result recorded, survives an operating-system crash or a power cut.
+	// result recorded, survives an operating-system crash or a power cut
+	// (writes made at the same time are synced together, see the package
+	// doc).
 	// NATS's own default is two minutes, which loses the jobs of the last
 	// two minutes in such a crash (a crash of herd alone loses nothing
 	// either way). See BENCHMARKS.md for what each costs.
@@ -312,6 +314,15 @@ func (c *Client) setupStream(ctx context.Context) error {
 	}
 	c.stream, c.retention = s, retention
 	return nil
+}
+
+// durable makes the writes made so far outside the committer durable, as
+// the committer's are, when this client syncs the embedded server's files.
+func (c *Client) durable() error {
+	if c.commit.sync == nil {
+		return nil
+	}
+	return c.commit.sync()
 }
 
 // lastSeq returns the stream's last sequence.

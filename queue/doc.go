@@ -19,13 +19,61 @@
 //	})
 //	err = w.Run(ctx) // until ctx is done
 //
-// Each job has a record, by id, in a JetStream key-value bucket: its state
-// ([Queued], [Scheduled], [Running], [Retrying], [Succeeded] or [Dead]), its
-// attempts, the error of each failed attempt, and its result. The record is
-// written before the job is published, and updated as the job runs; a job
-// is acknowledged only after its outcome is recorded, so a worker killed at
-// any moment loses nothing: its jobs go to another worker when their lease
-// runs out.
+// Each job has a record, by id: its state ([Queued], [Scheduled],
+// [Running], [Retrying], [Succeeded] or [Dead]), its attempts, the error of
+// each failed attempt, and its result. A job is acknowledged only after
+// its outcome is recorded, so a worker killed at any moment loses nothing:
+// its jobs go to another worker when their lease runs out.
+//
+// # Storage
+//
+// Jobs and records live in one JetStream stream, HERD, by subject:
+//
+//	herd.job.<queue>.<priority>.<id>   the job, as enqueued: one message a job
+//	herd.rec.<queue>.<priority>.<id>   its record, once a worker has had it
+//
+// Each subject keeps its last message only, and the last message on
+// herd.*.*.*.<id> is what the queue knows of a job now. The layout was
+// chosen from measurements (BENCHMARKS.md), for these reasons:
+//
+//   - A job costs two stored messages: it is its own record until a worker
+//     takes it (no record is written at enqueue), and its outcome replaces
+//     the record. With a work-queue stream and a key-value bucket it cost
+//     four: a record at enqueue, the message, the outcome, and the
+//     tombstone that an acknowledgement writes in a work-queue stream.
+//   - Acknowledgements write nothing. The stream keeps messages by limits,
+//     not as a work queue, so an acknowledgement only moves its consumer's
+//     floor, which the server saves about ten times a second. Workers remove
+//     the messages of finished jobs below that floor every few seconds.
+//     After a restart that lost acknowledgements, a worker reads the records
+//     of the deliveries that may be stale (one request for a batch) and does
+//     not run a job whose outcome is stored again.
+//   - Writes are group-committed. A [Client] hands every write (enqueues,
+//     outcomes, retries) to one committer, which sends what callers handed
+//     over meanwhile together and makes it durable with one sync: a lone
+//     write goes at once, so an idle queue adds no wait, and a busy one
+//     syncs once for many writes. With the embedded server, the client syncs
+//     the server's files itself after each group (the server writes each
+//     message to its files before acknowledging it, and leaves the syncing
+//     to the client); JetStream, set to sync always, would sync each message
+//     on its own. A server elsewhere syncs as it is set up to, and takes a
+//     large group as one atomic batch, which it syncs once (and a cluster
+//     replicates in one round). Workers hand their outcomes to the
+//     committer and take the next job at once; a job is acknowledged when
+//     its outcome is stored.
+//   - A job is one message, so one unit of delivery: jobs spread over every
+//     free slot of every worker, leases and retries are per job, and a
+//     stream reader such as the nats CLI sees one message per job. Ids are
+//     unique because a job with an id of the caller's is stored only if no
+//     subject of that id has a message (an expected last sequence of 0 on
+//     herd.*.*.*.<id>).
+//   - Counts come from the stream's and the consumers' own figures: each
+//     queue has a consumer at each priority from its first job on, and a
+//     consumer knows how many jobs wait and how many are out, however many
+//     there are ([Client.Stats]).
+//
+// A queue written by an earlier herd (a stream HERD_JOBS) is moved to this
+// layout when a client opens it; stop the earlier herd's workers first.
 //
 // A job's record says it is running once it has run for 50ms: shorter jobs
 // go straight from queued to their outcome, which saves a store write for

@@ -404,16 +404,10 @@ func (c *Client) Retry(ctx context.Context, id string) error {
 	if err := c.dead.Purge(ctx, id); err != nil {
 		return fmt.Errorf("queue: retry %s: %w", id, err)
 	}
-	return nil
-}
-
-// store stores one message of the queue's stream.
-func (c *Client) store(ctx context.Context, m *nats.Msg) error {
-	errs, err := c.commit.store(ctx, []*nats.Msg{m})
-	if err != nil {
-		return err
+	if err := c.durable(); err != nil {
+		return fmt.Errorf("queue: retry %s: %w", id, err)
 	}
-	return errs[0]
+	return nil
 }
 
 // Delete forgets a job that is not waiting to run: a dead or finished one.
@@ -435,6 +429,7 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 	if info.ResultApart {
 		errs = append(errs, c.results.Delete(ctx, id))
 	}
+	errs = append(errs, c.durable())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("queue: delete %s: %w", id, err)
 	}

@@ -22,6 +22,9 @@ func (c *Client) PutMeta(ctx context.Context, key string, value []byte) error {
 	if _, err := c.meta.Put(ctx, key, value); err != nil {
 		return fmt.Errorf("queue: meta %s: %w", key, err)
 	}
+	if err := c.durable(); err != nil {
+		return fmt.Errorf("queue: meta %s: %w", key, err)
+	}
 	return nil
 }
 
