@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -70,8 +71,8 @@ type Server struct {
 	lock *os.File
 	dir  string
 
-	syncMu   sync.Mutex
-	lastSync time.Time // when the last Sync began
+	syncMu sync.Mutex
+	synced map[string]fileState // by path
 }
 
 // Close stops the server, waits until it has, and releases its folder.
@@ -150,41 +151,82 @@ func Start(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Sync makes durable every write the server has made to its store: it
-// syncs the files and folders of the store changed since the last Sync
-// began. The server writes each message it stores to its files before it
-// acknowledges it (the store of a stream kept on one server flushes in
-// place), so what was acknowledged before Sync is called is on disk when
-// it returns.
+// Sync makes durable every message the server has stored: it syncs the
+// message files of each stream that changed since the last Sync, and the
+// folders that hold them if files came or went. The server writes each
+// message to its file before it acknowledges it (the store of a stream
+// kept on one server flushes in place), so what was acknowledged before
+// Sync is called is on disk when it returns. Consumers' states and the
+// streams' indexes are left to the server: it rebuilds them from the
+// messages, and an acknowledgement lost is a job whose record the worker
+// reads again.
 func (s *Server) Sync() error {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
-	start := time.Now()
-	// File times come from a clock coarser than time.Now: take a margin.
-	since := s.lastSync.Add(-time.Second)
-	err := filepath.WalkDir(filepath.Join(s.dir, "jetstream"), func(path string, d fs.DirEntry, err error) error {
-		if err == nil {
-			var info fs.FileInfo
-			if info, err = d.Info(); err == nil && info.ModTime().Before(since) {
-				return nil
-			}
-		}
-		if err == nil {
-			var f *os.File
-			if f, err = os.Open(path); err == nil {
-				err = f.Sync()
-				f.Close()
-			}
-		}
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil // removed meanwhile
-		}
-		return err
-	})
+	if s.synced == nil {
+		s.synced = map[string]fileState{}
+	}
+	dirs, err := filepath.Glob(filepath.Join(s.dir, "jetstream", "*", "streams", "*", "msgs"))
 	if err != nil {
 		return fmt.Errorf("embedded: sync: %w", err)
 	}
-	s.lastSync = start
+	for _, dir := range dirs {
+		files, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // a stream removed meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("embedded: sync: %w", err)
+		}
+		paths := []string{dir}
+		for _, f := range files {
+			if strings.HasSuffix(f.Name(), ".blk") {
+				paths = append(paths, filepath.Join(dir, f.Name()))
+			}
+		}
+		for _, path := range paths {
+			if err := s.syncChanged(path); err != nil {
+				return fmt.Errorf("embedded: sync: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// fileState is what Sync saw of a file when it last synced it.
+type fileState struct {
+	size  int64
+	mtime time.Time
+}
+
+// syncChanged syncs the file or folder at path if its size or time differ
+// from when Sync last synced it. (A message file only grows, or is
+// rewritten smaller, so a change that keeps both is no change.)
+func (s *Server) syncChanged(path string) error {
+	info, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		delete(s.synced, path)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	now := fileState{info.Size(), info.ModTime()}
+	if s.synced[path] == now {
+		return nil
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	s.synced[path] = now
 	return nil
 }
 
