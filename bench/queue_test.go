@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,115 +18,230 @@ import (
 
 const queueJobs = 100_000
 
-// BenchmarkQueue enqueues 100,000 no-op jobs, then processes and acks them
-// with 8 jobs at once, and reports the rates. An iteration is one whole run.
+// A queueContender is a durable job queue under test, freshly set up.
+type queueContender struct {
+	enqueue func(ctx context.Context) error        // one job
+	batch   func(ctx context.Context, n int) error // n jobs in one call, if the queue has such a call
+	process func(ctx context.Context, n int) error // runs jobs 8 at a time until n are done
+	close   func()
+}
+
+// queueContenders are herd's queue at two durabilities and asynq on Redis
+// at three.
+var queueContenders = []struct {
+	name  string
+	setup func(b *testing.B) *queueContender
+}{
+	{"herd-durable", func(b *testing.B) *queueContender { return herdQueue(b, 0) }},
+	{"herd-sync-1s", func(b *testing.B) *queueContender { return herdQueue(b, time.Second) }},
+	{"asynq-fsync-always", func(b *testing.B) *queueContender { return asynqQueue(b, "always") }},
+	{"asynq-fsync-everysec", func(b *testing.B) *queueContender { return asynqQueue(b, "everysec") }},
+	{"asynq-redis-defaults", func(b *testing.B) *queueContender { return asynqQueue(b, "") }},
+}
+
+// BenchmarkQueue runs 100,000 no-op jobs through each queue in three shapes,
+// on a fresh store each time, and reports the rates. An iteration is one
+// whole run.
+//   - batch: 8 producers enqueue batches of 100 (asynq, which has no batch
+//     call, enqueues them one by one), then the jobs are processed;
+//   - single: 64 goroutines enqueue one job at a time, then the jobs are
+//     processed;
+//   - mixed: the 8 batch producers and the processing run at once.
 func BenchmarkQueue(b *testing.B) {
-	for _, sync := range []struct {
-		name     string
-		interval time.Duration
-	}{{"herd-fsync-always", 0}, {"herd-fsync-2m", 2 * time.Minute}} {
-		b.Run("impl="+sync.name, func(b *testing.B) {
-			benchQueue(b, func(b *testing.B) (enqueue func(context.Context, int) error, process func(context.Context, int) error) {
-				c, err := queue.Open(b.Context(), queue.Config{Dir: b.TempDir(), SyncInterval: sync.interval})
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { c.Close() })
-				enqueue = func(ctx context.Context, n int) error {
-					batch := make([]queue.NewJob, 1000)
-					for i := range batch {
-						batch[i] = queue.NewJob{Kind: "noop"}
-					}
-					for done := 0; done < n; done += len(batch) {
-						if _, err := c.EnqueueBatch(ctx, batch); err != nil {
-							return err
+	for _, shape := range []string{"batch", "single", "mixed"} {
+		for _, qc := range queueContenders {
+			b.Run("shape="+shape+"/impl="+qc.name, func(b *testing.B) {
+				var enqueueTime, processTime, total time.Duration
+				for b.Loop() {
+					b.StopTimer()
+					q := qc.setup(b)
+					b.StartTimer()
+					start := time.Now()
+					var err error
+					switch shape {
+					case "batch", "single":
+						if shape == "batch" {
+							err = produce(b.Context(), 8, queueJobs, func(ctx context.Context) error { return q.batch(ctx, 100) }, 100)
+						} else {
+							err = produce(b.Context(), 64, queueJobs, q.enqueue, 1)
 						}
-					}
-					return nil
-				}
-				process = func(ctx context.Context, n int) error {
-					var left atomic.Int64
-					left.Store(int64(n))
-					ctx, cancel := context.WithCancel(ctx)
-					w, _ := c.NewWorker(queue.WorkerConfig{Concurrency: 8})
-					w.Handle("noop", func(context.Context, *queue.Job) ([]byte, error) {
-						if left.Add(-1) == 0 {
-							cancel()
+						mid := time.Now()
+						if err == nil {
+							err = q.process(b.Context(), queueJobs)
 						}
-						return nil, nil
-					})
-					return w.Run(ctx)
+						enqueueTime += mid.Sub(start)
+						processTime += time.Since(mid)
+					case "mixed":
+						var wg sync.WaitGroup
+						var perr error
+						wg.Go(func() { perr = q.process(b.Context(), queueJobs) })
+						err = produce(b.Context(), 8, queueJobs, func(ctx context.Context) error { return q.batch(ctx, 100) }, 100)
+						wg.Wait()
+						err = cmpOr(err, perr)
+					}
+					total += time.Since(start)
+					b.StopTimer()
+					q.close()
+					b.StartTimer()
+					if err != nil {
+						b.Fatal(err)
+					}
 				}
-				return enqueue, process
+				jobs := float64(b.N) * queueJobs
+				b.ReportMetric(0, "ns/op")
+				if shape != "mixed" {
+					b.ReportMetric(jobs/enqueueTime.Seconds(), "enqueued/s")
+					b.ReportMetric(jobs/processTime.Seconds(), "processed/s")
+				}
+				b.ReportMetric(jobs/total.Seconds(), "jobs/s")
 			})
+		}
+	}
+}
+
+// BenchmarkEnqueueLatency times 2,000 lone enqueues, one after the other on
+// an idle queue, and reports the median and the 99th percentile.
+func BenchmarkEnqueueLatency(b *testing.B) {
+	for _, qc := range queueContenders {
+		b.Run("impl="+qc.name, func(b *testing.B) {
+			var times []time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				q := qc.setup(b)
+				b.StartTimer()
+				for range 2000 {
+					start := time.Now()
+					if err := q.enqueue(b.Context()); err != nil {
+						b.Fatal(err)
+					}
+					times = append(times, time.Since(start))
+				}
+				b.StopTimer()
+				q.close()
+				b.StartTimer()
+			}
+			slices.Sort(times)
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(float64(times[len(times)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(times[len(times)*99/100].Microseconds()), "p99-µs")
 		})
 	}
-	b.Run("impl=asynq-redis", func(b *testing.B) {
-		benchQueue(b, func(b *testing.B) (func(context.Context, int) error, func(context.Context, int) error) {
-			addr := startRedis(b)
-			client := asynq.NewClient(asynq.RedisClientOpt{Addr: addr})
-			b.Cleanup(func() { client.Close() })
-			enqueue := func(ctx context.Context, n int) error {
-				for range n {
-					if _, err := client.EnqueueContext(ctx, asynq.NewTask("noop", nil)); err != nil {
-						return err
-					}
+}
+
+func cmpOr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// produce runs producers that call enqueue, which adds per jobs, until n
+// jobs are in.
+func produce(ctx context.Context, producers, n int, enqueue func(context.Context) error, per int) error {
+	var left atomic.Int64
+	left.Store(int64(n))
+	var wg sync.WaitGroup
+	errs := make(chan error, producers)
+	for range producers {
+		wg.Go(func() {
+			for left.Add(-int64(per)) >= 0 {
+				if err := enqueue(ctx); err != nil {
+					errs <- err
+					return
 				}
-				return nil
 			}
-			process := func(ctx context.Context, n int) error {
-				var left atomic.Int64
-				left.Store(int64(n))
-				done := make(chan struct{})
-				srv := asynq.NewServer(asynq.RedisClientOpt{Addr: addr}, asynq.Config{Concurrency: 8, LogLevel: asynq.FatalLevel})
-				mux := asynq.NewServeMux()
-				mux.HandleFunc("noop", func(context.Context, *asynq.Task) error {
-					if left.Add(-1) == 0 {
-						close(done)
-					}
-					return nil
-				})
-				if err := srv.Start(mux); err != nil {
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func herdQueue(b *testing.B, sync time.Duration) *queueContender {
+	c, err := queue.Open(b.Context(), queue.Config{Dir: b.TempDir(), SyncInterval: sync})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &queueContender{
+		enqueue: func(ctx context.Context) error {
+			_, err := c.Enqueue(ctx, "noop", nil, queue.Options{})
+			return err
+		},
+		batch: func(ctx context.Context, n int) error {
+			_, err := c.EnqueueBatch(ctx, noopJobs(n))
+			return err
+		},
+		process: func(ctx context.Context, n int) error {
+			var left atomic.Int64
+			left.Store(int64(n))
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			w, _ := c.NewWorker(queue.WorkerConfig{Concurrency: 8})
+			w.Handle("noop", func(context.Context, *queue.Job) ([]byte, error) {
+				if left.Add(-1) == 0 {
+					cancel()
+				}
+				return nil, nil
+			})
+			return w.Run(ctx)
+		},
+		close: func() { c.Close() },
+	}
+}
+
+func asynqQueue(b *testing.B, appendfsync string) *queueContender {
+	addr, stop := startRedis(b, appendfsync)
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: addr})
+	enqueue := func(ctx context.Context) error {
+		_, err := client.EnqueueContext(ctx, asynq.NewTask("noop", nil))
+		return err
+	}
+	return &queueContender{
+		enqueue: enqueue,
+		batch: func(ctx context.Context, n int) error {
+			for range n {
+				if err := enqueue(ctx); err != nil {
 					return err
 				}
-				<-done
-				srv.Shutdown()
-				return nil
 			}
-			return enqueue, process
-		})
-	})
-}
-
-// benchQueue times setup's enqueue and process phases on a fresh queue
-// for each iteration.
-func benchQueue(b *testing.B, setup func(*testing.B) (func(context.Context, int) error, func(context.Context, int) error)) {
-	var enqueueTime, processTime time.Duration
-	for b.Loop() {
-		b.StopTimer()
-		enqueue, process := setup(b)
-		b.StartTimer()
-		start := time.Now()
-		if err := enqueue(b.Context(), queueJobs); err != nil {
-			b.Fatal(err)
-		}
-		mid := time.Now()
-		if err := process(b.Context(), queueJobs); err != nil {
-			b.Fatal(err)
-		}
-		enqueueTime += mid.Sub(start)
-		processTime += time.Since(mid)
+			return nil
+		},
+		process: func(ctx context.Context, n int) error {
+			var left atomic.Int64
+			left.Store(int64(n))
+			done := make(chan struct{})
+			srv := asynq.NewServer(asynq.RedisClientOpt{Addr: addr}, asynq.Config{Concurrency: 8, LogLevel: asynq.FatalLevel})
+			mux := asynq.NewServeMux()
+			mux.HandleFunc("noop", func(context.Context, *asynq.Task) error {
+				if left.Add(-1) == 0 {
+					close(done)
+				}
+				return nil
+			})
+			if err := srv.Start(mux); err != nil {
+				return err
+			}
+			select {
+			case <-done:
+			case <-ctx.Done():
+			}
+			srv.Shutdown()
+			return ctx.Err()
+		},
+		close: func() {
+			client.Close()
+			stop()
+		},
 	}
-	jobs := float64(b.N) * queueJobs
-	b.ReportMetric(0, "ns/op")
-	b.ReportMetric(jobs/enqueueTime.Seconds(), "enqueued/s")
-	b.ReportMetric(jobs/processTime.Seconds(), "processed/s")
-	b.ReportMetric(jobs/(enqueueTime+processTime).Seconds(), "jobs/s")
 }
 
-// startRedis starts a redis-server on a free loopback port, with Redis's
-// default durability (snapshots, no append-only file), for this benchmark.
-func startRedis(b *testing.B) string {
+// startRedis starts a redis-server on a free loopback port for one run:
+// with an append-only file synced as appendfsync says ("always",
+// "everysec"), or, given "", with Redis's default durability (snapshots,
+// no append-only file).
+func startRedis(b *testing.B, appendfsync string) (addr string, stop func()) {
 	b.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -132,25 +249,38 @@ func startRedis(b *testing.B) string {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	dir := b.TempDir()
-	cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", fmt.Sprint(port), "--dir", dir, "--save", "3600 1 300 100 60 10000")
+	args := []string{"--bind", "127.0.0.1", "--port", fmt.Sprint(port), "--dir", b.TempDir(), "--save", "3600 1 300 100 60 10000"}
+	if appendfsync != "" {
+		args = append(args, "--appendonly", "yes", "--appendfsync", appendfsync)
+	}
+	cmd := exec.Command("redis-server", args...)
 	cmd.Stdout, cmd.Stderr = nil, os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatalf("redis-server is needed (bench/run.sh installs it): %v", err)
 	}
-	b.Cleanup(func() {
+	stop = func() {
 		cmd.Process.Kill()
 		cmd.Wait()
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	}
+	addr = fmt.Sprintf("127.0.0.1:%d", port)
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			return addr
+			return addr, stop
 		}
 		if time.Now().After(deadline) {
+			stop()
 			b.Fatal("redis-server did not start")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// noopJobs returns n jobs of the kind noop, with no payload.
+func noopJobs(n int) []queue.NewJob {
+	jobs := make([]queue.NewJob, n)
+	for i := range jobs {
+		jobs[i].Kind = "noop"
+	}
+	return jobs
 }

@@ -44,7 +44,7 @@ for r in $(seq "$rounds"); do
     # Sub-benchmark names are matched part by part, each as a regexp.
     pattern=$(echo "$c" | sed -E 's#([^/]+)#^\1$#g')
     times=3x
-    case "$c" in BenchmarkQueue*) times=1x ;; esac # a whole run of 100,000 jobs each
+    case "$c" in BenchmarkQueue* | BenchmarkEnqueueLatency*) times=1x ;; esac # a whole run each
     "$bin/bench.test" -test.run '^$' -test.bench "$pattern" -test.benchtime "$times" |
       grep -E '^(Benchmark|goos|goarch|pkg|cpu)' >> "$out"
   done
@@ -59,5 +59,9 @@ for unit in cpu-ms/job ms/job; do
 done
 for unit in enqueued/s processed/s jobs/s; do
   echo "## $unit"
-  "$bin/benchstat" -table .name -row /impl -filter ".name:Queue .unit:$unit" "$out"
+  "$bin/benchstat" -table .name -row /impl -col /shape -filter ".name:Queue .unit:$unit" "$out"
+done
+for unit in p50-µs p99-µs; do
+  echo "## lone enqueue, $unit"
+  "$bin/benchstat" -table .name -row /impl -filter ".name:EnqueueLatency .unit:$unit" "$out"
 done

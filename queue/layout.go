@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -236,6 +235,3 @@ func expectLast(m *nats.Msg, id string, seq uint64) {
 	m.Header.Set("Nats-Expected-Last-Subject-Sequence", strconv.FormatUint(seq, 10))
 	m.Header.Set("Nats-Expected-Last-Subject-Sequence-Subject", idSubject(id))
 }
-
-// errLayout1 says how to move a queue left by an earlier herd.
-var errLayout1 = errors.New("the queue was written by an earlier herd")
