@@ -19,13 +19,7 @@ import (
 // waiting job runs, a finished job keeps its record, a job whose message
 // was lost is put back from its record, and the old streams are gone.
 func TestMigrateLayout1(t *testing.T) {
-	ns := startServer(t, embedded.Config{})
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	ns, js := rawJetStream(t)
 	ctx := t.Context()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "HERD_JOBS", Subjects: []string{"herd.jobs.>"}, Retention: jetstream.WorkQueuePolicy}); err != nil {
 		t.Fatal(err)
@@ -78,13 +72,7 @@ func TestMigrateLayout1(t *testing.T) {
 // A queue stream of a layout this herd does not know is refused with a
 // message that says so, and left as it is.
 func TestUnknownLayoutRefused(t *testing.T) {
-	ns := startServer(t, embedded.Config{})
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	ns, js := rawJetStream(t)
 	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "HERD", Subjects: []string{"herd.job.>"}, Metadata: map[string]string{"herd.layout": "3"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -96,4 +84,21 @@ func TestUnknownLayoutRefused(t *testing.T) {
 	if !strings.Contains(err.Error(), `layout "3"`) {
 		t.Errorf("Open of a queue in layout 3 = %v, want an error naming the layout", err)
 	}
+}
+
+// rawJetStream starts a server and connects to it with nats.go alone, to set
+// up what an earlier or another herd would have left.
+func rawJetStream(t *testing.T) (*embedded.Server, jetstream.JetStream) {
+	t.Helper()
+	ns := startServer(t, embedded.Config{})
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns, js
 }
