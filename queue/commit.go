@@ -253,9 +253,7 @@ func (cm *committer) publishAll(msgs []*nats.Msg) []error {
 	for i := range left {
 		left[i] = i
 	}
-	deadline := time.Now().Add(commitRetryFor)
-	wait := 50 * time.Millisecond
-	for tries := 1; ; tries++ {
+	cm.retry(func() error {
 		cm.gen++
 		prefix := cm.inbox + "." + strconv.FormatUint(cm.gen, 10) + "."
 		sent := 0
@@ -281,21 +279,13 @@ func (cm *committer) publishAll(msgs []*nats.Msg) []error {
 			errs[i] = ackError(a, false)
 			sent--
 		}
-		left = left[:0]
-		for i, err := range errs {
-			if err != nil && transient(err) {
-				left = append(left, i)
-			}
+		left = slices.DeleteFunc(left, func(i int) bool { return !transient(errs[i]) })
+		if len(left) > 0 {
+			return errs[left[0]] // try those again
 		}
-		if len(left) == 0 || time.Now().After(deadline) || cm.nc.IsClosed() {
-			return errs
-		}
-		if tries == 2 {
-			cm.log.Warn("queue: the server does not answer; trying again", "error", errs[left[0]])
-		}
-		time.Sleep(wait)
-		wait = min(2*wait, time.Second)
-	}
+		return nil
+	})
+	return errs
 }
 
 // retry calls publish until it succeeds, fails for a reason other than a
