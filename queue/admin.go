@@ -298,31 +298,19 @@ func (c *Client) each(ctx context.Context, queue string, fn func(*Info) bool) er
 		if err != nil {
 			return fmt.Errorf("queue: list: %w", err)
 		}
-		var subjects []string
 		infos := make([]*Info, 0, len(msgs))
+		seqs := make([]uint64, 0, len(msgs))
 		for _, m := range msgs {
 			info := new(Info)
 			if json.Unmarshal(m.data, info) != nil || info.ID == "" {
 				continue
 			}
-			infos = append(infos, info)
-			subjects = append(subjects, recSubject(info))
+			infos, seqs = append(infos, info), append(seqs, m.seq)
 		}
-		recs, err := c.lasts(ctx, subjects)
-		if err != nil {
+		if infos, err = c.current(ctx, infos, seqs); err != nil {
 			return fmt.Errorf("queue: list: %w", err)
 		}
-		bySubject := make(map[string]storedMsg, len(recs))
-		for _, r := range recs {
-			bySubject[r.subject] = r
-		}
-		for i, info := range infos {
-			if r, ok := bySubject[recSubject(info)]; ok && r.seq > msgs[i].seq {
-				cur := new(Info)
-				if json.Unmarshal(r.data, cur) == nil {
-					info = cur
-				}
-			}
+		for _, info := range infos {
 			if info.State == Succeeded || info.State == Dead {
 				continue
 			}

@@ -183,6 +183,36 @@ func (c *Client) lasts(ctx context.Context, subjects []string) ([]storedMsg, err
 	return c.directGet(ctx, map[string]any{"multi_last": subjects, "batch": len(subjects)}, len(subjects))
 }
 
+// current returns what the queue knows now of jobs read from their
+// messages: infos[i] as the message at stream sequence seqs[i] carried it,
+// or the job's record if one newer than the message exists (an older one
+// is from before a retry by hand). It reads the records in one request.
+func (c *Client) current(ctx context.Context, infos []*Info, seqs []uint64) ([]*Info, error) {
+	subjects := make([]string, len(infos))
+	for i, info := range infos {
+		subjects[i] = recSubject(info)
+	}
+	recs, err := c.lasts(ctx, subjects)
+	if err != nil {
+		return nil, err
+	}
+	bySubject := make(map[string]storedMsg, len(recs))
+	for _, r := range recs {
+		bySubject[r.subject] = r
+	}
+	cur := make([]*Info, len(infos))
+	for i, info := range infos {
+		cur[i] = info
+		if r, ok := bySubject[subjects[i]]; ok && r.seq > seqs[i] {
+			rec := new(Info)
+			if json.Unmarshal(r.data, rec) == nil {
+				cur[i] = rec
+			}
+		}
+	}
+	return cur, nil
+}
+
 // count returns how many messages match subject, from the stream's own
 // index: no message is read but the first.
 func (c *Client) count(ctx context.Context, subject string) (uint64, error) {

@@ -453,7 +453,9 @@ func (s *staleness) refresh(ctx context.Context, c *Client) {
 // then.
 func (w *Worker) prepare(ctx context.Context, msgs []*nats.Msg, staleUpTo uint64) []delivery {
 	ds := make([]delivery, 0, len(msgs))
-	var subjects []string
+	var stale []int // indexes in ds
+	var infos []*Info
+	var seqs []uint64
 	for _, msg := range msgs {
 		info := new(Info)
 		if err := json.Unmarshal(msg.Data, info); err != nil || info.ID == "" {
@@ -461,34 +463,33 @@ func (w *Worker) prepare(ctx context.Context, msgs []*nats.Msg, staleUpTo uint64
 			msg.Term()
 			continue
 		}
+		meta, err := msg.Metadata()
+		if err != nil || meta.NumDelivered > 1 || meta.Sequence.Stream <= staleUpTo || !info.RunAt.IsZero() {
+			var seq uint64
+			if err == nil {
+				seq = meta.Sequence.Stream
+			}
+			stale, infos, seqs = append(stale, len(ds)), append(infos, info), append(seqs, seq)
+		}
 		ds = append(ds, delivery{msg, info})
-		if meta, err := msg.Metadata(); err != nil || meta.NumDelivered > 1 || meta.Sequence.Stream <= staleUpTo || !info.RunAt.IsZero() {
-			subjects = append(subjects, recSubject(info))
-		}
 	}
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	recs, err := w.c.lasts(rctx, subjects)
-	if err != nil {
-		w.c.log.Warn("queue: job records unreadable; trying later", "error", err)
-		for _, d := range ds {
-			d.msg.NakWithDelay(time.Second)
+	if len(stale) > 0 {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		cur, err := w.c.current(rctx, infos, seqs)
+		if err != nil {
+			w.c.log.Warn("queue: job records unreadable; trying later", "error", err)
+			for _, d := range ds {
+				d.msg.NakWithDelay(time.Second)
+			}
+			return nil
 		}
-		return nil
-	}
-	bySubject := make(map[string]storedMsg, len(recs))
-	for _, r := range recs {
-		bySubject[r.subject] = r
+		for i, j := range stale {
+			ds[j].info = cur[i]
+		}
 	}
 	run := ds[:0]
 	for _, d := range ds {
-		r, ok := bySubject[recSubject(d.info)]
-		if meta, err := d.msg.Metadata(); ok && (err != nil || r.seq > meta.Sequence.Stream) { // older: from before a retry by hand
-			cur := new(Info)
-			if err := json.Unmarshal(r.data, cur); err == nil {
-				d.info = cur
-			}
-		}
 		if d.info.State == Succeeded || d.info.State == Dead {
 			d.msg.Ack() // delivered again after it finished: nothing to do
 			continue
