@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -77,7 +78,7 @@ func BenchmarkQueue(b *testing.B) {
 						wg.Go(func() { perr = q.process(b.Context(), queueJobs) })
 						err = produce(b.Context(), 8, queueJobs, func(ctx context.Context) error { return q.batch(ctx, 100) }, 100)
 						wg.Wait()
-						err = cmpOr(err, perr)
+						err = cmp.Or(err, perr)
 					}
 					total += time.Since(start)
 					b.StopTimer()
@@ -126,15 +127,6 @@ func BenchmarkEnqueueLatency(b *testing.B) {
 			b.ReportMetric(float64(times[len(times)*99/100].Microseconds()), "p99-µs")
 		})
 	}
-}
-
-func cmpOr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // produce runs producers that call enqueue, which adds per jobs, until n
