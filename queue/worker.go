@@ -305,7 +305,21 @@ func newPuller(nc *nats.Conn) (*puller, error) {
 	return p, nil
 }
 
-func (p *puller) close() { p.sub.Unsubscribe() }
+// close hands back the jobs that came for a pull but were not taken (a
+// pull given up on whose jobs came late), so that they need not wait for
+// their lease to run out, and stops.
+func (p *puller) close() {
+	for {
+		m, err := p.sub.NextMsg(0)
+		if err != nil {
+			break
+		}
+		if strings.HasPrefix(m.Reply, "$JS.ACK.") {
+			m.Nak()
+		}
+	}
+	p.sub.Unsubscribe()
+}
 
 // pull takes up to n jobs from a consumer: those there now, or, with a
 // wait, those that come within it. Jobs that arrive late, for an earlier
