@@ -191,9 +191,7 @@ func (c *Client) where() string {
 
 func (c *Client) setup(ctx context.Context) error {
 	var err error
-	// A publish whose acknowledgement never comes (the server went away
-	// and did not come back) fails after a while rather than hanging.
-	if c.js, err = jetstream.New(c.nc, jetstream.WithPublishAsyncTimeout(5*time.Second)); err != nil {
+	if c.js, err = jetstream.New(c.nc); err != nil {
 		return err
 	}
 	if err := c.setupStream(ctx); err != nil {
