@@ -34,11 +34,14 @@
 // that panicked, and reaches whoever waits for that task — the group's
 // Wait, the range loop of Map, [Config.OnError], or else [Pool.Close].
 //
-// A task may submit to its own pool, and wait for its own subtasks, without
-// deadlocking it even when the queue is full: a submit or a [Group.Wait]
-// made from one of the pool's tasks runs queued tasks while it waits,
-// instead of waiting for a worker that might be itself. Pass tasks the
-// context they were given so that the pool can tell.
+// [Config.Workers] bounds how many tasks run at once. A task may still
+// submit to its own pool, and wait for its own subtasks, without
+// deadlocking it when the queue is full: a submit or a wait made by one of
+// the pool's tasks runs queued tasks on the task's goroutine while it waits
+// (the task is suspended meanwhile, so the bound holds), instead of waiting
+// for a worker that might be itself. The pool knows the caller is a task by
+// the context it passes: [Pool.Go] with the task's context, a group made with
+// it, or [Group.GoContext] and [Group.WaitContext]. Any other caller waits.
 //
 // No goroutine outlives the call that owns it: the workers exit in Close or
 // Shutdown, and the goroutines of Map when the range loop ends.

@@ -19,6 +19,10 @@ var (
 	// cancelled because the task ran longer than [Config.TaskTimeout].
 	ErrTimeout = errors.New("herd: task timed out")
 
+	// errNotStarted is what running a task returns when Shutdown gave up
+	// before it could start: it is counted as never run.
+	errNotStarted = errors.New("herd: task not started")
+
 	// errGoexit is the error of a task that called runtime.Goexit.
 	errGoexit = errors.New("herd: task called runtime.Goexit")
 )

@@ -129,6 +129,8 @@ func TestGroupParentCancelled(t *testing.T) {
 	}
 }
 
+// Tasks adding to a group made outside the pool pass their context, so that
+// a full queue makes them help rather than wait for the only worker.
 func TestGroupTasksSubmitToTheirOwnGroup(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := newPool(t, herd.Config{Workers: 1, QueueSize: 1})
@@ -137,10 +139,10 @@ func TestGroupTasksSubmitToTheirOwnGroup(t *testing.T) {
 		var n atomic.Int64
 		var fan func(depth int) func(context.Context) error
 		fan = func(depth int) func(context.Context) error {
-			return func(context.Context) error {
+			return func(ctx context.Context) error {
 				n.Add(1)
 				for range depth {
-					g.Go(fan(depth - 1))
+					g.GoContext(ctx, fan(depth-1))
 				}
 				return nil
 			}

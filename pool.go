@@ -36,7 +36,9 @@ type Config struct {
 	// drawn at random from its upper half (jitter). Zero means 100ms.
 	Backoff time.Duration
 
-	// MaxBackoff caps the wait between retries. Zero means 10s.
+	// MaxBackoff caps every wait between retries, the first included.
+	// Zero means 10s, or Backoff if that is longer. A MaxBackoff shorter
+	// than Backoff is an error.
 	MaxBackoff time.Duration
 
 	// Rate limits how many task attempts start per second, across all
@@ -112,6 +114,8 @@ func New(cfg Config) (*Pool, error) {
 		return nil, fmt.Errorf("herd: new pool: retries %d is negative", cfg.Retries)
 	case cfg.Backoff < 0 || cfg.MaxBackoff < 0:
 		return nil, fmt.Errorf("herd: new pool: backoff %v, max backoff %v: must not be negative", cfg.Backoff, cfg.MaxBackoff)
+	case cfg.MaxBackoff > 0 && cfg.Backoff > cfg.MaxBackoff:
+		return nil, fmt.Errorf("herd: new pool: backoff %v is longer than max backoff %v", cfg.Backoff, cfg.MaxBackoff)
 	case cfg.Rate < 0 || cfg.Burst < 0:
 		return nil, fmt.Errorf("herd: new pool: rate %v, burst %d: must not be negative", cfg.Rate, cfg.Burst)
 	}
@@ -125,7 +129,7 @@ func New(cfg Config) (*Pool, error) {
 		cfg.Backoff = 100 * time.Millisecond
 	}
 	if cfg.MaxBackoff == 0 {
-		cfg.MaxBackoff = 10 * time.Second
+		cfg.MaxBackoff = max(10*time.Second, cfg.Backoff)
 	}
 	p := &Pool{
 		cfg:      cfg,
@@ -164,17 +168,21 @@ func New(cfg Config) (*Pool, error) {
 // The task's error, if any, goes to [Config.OnError]; use a [Group] to wait
 // for tasks and collect their errors.
 func (p *Pool) Go(ctx context.Context, task func(ctx context.Context) error) error {
-	return p.submit(ctx, item{fn: task})
+	return p.submit(ctx, nil, item{fn: task})
 }
 
 // TryGo submits task if there is room in the queue right now, and reports
 // whether it did. It never waits.
 func (p *Pool) TryGo(task func(ctx context.Context) error) bool {
+	return p.try(item{fn: task})
+}
+
+func (p *Pool) try(it item) bool {
 	if !p.enter() {
 		return false
 	}
 	select {
-	case p.queue <- item{fn: task}:
+	case p.queue <- it:
 		p.leave(true)
 		return true
 	default:
@@ -212,19 +220,27 @@ func (p *Pool) leave(queued bool) {
 	}
 }
 
-func (p *Pool) submit(ctx context.Context, it item) error {
-	done := ctx.Done()
-	if done != nil {
-		select {
-		case <-done:
-			return ctx.Err()
-		default:
-		}
+// submit queues it, waiting for room if need be. caller is the context of
+// whoever submits: its being done ends the wait, and if it is the context
+// of one of this pool's tasks, the caller runs queued tasks while it waits.
+// The wait also ends when also, if not nil, is done; submit then returns
+// also's error.
+func (p *Pool) submit(caller, also context.Context, it item) error {
+	done := caller.Done()
+	var alsoDone <-chan struct{}
+	if also != nil {
+		alsoDone = also.Done()
+	}
+	if err := caller.Err(); err != nil {
+		return err
+	}
+	if also != nil && also.Err() != nil {
+		return also.Err()
 	}
 	if !p.enter() {
 		return ErrClosed
 	}
-	if done == nil {
+	if done == nil && alsoDone == nil {
 		// Nothing to honour but the queue; and the caller is not one of
 		// our tasks, whose contexts can all be cancelled.
 		p.queue <- it
@@ -241,7 +257,7 @@ func (p *Pool) submit(ctx context.Context, it item) error {
 	// The queue is full. Waiting is the rule, but a caller that is one of
 	// this pool's tasks might wait for itself: it helps run the queue.
 	var help chan item
-	if ctx.Value(poolKey{}) == p {
+	if caller.Value(poolKey{}) == p {
 		help = p.queue
 	}
 	for {
@@ -249,11 +265,14 @@ func (p *Pool) submit(ctx context.Context, it item) error {
 		case p.queue <- it:
 			p.leave(true)
 			return nil
-		case other := <-help:
+		case other := <-help: // never closed while a send is under way
 			p.runItem(&p.helper, other)
 		case <-done:
 			p.leave(false)
-			return ctx.Err()
+			return caller.Err()
+		case <-alsoDone:
+			p.leave(false)
+			return also.Err()
 		}
 	}
 }
@@ -318,12 +337,13 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 
 	var errs []error
 	select {
-	case <-p.exited:
-	case <-ctx.Done():
-		p.dropping.Store(true)
-		p.cancel(fmt.Errorf("herd: pool shut down: %w", context.Cause(ctx)))
-		<-p.exited
-		errs = append(errs, fmt.Errorf("herd: shutdown: %d queued tasks never ran: %w", p.Metrics().NotRun, ctx.Err()))
+	case <-p.exited: // first, alone: a pool already closed is no error
+	default:
+		select {
+		case <-p.exited:
+		case <-ctx.Done():
+			errs = p.giveUp(ctx)
+		}
 	}
 	p.mu.Lock()
 	if p.panicked != nil {
@@ -332,6 +352,15 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 	p.mu.Unlock()
 	p.cancel(ErrClosed)
 	return errors.Join(errs...)
+}
+
+// giveUp ends a Shutdown whose ctx is done: it discards the queue, cancels
+// the running tasks and waits for the workers to exit.
+func (p *Pool) giveUp(ctx context.Context) []error {
+	p.dropping.Store(true)
+	p.cancel(fmt.Errorf("herd: pool shut down: %w", context.Cause(ctx)))
+	<-p.exited
+	return []error{fmt.Errorf("herd: shutdown: %d queued tasks never ran: %w", p.Metrics().NotRun, ctx.Err())}
 }
 
 // startWorker starts one worker. p.mu must be held.
@@ -412,15 +441,12 @@ func (p *Pool) runItem(w *worker, it item) {
 		return // a wake-up
 	}
 	if p.dropping.Load() {
-		w.notRun.Add(1)
-		if it.g != nil {
-			it.g.finish(ErrNotRun)
-		}
+		p.report(w, it.g, errNotStarted)
 		return
 	}
 	ctx := p.ctx
 	if it.g != nil {
-		ctx = it.g.ctx
+		ctx = it.g.taskCtx
 	}
 	var err error
 	returned := false
@@ -443,15 +469,24 @@ func (p *Pool) runItem(w *worker, it item) {
 }
 
 // call runs fn with the pool's timeout, retries and rate limit.
+// A task still waiting for its first start when Shutdown gives up never
+// ran: call returns errNotStarted for it.
 func (p *Pool) call(ctx context.Context, fn func(context.Context) error) error {
-	backoff := p.cfg.Backoff
+	backoff := p.cfg.Backoff // New made sure it is at most MaxBackoff
+	var err error
 	for attempt := 0; ; attempt++ {
 		if p.limiter != nil {
-			if err := p.limiter.wait(ctx); err != nil {
-				return err
+			if werr := p.limiter.wait(ctx); werr != nil {
+				switch {
+				case attempt > 0:
+					return err // the last attempt's
+				case p.dropping.Load():
+					return errNotStarted
+				}
+				return werr
 			}
 		}
-		err := p.attempt(ctx, fn)
+		err = p.attempt(ctx, fn)
 		if err == nil || attempt == p.cfg.Retries {
 			return err
 		}
@@ -479,6 +514,13 @@ func (p *Pool) attempt(ctx context.Context, fn func(context.Context) error) erro
 
 // report counts a finished task and hands its error to whoever waits for it.
 func (p *Pool) report(w *worker, g *Group, err error) {
+	if err == errNotStarted {
+		w.notRun.Add(1)
+		if g != nil {
+			g.finish(ErrNotRun)
+		}
+		return
+	}
 	if err == nil {
 		if w == &p.helper {
 			w.succeeded.Add(1)

@@ -79,6 +79,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{Retries: -1},
 		{Backoff: -1},
 		{MaxBackoff: -1},
+		{Backoff: time.Second, MaxBackoff: 100 * time.Millisecond},
 		{Rate: -1},
 		{Burst: -1},
 	} {

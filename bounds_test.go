@@ -1,0 +1,288 @@
+package herd_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/goherd/herd"
+)
+
+// gauge tracks how many tasks execute at once. A task suspended in a call
+// that may run other tasks on its goroutine (Go, Wait) steps out around it.
+type gauge struct {
+	now, peak atomic.Int64
+}
+
+func (g *gauge) in() {
+	n := g.now.Add(1)
+	for {
+		p := g.peak.Load()
+		if n <= p || g.peak.CompareAndSwap(p, n) {
+			return
+		}
+	}
+}
+
+func (g *gauge) out() { g.now.Add(-1) }
+
+// Workers bounds the tasks that run at once even when submitters outside
+// the pool find the queue full: they wait, they never run tasks themselves.
+func TestWorkersBoundGroupsFromOutside(t *testing.T) {
+	for _, workers := range []int{1, 2} {
+		synctest.Test(t, func(t *testing.T) {
+			p := newPool(t, herd.Config{Workers: workers, QueueSize: 1})
+			defer p.Close()
+			g := herd.NewGroup(t.Context(), p)
+			var running gauge
+			var submitters sync.WaitGroup
+			for range 3 {
+				submitters.Go(func() {
+					for range 5 {
+						g.Go(func(context.Context) error {
+							running.in()
+							defer running.out()
+							time.Sleep(time.Millisecond)
+							return nil
+						})
+					}
+				})
+			}
+			submitters.Wait()
+			if err := g.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			if peak := running.peak.Load(); peak != int64(workers) {
+				t.Errorf("Workers: %d: %d tasks ran at once", workers, peak)
+			}
+		})
+	}
+}
+
+// A task's own group helps when the queue is full, and the tasks that run
+// on the helping goroutine still count against Workers.
+func TestWorkersBoundTasksThatHelp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, herd.Config{Workers: 2, QueueSize: 1})
+		defer p.Close()
+		var running gauge
+		var leaves atomic.Int64
+		var tree func(depth int) func(context.Context) error
+		tree = func(depth int) func(context.Context) error {
+			return func(ctx context.Context) error {
+				running.in()
+				defer running.out()
+				if depth == 0 {
+					time.Sleep(time.Millisecond)
+					leaves.Add(1)
+					return nil
+				}
+				g := herd.NewGroup(ctx, p)
+				running.out()
+				defer running.in()
+				for range 3 {
+					g.Go(tree(depth - 1))
+				}
+				return g.Wait()
+			}
+		}
+		root := herd.NewGroup(t.Context(), p)
+		root.Go(tree(4))
+		if err := root.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if leaves.Load() != 81 {
+			t.Errorf("%d leaves, want 81", leaves.Load())
+		}
+		if peak := running.peak.Load(); peak > 2 {
+			t.Errorf("%d tasks ran at once, want at most 2", peak)
+		}
+	})
+}
+
+// A coordinating task fills and waits for a group made outside the pool,
+// with the only worker: passing its context makes it help instead of
+// waiting for itself.
+func TestTaskWaitsForGroupMadeOutside(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, herd.Config{Workers: 1, QueueSize: 1})
+		defer p.Close()
+		g := herd.NewGroup(t.Context(), p)
+		var ran atomic.Int64
+		result := make(chan error, 1)
+		p.Go(t.Context(), func(ctx context.Context) error {
+			for range 10 {
+				g.GoContext(ctx, func(context.Context) error { ran.Add(1); return nil })
+			}
+			result <- g.WaitContext(ctx)
+			return nil
+		})
+		if err := <-result; err != nil {
+			t.Fatal(err)
+		}
+		if ran.Load() != 10 {
+			t.Errorf("%d tasks ran, want 10", ran.Load())
+		}
+	})
+}
+
+func TestGoContextAndWaitContextHonourTheirContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, release := fullPool(t)
+		defer p.Close()
+		g := herd.NewGroup(t.Context(), p)
+		ctx, cancel := context.WithCancel(t.Context())
+		go func() { time.Sleep(time.Second); cancel() }()
+		if err := g.GoContext(ctx, func(context.Context) error { return nil }); !errors.Is(err, context.Canceled) {
+			t.Errorf("GoContext on a full queue, cancelled = %v, want context.Canceled", err)
+		}
+		close(release)
+
+		stop := errors.New("stop waiting")
+		ctx, cancelCause := context.WithCancelCause(t.Context())
+		g = herd.NewGroup(t.Context(), p)
+		g.Go(func(ctx context.Context) error { <-ctx.Done(); return context.Cause(ctx) })
+		go func() { time.Sleep(time.Second); cancelCause(stop) }()
+		if err := g.WaitContext(ctx); !errors.Is(err, stop) {
+			t.Errorf("WaitContext, cancelled = %v, want the tasks cancelled with its cause", err)
+		}
+	})
+}
+
+func TestGroupLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, herd.Config{Workers: 8})
+		defer p.Close()
+		g := herd.NewGroup(t.Context(), p)
+		g.SetLimit(2)
+		var running gauge
+		others := herd.NewGroup(t.Context(), p)
+		var othersRunning gauge
+		var submitter sync.WaitGroup
+		submitter.Go(func() {
+			for range 10 {
+				g.Go(func(context.Context) error {
+					running.in()
+					defer running.out()
+					time.Sleep(time.Second)
+					return nil
+				})
+			}
+		})
+		for range 10 {
+			others.Go(func(context.Context) error {
+				othersRunning.in()
+				defer othersRunning.out()
+				time.Sleep(time.Second)
+				return nil
+			})
+		}
+		synctest.Wait() // the limited group's submitter is blocked
+		err := others.Wait()
+		submitter.Wait()
+		if err := errors.Join(err, g.Wait()); err != nil {
+			t.Fatal(err)
+		}
+		if peak := running.peak.Load(); peak != 2 {
+			t.Errorf("limited group: %d tasks at once, want 2", peak)
+		}
+		if peak := othersRunning.peak.Load(); peak < 6 {
+			t.Errorf("unlimited group beside it: %d tasks at once, want the free workers", peak)
+		}
+	})
+}
+
+func TestGroupTryGo(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, herd.Config{Workers: 4})
+		defer p.Close()
+		g := herd.NewGroup(t.Context(), p)
+		g.SetLimit(1)
+		release := make(chan struct{})
+		if !g.TryGo(func(context.Context) error { <-release; return nil }) {
+			t.Fatal("TryGo on an empty group = false")
+		}
+		if g.TryGo(func(context.Context) error { return errors.New("ran past the limit") }) {
+			t.Error("TryGo past the limit = true")
+		}
+		close(release)
+		synctest.Wait()
+		if !g.TryGo(func(context.Context) error { return nil }) {
+			t.Error("TryGo after the first finished = false")
+		}
+		if err := g.Wait(); err != nil {
+			t.Errorf("Wait = %v", err)
+		}
+		defer func() {
+			if v := recover(); v == nil || !strings.Contains(v.(string), "SetLimit") {
+				t.Errorf("SetLimit with a task running: recovered %v, want a panic", v)
+			}
+			close(release)
+		}()
+		g = herd.NewGroup(t.Context(), p)
+		release = make(chan struct{})
+		g.Go(func(context.Context) error { <-release; return nil })
+		g.SetLimit(3)
+	})
+}
+
+func TestShutdownAfterCloseIsNil(t *testing.T) {
+	p := newPool(t, herd.Config{})
+	p.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	for range 100 {
+		if err := p.Shutdown(ctx); err != nil {
+			t.Fatalf("Shutdown after Close = %v, want nil", err)
+		}
+	}
+}
+
+// Tasks waiting for the rate limiter when Shutdown gives up never ran.
+func TestShutdownCountsRateLimitedTasksAsNotRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, herd.Config{Workers: 2, QueueSize: 10, Rate: 1})
+		g := herd.NewGroup(t.Context(), p)
+		var ran atomic.Int64
+		for range 10 {
+			g.Go(func(context.Context) error { ran.Add(1); return nil })
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 2500*time.Millisecond)
+		defer cancel()
+		err := p.Shutdown(ctx)
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "7 queued tasks never ran") {
+			t.Errorf("Shutdown = %v, want 7 tasks never ran", err)
+		}
+		if ran.Load() != 3 {
+			t.Errorf("%d tasks ran, want 3", ran.Load())
+		}
+		err = g.Wait()
+		if n := strings.Count(err.Error(), herd.ErrNotRun.Error()); n != 7 || errors.Is(err, context.Canceled) {
+			t.Errorf("group Wait = %v, want ErrNotRun 7 times, nothing else", err)
+		}
+		if m := p.Metrics(); m.NotRun != 7 || m.Failed != 0 || m.Succeeded != 3 {
+			t.Errorf("Metrics = %+v, want 3 succeeded, 7 not run", m)
+		}
+	})
+}
+
+// A Backoff longer than the default MaxBackoff raises that default.
+func TestLongBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, herd.Config{Workers: 1, Retries: 1, Backoff: 30 * time.Second, OnError: func(error) {}})
+		var at []time.Time
+		p.Go(t.Context(), func(context.Context) error { at = append(at, time.Now()); return errors.New("again") })
+		p.Close()
+		if len(at) != 2 {
+			t.Fatalf("%d attempts, want 2", len(at))
+		}
+		if gap := at[1].Sub(at[0]); gap < 15*time.Second || gap > 30*time.Second {
+			t.Errorf("wait before the retry = %v, want within [15s, 30s]", gap)
+		}
+	})
+}
