@@ -286,3 +286,95 @@ func TestLongBackoff(t *testing.T) {
 		}
 	})
 }
+
+// A task filling a limited group of its own helps while it waits for a
+// token, since the tokens are held by tasks queued behind it.
+func TestGroupLimitInsideATask(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, herd.Config{Workers: 1, QueueSize: 4})
+		defer p.Close()
+		var ran atomic.Int64
+		outer := herd.NewGroup(t.Context(), p)
+		outer.Go(func(ctx context.Context) error {
+			g := herd.NewGroup(ctx, p)
+			g.SetLimit(1)
+			for range 5 {
+				g.Go(func(context.Context) error { ran.Add(1); return nil })
+			}
+			return g.Wait()
+		})
+		if err := outer.Wait(); err != nil || ran.Load() != 5 {
+			t.Errorf("Wait = %v, %d tasks ran; want nil, 5", err, ran.Load())
+		}
+	})
+}
+
+func TestGroupLimitWaitEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, herd.Config{Workers: 2})
+		defer p.Close()
+		g := herd.NewFailFastGroup(t.Context(), p)
+		g.SetLimit(1)
+		release := make(chan struct{})
+		g.Go(func(context.Context) error { <-release; return errors.New("first fails") })
+
+		ctx, cancel := context.WithCancel(t.Context())
+		go func() { time.Sleep(time.Second); cancel() }()
+		if err := g.GoContext(ctx, func(context.Context) error { return nil }); !errors.Is(err, context.Canceled) {
+			t.Errorf("GoContext waiting for a token, cancelled = %v", err)
+		}
+		go func() { time.Sleep(time.Second); close(release) }()
+		if err := g.Go(func(context.Context) error { return nil }); err == nil || err.Error() != "first fails" {
+			t.Errorf("Go waiting for a token when the group fails = %v, want the group's error", err)
+		}
+		if g.TryGo(func(context.Context) error { return nil }) {
+			t.Error("TryGo on a failed group = true")
+		}
+		g.Wait()
+
+		g = herd.NewGroup(t.Context(), p)
+		g.SetLimit(0)
+		g.SetLimit(-1) // no limit after all
+		for range 3 {
+			g.Go(func(context.Context) error { return nil })
+		}
+		if err := g.Wait(); err != nil {
+			t.Errorf("Wait after SetLimit(-1) = %v", err)
+		}
+	})
+}
+
+func TestGroupTryGoOnFullQueue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, release := fullPool(t)
+		defer p.Close()
+		g := herd.NewGroup(t.Context(), p)
+		if g.TryGo(func(context.Context) error { return errors.New("ran") }) {
+			t.Error("TryGo on a full queue = true")
+		}
+		close(release)
+		if err := g.Wait(); err != nil {
+			t.Errorf("Wait = %v; a task TryGo refused leaves no trace", err)
+		}
+	})
+}
+
+// A rate-limited task whose group is cancelled while it waits to start,
+// or to start again, ends with the group's error or its own last one.
+func TestRateLimitedTaskOfCancelledGroup(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, herd.Config{Workers: 2, Rate: 1, Retries: 3, Backoff: time.Millisecond})
+		defer p.Close()
+		ctx, cancel := context.WithCancel(t.Context())
+		g := herd.NewGroup(ctx, p)
+		errFlaky := errors.New("flaky")
+		g.Go(func(context.Context) error { return errFlaky })                // retries wait for the limiter
+		g.Go(func(context.Context) error { return errors.New("never ran") }) // waits for its first start
+		synctest.Wait()
+		cancel()
+		err := g.Wait()
+		if !errors.Is(err, errFlaky) || !errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "never ran") {
+			t.Errorf("Wait = %v, want flaky and context.Canceled", err)
+		}
+	})
+}

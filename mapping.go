@@ -17,16 +17,20 @@ import (
 // A bounded window of values is in flight ahead of the consumer, so memory
 // stays bounded for an endless in. Breaking out of the range loop cancels
 // the context given to the running calls of fn, stops reading in, and
-// returns once every goroutine Map started has exited; so does ctx being
-// cancelled, after which no more results are yielded.
+// returns once every goroutine Map started has exited. If ctx is cancelled,
+// Map does the same after yielding ctx's error once, with the zero R.
 //
 // When fn is quick, values are handed to workers in small batches, sized so
 // that a batch takes some tens of microseconds, to keep the cost per value
-// low; a value is never held back waiting for more input while a worker is
-// idle.
+// low. A value is never held back while a worker is idle: not to wait for
+// more input, which may itself wait for the consumer, nor behind a slow call
+// on another worker.
 //
-// in is read on a goroutine of its own. It must return soon after its yield
-// returns false, as every well-behaved iterator does.
+// in is read on a goroutine of its own. If it panics (or calls
+// runtime.Goexit), the values it yielded before are mapped and yielded, then
+// the panic is yielded as a [*PanicError] with the zero R, and Map ends. in
+// must return soon after its yield returns false, as every well-behaved
+// iterator does.
 func Map[T, R any](ctx context.Context, workers int, in iter.Seq[T], fn func(context.Context, T) (R, error)) iter.Seq2[R, error] {
 	return func(yield func(R, error) bool) {
 		m := startMapper(ctx, workers, in, fn, true)
@@ -37,38 +41,68 @@ func Map[T, R any](ctx context.Context, workers int, in iter.Seq[T], fn func(con
 			select {
 			case c = <-m.order:
 			case <-done:
+				m.cancelled(yield)
 				return
 			}
-			if c == nil {
-				return // in is exhausted
-			}
-			select {
-			case <-c.ready:
-			case <-done:
+			if c == nil { // in is exhausted
+				if m.inErr != nil {
+					var zero R
+					yield(zero, m.inErr)
+				}
 				return
 			}
-			if !m.yieldAll(c, yield) {
-				return
+			for i := 0; ; i++ {
+				if !c.ready(i) && !m.await(c, i) || m.ctx.Err() != nil {
+					m.cancelled(yield)
+					return
+				}
+				if i == c.n {
+					break
+				}
+				if !yield(c.res[i], c.errs[i]) {
+					return
+				}
 			}
+			m.unref(c)
 		}
 	}
 }
 
-// MapUnordered is [Map] yielding results as soon as they are ready, whatever
-// their place in the input. Put whatever identifies the input in R when the
-// consumer needs it.
+// MapUnordered is [Map] yielding results as they are ready, whatever their
+// place in the input: the results of quick calls come in the small batches
+// they ran in. Put whatever identifies the input in R when the consumer
+// needs it.
 func MapUnordered[T, R any](ctx context.Context, workers int, in iter.Seq[T], fn func(context.Context, T) (R, error)) iter.Seq2[R, error] {
 	return func(yield func(R, error) bool) {
 		m := startMapper(ctx, workers, in, fn, false)
 		defer m.stop()
 		done := m.ctx.Done()
-		for {
-			select {
-			case c, open := <-m.finished:
-				if !open || !m.yieldAll(c, yield) {
-					return
+		fed := m.fed
+		for yielded := int64(0); ; {
+			if fed == nil && yielded == m.started.Load() {
+				if m.inErr != nil {
+					var zero R
+					yield(zero, m.inErr)
 				}
+				return
+			}
+			select {
+			case c := <-m.finished:
+				for i := range c.n {
+					if m.ctx.Err() != nil {
+						m.cancelled(yield)
+						return
+					}
+					if !yield(c.res[i], c.errs[i]) {
+						return
+					}
+				}
+				yielded++
+				m.unref(c)
+			case <-fed:
+				fed = nil // m.started is final
 			case <-done:
+				m.cancelled(yield)
 				return
 			}
 		}
@@ -145,30 +179,57 @@ const (
 	chunksPerJob = 4                     // batches in flight per worker: the window
 )
 
-// mapper is the machinery behind one range loop over Map or MapUnordered: a
-// feeder goroutine reading in and cutting it into chunks, workers calling fn
-// on each value of a chunk, and a fixed set of chunks that bounds how far the
-// feeder may run ahead of the consumer.
+// mapper is the machinery behind one range loop over Map or MapUnordered.
+//
+// A feeder goroutine reads in and appends its values to a pending chunk,
+// which it seals, handing it to the workers, when it is full (see
+// chunkLimit) or a worker is idle. A worker that finds nothing else to do
+// seals the pending chunk itself, so a value never waits for the next one,
+// which may be waiting for the consumer. Workers claim the values of sealed
+// chunks one by one, oldest chunk first, so an idle worker shares a chunk
+// that another is busy with. A fixed set of chunks (the window) bounds how
+// far the feeder may run ahead of the consumer.
 type mapper[T, R any] struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	fn     func(context.Context, T) (R, error)
-	wg     sync.WaitGroup
+	parent  context.Context
+	ctx     context.Context // cancelled when the range loop ends
+	cancel  context.CancelFunc
+	fn      func(context.Context, T) (R, error)
+	ordered bool
+	wg      sync.WaitGroup
 
 	free     chan *chunk[T, R] // chunks not in flight: the window
-	jobs     chan *chunk[T, R] // unbuffered, so a send succeeds only to an idle worker
 	order    chan *chunk[T, R] // ordered: chunks in input order, then nil
-	finished chan *chunk[T, R] // unordered: chunks done, closed after the last
-	running  sync.WaitGroup    // unordered: the workers, for closing finished
+	finished chan *chunk[T, R] // unordered: chunks whose values are all done
+	fed      chan struct{}     // closed once the feeder has started its last chunk
+	started  atomic.Int64      // chunks the feeder started
+	inErr    error             // in's panic; read after fed or the nil on order
+
+	mu      sync.Mutex
+	cond    sync.Cond      // on mu: workers wait for a chunk
+	pending *chunk[T, R]   // being filled by the feeder, not sealed yet
+	open    []*chunk[T, R] // sealed chunks with values not claimed yet, oldest first
+	idle    int            // workers waiting on cond
+	ended   bool           // no more chunks will come, or the loop ended
+
+	waiting atomic.Bool   // ordered: the consumer waits on wake
+	wake    chan struct{} // ordered: a value is done or a chunk sealed
 
 	perValue atomic.Int64 // recent nanoseconds per call of fn
 }
 
 type chunk[T, R any] struct {
-	vals  []T
-	res   []R
-	errs  []error
-	ready chan struct{} // ordered: receives once res and errs are set
+	vals   []T
+	res    []R
+	errs   []error
+	done   []atomic.Bool // ordered: value i's result is set
+	n      int           // the number of values, set when sealed
+	sealed atomic.Bool
+	next   atomic.Int64 // the next value to claim
+	left   atomic.Int64 // unordered: values not done yet
+
+	// refs counts who may still use the chunk: the consumer, and each
+	// worker that took it. The last to let go puts it back in the window.
+	refs atomic.Int32
 }
 
 func startMapper[T, R any](ctx context.Context, workers int, in iter.Seq[T], fn func(context.Context, T) (R, error), ordered bool) *mapper[T, R] {
@@ -177,31 +238,26 @@ func startMapper[T, R any](ctx context.Context, workers int, in iter.Seq[T], fn 
 	}
 	window := chunksPerJob * workers
 	m := &mapper[T, R]{
-		fn:   fn,
-		free: make(chan *chunk[T, R], window),
-		jobs: make(chan *chunk[T, R]),
+		parent:  ctx,
+		fn:      fn,
+		ordered: ordered,
+		free:    make(chan *chunk[T, R], window),
+		fed:     make(chan struct{}),
 	}
 	m.ctx, m.cancel = context.WithCancel(ctx)
+	m.cond.L = &m.mu
 	for range window {
-		c := new(chunk[T, R])
-		if ordered {
-			c.ready = make(chan struct{}, 1)
-		}
-		m.free <- c
+		m.free <- new(chunk[T, R])
 	}
 	if ordered {
 		m.order = make(chan *chunk[T, R], window+1)
+		m.wake = make(chan struct{}, 1)
 	} else {
 		m.finished = make(chan *chunk[T, R], window)
-		m.running.Add(workers)
-		m.wg.Go(func() {
-			m.running.Wait()
-			close(m.finished)
-		})
 	}
 	m.wg.Go(func() { m.feed(in) })
 	for range workers {
-		m.wg.Go(func() { m.work(nil, 0) })
+		m.wg.Go(m.work)
 	}
 	return m
 }
@@ -209,28 +265,73 @@ func startMapper[T, R any](ctx context.Context, workers int, in iter.Seq[T], fn 
 // stop cancels whatever is still running and waits for every goroutine.
 func (m *mapper[T, R]) stop() {
 	m.cancel()
+	m.mu.Lock()
+	m.ended = true
+	m.cond.Broadcast()
+	m.mu.Unlock()
 	m.wg.Wait()
 }
 
-// yieldAll yields the results of c, then puts it back in the window.
-func (m *mapper[T, R]) yieldAll(c *chunk[T, R], yield func(R, error) bool) bool {
+// cancelled yields the error of the parent context, if that is why the
+// loop ends.
+func (m *mapper[T, R]) cancelled(yield func(R, error) bool) {
+	if err := m.parent.Err(); err != nil {
+		var zero R
+		yield(zero, err)
+	}
+}
+
+// await waits until value i of c is done, or c is sealed with fewer
+// values. It reports false if the loop is cancelled first.
+func (m *mapper[T, R]) await(c *chunk[T, R], i int) bool {
 	done := m.ctx.Done()
-	for i := range c.vals {
+	for !c.ready(i) {
+		m.waiting.Store(true)
+		if c.ready(i) { // done between the check and the flag
+			m.waiting.Store(false)
+			break
+		}
 		select {
+		case <-m.wake:
 		case <-done:
-			return false
-		default:
-		}
-		if !yield(c.res[i], c.errs[i]) {
+			m.waiting.Store(false)
 			return false
 		}
+		m.waiting.Store(false)
+	}
+	return true
+}
+
+func (c *chunk[T, R]) ready(i int) bool {
+	return c.sealed.Load() && (i == c.n || c.done[i].Load())
+}
+
+// signal wakes the consumer if it waits.
+func (m *mapper[T, R]) signal() {
+	if m.waiting.Load() {
+		select {
+		case m.wake <- struct{}{}:
+		default: // a wake-up is pending already
+		}
+	}
+}
+
+// unref lets go of c; the last user clears it and puts it back in the
+// window.
+func (m *mapper[T, R]) unref(c *chunk[T, R]) {
+	if c.refs.Add(-1) > 0 {
+		return
 	}
 	clear(c.vals)
 	clear(c.res)
 	clear(c.errs)
-	c.vals, c.res, c.errs = c.vals[:0], c.res[:0], c.errs[:0]
+	for i := range c.done {
+		c.done[i].Store(false)
+	}
+	c.done = c.done[:0]
+	c.vals = c.vals[:0]
+	c.sealed.Store(false)
 	m.free <- c // never blocks: there are only as many chunks as room
-	return true
 }
 
 // chunkLimit is how many values the next chunk may hold: enough to take
@@ -244,101 +345,186 @@ func (m *mapper[T, R]) chunkLimit() int {
 }
 
 func (m *mapper[T, R]) feed(in iter.Seq[T]) {
+	returned := false
 	defer func() {
-		close(m.jobs)
-		if m.order != nil {
+		if !returned {
+			if v := recover(); v != nil {
+				m.inErr = newPanicError(v)
+			} else {
+				m.inErr = errGoexit
+			}
+		}
+		m.mu.Lock()
+		if m.pending != nil {
+			m.seal()
+		}
+		m.ended = true
+		m.cond.Broadcast()
+		m.mu.Unlock()
+		close(m.fed)
+		if m.ordered {
 			m.order <- nil // never blocks: order has room for every chunk and this
 		}
 	}()
 	done := m.ctx.Done()
-	var c *chunk[T, R]
+	var c *chunk[T, R] // the chunk the feeder fills, unless a worker sealed it
 	limit := 1
-	send := func(blocking bool) bool {
-		if blocking {
-			select {
-			case m.jobs <- c:
-			case <-done:
-				return false
+	for v := range in {
+		if c != nil {
+			m.mu.Lock()
+			if m.pending == c {
+				c.vals = append(c.vals, v)
+				if len(c.vals) >= limit {
+					m.seal()
+					c = nil
+				}
+				m.mu.Unlock()
+				continue
 			}
-		} else {
-			select {
-			case m.jobs <- c:
-			default:
-				return false
-			}
+			m.mu.Unlock()
 		}
-		if m.order != nil {
+		select {
+		case c = <-m.free:
+		case <-done:
+			returned = true
+			return
+		}
+		limit = m.chunkLimit()
+		m.started.Add(1)
+		if m.ordered {
 			m.order <- c
 		}
-		c = nil
-		return true
-	}
-	for v := range in {
-		if c == nil {
-			select {
-			case c = <-m.free:
-			case <-done:
-				return
-			}
-			limit = m.chunkLimit()
-		}
+		m.mu.Lock()
 		c.vals = append(c.vals, v)
-		if len(c.vals) >= limit {
-			if !send(true) {
-				return
-			}
-			continue
+		m.pending = c
+		if limit == 1 {
+			m.seal()
+			c = nil
+		} else if m.idle > 0 {
+			m.cond.Signal() // it takes what the chunk holds when it wakes
 		}
-		send(false) // a worker is idle: don't make it wait for more input
+		m.mu.Unlock()
 	}
-	if c != nil {
-		send(true)
+	returned = true
+}
+
+// seal hands the pending chunk to the workers. m.mu must be held.
+func (m *mapper[T, R]) seal() {
+	c := m.pending
+	m.pending = nil
+	c.n = len(c.vals)
+	c.res = resize(c.res, c.n)
+	c.errs = resize(c.errs, c.n)
+	if m.ordered {
+		c.done = resize(c.done, c.n)
+	}
+	c.next.Store(0)
+	c.left.Store(int64(c.n))
+	c.refs.Store(1) // the consumer's
+	m.open = append(m.open, c)
+	c.sealed.Store(true)
+	if m.idle > 1 && c.n > 1 {
+		m.cond.Broadcast()
+	} else if m.idle > 0 {
+		m.cond.Signal()
+	}
+	if m.ordered {
+		m.signal() // the consumer may wait to know c.n
 	}
 }
 
-// work runs chunks until jobs is closed, starting with the values of c from
-// index from on, if c is not nil.
-func (m *mapper[T, R]) work(c *chunk[T, R], from int) {
-	if m.finished != nil {
-		defer m.running.Done()
+func resize[S ~[]E, E any](s S, n int) S {
+	if cap(s) < n {
+		return make(S, n)
 	}
-	if c != nil {
-		m.run(c, from)
-	}
-	for c := range m.jobs {
-		m.run(c, 0)
+	return s[:n]
+}
+
+// work runs values until no more will come.
+func (m *mapper[T, R]) work() {
+	for c := m.take(); c != nil; c = m.take() {
+		m.run(c)
 	}
 }
 
-// run calls fn on the values of c from index from on and hands c on.
-func (m *mapper[T, R]) run(c *chunk[T, R], from int) {
-	n := len(c.vals)
-	if cap(c.res) < n {
-		c.res, c.errs = make([]R, n), make([]error, n)
+// take returns the oldest chunk with values to claim, waiting for one, or
+// nil when no more will come.
+func (m *mapper[T, R]) take() *chunk[T, R] {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for {
+		switch {
+		case m.ctx.Err() != nil:
+			return nil
+		case len(m.open) > 0:
+			c := m.open[0]
+			c.refs.Add(1)
+			return c
+		case m.pending != nil:
+			m.seal() // don't wait for more input: it may wait for the consumer
+			continue
+		case m.ended:
+			return nil
+		}
+		m.idle++
+		m.cond.Wait()
+		m.idle--
 	}
-	c.res, c.errs = c.res[:n], c.errs[:n]
+}
+
+// run claims values of c and calls fn on them until none is left, then
+// lets go of c.
+func (m *mapper[T, R]) run(c *chunk[T, R]) {
 	start := time.Now()
-	for i := from; i < n; i++ {
-		if m.ctx.Err() != nil {
-			c.errs[i] = m.ctx.Err()
-			continue
+	ran := 0
+	for {
+		i := int(c.next.Add(1) - 1)
+		if i >= c.n {
+			break
 		}
-		m.call(c, i)
+		if i == c.n-1 { // the last claim: no worker need take c any more
+			m.close(c)
+		}
+		if err := m.ctx.Err(); err != nil {
+			c.errs[i] = err
+		} else {
+			m.call(c, i)
+			ran++
+		}
+		m.finish(c, i)
 	}
-	if from == 0 {
-		per := int64(time.Since(start)) / int64(n)
+	if ran > 0 {
+		per := int64(time.Since(start)) / int64(ran)
 		m.perValue.Store((m.perValue.Load() + per + 1) / 2)
 	}
-	if c.ready != nil {
-		c.ready <- struct{}{}
-	} else {
+	m.unref(c)
+}
+
+// close takes c, all of whose values are claimed, off the open list.
+func (m *mapper[T, R]) close(c *chunk[T, R]) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, o := range m.open {
+		if o == c {
+			m.open = append(m.open[:i], m.open[i+1:]...)
+			return
+		}
+	}
+}
+
+// finish publishes the result of value i of c.
+func (m *mapper[T, R]) finish(c *chunk[T, R], i int) {
+	if m.ordered {
+		c.done[i].Store(true)
+		m.signal()
+	} else if c.left.Add(-1) == 0 {
 		m.finished <- c // never blocks: finished has room for every chunk
 	}
 }
 
 // call runs fn on value i of c, turning a panic into a *PanicError. A call
 // of runtime.Goexit ends this goroutine whatever we do; the value gets an
-// error and a new worker carries on with the rest of the chunk.
+// error and a new worker carries on.
 func (m *mapper[T, R]) call(c *chunk[T, R], i int) {
 	returned := false
 	defer func() {
@@ -347,10 +533,9 @@ func (m *mapper[T, R]) call(c *chunk[T, R], i int) {
 				c.errs[i] = newPanicError(v)
 			} else {
 				c.errs[i] = errGoexit
-				if m.finished != nil {
-					m.running.Add(1)
-				}
-				m.wg.Go(func() { m.work(c, i+1) })
+				m.finish(c, i)
+				m.unref(c)
+				m.wg.Go(m.work)
 			}
 		}
 	}()

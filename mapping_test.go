@@ -208,13 +208,15 @@ func TestMapContextCancelled(t *testing.T) {
 		defer cancel()
 		var read atomic.Int64
 		n := 0
-		for range herd.Map(ctx, 2, naturals(&read), square) {
+		var last error
+		for _, err := range herd.Map(ctx, 2, naturals(&read), square) {
 			if n++; n == 100 {
 				cancel()
 			}
+			last = err
 		}
-		if n != 100 {
-			t.Errorf("%d results, want none after cancel at 100", n)
+		if n != 101 || !errors.Is(last, context.Canceled) {
+			t.Errorf("%d results, the last with error %v; want 100, then context.Canceled once", n, last)
 		}
 	})
 }
@@ -293,5 +295,185 @@ func FuzzMapEqualsSequential(f *testing.F) {
 				t.Fatalf("%d results, want %d", i, len(in))
 			}
 		})
+	})
+}
+
+// within fails the test if f has not returned after a generous while: what
+// it guards against is a hang, not slowness.
+func within(t *testing.T, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); f() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s hung", what)
+	}
+}
+
+// An input whose next value waits for the consumer to see the result of
+// the one before: every result must reach the consumer without waiting for
+// more input, whatever the number of workers and whether a worker is
+// between batches.
+func TestMapInputWaitsForConsumer(t *testing.T) {
+	for _, workers := range []int{1, 2, 4} {
+		lockstep := func(t *testing.T) {
+			seen := make(chan int)
+			in := func(yield func(int) bool) {
+				for i := range 200 {
+					if !yield(i) {
+						return
+					}
+					if <-seen != i {
+						return
+					}
+				}
+			}
+			n := 0
+			for x, err := range herd.Map(t.Context(), workers, in, square) {
+				if err != nil || x != n*n {
+					t.Fatalf("result %d = %d, %v", n, x, err)
+				}
+				seen <- n
+				n++
+			}
+			if n != 200 {
+				t.Errorf("workers: %d: %d results, want 200", workers, n)
+			}
+		}
+		t.Run(fmt.Sprint("workers=", workers), func(t *testing.T) {
+			synctest.Test(t, lockstep) // a hang is a deadlock synctest reports
+			for range 20 {
+				within(t, "Map in lockstep", func() { lockstep(t) })
+			}
+		})
+	}
+}
+
+// Slow values batched behind quick ones are shared out to idle workers: no
+// value waits behind a busy worker while another is idle. The Y values can
+// only finish once two of them run at once.
+func TestMapSharesABatchWithIdleWorkers(t *testing.T) {
+	for _, ordered := range []bool{true, false} {
+		gate := make(chan struct{})
+		barrier := make(chan struct{})
+		var ys atomic.Int64
+		in := func(yield func(string) bool) {
+			for range 500 { // quick: Map learns to batch
+				if !yield("quick") {
+					return
+				}
+			}
+			for _, v := range []string{"X", "X", "Y", "Y", "Y", "Y", "Y"} {
+				if !yield(v) {
+					return
+				}
+			}
+			close(gate) // the Ys are batched while both workers hold an X
+		}
+		fn := func(_ context.Context, v string) (string, error) {
+			switch v {
+			case "X":
+				<-gate
+			case "Y":
+				if ys.Add(1) == 2 {
+					close(barrier)
+				}
+				<-barrier
+			}
+			return v, nil
+		}
+		mapFn := herd.Map[string, string]
+		if !ordered {
+			mapFn = herd.MapUnordered[string, string]
+		}
+		within(t, fmt.Sprint("ordered=", ordered), func() {
+			n := 0
+			for _, err := range mapFn(t.Context(), 2, in, fn) {
+				if err != nil {
+					t.Error(err)
+				}
+				n++
+			}
+			if n != 507 {
+				t.Errorf("ordered=%v: %d results, want 507", ordered, n)
+			}
+		})
+	}
+}
+
+func inputPanics() iter.Seq[int] {
+	return func(yield func(int) bool) {
+		for i := range 10 {
+			if !yield(i) {
+				return
+			}
+		}
+		panicky()
+	}
+}
+
+// A panic in the input reaches the consumer, after the results of the
+// values yielded before it, instead of killing the process.
+func TestMapInputPanicIsYielded(t *testing.T) {
+	for _, ordered := range []bool{true, false} {
+		mapFn := herd.Map[int, int]
+		if !ordered {
+			mapFn = herd.MapUnordered[int, int]
+		}
+		var results int
+		var last error
+		for _, err := range mapFn(t.Context(), 3, inputPanics(), square) {
+			if last != nil {
+				t.Fatalf("ordered=%v: a result after the input's panic", ordered)
+			}
+			if err != nil {
+				last = err
+				continue
+			}
+			results++
+		}
+		pe, ok := errors.AsType[*herd.PanicError](last)
+		if results != 10 || !ok || !strings.Contains(string(pe.Stack), "panicky") {
+			t.Errorf("ordered=%v: %d results then %v; want 10, then a *PanicError from panicky", ordered, results, last)
+		}
+	}
+}
+
+func TestMapUnorderedContextCancelled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		var read atomic.Int64
+		var errs []error
+		for _, err := range herd.MapUnordered(ctx, 2, naturals(&read), square) {
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			cancel()
+		}
+		if len(errs) != 1 || !errors.Is(errs[0], context.Canceled) {
+			t.Errorf("errors %v, want context.Canceled once", errs)
+		}
+	})
+}
+
+// The context cancelled while the consumer waits for a slow value.
+func TestMapCancelledWhileWaiting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		go func() { time.Sleep(time.Second); cancel() }()
+		var errs []error
+		for _, err := range herd.Map(ctx, 2, count(3), func(ctx context.Context, x int) (int, error) {
+			<-ctx.Done()
+			return x, nil
+		}) {
+			errs = append(errs, err)
+		}
+		if len(errs) != 1 || !errors.Is(errs[0], context.Canceled) {
+			t.Errorf("yielded %v, want context.Canceled once", errs)
+		}
 	})
 }
