@@ -21,6 +21,9 @@
 //	}
 //	err := g.Wait()
 //
+// [Group.SetLimit] caps a group's share of the pool's workers, and a
+// [ResultGroup] collects each task's typed result in submission order.
+//
 // [Map], [MapUnordered] and [MapSlice] run a typed function over a sequence
 // with N workers and give the results back in input order, in completion
 // order, or as a slice:

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/goherd/herd"
@@ -216,4 +218,58 @@ func ExampleConfig() {
 	// Output:
 	// gave up: attempt 3 failed
 	// 3 attempts
+}
+
+func ExampleNewResultGroup() {
+	g := herd.NewResultGroup[string](context.Background(), nil)
+	for _, name := range []string{"ada", "grace", "barbara"} {
+		g.Go(func(ctx context.Context) (string, error) {
+			return strings.ToUpper(name), nil
+		})
+	}
+	names, err := g.Wait() // in the order the tasks were submitted
+	fmt.Println(names, err)
+	// Output: [ADA GRACE BARBARA] <nil>
+}
+
+func ExampleGroup_SetLimit() {
+	p, _ := herd.New(herd.Config{Workers: 8})
+	defer p.Close()
+	g := herd.NewGroup(context.Background(), p)
+	g.SetLimit(2) // this group uses at most 2 of the pool's 8 workers
+	var running, peak atomic.Int64
+	for range 10 {
+		g.Go(func(ctx context.Context) error {
+			n := running.Add(1)
+			defer running.Add(-1)
+			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+			}
+			time.Sleep(time.Millisecond)
+			return nil
+		})
+	}
+	fmt.Println(g.Wait(), peak.Load() <= 2)
+	// Output: <nil> true
+}
+
+// A task adding to a group made outside the pool passes its own context, so
+// that on a full queue it runs queued tasks instead of waiting for itself.
+func ExampleGroup_GoContext() {
+	p, _ := herd.New(herd.Config{Workers: 1, QueueSize: 1})
+	defer p.Close()
+	g := herd.NewGroup(context.Background(), p)
+	var visited atomic.Int64
+	var crawl func(depth int) func(context.Context) error
+	crawl = func(depth int) func(context.Context) error {
+		return func(ctx context.Context) error {
+			visited.Add(1)
+			for range depth {
+				g.GoContext(ctx, crawl(depth-1))
+			}
+			return nil
+		}
+	}
+	g.Go(crawl(4))
+	fmt.Println(g.Wait(), visited.Load())
+	// Output: <nil> 65
 }
