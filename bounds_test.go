@@ -368,7 +368,8 @@ func TestRateLimitedTaskOfCancelledGroup(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		g := herd.NewGroup(ctx, p)
 		errFlaky := errors.New("flaky")
-		g.Go(func(context.Context) error { return errFlaky })                // retries wait for the limiter
+		g.Go(func(context.Context) error { return errFlaky }) // retries wait for the limiter
+		synctest.Wait()
 		g.Go(func(context.Context) error { return errors.New("never ran") }) // waits for its first start
 		synctest.Wait()
 		cancel()
@@ -376,5 +377,37 @@ func TestRateLimitedTaskOfCancelledGroup(t *testing.T) {
 		if !errors.Is(err, errFlaky) || !errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "never ran") {
 			t.Errorf("Wait = %v, want flaky and context.Canceled", err)
 		}
+	})
+}
+
+// A worker takes several queued tasks at once when every worker is busy;
+// when the first of them turns out slow, an idle worker steals the rest.
+func TestNoTaskWaitsBehindABusyWorker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, herd.Config{Workers: 2, QueueSize: 64})
+		defer p.Close()
+		gate1, gate2, gate3 := make(chan struct{}), make(chan struct{}), make(chan struct{})
+		wait := func(gate chan struct{}) func(context.Context) error {
+			return func(context.Context) error { <-gate; return nil }
+		}
+		p.Go(t.Context(), wait(gate1))
+		p.Go(t.Context(), wait(gate2))
+		synctest.Wait() // both workers busy
+		p.Go(t.Context(), wait(gate3))
+		var quick atomic.Int64
+		for range 19 {
+			p.Go(t.Context(), func(context.Context) error { quick.Add(1); return nil })
+		}
+		close(gate2) // its worker takes gate3's task and a batch behind it
+		synctest.Wait()
+		close(gate1) // the other worker runs the rest of the queue, then steals
+		synctest.Wait()
+		if n := quick.Load(); n != 19 {
+			t.Errorf("%d of 19 quick tasks ran while a worker was idle", n)
+		}
+		if m := p.Metrics(); m.Running != 1 || m.Waiting != 0 {
+			t.Errorf("Metrics = %+v, want 1 running, none waiting", m)
+		}
+		close(gate3)
 	})
 }

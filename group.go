@@ -182,25 +182,36 @@ func (g *Group) acquire(caller, also context.Context) error {
 	if also != nil {
 		alsoDone = also.Done()
 	}
-	var help chan item
+	var h *helper
+	var handed chan item // nil unless the caller helps
 	if caller.Value(poolKey{}) == g.p {
-		help = g.p.queue
+		h = newHelper()
+		handed = h.handoff
 	}
 	for {
-		select {
-		case g.sem <- struct{}{}:
-			return nil
-		case it, open := <-help:
-			if !open {
-				help = nil
+		if h != nil && g.p.helpOrPark(h) {
+			select {
+			case g.sem <- struct{}{}:
+				return nil
+			default:
 				continue
 			}
-			g.p.runItem(&g.p.helper, it)
-		case <-caller.Done():
-			return caller.Err()
-		case <-alsoDone:
-			return also.Err()
 		}
+		var err error
+		select {
+		case g.sem <- struct{}{}:
+		case it := <-handed: // see helpOrPark
+			g.p.runHelped(it)
+			continue
+		case <-caller.Done():
+			err = caller.Err()
+		case <-alsoDone:
+			err = also.Err()
+		}
+		if h != nil {
+			g.p.unpark(h)
+		}
+		return err
 	}
 }
 
@@ -248,24 +259,34 @@ func (g *Group) Wait() error {
 // with ctx's cause, and still waits for them to return.
 func (g *Group) WaitContext(ctx context.Context) error {
 	g.release(false) // the group's own count
-	var help chan item
+	var h *helper
+	var handed chan item // nil unless the caller helps
 	if ctx.Value(poolKey{}) == g.p {
-		help = g.p.queue
+		h = newHelper()
+		handed = h.handoff
 	}
 	stop := ctx.Done()
 	for waiting := true; waiting; {
+		if h != nil && g.p.helpOrPark(h) {
+			select {
+			case <-g.done:
+				waiting = false
+			default:
+			}
+			continue
+		}
 		select {
 		case <-g.done:
 			waiting = false
-		case it, open := <-help:
-			if !open {
-				help = nil
-				continue
-			}
-			g.p.runItem(&g.p.helper, it)
+		case it := <-handed: // see helpOrPark
+			g.p.runHelped(it)
+			continue
 		case <-stop:
 			g.cancel(context.Cause(ctx))
 			stop = nil
+		}
+		if h != nil {
+			g.p.unpark(h)
 		}
 	}
 	g.stop()

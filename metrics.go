@@ -41,12 +41,12 @@ const latencySampleEvery = 16
 
 // Metrics returns a snapshot of the pool's counters.
 func (p *Pool) Metrics() Metrics {
-	refused := p.refused.Load() // first: see leave
-	submitted := p.sendsOut.Load() - refused
 	p.mu.Lock()
+	submitted, waiting := p.submitted+p.handed.Load(), p.n
 	c := p.retired
 	for w := range p.workers {
 		c.add(w.snapshot())
+		waiting += w.left()
 	}
 	workers := len(p.workers)
 	p.mu.Unlock()
@@ -55,7 +55,7 @@ func (p *Pool) Metrics() Metrics {
 	m := Metrics{
 		Workers:   workers,
 		Submitted: submitted,
-		Waiting:   len(p.queue),
+		Waiting:   waiting,
 		Succeeded: c.succeeded,
 		Failed:    c.failed,
 		Panicked:  c.panicked,
@@ -77,7 +77,44 @@ func (p *Pool) Metrics() Metrics {
 type worker struct {
 	succeeded, failed, panicked, notRun atomic.Uint64
 	latency                             histogram
-	batch                               uint64 // successes not yet published
+	unpublished                         uint64 // successes not yet published
+
+	// A batch of tasks the worker took from the queue at once: the
+	// worker claims them one by one with next, and so may an idle worker
+	// that steals, under the pool's lock. Only the worker fills it (when
+	// it has claimed everything, under the pool's lock), so the tasks are
+	// read without a lock.
+	batch  [batchSize]item
+	n      int // tasks in batch
+	claim  atomic.Int64
+	victim bool // in the pool's victims; under the pool's lock
+}
+
+const batchSize = 16
+
+// fill makes the first k tasks of w.batch claimable.
+func (w *worker) fill(k int) {
+	w.n = k
+	w.claim.Store(0)
+}
+
+// pop claims the next task of w's batch.
+func (w *worker) pop() (item, bool) {
+	if w.claim.Load() >= int64(w.n) {
+		return item{}, false
+	}
+	i := int(w.claim.Add(1) - 1)
+	if i >= w.n {
+		return item{}, false
+	}
+	it := w.batch[i]
+	w.batch[i] = item{}
+	return it, true
+}
+
+// left is how many tasks of w's batch are not claimed yet.
+func (w *worker) left() int {
+	return max(w.n-int(w.claim.Load()), 0)
 }
 
 const publishEvery = 64
@@ -85,9 +122,9 @@ const publishEvery = 64
 // publish adds the batched successes to the published count. Only the
 // worker's own goroutine calls it.
 func (w *worker) publish() {
-	if w.batch > 0 {
-		w.succeeded.Add(w.batch)
-		w.batch = 0
+	if w.unpublished > 0 {
+		w.succeeded.Add(w.unpublished)
+		w.unpublished = 0
 	}
 }
 

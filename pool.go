@@ -64,25 +64,36 @@ type Config struct {
 // [Pool.Shutdown], which wait for every worker to exit. All methods are safe
 // for concurrent use.
 type Pool struct {
-	cfg   Config
-	queue chan item
+	cfg Config
 
 	ctx     context.Context // given to tasks: carries the pool, cancelled by a hard stop
 	cancel  context.CancelCauseFunc
 	limiter *limiter
 	plain   bool // no timeout, retries or rate limit: call tasks directly
 
-	closed   atomic.Bool // no more submits
-	sendsIn  atomic.Uint64
-	sendsOut atomic.Uint64
-	refused  atomic.Uint64 // sends that queued nothing
-	sendLeft chan struct{} // wakes Shutdown when a send leaves after closed is set
-	dropping atomic.Bool   // Shutdown's deadline passed: discard what is queued
-	shrink   atomic.Int64
+	// The queue: see sched.go. The atomics mirror what idle workers look
+	// at without the lock; they are written under it.
+	mu        sync.Mutex
+	ring      []item
+	head, n   int
+	submitted uint64    // under mu; tasks handed to idle workers are counted in handed
+	closed    bool      // no more submits, except by those already waiting for room
+	victims   []*worker // workers whose batches may hold tasks to steal
+	helpers   []*helper // tasks waiting for a group, running queued tasks meanwhile
+	roomWait  int       // submitters waiting for room
+	room      chan struct{}
+	shrink    int // workers asked to exit
+
+	idle     chan item    // idle workers receive here: a task, or a wake-up
+	idleN    atomic.Int64 // workers committed to receive on idle, less the sends reserved
+	handed   atomic.Uint64
+	ringN    atomic.Int64 // n
+	victimsN atomic.Int64 // len(victims)
+	leave    atomic.Bool  // shrink > 0, or closed with no submitter waiting for room
+	isClosed atomic.Bool  // closed
+	dropping atomic.Bool  // Shutdown's deadline passed: discard what is queued
 
 	closeOnce sync.Once
-	closer    sync.WaitGroup // the goroutine that closes the queue
-	mu        sync.Mutex
 	workers   map[*worker]struct{}
 	target    int
 	retired   counts // totals of workers that have exited
@@ -93,7 +104,7 @@ type Pool struct {
 }
 
 // item is one queued task. g is nil for tasks submitted straight to the
-// pool. A zero item is a wake-up that lets an idle worker see a shrink.
+// pool.
 type item struct {
 	fn func(context.Context) error
 	g  *Group
@@ -132,11 +143,12 @@ func New(cfg Config) (*Pool, error) {
 		cfg.MaxBackoff = max(10*time.Second, cfg.Backoff)
 	}
 	p := &Pool{
-		cfg:      cfg,
-		queue:    make(chan item, cfg.QueueSize),
-		workers:  make(map[*worker]struct{}),
-		exited:   make(chan struct{}),
-		sendLeft: make(chan struct{}, 1),
+		cfg:     cfg,
+		ring:    make([]item, cfg.QueueSize),
+		room:    make(chan struct{}, 1),
+		idle:    make(chan item, max(cfg.Workers, cfg.QueueSize)), // sends never wait for a committed worker
+		workers: make(map[*worker]struct{}),
+		exited:  make(chan struct{}),
 	}
 	if cfg.Rate > 0 {
 		p.limiter = newLimiter(cfg.Rate, max(cfg.Burst, 1))
@@ -178,46 +190,20 @@ func (p *Pool) TryGo(task func(ctx context.Context) error) bool {
 }
 
 func (p *Pool) try(it item) bool {
-	if !p.enter() {
-		return false
-	}
-	select {
-	case p.queue <- it:
-		p.leave(true)
+	if !p.isClosed.Load() && p.reserveIdle() {
+		p.handed.Add(1)
+		p.idle <- it
 		return true
-	default:
-		p.leave(false)
+	}
+	p.mu.Lock()
+	if p.closed || p.n == len(p.ring) {
+		p.mu.Unlock()
 		return false
 	}
-}
-
-// enter and leave bracket every send on the queue. Shutdown closes the
-// queue only after it has set closed and seen every send that entered
-// leave, so that no send is ever made on a closed channel; and a send
-// blocked on a full queue always completes, since the workers take tasks
-// until the queue is closed. Two counters cost less on this hot path than
-// a lock.
-func (p *Pool) enter() bool {
-	p.sendsIn.Add(1)
-	if p.closed.Load() {
-		p.leave(false)
-		return false
-	}
+	handoff, it := p.push(it)
+	p.mu.Unlock()
+	hand(handoff, it)
 	return true
-}
-
-// leave ends a send; queued says whether a task went into the queue.
-func (p *Pool) leave(queued bool) {
-	p.sendsOut.Add(1)
-	if !queued {
-		p.refused.Add(1) // after sendsOut, so that Metrics never sees more refused than sent
-	}
-	if p.closed.Load() {
-		select {
-		case p.sendLeft <- struct{}{}: // wake Shutdown to count again
-		default: // a wake-up is pending already
-		}
-	}
 }
 
 // submit queues it, waiting for room if need be. caller is the context of
@@ -226,55 +212,77 @@ func (p *Pool) leave(queued bool) {
 // The wait also ends when also, if not nil, is done; submit then returns
 // also's error.
 func (p *Pool) submit(caller, also context.Context, it item) error {
-	done := caller.Done()
-	var alsoDone <-chan struct{}
-	if also != nil {
-		alsoDone = also.Done()
-	}
 	if err := caller.Err(); err != nil {
 		return err
 	}
 	if also != nil && also.Err() != nil {
 		return also.Err()
 	}
-	if !p.enter() {
+	if !p.isClosed.Load() && p.reserveIdle() {
+		p.handed.Add(1)
+		p.idle <- it // straight to an idle worker, as an unbuffered channel would
+		return nil
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
 		return ErrClosed
 	}
-	if done == nil && alsoDone == nil {
-		// Nothing to honour but the queue; and the caller is not one of
-		// our tasks, whose contexts can all be cancelled.
-		p.queue <- it
-		p.leave(true)
+	if p.n < len(p.ring) {
+		handoff, it := p.push(it)
+		p.mu.Unlock()
+		hand(handoff, it)
 		return nil
-	}
-	select {
-	case p.queue <- it:
-		p.leave(true)
-		return nil
-	default:
 	}
 
 	// The queue is full. Waiting is the rule, but a caller that is one of
-	// this pool's tasks might wait for itself: it helps run the queue.
-	var help chan item
+	// this pool's tasks might wait for itself: it helps run the queue. A
+	// caller that waits may queue its task even once the pool is closing:
+	// the workers run every task until the queue is empty.
 	if caller.Value(poolKey{}) == p {
-		help = p.queue
-	}
-	for {
-		select {
-		case p.queue <- it:
-			p.leave(true)
-			return nil
-		case other := <-help: // never closed while a send is under way
+		for p.n == len(p.ring) {
+			other := p.pop()
+			p.mu.Unlock()
 			p.runItem(&p.helper, other)
-		case <-done:
-			p.leave(false)
-			return caller.Err()
+			p.mu.Lock()
+		}
+		handoff, it := p.push(it)
+		p.mu.Unlock()
+		hand(handoff, it)
+		return nil
+	}
+	var alsoDone <-chan struct{}
+	if also != nil {
+		alsoDone = also.Done()
+	}
+	for p.n == len(p.ring) {
+		p.roomWait++
+		p.mu.Unlock()
+		var err error
+		select {
+		case <-p.room:
+		case <-caller.Done():
+			err = caller.Err()
 		case <-alsoDone:
-			p.leave(false)
-			return also.Err()
+			err = also.Err()
+		}
+		p.mu.Lock()
+		p.roomWait--
+		if err != nil {
+			p.made() // pass on a wake-up this one may have taken
+			wake := p.updateLeave()
+			p.mu.Unlock()
+			p.wakeIdle(wake) // the workers may have waited for this submit to exit
+			return err
 		}
 	}
+	handoff, it := p.push(it)
+	p.made()
+	wake := p.updateLeave()
+	p.mu.Unlock()
+	hand(handoff, it)
+	p.wakeIdle(wake)
+	return nil
 }
 
 // Resize changes the number of workers to n. New workers start at once;
@@ -284,26 +292,23 @@ func (p *Pool) Resize(n int) error {
 		return fmt.Errorf("herd: resize: workers %d must be at least 1", n)
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed.Load() {
+	if p.closed {
+		p.mu.Unlock()
 		return ErrClosed
 	}
 	for ; p.target < n; p.target++ {
-		if p.takeShrink() {
-			continue // cancel a pending exit instead of starting a worker
+		if p.shrink > 0 {
+			p.shrink-- // cancel a pending exit instead of starting a worker
+			continue
 		}
 		p.startWorker()
 	}
 	for ; p.target > n; p.target-- {
-		p.shrink.Add(1)
-		if p.enter() {
-			select {
-			case p.queue <- item{}: // wake an idle worker so that it sees the shrink
-			default: // the queue is busy: a worker will see it after its task
-			}
-			p.leave(false) // a wake-up is not a task
-		}
+		p.shrink++
 	}
+	wake := p.updateLeave()
+	p.mu.Unlock()
+	p.wakeIdle(wake) // idle workers exit at once
 	return nil
 }
 
@@ -322,19 +327,13 @@ func (p *Pool) Close() error {
 // never ran. Either way no worker is left running when it returns.
 func (p *Pool) Shutdown(ctx context.Context) error {
 	p.closeOnce.Do(func() {
-		p.closed.Store(true)
-		// Sends under way may be blocked on a full queue until the workers
-		// take more tasks, which they do even after the deadline below,
-		// when they only discard them. So wait for them aside.
-		p.closer.Go(func() {
-			for p.sendsIn.Load() != p.sendsOut.Load() {
-				<-p.sendLeft
-			}
-			close(p.queue) // the last worker to exit closes p.exited
-		})
+		p.mu.Lock()
+		p.closed = true
+		p.isClosed.Store(true)
+		wake := p.updateLeave()
+		p.mu.Unlock()
+		p.wakeIdle(wake) // idle workers exit
 	})
-	defer p.closer.Wait()
-
 	var errs []error
 	select {
 	case <-p.exited: // first, alone: a pool already closed is no error
@@ -370,56 +369,37 @@ func (p *Pool) startWorker() {
 	go p.work(w)
 }
 
-// work is a worker's loop: it runs tasks until the queue is closed and
+// work is a worker's loop: it runs tasks until the pool is closed and
 // drained or a shrink asks one worker to go.
 func (p *Pool) work(w *worker) {
 	clean := false
 	defer func() { p.exit(w, clean) }()
 	var seq uint32
 	for {
-		var it item
-		var open bool
-		select {
-		case it, open = <-p.queue:
-		default:
-			w.publish() // about to wait: make the counts exact
-			it, open = <-p.queue
+		it, ok := w.pop()
+		if !ok {
+			w.publish() // about to wait, maybe: make the counts exact
+			if it, ok = p.next(w); !ok {
+				break
+			}
 		}
-		if !open {
-			break
-		}
-		if seq++; seq%latencySampleEvery == 0 && it.fn != nil {
+		if seq++; seq%latencySampleEvery == 0 {
 			start := time.Now()
 			p.runItem(w, it)
 			w.latency.record(time.Since(start))
 		} else {
 			p.runItem(w, it)
 		}
-		if w.batch >= publishEvery {
+		if w.unpublished >= publishEvery {
 			w.publish()
-		}
-		if p.takeShrink() {
-			break
 		}
 	}
 	clean = true
 }
 
-// takeShrink claims one pending worker exit, if there is one.
-func (p *Pool) takeShrink() bool {
-	for {
-		n := p.shrink.Load()
-		if n <= 0 {
-			return false
-		}
-		if p.shrink.CompareAndSwap(n, n-1) {
-			return true
-		}
-	}
-}
-
 // exit retires a worker. A worker that did not exit cleanly was ended by a
-// task calling runtime.Goexit; a replacement keeps the pool at its size.
+// task calling runtime.Goexit; a replacement, given what was left of its
+// batch, keeps the pool at its size.
 func (p *Pool) exit(w *worker, clean bool) {
 	w.publish()
 	p.mu.Lock()
@@ -427,10 +407,26 @@ func (p *Pool) exit(w *worker, clean bool) {
 	delete(p.workers, w)
 	p.retired.add(w.snapshot())
 	if !clean {
-		p.startWorker()
+		r := new(worker)
+		k := 0
+		for it, ok := w.pop(); ok; it, ok = w.pop() {
+			r.batch[k] = it
+			k++
+		}
+		r.fill(k)
+		if w.victim { // w leaves the victims; r takes its place
+			for i, v := range p.victims {
+				if v == w {
+					p.victims[i] = r
+					r.victim = true
+				}
+			}
+		}
+		p.workers[r] = struct{}{}
+		go p.work(r)
 		return
 	}
-	if p.closed.Load() && len(p.workers) == 0 {
+	if p.closed && len(p.workers) == 0 {
 		close(p.exited)
 	}
 }
@@ -525,7 +521,7 @@ func (p *Pool) report(w *worker, g *Group, err error) {
 		if w == &p.helper {
 			w.succeeded.Add(1)
 		} else {
-			w.batch++ // only the worker's own goroutine runs its tasks
+			w.unpublished++ // only the worker's own goroutine runs its tasks
 		}
 		if g != nil {
 			g.finish(nil)
