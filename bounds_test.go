@@ -64,47 +64,6 @@ func TestWorkersBoundGroupsFromOutside(t *testing.T) {
 	}
 }
 
-// A task's own group helps when the queue is full, and the tasks that run
-// on the helping goroutine still count against Workers.
-func TestWorkersBoundTasksThatHelp(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		p := newPool(t, herd.Config{Workers: 2, QueueSize: 1})
-		defer p.Close()
-		var running gauge
-		var leaves atomic.Int64
-		var tree func(depth int) func(context.Context) error
-		tree = func(depth int) func(context.Context) error {
-			return func(ctx context.Context) error {
-				running.in()
-				defer running.out()
-				if depth == 0 {
-					time.Sleep(time.Millisecond)
-					leaves.Add(1)
-					return nil
-				}
-				g := herd.NewGroup(ctx, p)
-				running.out()
-				defer running.in()
-				for range 3 {
-					g.Go(tree(depth - 1))
-				}
-				return g.Wait()
-			}
-		}
-		root := herd.NewGroup(t.Context(), p)
-		root.Go(tree(4))
-		if err := root.Wait(); err != nil {
-			t.Fatal(err)
-		}
-		if leaves.Load() != 81 {
-			t.Errorf("%d leaves, want 81", leaves.Load())
-		}
-		if peak := running.peak.Load(); peak > 2 {
-			t.Errorf("%d tasks ran at once, want at most 2", peak)
-		}
-	})
-}
-
 // A coordinating task fills and waits for a group made outside the pool,
 // with the only worker: passing its context makes it help instead of
 // waiting for itself.

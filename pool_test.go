@@ -453,19 +453,27 @@ func TestNestedSubmitIntoFullPoolDoesNotDeadlock(t *testing.T) {
 	})
 }
 
+// Tasks waiting for their own subtasks help run the queue, and the tasks
+// run on a helping goroutine still count against Workers.
 func TestNestedGroupWaitDoesNotDeadlock(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := newPool(t, herd.Config{Workers: 2, QueueSize: 1})
 		defer p.Close()
+		var running gauge
 		var leaves atomic.Int64
 		var tree func(depth int) func(context.Context) error
 		tree = func(depth int) func(context.Context) error {
 			return func(ctx context.Context) error {
+				running.in()
+				defer running.out()
 				if depth == 0 {
+					time.Sleep(time.Millisecond)
 					leaves.Add(1)
 					return nil
 				}
 				g := herd.NewGroup(ctx, p)
+				running.out() // suspended while it submits and waits
+				defer running.in()
 				for range 3 {
 					g.Go(tree(depth - 1))
 				}
@@ -479,6 +487,9 @@ func TestNestedGroupWaitDoesNotDeadlock(t *testing.T) {
 		}
 		if leaves.Load() != 243 {
 			t.Errorf("%d leaves, want 243", leaves.Load())
+		}
+		if peak := running.peak.Load(); peak > 2 {
+			t.Errorf("%d tasks ran at once, want at most 2", peak)
 		}
 	})
 }
