@@ -22,22 +22,12 @@ const (
 // exit status.
 func run(ctx context.Context, args []string, sigs <-chan os.Signal, stdin io.Reader, stdout, stderr io.Writer) int {
 	status := 0
-	root := &cobra.Command{
-		Use:   "herd",
-		Short: "a queue of things to be done, and workers pulling things off the queue",
-		Long: `herd runs work on a fixed number of workers.
-
-  herd run     runs a shell command for every input, N at a time, with GNU parallel's
-               options and job log (see herd run --help); with --queue URL, on the
-               herd work processes of a queue, on any machine
-  herd work    runs the jobs of herd run --queue
-  herd queue   serves the queue (herd queue serve) and shows what is in it`,
-		SilenceErrors: true,
-		SilenceUsage:  true,
+	root := newRootCommand(ctx, sigs, &status)
+	args, err := withDefaultOptions(args, os.Getenv, os.UserHomeDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "herd run: %v\n", err)
+		return exitError
 	}
-	root.AddCommand(newRunCommand(ctx, sigs, &status))
-	root.AddCommand(newWorkCommand(ctx, sigs, &status))
-	root.AddCommand(newQueueCommand(ctx, sigs, &status))
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
@@ -52,4 +42,31 @@ func run(ctx context.Context, args []string, sigs <-chan os.Signal, stdin io.Rea
 		return exitError
 	}
 	return status
+}
+
+// newRootCommand returns herd's command tree; the subcommands that run
+// something leave their exit status in status.
+func newRootCommand(ctx context.Context, sigs <-chan os.Signal, status *int) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "herd",
+		Short: "a queue of things to be done, and workers pulling things off the queue",
+		Long: `herd runs work on a fixed number of workers.
+
+  herd run     runs a shell command for every input, N at a time, with GNU parallel's
+               options and job log (see herd run --help); with --queue URL, on the
+               herd work processes of a queue, on any machine
+  herd work    runs the jobs of herd run --queue
+  herd queue   serves the queue (herd queue serve) and shows what is in it`,
+		Version:           buildVersion(),
+		SilenceErrors:     true,
+		SilenceUsage:      true,
+		DisableAutoGenTag: true, // the manual pages stay the same from one day to the next
+	}
+	root.SetVersionTemplate("{{.Version}}")
+	root.AddCommand(newRunCommand(ctx, sigs, status))
+	root.AddCommand(newWorkCommand(ctx, sigs, status))
+	root.AddCommand(newQueueCommand(ctx, sigs, status))
+	root.AddCommand(newVersionCommand())
+	root.AddCommand(newManCommand(root))
+	return root
 }

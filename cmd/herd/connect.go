@@ -9,7 +9,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/goherd/herd/queue"
 	"github.com/spf13/pflag"
@@ -42,10 +44,17 @@ func (c *connFlags) add(fs *pflag.FlagSet, embedded bool) {
 	fs.StringVar(&c.tlsKey, "tls-key", "", "the client certificate's key `FILE`")
 }
 
+// defaultDirText names the default data folder in help, with ~ for the
+// home folder.
 func defaultDirText() string {
 	d, err := queue.DefaultDir()
 	if err != nil {
 		return "~/.local/share/herd/queue"
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		if rest, ok := strings.CutPrefix(d, home+string(filepath.Separator)); ok {
+			return filepath.Join("~", rest)
+		}
 	}
 	return d
 }

@@ -2,15 +2,35 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
+// realHome is the home folder the tests were started with, for the tests
+// that run the go command, whose caches live there.
+var realHome = os.Getenv("HOME")
+
 func TestMain(m *testing.M) {
+	// When testscript runs this binary as herd, the script sets its
+	// environment; otherwise these are the tests, which must not see the
+	// developer's default options of herd run.
+	if filepath.Base(os.Args[0]) != "herd" {
+		isolate()
+	}
 	testscript.Main(m, map[string]func(){
 		"herd": main,
 	})
+}
+
+// isolate hides what herd run reads default options from, as GNU parallel
+// does (the environment and the home folder), and the data folder's.
+func isolate() {
+	for _, v := range []string{"PARALLEL", "PARALLEL_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME"} {
+		os.Unsetenv(v)
+	}
+	os.Setenv("HOME", filepath.Join(os.TempDir(), "herd-tests-have-no-home"))
 }
 
 // TestScripts runs the end-to-end scripts in testdata/script: each is a

@@ -46,6 +46,11 @@ Where herd differs from GNU parallel, on purpose:
   - -k has no effect with --line-buffer or --ungroup.
   - When a job's shell exits, whatever it left running in its process group is killed.
 
+Default options, as GNU parallel reads them: each line of the config file of
+$PARALLEL_HOME, $XDG_CONFIG_HOME/parallel and ~/.parallel (lines starting with # are
+skipped), then $PARALLEL, are put before the command line's options, so that the
+command line wins. --plain ignores them.
+
 Signals: the first SIGINT (Ctrl-C), SIGTERM or SIGHUP stops herd starting new jobs and
 lets the running ones finish; a second SIGINT or SIGTERM sends SIGTERM to every running
 job's process group, and SIGKILL half a second later. Every job that finished has its
@@ -122,6 +127,10 @@ func newRunCommand(ctx context.Context, sigs <-chan os.Signal, status *int) *cob
   herd run --queue nats://queue-host:4222 -k ./render.sh {} ::: scene*.blend`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if v, _ := cmd.Flags().GetBool("version"); v {
+				_, err := fmt.Fprint(cmd.OutOrStdout(), buildVersion())
+				return err
+			}
 			p, err := o.plan(args, cmd.Flags().Changed)
 			if err != nil {
 				return err
@@ -170,6 +179,8 @@ func newRunCommand(ctx context.Context, sigs <-chan os.Signal, status *int) *cob
 	f.Lookup("queue").Usage = "run the jobs on the herd work processes of the queue at `URL`[,URL...] (see above)"
 	f.StringVar(&o.queueName, "queue-name", "default", "with --queue: put the jobs on the queue of this `NAME`")
 	f.StringVar(&o.attach, "attach", "", "with --queue: show the output of the earlier run `ID` (as it finishes), instead of starting one")
+	f.Bool("plain", false, "ignore the default options of ~/.parallel/config and $PARALLEL (see above)")
+	f.Bool("version", false, "print herd's version and exit")
 	return cmd
 }
 

@@ -566,6 +566,8 @@ func (r *runner) print(o *outcome) {
 // tag is the prefix of each of a job's output lines, if any.
 func (r *runner) tag(o *outcome) string {
 	switch {
+	case r.p.tagTmpl != nil && !r.p.tagTmpl.HasReplacement():
+		return r.p.o.tagString + "\t" // unlike a command, a tag is not followed by the inputs
 	case r.p.tagTmpl != nil:
 		return r.p.tagTmpl.Expand(o.job.args, o.job.seq, o.slot, true) + "\t"
 	case r.p.o.tag:
