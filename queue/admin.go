@@ -205,6 +205,8 @@ type QueueStats struct {
 	// IdleFetches is how many fetches from workers are waiting for a job: idle
 	// capacity. Zero while every worker is busy, or when there are none.
 	IdleFetches int `json:"idle_fetches"`
+	// Paused is set while the queue is paused (see [Client.Pause]).
+	Paused bool `json:"paused,omitempty"`
 }
 
 // Stats are the figures of the whole queue.
@@ -235,6 +237,7 @@ func (c *Client) Stats(ctx context.Context) (*Stats, error) {
 			Delivered:   ci.Delivered.Consumer,
 			Redelivered: ci.NumRedelivered,
 			IdleFetches: ci.NumWaiting,
+			Paused:      ci.Paused,
 		})
 		waiting += ci.NumPending
 	}

@@ -197,7 +197,7 @@ func newInfo(j NewJob, now time.Time) (*Info, error) {
 	if o.ID != "" && !validID(o.ID) {
 		return nil, fmt.Errorf("queue: enqueue %s: id %q: want letters, digits and - _ = / ., with no dot first, last or twice in a row", j.Kind, o.ID)
 	}
-	if o.Queue != "" && (!validID(o.Queue) || strings.Contains(o.Queue, ".")) {
+	if o.Queue != "" && !validQueue(o.Queue) {
 		return nil, fmt.Errorf("queue: enqueue %s: queue %q: want letters, digits and - _ = /", j.Kind, o.Queue)
 	}
 	info := &Info{
@@ -232,6 +232,9 @@ func newInfo(j NewJob, now time.Time) (*Info, error) {
 	}
 	return info, nil
 }
+
+// validQueue reports whether s can name a queue: an id with no dots.
+func validQueue(s string) bool { return validID(s) && !strings.Contains(s, ".") }
 
 // validID reports whether s can be a job's id: a key of the bucket of
 // records.

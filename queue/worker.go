@@ -172,12 +172,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	var names []string
 	for _, prio := range []Priority{High, Default, Low} {
 		for _, q := range w.cfg.Queues {
-			cc := consumerConfig(q, prio, w.cfg.Lease)
-			cons, err := w.c.js.CreateOrUpdateConsumer(ctx, streamName, cc)
+			cons, err := w.c.workerConsumer(ctx, q, prio, w.cfg.Lease)
 			if err != nil {
-				return fmt.Errorf("queue: worker: consumer %s: %w", cc.Durable, err)
+				return fmt.Errorf("queue: worker: queue %s: %w", q, err)
 			}
-			consumers, names = append(consumers, cons), append(names, cc.Durable)
+			consumers, names = append(consumers, cons), append(names, cons.CachedInfo().Name)
 		}
 	}
 	p, err := newPuller(w.c.nc)

@@ -584,3 +584,39 @@ func writeCert(t *testing.T, dir string) (cert, key, ca string) {
 	}
 	return cert, key, ca
 }
+
+// herd queue pause holds a run's jobs back until herd queue resume, with a
+// worker waiting; stats says so.
+func TestQueuePauseResume(t *testing.T) {
+	url := serveQueue(t)
+	dir := t.TempDir()
+	herd := func(args ...string) (string, int) {
+		t.Helper()
+		p := startProc(t, dir, nil, append(args, "--queue", url)...)
+		st := p.status(t, 30*time.Second)
+		return p.out.String() + p.errOut.String(), st
+	}
+	if out, st := herd("queue", "pause", "default"); st != 0 || !strings.Contains(out, "default: paused") {
+		t.Fatalf("queue pause: status %d:\n%s", st, out)
+	}
+	startWorkers(t, url, 1)
+	run := startProc(t, dir, nil, "run", "--queue", url, "echo {} > "+dir+"/{}.done", ":::", "a", "b") // the worker's folder is its own
+	run.waitOutput(t, "all 2 jobs are on the queue")
+	time.Sleep(2 * time.Second)
+	if _, err := os.Stat(filepath.Join(dir, "a.done")); err == nil {
+		t.Fatal("a job of a paused queue ran")
+	}
+	if out, st := herd("queue", "stats", "--interval", "0"); st != 0 || !regexp.MustCompile(`default \(paused\)\s+default\s+2\s`).MatchString(out) {
+		t.Errorf("queue stats while paused: status %d:\n%s", st, out)
+	}
+	if out, st := herd("queue", "resume", "default"); st != 0 || !strings.Contains(out, "default: resumed") {
+		t.Fatalf("queue resume: status %d:\n%s", st, out)
+	}
+	if st := run.status(t, 60*time.Second); st != 0 {
+		t.Errorf("the run after resume: status %d: %s", st, run.errOut.String())
+	}
+	waitFiles(t, dir, "a.done", "b.done")
+	if out, st := herd("queue", "pause", "bad.name"); st != exitError || !strings.Contains(out, "bad.name") {
+		t.Errorf("queue pause bad.name: status %d:\n%s", st, out)
+	}
+}

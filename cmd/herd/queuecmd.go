@@ -200,7 +200,11 @@ waiting for a job); then the number of dead jobs, and of job records kept.`,
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "QUEUE\tPRIORITY\tWAITING\tIN FLIGHT\tSETTLED/S\tDELIVERED\tREDELIVERED\tIDLE FETCHES")
 			for _, q := range st.Queues {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1f\t%d\t%d\t%d\n", q.Queue, priorityName(q.Priority), q.Waiting, q.InFlight,
+				name := q.Queue
+				if q.Paused {
+					name += " (paused)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1f\t%d\t%d\t%d\n", name, priorityName(q.Priority), q.Waiting, q.InFlight,
 					q.SettledPerSecond, q.Delivered, q.Redelivered, q.IdleFetches)
 			}
 			tw.Flush()
@@ -300,7 +304,33 @@ with their records. Running jobs finish. Nothing is removed without --yes.`,
 			return nil
 		}),
 	}
-	cmds := []*cobra.Command{stats, ls, inspect, dead, retry, purge}
+	pauseCmd := func(use, short, long, done string, fn func(*queue.Client, context.Context, string) error) *cobra.Command {
+		return &cobra.Command{
+			Use:   use + " NAME...",
+			Short: short,
+			Long:  long,
+			Args:  cobra.MinimumNArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return do(func(c *queue.Client, out io.Writer) error {
+					for _, name := range args {
+						if err := fn(c, ctx, name); err != nil {
+							return err
+						}
+						fmt.Fprintf(out, "%s: %s\n", name, done)
+					}
+					return nil
+				})(cmd, nil)
+			},
+		}
+	}
+	pause := pauseCmd("pause", "stop the workers taking the jobs of named queues, until resume",
+		`Pause the named queues: their workers start none of their jobs until herd queue
+resume; the jobs running finish, and jobs can still be added. A pause is kept by the
+queue's server, across restarts of the server and of the workers; herd queue stats
+marks the queue paused.`, "paused", (*queue.Client).Pause)
+	resume := pauseCmd("resume", "let the workers take the jobs of paused queues again", "",
+		"resumed", (*queue.Client).Resume)
+	cmds := []*cobra.Command{stats, ls, inspect, dead, retry, purge, pause, resume}
 	for _, cmd := range cmds {
 		f := cmd.Flags()
 		f.SortFlags = false
