@@ -38,7 +38,7 @@ func (c *Client) Watch(ctx context.Context, pattern string) (<-chan *Info, func(
 			c.log.Warn("queue: watch: bad record", "error", err)
 			return nil, nil
 		}
-		if info.ResultApart && (info.State == Succeeded || info.State == Dead) {
+		if info.ResultApart && info.State.Finished() {
 			var err error
 			if info.Result, err = c.results.GetBytes(ctx, info.ID); err != nil {
 				return nil, fmt.Errorf("queue: job %s: result: %w", info.ID, err)
@@ -314,7 +314,7 @@ func (c *Client) each(ctx context.Context, queue string, fn func(*Info) bool) er
 			return fmt.Errorf("queue: list: %w", err)
 		}
 		for _, info := range infos {
-			if info.State == Succeeded || info.State == Dead {
+			if info.State.Finished() {
 				continue
 			}
 			if !fn(info) {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -76,4 +78,135 @@ func (c *Client) workerConsumer(ctx context.Context, queue string, p Priority, l
 	}
 	cc.PauseUntil = have.PauseUntil // a pause is kept when the lease changes
 	return c.js.UpdateConsumer(ctx, streamName, cc)
+}
+
+// A job is cancelled in three steps, each of which closes one way for it to
+// run: its record says cancelled (written only if the record did not change
+// since it was read, so a job that just finished stays finished); its
+// message is taken out of the stream, so that no worker is given it; and a
+// notice on cancelSubject(id) tells the worker that has it, if any, to
+// cancel its context. A worker given the job just before the notice came
+// cancels it when it takes it in hand (see Worker.Run).
+
+// cancelRoot is where cancel notices are published: not stored, so
+// outside the stream's subjects.
+const cancelRoot = "herd-cancel"
+
+func cancelSubject(id string) string { return cancelRoot + "." + id }
+
+// ErrFinished is returned when cancelling a job that has finished already.
+var ErrFinished = errors.New("queue: the job has finished")
+
+// errCancelled is the cause of a cancelled job's context.
+var errCancelled = errors.New("queue: job cancelled")
+
+// Cancel cancels a job that has not finished: a queued, scheduled or
+// retrying job never runs again, and a running one has its context
+// cancelled on the worker that runs it, which then records it as
+// [Cancelled] (a job's handler should return when its context is done).
+// Cancelling a finished job is an error that wraps [ErrFinished]; an
+// unknown id, one that wraps [ErrNotFound].
+//
+// A worker cut off from the queue when the notice is sent finishes the job,
+// then finds it cancelled when it is back, and keeps it so.
+func (c *Client) Cancel(ctx context.Context, id string) error {
+	var info *Info
+	for tries := 0; ; tries++ {
+		var rev uint64
+		var err error
+		if info, rev, err = c.info(ctx, id); err != nil {
+			return err
+		}
+		if info.State.Finished() {
+			return fmt.Errorf("queue: cancel %s: %w: it %s", id, ErrFinished, finishedAs(info.State))
+		}
+		info.State, info.UpdatedAt = Cancelled, time.Now()
+		rec, err := c.newRecordMsg(info)
+		if err != nil {
+			return fmt.Errorf("queue: cancel %s: %w", id, err)
+		}
+		expectLast(rec, id, rev)
+		err = c.commit.atomic([]*nats.Msg{rec})
+		if apiErr, ok := errors.AsType[*jetstream.APIError](err); ok && tries < 5 &&
+			(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+			continue // the job moved on meanwhile: look again
+		}
+		if err != nil {
+			return fmt.Errorf("queue: cancel %s: %w", id, err)
+		}
+		break
+	}
+	if err := c.stream.Purge(ctx, jetstream.WithPurgeSubject(jobSubject(info))); err != nil {
+		return fmt.Errorf("queue: cancel %s: %w", id, err)
+	}
+	if err := c.nc.Publish(cancelSubject(id), nil); err != nil {
+		return fmt.Errorf("queue: cancel %s: %w", id, err)
+	}
+	if err := c.durable(); err != nil {
+		return fmt.Errorf("queue: cancel %s: %w", id, err)
+	}
+	return nil
+}
+
+func finishedAs(s State) string {
+	switch s {
+	case Succeeded:
+		return "succeeded"
+	case Dead:
+		return "is dead"
+	}
+	return "was cancelled"
+}
+
+// cancels keeps track, for a worker, of the jobs in its hands and of the
+// cancel notices it got, so that a notice reaches a job taken just before
+// or just after it came.
+type cancels struct {
+	mu      sync.Mutex
+	running map[string]context.CancelCauseFunc
+	notices map[string]time.Time // recent notices, by job id
+}
+
+// noticeKept is how long a worker remembers a cancel notice for a job it
+// does not have (yet).
+const noticeKept = time.Minute
+
+// take registers a job the worker is about to run and returns its context,
+// already cancelled if a notice for it came; done unregisters it.
+func (cs *cancels) take(parent context.Context, id string) (ctx context.Context, done func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if _, ok := cs.notices[id]; ok {
+		cancel(errCancelled)
+	}
+	if cs.running == nil {
+		cs.running = map[string]context.CancelCauseFunc{}
+	}
+	cs.running[id] = cancel
+	return ctx, func() {
+		cs.mu.Lock()
+		defer cs.mu.Unlock()
+		delete(cs.running, id)
+		cancel(nil)
+	}
+}
+
+// notice handles a cancel notice for a job.
+func (cs *cancels) notice(id string) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cancel, ok := cs.running[id]; ok {
+		cancel(errCancelled)
+	}
+	now := time.Now()
+	if cs.notices == nil {
+		cs.notices = map[string]time.Time{}
+	}
+	cs.notices[id] = now
+	for k, at := range cs.notices {
+		if now.Sub(at) > noticeKept {
+			delete(cs.notices, k)
+		}
+	}
 }

@@ -2,11 +2,13 @@ package queue_test
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/goherd/herd/queue"
+	"github.com/goherd/herd/queue/internal/embedded"
 )
 
 func paused(t *testing.T, c *queue.Client, name string) bool {
@@ -116,5 +118,85 @@ func TestPauseBadQueue(t *testing.T) {
 	}
 	if err := c.Resume(t.Context(), "never-used"); err != nil {
 		t.Errorf("Resume of a queue never paused = %v, want nil", err)
+	}
+}
+
+// Cancel stops a job wherever it is: waiting, scheduled or running (from
+// another client, with its own connection), and a cancelled job never runs
+// again.
+func TestCancel(t *testing.T) {
+	ns := startServer(t, embedded.Config{})
+	c := open(t, queue.Config{URL: ns.ClientURL()})
+	other := open(t, queue.Config{URL: ns.ClientURL()})
+
+	queued, err := c.Enqueue(t.Context(), "job", nil, queue.Options{Queue: "q"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scheduled, err := c.Enqueue(t.Context(), "job", nil, queue.Options{Queue: "q", Delay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{queued, scheduled} {
+		if err := other.Cancel(t.Context(), id); err != nil {
+			t.Fatalf("Cancel(%s): %v", id, err)
+		}
+	}
+
+	var ran atomic.Int64
+	started := make(chan struct{})
+	cause := make(chan error, 1)
+	runWorker(t, c, queue.WorkerConfig{Queues: []string{"q"}, Backoff: time.Millisecond}, map[string]queue.Handler{
+		"job": func(context.Context, *queue.Job) ([]byte, error) { ran.Add(1); return nil, nil },
+		"long": func(ctx context.Context, _ *queue.Job) ([]byte, error) {
+			close(started)
+			<-ctx.Done()
+			cause <- context.Cause(ctx)
+			return nil, ctx.Err()
+		},
+	})
+	long, err := c.Enqueue(t.Context(), "long", nil, queue.Options{Queue: "q"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	at := time.Now()
+	if err := other.Cancel(t.Context(), long); err != nil {
+		t.Fatalf("Cancel of a running job: %v", err)
+	}
+	select {
+	case err := <-cause:
+		t.Logf("the running job's context was cancelled after %v: %v", time.Since(at), err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the running job's context was not cancelled")
+	}
+	for _, id := range []string{queued, scheduled, long} {
+		if info := wait(t, c, id); info.State != queue.Cancelled {
+			t.Errorf("job %s: %+v, want cancelled", id, info)
+		}
+	}
+	if info, _ := c.Info(t.Context(), long); info.Attempts != 1 || len(info.Errors) != 0 {
+		t.Errorf("the cancelled running job: %+v, want 1 attempt and no error", info)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := ran.Load(); n != 0 {
+		t.Errorf("%d cancelled jobs ran", n)
+	}
+
+	done, err := c.Enqueue(t.Context(), "job", nil, queue.Options{Queue: "q"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(t, c, done)
+	for _, id := range []string{done, long} {
+		if err := c.Cancel(t.Context(), id); !errors.Is(err, queue.ErrFinished) {
+			t.Errorf("Cancel of finished job %s = %v, want ErrFinished", id, err)
+		}
+	}
+	if err := c.Cancel(t.Context(), "no-such-job"); !errors.Is(err, queue.ErrNotFound) {
+		t.Errorf("Cancel of an unknown job = %v, want ErrNotFound", err)
+	}
+	if err := c.Delete(t.Context(), long); err != nil {
+		t.Errorf("Delete of a cancelled job: %v", err)
 	}
 }

@@ -20,7 +20,7 @@
 //	err = w.Run(ctx) // until ctx is done
 //
 // Each job has a record, by id: its state ([Queued], [Scheduled],
-// [Running], [Retrying], [Succeeded] or [Dead]), its attempts, the error of
+// [Running], [Retrying], [Succeeded], [Dead] or [Cancelled]), its attempts, the error of
 // each failed attempt, and its result. A job is acknowledged only after
 // its outcome is recorded, so a worker killed at any moment loses nothing:
 // its jobs go to another worker when their lease runs out.
@@ -85,6 +85,11 @@
 // fails its last attempt is dead: [Client.Dead] lists those jobs, and
 // [Client.Retry] and [Client.Delete] mend them. A result too big for a record
 // is kept apart, in a JetStream object store, and read back with it.
+//
+// [Client.Cancel] cancels a job by id: a waiting one never runs, a running
+// one has its context cancelled on its worker. [Client.Pause] stops the
+// workers of a named queue taking its jobs, across restarts, until
+// [Client.Resume]; enqueueing goes on.
 //
 // To share a queue between processes or machines, run a server with [Serve]
 // (herd queue serve does), or use any NATS server with JetStream, and give

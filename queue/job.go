@@ -59,7 +59,12 @@ const (
 	Retrying  State = "retrying"  // failed, waiting for its next attempt
 	Succeeded State = "succeeded" // done
 	Dead      State = "dead"      // failed its last attempt, or failed for good
+	Cancelled State = "cancelled" // cancelled by [Client.Cancel] before it finished
 )
+
+// Finished reports whether a job in state s is done with: it succeeded, is
+// dead, or was cancelled.
+func (s State) Finished() bool { return s == Succeeded || s == Dead || s == Cancelled }
 
 // Info is what the queue knows of a job.
 type Info struct {
@@ -291,8 +296,8 @@ func (c *Client) decode(ctx context.Context, record []byte) (*Info, error) {
 	return info, nil
 }
 
-// Wait waits until the job with the given id has succeeded or is dead, and
-// returns what the queue knows of it then.
+// Wait waits until the job with the given id has finished (succeeded, is
+// dead, or was cancelled), and returns what the queue knows of it then.
 //
 // It watches the job's record, and also reads it once a second, so that a
 // watch stalled by a server failing over (or one that cannot be set up
@@ -310,7 +315,7 @@ func (c *Client) Wait(ctx context.Context, id string) (*Info, error) {
 		case err != nil:
 			return nil, false, nil
 		}
-		return info, info.State == Succeeded || info.State == Dead, nil
+		return info, info.State.Finished(), nil
 	}
 	if info, done, err := check(); done {
 		return info, err
@@ -341,7 +346,7 @@ func (c *Client) Wait(ctx context.Context, id string) (*Info, error) {
 	for {
 		select {
 		case info := <-updates:
-			if info.State == Succeeded || info.State == Dead {
+			if info.State.Finished() {
 				return info, nil
 			}
 		case <-tick.C:
@@ -419,8 +424,8 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if info.State != Dead && info.State != Succeeded {
-		return fmt.Errorf("queue: delete %s: the job is %s; only dead and succeeded jobs can be deleted", id, info.State)
+	if !info.State.Finished() {
+		return fmt.Errorf("queue: delete %s: the job is %s; only finished jobs (succeeded, dead, cancelled) can be deleted", id, info.State)
 	}
 	if err := c.stream.Purge(ctx, jetstream.WithPurgeSubject(idSubject(id))); err != nil {
 		return fmt.Errorf("queue: delete %s: %w", id, err)

@@ -239,7 +239,7 @@ func (c *Client) newRecordMsg(info *Info) (*nats.Msg, error) {
 		return nil, err
 	}
 	m := &nats.Msg{Subject: recSubject(info), Data: data, Header: nats.Header{}}
-	if info.State == Succeeded || info.State == Dead {
+	if info.State.Finished() {
 		m.Header.Set("Nats-TTL", strconv.FormatInt(int64(c.retention/time.Second), 10))
 	}
 	return m, nil

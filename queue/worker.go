@@ -91,6 +91,7 @@ type Worker struct {
 	handlers map[string]Handler
 	stopJobs context.CancelFunc // of the running Run: cancels its jobs
 	aborted  bool
+	cancels  cancels // the jobs in hand, for Client.Cancel
 }
 
 // NewWorker returns a worker taking jobs from this client's queue.
@@ -184,6 +185,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("queue: worker: %w", err)
 	}
 	defer p.close()
+	notices, err := w.c.nc.Subscribe(cancelRoot+".>", func(m *nats.Msg) {
+		w.cancels.notice(strings.TrimPrefix(m.Subject, cancelRoot+"."))
+	})
+	if err != nil {
+		return fmt.Errorf("queue: worker: %w", err)
+	}
+	defer notices.Unsubscribe()
 
 	pool, err := herd.New(herd.Config{Workers: w.cfg.Concurrency, QueueSize: 2 * w.cfg.Concurrency})
 	if err != nil {
@@ -503,7 +511,7 @@ func (w *Worker) prepare(ctx context.Context, msgs []*nats.Msg, staleUpTo uint64
 	}
 	run := ds[:0]
 	for _, d := range ds {
-		if d.info.State == Succeeded || d.info.State == Dead {
+		if d.info.State.Finished() {
 			d.msg.Ack() // delivered again after it finished: nothing to do
 			continue
 		}
@@ -527,7 +535,15 @@ func (w *Worker) handle(jobsCtx, runCtx context.Context, d delivery, outcomes *s
 		return
 	}
 	ctx := context.WithoutCancel(jobsCtx)
+	jobCtx, done := w.cancels.take(jobsCtx, info.ID)
+	defer done()
+	if context.Cause(jobCtx) == errCancelled { // cancelled while it waited for a slot
+		info.State, info.UpdatedAt = Cancelled, time.Now()
+		w.finish(ctx, msg, info, func() error { return msg.Ack() }, outcomes)
+		return
+	}
 	info.State, info.Attempts, info.UpdatedAt = Running, info.Attempts+1, time.Now()
+	reconnected := w.c.reconnectSignal() // a cancel notice may be missed while away
 	// A job that is done within runningAfter never shows as running: for
 	// short jobs that record would cost a store write each, for a state
 	// no one could see in time.
@@ -542,13 +558,27 @@ func (w *Worker) handle(jobsCtx, runCtx context.Context, d delivery, outcomes *s
 			w.c.commit.add(ctx, &write{msg: m, done: func(error) {}}) // only news: nobody waits for it
 		}
 	})
-	result, err := w.run(jobsCtx, msg, info)
+	result, err := w.run(jobCtx, msg, info)
 	if !t.Stop() {
 		<-recorded
 	}
 	info.UpdatedAt = time.Now()
 	finish := func(settle func() error) { w.finish(ctx, msg, info, settle, outcomes) }
+	select {
+	case <-reconnected:
+		// The connection was lost while the job ran: look whether it was
+		// cancelled meanwhile, so that its outcome does not replace that.
+		if now, _, err := w.c.info(ctx, info.ID); err == nil && now.State == Cancelled {
+			info.State = Cancelled
+			finish(func() error { return msg.Ack() })
+			return
+		}
+	default:
+	}
 	switch {
+	case context.Cause(jobCtx) == errCancelled:
+		info.State = Cancelled
+		finish(func() error { return msg.Ack() })
 	case err != nil && jobsCtx.Err() != nil && runCtx.Err() != nil:
 		// Cancelled because this worker is stopping: hand the job back
 		// without counting the attempt.

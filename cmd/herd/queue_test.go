@@ -620,3 +620,48 @@ func TestQueuePauseResume(t *testing.T) {
 		t.Errorf("queue pause bad.name: status %d:\n%s", st, out)
 	}
 }
+
+// herd queue cancel, from another process, stops a running shell job and
+// what it started within a second, and herd run reports the job failed.
+func TestQueueCancelRunningJob(t *testing.T) {
+	url := serveQueue(t)
+	startWorkers(t, url, 1)
+	dir := t.TempDir()
+	run := startProc(t, dir, nil, "run", "--queue", url, "--joblog", filepath.Join(dir, "jobs.tsv"),
+		"sleep 300 & echo $! > "+dir+"/child; echo $$ > "+dir+"/shell; wait", ":::", "a")
+	id := run.waitOutput(t, `run (\S+): the jobs go to the queue`) + ".1" // job 1 of the run
+	waitFiles(t, dir, "child", "shell")
+	var pids []int
+	for _, f := range []string{"child", "shell"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids = append(pids, pid)
+	}
+
+	cancel := startProc(t, dir, nil, "queue", "cancel", id, "--queue", url)
+	if st := cancel.status(t, 30*time.Second); st != 0 || !strings.Contains(cancel.out.String(), id+": cancelled") {
+		t.Fatalf("queue cancel: status %d: %s%s", st, cancel.out.String(), cancel.errOut.String())
+	}
+	gone := time.Now().Add(time.Second)
+	for _, pid := range pids {
+		for syscall.Kill(pid, 0) == nil {
+			if time.Now().After(gone) {
+				t.Fatalf("process %d still runs a second after the cancel", pid)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if st := run.status(t, 30*time.Second); st != 1 || !strings.Contains(run.errOut.String(), "cancelled") {
+		t.Errorf("herd run: status %d, error output %q; want 1 and the job cancelled", st, run.errOut.String())
+	}
+	again := startProc(t, dir, nil, "queue", "cancel", id, "--queue", url)
+	if st := again.status(t, 30*time.Second); st != exitError || !strings.Contains(again.errOut.String(), "has finished") {
+		t.Errorf("queue cancel of a cancelled job: status %d: %s", st, again.errOut.String())
+	}
+}

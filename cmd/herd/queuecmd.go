@@ -330,7 +330,27 @@ queue's server, across restarts of the server and of the workers; herd queue sta
 marks the queue paused.`, "paused", (*queue.Client).Pause)
 	resume := pauseCmd("resume", "let the workers take the jobs of paused queues again", "",
 		"resumed", (*queue.Client).Resume)
-	cmds := []*cobra.Command{stats, ls, inspect, dead, retry, purge, pause, resume}
+	cancel := &cobra.Command{
+		Use:   "cancel ID...",
+		Short: "cancel jobs: waiting ones never run, running ones are stopped",
+		Long: `Cancel the jobs with these ids (herd run --queue names its jobs RUN.N, N its job
+number). A job waiting, scheduled or waiting to retry never runs; a running one is
+stopped on the worker that runs it (a command's process group gets SIGTERM, then
+SIGKILL). Their records say cancelled. Cancelling a finished job is an error.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return do(func(c *queue.Client, out io.Writer) error {
+				for _, id := range args {
+					if err := c.Cancel(ctx, id); err != nil {
+						return err
+					}
+					fmt.Fprintf(out, "%s: cancelled\n", id)
+				}
+				return nil
+			})(cmd, nil)
+		},
+	}
+	cmds := []*cobra.Command{stats, ls, inspect, dead, retry, purge, pause, resume, cancel}
 	for _, cmd := range cmds {
 		f := cmd.Flags()
 		f.SortFlags = false

@@ -237,7 +237,7 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, sigs <-chan os.Signa
 		}
 	}
 	take := func(info *queue.Info) {
-		if info.State != queue.Succeeded && info.State != queue.Dead {
+		if !info.State.Finished() {
 			return
 		}
 		seq, err := strconv.Atoi(strings.TrimPrefix(info.ID, rm.run+"."))
@@ -397,6 +397,10 @@ func (rm *remote) outcome(info *queue.Info, j job) *outcome {
 	}
 	o := &outcome{job: j, line: strings.ReplaceAll(j.line, slotText, "0")} // never ran: no slot
 	var res commandResult
+	if info.State == queue.Cancelled {
+		o.res.Exit, o.res.Err, o.res.Start = -1, errors.New("cancelled (herd queue cancel)"), info.UpdatedAt
+		return o
+	}
 	if info.State == queue.Dead || json.Unmarshal(info.Result, &res) != nil {
 		last := "no result"
 		if n := len(info.Errors); n > 0 {
