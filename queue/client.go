@@ -95,6 +95,7 @@ type Client struct {
 	consumers sync.Map
 	dead      jetstream.KeyValue
 	meta      jetstream.KeyValue
+	schedules jetstream.KeyValue
 	results   jetstream.ObjectStore
 	log       *slog.Logger
 
@@ -222,14 +223,16 @@ func (c *Client) setup(ctx context.Context) error {
 	buckets := []struct {
 		kv          *jetstream.KeyValue
 		name, about string
+		ttl         time.Duration
 	}{
-		{&c.dead, deadBucket, "the ids of herd's dead jobs"},
-		{&c.meta, metaBucket, "values shared by the programs using herd's queue"},
+		{&c.dead, deadBucket, "the ids of herd's dead jobs", c.retention},
+		{&c.meta, metaBucket, "values shared by the programs using herd's queue", c.retention},
+		{&c.schedules, scheduleBucket, "the schedules of herd's periodic jobs", 0},
 	}
 	for _, b := range buckets {
 		if err := c.ensure(ctx, "KV_"+b.name, func() error {
 			_, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-				Bucket: b.name, Description: b.about, Storage: jetstream.FileStorage, Replicas: replicas, TTL: c.retention,
+				Bucket: b.name, Description: b.about, Storage: jetstream.FileStorage, Replicas: replicas, TTL: b.ttl,
 			})
 			return err
 		}); err != nil {

@@ -127,8 +127,7 @@ func (c *Client) Cancel(ctx context.Context, id string) error {
 		}
 		expectLast(rec, id, rev)
 		err = c.commit.atomic([]*nats.Msg{rec})
-		if apiErr, ok := errors.AsType[*jetstream.APIError](err); ok && tries < 5 &&
-			(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		if wrongLastSequence(err) && tries < 5 {
 			continue // the job moved on meanwhile: look again
 		}
 		if err != nil {

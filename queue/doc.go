@@ -91,6 +91,12 @@
 // workers of a named queue taking its jobs, across restarts, until
 // [Client.Resume]; enqueueing goes on.
 //
+// [Client.AddSchedule] adds a periodic job: a cron expression (seconds
+// optional, time zones with CRON_TZ=), a descriptor such as @daily, or
+// @every 5m. Every worker serving its queue enqueues its ticks, each with an
+// id of its own, so each tick runs once however many workers run; a tick
+// missed while no worker ran is caught up once, when one starts.
+//
 // To share a queue between processes or machines, run a server with [Serve]
 // (herd queue serve does), or use any NATS server with JetStream, and give
 // clients its URL. [Client.Watch] follows the records of a set of jobs as

@@ -39,6 +39,10 @@ func TestMain(m *testing.M) {
 		busyQueue(dir)
 		return
 	}
+	if url := os.Getenv("HERD_QUEUE_TEST_SCHEDULER"); url != "" {
+		scheduling(url, os.Getenv("HERD_QUEUE_TEST_RUNS"))
+		return
+	}
 	code := m.Run()
 	if code == 0 {
 		if leaked := leakedGoroutines(); leaked != "" {

@@ -162,7 +162,9 @@ func (c *Client) ensureConsumer(ctx context.Context, queue string, p Priority) e
 	return nil
 }
 
-// Run takes jobs and runs them until ctx is done. It then takes no more,
+// Run takes jobs and runs them until ctx is done. It also enqueues the
+// jobs of the schedules of its queues (see [Client.AddSchedule]) as their
+// ticks come. It then takes no more,
 // lets the running jobs finish for up to [WorkerConfig.ShutdownTimeout],
 // cancels those still running and hands them back to the queue, and
 // returns nil once their outcomes are stored. A job of a worker that dies
@@ -207,6 +209,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		stopJobs()
 	}
 	w.mu.Unlock()
+	var scheduler sync.WaitGroup
+	defer scheduler.Wait()
+	schedCtx, stopSchedules := context.WithCancel(ctx)
+	defer stopSchedules()
+	scheduler.Go(func() { w.schedule(schedCtx) })
+
 	var running atomic.Int64
 	free := make(chan struct{}, 1) // a slot came free
 	var outcomes sync.WaitGroup    // outcomes handed to the committer, not yet settled

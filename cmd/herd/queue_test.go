@@ -665,3 +665,58 @@ func TestQueueCancelRunningJob(t *testing.T) {
 		t.Errorf("queue cancel of a cancelled job: status %d: %s", st, again.errOut.String())
 	}
 }
+
+// herd queue cron runs a command on a schedule on the workers, and its
+// schedules are listed and removed.
+func TestQueueCron(t *testing.T) {
+	url := serveQueue(t)
+	dir := t.TempDir()
+	herd := func(args ...string) (string, int) {
+		t.Helper()
+		p := startProc(t, dir, nil, append(args[:2:2], append([]string{"--queue", url}, args[2:]...)...)...)
+		st := p.status(t, 30*time.Second)
+		return p.out.String() + p.errOut.String(), st
+	}
+	ticks := filepath.Join(dir, "ticks")
+	if out, st := herd("queue", "cron", "add", "tick", "@every 1s", "echo tick >> "+ticks); st != 0 || !strings.Contains(out, "tick: added; first run at") {
+		t.Fatalf("cron add: status %d:\n%s", st, out)
+	}
+	if out, st := herd("queue", "cron", "add", "tick", "@every 1s", "true"); st != exitError || !strings.Contains(out, "exists") {
+		t.Errorf("cron add of a taken name: status %d:\n%s", st, out)
+	}
+	if out, st := herd("queue", "cron", "add", "bad", "61 * * * *", "true"); st != exitError || !strings.Contains(out, "61") {
+		t.Errorf("cron add with a bad spec: status %d:\n%s", st, out)
+	}
+	out, st := herd("queue", "cron", "ls", "--json")
+	var scheds []queue.Schedule
+	if err := json.Unmarshal([]byte(out), &scheds); st != 0 || err != nil || len(scheds) != 1 || scheds[0].Spec != "@every 1s" {
+		t.Fatalf("cron ls --json: status %d: %s (%v)", st, out, err)
+	}
+	if out, st := herd("queue", "cron", "ls"); st != 0 || !strings.Contains(out, "echo tick >> "+ticks) {
+		t.Errorf("cron ls: status %d:\n%s", st, out)
+	}
+	startWorkers(t, url, 2)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(ticks)
+		if strings.Count(string(b), "tick\n") >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the schedule ran %q in 30s", b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if out, st := herd("queue", "cron", "rm", "tick"); st != 0 || !strings.Contains(out, "tick: removed") {
+		t.Errorf("cron rm: status %d:\n%s", st, out)
+	}
+	if out, st := herd("queue", "cron", "ls", "--json"); st != 0 || strings.TrimSpace(out) != "[]" {
+		t.Errorf("cron ls after rm: status %d:\n%s", st, out)
+	}
+	time.Sleep(2 * time.Second) // the ticks enqueued before the rm may still run
+	b1, _ := os.ReadFile(ticks)
+	time.Sleep(2 * time.Second)
+	if b2, _ := os.ReadFile(ticks); len(b2) != len(b1) {
+		t.Errorf("the schedule still runs after cron rm")
+	}
+}

@@ -41,6 +41,7 @@ func newQueueCommand(ctx context.Context, sigs <-chan os.Signal, status *int) *c
 	for _, sub := range adminCommands(ctx, status) {
 		cmd.AddCommand(sub)
 	}
+	cmd.AddCommand(newCronCommand(ctx, new(connFlags), status))
 	return cmd
 }
 

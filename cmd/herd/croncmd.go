@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/goherd/herd/queue"
+	"github.com/spf13/cobra"
+)
+
+const cronHelp = `Run shell commands on a schedule, on the herd work processes of the queue.
+
+A schedule lives in the queue, so it survives restarts. Every herd work serving its
+queue enqueues its jobs, tick by tick, each tick's job with an id of its own
+(cron.NAME.TIME): however many workers run, each tick runs once. A tick missed while
+no worker ran is caught up once, when a worker starts: the latest one missed, not
+every one. See a tick's output with herd queue inspect ID.
+
+SPEC is a cron expression, with the seconds field optional ("*/5 * * * *",
+"0 30 9 * * MON-FRI"), a descriptor (@hourly, @daily, @weekly, @monthly, @yearly) or
+"@every 5m". Times are UTC unless SPEC starts with CRON_TZ=Zone/Name, or --tz is given.`
+
+func newCronCommand(ctx context.Context, conn *connFlags, status *int) *cobra.Command {
+	var o struct {
+		name, shell, tz string
+		timeout         time.Duration
+		json            bool
+	}
+	do := func(fn func(c *queue.Client, out io.Writer, args []string) error) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, args []string) error {
+			c, err := conn.open(ctx, nil)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if err := fn(c, cmd.OutOrStdout(), args); err != nil {
+				return err
+			}
+			*status = 0
+			return nil
+		}
+	}
+	add := &cobra.Command{
+		Use:   "add NAME SPEC COMMAND [ARGS...]",
+		Short: "run a command on a schedule",
+		Example: `  herd queue cron add nightly-backup '0 2 * * *' ./backup.sh /data
+  herd queue cron add ping '@every 30s' curl -fsS https://example.org/health
+  herd queue cron add standup --tz Europe/Paris '0 45 9 * * MON-FRI' ./remind.sh`,
+		Args: cobra.MinimumNArgs(3),
+		RunE: do(func(c *queue.Client, out io.Writer, args []string) error {
+			spec := args[1]
+			if o.tz != "" {
+				spec = "CRON_TZ=" + o.tz + " " + spec
+			}
+			payload, err := json.Marshal(commandJob{Run: "cron." + args[0], Line: strings.Join(args[2:], " "), Shell: o.shell, Attempts: 1, Timeout: o.timeout})
+			if err != nil {
+				return err
+			}
+			s := queue.Schedule{Name: args[0], Spec: spec, Kind: commandKind, Payload: payload, Options: queue.Options{Queue: o.name}}
+			if err := c.AddSchedule(ctx, s); err != nil {
+				return err
+			}
+			next, _ := s.NextTick(time.Now())
+			fmt.Fprintf(out, "%s: added; first run at %s\n", args[0], next.Local().Format(time.DateTime))
+			return nil
+		}),
+	}
+	add.Flags().SetInterspersed(false) // the command's own options are not ours
+	ls := &cobra.Command{
+		Use:   "ls",
+		Short: "the schedules, with their next run",
+		Args:  cobra.NoArgs,
+		RunE: do(func(c *queue.Client, out io.Writer, _ []string) error {
+			scheds, err := c.Schedules(ctx)
+			if err != nil {
+				return err
+			}
+			if o.json {
+				if scheds == nil {
+					scheds = []*queue.Schedule{}
+				}
+				return writeJSON(out, scheds)
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tSPEC\tQUEUE\tNEXT RUN\tCOMMAND")
+			for _, s := range scheds {
+				next, _ := s.NextTick(time.Now())
+				line := s.Kind
+				var cj commandJob
+				if s.Kind == commandKind && json.Unmarshal(s.Payload, &cj) == nil {
+					line = cj.Line
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, s.Spec, queueName(s.Options.Queue), next.Local().Format(time.DateTime), line)
+			}
+			return tw.Flush()
+		}),
+	}
+	rm := &cobra.Command{
+		Use:   "rm NAME...",
+		Short: "remove schedules (the jobs they enqueued stay)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: do(func(c *queue.Client, out io.Writer, args []string) error {
+			for _, name := range args {
+				if err := c.RemoveSchedule(ctx, name); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "%s: removed\n", name)
+			}
+			return nil
+		}),
+	}
+	cmd := &cobra.Command{
+		Use:   "cron",
+		Short: "run shell commands on a schedule: herd queue cron add|ls|rm",
+		Long:  cronHelp,
+		Args:  cobra.NoArgs,
+	}
+	for _, sub := range []*cobra.Command{add, ls, rm} {
+		f := sub.Flags()
+		f.SortFlags = false
+		conn.add(f, true)
+		switch sub {
+		case add:
+			f.StringVar(&o.name, "queue-name", "default", "enqueue the jobs on the queue of this `NAME`")
+			f.StringVar(&o.tz, "tz", "", "read SPEC in this time `ZONE` (such as Europe/Paris); default UTC")
+			f.StringVar(&o.shell, "shell", "/bin/sh", "the shell that runs the command")
+			f.DurationVar(&o.timeout, "timeout", 0, "kill a run after this long (0: no limit)")
+		case ls:
+			f.BoolVar(&o.json, "json", false, "print JSON, for scripts")
+		}
+		cmd.AddCommand(sub)
+	}
+	return cmd
+}
+
+func queueName(name string) string {
+	if name == "" {
+		return "default"
+	}
+	return name
+}

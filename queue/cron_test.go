@@ -1,0 +1,170 @@
+package queue_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goherd/herd/queue"
+	"github.com/goherd/herd/queue/internal/embedded"
+)
+
+// scheduling is a worker process for the tests of periodic jobs: it runs
+// the jobs of kind tick, each appending its id to the file runs, until
+// killed.
+func scheduling(url, runs string) {
+	ctx := context.Background()
+	c, err := queue.Open(ctx, queue.Config{URL: url})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	w, _ := c.NewWorker(queue.WorkerConfig{Concurrency: 2})
+	w.Handle("tick", func(_ context.Context, j *queue.Job) ([]byte, error) {
+		f, err := os.OpenFile(runs, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		_, err = fmt.Fprintln(f, j.ID)
+		return nil, err
+	})
+	fmt.Println("running")
+	w.Run(ctx) // until killed
+}
+
+// startScheduler starts a worker process that schedules and runs ticks.
+func startScheduler(t *testing.T, url, runs string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "HERD_QUEUE_TEST_SCHEDULER="+url, "HERD_QUEUE_TEST_RUNS="+runs)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd
+}
+
+// ranTicks returns how many times each tick's job ran, by tick.
+func ranTicks(t *testing.T, runs, name string) map[time.Time]int {
+	t.Helper()
+	b, err := os.ReadFile(runs)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	ran := map[time.Time]int{}
+	for id := range strings.FieldsSeq(string(b)) {
+		stamp, ok := strings.CutPrefix(id, "cron."+name+".")
+		if !ok {
+			t.Fatalf("a job of another schedule ran: %s", id)
+		}
+		tick, err := time.Parse("20060102T150405Z", stamp)
+		if err != nil {
+			t.Fatalf("job %s: %v", id, err)
+		}
+		ran[tick]++
+	}
+	return ran
+}
+
+// Two worker processes serving a schedule's queue enqueue each tick once,
+// and each tick's job runs once, over a minute of ticks; a tick missed
+// while no worker ran is caught up once, when one starts again.
+func TestScheduleOncePerTickAcrossProcesses(t *testing.T) {
+	ns := startServer(t, embedded.Config{})
+	c := open(t, queue.Config{URL: ns.ClientURL()})
+	if err := c.AddSchedule(t.Context(), queue.Schedule{Name: "t", Spec: "@every 1s", Kind: "tick"}); err != nil {
+		t.Fatal(err)
+	}
+	runs := t.TempDir() + "/runs"
+	a := startScheduler(t, ns.ClientURL(), runs)
+	b := startScheduler(t, ns.ClientURL(), runs)
+	start := time.Now()
+	time.Sleep(time.Minute)
+	for _, p := range []*exec.Cmd{a, b} {
+		p.Process.Kill()
+		p.Wait()
+	}
+	killed := time.Now()
+
+	ran := ranTicks(t, runs, "t")
+	for tick, n := range ran {
+		if n != 1 {
+			t.Errorf("tick %v ran %d times, want once", tick, n)
+		}
+	}
+	// Every whole second between a moment after the start and the kill has
+	// its job (allowing for the jobs of the last ticks still running).
+	for tick := start.Truncate(time.Second).Add(2 * time.Second); tick.Before(killed.Add(-time.Second)); tick = tick.Add(time.Second) {
+		if info, err := c.Info(t.Context(), queue.TickID("t", tick)); err != nil || ran[tick.UTC()] != 1 {
+			t.Errorf("tick %v: job %+v (%v), ran %d times; want it run once", tick, info, err, ran[tick.UTC()])
+		}
+	}
+
+	// No worker for 3s, then one: it catches up the latest tick missed, once.
+	time.Sleep(3 * time.Second)
+	restarted := time.Now()
+	startScheduler(t, ns.ClientURL(), runs)
+	deadline := time.Now().Add(20 * time.Second)
+	var missed []time.Time
+	for time.Now().Before(deadline) {
+		missed = nil
+		for tick := killed.Truncate(time.Second).Add(time.Second); !tick.After(restarted); tick = tick.Add(time.Second) {
+			if _, err := c.Info(t.Context(), queue.TickID("t", tick)); err == nil {
+				missed = append(missed, tick)
+			}
+		}
+		if len(missed) > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if want := restarted.Truncate(time.Second); len(missed) != 1 || !missed[0].Equal(want) {
+		t.Errorf("ticks missed between %v and %v that were enqueued: %v; want only the latest, %v", killed, restarted, missed, want)
+	}
+	t.Logf("%d ticks run once each by two processes; %d missed tick caught up after the restart", len(ran), len(missed))
+}
+
+func TestScheduleAdmin(t *testing.T) {
+	c := open(t, queue.Config{Dir: t.TempDir()})
+	s := queue.Schedule{Name: "nightly", Spec: "CRON_TZ=Europe/Paris 0 2 * * *", Kind: "report", Options: queue.Options{Queue: "reports", Priority: queue.Low}}
+	if err := c.AddSchedule(t.Context(), s); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddSchedule(t.Context(), s); !errors.Is(err, queue.ErrScheduleExists) {
+		t.Errorf("adding it again = %v, want ErrScheduleExists", err)
+	}
+	for _, bad := range []queue.Schedule{
+		{Name: "x", Spec: "bogus", Kind: "k"},
+		{Name: "bad.name", Spec: "@hourly", Kind: "k"},
+		{Name: "x", Spec: "@hourly"},
+		{Name: "x", Spec: "@hourly", Kind: "k", Options: queue.Options{ID: "fixed"}},
+		{Name: "x", Spec: "@hourly", Kind: "k", Options: queue.Options{Delay: time.Minute}},
+	} {
+		if err := c.AddSchedule(t.Context(), bad); err == nil {
+			t.Errorf("AddSchedule(%+v) = nil, want an error", bad)
+		}
+	}
+	all, err := c.Schedules(t.Context())
+	if err != nil || len(all) != 1 || all[0].Name != "nightly" || all[0].Options.Queue != "reports" || all[0].Added.IsZero() {
+		t.Fatalf("Schedules = %+v, %v", all, err)
+	}
+	if next, err := all[0].NextTick(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC)); err != nil || !next.Equal(time.Date(2026, 7, 2, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("next tick = %v, %v; want 2am in Paris, midnight UTC in summer", next.UTC(), err)
+	}
+	if err := c.RemoveSchedule(t.Context(), "nightly"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RemoveSchedule(t.Context(), "nightly"); !errors.Is(err, queue.ErrNotFound) {
+		t.Errorf("removing it again = %v, want ErrNotFound", err)
+	}
+	if all, _ := c.Schedules(t.Context()); len(all) != 0 {
+		t.Errorf("Schedules after removing = %+v", all)
+	}
+}
