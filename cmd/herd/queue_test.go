@@ -333,12 +333,7 @@ func TestQueueAdmin(t *testing.T) {
 		t.Fatalf("broken job: %+v, %v; want dead", info, err)
 	}
 	dir := t.TempDir()
-	herd := func(args ...string) (string, int) {
-		t.Helper()
-		p := startProc(t, dir, nil, append(args, "--queue", url)...)
-		st := p.status(t, 30*time.Second)
-		return p.out.String() + p.errOut.String(), st
-	}
+	herd := queueCLI(t, dir, url)
 
 	out, st := herd("queue", "stats")
 	if st != 0 || !regexp.MustCompile(`idle\s+default\s+3\s`).MatchString(out) || !strings.Contains(out, "dead jobs: 1") {
@@ -410,6 +405,24 @@ func TestQueueAdmin(t *testing.T) {
 	}
 	if st := run.status(t, 60*time.Second); st != 0 {
 		t.Errorf("the run: status %d", st)
+	}
+}
+
+// queueCLI returns a function that runs a herd queue command on the queue
+// at url, in dir, and returns its output and exit status. The --queue
+// option goes right after the command's name, before its arguments, which
+// may end with a command of their own (cron add).
+func queueCLI(t *testing.T, dir, url string) func(args ...string) (string, int) {
+	return func(args ...string) (string, int) {
+		t.Helper()
+		n := min(2, len(args)) // queue SUBCOMMAND
+		if n == 2 && args[1] == "cron" {
+			n = min(3, len(args)) // queue cron add|ls|rm
+		}
+		full := append(append(append([]string{}, args[:n]...), "--queue", url), args[n:]...)
+		p := startProc(t, dir, nil, full...)
+		st := p.status(t, 30*time.Second)
+		return p.out.String() + p.errOut.String(), st
 	}
 }
 
@@ -590,12 +603,7 @@ func writeCert(t *testing.T, dir string) (cert, key, ca string) {
 func TestQueuePauseResume(t *testing.T) {
 	url := serveQueue(t)
 	dir := t.TempDir()
-	herd := func(args ...string) (string, int) {
-		t.Helper()
-		p := startProc(t, dir, nil, append(args, "--queue", url)...)
-		st := p.status(t, 30*time.Second)
-		return p.out.String() + p.errOut.String(), st
-	}
+	herd := queueCLI(t, dir, url)
 	if out, st := herd("queue", "pause", "default"); st != 0 || !strings.Contains(out, "default: paused") {
 		t.Fatalf("queue pause: status %d:\n%s", st, out)
 	}
@@ -671,12 +679,7 @@ func TestQueueCancelRunningJob(t *testing.T) {
 func TestQueueCron(t *testing.T) {
 	url := serveQueue(t)
 	dir := t.TempDir()
-	herd := func(args ...string) (string, int) {
-		t.Helper()
-		p := startProc(t, dir, nil, append(args[:2:2], append([]string{"--queue", url}, args[2:]...)...)...)
-		st := p.status(t, 30*time.Second)
-		return p.out.String() + p.errOut.String(), st
-	}
+	herd := queueCLI(t, dir, url)
 	ticks := filepath.Join(dir, "ticks")
 	if out, st := herd("queue", "cron", "add", "tick", "@every 1s", "echo tick >> "+ticks); st != 0 || !strings.Contains(out, "tick: added; first run at") {
 		t.Fatalf("cron add: status %d:\n%s", st, out)
