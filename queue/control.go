@@ -118,7 +118,7 @@ func (c *Client) Cancel(ctx context.Context, id string) error {
 			return err
 		}
 		if info.State.Finished() {
-			return fmt.Errorf("queue: cancel %s: %w: it %s", id, ErrFinished, finishedAs(info.State))
+			return fmt.Errorf("%w: %s %s", ErrFinished, id, finishedAs(info.State))
 		}
 		info.State, info.UpdatedAt = Cancelled, time.Now()
 		rec, err := c.newRecordMsg(info)
