@@ -638,18 +638,20 @@ func TestQueueCancelRunningJob(t *testing.T) {
 	run := startProc(t, dir, nil, "run", "--queue", url, "--joblog", filepath.Join(dir, "jobs.tsv"),
 		"sleep 300 & echo $! > "+dir+"/child; echo $$ > "+dir+"/shell; wait", ":::", "a")
 	id := run.waitOutput(t, `run (\S+): the jobs go to the queue`) + ".1" // job 1 of the run
-	waitFiles(t, dir, "child", "shell")
 	var pids []int
 	for _, f := range []string{"child", "shell"} {
-		b, err := os.ReadFile(filepath.Join(dir, f))
-		if err != nil {
-			t.Fatal(err)
+		deadline := time.Now().Add(30 * time.Second)
+		for { // the file may be there before what the shell writes in it
+			b, _ := os.ReadFile(filepath.Join(dir, f))
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				pids = append(pids, pid)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the job never wrote its %s's pid", f)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pids = append(pids, pid)
 	}
 
 	cancel := startProc(t, dir, nil, "queue", "cancel", id, "--queue", url)
