@@ -17,10 +17,12 @@ type Config struct {
 	// Workers is how many tasks run at once. Zero means GOMAXPROCS.
 	Workers int
 
-	// QueueSize is how many submitted tasks may wait for a worker before
-	// a submit blocks. Zero means Workers or 64, whichever is larger: a
-	// queue much shorter than that makes submitters and workers take turns
-	// sleeping and waking for every short task.
+	// QueueSize is how many submitted tasks may wait in the queue before
+	// a submit blocks. (When every worker is busy, a worker also takes up
+	// to 16 tasks from the queue at a time, which idle workers steal back;
+	// [Metrics] counts them as waiting.) Zero means Workers or 64, whichever
+	// is larger: a queue much shorter than that makes submitters and
+	// workers take turns sleeping and waking for every short task.
 	QueueSize int
 
 	// TaskTimeout bounds each attempt of a task: its context is cancelled

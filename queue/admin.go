@@ -109,6 +109,10 @@ func watch[T any](ctx context.Context, c *Client, stream string, filters []strin
 	return out, func() error { wg.Wait(); return werr }, nil
 }
 
+// stopAfter is how long a watch ending waits for its consumer's Next to
+// return before it stops the consumer under it.
+const stopAfter = 2 * time.Second
+
 // follow sends what decode makes of each message to out until ctx is
 // done (nil), decode or the consumer fails (the error), or the client
 // reconnects (restart).
@@ -118,6 +122,15 @@ func follow[T any](ctx context.Context, msgs jetstream.MessagesContext, reconnec
 	ended := make(chan struct{})
 	defer close(ended)
 	var stopped atomic.Bool // by a reconnect
+	// Next below ends when its context does, and the consumer is stopped
+	// then, on this goroutine. Stopping it while Next runs can race with
+	// the consumer resetting itself after a lost heartbeat, which then
+	// starts a new subscription that nothing stops. Only a reset that takes
+	// longer than stopAfter (a server that does not answer) is stopped
+	// while it runs, since that is the only way to end it.
+	next, endNext := context.WithCancel(ctx)
+	defer endNext()
+	defer msgs.Stop()
 	wg.Go(func() {
 		select {
 		case <-ctx.Done():
@@ -126,7 +139,12 @@ func follow[T any](ctx context.Context, msgs jetstream.MessagesContext, reconnec
 		case <-ended:
 			return
 		}
-		msgs.Stop() // ends Next below
+		endNext() // ends Next below
+		select {
+		case <-ended:
+		case <-time.After(stopAfter):
+			msgs.Stop()
+		}
 	})
 	send := func(v *T) bool {
 		select {
@@ -141,7 +159,7 @@ func follow[T any](ctx context.Context, msgs jetstream.MessagesContext, reconnec
 	var heldKeys []string
 	live := keyOf == nil
 	for {
-		msg, err := msgs.Next()
+		msg, err := msgs.Next(jetstream.NextContext(next))
 		if err != nil {
 			switch {
 			case stopped.Load():

@@ -176,6 +176,19 @@ func (w *Worker) Run(ctx context.Context) error {
 	for _, prio := range []Priority{High, Default, Low} {
 		for _, q := range w.cfg.Queues {
 			cons, err := w.c.workerConsumer(ctx, q, prio, w.cfg.Lease)
+			for wait := 250 * time.Millisecond; err != nil && transient(err) && ctx.Err() == nil; wait = min(2*wait, 5*time.Second) {
+				// A cluster electing its leaders, or a server too busy to
+				// answer in time: a worker waits rather than gives up.
+				w.c.log.Warn("queue: worker: the server does not answer; trying again", "queue", q, "error", err)
+				select {
+				case <-time.After(wait):
+				case <-ctx.Done():
+				}
+				cons, err = w.c.workerConsumer(ctx, q, prio, w.cfg.Lease)
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
 			if err != nil {
 				return fmt.Errorf("queue: worker: queue %s: %w", q, err)
 			}

@@ -475,6 +475,11 @@ func writeInfos(w io.Writer, infos []*queue.Info, asJSON bool) error {
 
 // writeInfo shows a job whole. Payloads and results are shown as text if
 // they are, and their size if not.
+// indented lays out a command's output under its label.
+func indented(b []byte) string {
+	return strings.ReplaceAll(strings.TrimSuffix(string(b), "\n"), "\n", "\n           ")
+}
+
 func writeInfo(w io.Writer, info *queue.Info) {
 	fmt.Fprintf(w, "id:        %s\nkind:      %s\nqueue:     %s (%s priority)\nstate:     %s\nattempts:  %d of %d\n",
 		info.ID, info.Kind, info.Queue, priorityName(info.Priority), info.State, info.Attempts, info.MaxAttempts)
@@ -486,7 +491,16 @@ func writeInfo(w io.Writer, info *queue.Info) {
 	}
 	fmt.Fprintf(w, "enqueued:  %s\nupdated:   %s\n", info.EnqueuedAt.Local().Format(time.DateTime), info.UpdatedAt.Local().Format(time.DateTime))
 	fmt.Fprintf(w, "payload:   %s\n", printable(info.Payload))
-	if info.Result != nil {
+	var res commandResult
+	switch {
+	case info.Kind == commandKind && json.Unmarshal(info.Result, &res) == nil:
+		// A shell command's outcome, as a person reads it.
+		fmt.Fprintf(w, "command:   %s\nhost:      %s\nexit:      %d\n", res.Line, res.Host, res.Exit)
+		if res.Signal != 0 {
+			fmt.Fprintf(w, "signal:    %d\n", res.Signal)
+		}
+		fmt.Fprintf(w, "stdout:    %s\nstderr:    %s\n", indented(res.Stdout), indented(res.Stderr))
+	case info.Result != nil:
 		fmt.Fprintf(w, "result:    %s\n", printable(info.Result))
 	}
 	for _, e := range info.Errors {

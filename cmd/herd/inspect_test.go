@@ -1,0 +1,37 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/goherd/herd/queue"
+)
+
+// herd queue inspect shows a command job's outcome as text, not as the
+// JSON (and base64) it is stored in.
+func TestInspectCommandJob(t *testing.T) {
+	res, err := json.Marshal(commandResult{Line: "echo hi; echo oops >&2", Host: "box", Exit: 1, Stdout: []byte("hi\nthere\n"), Stderr: []byte("oops\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	writeInfo(&out, &queue.Info{ID: "cron.x.20261129T120000Z", Kind: commandKind, State: queue.Succeeded, Result: res})
+	for _, want := range []string{
+		"command:   echo hi; echo oops >&2\n",
+		"host:      box\n",
+		"exit:      1\n",
+		"stdout:    hi\n           there\n",
+		"stderr:    oops\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("inspect output lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	writeInfo(&out, &queue.Info{ID: "other", Kind: "email", Result: []byte(`{"sent":true}`)})
+	if !strings.Contains(out.String(), `result:    {"sent":true}`) {
+		t.Errorf("a job of another kind:\n%s", out.String())
+	}
+}
