@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -95,7 +96,7 @@ func newCronCommand(ctx context.Context, conn *connFlags, status *int) *cobra.Co
 				if s.Kind == commandKind && json.Unmarshal(s.Payload, &cj) == nil {
 					line = cj.Line
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, s.Spec, queueName(s.Options.Queue), next.Local().Format(time.DateTime), line)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, s.Spec, cmp.Or(s.Options.Queue, "default"), next.Local().Format(time.DateTime), line)
 			}
 			return tw.Flush()
 		}),
@@ -136,11 +137,4 @@ func newCronCommand(ctx context.Context, conn *connFlags, status *int) *cobra.Co
 		cmd.AddCommand(sub)
 	}
 	return cmd
-}
-
-func queueName(name string) string {
-	if name == "" {
-		return "default"
-	}
-	return name
 }
