@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -40,6 +41,10 @@ func TestMappersKeepOrder(t *testing.T) {
 	}
 }
 
+// listing is set when bench/run.sh only lists the benchmarks' cases: each
+// case then returns at once instead of measuring.
+var listing = os.Getenv("HERD_BENCH_LIST") != ""
+
 // cpuTime is the user and system CPU time of the whole process so far.
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
@@ -75,6 +80,9 @@ func BenchmarkNoop(b *testing.B) {
 	for _, workers := range []int{2, 1000} {
 		for _, p := range pools {
 			b.Run(fmt.Sprintf("workers=%d/impl=%s", workers, p.name), func(b *testing.B) {
+				if listing {
+					return // run.sh only lists the cases
+				}
 				measure(b, tasks, func() { p.run(workers, tasks, func() {}) })
 			})
 		}
@@ -106,6 +114,9 @@ func BenchmarkCPU10us(b *testing.B) {
 	workers := runtime.GOMAXPROCS(0)
 	for _, p := range pools {
 		b.Run(fmt.Sprintf("workers=%d/impl=%s", workers, p.name), func(b *testing.B) {
+			if listing {
+				return // run.sh only lists the cases
+			}
 			measure(b, tasks, func() { p.run(workers, tasks, func() { spin(iters) }) })
 		})
 	}
@@ -122,6 +133,9 @@ func BenchmarkOrdered(b *testing.B) {
 	double := func(x int) int { return 2 * x }
 	for _, m := range mappers {
 		b.Run(fmt.Sprintf("workers=%d/impl=%s", workers, m.name), func(b *testing.B) {
+			if listing {
+				return // run.sh only lists the cases
+			}
 			measure(b, tasks, func() {
 				if out := m.run(workers, in, double); len(out) != tasks {
 					b.Fatalf("%d results", len(out))

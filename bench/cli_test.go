@@ -114,6 +114,9 @@ func BenchmarkCLI(b *testing.B) {
 	} {
 		for _, tool := range []string{"xargs", "herd", "parallel"} {
 			b.Run(fmt.Sprintf("w=%s/impl=%s", w.name, tool), func(b *testing.B) {
+				if listing {
+					return // run.sh only lists the cases
+				}
 				benchCLI(b, w.tools[tool], w.in, w.jobs)
 			})
 		}

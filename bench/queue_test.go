@@ -52,6 +52,9 @@ func BenchmarkQueue(b *testing.B) {
 	for _, shape := range []string{"batch", "single", "mixed"} {
 		for _, qc := range queueContenders {
 			b.Run("shape="+shape+"/impl="+qc.name, func(b *testing.B) {
+				if listing {
+					return // run.sh only lists the cases
+				}
 				var enqueueTime, processTime, total time.Duration
 				for b.Loop() {
 					b.StopTimer()
@@ -105,6 +108,9 @@ func BenchmarkQueue(b *testing.B) {
 func BenchmarkEnqueueLatency(b *testing.B) {
 	for _, qc := range queueContenders {
 		b.Run("impl="+qc.name, func(b *testing.B) {
+			if listing {
+				return // run.sh only lists the cases
+			}
 			var times []time.Duration
 			for b.Loop() {
 				b.StopTimer()

@@ -32,7 +32,7 @@ go build -o "$bin/benchstat" golang.org/x/perf/cmd/benchstat
 
 # Every benchmark/config/impl triple, in the order the test binary lists them.
 mapfile -t cases < <("$bin/bench.test" -test.list '^Benchmark' | grep -E -- "$filter" | while read -r b; do
-  "$bin/bench.test" -test.run '^$' -test.bench "^$b\$" -test.benchtime 1x 2>/dev/null |
+  HERD_BENCH_LIST=1 "$bin/bench.test" -test.run '^$' -test.bench "^$b\$" -test.benchtime 1x 2>/dev/null |
     awk '/^Benchmark/ { sub(/-[0-9]+$/, "", $1); print $1 }'
 done)
 
