@@ -370,3 +370,61 @@ func TestNoTaskWaitsBehindABusyWorker(t *testing.T) {
 		close(gate3)
 	})
 }
+
+// Submitters, groups and resizes all at once: every task accepted runs
+// once, and Close returns with nothing left.
+func TestStressSubmitResizeClose(t *testing.T) {
+	for round := range 5 {
+		p := newPool(t, herd.Config{Workers: 4, QueueSize: 8})
+		var accepted, ran atomic.Int64
+		task := func(context.Context) error { ran.Add(1); return nil }
+		var wg sync.WaitGroup
+		stop := make(chan struct{})
+		wg.Go(func() { // resizes until the submitters are done
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p.Resize(1 + (n*7+round)%8)
+				time.Sleep(50 * time.Microsecond)
+			}
+		})
+		var submitters sync.WaitGroup
+		for s := range 4 {
+			submitters.Go(func() {
+				g := herd.NewGroup(context.Background(), p)
+				for i := range 2000 {
+					var err error
+					if s%2 == 0 {
+						err = p.Go(context.Background(), task)
+					} else {
+						err = g.Go(task)
+					}
+					if err == nil {
+						accepted.Add(1)
+					}
+					if i%500 == 0 {
+						time.Sleep(time.Millisecond) // let the workers go idle now and then
+					}
+				}
+				if err := g.Wait(); err != nil {
+					t.Errorf("group: %v", err)
+				}
+			})
+		}
+		submitters.Wait()
+		close(stop)
+		wg.Wait()
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if accepted.Load() != 8000 || ran.Load() != 8000 {
+			t.Fatalf("round %d: accepted %d, ran %d; want 8000 each", round, accepted.Load(), ran.Load())
+		}
+		if m := p.Metrics(); m.Submitted != 8000 || m.Succeeded != 8000 || m.Waiting != 0 || m.Running != 0 {
+			t.Fatalf("round %d: Metrics = %+v", round, m)
+		}
+	}
+}
