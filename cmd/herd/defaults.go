@@ -18,11 +18,21 @@ import (
 // command line leaves them out. args are herd's arguments, and are returned
 // unchanged for any other command.
 func withDefaultOptions(args []string, getenv func(string) string, home func() (string, error)) ([]string, error) {
-	if len(args) == 0 || args[0] != "run" || givesPlain(args[1:]) {
+	if len(args) == 0 || args[0] != "run" {
 		return args, nil
 	}
-	var defaults []string
+	var files []string
 	for _, file := range configFiles(getenv, home) {
+		if _, err := os.Stat(file); err == nil {
+			files = append(files, file)
+		}
+	}
+	env := getenv("PARALLEL")
+	if len(files) == 0 && env == "" || givesPlain(args[1:]) {
+		return args, nil // nothing to read, or not to be read: the usual case costs no parse
+	}
+	var defaults []string
+	for _, file := range files {
 		words, err := readConfig(file)
 		if err != nil {
 			return nil, err
@@ -32,7 +42,7 @@ func withDefaultOptions(args []string, getenv func(string) string, home func() (
 		}
 		defaults = append(defaults, words...)
 	}
-	if env := getenv("PARALLEL"); env != "" {
+	if env != "" {
 		words, err := shellWords(env)
 		if err != nil {
 			return nil, fmt.Errorf("$PARALLEL: %w", err)
