@@ -33,18 +33,7 @@ func newCronCommand(ctx context.Context, conn *connFlags, status *int) *cobra.Co
 		json            bool
 	}
 	do := func(fn func(c *queue.Client, out io.Writer, args []string) error) func(*cobra.Command, []string) error {
-		return func(cmd *cobra.Command, args []string) error {
-			c, err := conn.open(ctx, nil)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if err := fn(c, cmd.OutOrStdout(), args); err != nil {
-				return err
-			}
-			*status = 0
-			return nil
-		}
+		return onQueue(ctx, conn, status, fn)
 	}
 	add := &cobra.Command{
 		Use:   "add NAME SPEC COMMAND [ARGS...]",

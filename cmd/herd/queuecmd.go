@@ -164,22 +164,27 @@ type adminOptions struct {
 	yes      bool
 }
 
+// onQueue returns a command's RunE that opens the queue conn names, runs fn
+// on it with the command's output and arguments, and closes it.
+func onQueue(ctx context.Context, conn *connFlags, status *int, fn func(c *queue.Client, out io.Writer, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c, err := conn.open(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if err := fn(c, cmd.OutOrStdout(), args); err != nil {
+			return err
+		}
+		*status = 0
+		return nil
+	}
+}
+
 func adminCommands(ctx context.Context, status *int) []*cobra.Command {
 	var o adminOptions
-	// do opens the queue and runs fn on it.
-	do := func(fn func(c *queue.Client, out io.Writer) error) func(*cobra.Command, []string) error {
-		return func(cmd *cobra.Command, _ []string) error {
-			c, err := o.conn.open(ctx, nil)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if err := fn(c, cmd.OutOrStdout()); err != nil {
-				return err
-			}
-			*status = 0
-			return nil
-		}
+	do := func(fn func(c *queue.Client, out io.Writer, args []string) error) func(*cobra.Command, []string) error {
+		return onQueue(ctx, &o.conn, status, fn)
 	}
 	stats := &cobra.Command{
 		Use:   "stats",
@@ -190,7 +195,7 @@ per second (done, or failed and handed back for a retry) over --interval, jobs h
 to workers so far, how many of those are handed out again, and idle fetches (workers
 waiting for a job); then the number of dead jobs, and of job records kept.`,
 		Args: cobra.NoArgs,
-		RunE: do(func(c *queue.Client, out io.Writer) error {
+		RunE: do(func(c *queue.Client, out io.Writer, args []string) error {
 			st, err := queueStats(ctx, c, o.interval)
 			if err != nil {
 				return err
@@ -217,7 +222,7 @@ waiting for a job); then the number of dead jobs, and of job records kept.`,
 		Use:   "ls",
 		Short: "the jobs still in the queue, oldest first",
 		Args:  cobra.NoArgs,
-		RunE: do(func(c *queue.Client, out io.Writer) error {
+		RunE: do(func(c *queue.Client, out io.Writer, args []string) error {
 			infos, err := c.List(ctx, o.name, o.limit)
 			if err != nil {
 				return err
@@ -229,25 +234,23 @@ waiting for a job); then the number of dead jobs, and of job records kept.`,
 		Use:   "inspect ID",
 		Short: "everything the queue knows of a job",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return do(func(c *queue.Client, out io.Writer) error {
-				info, err := c.Info(ctx, args[0])
-				if err != nil {
-					return err
-				}
-				if o.json {
-					return writeJSON(out, info)
-				}
-				writeInfo(out, info)
-				return nil
-			})(cmd, nil)
-		},
+		RunE: do(func(c *queue.Client, out io.Writer, args []string) error {
+			info, err := c.Info(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if o.json {
+				return writeJSON(out, info)
+			}
+			writeInfo(out, info)
+			return nil
+		}),
 	}
 	dead := &cobra.Command{
 		Use:   "dead",
 		Short: "the jobs that failed for good, with their errors",
 		Args:  cobra.NoArgs,
-		RunE: do(func(c *queue.Client, out io.Writer) error {
+		RunE: do(func(c *queue.Client, out io.Writer, args []string) error {
 			infos, err := c.Dead(ctx)
 			if err != nil {
 				return err
@@ -259,17 +262,15 @@ waiting for a job); then the number of dead jobs, and of job records kept.`,
 		Use:   "retry ID...",
 		Short: "put dead jobs back in their queue",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return do(func(c *queue.Client, out io.Writer) error {
-				for _, id := range args {
-					if err := c.Retry(ctx, id); err != nil {
-						return err
-					}
-					fmt.Fprintf(out, "%s: queued again\n", id)
+		RunE: do(func(c *queue.Client, out io.Writer, args []string) error {
+			for _, id := range args {
+				if err := c.Retry(ctx, id); err != nil {
+					return err
 				}
-				return nil
-			})(cmd, nil)
-		},
+				fmt.Fprintf(out, "%s: queued again\n", id)
+			}
+			return nil
+		}),
 	}
 	purge := &cobra.Command{
 		Use:   "purge --yes [--queue-name NAME]",
@@ -277,7 +278,7 @@ waiting for a job); then the number of dead jobs, and of job records kept.`,
 		Long: `Remove the jobs waiting in the named queue (all queues if --queue-name is not given),
 with their records. Running jobs finish. Nothing is removed without --yes.`,
 		Args: cobra.NoArgs,
-		RunE: do(func(c *queue.Client, out io.Writer) error {
+		RunE: do(func(c *queue.Client, out io.Writer, args []string) error {
 			if !o.yes {
 				// Count from the queue's figures: listing every job would
 				// read each one's record.
@@ -311,17 +312,15 @@ with their records. Running jobs finish. Nothing is removed without --yes.`,
 			Short: short,
 			Long:  long,
 			Args:  cobra.MinimumNArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				return do(func(c *queue.Client, out io.Writer) error {
-					for _, name := range args {
-						if err := fn(c, ctx, name); err != nil {
-							return err
-						}
-						fmt.Fprintf(out, "%s: %s\n", name, done)
+			RunE: do(func(c *queue.Client, out io.Writer, args []string) error {
+				for _, name := range args {
+					if err := fn(c, ctx, name); err != nil {
+						return err
 					}
-					return nil
-				})(cmd, nil)
-			},
+					fmt.Fprintf(out, "%s: %s\n", name, done)
+				}
+				return nil
+			}),
 		}
 	}
 	pause := pauseCmd("pause", "stop the workers taking the jobs of named queues, until resume",
@@ -339,17 +338,15 @@ number). A job waiting, scheduled or waiting to retry never runs; a running one 
 stopped on the worker that runs it (a command's process group gets SIGTERM, then
 SIGKILL). Their records say cancelled. Cancelling a finished job is an error.`,
 		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return do(func(c *queue.Client, out io.Writer) error {
-				for _, id := range args {
-					if err := c.Cancel(ctx, id); err != nil {
-						return err
-					}
-					fmt.Fprintf(out, "%s: cancelled\n", id)
+		RunE: do(func(c *queue.Client, out io.Writer, args []string) error {
+			for _, id := range args {
+				if err := c.Cancel(ctx, id); err != nil {
+					return err
 				}
-				return nil
-			})(cmd, nil)
-		},
+				fmt.Fprintf(out, "%s: cancelled\n", id)
+			}
+			return nil
+		}),
 	}
 	cmds := []*cobra.Command{stats, ls, inspect, dead, retry, purge, pause, resume, cancel}
 	for _, cmd := range cmds {
