@@ -201,7 +201,7 @@ func (g *Group) acquire(caller, also context.Context) error {
 		select {
 		case g.sem <- struct{}{}:
 		case it := <-handed: // see helpOrPark
-			g.p.runHelped(it)
+			g.p.runItem(&g.p.helper, it)
 			continue
 		case <-caller.Done():
 			err = caller.Err()
@@ -279,7 +279,7 @@ func (g *Group) WaitContext(ctx context.Context) error {
 		case <-g.done:
 			waiting = false
 		case it := <-handed: // see helpOrPark
-			g.p.runHelped(it)
+			g.p.runItem(&g.p.helper, it)
 			continue
 		case <-stop:
 			g.cancel(context.Cause(ctx))

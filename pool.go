@@ -79,7 +79,6 @@ type Pool struct {
 	ring      []item
 	head, n   int
 	submitted uint64    // under mu; tasks handed to idle workers are counted in handed
-	closed    bool      // no more submits, except by those already waiting for room
 	victims   []*worker // workers whose batches may hold tasks to steal
 	helpers   []*helper // tasks waiting for a group, running queued tasks meanwhile
 	roomWait  int       // submitters waiting for room
@@ -92,7 +91,7 @@ type Pool struct {
 	ringN    atomic.Int64 // n
 	victimsN atomic.Int64 // len(victims)
 	leave    atomic.Bool  // shrink > 0, or closed with no submitter waiting for room
-	isClosed atomic.Bool  // closed
+	closed   atomic.Bool  // no more submits, except by those already waiting for room; set under mu
 	dropping atomic.Bool  // Shutdown's deadline passed: discard what is queued
 
 	closeOnce sync.Once
@@ -192,13 +191,13 @@ func (p *Pool) TryGo(task func(ctx context.Context) error) bool {
 }
 
 func (p *Pool) try(it item) bool {
-	if !p.isClosed.Load() && p.reserveIdle() {
+	if !p.closed.Load() && p.reserveIdle() {
 		p.handed.Add(1)
 		p.idle <- it
 		return true
 	}
 	p.mu.Lock()
-	if p.closed || p.n == len(p.ring) {
+	if p.closed.Load() || p.n == len(p.ring) {
 		p.mu.Unlock()
 		return false
 	}
@@ -220,13 +219,13 @@ func (p *Pool) submit(caller, also context.Context, it item) error {
 	if also != nil && also.Err() != nil {
 		return also.Err()
 	}
-	if !p.isClosed.Load() && p.reserveIdle() {
+	if !p.closed.Load() && p.reserveIdle() {
 		p.handed.Add(1)
 		p.idle <- it // straight to an idle worker, as an unbuffered channel would
 		return nil
 	}
 	p.mu.Lock()
-	if p.closed {
+	if p.closed.Load() {
 		p.mu.Unlock()
 		return ErrClosed
 	}
@@ -294,7 +293,7 @@ func (p *Pool) Resize(n int) error {
 		return fmt.Errorf("herd: resize: workers %d must be at least 1", n)
 	}
 	p.mu.Lock()
-	if p.closed {
+	if p.closed.Load() {
 		p.mu.Unlock()
 		return ErrClosed
 	}
@@ -330,8 +329,7 @@ func (p *Pool) Close() error {
 func (p *Pool) Shutdown(ctx context.Context) error {
 	p.closeOnce.Do(func() {
 		p.mu.Lock()
-		p.closed = true
-		p.isClosed.Store(true)
+		p.closed.Store(true)
 		wake := p.updateLeave()
 		p.mu.Unlock()
 		p.wakeIdle(wake) // idle workers exit
@@ -428,7 +426,7 @@ func (p *Pool) exit(w *worker, clean bool) {
 		go p.work(r)
 		return
 	}
-	if p.closed && len(p.workers) == 0 {
+	if p.closed.Load() && len(p.workers) == 0 {
 		close(p.exited)
 	}
 }

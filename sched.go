@@ -49,7 +49,7 @@ func (p *Pool) wakeIdle(k int) {
 // idle workers to wake for it. p.mu must be held.
 func (p *Pool) updateLeave() int {
 	switch {
-	case p.closed && p.roomWait == 0:
+	case p.closed.Load() && p.roomWait == 0:
 		p.leave.Store(true)
 		return len(p.workers)
 	case p.shrink > 0:
@@ -180,7 +180,7 @@ func (p *Pool) look(w *worker) (it item, found, exit bool) {
 			wake = 1 // there is more for another idle worker
 		}
 	}
-	exit = !found && p.closed && p.roomWait == 0
+	exit = !found && p.closed.Load() && p.roomWait == 0
 	p.mu.Unlock()
 	p.wakeIdle(wake)
 	return it, found, exit
@@ -227,7 +227,7 @@ func newHelper() *helper {
 // helpOrPark runs a queued task on the calling goroutine and reports true;
 // or, if no task is queued, parks h and reports false. The caller then
 // waits for its own event or a task on h.handoff, whichever comes first: a
-// task handed over is run with runHelped, after which h is no longer
+// task handed over is run with runItem, after which h is no longer
 // parked; on its own event the caller calls unpark.
 func (p *Pool) helpOrPark(h *helper) bool {
 	p.mu.Lock()
@@ -241,11 +241,6 @@ func (p *Pool) helpOrPark(h *helper) bool {
 		p.runItem(&p.helper, it)
 	}
 	return ok
-}
-
-// runHelped runs a task handed over to a helper.
-func (p *Pool) runHelped(it item) {
-	p.runItem(&p.helper, it)
 }
 
 // unpark ends the wait of a parked helper whose own event came. If a task
