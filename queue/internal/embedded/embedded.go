@@ -72,13 +72,19 @@ type Server struct {
 	dir  string
 
 	syncMu sync.Mutex
-	synced map[string]fileState // by path
+	seen   map[string]*seen // by path
 }
 
 // Close stops the server, waits until it has, and releases its folder.
 func (s *Server) Close() {
 	s.Shutdown()
 	s.WaitForShutdown()
+	s.syncMu.Lock()
+	for _, e := range s.seen {
+		e.f.Close()
+	}
+	s.seen = nil
+	s.syncMu.Unlock()
 	s.lock.Close()
 }
 
@@ -160,32 +166,41 @@ func Start(cfg Config) (*Server, error) {
 // streams' indexes are left to the server: it rebuilds them from the
 // messages, and an acknowledgement lost is a job whose record the worker
 // reads again.
+//
+// Sync is called after every group of writes, a lone enqueue included, so
+// it looks at as little as it can: a folder is read again only when it
+// changed, and the files it syncs stay open.
 func (s *Server) Sync() error {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
-	if s.synced == nil {
-		s.synced = map[string]fileState{}
+	if s.seen == nil {
+		s.seen = map[string]*seen{}
 	}
-	dirs, err := filepath.Glob(filepath.Join(s.dir, "jetstream", "*", "streams", "*", "msgs"))
+	// The message files are jetstream/<account>/streams/<stream>/msgs/*.blk.
+	root := filepath.Join(s.dir, "jetstream")
+	accounts, err := s.list(root)
 	if err != nil {
 		return fmt.Errorf("embedded: sync: %w", err)
 	}
-	for _, dir := range dirs {
-		files, err := os.ReadDir(dir)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // a stream removed meanwhile
-		}
+	for _, acc := range accounts {
+		streams, err := s.list(filepath.Join(root, acc, "streams"))
 		if err != nil {
 			return fmt.Errorf("embedded: sync: %w", err)
 		}
-		paths := []string{dir}
-		for _, f := range files {
-			if strings.HasSuffix(f.Name(), ".blk") {
-				paths = append(paths, filepath.Join(dir, f.Name()))
+		for _, stream := range streams {
+			dir := filepath.Join(root, acc, "streams", stream, "msgs")
+			files, err := s.list(dir)
+			if err != nil {
+				return fmt.Errorf("embedded: sync: %w", err)
 			}
-		}
-		for _, path := range paths {
-			if err := s.syncChanged(path); err != nil {
+			for _, f := range files {
+				if strings.HasSuffix(f, ".blk") {
+					if err := s.syncChanged(filepath.Join(dir, f)); err != nil {
+						return fmt.Errorf("embedded: sync: %w", err)
+					}
+				}
+			}
+			if err := s.syncChanged(dir); err != nil {
 				return fmt.Errorf("embedded: sync: %w", err)
 			}
 		}
@@ -193,40 +208,122 @@ func (s *Server) Sync() error {
 	return nil
 }
 
-// fileState is what Sync saw of a file when it last synced it.
+// seen is what Sync knows of a file or folder, which it keeps open.
+type seen struct {
+	f      *os.File
+	synced *fileState // when it was last synced; nil if never
+
+	names    []string  // a folder's entries, read at listedAt
+	listed   fileState // the folder when it was read
+	listedAt time.Time
+}
+
+// fileState is the size and time of a file or folder.
 type fileState struct {
 	size  int64
 	mtime time.Time
 }
 
+// racy is how close to a listing a folder's change must be for Sync to
+// doubt it. A folder's time comes from a clock that ticks every few
+// milliseconds, so an entry added in the tick of a listing but after it
+// leaves the time as the listing saw it; a listing is trusted only once
+// the folder's time is well before it (git treats its index the same way).
+const racy = 20 * time.Millisecond
+
+// look returns what Sync knows of path, opening it if it is not open yet,
+// and its size and time now; nil if it does not exist. Paths stay open
+// for as long as the folder that holds them does not change, so each
+// look after the first is one fstat.
+func (s *Server) look(path string) (*seen, fileState, error) {
+	e := s.seen[path]
+	if e == nil {
+		f, err := os.Open(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fileState{}, nil
+		}
+		if err != nil {
+			return nil, fileState{}, err
+		}
+		e = &seen{f: f}
+		s.seen[path] = e
+	}
+	info, err := e.f.Stat()
+	if err != nil {
+		return nil, fileState{}, err
+	}
+	return e, fileState{info.Size(), info.ModTime()}, nil
+}
+
+// list returns the names in a folder, read again only if the folder
+// changed since it was last read, or might have. When it is read again,
+// what Sync holds open under it and is gone, or replaced by another file
+// of the same name, is closed.
+func (s *Server) list(dir string) ([]string, error) {
+	e, now, err := s.look(dir)
+	if e == nil || err != nil {
+		return nil, err
+	}
+	if e.names != nil && e.listed == now && now.mtime.Before(e.listedAt.Add(-racy)) {
+		return e.names, nil
+	}
+	at := time.Now()
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		s.forget(dir)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(entries))
+	for _, entry := range entries {
+		names = append(names, entry.Name())
+	}
+	// What is held open under dir stays open if its path still leads to it.
+	for path, held := range s.seen {
+		if !strings.HasPrefix(path, dir+string(filepath.Separator)) {
+			continue
+		}
+		now, err := os.Stat(path)
+		was, err2 := held.f.Stat()
+		if err != nil || err2 != nil || !os.SameFile(now, was) {
+			held.f.Close()
+			delete(s.seen, path)
+		}
+	}
+	e.names, e.listed, e.listedAt = names, now, at
+	return names, nil
+}
+
+// forget closes path, if Sync holds it open, and what it holds under it.
+func (s *Server) forget(path string) {
+	for p, e := range s.seen {
+		if p == path || strings.HasPrefix(p, path+string(filepath.Separator)) {
+			e.f.Close()
+			delete(s.seen, p)
+		}
+	}
+}
+
+// fsync syncs a file; tests watch it.
+var fsync = (*os.File).Sync
+
 // syncChanged syncs the file or folder at path if its size or time differ
 // from when Sync last synced it. (A message file only grows, or is
 // rewritten smaller, so a change that keeps both is no change.)
 func (s *Server) syncChanged(path string) error {
-	info, err := os.Stat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		delete(s.synced, path)
-		return nil
-	}
-	if err != nil {
+	e, now, err := s.look(path)
+	if e == nil || err != nil {
 		return err
 	}
-	now := fileState{info.Size(), info.ModTime()}
-	if s.synced[path] == now {
+	if e.synced != nil && *e.synced == now {
 		return nil
 	}
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
+	if err := fsync(e.f); err != nil {
 		return err
 	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	s.synced[path] = now
+	e.synced = &now
 	return nil
 }
 
