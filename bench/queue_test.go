@@ -15,6 +15,9 @@ import (
 
 	"github.com/goherd/herd/queue"
 	"github.com/hibiken/asynq"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 const queueJobs = 100_000
@@ -27,8 +30,8 @@ type queueContender struct {
 	close   func()
 }
 
-// queueContenders are herd's queue at two durabilities and asynq on Redis
-// at three.
+// queueContenders are herd's queue at two durabilities, asynq on Redis at
+// three, and the ceiling: JetStream alone, with NATS's default durability.
 var queueContenders = []struct {
 	name  string
 	setup func(b *testing.B) *queueContender
@@ -38,6 +41,7 @@ var queueContenders = []struct {
 	{"asynq-fsync-always", func(b *testing.B) *queueContender { return asynqQueue(b, "always") }},
 	{"asynq-fsync-everysec", func(b *testing.B) *queueContender { return asynqQueue(b, "everysec") }},
 	{"asynq-redis-defaults", func(b *testing.B) *queueContender { return asynqQueue(b, "") }},
+	{"jetstream-raw", rawJetStream},
 }
 
 // BenchmarkQueue runs 100,000 no-op jobs through each queue in three shapes,
@@ -281,4 +285,83 @@ func noopJobs(n int) []queue.NewJob {
 		jobs[i].Kind = "noop"
 	}
 	return jobs
+}
+
+// rawJetStream is the ceiling of what herd's queue could do on the server
+// it embeds: a work-queue stream on a JetStream server in the process, set
+// up as NATS sets it by default (its files synced every two minutes), a
+// job an empty message published asynchronously, and a consumer that
+// fetches up to 8 at a time, pulling ahead, and acknowledges each. No
+// records, no retries, nothing durable per job.
+func rawJetStream(b *testing.B) *queueContender {
+	ns, err := server.NewServer(&server.Options{JetStream: true, StoreDir: b.TempDir(), DontListen: true, NoLog: true, NoSigs: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		b.Fatal("nats-server did not start")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(ns))
+	if err != nil {
+		b.Fatal(err)
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		b.Fatal(err)
+	}
+	stream, err := js.CreateStream(b.Context(), jetstream.StreamConfig{Name: "RAW", Subjects: []string{"raw.>"}, Retention: jetstream.WorkQueuePolicy})
+	if err != nil {
+		b.Fatal(err)
+	}
+	batch := func(ctx context.Context, n int) error {
+		for range n {
+			if _, err := js.PublishAsync("raw.noop", nil); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return nil
+	}
+	return &queueContender{
+		enqueue: func(ctx context.Context) error {
+			_, err := js.Publish(ctx, "raw.noop", nil)
+			return err
+		},
+		batch: batch,
+		process: func(ctx context.Context, n int) error {
+			cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "raw", AckPolicy: jetstream.AckExplicitPolicy})
+			if err != nil {
+				return err
+			}
+			var left atomic.Int64
+			left.Store(int64(n))
+			done := make(chan struct{})
+			cc, err := cons.Consume(func(m jetstream.Msg) {
+				m.Ack()
+				if left.Add(-1) == 0 {
+					close(done)
+				}
+			}, jetstream.PullMaxMessages(16))
+			if err != nil {
+				return err
+			}
+			defer cc.Stop()
+			select {
+			case <-done:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		},
+		close: func() {
+			nc.Close()
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		},
+	}
 }
