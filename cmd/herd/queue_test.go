@@ -54,9 +54,16 @@ func (s *syncBuffer) String() string {
 // it is still running.
 func startProc(t *testing.T, dir string, env []string, args ...string) *proc {
 	t.Helper()
+	return startProcIn(t, dir, env, nil, args...)
+}
+
+// startProcIn is startProc with stdin as the process's standard input.
+func startProcIn(t *testing.T, dir string, env []string, stdin io.Reader, args ...string) *proc {
+	t.Helper()
 	p := &proc{exited: make(chan struct{})}
 	p.cmd = exec.Command(herdBinary(t), args...)
 	p.cmd.Dir = dir
+	p.cmd.Stdin = stdin
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout = &p.out
 	p.cmd.Stderr = &p.errOut
@@ -490,6 +497,111 @@ func TestQueueClusterNodeKilled(t *testing.T) {
 	assertEachOnce(t, p.out.String(), 200)
 	if rows := jobRows(t, filepath.Join(dir, "log.tsv")); len(rows) != 200 {
 		t.Errorf("job log has %d rows, want 200", len(rows))
+	}
+}
+
+// A queue server killed with kill -9 while herd run --queue is enqueueing,
+// and started again a second later on the same folder and port: the run
+// goes on once the server is back, every job runs once, and herd run
+// exits as a local run would, with one line about the server.
+func TestQueueServerRestartWhileEnqueueing(t *testing.T) {
+	port := freePorts(t, 1)[0]
+	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	url := "nats://" + listen
+	data := t.TempDir()
+	serve := func() *proc {
+		s := startProc(t, t.TempDir(), nil, "queue", "serve", "--listen", listen, "--dir", data)
+		for deadline := time.Now().Add(30 * time.Second); !strings.Contains(s.out.String(), "serving"); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("herd queue serve did not start; it wrote:\n%s", s.errOut.String())
+			}
+		}
+		return s
+	}
+	server := serve()
+	startWorkers(t, url, 2, "-j", "4")
+	dir := t.TempDir()
+	// The input comes slowly, so that the submitter is still enqueueing
+	// when the server goes.
+	in, feed := io.Pipe()
+	const n = 400
+	go func() {
+		defer feed.Close()
+		for i := 1; i <= n; i++ {
+			if _, err := fmt.Fprintln(feed, i); err != nil {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	p := startProcIn(t, dir, nil, in, "run", "--queue", url, "--joblog", "log.tsv", "echo done {}")
+	p.waitOutput(t, `run \w+: the jobs go to the queue`)
+	time.Sleep(500 * time.Millisecond)
+	server.cmd.Process.Signal(syscall.SIGKILL)
+	server.status(t, 10*time.Second)
+	time.Sleep(time.Second)
+	serve()
+	if st := p.status(t, 120*time.Second); st != 0 {
+		t.Fatalf("exit status %d, want 0; error output:\n%s", st, p.errOut.String())
+	}
+	assertEachOnce(t, p.out.String(), n)
+	if rows := jobRows(t, filepath.Join(dir, "log.tsv")); len(rows) != n {
+		t.Errorf("job log has %d rows, want %d", len(rows), n)
+	}
+	if lines := strings.Count(p.errOut.String(), "\n"); lines > 10 {
+		t.Errorf("herd run wrote %d lines of errors and warnings, want a few:\n%s", lines, p.errOut.String())
+	}
+}
+
+// herd run --queue killed with kill -9 at moments while it enqueues: the
+// run's count never lags behind its jobs on the queue, so --attach shows
+// every job that ran, and exits once they have.
+func TestQueueAttachAfterSubmitterKilledWhileEnqueueing(t *testing.T) {
+	url := serveQueue(t)
+	startWorkers(t, url, 1, "-j", "8")
+	for _, after := range []time.Duration{100 * time.Millisecond, 400 * time.Millisecond, 700 * time.Millisecond} {
+		dir := t.TempDir()
+		in, feed := io.Pipe()
+		go func() {
+			for i := 1; ; i++ {
+				if _, err := fmt.Fprintln(feed, i); err != nil {
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
+		p := startProcIn(t, dir, nil, in, "run", "--queue", url, "touch "+dir+"/ran.{}; echo done {}")
+		run := p.waitOutput(t, `run (\w+): the jobs go to the queue`)
+		time.Sleep(after)
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		p.status(t, 10*time.Second)
+		feed.Close()
+
+		a := startProc(t, dir, nil, "run", "--queue", url, "--attach", run)
+		if st := a.status(t, 60*time.Second); st != 0 {
+			t.Fatalf("attach after %v: exit status %d, want 0; error output:\n%s", after, st, a.errOut.String())
+		}
+		shown := strings.Fields(strings.ReplaceAll(a.out.String(), "done ", ""))
+		// The workers may still be running jobs that attach did not wait
+		// for: count what ran once nothing more does.
+		var ran []string
+		for stable := 0; stable < 10; {
+			now, _ := filepath.Glob(filepath.Join(dir, "ran.*"))
+			if len(now) == len(ran) {
+				stable++
+			} else {
+				stable = 0
+			}
+			ran = now
+			time.Sleep(100 * time.Millisecond)
+		}
+		if len(shown) != len(ran) || len(ran) == 0 {
+			t.Errorf("killed after %v: attach showed %d jobs, %d ran; attach said:\n%s", after, len(shown), len(ran), a.errOut.String())
+		}
+		slices.Sort(shown)
+		if len(slices.Compact(shown)) != len(shown) {
+			t.Errorf("killed after %v: attach showed a job twice:\n%s", after, a.out.String())
+		}
 	}
 }
 

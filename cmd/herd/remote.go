@@ -157,12 +157,21 @@ func (rm *remote) submit(ctx context.Context, jobs iter.Seq2[job, error], total 
 		if r.stopping.Load() {
 			break
 		}
+		seqs := make([]int, len(batch))
+		for i, j := range batch {
+			seqs[i] = j.seq
+		}
+		if err := rm.update(ctx, func(st *runState) { st.Sending = seqs }); err != nil {
+			rm.subErr = err // the run's count would lag behind its jobs
+			r.stopping.Store(true)
+			break
+		}
 		if err := rm.enqueue(ctx, batch); err != nil {
 			rm.subErr = err
 			r.stopping.Store(true)
 			break
 		}
-		if err := rm.update(ctx, func(st *runState) { st.Jobs += len(batch) }); err != nil {
+		if err := rm.update(ctx, func(st *runState) { st.Jobs, st.Sending = st.Jobs+len(batch), nil }); err != nil {
 			r.warn("%v", err)
 		}
 		select {
@@ -435,6 +444,13 @@ func (rm *remote) attach(ctx context.Context, sigs <-chan os.Signal) error {
 		return fmt.Errorf("--attach %s: %w", rm.run, err)
 	}
 	if st.Enqueueing {
+		// The submitter stopped; the jobs it was sending when it did may
+		// be on the queue, each or none.
+		sent, err := rm.existing(ctx, st.Sending)
+		if err != nil {
+			return fmt.Errorf("--attach %s: %w", rm.run, err)
+		}
+		st.Jobs += sent
 		r.warn("run %s: its submitter stopped before it had enqueued every job; showing the %d it enqueued", rm.run, st.Jobs)
 	}
 	r.bar.setTotal(st.Jobs)
@@ -447,4 +463,20 @@ func (rm *remote) attach(ctx context.Context, sigs <-chan os.Signal) error {
 		r.warn("%v", err)
 	}
 	return nil
+}
+
+// existing returns how many of the run's jobs with these numbers are on
+// the queue.
+func (rm *remote) existing(ctx context.Context, seqs []int) (int, error) {
+	n := 0
+	for _, seq := range seqs {
+		_, err := rm.c.Info(ctx, rm.run+"."+strconv.Itoa(seq))
+		switch {
+		case err == nil:
+			n++
+		case !errors.Is(err, queue.ErrNotFound):
+			return 0, err
+		}
+	}
+	return n, nil
 }
