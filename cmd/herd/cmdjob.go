@@ -50,15 +50,16 @@ func (r *commandResult) result() command.Result {
 // runState is what the queue keeps of a run of herd run --queue, as meta
 // under runKey: how many jobs it has, and whether it was stopped.
 type runState struct {
-	Jobs       int  `json:"jobs"`                 // enqueued so far
-	Enqueueing bool `json:"enqueueing,omitempty"` // more to come
+	Jobs       int       `json:"jobs"`                 // enqueued so far
+	Enqueueing bool      `json:"enqueueing,omitempty"` // more to come
+	Stopped    string    `json:"stopped,omitempty"`    // "": running; "soon": start no more jobs; "now": kill them too
+	Command    string    `json:"command,omitempty"`
+	Started    time.Time `json:"started"`
+
 	// Sending are the numbers of the jobs being enqueued now, written
 	// before they are: if the submitter dies meanwhile, some of them may
 	// be on the queue, uncounted in Jobs.
-	Sending []int     `json:"sending,omitempty"`
-	Stopped string    `json:"stopped,omitempty"` // "": running; "soon": start no more jobs; "now": kill them too
-	Command string    `json:"command,omitempty"`
-	Started time.Time `json:"started"`
+	Sending []int `json:"sending,omitempty"`
 }
 
 // runKey is the meta key of a run's state. Its jobs' ids are run.seq.
