@@ -249,8 +249,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			continue
 		}
+		msgs := w.fetch(ctx, p, names, n)
 		stale.refresh(ctx, w.c)
-		for _, d := range w.prepare(ctx, w.fetch(ctx, p, names, n), stale.upTo) {
+		for _, d := range w.prepare(ctx, msgs, stale.upTo) {
 			running.Add(1)
 			pool.Go(jobsCtx, func(context.Context) error {
 				defer func() {
@@ -455,9 +456,9 @@ type delivery struct {
 // reconnects) or change leaders (unseen by the client, so the worker looks
 // again from time to time).
 type staleness struct {
-	upTo        uint64          // jobs stored up to this stream sequence may be stale
-	at          time.Time       // when upTo was read
-	reconnected <-chan struct{} // closed when the client next reconnects
+	upTo       uint64    // jobs stored up to this stream sequence may be stale
+	at         time.Time // when upTo was read; zero if never
+	reconnects uint64    // the client's reconnections when upTo was read
 }
 
 // staleEvery is how often a worker of a server elsewhere reads upTo again.
@@ -466,19 +467,21 @@ const staleEvery = 10 * time.Second
 // refresh reads upTo when the worker starts, after each reconnect, and
 // from time to time with a server elsewhere. If the stream cannot be read,
 // every delivery counts as stale.
+//
+// It is called after the jobs are taken, before they are looked at: the
+// client counts a reconnection before it receives anything from the new
+// server, so jobs that came through a new connection are never judged by
+// the upTo of the connection before.
 func (s *staleness) refresh(ctx context.Context, c *Client) {
 	if c.srv != nil {
 		s.upTo = c.openedAt
 		return
 	}
-	if s.reconnected != nil && time.Since(s.at) < staleEvery {
-		select {
-		case <-s.reconnected:
-		default:
-			return
-		}
+	reconnects := c.nc.Stats().Reconnects
+	if !s.at.IsZero() && reconnects == s.reconnects && time.Since(s.at) < staleEvery {
+		return
 	}
-	s.reconnected, s.at = c.reconnectSignal(), time.Now()
+	s.reconnects, s.at = reconnects, time.Now()
 	var err error
 	if s.upTo, err = c.lastSeq(ctx); err != nil {
 		s.upTo = math.MaxUint64
