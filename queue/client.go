@@ -38,6 +38,12 @@ type Config struct {
 	// either way). See BENCHMARKS.md for what each costs.
 	SyncInterval time.Duration
 
+	// MaxStore is the most bytes the embedded server stores on disk, jobs,
+	// records and results together; past it, writes fail with [ErrFull].
+	// Zero means three quarters of the free space of Dir's disk, as
+	// JetStream reckons by default.
+	MaxStore int64
+
 	// User and Password, Token, or CredsFile authenticate to an external
 	// server. TLS, if set, is used for the connection.
 	User, Password string
@@ -118,8 +124,8 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 
 // open is Open, connecting in process to local if it is set.
 func open(ctx context.Context, cfg Config, local *server.Server) (*Client, error) {
-	if cfg.Replicas < 0 || cfg.SyncInterval < 0 || cfg.Retention < 0 {
-		return nil, fmt.Errorf("queue: open: replicas %d, sync interval %v, retention %v: must not be negative", cfg.Replicas, cfg.SyncInterval, cfg.Retention)
+	if cfg.Replicas < 0 || cfg.SyncInterval < 0 || cfg.Retention < 0 || cfg.MaxStore < 0 {
+		return nil, fmt.Errorf("queue: open: replicas %d, sync interval %v, retention %v, max store %d: must not be negative", cfg.Replicas, cfg.SyncInterval, cfg.Retention, cfg.MaxStore)
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger, reconnected: make(chan struct{})}
 	if c.log == nil {
@@ -152,7 +158,7 @@ func open(ctx context.Context, cfg Config, local *server.Server) (*Client, error
 				return nil, err
 			}
 		}
-		srv, err := embedded.Start(embedded.Config{Dir: dir, SyncInterval: cfg.SyncInterval, GroupSync: true})
+		srv, err := embedded.Start(embedded.Config{Dir: dir, SyncInterval: cfg.SyncInterval, MaxStore: cfg.MaxStore, GroupSync: true})
 		if err != nil {
 			return nil, fmt.Errorf("queue: open: %w", err)
 		}

@@ -364,8 +364,38 @@ func ackError(reply *nats.Msg, batch bool) error {
 	if batch && ack.Error.ErrorCode == jsErrAtomicDuplicate {
 		return nil // this batch was stored before; its answer was lost
 	}
-	return ack.Error
+	return fullError(ack.Error)
 }
+
+// ErrFull is returned, wrapped, for a write that the queue's server
+// refused for want of storage: it has stored as much as it may (herd queue
+// serve --max-store, or JetStream's share of the disk), or its disk is
+// full. Finished jobs leave the queue when their records expire
+// ([Config.Retention]); [Client.Purge] and [Client.Delete] make room at
+// once.
+var ErrFull = errors.New("queue: the server's storage is full")
+
+// fullError returns err, wrapped in [ErrFull] if JetStream refused a write
+// for want of storage.
+func fullError(err error) error {
+	var e *jetstream.APIError
+	if !errors.As(err, &e) {
+		return err
+	}
+	switch {
+	case e.ErrorCode == jsErrInsufficientResources, e.ErrorCode == jsErrStorageResourcesExceeded,
+		e.ErrorCode == jsErrStreamStoreFailed && strings.Contains(e.Description, "no space left"):
+		return fmt.Errorf("%w: %w", ErrFull, err)
+	}
+	return err
+}
+
+// JetStream's errors for a write refused for want of storage.
+const (
+	jsErrInsufficientResources    = 10023
+	jsErrStorageResourcesExceeded = 10047
+	jsErrStreamStoreFailed        = 10077
+)
 
 // jsErrAtomicDuplicate is JetStream's error for an atomic batch holding a
 // message id seen before.

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -571,5 +572,27 @@ func TestTLS(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "queue: open") || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("Open without trust = %v, want a clear certificate error", err)
+	}
+}
+
+// A queue whose storage is full refuses enqueues with ErrFull, said once
+// for a batch however many jobs it has.
+func TestFull(t *testing.T) {
+	c := open(t, queue.Config{Dir: t.TempDir(), MaxStore: 1 << 20})
+	payload := make([]byte, 10<<10)
+	var err error
+	for i := 0; i < 200 && err == nil; i++ {
+		_, err = c.Enqueue(t.Context(), "job", payload, queue.Options{})
+	}
+	if !errors.Is(err, queue.ErrFull) {
+		t.Fatalf("enqueueing 2MB into a 1MB store: %v, want ErrFull", err)
+	}
+	jobs := make([]queue.NewJob, 50)
+	for i := range jobs {
+		jobs[i] = queue.NewJob{Kind: "job", Payload: payload}
+	}
+	_, err = c.EnqueueBatch(t.Context(), jobs)
+	if !errors.Is(err, queue.ErrFull) || strings.Count(err.Error(), "\n") > 0 || !strings.Contains(err.Error(), "50 of 50 jobs") {
+		t.Errorf("EnqueueBatch into a full store: %v, want one line saying 50 of 50 jobs, wrapping ErrFull", err)
 	}
 }

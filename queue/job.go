@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -172,15 +173,24 @@ func (c *Client) EnqueueBatch(ctx context.Context, jobs []NewJob) ([]string, err
 		return nil, fmt.Errorf("queue: enqueue: %w", err)
 	}
 	var failed []error
+	var which []int // the failed jobs, in infos
 	for i, err := range errs {
 		if err != nil && !(seen[infos[i].ID] && wrongLastSequence(err)) { // an id seen before is no error
-			failed = append(failed, fmt.Errorf("queue: enqueue %s %s: %w", infos[i].Kind, infos[i].ID, err))
+			failed, which = append(failed, err), append(which, i)
 		}
 	}
-	if len(failed) > 0 {
-		return nil, errors.Join(failed...)
+	if len(failed) == 0 {
+		return ids, nil
 	}
-	return ids, nil
+	if len(failed) > 1 && !slices.ContainsFunc(failed, func(err error) bool { return err.Error() != failed[0].Error() }) {
+		// One reason for all, such as a full store: said once.
+		first, last := infos[which[0]], infos[which[len(which)-1]]
+		return nil, fmt.Errorf("queue: enqueue: %d of %d jobs (%s ... %s): %w", len(failed), len(jobs), first.ID, last.ID, failed[0])
+	}
+	for i, err := range failed {
+		failed[i] = fmt.Errorf("queue: enqueue %s %s: %w", infos[which[i]].Kind, infos[which[i]].ID, err)
+	}
+	return nil, errors.Join(failed...)
 }
 
 // wrongLastSequence reports whether err is a publish refused because the

@@ -20,7 +20,7 @@ func (c *Client) PutMeta(ctx context.Context, key string, value []byte) error {
 		return fmt.Errorf("queue: meta %q: want letters, digits, dots and - _ = /", key)
 	}
 	if _, err := c.meta.Put(ctx, key, value); err != nil {
-		return fmt.Errorf("queue: meta %s: %w", key, err)
+		return fmt.Errorf("queue: meta %s: %w", key, fullError(err))
 	}
 	if err := c.durable(); err != nil {
 		return fmt.Errorf("queue: meta %s: %w", key, err)

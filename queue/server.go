@@ -22,9 +22,10 @@ type ServerConfig struct {
 	// 127.0.0.1:4222; port 0 means any free port.
 	Listen string
 
-	// Dir and SyncInterval are as in [Config].
+	// Dir, SyncInterval and MaxStore are as in [Config].
 	Dir          string
 	SyncInterval time.Duration
+	MaxStore     int64
 
 	// Name names the server; the servers of a cluster need different
 	// names. Empty means "herd".
@@ -68,7 +69,10 @@ type Server struct {
 
 // Serve starts a queue server and returns once it accepts connections.
 func Serve(cfg ServerConfig) (*Server, error) {
-	ec := embedded.Config{Dir: cfg.Dir, SyncInterval: cfg.SyncInterval, Name: cfg.Name,
+	if cfg.MaxStore < 0 {
+		return nil, fmt.Errorf("queue: serve: max store %d: must not be negative", cfg.MaxStore)
+	}
+	ec := embedded.Config{Dir: cfg.Dir, SyncInterval: cfg.SyncInterval, MaxStore: cfg.MaxStore, Name: cfg.Name,
 		User: cfg.User, Password: cfg.Password, Token: cfg.Token, TLS: cfg.TLS}
 	if ec.Dir == "" {
 		var err error

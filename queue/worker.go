@@ -230,7 +230,7 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	var running atomic.Int64
 	free := make(chan struct{}, 1) // a slot came free
-	var outcomes sync.WaitGroup    // outcomes handed to the committer, not yet settled
+	outcomes := &outcomes{w: w, stop: jobsCtx.Done()}
 	var tidied time.Time
 	var stale staleness
 
@@ -241,6 +241,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		// Take up to twice the concurrency: jobs waiting in the pool's
 		// queue start the moment a slot frees, without a round trip.
+		if stored := outcomes.blocked(); stored != nil {
+			// Outcomes cannot be stored: no new jobs until they can.
+			select {
+			case <-stored:
+			case <-time.After(tidyEvery):
+			case <-ctx.Done():
+			}
+			continue
+		}
 		n := 2*w.cfg.Concurrency - int(running.Load())
 		if n <= 0 {
 			select {
@@ -261,7 +270,7 @@ func (w *Worker) Run(ctx context.Context) error {
 					default:
 					}
 				}()
-				w.handle(jobsCtx, ctx, d, &outcomes)
+				w.handle(jobsCtx, ctx, d, outcomes)
 				return nil
 			})
 		}
@@ -271,7 +280,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	timer := time.AfterFunc(w.cfg.ShutdownTimeout, stopJobs)
 	defer timer.Stop()
 	pool.Close()
-	outcomes.Wait()
+	if outcomes.blocked() != nil {
+		stopJobs() // hand back the jobs whose outcomes are kept, to run again later
+	}
+	outcomes.pending.Wait()
 	w.tidy(context.WithoutCancel(ctx), consumers)
 	return nil
 }
@@ -552,7 +564,7 @@ func (w *Worker) prepare(ctx context.Context, msgs []*nats.Msg, staleUpTo uint64
 // handed to the client's committer, which stores it with others in one
 // write and then settles the message: a job leaves the queue only once its
 // outcome is kept, and the slot is free for the next job meanwhile.
-func (w *Worker) handle(jobsCtx, runCtx context.Context, d delivery, outcomes *sync.WaitGroup) {
+func (w *Worker) handle(jobsCtx, runCtx context.Context, d delivery, outcomes *outcomes) {
 	msg, info := d.msg, d.info
 	if runCtx.Err() != nil {
 		msg.Nak() // taken but not started before the worker began to stop: hand it back
@@ -563,7 +575,7 @@ func (w *Worker) handle(jobsCtx, runCtx context.Context, d delivery, outcomes *s
 	defer done()
 	if context.Cause(jobCtx) == errCancelled { // cancelled while it waited for a slot
 		info.State, info.UpdatedAt = Cancelled, time.Now()
-		w.finish(ctx, msg, info, func() error { return msg.Ack() }, outcomes)
+		outcomes.add(ctx, msg, info, func() error { return msg.Ack() })
 		return
 	}
 	info.State, info.Attempts, info.UpdatedAt = Running, info.Attempts+1, time.Now()
@@ -587,7 +599,7 @@ func (w *Worker) handle(jobsCtx, runCtx context.Context, d delivery, outcomes *s
 		<-recorded
 	}
 	info.UpdatedAt = time.Now()
-	finish := func(settle func() error) { w.finish(ctx, msg, info, settle, outcomes) }
+	finish := func(settle func() error) { outcomes.add(ctx, msg, info, settle) }
 	select {
 	case <-reconnected:
 		// The connection was lost while the job ran: look whether it was
@@ -616,11 +628,6 @@ func (w *Worker) handle(jobsCtx, runCtx context.Context, d delivery, outcomes *s
 		if _, permanent := errors.AsType[permanentError](err); permanent || info.Attempts >= info.MaxAttempts {
 			info.State = Dead
 			w.c.log.Warn("queue: job is dead", "id", info.ID, "kind", info.Kind, "attempts", info.Attempts, "error", err)
-			if _, err := w.c.dead.Put(ctx, info.ID, nil); err != nil {
-				w.c.log.Warn("queue: job not listed as dead; it will run again", "id", info.ID, "error", err)
-				msg.Nak()
-				return
-			}
 			finish(func() error { return msg.Ack() })
 			return
 		}
@@ -628,41 +635,6 @@ func (w *Worker) handle(jobsCtx, runCtx context.Context, d delivery, outcomes *s
 		delay := w.backoff(info.Attempts)
 		finish(func() error { return msg.NakWithDelay(delay) })
 	}
-}
-
-// finish hands a job's record to the committer, which settles the message
-// with settle once the record is stored. If the record cannot be stored,
-// the message is left to be delivered again.
-func (w *Worker) finish(ctx context.Context, msg *nats.Msg, info *Info, settle func() error, outcomes *sync.WaitGroup) {
-	var err error
-	if len(info.Result) > maxRecordedResult {
-		// Too big for the record: kept apart, under the job's id.
-		if _, err = w.c.results.PutBytes(ctx, info.ID, info.Result); err == nil {
-			info.Result, info.ResultApart = nil, true
-		}
-	}
-	var m *nats.Msg
-	if err == nil {
-		m, err = w.c.newRecordMsg(info)
-	}
-	if err == nil {
-		outcomes.Add(1)
-		err = w.c.commit.add(ctx, &write{msg: m, done: func(err error) {
-			defer outcomes.Done()
-			if err != nil {
-				w.c.log.Warn("queue: job outcome not stored; it will run again", "id", info.ID, "error", err)
-				msg.Nak()
-				return
-			}
-			settle()
-		}})
-		if err == nil {
-			return
-		}
-		outcomes.Done()
-	}
-	w.c.log.Warn("queue: job outcome not stored; it will run again", "id", info.ID, "error", err)
-	msg.Nak()
 }
 
 // run calls the job's handler, renewing its lease meanwhile, with the job's

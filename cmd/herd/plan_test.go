@@ -59,12 +59,12 @@ func TestParseSecondsAndSize(t *testing.T) {
 		}
 	}
 	for in, want := range map[string]int64{"1": 1, "10k": 10 << 10, "1M": 1 << 20, "2g": 2 << 30, "1.5K": 1536} {
-		if got, err := parseSize(in); err != nil || got != want {
+		if got, err := parseSize("--block", in); err != nil || got != want {
 			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
 	for _, bad := range []string{"", "k", "0", "-1M", "lots", "2P"} {
-		if _, err := parseSize(bad); err == nil {
+		if _, err := parseSize("--block", bad); err == nil {
 			t.Errorf("parseSize(%q) = nil error", bad)
 		}
 	}

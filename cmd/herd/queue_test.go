@@ -605,6 +605,44 @@ func TestQueueAttachAfterSubmitterKilledWhileEnqueueing(t *testing.T) {
 	}
 }
 
+// A queue whose storage fills up mid-run: the workers keep the outcomes
+// they cannot store and take no new jobs, so no job runs again and again;
+// herd run says the queue is full and leaves the run instead of waiting
+// for ever.
+func TestQueueFull(t *testing.T) {
+	url := serveQueue(t, "--max-store", "2M")
+	ws := startWorkers(t, url, 1, "-j", "4")
+	dir := t.TempDir()
+	// Each job's output is 20kB, which its record keeps: the store fills
+	// after about a hundred.
+	p := startProc(t, dir, nil, append([]string{"run", "--queue", url, "echo {} >> " + dir + "/ran; head -c 20000 /dev/zero | tr '\\0' x", ":::"}, inputs(300)...)...)
+	if st := p.status(t, 120*time.Second); st != exitError {
+		t.Fatalf("exit status %d, want %d; error output:\n%s", st, exitError, p.errOut.String())
+	}
+	if !strings.Contains(p.errOut.String(), "the queue is full") {
+		t.Errorf("herd run did not say the queue is full:\n%s", p.errOut.String())
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "ran"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := map[string]int{}
+	for _, job := range strings.Fields(string(b)) {
+		runs[job]++
+	}
+	for job, n := range runs {
+		if n > 2 {
+			t.Errorf("job %s ran %d times", job, n)
+		}
+	}
+	if len(runs) == 0 || len(runs) == 300 {
+		t.Errorf("%d jobs ran; want some, not all, before the store filled", len(runs))
+	}
+	if n := strings.Count(ws[0].errOut.String(), "cannot be stored"); n == 0 || n > 20 {
+		t.Errorf("the worker said %d times that outcomes cannot be stored, want a few:\n%s", n, ws[0].errOut.String())
+	}
+}
+
 // freePorts returns n ports free on loopback now.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()

@@ -67,7 +67,7 @@ It runs until SIGINT or SIGTERM, then stops cleanly.`
 
 func newServeCommand(sigs <-chan os.Signal, status *int) *cobra.Command {
 	var cfg queue.ServerConfig
-	var tlsCert, tlsKey, routes string
+	var tlsCert, tlsKey, routes, maxStore string
 	cmd := &cobra.Command{
 		Use:   "serve [--listen HOST:PORT] [--dir FOLDER]",
 		Short: "run the queue's server for workers and submitters on other machines",
@@ -111,6 +111,12 @@ func newServeCommand(sigs <-chan os.Signal, status *int) *cobra.Command {
 			if cfg.Replicas < 0 || (cfg.Replicas > 1 && cfg.Cluster.Name == "") {
 				return fmt.Errorf("--replicas %d: want 1, or up to the number of servers with --cluster-name", cfg.Replicas)
 			}
+			if maxStore != "" {
+				var err error
+				if cfg.MaxStore, err = parseSize("--max-store", maxStore); err != nil {
+					return err
+				}
+			}
 			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			*status = serve(cfg, sigs, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			return nil
@@ -121,6 +127,7 @@ func newServeCommand(sigs <-chan os.Signal, status *int) *cobra.Command {
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:4222", "accept clients on `HOST:PORT` (port 0: any free port)")
 	f.StringVar(&cfg.Dir, "dir", "", "store the jobs in `FOLDER` (default "+defaultDirText()+")")
 	f.DurationVar(&cfg.SyncInterval, "sync-interval", 0, "flush writes to disk this often (like 1s); 0 means before acknowledging each")
+	f.StringVar(&maxStore, "max-store", "", "store at most `SIZE` on disk, like 20G (default: 3/4 of the disk's free space)")
 	f.StringVar(&cfg.Name, "name", "", "the server's name, different for each server of a cluster (default herd)")
 	f.StringVar(&cfg.User, "user", "", "clients must log in as `NAME` with --password")
 	f.StringVar(&cfg.Password, "password", "", "the clients' `PASSWORD` (default $HERD_QUEUE_PASSWORD)")

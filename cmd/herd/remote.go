@@ -213,15 +213,17 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, sigs <-chan os.Signa
 	r := rm.r
 	attached := want >= 0
 	var (
-		order   []int // the jobs' numbers, in the order they were enqueued
-		next    int   // with -k, the place in order of the next job to print
-		pending = map[int]*outcome{}
-		held    []*outcome // attached with -k: printed in job order at the end
-		jobsBy  map[int]job
-		early   []*queue.Info // outcomes of jobs whose batch was not confirmed yet
-		seen    = map[int]bool{}
-		signals int
-		stopped string // how the run was stopped, once it was
+		order        []int // the jobs' numbers, in the order they were enqueued
+		next         int   // with -k, the place in order of the next job to print
+		pending      = map[int]*outcome{}
+		held         []*outcome // attached with -k: printed in job order at the end
+		jobsBy       map[int]job
+		early        []*queue.Info // outcomes of jobs whose batch was not confirmed yet
+		seen         = map[int]bool{}
+		signals      int
+		stopped      string    // how the run was stopped, once it was
+		fullSince    time.Time // when the queue was seen full
+		seenWhenFull int       // len(seen) then
 	)
 	if !attached {
 		jobsBy = map[int]job{}
@@ -294,6 +296,12 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, sigs <-chan os.Signa
 				r.inputErr = rm.subErr
 				r.mu.Unlock()
 			}
+			if errors.Is(rm.subErr, queue.ErrFull) {
+				// Their outcomes could not be stored either: waiting for
+				// them would wait for an operator.
+				r.warn("run %s: the queue is full; the %d jobs on it go on as the workers can store their outcomes: see them with --attach %s once it has room", rm.run, len(order), rm.run)
+				return
+			}
 			want = len(order) // all in: wait for each
 			continue
 		}
@@ -334,6 +342,22 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, sigs <-chan os.Signa
 			}
 			take(info)
 		case <-stall.C:
+			// Nothing finished for a while: a full queue is one reason,
+			// which a write of the run's state shows.
+			if err := rm.update(ctx, func(*runState) {}); errors.Is(err, queue.ErrFull) {
+				switch {
+				case fullSince.IsZero() || len(seen) > seenWhenFull:
+					fullSince, seenWhenFull = time.Now(), len(seen)
+					r.warn("run %s: the queue is full: the workers cannot store the outcomes of its jobs (%v)", rm.run, err)
+				case time.Since(fullSince) > fullGiveUp:
+					r.mu.Lock()
+					r.inputErr = fmt.Errorf("run %s: the queue has been full for %v, with no job finishing; leaving the run: see it with --attach %s once the queue has room", rm.run, fullGiveUp, rm.run)
+					r.mu.Unlock()
+					return
+				}
+			} else {
+				fullSince = time.Time{}
+			}
 			if err := w.stop(); err != nil {
 				r.warn("%v", err)
 			}
@@ -373,6 +397,10 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, sigs <-chan os.Signa
 // stallFirst is how long a run's watch may be silent, with jobs out,
 // before it starts again.
 const stallFirst = 5 * time.Second
+
+// fullGiveUp is how long herd run --queue waits for a full queue to have
+// room, with no job finishing, before it leaves the run to the workers.
+const fullGiveUp = 30 * time.Second
 
 // noWorkerHint is how long herd run --queue waits for a first outcome
 // before it looks for workers.

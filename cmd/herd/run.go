@@ -300,7 +300,7 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*plan, error
 		if len(sources) > 0 {
 			return nil, errors.New("--pipe reads standard input: give no ::: or :::: inputs or -a")
 		}
-		if p.block, err = parseSize(p.o.block); err != nil {
+		if p.block, err = parseSize("--block", p.o.block); err != nil {
 			return nil, err
 		}
 		if p.recStart, err = unescape(o.recStart); err != nil {
@@ -341,7 +341,7 @@ func (p *plan) planRemote(hasJobs bool, changed func(string) bool) error {
 	case strings.HasSuffix(o.timeout, "%"):
 		return errors.New("--timeout N% does not go with --queue: give the time limit in seconds")
 	case o.pipe && changed("block"):
-		if n, err := parseSize(o.block); err == nil && n > maxRemoteBlock {
+		if n, err := parseSize("--block", o.block); err == nil && n > maxRemoteBlock {
 			return fmt.Errorf("--block %s: with --queue, a block goes in a message of the queue: at most 512k", o.block)
 		}
 	case o.pipe:
@@ -401,10 +401,10 @@ func parseSeconds(flag, s string) (time.Duration, error) {
 	return 0, fmt.Errorf("%s %q: want seconds, like 2.5 or 1m30s", flag, s)
 }
 
-// parseSize parses --block: bytes with an optional k, M, G or T (powers of
-// 1024, either case).
-func parseSize(s string) (int64, error) {
-	bad := fmt.Errorf("--block %q: want a size such as 512k or 10M", s)
+// parseSize parses a size flag such as --block: bytes with an optional k,
+// M, G or T (powers of 1024, either case).
+func parseSize(flag, s string) (int64, error) {
+	bad := fmt.Errorf("%s %q: want a size such as 512k or 10M", flag, s)
 	if s == "" {
 		return 0, bad
 	}

@@ -28,6 +28,10 @@ type Config struct {
 	// means after every write.
 	SyncInterval time.Duration
 
+	// MaxStore is the most bytes JetStream stores in Dir. Zero means
+	// JetStream's default.
+	MaxStore int64
+
 	// GroupSync, with a zero SyncInterval, leaves the syncs to the
 	// process, which calls [Server.Sync] after each group of writes that
 	// must be durable; the server syncs every two minutes besides.
@@ -105,17 +109,18 @@ func Start(cfg Config) (*Server, error) {
 		name = "herd"
 	}
 	opts := &server.Options{
-		ServerName:    name,
-		JetStream:     true,
-		StoreDir:      cfg.Dir,
-		NoSigs:        true,
-		NoLog:         true,
-		DontListen:    cfg.Port == 0,
-		Host:          cfg.Host,
-		Port:          cfg.Port,
-		Username:      cfg.User,
-		Password:      cfg.Password,
-		Authorization: cfg.Token,
+		ServerName:        name,
+		JetStream:         true,
+		StoreDir:          cfg.Dir,
+		JetStreamMaxStore: cfg.MaxStore,
+		NoSigs:            true,
+		NoLog:             true,
+		DontListen:        cfg.Port == 0,
+		Host:              cfg.Host,
+		Port:              cfg.Port,
+		Username:          cfg.User,
+		Password:          cfg.Password,
+		Authorization:     cfg.Token,
 	}
 	if cfg.TLS != nil {
 		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, cfg.TLS, 2

@@ -1,0 +1,139 @@
+package queue
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// outcomes stores the outcomes of a worker's jobs: each job's record, with
+// its result kept apart if it is big, and its id in the dead list if it
+// died. A job is settled (acknowledged, or handed back for a retry) only
+// once its outcome is stored.
+//
+// An outcome that cannot be stored — the server's storage is full, or the
+// server is away longer than the committer tries — is kept, and stored
+// again later, while the job's lease is renewed: the job is not run again
+// for it. Meanwhile the worker takes no new jobs, whose outcomes could not
+// be stored either. When the worker stops before the outcome could be
+// stored, the job is handed back to the queue, to run again later.
+type outcomes struct {
+	w       *Worker
+	stop    <-chan struct{} // closed when the worker gives up its jobs
+	pending sync.WaitGroup  // outcomes not settled yet
+
+	mu      sync.Mutex
+	failing error         // why outcomes cannot be stored now; nil if they can
+	stored  chan struct{} // closed when an outcome is stored again
+}
+
+// The wait before storing an outcome again doubles from storeRetryFirst up
+// to storeRetryMax, or a third of the lease if that is shorter.
+const (
+	storeRetryFirst = time.Second
+	storeRetryMax   = 30 * time.Second
+)
+
+// An outcome is a finished job's, to store.
+type outcome struct {
+	msg    *nats.Msg
+	info   *Info
+	settle func() error // acknowledges the message, or hands it back
+	listed bool         // a dead job's id is in the dead list
+	wait   time.Duration
+}
+
+// add stores a job's outcome and then settles its message.
+func (oc *outcomes) add(ctx context.Context, msg *nats.Msg, info *Info, settle func() error) {
+	oc.pending.Add(1)
+	oc.store(ctx, &outcome{msg: msg, info: info, settle: settle, wait: storeRetryFirst})
+}
+
+func (oc *outcomes) store(ctx context.Context, o *outcome) {
+	c := oc.w.c
+	info := o.info
+	if info.State == Dead && !o.listed {
+		if _, err := c.dead.Put(ctx, info.ID, nil); err != nil {
+			oc.retry(ctx, o, fullError(err))
+			return
+		}
+		o.listed = true
+	}
+	if len(info.Result) > maxRecordedResult {
+		// Too big for the record: kept apart, under the job's id.
+		if _, err := c.results.PutBytes(ctx, info.ID, info.Result); err != nil {
+			oc.retry(ctx, o, fullError(err))
+			return
+		}
+		info.Result, info.ResultApart = nil, true
+	}
+	m, err := c.newRecordMsg(info)
+	if err == nil {
+		err = c.commit.add(ctx, &write{msg: m, done: func(err error) {
+			if err != nil {
+				oc.retry(ctx, o, err)
+				return
+			}
+			oc.ok()
+			o.settle()
+			oc.pending.Done()
+		}})
+	}
+	if err != nil {
+		oc.retry(ctx, o, err)
+	}
+}
+
+// retry stores an outcome again after a wait, renewing the job's lease,
+// unless the worker gives up its jobs meanwhile: then the job is handed
+// back. It does not block: the committer calls it.
+func (oc *outcomes) retry(ctx context.Context, o *outcome, err error) {
+	oc.mu.Lock()
+	if oc.failing == nil {
+		oc.w.c.log.Warn("queue: job outcomes cannot be stored; taking no new jobs until they can, and keeping the outcomes of those done", "error", err)
+		oc.stored = make(chan struct{})
+	}
+	oc.failing = err
+	oc.mu.Unlock()
+
+	wait := min(o.wait, oc.w.cfg.Lease/3)
+	o.wait = min(2*o.wait, storeRetryMax)
+	o.msg.InProgress()
+	go func() { // owned through pending, which it leaves when it settles the job
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			o.msg.InProgress()
+			oc.store(ctx, o)
+		case <-oc.stop:
+			oc.w.c.log.Warn("queue: job outcome not stored; the job will run again", "id", o.info.ID, "error", err)
+			o.msg.NakWithDelay(wait)
+			oc.pending.Done()
+		}
+	}()
+}
+
+// ok notes that an outcome was stored.
+func (oc *outcomes) ok() {
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	if oc.failing != nil {
+		oc.w.c.log.Info("queue: job outcomes are stored again; taking jobs")
+		oc.failing = nil
+		close(oc.stored)
+	}
+}
+
+// blocked returns a channel closed once outcomes are stored again, or nil
+// if they are stored now.
+func (oc *outcomes) blocked() <-chan struct{} {
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	if oc.failing == nil {
+		return nil
+	}
+	return oc.stored
+}
