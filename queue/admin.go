@@ -373,3 +373,39 @@ func (c *Client) Purge(ctx context.Context, queue string) (int, error) {
 	}
 	return len(left), nil
 }
+
+// Lost returns those of ids that the queue will never finish: it keeps no
+// finished record of them, and no job of theirs waits to run. A job that
+// was never enqueued, or was deleted, is lost; so is one whose data a
+// damaged store lost (its server's log says so when it starts).
+func (c *Client) Lost(ctx context.Context, ids []string) ([]string, error) {
+	var lost []string
+	for chunk := range slices.Chunk(ids, 256) {
+		subjects := make([]string, len(chunk))
+		for i, id := range chunk {
+			if !validID(id) {
+				return nil, fmt.Errorf("queue: lost: %w: %q", ErrNotFound, id)
+			}
+			subjects[i] = idSubject(id)
+		}
+		msgs, err := c.lasts(ctx, subjects)
+		if err != nil {
+			return nil, fmt.Errorf("queue: lost: %w", err)
+		}
+		alive := map[string]bool{} // by id: waiting to run, or finished
+		for _, m := range msgs {
+			var rec struct {
+				State State `json:"state"`
+			}
+			if strings.HasPrefix(m.subject, jobRoot+".") || json.Unmarshal(m.data, &rec) == nil && rec.State.Finished() {
+				alive[idOf(m.subject)] = true
+			}
+		}
+		for _, id := range chunk {
+			if !alive[id] {
+				lost = append(lost, id)
+			}
+		}
+	}
+	return lost, nil
+}

@@ -158,7 +158,7 @@ func open(ctx context.Context, cfg Config, local *server.Server) (*Client, error
 				return nil, err
 			}
 		}
-		srv, err := embedded.Start(embedded.Config{Dir: dir, SyncInterval: cfg.SyncInterval, MaxStore: cfg.MaxStore, GroupSync: true})
+		srv, err := embedded.Start(embedded.Config{Dir: dir, SyncInterval: cfg.SyncInterval, MaxStore: cfg.MaxStore, GroupSync: true, Logger: c.log})
 		if err != nil {
 			return nil, fmt.Errorf("queue: open: %w", err)
 		}

@@ -2,12 +2,14 @@ package queue_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -595,4 +597,79 @@ func TestFull(t *testing.T) {
 	if !errors.Is(err, queue.ErrFull) || strings.Count(err.Error(), "\n") > 0 || !strings.Contains(err.Error(), "50 of 50 jobs") {
 		t.Errorf("EnqueueBatch into a full store: %v, want one line saying 50 of 50 jobs, wrapping ErrFull", err)
 	}
+}
+
+// A data folder damaged while the server was down (its block of jobs cut
+// in half): the server says so in the queue's log when it starts again,
+// and Lost names every job that is gone, so that nothing waits for them.
+func TestDamagedStore(t *testing.T) {
+	dir := t.TempDir()
+	c, err := queue.Open(t.Context(), queue.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for range 200 {
+		id, err := c.Enqueue(t.Context(), "job", []byte("a payload of a few bytes"), queue.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	c.Close()
+	blocks, err := filepath.Glob(filepath.Join(dir, "jetstream", "*", "streams", "HERD", "msgs", "*.blk"))
+	if err != nil || len(blocks) != 1 {
+		t.Fatalf("the stream's blocks: %v, %v; want one", blocks, err)
+	}
+	info, err := os.Stat(blocks[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(blocks[0], info.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+
+	var log syncBuffer
+	c = open(t, queue.Config{Dir: dir, Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if !strings.Contains(log.String(), "nats-server: Filestore [HERD]") {
+		t.Errorf("the server said nothing of the damage; the log:\n%s", log.String())
+	}
+	lost, err := c.Lost(t.Context(), ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting := 0
+	for _, q := range st.Queues {
+		waiting += int(q.Waiting)
+	}
+	if len(lost) == 0 || len(lost)+waiting != len(ids) {
+		t.Errorf("%d jobs lost and %d waiting, want some lost and %d in all", len(lost), waiting, len(ids))
+	}
+	for _, id := range lost {
+		if _, err := c.Info(t.Context(), id); !errors.Is(err, queue.ErrNotFound) {
+			t.Errorf("Lost named %s, whose info is %v", id, err)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer that a logger writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

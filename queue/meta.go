@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -19,8 +20,21 @@ func (c *Client) PutMeta(ctx context.Context, key string, value []byte) error {
 	if !validID(key) {
 		return fmt.Errorf("queue: meta %q: want letters, digits, dots and - _ = /", key)
 	}
-	if _, err := c.meta.Put(ctx, key, value); err != nil {
-		return fmt.Errorf("queue: meta %s: %w", key, fullError(err))
+	// A server that does not answer (it restarts, or a cluster elects a
+	// leader) is given as long as the committer gives it.
+	deadline := time.Now().Add(commitRetryFor)
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		_, err := c.meta.Put(ctx, key, value)
+		if err == nil {
+			break
+		}
+		if !transient(err) || ctx.Err() != nil || time.Now().After(deadline) {
+			return fmt.Errorf("queue: meta %s: %w", key, fullError(err))
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
 	}
 	if err := c.durable(); err != nil {
 		return fmt.Errorf("queue: meta %s: %w", key, err)

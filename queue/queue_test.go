@@ -80,6 +80,9 @@ func TestEndToEnd(t *testing.T) {
 	if _, err := c.Info(t.Context(), "nope"); !errors.Is(err, queue.ErrNotFound) {
 		t.Errorf("Info(unknown) = %v, want ErrNotFound", err)
 	}
+	if lost, err := c.Lost(t.Context(), []string{id, "nope"}); err != nil || !slices.Equal(lost, []string{"nope"}) {
+		t.Errorf("Lost(finished, unknown) = %q, %v; want the unknown one", lost, err)
+	}
 }
 
 func TestUniqueIDRunsOnce(t *testing.T) {

@@ -73,7 +73,7 @@ func Serve(cfg ServerConfig) (*Server, error) {
 		return nil, fmt.Errorf("queue: serve: max store %d: must not be negative", cfg.MaxStore)
 	}
 	ec := embedded.Config{Dir: cfg.Dir, SyncInterval: cfg.SyncInterval, MaxStore: cfg.MaxStore, Name: cfg.Name,
-		User: cfg.User, Password: cfg.Password, Token: cfg.Token, TLS: cfg.TLS}
+		User: cfg.User, Password: cfg.Password, Token: cfg.Token, TLS: cfg.TLS, Logger: cfg.Logger}
 	if ec.Dir == "" {
 		var err error
 		if ec.Dir, err = DefaultDir(); err != nil {

@@ -135,6 +135,19 @@ func serveQueue(t *testing.T, args ...string) string {
 	return m[1]
 }
 
+// serveAt runs herd queue serve at a given address and data folder, so
+// that it can be started again there, and waits until it serves.
+func serveAt(t *testing.T, listen, data string) *proc {
+	t.Helper()
+	s := startProc(t, t.TempDir(), nil, "queue", "serve", "--listen", listen, "--dir", data)
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(s.out.String(), "serving"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("herd queue serve did not start; it wrote:\n%s", s.errOut.String())
+		}
+	}
+	return s
+}
+
 // startWorkers starts n herd work processes on the queue at url.
 func startWorkers(t *testing.T, url string, n int, args ...string) []*proc {
 	t.Helper()
@@ -509,16 +522,7 @@ func TestQueueServerRestartWhileEnqueueing(t *testing.T) {
 	listen := fmt.Sprintf("127.0.0.1:%d", port)
 	url := "nats://" + listen
 	data := t.TempDir()
-	serve := func() *proc {
-		s := startProc(t, t.TempDir(), nil, "queue", "serve", "--listen", listen, "--dir", data)
-		for deadline := time.Now().Add(30 * time.Second); !strings.Contains(s.out.String(), "serving"); time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("herd queue serve did not start; it wrote:\n%s", s.errOut.String())
-			}
-		}
-		return s
-	}
-	server := serve()
+	server := serveAt(t, listen, data)
 	startWorkers(t, url, 2, "-j", "4")
 	dir := t.TempDir()
 	// The input comes slowly, so that the submitter is still enqueueing
@@ -540,7 +544,7 @@ func TestQueueServerRestartWhileEnqueueing(t *testing.T) {
 	server.cmd.Process.Signal(syscall.SIGKILL)
 	server.status(t, 10*time.Second)
 	time.Sleep(time.Second)
-	serve()
+	serveAt(t, listen, data)
 	if st := p.status(t, 120*time.Second); st != 0 {
 		t.Fatalf("exit status %d, want 0; error output:\n%s", st, p.errOut.String())
 	}
@@ -640,6 +644,54 @@ func TestQueueFull(t *testing.T) {
 	}
 	if n := strings.Count(ws[0].errOut.String(), "cannot be stored"); n == 0 || n > 20 {
 		t.Errorf("the worker said %d times that outcomes cannot be stored, want a few:\n%s", n, ws[0].errOut.String())
+	}
+}
+
+// herd queue serve killed with jobs waiting, half its block of jobs cut
+// off, and started again: the server's warning reaches its log, and herd
+// run --queue reports the jobs that are gone as failed instead of waiting
+// for them for ever.
+func TestQueueDamagedStore(t *testing.T) {
+	port := freePorts(t, 1)[0]
+	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	url := "nats://" + listen
+	data := t.TempDir()
+	server := serveAt(t, listen, data)
+	dir := t.TempDir()
+	const n = 200
+	p := startProc(t, dir, nil, append([]string{"run", "--queue", url, "echo done {}", ":::"}, inputs(n)...)...)
+	p.waitOutput(t, `all 200 jobs are on the queue`)
+	server.cmd.Process.Signal(syscall.SIGKILL)
+	server.status(t, 10*time.Second)
+	blocks, err := filepath.Glob(filepath.Join(data, "jetstream", "*", "streams", "HERD", "msgs", "*.blk"))
+	if err != nil || len(blocks) != 1 {
+		t.Fatalf("the stream's blocks: %v, %v; want one", blocks, err)
+	}
+	info, err := os.Stat(blocks[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(blocks[0], info.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	server = serveAt(t, listen, data)
+	startWorkers(t, url, 1, "-j", "4")
+
+	st := p.status(t, 120*time.Second)
+	ran := len(strings.Fields(strings.ReplaceAll(p.out.String(), "done ", "")))
+	m := regexp.MustCompile(`(\d+) jobs are gone from the queue`).FindStringSubmatch(p.errOut.String())
+	if m == nil {
+		t.Fatalf("herd run did not say which jobs are gone (exit status %d):\n%s", st, p.errOut.String())
+	}
+	gone, _ := strconv.Atoi(m[1])
+	if gone == 0 || ran+gone != n {
+		t.Errorf("%d jobs ran and %d are gone, want %d in all", ran, gone, n)
+	}
+	if want := min(gone, 101); st != want {
+		t.Errorf("exit status %d, want %d (the number of failed jobs, as GNU parallel counts them)", st, want)
+	}
+	if !strings.Contains(server.errOut.String(), "nats-server: Filestore [HERD]") {
+		t.Errorf("the server did not pass on its warning about the damaged store:\n%s", server.errOut.String())
 	}
 }
 

@@ -344,7 +344,10 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, sigs <-chan os.Signa
 		case <-stall.C:
 			// Nothing finished for a while: a full queue is one reason,
 			// which a write of the run's state shows.
-			if err := rm.update(ctx, func(*runState) {}); errors.Is(err, queue.ErrFull) {
+			probe, cancel := context.WithTimeout(ctx, 3*time.Second)
+			err := rm.update(probe, func(*runState) {})
+			cancel()
+			if errors.Is(err, queue.ErrFull) {
 				switch {
 				case fullSince.IsZero() || len(seen) > seenWhenFull:
 					fullSince, seenWhenFull = time.Now(), len(seen)
@@ -357,6 +360,9 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, sigs <-chan os.Signa
 				}
 			} else {
 				fullSince = time.Time{}
+			}
+			if !attached {
+				rm.takeLost(ctx, order, seen, take)
 			}
 			if err := w.stop(); err != nil {
 				r.warn("%v", err)
@@ -397,6 +403,26 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, sigs <-chan os.Signa
 // stallFirst is how long a run's watch may be silent, with jobs out,
 // before it starts again.
 const stallFirst = 5 * time.Second
+
+// takeLost hands take an outcome for each job of the run that is gone from
+// the queue without one (deleted, or lost with a damaged store), so that
+// the run does not wait for it for ever.
+func (rm *remote) takeLost(ctx context.Context, order []int, seen map[int]bool, take func(*queue.Info)) {
+	var ids []string
+	for _, seq := range order {
+		if !seen[seq] {
+			ids = append(ids, rm.run+"."+strconv.Itoa(seq))
+		}
+	}
+	lost, err := rm.c.Lost(ctx, ids)
+	if err != nil || len(lost) == 0 {
+		return
+	}
+	rm.r.warn("run %s: %d jobs are gone from the queue without an outcome (deleted, or lost with damaged data): %s", rm.run, len(lost), strings.Join(lost[:min(len(lost), 10)], " "))
+	for _, id := range lost {
+		take(&queue.Info{ID: id, State: queue.Dead, Errors: []string{"gone from the queue without an outcome"}, UpdatedAt: time.Now()})
+	}
+}
 
 // fullGiveUp is how long herd run --queue waits for a full queue to have
 // room, with no job finishing, before it leaves the run to the workers.

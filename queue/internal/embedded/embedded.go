@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -54,6 +55,11 @@ type Config struct {
 	// TLS, if set, makes clients connect with TLS.
 	TLS *tls.Config
 
+	// Logger, if set, receives the server's warnings and errors (damaged
+	// files it found when it started, a disk it cannot write), and its
+	// notices at the debug level.
+	Logger *slog.Logger
+
 	// Tune, if set, changes the server's options last: for settings this
 	// Config does not name, such as decentralized (JWT) authentication.
 	Tune func(*server.Options)
@@ -78,6 +84,24 @@ type Server struct {
 	syncMu sync.Mutex
 	seen   map[string]*seen // by path
 }
+
+// serverLog passes the server's log lines to a slog.Logger.
+type serverLog struct{ l *slog.Logger }
+
+func (s serverLog) Noticef(format string, v ...any) {
+	s.l.Debug("nats-server: " + fmt.Sprintf(format, v...))
+}
+func (s serverLog) Warnf(format string, v ...any) {
+	s.l.Warn("nats-server: " + fmt.Sprintf(format, v...))
+}
+func (s serverLog) Errorf(format string, v ...any) {
+	s.l.Error("nats-server: " + fmt.Sprintf(format, v...))
+}
+func (s serverLog) Fatalf(format string, v ...any) {
+	s.l.Error("nats-server: " + fmt.Sprintf(format, v...))
+}
+func (s serverLog) Debugf(format string, v ...any) {}
+func (s serverLog) Tracef(format string, v ...any) {}
 
 // Close stops the server, waits until it has, and releases its folder.
 func (s *Server) Close() {
@@ -152,6 +176,10 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("embedded: %w", err)
+	}
+	if cfg.Logger != nil {
+		opts.NoLog = false
+		ns.SetLoggerV2(serverLog{cfg.Logger}, false, false, false)
 	}
 	s := &Server{Server: ns, lock: lock, dir: cfg.Dir}
 	ns.Start() // does not block: the server runs until Shutdown
