@@ -97,6 +97,49 @@
 // id of its own, so each tick runs once however many workers run; a tick
 // missed while no worker ran is caught up once, when one starts.
 //
+// # What the queue guarantees
+//
+// A job runs at least once, and a job whose outcome is stored does not run
+// again; an [Enqueue] that returned nil is stored. Under each failure:
+//
+//   - A process killed at any moment (kill -9 of a worker, of a submitter,
+//     of a program with the queue embedded, of herd queue serve): nothing
+//     that was acknowledged is lost. A worker's jobs go to another worker
+//     when their lease runs out; a job whose outcome was stored before the
+//     kill, but whose acknowledgement was lost, is not run again (the
+//     worker reads its record first). Attempts cut short in their first
+//     50ms may go uncounted.
+//   - An operating-system crash or a power cut: with the default
+//     SyncInterval of zero, every enqueue that returned and every outcome
+//     stored is on disk: a job is acknowledged only after its outcome is
+//     synced. With a SyncInterval, the writes of up to that long before the
+//     crash may be lost: enqueues (their callers were told they
+//     succeeded) and outcomes (those jobs run again). A server elsewhere
+//     syncs as it is set up to: NATS's default is every two minutes.
+//   - A server that restarts, or a cluster that elects a leader: writes
+//     are tried again for up to 30 seconds (an enqueue of a job with an id
+//     is stored once however often it is sent), watches start again, and
+//     workers wait for the server. On a cluster with Replicas 3, a write
+//     is acknowledged once a majority has it, and the loss of one server
+//     loses nothing.
+//   - A full store (MaxStore, or the disk): writes fail with [ErrFull],
+//     and none is half done. A worker keeps the outcomes it cannot store,
+//     renews their jobs' leases, takes no new jobs, and stores them once
+//     there is room; if it stops first, it hands those jobs back and they
+//     run again. herd run --queue leaves a run to the workers after 30
+//     seconds of a full queue with no job finishing.
+//   - Damaged files (a block cut short or overwritten while the server was
+//     down): the server keeps what it can read, and its warnings reach the
+//     log ([Config.Logger]). The jobs whose messages were damaged are gone,
+//     payload and all, and cannot be rebuilt; [Client.Lost] names them
+//     among the ids it is given, and herd run --queue reports its jobs that
+//     are gone as failed rather than wait for them.
+//
+// What is not guaranteed: exactly-once execution (a job killed mid-run
+// runs again, so handlers should be idempotent), the order in which jobs
+// run (priorities are honoured, a few milliseconds late at times), and a
+// lasting store on a disk that loses synced writes.
+//
 // To share a queue between processes or machines, run a server with [Serve]
 // (herd queue serve does), or use any NATS server with JetStream, and give
 // clients its URL. [Client.Watch] follows the records of a set of jobs as
