@@ -2,7 +2,6 @@ package queue_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/goherd/herd/internal/testcert"
+	"github.com/goherd/herd/internal/testio"
 	"github.com/goherd/herd/queue"
 	"github.com/goherd/herd/queue/internal/embedded"
 	"github.com/nats-io/jwt/v2"
@@ -617,19 +617,9 @@ func TestDamagedStore(t *testing.T) {
 		ids = append(ids, id)
 	}
 	c.Close()
-	blocks, err := filepath.Glob(filepath.Join(dir, "jetstream", "*", "streams", "HERD", "msgs", "*.blk"))
-	if err != nil || len(blocks) != 1 {
-		t.Fatalf("the stream's blocks: %v, %v; want one", blocks, err)
-	}
-	info, err := os.Stat(blocks[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(blocks[0], info.Size()/2); err != nil {
-		t.Fatal(err)
-	}
+	testio.CutJobs(t, dir)
 
-	var log syncBuffer
+	var log testio.Buffer
 	c = open(t, queue.Config{Dir: dir, Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if !strings.Contains(log.String(), "nats-server: Filestore [HERD]") {
 		t.Errorf("the server said nothing of the damage; the log:\n%s", log.String())
@@ -654,22 +644,4 @@ func TestDamagedStore(t *testing.T) {
 			t.Errorf("Lost named %s, whose info is %v", id, err)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer that a logger writes while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

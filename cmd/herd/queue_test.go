@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,39 +14,21 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/goherd/herd/internal/testcert"
+	"github.com/goherd/herd/internal/testio"
 	"github.com/goherd/herd/queue"
 )
 
 // proc is a herd process under test.
 type proc struct {
 	cmd    *exec.Cmd
-	out    syncBuffer
-	errOut syncBuffer
+	out    testio.Buffer
+	errOut testio.Buffer
 	exited chan struct{}
-}
-
-// syncBuffer is a bytes.Buffer that a process writes while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startProc starts herd with args in dir; the test kills it at the end if
@@ -117,7 +98,7 @@ func serveQueue(t *testing.T, args ...string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var errOut syncBuffer
+	var errOut testio.Buffer
 	cmd.Stderr = &errOut
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -631,7 +612,7 @@ func TestQueueFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	runs := map[string]int{}
-	for _, job := range strings.Fields(string(b)) {
+	for job := range strings.FieldsSeq(string(b)) {
 		runs[job]++
 	}
 	for job, n := range runs {
@@ -663,17 +644,7 @@ func TestQueueDamagedStore(t *testing.T) {
 	p.waitOutput(t, `all 200 jobs are on the queue`)
 	server.cmd.Process.Signal(syscall.SIGKILL)
 	server.status(t, 10*time.Second)
-	blocks, err := filepath.Glob(filepath.Join(data, "jetstream", "*", "streams", "HERD", "msgs", "*.blk"))
-	if err != nil || len(blocks) != 1 {
-		t.Fatalf("the stream's blocks: %v, %v; want one", blocks, err)
-	}
-	info, err := os.Stat(blocks[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(blocks[0], info.Size()/2); err != nil {
-		t.Fatal(err)
-	}
+	testio.CutJobs(t, data)
 	server = serveAt(t, listen, data)
 	startWorkers(t, url, 1, "-j", "4")
 
