@@ -645,3 +645,126 @@ func TestDamagedStore(t *testing.T) {
 		}
 	}
 }
+
+// A queue server in a process of its own, killed outright while a worker
+// runs its jobs and started again on the same folder and port: every job
+// succeeds, and no job runs again once its outcome was stored (seen by a
+// watch), though acknowledgements are lost with the server.
+func TestServerKilledUnderWorkers(t *testing.T) {
+	listen := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+	dir := t.TempDir()
+	serve := func() *exec.Cmd {
+		cfg, _ := json.Marshal(nodeConfig{Name: "herd", Listen: listen, Dir: dir})
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "HERD_QUEUE_TEST_NODE="+string(cfg))
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+		})
+		return cmd
+	}
+	server := serve()
+	var c *queue.Client
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var err error
+		if c, err = queue.Open(t.Context(), queue.Config{URL: "nats://" + listen}); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server never answered: %v", err)
+		}
+	}
+	t.Cleanup(func() { c.Close() })
+
+	const n = 2000
+	jobs := make([]queue.NewJob, n)
+	for i := range jobs {
+		jobs[i] = queue.NewJob{Kind: "job", Payload: fmt.Append(nil, i)}
+	}
+	ids, err := c.EnqueueBatch(t.Context(), jobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	stored := map[string]time.Time{}   // when a watch first saw the job succeeded
+	starts := map[string][]time.Time{} // each run's start
+	watchCtx, stopWatch := context.WithCancel(t.Context())
+	infos, done, err := c.Watch(watchCtx, "*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var watching sync.WaitGroup
+	watching.Go(func() {
+		for info := range infos {
+			mu.Lock()
+			if _, ok := stored[info.ID]; !ok && info.State == queue.Succeeded {
+				stored[info.ID] = time.Now()
+			}
+			mu.Unlock()
+		}
+	})
+	t.Cleanup(func() {
+		stopWatch()
+		done()
+		watching.Wait()
+	})
+	runWorker(t, c, queue.WorkerConfig{Concurrency: 8, Lease: 2 * time.Second}, map[string]queue.Handler{
+		"job": func(_ context.Context, j *queue.Job) ([]byte, error) {
+			mu.Lock()
+			starts[j.ID] = append(starts[j.ID], time.Now())
+			mu.Unlock()
+			time.Sleep(2 * time.Millisecond)
+			return nil, nil
+		},
+	})
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		k := len(stored)
+		mu.Unlock()
+		if k >= n/3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d jobs done in 30s", k)
+		}
+	}
+	server.Process.Kill()
+	server.Wait()
+	time.Sleep(500 * time.Millisecond)
+	serve()
+
+	for _, id := range ids {
+		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+		info, err := c.Wait(ctx, id)
+		cancel()
+		if err != nil || info.State != queue.Succeeded {
+			t.Fatalf("job %s after the restart: %+v, %v; want succeeded", id, info, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	again := 0
+	for id, runs := range starts {
+		if len(runs) > 1 && !stored[id].IsZero() && stored[id].Before(runs[len(runs)-1]) {
+			again++
+			if again <= 5 {
+				t.Errorf("job %s ran again at %v, after its outcome was seen stored at %v", id, runs[len(runs)-1].Format(time.StampMicro), stored[id].Format(time.StampMicro))
+			}
+		}
+	}
+	if again > 0 {
+		t.Errorf("%d jobs ran again after their outcome was stored", again)
+	}
+	twice := 0
+	for _, runs := range starts {
+		if len(runs) > 1 {
+			twice++
+		}
+	}
+	t.Logf("%d jobs done when the server was killed; %d ran more than once (their outcome not stored before the kill)", n/3, twice)
+}

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,9 +21,11 @@ import (
 // be stored either. When the worker stops before the outcome could be
 // stored, the job is handed back to the queue, to run again later.
 type outcomes struct {
-	w       *Worker
-	stop    <-chan struct{} // closed when the worker gives up its jobs
-	pending sync.WaitGroup  // outcomes not settled yet
+	w         *Worker
+	stop      <-chan struct{} // closed when the worker gives up its jobs
+	pending   sync.WaitGroup  // outcomes not settled yet
+	unsettled atomic.Int64    // their number
+	settled   chan<- struct{} // told, without blocking, when one is settled
 
 	mu      sync.Mutex
 	failing error         // why outcomes cannot be stored now; nil if they can
@@ -48,6 +51,7 @@ type outcome struct {
 // add stores a job's outcome and then settles its message.
 func (oc *outcomes) add(ctx context.Context, msg *nats.Msg, info *Info, settle func() error) {
 	oc.pending.Add(1)
+	oc.unsettled.Add(1)
 	oc.store(ctx, &outcome{msg: msg, info: info, settle: settle, wait: storeRetryFirst})
 }
 
@@ -78,7 +82,7 @@ func (oc *outcomes) store(ctx context.Context, o *outcome) {
 			}
 			oc.ok()
 			o.settle()
-			oc.pending.Done()
+			oc.done()
 		}})
 	}
 	if err != nil {
@@ -111,9 +115,19 @@ func (oc *outcomes) retry(ctx context.Context, o *outcome, err error) {
 		case <-oc.stop:
 			oc.w.c.log.Warn("queue: job outcome not stored; the job will run again", "id", o.info.ID, "error", err)
 			o.msg.NakWithDelay(wait)
-			oc.pending.Done()
+			oc.done()
 		}
 	}()
+}
+
+// done notes that an outcome's job was settled.
+func (oc *outcomes) done() {
+	oc.unsettled.Add(-1)
+	oc.pending.Done()
+	select {
+	case oc.settled <- struct{}{}:
+	default:
+	}
 }
 
 // ok notes that an outcome was stored.

@@ -230,7 +230,7 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	var running atomic.Int64
 	free := make(chan struct{}, 1) // a slot came free
-	outcomes := &outcomes{w: w, stop: jobsCtx.Done()}
+	outcomes := &outcomes{w: w, stop: jobsCtx.Done(), settled: free}
 	var tidied time.Time
 	var stale staleness
 
@@ -239,8 +239,6 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.tidy(ctx, consumers)
 			tidied = time.Now()
 		}
-		// Take up to twice the concurrency: jobs waiting in the pool's
-		// queue start the moment a slot frees, without a round trip.
 		if stored := outcomes.blocked(); stored != nil {
 			// Outcomes cannot be stored: no new jobs until they can.
 			select {
@@ -250,7 +248,11 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		n := 2*w.cfg.Concurrency - int(running.Load())
+		// Take up to twice the concurrency: jobs waiting in the pool's
+		// queue start the moment a slot frees, without a round trip. And
+		// no more while maxUnsettled jobs wait for their outcomes to be
+		// stored: those would all run again if the worker died.
+		n := min(2*w.cfg.Concurrency-int(running.Load()), maxUnsettled-int(outcomes.unsettled.Load()))
 		if n <= 0 {
 			select {
 			case <-free:
@@ -287,6 +289,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.tidy(context.WithoutCancel(ctx), consumers)
 	return nil
 }
+
+// maxUnsettled is the most jobs a worker runs ahead of the storing of
+// their outcomes. Outcomes are stored in groups while the worker goes on,
+// and larger groups store faster; but a job whose outcome is not stored
+// when its worker dies runs again.
+const maxUnsettled = 256
 
 // tidyEvery is how often a worker removes the messages of finished jobs.
 const tidyEvery = 5 * time.Second
