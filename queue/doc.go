@@ -59,8 +59,9 @@
 //     on its own. A server elsewhere syncs as it is set up to, and takes a
 //     large group as one atomic batch, which it syncs once (and a cluster
 //     replicates in one round). Workers hand their outcomes to the
-//     committer and take the next job at once; a job is acknowledged when
-//     its outcome is stored.
+//     committer and take the next job at once, up to 256 jobs ahead of
+//     the storing of their outcomes; a job is acknowledged when its
+//     outcome is stored.
 //   - A job is one message, so one unit of delivery: jobs spread over every
 //     free slot of every worker, leases and retries are per job, and a
 //     stream reader such as the nats CLI sees one message per job. Ids are
@@ -107,8 +108,10 @@
 //     that was acknowledged is lost. A worker's jobs go to another worker
 //     when their lease runs out; a job whose outcome was stored before the
 //     kill, but whose acknowledgement was lost, is not run again (the
-//     worker reads its record first). Attempts cut short in their first
-//     50ms may go uncounted.
+//     worker reads its record first); those whose outcome was not stored
+//     yet run again: at most the jobs a worker runs at once, twice that
+//     waiting in it, and 256 waiting for their outcomes to be stored.
+//     Attempts cut short in their first 50ms may go uncounted.
 //   - An operating-system crash or a power cut: with the default
 //     SyncInterval of zero, every enqueue that returned and every outcome
 //     stored is on disk: a job is acknowledged only after its outcome is
