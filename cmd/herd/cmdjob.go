@@ -60,6 +60,32 @@ type runState struct {
 	// before they are: if the submitter dies meanwhile, some of them may
 	// be on the queue, uncounted in Jobs.
 	Sending []int `json:"sending,omitempty"`
+	// Enqueued are the numbers of the jobs enqueued, as ranges from-to:
+	// one range, unless --resume left some out.
+	Enqueued [][2]int `json:"enqueued,omitempty"`
+}
+
+// addSeqs adds job numbers, given in increasing order, to ranges.
+func addSeqs(ranges [][2]int, seqs []int) [][2]int {
+	for _, seq := range seqs {
+		if n := len(ranges); n > 0 && ranges[n-1][1] == seq-1 {
+			ranges[n-1][1] = seq
+		} else {
+			ranges = append(ranges, [2]int{seq, seq})
+		}
+	}
+	return ranges
+}
+
+// expand lists the job numbers in ranges.
+func expand(ranges [][2]int) []int {
+	var out []int
+	for _, r := range ranges {
+		for seq := r[0]; seq <= r[1]; seq++ {
+			out = append(out, seq)
+		}
+	}
+	return out
 }
 
 // runKey is the meta key of a run's state. Its jobs' ids are run.seq.

@@ -664,6 +664,18 @@ func TestQueueDamagedStore(t *testing.T) {
 	if !strings.Contains(server.errOut.String(), "nats-server: Filestore [HERD]") {
 		t.Errorf("the server did not pass on its warning about the damaged store:\n%s", server.errOut.String())
 	}
+
+	// Attached afterwards, the run shows the same, and ends.
+	a := startProc(t, dir, nil, "run", "--queue", url, "--attach", regexp.MustCompile(`run (\w+):`).FindStringSubmatch(p.errOut.String())[1], "--joblog", "attach.tsv")
+	if ast := a.status(t, 60*time.Second); ast != st {
+		t.Errorf("attach: exit status %d, want %d as the run's; error output:\n%s", ast, st, a.errOut.String())
+	}
+	if got := len(strings.Fields(strings.ReplaceAll(a.out.String(), "done ", ""))); got != ran {
+		t.Errorf("attach showed %d jobs' output, want the %d that ran", got, ran)
+	}
+	if rows := jobRows(t, filepath.Join(dir, "attach.tsv")); len(rows) != n {
+		t.Errorf("attach: job log has %d rows, want %d", len(rows), n)
+	}
 }
 
 // freePorts returns n ports free on loopback now.
@@ -896,5 +908,19 @@ func TestQueueCron(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	if b2, _ := os.ReadFile(ticks); len(b2) != len(b1) {
 		t.Errorf("the schedule still runs after cron rm")
+	}
+}
+
+// A run's job numbers are kept as ranges, and read back whole.
+func TestSeqRanges(t *testing.T) {
+	var r [][2]int
+	r = addSeqs(r, []int{1, 2, 3})
+	r = addSeqs(r, []int{4, 7, 8})
+	r = addSeqs(r, []int{10})
+	if want := [][2]int{{1, 4}, {7, 8}, {10, 10}}; !slices.Equal(r, want) {
+		t.Errorf("ranges %v, want %v", r, want)
+	}
+	if got, want := expand(r), []int{1, 2, 3, 4, 7, 8, 10}; !slices.Equal(got, want) {
+		t.Errorf("expand = %v, want %v", got, want)
 	}
 }

@@ -73,7 +73,7 @@ func (r *runner) remoteRun(ctx context.Context, c *queue.Client, jobs iter.Seq2[
 
 	var wg sync.WaitGroup
 	wg.Go(func() { rm.submit(ctx, jobs, total) })
-	rm.collect(ctx, w, sigs, -1)
+	rm.collect(ctx, w, sigs, -1, nil)
 	close(rm.gone)
 	if err := w.stop(); err != nil {
 		r.warn("%v", err)
@@ -171,7 +171,9 @@ func (rm *remote) submit(ctx context.Context, jobs iter.Seq2[job, error], total 
 			r.stopping.Store(true)
 			break
 		}
-		if err := rm.update(ctx, func(st *runState) { st.Jobs, st.Sending = st.Jobs+len(batch), nil }); err != nil {
+		if err := rm.update(ctx, func(st *runState) {
+			st.Jobs, st.Sending, st.Enqueued = st.Jobs+len(batch), nil, addSeqs(st.Enqueued, seqs)
+		}); err != nil {
 			r.warn("%v", err)
 		}
 		select {
@@ -207,9 +209,10 @@ func (rm *remote) enqueue(ctx context.Context, batch []job) error {
 
 // collect receives the outcomes of the run's jobs and prints them, until
 // every job enqueued has one, or a signal detaches herd from the run.
-// want is the number of jobs of a run attached to; -1 means this process
+// want is the number of jobs of a run attached to, and known their
+// numbers if the run's state has them; want -1 means this process
 // enqueues them, and they come through rm.enqueued.
-func (rm *remote) collect(ctx context.Context, w *runWatch, sigs <-chan os.Signal, want int) {
+func (rm *remote) collect(ctx context.Context, w *runWatch, sigs <-chan os.Signal, want int, known []int) {
 	r := rm.r
 	attached := want >= 0
 	var (
@@ -228,6 +231,7 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, sigs <-chan os.Signa
 	if !attached {
 		jobsBy = map[int]job{}
 	}
+	order = known
 	show := func(o *outcome) {
 		if !o.skipped {
 			r.print(o)
@@ -361,9 +365,7 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, sigs <-chan os.Signa
 			} else {
 				fullSince = time.Time{}
 			}
-			if !attached {
-				rm.takeLost(ctx, order, seen, take)
-			}
+			rm.takeLost(ctx, order, seen, take)
 			if err := w.stop(); err != nil {
 				r.warn("%v", err)
 			}
@@ -420,7 +422,10 @@ func (rm *remote) takeLost(ctx context.Context, order []int, seen map[int]bool, 
 	}
 	rm.r.warn("run %s: %d jobs are gone from the queue without an outcome (deleted, or lost with damaged data): %s", rm.run, len(lost), strings.Join(lost[:min(len(lost), 10)], " "))
 	for _, id := range lost {
-		take(&queue.Info{ID: id, State: queue.Dead, Errors: []string{"gone from the queue without an outcome"}, UpdatedAt: time.Now()})
+		// The job's number, for an attached run, which knows no more of it.
+		seq, _ := strconv.Atoi(strings.TrimPrefix(id, rm.run+"."))
+		payload, _ := json.Marshal(commandJob{Run: rm.run, Seq: seq})
+		take(&queue.Info{ID: id, Payload: payload, State: queue.Dead, Errors: []string{"gone from the queue without an outcome"}, UpdatedAt: time.Now()})
 	}
 }
 
@@ -497,6 +502,7 @@ func (rm *remote) attach(ctx context.Context, sigs <-chan os.Signal) error {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return fmt.Errorf("--attach %s: %w", rm.run, err)
 	}
+	known := expand(st.Enqueued) // empty for a run of an earlier herd
 	if st.Enqueueing {
 		// The submitter stopped; the jobs it was sending when it did may
 		// be on the queue, each or none.
@@ -504,7 +510,10 @@ func (rm *remote) attach(ctx context.Context, sigs <-chan os.Signal) error {
 		if err != nil {
 			return fmt.Errorf("--attach %s: %w", rm.run, err)
 		}
-		st.Jobs += sent
+		st.Jobs += len(sent)
+		if len(known) > 0 {
+			known = append(known, sent...)
+		}
 		r.warn("run %s: its submitter stopped before it had enqueued every job; showing the %d it enqueued", rm.run, st.Jobs)
 	}
 	r.bar.setTotal(st.Jobs)
@@ -512,25 +521,25 @@ func (rm *remote) attach(ctx context.Context, sigs <-chan os.Signal) error {
 	if err := w.start(ctx); err != nil {
 		return err
 	}
-	rm.collect(ctx, w, sigs, st.Jobs)
+	rm.collect(ctx, w, sigs, st.Jobs, known)
 	if err := w.stop(); err != nil {
 		r.warn("%v", err)
 	}
 	return nil
 }
 
-// existing returns how many of the run's jobs with these numbers are on
+// existing returns those of the run's jobs with these numbers that are on
 // the queue.
-func (rm *remote) existing(ctx context.Context, seqs []int) (int, error) {
-	n := 0
+func (rm *remote) existing(ctx context.Context, seqs []int) ([]int, error) {
+	var on []int
 	for _, seq := range seqs {
 		_, err := rm.c.Info(ctx, rm.run+"."+strconv.Itoa(seq))
 		switch {
 		case err == nil:
-			n++
+			on = append(on, seq)
 		case !errors.Is(err, queue.ErrNotFound):
-			return 0, err
+			return nil, err
 		}
 	}
-	return n, nil
+	return on, nil
 }
