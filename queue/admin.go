@@ -374,10 +374,15 @@ func (c *Client) Purge(ctx context.Context, queue string) (int, error) {
 	return len(left), nil
 }
 
-// Lost returns those of ids that the queue will never finish: it keeps no
-// finished record of them, and no job of theirs waits to run. A job that
-// was never enqueued, or was deleted, is lost; so is one whose data a
-// damaged store lost (its server's log says so when it starts).
+// Lost returns those of ids of which the queue keeps nothing: no job
+// waiting to run, no record. A job that was never enqueued, or was
+// deleted, is lost; so is one whose data a damaged store lost (its
+// server's log says so when it starts). A job whose record says it
+// waits, with its message lost, is not named.
+//
+// On a cluster the answer may come from a server that has not yet stored
+// the latest writes: a job enqueued a moment ago may seem lost. Ask again
+// after a while before acting on it.
 func (c *Client) Lost(ctx context.Context, ids []string) ([]string, error) {
 	var lost []string
 	for chunk := range slices.Chunk(ids, 256) {
@@ -392,17 +397,12 @@ func (c *Client) Lost(ctx context.Context, ids []string) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("queue: lost: %w", err)
 		}
-		alive := map[string]bool{} // by id: waiting to run, or finished
+		kept := map[string]bool{}
 		for _, m := range msgs {
-			var rec struct {
-				State State `json:"state"`
-			}
-			if strings.HasPrefix(m.subject, jobRoot+".") || json.Unmarshal(m.data, &rec) == nil && rec.State.Finished() {
-				alive[idOf(m.subject)] = true
-			}
+			kept[idOf(m.subject)] = true
 		}
 		for _, id := range chunk {
-			if !alive[id] {
+			if !kept[id] {
 				lost = append(lost, id)
 			}
 		}

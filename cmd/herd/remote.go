@@ -224,9 +224,10 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, sigs <-chan os.Signa
 		early        []*queue.Info // outcomes of jobs whose batch was not confirmed yet
 		seen         = map[int]bool{}
 		signals      int
-		stopped      string    // how the run was stopped, once it was
-		fullSince    time.Time // when the queue was seen full
-		seenWhenFull int       // len(seen) then
+		stopped      string              // how the run was stopped, once it was
+		fullSince    time.Time           // when the queue was seen full
+		seenWhenFull int                 // len(seen) then
+		suspects     = map[string]bool{} // jobs missing from the queue at the last look
 	)
 	if !attached {
 		jobsBy = map[int]job{}
@@ -365,7 +366,7 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, sigs <-chan os.Signa
 			} else {
 				fullSince = time.Time{}
 			}
-			rm.takeLost(ctx, order, seen, take)
+			rm.takeLost(ctx, order, seen, suspects, take)
 			if err := w.stop(); err != nil {
 				r.warn("%v", err)
 			}
@@ -408,16 +409,31 @@ const stallFirst = 5 * time.Second
 
 // takeLost hands take an outcome for each job of the run that is gone from
 // the queue without one (deleted, or lost with a damaged store), so that
-// the run does not wait for it for ever.
-func (rm *remote) takeLost(ctx context.Context, order []int, seen map[int]bool, take func(*queue.Info)) {
+// the run does not wait for it for ever. A job counts as gone when it was
+// missing at the check before too (suspects), since a server of a cluster
+// may answer before it has every write.
+func (rm *remote) takeLost(ctx context.Context, order []int, seen map[int]bool, suspects map[string]bool, take func(*queue.Info)) {
 	var ids []string
 	for _, seq := range order {
 		if !seen[seq] {
 			ids = append(ids, rm.run+"."+strconv.Itoa(seq))
 		}
 	}
-	lost, err := rm.c.Lost(ctx, ids)
-	if err != nil || len(lost) == 0 {
+	missing, err := rm.c.Lost(ctx, ids)
+	if err != nil {
+		return
+	}
+	var lost []string
+	for _, id := range missing {
+		if suspects[id] {
+			lost = append(lost, id)
+		}
+	}
+	clear(suspects)
+	for _, id := range missing {
+		suspects[id] = true
+	}
+	if len(lost) == 0 {
 		return
 	}
 	rm.r.warn("run %s: %d jobs are gone from the queue without an outcome (deleted, or lost with damaged data): %s", rm.run, len(lost), strings.Join(lost[:min(len(lost), 10)], " "))
