@@ -147,8 +147,8 @@ type nodeConfig struct {
 	Cluster           queue.ClusterConfig
 }
 
-// serveNode is a cluster node process that TestClusterSurvivesNodeLoss
-// kills: it serves until killed.
+// serveNode is a queue server process that TestClusterSurvivesNodeLoss
+// and TestServerKilledUnderWorkers kill: it serves until killed.
 func serveNode(config string) {
 	var cfg nodeConfig
 	if err := json.Unmarshal([]byte(config), &cfg); err != nil {
@@ -160,6 +160,24 @@ func serveNode(config string) {
 		os.Exit(1)
 	}
 	select {}
+}
+
+// startNode starts a queue server in a process of its own (serveNode),
+// killed when the test ends if it still runs.
+func startNode(t *testing.T, cfg nodeConfig) *exec.Cmd {
+	t.Helper()
+	b, _ := json.Marshal(cfg)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "HERD_QUEUE_TEST_NODE="+string(b))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return cmd
 }
 
 // startServer starts an embedded server listening on loopback.
@@ -380,23 +398,12 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 	}
 	var nodes []*exec.Cmd
 	for i := range 3 {
-		cfg, _ := json.Marshal(nodeConfig{
+		nodes = append(nodes, startNode(t, nodeConfig{
 			Name:    fmt.Sprint("n", i),
 			Listen:  fmt.Sprintf("127.0.0.1:%d", ports[i]),
 			Dir:     t.TempDir(),
 			Cluster: queue.ClusterConfig{Name: "herd-test", Listen: fmt.Sprintf("127.0.0.1:%d", ports[3+i]), Routes: routes},
-		})
-		cmd := exec.Command(os.Args[0])
-		cmd.Env = append(os.Environ(), "HERD_QUEUE_TEST_NODE="+string(cfg))
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cmd.Process.Kill()
-			cmd.Wait()
-		})
-		nodes = append(nodes, cmd)
+		}))
 	}
 	// The cluster elects its JetStream leader in a few seconds.
 	var c *queue.Client
@@ -653,20 +660,7 @@ func TestDamagedStore(t *testing.T) {
 func TestServerKilledUnderWorkers(t *testing.T) {
 	listen := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
 	dir := t.TempDir()
-	serve := func() *exec.Cmd {
-		cfg, _ := json.Marshal(nodeConfig{Name: "herd", Listen: listen, Dir: dir})
-		cmd := exec.Command(os.Args[0])
-		cmd.Env = append(os.Environ(), "HERD_QUEUE_TEST_NODE="+string(cfg))
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cmd.Process.Kill()
-			cmd.Wait()
-		})
-		return cmd
-	}
+	serve := func() *exec.Cmd { return startNode(t, nodeConfig{Name: "herd", Listen: listen, Dir: dir}) }
 	server := serve()
 	var c *queue.Client
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
