@@ -547,14 +547,18 @@ func (rm *remote) attach(ctx context.Context, sigs <-chan os.Signal) error {
 // existing returns those of the run's jobs with these numbers that are on
 // the queue.
 func (rm *remote) existing(ctx context.Context, seqs []int) ([]int, error) {
+	ids := make([]string, len(seqs))
+	for i, seq := range seqs {
+		ids[i] = rm.run + "." + strconv.Itoa(seq)
+	}
+	lost, err := rm.c.Lost(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
 	var on []int
-	for _, seq := range seqs {
-		_, err := rm.c.Info(ctx, rm.run+"."+strconv.Itoa(seq))
-		switch {
-		case err == nil:
+	for i, seq := range seqs {
+		if !slices.Contains(lost, ids[i]) {
 			on = append(on, seq)
-		case !errors.Is(err, queue.ErrNotFound):
-			return nil, err
 		}
 	}
 	return on, nil
