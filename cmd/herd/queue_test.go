@@ -116,17 +116,38 @@ func serveQueue(t *testing.T, args ...string) string {
 	return m[1]
 }
 
-// serveAt runs herd queue serve at a given address and data folder, so
-// that it can be started again there, and waits until it serves.
-func serveAt(t *testing.T, listen, data string) *proc {
+// fixedServer is a herd queue serve that a test can kill and start again
+// at the same address and data folder.
+type fixedServer struct {
+	listen, url, data string
+	*proc
+}
+
+// serveFixed starts herd queue serve on a free loopback port.
+func serveFixed(t *testing.T) *fixedServer {
 	t.Helper()
-	s := startProc(t, t.TempDir(), nil, "queue", "serve", "--listen", listen, "--dir", data)
+	listen := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+	s := &fixedServer{listen: listen, url: "nats://" + listen, data: t.TempDir()}
+	s.start(t)
+	return s
+}
+
+// start starts the server, and waits until it serves.
+func (s *fixedServer) start(t *testing.T) {
+	t.Helper()
+	s.proc = startProc(t, t.TempDir(), nil, "queue", "serve", "--listen", s.listen, "--dir", s.data)
 	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(s.out.String(), "serving"); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("herd queue serve did not start; it wrote:\n%s", s.errOut.String())
 		}
 	}
-	return s
+}
+
+// kill kills the server outright, and waits until it is gone.
+func (s *fixedServer) kill(t *testing.T) {
+	t.Helper()
+	s.cmd.Process.Signal(syscall.SIGKILL)
+	s.status(t, 10*time.Second)
 }
 
 // startWorkers starts n herd work processes on the queue at url.
@@ -499,11 +520,8 @@ func TestQueueClusterNodeKilled(t *testing.T) {
 // goes on once the server is back, every job runs once, and herd run
 // exits as a local run would, with one line about the server.
 func TestQueueServerRestartWhileEnqueueing(t *testing.T) {
-	port := freePorts(t, 1)[0]
-	listen := fmt.Sprintf("127.0.0.1:%d", port)
-	url := "nats://" + listen
-	data := t.TempDir()
-	server := serveAt(t, listen, data)
+	server := serveFixed(t)
+	url := server.url
 	startWorkers(t, url, 2, "-j", "4")
 	dir := t.TempDir()
 	// The input comes slowly, so that the submitter is still enqueueing
@@ -522,10 +540,9 @@ func TestQueueServerRestartWhileEnqueueing(t *testing.T) {
 	p := startProcIn(t, dir, nil, in, "run", "--queue", url, "--joblog", "log.tsv", "echo done {}")
 	p.waitOutput(t, `run \w+: the jobs go to the queue`)
 	time.Sleep(500 * time.Millisecond)
-	server.cmd.Process.Signal(syscall.SIGKILL)
-	server.status(t, 10*time.Second)
+	server.kill(t)
 	time.Sleep(time.Second)
-	serveAt(t, listen, data)
+	server.start(t)
 	if st := p.status(t, 120*time.Second); st != 0 {
 		t.Fatalf("exit status %d, want 0; error output:\n%s", st, p.errOut.String())
 	}
@@ -633,19 +650,15 @@ func TestQueueFull(t *testing.T) {
 // run --queue reports the jobs that are gone as failed instead of waiting
 // for them for ever.
 func TestQueueDamagedStore(t *testing.T) {
-	port := freePorts(t, 1)[0]
-	listen := fmt.Sprintf("127.0.0.1:%d", port)
-	url := "nats://" + listen
-	data := t.TempDir()
-	server := serveAt(t, listen, data)
+	server := serveFixed(t)
+	url := server.url
 	dir := t.TempDir()
 	const n = 200
 	p := startProc(t, dir, nil, append([]string{"run", "--queue", url, "echo done {}", ":::"}, inputs(n)...)...)
 	p.waitOutput(t, `all 200 jobs are on the queue`)
-	server.cmd.Process.Signal(syscall.SIGKILL)
-	server.status(t, 10*time.Second)
-	testio.CutJobs(t, data)
-	server = serveAt(t, listen, data)
+	server.kill(t)
+	testio.CutJobs(t, server.data)
+	server.start(t)
 	startWorkers(t, url, 1, "-j", "4")
 
 	st := p.status(t, 120*time.Second)
