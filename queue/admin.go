@@ -377,8 +377,8 @@ func (c *Client) Purge(ctx context.Context, queue string) (int, error) {
 // Lost returns those of ids of which the queue keeps nothing: no job
 // waiting to run, no record. A job that was never enqueued, or was
 // deleted, is lost; so is one whose data a damaged store lost (its
-// server's log says so when it starts). A job whose record says it
-// waits, with its message lost, is not named.
+// server's log says so when it starts). A job that has a record is not
+// named, even if its message was lost: [Client.Repair] puts it back.
 //
 // On a cluster the answer may come from a server that has not yet stored
 // the latest writes: a job enqueued a moment ago may seem lost. Ask again
@@ -393,7 +393,8 @@ func (c *Client) Lost(ctx context.Context, ids []string) ([]string, error) {
 			}
 			subjects[i] = idSubject(id)
 		}
-		msgs, err := c.lasts(ctx, subjects)
+		// Each id has two subjects: its job's and its record's.
+		msgs, err := c.lasts(ctx, subjects, 2*len(subjects))
 		if err != nil {
 			return nil, fmt.Errorf("queue: lost: %w", err)
 		}

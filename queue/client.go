@@ -186,6 +186,9 @@ func open(ctx context.Context, cfg Config, local *server.Server) (*Client, error
 		c.Close()
 		return nil, fmt.Errorf("queue: open %s: %w", c.where(), err)
 	}
+	if c.srv != nil && c.srv.Recovered(streamName) {
+		c.repairAtStart(ctx)
+	}
 	return c, nil
 }
 

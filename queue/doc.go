@@ -133,10 +133,18 @@
 //     seconds of a full queue with no job finishing.
 //   - Damaged files (a block cut short or overwritten while the server was
 //     down): the server keeps what it can read, and its warnings reach the
-//     log ([Config.Logger]). The jobs whose messages were damaged are gone,
-//     payload and all, and cannot be rebuilt; [Client.Lost] names them
-//     among the ids it is given, and herd run --queue reports its jobs that
-//     are gone as failed rather than wait for them.
+//     log ([Config.Logger]). When the embedded server, or [Serve], finds
+//     the files damaged or not closed cleanly as it starts, it rebuilds
+//     its index from what it can read, and the jobs that had started
+//     (running, retrying, handed back, or retried by hand) and lost their
+//     message are put back in their queues from their records, with one
+//     error line naming them ([Client.Repair]; herd queue repair does it
+//     for a queue on another server). A job that no worker had taken has
+//     no record: if its message was damaged, it is gone, payload and all;
+//     [Client.Lost] names such jobs among the ids it is given, and herd run
+//     --queue reports its jobs that are gone as failed rather than wait
+//     for them. Damage that the server finds only later, reading a block
+//     for the first time since it started, is reported in the log only.
 //
 // What is not guaranteed: exactly-once execution (a job killed mid-run
 // runs again, so handlers should be idempotent), the order in which jobs

@@ -175,12 +175,14 @@ func (c *Client) last(ctx context.Context, subject string) (*storedMsg, error) {
 	return &msgs[0], nil
 }
 
-// lasts returns the last message on each of the subjects that has one.
-func (c *Client) lasts(ctx context.Context, subjects []string) ([]storedMsg, error) {
+// lasts returns the last message on each subject that matches one of
+// subjects, at most max of them: as many as subjects, unless a subject
+// with wildcards matches several.
+func (c *Client) lasts(ctx context.Context, subjects []string, max int) ([]storedMsg, error) {
 	if len(subjects) == 0 {
 		return nil, nil
 	}
-	return c.directGet(ctx, map[string]any{"multi_last": subjects, "batch": len(subjects)}, len(subjects))
+	return c.directGet(ctx, map[string]any{"multi_last": subjects, "batch": max}, max)
 }
 
 // current returns what the queue knows now of jobs read from their
@@ -192,7 +194,7 @@ func (c *Client) current(ctx context.Context, infos []*Info, seqs []uint64) ([]*
 	for i, info := range infos {
 		subjects[i] = recSubject(info)
 	}
-	recs, err := c.lasts(ctx, subjects)
+	recs, err := c.lasts(ctx, subjects, len(subjects))
 	if err != nil {
 		return nil, err
 	}

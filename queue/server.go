@@ -102,6 +102,10 @@ func Serve(cfg ServerConfig) (*Server, error) {
 		return nil, fmt.Errorf("queue: serve: %w", err)
 	}
 	s := &Server{ns: ns, dir: ec.Dir}
+	if cfg.Cluster.Name == "" && ns.Recovered(streamName) {
+		// A server of a cluster recovers from the others.
+		s.repair(cfg)
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	if cfg.Replicas > 0 {
@@ -135,6 +139,22 @@ func (s *Server) setup(ctx context.Context, cfg ServerConfig) {
 			return
 		}
 	}
+}
+
+// repair repairs the queue that the server found damaged when it started,
+// as it starts (see [Client.Repair]).
+func (s *Server) repair(cfg ServerConfig) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c, err := open(ctx, Config{User: cfg.User, Password: cfg.Password, Token: cfg.Token, Logger: cfg.Logger}, s.ns.Server)
+	if err != nil {
+		if cfg.Logger != nil {
+			cfg.Logger.Error("queue: the server rebuilt the queue from its files; checking the jobs' records failed: run herd queue repair", "error", err)
+		}
+		return
+	}
+	defer c.Close()
+	c.repairAtStart(ctx)
 }
 
 // hostPort splits a listening address; port 0 becomes -1, which the

@@ -403,6 +403,11 @@ func TestQueueAdmin(t *testing.T) {
 	if strings.TrimSpace(out) != "[]" {
 		t.Errorf("queue ls after the purge = %s, want []", out)
 	}
+	// Every job that had started has its message: nothing to repair.
+	out, st = herd("queue", "repair")
+	if st != 0 || out != "0 jobs put back\n" {
+		t.Errorf("queue repair of a sound queue: status %d:\n%s", st, out)
+	}
 
 	// While a run goes on, the default queue settles jobs every second.
 	run := startProc(t, dir, nil, append([]string{"run", "--queue", url, "sleep 0.02; echo {}", ":::"}, inputs(400)...)...)

@@ -355,7 +355,31 @@ SIGKILL). Their records say cancelled. Cancelling a finished job is an error.`,
 			return nil
 		}),
 	}
-	cmds := []*cobra.Command{stats, ls, inspect, dead, retry, purge, pause, resume, cancel}
+	repair := &cobra.Command{
+		Use:   "repair",
+		Short: "put back the jobs whose messages damaged files lost, from their records",
+		Long: `Look for jobs that damaged files left with a record and no message to run them (jobs
+that had started, or were retried by hand), and put each back in its queue from its
+record, to run now, with its attempts and errors kept. A job no worker had taken has
+no record: if its message is lost, nothing is left to rebuild it from.
+
+The embedded server, and herd queue serve, do this when they start if the server found
+the queue's files damaged or not closed cleanly; run it by hand for a queue on another
+NATS server after its files were damaged. It reads every record.`,
+		Args: cobra.NoArgs,
+		RunE: do(func(c *queue.Client, out io.Writer, args []string) error {
+			ids, err := c.Repair(ctx)
+			for _, id := range ids {
+				fmt.Fprintf(out, "%s: put back\n", id)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "%d jobs put back\n", len(ids))
+			return nil
+		}),
+	}
+	cmds := []*cobra.Command{stats, ls, inspect, dead, retry, purge, pause, resume, cancel, repair}
 	for _, cmd := range cmds {
 		f := cmd.Flags()
 		f.SortFlags = false

@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -80,28 +82,63 @@ type Server struct {
 	*server.Server
 	lock *os.File
 	dir  string
+	log  *serverLog
 
 	syncMu sync.Mutex
 	seen   map[string]*seen // by path
 }
 
-// serverLog passes the server's log lines to a slog.Logger.
-type serverLog struct{ l *slog.Logger }
+// serverLog passes the server's log lines to a slog.Logger, and notes the
+// streams whose files the server complained of.
+type serverLog struct {
+	l       *slog.Logger
+	mu      sync.Mutex
+	streams map[string]bool
+}
 
-func (s serverLog) Noticef(format string, v ...any) {
+func (s *serverLog) Noticef(format string, v ...any) {
 	s.l.Debug("nats-server: " + fmt.Sprintf(format, v...))
 }
-func (s serverLog) Warnf(format string, v ...any) {
-	s.l.Warn("nats-server: " + fmt.Sprintf(format, v...))
+func (s *serverLog) Warnf(format string, v ...any) {
+	s.l.Warn("nats-server: " + s.note(format, v))
 }
-func (s serverLog) Errorf(format string, v ...any) {
-	s.l.Error("nats-server: " + fmt.Sprintf(format, v...))
+func (s *serverLog) Errorf(format string, v ...any) {
+	s.l.Error("nats-server: " + s.note(format, v))
 }
-func (s serverLog) Fatalf(format string, v ...any) {
-	s.l.Error("nats-server: " + fmt.Sprintf(format, v...))
+func (s *serverLog) Fatalf(format string, v ...any) {
+	s.l.Error("nats-server: " + s.note(format, v))
 }
-func (s serverLog) Debugf(format string, v ...any) {}
-func (s serverLog) Tracef(format string, v ...any) {}
+func (s *serverLog) Debugf(format string, v ...any) {}
+func (s *serverLog) Tracef(format string, v ...any) {}
+
+// note returns the line, after noting the stream it names if it is about
+// a stream's files ("Filestore [NAME] ...").
+func (s *serverLog) note(format string, v []any) string {
+	line := fmt.Sprintf(format, v...)
+	if rest, ok := strings.CutPrefix(line, "Filestore ["); ok {
+		if name, _, ok := strings.Cut(rest, "]"); ok {
+			s.mu.Lock()
+			s.streams[name] = true
+			s.mu.Unlock()
+		}
+	}
+	return line
+}
+
+// complaints returns the names of the streams whose files the server
+// complained of.
+func (s *serverLog) complaints() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.streams))
+}
+
+// Recovered reports whether the server complained of the named stream's
+// files when it started: it found them damaged, or not as it leaves them
+// when it stops (after a crash), and rebuilt what it could from them.
+func (s *Server) Recovered(stream string) bool {
+	return slices.Contains(s.log.complaints(), stream)
+}
 
 // Close stops the server, waits until it has, and releases its folder.
 func (s *Server) Close() {
@@ -172,22 +209,53 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.Tune != nil {
 		cfg.Tune(opts)
 	}
-	ns, err := server.NewServer(opts)
+	log := &serverLog{l: cfg.Logger, streams: map[string]bool{}}
+	if log.l == nil {
+		log.l = slog.New(slog.DiscardHandler)
+	}
+	ns, err := run(opts, log)
+	if err == nil && len(log.complaints()) > 0 {
+		// The server trusts a stream's index when it was written at a
+		// clean stop, and finds a damaged block only once it reads it,
+		// keeping the index's count of the messages lost. Start it again
+		// without the index of each stream it complained of, so that it
+		// rebuilds the index from the blocks that it can read.
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		for _, name := range log.complaints() {
+			paths, _ := filepath.Glob(filepath.Join(cfg.Dir, "jetstream", "*", "streams", name, "msgs", "index.db"))
+			for _, p := range paths {
+				if err := os.Remove(p); err != nil {
+					lock.Close()
+					return nil, fmt.Errorf("embedded: rebuilding the index of %s: %w", name, err)
+				}
+			}
+		}
+		log.l.Warn("queue: starting the server again to rebuild the index of streams whose files were damaged or not closed cleanly", "streams", log.complaints())
+		ns, err = run(opts, log)
+	}
 	if err != nil {
 		lock.Close()
+		return nil, err
+	}
+	return &Server{Server: ns, lock: lock, dir: cfg.Dir, log: log}, nil
+}
+
+// run starts a server and waits until it accepts connections.
+func run(opts *server.Options, log *serverLog) (*server.Server, error) {
+	ns, err := server.NewServer(opts)
+	if err != nil {
 		return nil, fmt.Errorf("embedded: %w", err)
 	}
-	if cfg.Logger != nil {
-		opts.NoLog = false
-		ns.SetLoggerV2(serverLog{cfg.Logger}, false, false, false)
-	}
-	s := &Server{Server: ns, lock: lock, dir: cfg.Dir}
+	opts.NoLog = false
+	ns.SetLoggerV2(log, false, false, false)
 	ns.Start() // does not block: the server runs until Shutdown
 	if !ns.ReadyForConnections(30 * time.Second) {
-		s.Close()
-		return nil, fmt.Errorf("embedded: server in %s did not start", cfg.Dir)
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, fmt.Errorf("embedded: server in %s did not start", opts.StoreDir)
 	}
-	return s, nil
+	return ns, nil
 }
 
 // Sync makes durable every message the server has stored: it syncs the
