@@ -6,21 +6,17 @@ import (
 	"io"
 	"os"
 
+	"github.com/goherd/herd/internal/run"
 	"github.com/spf13/cobra"
 )
 
-// Exit statuses of herd run, as GNU parallel's: 0 when every job
-// succeeded, 1 to 100 the number of jobs that failed, 101 more than 100,
-// and 255 for any other error, such as a bad option. A run stopped by a
-// signal exits 128 plus the signal's number, as a shell reports it.
-const (
-	exitManyFailed = 101
-	exitError      = 255
-)
+// exitError is herd's exit status for an error such as a bad option, as
+// GNU parallel's (run.ExitError).
+const exitError = run.ExitError
 
-// run is herd's main: it parses args and runs the subcommand, returning the
+// execute is herd's main: it parses args and runs the subcommand, returning the
 // exit status.
-func run(ctx context.Context, args []string, sigs <-chan os.Signal, stdin io.Reader, stdout, stderr io.Writer) int {
+func execute(ctx context.Context, args []string, sigs <-chan os.Signal, stdin io.Reader, stdout, stderr io.Writer) int {
 	status := 0
 	root := newRootCommand(ctx, sigs, &status)
 	args, err := withDefaultOptions(args, os.Getenv, os.UserHomeDir)

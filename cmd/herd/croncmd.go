@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/goherd/herd/internal/remote"
 	"github.com/goherd/herd/queue"
 	"github.com/spf13/cobra"
 )
@@ -47,11 +48,11 @@ func newCronCommand(ctx context.Context, conn *connFlags, status *int) *cobra.Co
 			if o.tz != "" {
 				spec = "CRON_TZ=" + o.tz + " " + spec
 			}
-			payload, err := json.Marshal(commandJob{Run: "cron." + args[0], Line: strings.Join(args[2:], " "), Shell: o.shell, Attempts: 1, Timeout: o.timeout})
+			payload, err := json.Marshal(remote.Job{Run: "cron." + args[0], Line: strings.Join(args[2:], " "), Shell: o.shell, Attempts: 1, Timeout: o.timeout})
 			if err != nil {
 				return err
 			}
-			s := queue.Schedule{Name: args[0], Spec: spec, Kind: commandKind, Payload: payload, Options: queue.Options{Queue: o.name}}
+			s := queue.Schedule{Name: args[0], Spec: spec, Kind: remote.Kind, Payload: payload, Options: queue.Options{Queue: o.name}}
 			if err := c.AddSchedule(ctx, s); err != nil {
 				return err
 			}
@@ -81,8 +82,8 @@ func newCronCommand(ctx context.Context, conn *connFlags, status *int) *cobra.Co
 			for _, s := range scheds {
 				next, _ := s.NextTick(time.Now())
 				line := s.Kind
-				var cj commandJob
-				if s.Kind == commandKind && json.Unmarshal(s.Payload, &cj) == nil {
+				var cj remote.Job
+				if s.Kind == remote.Kind && json.Unmarshal(s.Payload, &cj) == nil {
 					line = cj.Line
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, s.Spec, cmp.Or(s.Options.Queue, "default"), next.Local().Format(time.DateTime), line)

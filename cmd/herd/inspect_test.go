@@ -6,18 +6,19 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/goherd/herd/internal/remote"
 	"github.com/goherd/herd/queue"
 )
 
 // herd queue inspect shows a command job's outcome as text, not as the
 // JSON (and base64) it is stored in.
 func TestInspectCommandJob(t *testing.T) {
-	res, err := json.Marshal(commandResult{Line: "echo hi; echo oops >&2", Host: "box", Exit: 1, Stdout: []byte("hi\nthere\n"), Stderr: []byte("oops\n")})
+	res, err := json.Marshal(remote.Result{Line: "echo hi; echo oops >&2", Host: "box", Exit: 1, Stdout: []byte("hi\nthere\n"), Stderr: []byte("oops\n")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	writeInfo(&out, &queue.Info{ID: "cron.x.20261129T120000Z", Kind: commandKind, State: queue.Succeeded, Result: res})
+	writeInfo(&out, &queue.Info{ID: "cron.x.20261129T120000Z", Kind: remote.Kind, State: queue.Succeeded, Result: res})
 	for _, want := range []string{
 		"command:   echo hi; echo oops >&2\n",
 		"host:      box\n",

@@ -17,5 +17,5 @@ func main() {
 	// only says that one came.
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	os.Exit(run(context.Background(), os.Args[1:], sigs, os.Stdin, os.Stdout, os.Stderr))
+	os.Exit(execute(context.Background(), os.Args[1:], sigs, os.Stdin, os.Stdout, os.Stderr))
 }

@@ -14,7 +14,7 @@ import (
 func TestManPagesUpToDate(t *testing.T) {
 	dir := t.TempDir()
 	var stderr bytes.Buffer
-	if status := run(context.Background(), []string{"man", dir}, nil, nil, new(bytes.Buffer), &stderr); status != 0 {
+	if status := execute(context.Background(), []string{"man", dir}, nil, nil, new(bytes.Buffer), &stderr); status != 0 {
 		t.Fatalf("herd man: status %d: %s", status, stderr.String())
 	}
 	const committed = "../../doc/man"

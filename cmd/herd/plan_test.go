@@ -1,11 +1,10 @@
 package main
 
 import (
-	"bytes"
-	"slices"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/goherd/herd/internal/run"
 )
 
 func TestParseJobs(t *testing.T) {
@@ -27,15 +26,18 @@ func TestParseJobs(t *testing.T) {
 }
 
 func TestParseHalt(t *testing.T) {
-	for in, want := range map[string]halt{
+	for in, want := range map[string]run.Halt{
 		"":               {},
 		"never":          {},
-		"1":              {on: "fail", count: 1},
-		"2":              {now: true, on: "fail", count: 1},
-		"now,fail=3":     {now: true, on: "fail", count: 3},
-		"soon,success=1": {on: "success", count: 1},
-		"now,done=20%":   {now: true, on: "done", percent: 20},
+		"1":              {On: "fail", Count: 1},
+		"2":              {Now: true, On: "fail", Count: 1},
+		"now,fail=3":     {Now: true, On: "fail", Count: 3},
+		"soon,success=1": {On: "success", Count: 1},
+		"now,done=20%":   {Now: true, On: "done", Percent: 20},
 	} {
+		if want.On != "" {
+			want.Text = in // for its messages
+		}
 		if got, err := parseHalt(in); err != nil || got != want {
 			t.Errorf("parseHalt(%q) = %+v, %v; want %+v", in, got, err, want)
 		}
@@ -81,92 +83,4 @@ func TestUnescape(t *testing.T) {
 			t.Errorf("unescape(%q) = nil error", bad)
 		}
 	}
-}
-
-func TestMedianTracker(t *testing.T) {
-	var m medianTracker
-	for i, d := range []time.Duration{5, 1, 9, 3, 7} {
-		m.add(d)
-		sorted := []time.Duration{5, 1, 9, 3, 7}[:i+1]
-		slices.Sort(sorted)
-		if want := sorted[i/2]; m.median() != want {
-			t.Errorf("after %d adds, median = %v, want %v", i+1, m.median(), want)
-		}
-	}
-}
-
-func TestMatches(t *testing.T) {
-	marker := "-9223372036854775808"
-	for _, tc := range []struct {
-		logged, now string
-		want        bool
-	}{
-		{"echo a", "echo a", true},
-		{"echo a", "echo b", false},
-		{"echo 3 a", "echo " + marker + " a", true},
-		{"echo x a", "echo " + marker + " a", false},
-		{"echo a b", "echo a\tb", true},
-	} {
-		if got := matches(tc.logged, tc.now, marker); got != tc.want {
-			t.Errorf("matches(%q, %q) = %v, want %v", tc.logged, tc.now, got, tc.want)
-		}
-	}
-}
-
-func collectBlocks(t *testing.T, in string, size int64, n int, start, end string) []string {
-	t.Helper()
-	var out []string
-	for b, err := range blocks(strings.NewReader(in), size, n, start, end) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, string(b))
-	}
-	return out
-}
-
-func TestBlocks(t *testing.T) {
-	for _, tc := range []struct {
-		in         string
-		size       int64
-		n          int
-		start, end string
-		want       []string
-	}{
-		{"a\nb\nc\n", 1, 0, "", "\n", []string{"a\n", "b\n", "c\n"}},
-		{"a\nb\nc\n", 3, 0, "", "\n", []string{"a\nb\n", "c\n"}},
-		{"a\nb\nc", 100, 2, "", "\n", []string{"a\nb\n", "c"}},
-		{">1\nA\n>2\nB\n", 1, 0, ">", "", []string{">1\nA\n", ">2\nB\n"}},
-		{">1\nA>x\n>2\nB\n", 1, 0, ">", "\n", []string{">1\nA>x\n", ">2\nB\n"}},
-		{"", 1, 0, "", "\n", nil},
-	} {
-		if got := collectBlocks(t, tc.in, tc.size, tc.n, tc.start, tc.end); !slices.Equal(got, tc.want) {
-			t.Errorf("blocks(%q, size %d, n %d, start %q, end %q) = %q, want %q", tc.in, tc.size, tc.n, tc.start, tc.end, got, tc.want)
-		}
-	}
-}
-
-// FuzzBlocks checks that --pipe loses, adds and reorders nothing, and cuts
-// only after a record's end.
-func FuzzBlocks(f *testing.F) {
-	f.Add("a\nb\nc\n", int64(2), 0, "", "\n")
-	f.Add(">x\nAC\n>y\nG", int64(1), 1, ">", "\n")
-	f.Add("x--y--z", int64(1), 0, "", "--")
-	f.Fuzz(func(t *testing.T, in string, size int64, n int, start, end string) {
-		if size < 1 || size > 1<<20 || n < 0 || n > 1000 || (start == "" && end == "") {
-			return
-		}
-		got := collectBlocks(t, in, size, n, start, end)
-		if joined := strings.Join(got, ""); joined != in {
-			t.Fatalf("blocks joined = %q, want the input %q", joined, in)
-		}
-		for i, b := range got[:max(len(got)-1, 0)] {
-			if b == "" || (end != "" && !strings.HasSuffix(b, end)) {
-				t.Fatalf("block %d = %q does not end a record with %q", i, b, end)
-			}
-			if start != "" && !bytes.HasPrefix([]byte(got[i+1]), []byte(start)) && end == "" {
-				t.Fatalf("block %d = %q is not followed by a record start %q", i+1, got[i+1], start)
-			}
-		}
-	})
 }

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goherd/herd/internal/remote"
 	"github.com/goherd/herd/internal/testcert"
 	"github.com/goherd/herd/internal/testio"
 	"github.com/goherd/herd/queue"
@@ -176,7 +177,7 @@ func jobRows(t *testing.T, path string) []string {
 	rows := logRows(t, path)
 	var out []string
 	for seq, r := range rows {
-		out = append(out, fmt.Sprintf("%d\t%d\t%d\t%s", seq, r.exit, r.signal, r.command))
+		out = append(out, fmt.Sprintf("%d\t%d\t%d\t%s", seq, r.Exit, r.Signal, r.Command))
 	}
 	slices.Sort(out)
 	return out
@@ -345,7 +346,7 @@ func TestQueueAdmin(t *testing.T) {
 		}
 	}
 	// A job that is no command: herd work gives up on it at once.
-	if _, err := c.Enqueue(t.Context(), commandKind, []byte("not json"), queue.Options{ID: "broken"}); err != nil {
+	if _, err := c.Enqueue(t.Context(), remote.Kind, []byte("not json"), queue.Options{ID: "broken"}); err != nil {
 		t.Fatal(err)
 	}
 	startWorkers(t, url, 1)
@@ -736,7 +737,7 @@ func TestQueueHaltNow(t *testing.T) {
 		t.Fatalf("exit status %d, want 7, the failed job's; error output:\n%s", st, p.errOut.String())
 	}
 	rows := logRows(t, filepath.Join(dir, "log.tsv"))
-	if len(rows) >= 10 || rows[3].exit != 7 {
+	if len(rows) >= 10 || rows[3].Exit != 7 {
 		t.Errorf("job log rows %+v: want job 3 failed with 7, and not every job run", rows)
 	}
 	if strings.Contains(p.out.String(), "done 10") {
@@ -761,7 +762,7 @@ func TestQueueRunInterrupted(t *testing.T) {
 		t.Errorf("%d jobs ran; want those running at the signal, not all 10", len(rows))
 	}
 	for seq, r := range rows {
-		if r.failed() || !strings.Contains(p.out.String(), fmt.Sprintf("done %d\n", seq)) {
+		if r.Failed() || !strings.Contains(p.out.String(), fmt.Sprintf("done %d\n", seq)) {
 			t.Errorf("job %d: %+v; want it finished, not killed", seq, r)
 		}
 	}
@@ -926,19 +927,5 @@ func TestQueueCron(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	if b2, _ := os.ReadFile(ticks); len(b2) != len(b1) {
 		t.Errorf("the schedule still runs after cron rm")
-	}
-}
-
-// A run's job numbers are kept as ranges, and read back whole.
-func TestSeqRanges(t *testing.T) {
-	var r [][2]int
-	r = addSeqs(r, []int{1, 2, 3})
-	r = addSeqs(r, []int{4, 7, 8})
-	r = addSeqs(r, []int{10})
-	if want := [][2]int{{1, 4}, {7, 8}, {10, 10}}; !slices.Equal(r, want) {
-		t.Errorf("ranges %v, want %v", r, want)
-	}
-	if got, want := expand(r), []int{1, 2, 3, 4, 7, 8, 10}; !slices.Equal(got, want) {
-		t.Errorf("expand = %v, want %v", got, want)
 	}
 }

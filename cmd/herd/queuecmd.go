@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/goherd/herd/internal/remote"
 	"github.com/goherd/herd/queue"
 	"github.com/spf13/cobra"
 )
@@ -519,9 +520,9 @@ func writeInfo(w io.Writer, info *queue.Info) {
 	}
 	fmt.Fprintf(w, "enqueued:  %s\nupdated:   %s\n", info.EnqueuedAt.Local().Format(time.DateTime), info.UpdatedAt.Local().Format(time.DateTime))
 	fmt.Fprintf(w, "payload:   %s\n", printable(info.Payload))
-	var res commandResult
+	var res remote.Result
 	switch {
-	case info.Kind == commandKind && json.Unmarshal(info.Result, &res) == nil:
+	case info.Kind == remote.Kind && json.Unmarshal(info.Result, &res) == nil:
 		// A shell command's outcome, as a person reads it.
 		fmt.Fprintf(w, "command:   %s\nhost:      %s\nexit:      %d\n", res.Line, res.Host, res.Exit)
 		if res.Signal != 0 {

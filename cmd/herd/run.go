@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"regexp"
@@ -13,7 +14,10 @@ import (
 	"time"
 
 	"github.com/goherd/herd/internal/input"
+	"github.com/goherd/herd/internal/remote"
 	"github.com/goherd/herd/internal/replace"
+	"github.com/goherd/herd/internal/run"
+	"github.com/goherd/herd/queue"
 	"github.com/spf13/cobra"
 )
 
@@ -131,11 +135,21 @@ func newRunCommand(ctx context.Context, sigs <-chan os.Signal, status *int) *cob
 				_, err := fmt.Fprint(cmd.OutOrStdout(), buildVersion())
 				return err
 			}
-			p, err := o.plan(args, cmd.Flags().Changed)
+			cfg, err := o.plan(args, cmd.Flags().Changed)
 			if err != nil {
 				return err
 			}
-			*status = p.run(ctx, sigs, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+			var exec run.Executor = run.Local{}
+			if o.conn.url != "" {
+				exec = &remote.Executor{
+					Open:        func(ctx context.Context, log io.Writer) (*queue.Client, error) { return o.conn.open(ctx, log) },
+					QueueName:   o.queueName,
+					URL:         o.conn.url,
+					Attach:      o.attach,
+					JobsIgnored: cmd.Flags().Changed("jobs"),
+				}
+			}
+			*status = run.New(cfg, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()).Run(ctx, exec, sigs)
 			return nil
 		},
 	}
@@ -184,50 +198,35 @@ func newRunCommand(ctx context.Context, sigs <-chan os.Signal, status *int) *cob
 	return cmd
 }
 
-// plan is a validated herd run: everything needed to start.
-type plan struct {
-	o         runOptions
-	template  *replace.Template
-	tagTmpl   *replace.Template
-	input     input.Config
-	jobs      int
-	delay     time.Duration
-	timeout   time.Duration
-	timeoutPc float64 // --timeout N%: percent of the median run time
-	attempts  int
-	halt      halt
-	block     int64
-	recStart  string
-	recEnd    string
-	joblog    string
-	appendLog bool
-	remote    bool // --queue
-	// -j was given with --queue, where it has no effect.
-	jobsIgnored bool
-}
-
-// plan checks the options and arguments and turns them into a plan.
-func (o runOptions) plan(args []string, changed func(string) bool) (*plan, error) {
+// plan checks the options and arguments and turns them into the run's
+// configuration.
+func (o runOptions) plan(args []string, changed func(string) bool) (*run.Config, error) {
 	command, sources, err := input.Split(args)
 	if err != nil {
 		return nil, err
 	}
-	p := &plan{o: o}
-	if err := p.planRemote(len(command) > 0 || len(sources) > 0 || len(o.argFiles) > 0, changed); err != nil {
+	if err := o.planRemote(len(command) > 0 || len(sources) > 0 || len(o.argFiles) > 0, changed); err != nil {
 		return nil, err
 	}
 	if len(command) == 0 && !o.retryFailed && o.attach == "" {
 		return nil, errors.New("no command given (to run each input as a shell command, say: herd run sh -c {})")
 	}
-	p.template = replace.Parse(strings.Join(command, " "), replace.Options{Input: o.replaceStr})
+	cfg := &run.Config{Raw: o.raw, Shell: o.shell, Shuf: o.shuf, DryRun: o.dryRun, KeepOrder: o.keepOrder,
+		Tag: o.tag, TagString: o.tagString, LineBuffer: o.lineBuffer, Ungroup: o.ungroup,
+		Bar: o.bar, ETA: o.eta, Progress: o.progress,
+		Resume: o.resume, ResumeFailed: o.resumeFailed, RetryFailed: o.retryFailed}
+	template := replace.Parse(strings.Join(command, " "), replace.Options{Input: o.replaceStr})
+	if o.attach == "" {
+		cfg.Template = template // an attached run's jobs are those on the queue
+	}
 	if o.tagString != "" {
-		p.tagTmpl = replace.Parse(o.tagString, replace.Options{Input: o.replaceStr})
+		cfg.TagTmpl = replace.Parse(o.tagString, replace.Options{Input: o.replaceStr})
 	}
 
-	if p.jobs, err = parseJobs(o.jobs, runtime.NumCPU()); err != nil {
+	if cfg.Jobs, err = parseJobs(o.jobs, runtime.NumCPU()); err != nil {
 		return nil, err
 	}
-	if p.delay, err = parseSeconds("--delay", o.delay); err != nil {
+	if cfg.Delay, err = parseSeconds("--delay", o.delay); err != nil {
 		return nil, err
 	}
 	if before, ok := strings.CutSuffix(o.timeout, "%"); ok {
@@ -235,15 +234,15 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*plan, error
 		if err != nil || pc <= 0 || math.IsInf(pc, 0) {
 			return nil, fmt.Errorf("--timeout %q: want seconds or a positive percentage like 200%%", o.timeout)
 		}
-		p.timeoutPc = pc
-	} else if p.timeout, err = parseSeconds("--timeout", o.timeout); err != nil {
+		cfg.TimeoutPercent = pc
+	} else if cfg.Timeout, err = parseSeconds("--timeout", o.timeout); err != nil {
 		return nil, err
 	}
 	if o.retries < 0 {
 		return nil, fmt.Errorf("--retries %d: want a number of attempts, 1 or more", o.retries)
 	}
-	p.attempts = max(o.retries, 1)
-	if p.halt, err = parseHalt(o.halt); err != nil {
+	cfg.Attempts = max(o.retries, 1)
+	if cfg.Halt, err = parseHalt(o.halt); err != nil {
 		return nil, err
 	}
 	if o.maxArgs < 0 || o.exactArgs < 0 {
@@ -257,11 +256,11 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*plan, error
 	}
 
 	// Job log and resuming.
-	p.joblog = o.joblog
-	if strings.HasPrefix(p.joblog, "+") {
-		p.joblog, p.appendLog = p.joblog[1:], true
+	cfg.Joblog = o.joblog
+	if strings.HasPrefix(cfg.Joblog, "+") {
+		cfg.Joblog, cfg.AppendLog = cfg.Joblog[1:], true
 	}
-	if (o.resume || o.resumeFailed || o.retryFailed) && p.joblog == "" {
+	if (o.resume || o.resumeFailed || o.retryFailed) && cfg.Joblog == "" {
 		return nil, errors.New("--resume, --resume-failed and --retry-failed need --joblog FILE")
 	}
 	if o.resume && o.resumeFailed {
@@ -275,58 +274,61 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*plan, error
 	for _, f := range o.argFiles {
 		sources = append(sources, input.Source{Path: f})
 	}
-	p.input = input.Config{Sources: sources, Link: o.link, MaxArgs: max(o.maxArgs, o.exactArgs)}
+	cfg.Input = input.Config{Sources: sources, Link: o.link, MaxArgs: max(o.maxArgs, o.exactArgs)}
 	switch {
 	case o.null && changed("delimiter"):
 		return nil, errors.New("-0 and -d: choose one")
 	case o.null:
-		p.input.Delim = "\x00"
+		cfg.Input.Delim = "\x00"
 	case changed("delimiter"):
-		if p.input.Delim, err = unescape(o.delim); err != nil || p.input.Delim == "" {
+		if cfg.Input.Delim, err = unescape(o.delim); err != nil || cfg.Input.Delim == "" {
 			return nil, fmt.Errorf("-d %q: want a delimiter such as , or \\t or \\0", o.delim)
 		}
 	}
 	if o.colsep != "" {
-		if p.input.ColSep, err = regexp.Compile(o.colsep); err != nil {
+		if cfg.Input.ColSep, err = regexp.Compile(o.colsep); err != nil {
 			return nil, fmt.Errorf("--colsep %q: %v", o.colsep, err)
 		}
 	}
-	if o.exactArgs == 0 && o.maxArgs == 0 && p.template.MaxPos() > 1 && len(sources) <= 1 && o.colsep == "" {
+	if o.exactArgs == 0 && o.maxArgs == 0 && template.MaxPos() > 1 && len(sources) <= 1 && o.colsep == "" {
 		// {2} and up with one source: GNU parallel reads that many per job.
-		p.input.MaxArgs = p.template.MaxPos()
+		cfg.Input.MaxArgs = template.MaxPos()
 	}
 
 	if o.pipe {
 		if len(sources) > 0 {
 			return nil, errors.New("--pipe reads standard input: give no ::: or :::: inputs or -a")
 		}
-		if p.block, err = parseSize("--block", p.o.block); err != nil {
+		block := o.block
+		if o.conn.url != "" && !changed("block") {
+			block = "256k" // a block goes in a message of the queue
+		}
+		p := &run.Pipe{Records: o.exactArgs}
+		if p.Block, err = parseSize("--block", block); err != nil {
 			return nil, err
 		}
-		if p.recStart, err = unescape(o.recStart); err != nil {
+		if p.RecStart, err = unescape(o.recStart); err != nil {
 			return nil, fmt.Errorf("--recstart %q: %v", o.recStart, err)
 		}
-		if p.recEnd, err = unescape(o.recEnd); err != nil {
+		if p.RecEnd, err = unescape(o.recEnd); err != nil {
 			return nil, fmt.Errorf("--recend %q: %v", o.recEnd, err)
 		}
-		if p.recStart == "" && p.recEnd == "" {
+		if p.RecStart == "" && p.RecEnd == "" {
 			return nil, errors.New("--recstart and --recend are both empty: records could not be found")
 		}
+		cfg.Pipe = p
 	}
-	return p, nil
+	return cfg, nil
 }
 
 // planRemote checks the options of herd run --queue.
-func (p *plan) planRemote(hasJobs bool, changed func(string) bool) error {
-	o := p.o
-	p.remote = o.conn.url != ""
-	if !p.remote {
+func (o runOptions) planRemote(hasJobs bool, changed func(string) bool) error {
+	if o.conn.url == "" {
 		if o.attach != "" || o.conn.used(changed) || changed("queue-name") {
 			return errors.New("--attach, --queue-name and the options to log in to a queue need --queue URL")
 		}
 		return nil
 	}
-	p.jobsIgnored = changed("jobs")
 	if o.attach != "" && hasJobs {
 		return errors.New("--attach shows an earlier run: give no command or inputs")
 	}
@@ -344,8 +346,6 @@ func (p *plan) planRemote(hasJobs bool, changed func(string) bool) error {
 		if n, err := parseSize("--block", o.block); err == nil && n > maxRemoteBlock {
 			return fmt.Errorf("--block %s: with --queue, a block goes in a message of the queue: at most 512k", o.block)
 		}
-	case o.pipe:
-		p.o.block = "256k"
 	}
 	return nil
 }
@@ -467,45 +467,38 @@ func unescape(s string) (string, error) {
 	return b.String(), nil
 }
 
-// halt is a parsed --halt: when to stop, and on what.
-type halt struct {
-	now     bool    // kill running jobs, rather than let them finish (soon)
-	on      string  // "fail", "success", "done", or "" for never
-	count   int     // stop after this many...
-	percent float64 // ...or this percentage of the jobs finished so far
-}
-
-func parseHalt(s string) (halt, error) {
+// parseHalt parses --halt.
+func parseHalt(s string) (run.Halt, error) {
 	bad := fmt.Errorf("--halt %q: want never, or now|soon,fail|success|done=N|N%% (like now,fail=1)", s)
 	switch s {
 	case "", "never", "0":
-		return halt{}, nil
+		return run.Halt{}, nil
 	case "1":
-		return halt{on: "fail", count: 1}, nil
+		return run.Halt{On: "fail", Count: 1, Text: s}, nil
 	case "2":
-		return halt{now: true, on: "fail", count: 1}, nil
+		return run.Halt{Now: true, On: "fail", Count: 1, Text: s}, nil
 	}
 	when, cond, ok := strings.Cut(s, ",")
 	if !ok || (when != "now" && when != "soon") {
-		return halt{}, bad
+		return run.Halt{}, bad
 	}
 	on, val, ok := strings.Cut(cond, "=")
 	if !ok || (on != "fail" && on != "success" && on != "done") {
-		return halt{}, bad
+		return run.Halt{}, bad
 	}
-	h := halt{now: when == "now", on: on}
+	h := run.Halt{Now: when == "now", On: on, Text: s}
 	if strings.HasSuffix(val, "%") {
 		pc, err := strconv.ParseFloat(val[:len(val)-1], 64)
 		if err != nil || pc <= 0 || pc > 100 {
-			return halt{}, bad
+			return run.Halt{}, bad
 		}
-		h.percent = pc
+		h.Percent = pc
 		return h, nil
 	}
 	n, err := strconv.Atoi(val)
 	if err != nil || n < 1 {
-		return halt{}, bad
+		return run.Halt{}, bad
 	}
-	h.count = n
+	h.Count = n
 	return h, nil
 }

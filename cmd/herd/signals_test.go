@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/goherd/herd/internal/run"
 )
 
 // started is a herd run under test, as a real process.
@@ -139,9 +141,9 @@ func assertGroupGone(t *testing.T, pgid int) {
 	}
 }
 
-func logRows(t *testing.T, path string) map[int]logRow {
+func logRows(t *testing.T, path string) map[int]run.LogRow {
 	t.Helper()
-	rows, _, err := readJoblog(path)
+	rows, _, err := run.ReadJoblog(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +181,7 @@ func TestInterruptDrainsThenKills(t *testing.T) {
 		t.Errorf("job 3 started after the first SIGINT")
 	}
 	rows := logRows(t, filepath.Join(s.dir, "log.tsv"))
-	if len(rows) != 2 || rows[1].signal == 0 || rows[2].signal == 0 {
+	if len(rows) != 2 || rows[1].Signal == 0 || rows[2].Signal == 0 {
 		t.Errorf("job log rows = %+v, want rows for jobs 1 and 2, killed by a signal", rows)
 	}
 }
@@ -211,7 +213,7 @@ func TestHangupFinishesRunningJobs(t *testing.T) {
 		t.Errorf("output %q, want the two running jobs to finish", s.out.String())
 	}
 	rows := logRows(t, filepath.Join(s.dir, "log.tsv"))
-	if len(rows) != 2 || rows[1].failed() || rows[2].failed() {
+	if len(rows) != 2 || rows[1].Failed() || rows[2].Failed() {
 		t.Errorf("job log rows = %+v, want jobs 1 and 2, succeeded", rows)
 	}
 }
@@ -228,7 +230,7 @@ func TestKill9ThenResume(t *testing.T) {
 	logPath := filepath.Join(s.dir, "log.tsv")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		rows, _, _ := readJoblog(logPath)
+		rows, _, _ := run.ReadJoblog(logPath)
 		if len(rows) >= 8 {
 			break
 		}

@@ -1,4 +1,4 @@
-package main
+package run
 
 import (
 	"bufio"
@@ -10,16 +10,16 @@ import (
 
 // pipeJobs cuts standard input into blocks of whole records for --pipe,
 // one job a block.
-func (p *plan) pipeJobs(stdin io.Reader) iter.Seq2[job, error] {
-	return func(yield func(job, error) bool) {
+func (cfg *Config) pipeJobs(stdin io.Reader) iter.Seq2[Job, error] {
+	return func(yield func(Job, error) bool) {
 		seq := 0
-		for block, err := range blocks(stdin, p.block, p.o.exactArgs, p.recStart, p.recEnd) {
+		for block, err := range blocks(stdin, cfg.Pipe.Block, cfg.Pipe.Records, cfg.Pipe.RecStart, cfg.Pipe.RecEnd) {
 			if err != nil {
-				yield(job{}, err)
+				yield(Job{}, err)
 				return
 			}
 			seq++
-			if !yield(job{seq: seq, line: p.template.Expand(nil, seq, slotMarker, p.o.raw), stdin: block}, nil) {
+			if !yield(Job{Seq: seq, Line: cfg.Template.Expand(nil, seq, slotMarker, cfg.Raw), Stdin: block}, nil) {
 				return
 			}
 		}

@@ -1,4 +1,8 @@
-package main
+// Package remote runs herd run's jobs on a queue: an executor of
+// internal/run that enqueues them and follows their records, or attaches
+// to a run enqueued earlier, and the handler with which herd work runs
+// them.
+package remote
 
 import (
 	"errors"
@@ -7,13 +11,13 @@ import (
 	"github.com/goherd/herd/internal/command"
 )
 
-// commandKind is the kind of the queue's jobs that are shell commands, as
+// Kind is the kind of the queue's jobs that are shell commands, as
 // herd run --queue enqueues them and herd work runs them.
-const commandKind = "herd.command"
+const Kind = "herd.command"
 
-// commandJob is the payload of a command job: what herd work needs to run
+// Job is the payload of a command job: what herd work needs to run
 // it exactly as herd run would have run it locally.
-type commandJob struct {
+type Job struct {
 	Run      string        `json:"run"`  // the run's id
 	Seq      int           `json:"seq"`  // the job's number in the run
 	Args     []string      `json:"args"` // its inputs, for --tag
@@ -24,8 +28,8 @@ type commandJob struct {
 	Stdin    []byte        `json:"stdin,omitempty"`   // --pipe's block
 }
 
-// commandResult is the result of a command job.
-type commandResult struct {
+// Result is the result of a command job.
+type Result struct {
 	Skipped  bool          `json:"skipped,omitempty"` // never started: the run was stopped
 	Host     string        `json:"host,omitempty"`
 	Line     string        `json:"line,omitempty"` // as run, with its slot
@@ -39,7 +43,7 @@ type commandResult struct {
 	Stderr   []byte        `json:"stderr,omitempty"`
 }
 
-func (r *commandResult) result() command.Result {
+func (r *Result) result() command.Result {
 	res := command.Result{Start: r.Start, Duration: r.Duration, Exit: r.Exit, Signal: r.Signal}
 	if r.Err != "" {
 		res.Err = errors.New(r.Err)
@@ -47,9 +51,9 @@ func (r *commandResult) result() command.Result {
 	return res
 }
 
-// runState is what the queue keeps of a run of herd run --queue, as meta
-// under runKey: how many jobs it has, and whether it was stopped.
-type runState struct {
+// State is what the queue keeps of a run of herd run --queue, as meta
+// under RunKey: how many jobs it has, and whether it was stopped.
+type State struct {
 	Jobs       int       `json:"jobs"`                 // enqueued so far
 	Enqueueing bool      `json:"enqueueing,omitempty"` // more to come
 	Stopped    string    `json:"stopped,omitempty"`    // "": running; "soon": start no more jobs; "now": kill them too
@@ -88,5 +92,5 @@ func expand(ranges [][2]int) []int {
 	return out
 }
 
-// runKey is the meta key of a run's state. Its jobs' ids are run.seq.
-func runKey(run string) string { return "runs." + run }
+// RunKey is the meta key of a run's state. Its jobs' ids are run.seq.
+func RunKey(run string) string { return "runs." + run }

@@ -1,4 +1,4 @@
-package main
+package run
 
 import (
 	"bufio"
@@ -19,15 +19,16 @@ import (
 // so that a row is either there whole or not at all even if herd is killed.
 const joblogHeader = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"
 
-// logRow is one row of a job log.
-type logRow struct {
-	seq     int
-	exit    int
-	signal  int
-	command string
+// A LogRow is one row of a job log, as far as herd reads it.
+type LogRow struct {
+	Seq     int
+	Exit    int
+	Signal  int
+	Command string
 }
 
-func (r logRow) failed() bool { return r.exit != 0 || r.signal != 0 }
+// Failed reports whether the row's job failed.
+func (r LogRow) Failed() bool { return r.Exit != 0 || r.Signal != 0 }
 
 // joblog appends rows to a job log file.
 type joblog struct {
@@ -80,9 +81,10 @@ func logCommand(line string) string {
 	return strings.NewReplacer("\n", " ", "\t", " ").Replace(line)
 }
 
-// readJoblog reads the rows of an existing job log, the last row of each
-// job winning. A missing file has no rows.
-func readJoblog(path string) (map[int]logRow, []int, error) {
+// ReadJoblog reads the rows of an existing job log by job number, the last
+// row of each job winning, and the job numbers in the order they first
+// appear. A missing file has no rows.
+func ReadJoblog(path string) (map[int]LogRow, []int, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, nil
@@ -91,7 +93,7 @@ func readJoblog(path string) (map[int]logRow, []int, error) {
 		return nil, nil, fmt.Errorf("--joblog: %w", err)
 	}
 	defer f.Close()
-	rows := make(map[int]logRow)
+	rows := make(map[int]LogRow)
 	var order []int
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64*1024), 1<<30)
@@ -107,19 +109,19 @@ func readJoblog(path string) (map[int]logRow, []int, error) {
 		if len(cols) != 9 {
 			return nil, nil, bad()
 		}
-		var r logRow
+		var r LogRow
 		var errs [3]error
-		r.seq, errs[0] = strconv.Atoi(cols[0])
-		r.exit, errs[1] = strconv.Atoi(cols[6])
-		r.signal, errs[2] = strconv.Atoi(cols[7])
-		if errors.Join(errs[:]...) != nil || r.seq < 1 {
+		r.Seq, errs[0] = strconv.Atoi(cols[0])
+		r.Exit, errs[1] = strconv.Atoi(cols[6])
+		r.Signal, errs[2] = strconv.Atoi(cols[7])
+		if errors.Join(errs[:]...) != nil || r.Seq < 1 {
 			return nil, nil, bad()
 		}
-		r.command = cols[8]
-		if _, seen := rows[r.seq]; !seen {
-			order = append(order, r.seq)
+		r.Command = cols[8]
+		if _, seen := rows[r.Seq]; !seen {
+			order = append(order, r.Seq)
 		}
-		rows[r.seq] = r
+		rows[r.Seq] = r
 	}
 	if err := sc.Err(); err != nil {
 		return nil, nil, fmt.Errorf("--joblog %s: %w", path, err)

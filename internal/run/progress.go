@@ -1,4 +1,4 @@
-package main
+package run
 
 import (
 	"fmt"
@@ -24,22 +24,23 @@ type progress struct {
 
 // newProgress returns a progress display on w, or nil if w is not a
 // terminal.
-func newProgress(w io.Writer, o runOptions) *progress {
-	if !isTerminal(w) {
+func newProgress(w io.Writer, cfg *Config) *progress {
+	if !IsTerminal(w) {
 		return nil
 	}
-	return newProgressOn(w, o)
+	return newProgressOn(w, cfg)
 }
 
-func isTerminal(w io.Writer) bool {
+// IsTerminal reports whether w is a terminal.
+func IsTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-func newProgressOn(w io.Writer, o runOptions) *progress {
+func newProgressOn(w io.Writer, cfg *Config) *progress {
 	pr := &progress{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(30), mpb.WithRefreshRate(150*time.Millisecond))}
 	filler := mpb.NopStyle()
-	if o.bar {
+	if cfg.Bar {
 		filler = mpb.BarStyle()
 	}
 	left := []decor.Decorator{decor.Name("jobs "), decor.CountersNoUnit("%d/%d ")}
@@ -49,10 +50,10 @@ func newProgressOn(w io.Writer, o runOptions) *progress {
 		}
 		return ""
 	})}
-	if o.bar || o.eta {
+	if cfg.Bar || cfg.ETA {
 		right = append(right, decor.Name(" eta "), decor.AverageETA(decor.ET_STYLE_GO))
 	}
-	if o.progress || o.bar {
+	if cfg.Progress || cfg.Bar {
 		right = append(right, decor.Name(" elapsed "), decor.Elapsed(decor.ET_STYLE_GO))
 	}
 	pr.bar = pr.p.New(0, filler, mpb.PrependDecorators(left...), mpb.AppendDecorators(right...), mpb.BarRemoveOnComplete())

@@ -1,4 +1,4 @@
-package main
+package remote
 
 import (
 	"context"
@@ -7,35 +7,52 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/goherd/herd/internal/run"
 	"github.com/goherd/herd/queue"
 )
 
 // enqueueBatch is the most jobs herd run --queue enqueues at once.
 const enqueueBatch = 256
 
-// remote is herd run --queue: the jobs go on the queue, herd work processes
-// run them, and herd run prints their output and writes their job log rows
-// as they finish, as if they had run here.
+// Executor is herd run --queue: the jobs go on the queue, herd work
+// processes run them, and herd run prints their output and writes their
+// job log rows as they finish, as if they had run here. With Attach, it
+// shows the jobs of an earlier run instead.
+type Executor struct {
+	// Open connects to the queue, with log for the queue's messages.
+	Open        func(ctx context.Context, log io.Writer) (*queue.Client, error)
+	QueueName   string // the named queue the jobs go on
+	URL         string // the queue's, for the hint to start a worker
+	Attach      string // the id of an earlier run to show
+	JobsIgnored bool   // -j was given, which has no effect here
+
+	detachOnce sync.Once
+	detached   chan struct{} // closed by Detach
+	detachSig  os.Signal     // the signal that detached, once detached is closed
+	run        string        // the run's id
+}
+
+// remote is a run on the queue in progress.
 type remote struct {
-	r   *runner
-	c   *queue.Client
-	run string // the run's id
+	*Executor
+	r *run.Runner
+	c *queue.Client
 
 	mu    sync.Mutex // serializes the writes of state
-	state runState
+	state State
 
-	enqueued chan []job    // each batch, once the queue has it; closed by the submitter
-	subErr   error         // why the submitter stopped early, if it did; read once enqueued is closed
-	gone     chan struct{} // closed when the collector stops listening
+	enqueued chan []run.Job // each batch, once the queue has it; closed by the submitter
+	subErr   error          // why the submitter stopped early, if it did; read once enqueued is closed
+	gone     chan struct{}  // closed when the collector stops listening
 }
 
 // newRunID returns a fresh run id.
@@ -45,41 +62,60 @@ func newRunID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// remoteRun sends the jobs to the queue and collects their outcomes; with
-// --attach, it only collects those of an earlier run. It returns an error
+// Execute sends the jobs to the queue and collects their outcomes; with
+// Attach, it only collects those of an earlier run. It returns an error
 // only if the run could not start.
-func (r *runner) remoteRun(ctx context.Context, c *queue.Client, jobs iter.Seq2[job, error], total int, sigs <-chan os.Signal) error {
-	rm := &remote{r: r, c: c, run: r.p.o.attach, enqueued: make(chan []job, 4), gone: make(chan struct{})}
-	if r.p.jobsIgnored {
-		r.warn("-j has no effect with --queue: each herd work runs its own number of jobs at once")
+func (e *Executor) Execute(ctx context.Context, r *run.Runner, jobs iter.Seq[run.Job]) error {
+	e.detachOnce.Do(func() { e.detached = make(chan struct{}) })
+	c, err := e.Open(ctx, r.Log())
+	if err != nil {
+		return err
 	}
-	if rm.run != "" {
-		return rm.attach(ctx, sigs)
+	defer c.Close()
+	rm := &remote{Executor: e, r: r, c: c, enqueued: make(chan []run.Job, 4), gone: make(chan struct{})}
+	if e.JobsIgnored {
+		r.Warn("-j has no effect with --queue: each herd work runs its own number of jobs at once")
 	}
-	rm.run = newRunID()
-	err := rm.update(ctx, func(st *runState) {
-		*st = runState{Enqueueing: true, Command: r.p.template.String(), Started: time.Now()}
+	e.run = e.Attach
+	if e.run != "" {
+		return rm.attach(ctx)
+	}
+	e.run = newRunID()
+	err = rm.update(ctx, func(st *State) {
+		*st = State{Enqueueing: true, Command: r.Config().Template.String(), Started: time.Now()}
 	})
 	if err != nil {
 		return err
 	}
 	// The watch starts before the first job is enqueued, so that no
 	// outcome can be missed.
-	w := &runWatch{c: c, pattern: rm.run + ".*"}
+	w := &runWatch{c: rm.c, pattern: rm.run + ".*"}
 	if err := w.start(ctx); err != nil {
 		return err
 	}
-	r.warn("run %s: the jobs go to the queue; if this process stops, they still run: see them with --attach %s", rm.run, rm.run)
+	r.Warn("run %s: the jobs go to the queue; if this process stops, they still run: see them with --attach %s", rm.run, rm.run)
 
 	var wg sync.WaitGroup
-	wg.Go(func() { rm.submit(ctx, jobs, total) })
-	rm.collect(ctx, w, sigs, -1, nil)
+	wg.Go(func() { rm.submit(ctx, jobs) })
+	rm.collect(ctx, w, -1, nil)
 	close(rm.gone)
 	if err := w.stop(); err != nil {
-		r.warn("%v", err)
+		r.Warn("%v", err)
 	}
 	wg.Wait()
 	return nil
+}
+
+// Detach leaves the run to the workers: Execute returns at once. It is
+// called from one goroutine, the runner's signal handler.
+func (e *Executor) Detach(sig os.Signal) {
+	e.detachOnce.Do(func() { e.detached = make(chan struct{}) })
+	select {
+	case <-e.detached:
+	default:
+		e.detachSig = sig
+		close(e.detached)
+	}
 }
 
 // runWatch watches the records of a run's jobs, and can start again.
@@ -108,7 +144,7 @@ func (w *runWatch) stop() error {
 }
 
 // update changes the run's state and stores it.
-func (rm *remote) update(ctx context.Context, change func(*runState)) error {
+func (rm *remote) update(ctx context.Context, change func(*State)) error {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
 	change(&rm.state)
@@ -116,22 +152,22 @@ func (rm *remote) update(ctx context.Context, change func(*runState)) error {
 	if err != nil {
 		return err
 	}
-	return rm.c.PutMeta(ctx, runKey(rm.run), b)
+	return rm.c.PutMeta(ctx, RunKey(rm.run), b)
 }
 
 // submit enqueues the jobs in batches: as many as the input has ready, up
 // to enqueueBatch at a time. It closes rm.enqueued when done.
-func (rm *remote) submit(ctx context.Context, jobs iter.Seq2[job, error], total int) {
+func (rm *remote) submit(ctx context.Context, jobs iter.Seq[run.Job]) {
 	defer close(rm.enqueued)
 	r := rm.r
-	ready := make(chan job, enqueueBatch)
+	ready := make(chan run.Job, enqueueBatch)
 	readCtx, stopReading := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer stopReading()
 	wg.Go(func() {
 		defer close(ready)
-		for j := range r.feed(jobs, total) {
+		for j := range jobs {
 			select {
 			case ready <- j:
 			case <-readCtx.Done():
@@ -140,8 +176,12 @@ func (rm *remote) submit(ctx context.Context, jobs iter.Seq2[job, error], total 
 		}
 	})
 
+	fail := func(err error) {
+		rm.subErr = err
+		r.Fail(err)
+	}
 	for j := range ready {
-		batch := []job{j}
+		batch := []run.Job{j}
 	more:
 		for len(batch) < enqueueBatch {
 			select {
@@ -154,27 +194,25 @@ func (rm *remote) submit(ctx context.Context, jobs iter.Seq2[job, error], total 
 				break more
 			}
 		}
-		if r.stopping.Load() {
+		if r.Stopping() {
 			break
 		}
 		seqs := make([]int, len(batch))
 		for i, j := range batch {
-			seqs[i] = j.seq
+			seqs[i] = j.Seq
 		}
-		if err := rm.update(ctx, func(st *runState) { st.Sending = seqs }); err != nil {
-			rm.subErr = err // the run's count would lag behind its jobs
-			r.stopping.Store(true)
+		if err := rm.update(ctx, func(st *State) { st.Sending = seqs }); err != nil {
+			fail(err) // the run's count would lag behind its jobs
 			break
 		}
 		if err := rm.enqueue(ctx, batch); err != nil {
-			rm.subErr = err
-			r.stopping.Store(true)
+			fail(err)
 			break
 		}
-		if err := rm.update(ctx, func(st *runState) {
+		if err := rm.update(ctx, func(st *State) {
 			st.Jobs, st.Sending, st.Enqueued = st.Jobs+len(batch), nil, addSeqs(st.Enqueued, seqs)
 		}); err != nil {
-			r.warn("%v", err)
+			r.Warn("%v", err)
 		}
 		select {
 		case rm.enqueued <- batch:
@@ -182,75 +220,51 @@ func (rm *remote) submit(ctx context.Context, jobs iter.Seq2[job, error], total 
 		}
 	}
 	var n int
-	if err := rm.update(ctx, func(st *runState) { st.Enqueueing, n = false, st.Jobs }); err != nil {
-		r.warn("%v", err)
+	if err := rm.update(ctx, func(st *State) { st.Enqueueing, n = false, st.Jobs }); err != nil {
+		r.Warn("%v", err)
 	}
-	if rm.subErr == nil && !r.stopping.Load() {
-		r.warn("run %s: all %d jobs are on the queue", rm.run, n)
+	if rm.subErr == nil && !r.Stopping() {
+		r.Warn("run %s: all %d jobs are on the queue", rm.run, n)
 	}
 }
 
 // enqueue puts a batch of jobs on the queue.
-func (rm *remote) enqueue(ctx context.Context, batch []job) error {
-	p := rm.r.p
+func (rm *remote) enqueue(ctx context.Context, batch []run.Job) error {
+	cfg := rm.r.Config()
 	nj := make([]queue.NewJob, len(batch))
 	for i, j := range batch {
-		payload, err := json.Marshal(commandJob{Run: rm.run, Seq: j.seq, Args: j.args, Line: j.line, Shell: p.o.shell,
-			Attempts: p.attempts, Timeout: p.timeout, Stdin: j.stdin})
+		payload, err := json.Marshal(Job{Run: rm.run, Seq: j.Seq, Args: j.Args, Line: j.Line, Shell: cfg.Shell,
+			Attempts: cfg.Attempts, Timeout: cfg.Timeout, Stdin: j.Stdin})
 		if err != nil {
 			return err
 		}
-		nj[i] = queue.NewJob{Kind: commandKind, Payload: payload,
-			Options: queue.Options{ID: rm.run + "." + strconv.Itoa(j.seq), Queue: p.o.queueName}}
+		nj[i] = queue.NewJob{Kind: Kind, Payload: payload,
+			Options: queue.Options{ID: rm.run + "." + strconv.Itoa(j.Seq), Queue: rm.QueueName}}
 	}
 	_, err := rm.c.EnqueueBatch(ctx, nj)
 	return err
 }
 
-// collect receives the outcomes of the run's jobs and prints them, until
-// every job enqueued has one, or a signal detaches herd from the run.
-// want is the number of jobs of a run attached to, and known their
-// numbers if the run's state has them; want -1 means this process
+// collect receives the outcomes of the run's jobs and hands them to the
+// runner, until every job enqueued has one, or the run is left to the
+// workers. want is the number of jobs of a run attached to, and known
+// their numbers if the run's state has them; want -1 means this process
 // enqueues them, and they come through rm.enqueued.
-func (rm *remote) collect(ctx context.Context, w *runWatch, sigs <-chan os.Signal, want int, known []int) {
+func (rm *remote) collect(ctx context.Context, w *runWatch, want int, known []int) {
 	r := rm.r
 	attached := want >= 0
 	var (
-		order        []int // the jobs' numbers, in the order they were enqueued
-		next         int   // with -k, the place in order of the next job to print
-		pending      = map[int]*outcome{}
-		held         []*outcome // attached with -k: printed in job order at the end
-		jobsBy       map[int]job
+		order        = known // the jobs' numbers, in the order they were enqueued
+		jobsBy       map[int]run.Job
 		early        []*queue.Info // outcomes of jobs whose batch was not confirmed yet
 		seen         = map[int]bool{}
-		signals      int
 		stopped      string              // how the run was stopped, once it was
 		fullSince    time.Time           // when the queue was seen full
 		seenWhenFull int                 // len(seen) then
 		suspects     = map[string]bool{} // jobs missing from the queue at the last look
 	)
 	if !attached {
-		jobsBy = map[int]job{}
-	}
-	order = known
-	show := func(o *outcome) {
-		if !o.skipped {
-			r.print(o)
-		}
-	}
-	deliver := func(o *outcome) {
-		switch {
-		case !r.p.o.keepOrder:
-			show(o)
-		case attached:
-			held = append(held, o)
-		default:
-			pending[o.job.seq] = o
-			for ; next < len(order) && pending[order[next]] != nil; next++ {
-				show(pending[order[next]])
-				delete(pending, order[next])
-			}
-		}
+		jobsBy = map[int]run.Job{}
 	}
 	take := func(info *queue.Info) {
 		if !info.State.Finished() {
@@ -266,19 +280,15 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, sigs <-chan os.Signa
 			return
 		}
 		seen[seq] = true
-		o := rm.outcome(info, j)
-		if !o.skipped {
-			r.finish(o)
-		}
-		deliver(o)
+		r.Done(rm.outcome(info, j))
 	}
 	stopRun := func(how string) {
 		if stopped == "now" || stopped == how {
 			return
 		}
 		stopped = how
-		if err := rm.update(context.Background(), func(st *runState) { st.Stopped = how }); err != nil {
-			r.warn("stopping the run: %v", err)
+		if err := rm.update(context.Background(), func(st *State) { st.Stopped = how }); err != nil {
+			r.Warn("stopping the run: %v", err)
 		}
 	}
 
@@ -294,40 +304,38 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, sigs <-chan os.Signa
 	stall := time.NewTimer(quiet)
 	defer stall.Stop()
 	enqueued := rm.enqueued
+	// Stopped by --halt, a signal or bad input: no job of the run starts
+	// any more; killed, those running are killed.
+	stopping, killed := r.Stopped(), r.JobContext().Done()
 	for want < 0 || len(seen) < want {
 		if enqueued == nil && want < 0 {
-			if rm.subErr != nil {
-				r.mu.Lock()
-				r.inputErr = rm.subErr
-				r.mu.Unlock()
-			}
 			if errors.Is(rm.subErr, queue.ErrFull) {
 				// Their outcomes could not be stored either: waiting for
 				// them would wait for an operator.
-				r.warn("run %s: the queue is full; the %d jobs on it go on as the workers can store their outcomes: see them with --attach %s once it has room", rm.run, len(order), rm.run)
+				r.Warn("run %s: the queue is full; the %d jobs on it go on as the workers can store their outcomes: see them with --attach %s once it has room", rm.run, len(order), rm.run)
 				return
 			}
 			want = len(order) // all in: wait for each
 			continue
 		}
-		if r.stopping.Load() && stopped == "" {
-			// Stopped by --halt, a signal or bad input: no job of the run
-			// starts any more, and with --halt now those running are killed.
-			if r.halted && r.p.halt.now {
-				stopRun("now")
-			} else {
-				stopRun("soon")
-			}
-		}
 		select {
+		case <-stopping:
+			stopping = nil
+			stopRun("soon")
+		case <-killed:
+			killed = nil
+			stopRun("now")
+		case <-rm.detached:
+			r.Warn("got %v: leaving run %s to the workers; see it with --attach %s", rm.detachSig, rm.run, rm.run)
+			return
 		case batch, ok := <-enqueued:
 			if !ok {
 				enqueued = nil
 				continue
 			}
 			for _, j := range batch {
-				order = append(order, j.seq)
-				jobsBy[j.seq] = j
+				order = append(order, j.Seq)
+				jobsBy[j.Seq] = j
 			}
 			waiting := early
 			early = nil
@@ -340,9 +348,7 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, sigs <-chan os.Signa
 				stall.Reset(quiet)
 			}
 			if !ok {
-				r.mu.Lock()
-				r.inputErr = fmt.Errorf("run %s: lost the queue; see the rest with --attach %s", rm.run, rm.run)
-				r.mu.Unlock()
+				r.Fail(fmt.Errorf("run %s: lost the queue; see the rest with --attach %s", rm.run, rm.run))
 				return
 			}
 			take(info)
@@ -350,17 +356,15 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, sigs <-chan os.Signa
 			// Nothing finished for a while: a full queue is one reason,
 			// which a write of the run's state shows.
 			probe, cancel := context.WithTimeout(ctx, 3*time.Second)
-			err := rm.update(probe, func(*runState) {})
+			err := rm.update(probe, func(*State) {})
 			cancel()
 			if errors.Is(err, queue.ErrFull) {
 				switch {
 				case fullSince.IsZero() || len(seen) > seenWhenFull:
 					fullSince, seenWhenFull = time.Now(), len(seen)
-					r.warn("run %s: the queue is full: the workers cannot store the outcomes of its jobs (%v)", rm.run, err)
+					r.Warn("run %s: the queue is full: the workers cannot store the outcomes of its jobs (%v)", rm.run, err)
 				case time.Since(fullSince) > fullGiveUp:
-					r.mu.Lock()
-					r.inputErr = fmt.Errorf("run %s: the queue has been full for %v, with no job finishing; leaving the run: see it with --attach %s once the queue has room", rm.run, fullGiveUp, rm.run)
-					r.mu.Unlock()
+					r.Fail(fmt.Errorf("run %s: the queue has been full for %v, with no job finishing; leaving the run: see it with --attach %s once the queue has room", rm.run, fullGiveUp, rm.run))
 					return
 				}
 			} else {
@@ -368,10 +372,10 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, sigs <-chan os.Signa
 			}
 			rm.takeLost(ctx, order, seen, suspects, take)
 			if err := w.stop(); err != nil {
-				r.warn("%v", err)
+				r.Warn("%v", err)
 			}
 			if err := w.start(ctx); err != nil {
-				r.warn("watching the run: %v; trying again", err)
+				r.Warn("watching the run: %v; trying again", err)
 			}
 			quiet = min(2*quiet, time.Minute)
 			stall.Reset(quiet)
@@ -379,27 +383,7 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, sigs <-chan os.Signa
 			if len(seen) == 0 {
 				rm.hintWorkers()
 			}
-		case s := <-sigs:
-			sig, _ := s.(syscall.Signal)
-			signals++
-			switch {
-			case sig == syscall.SIGHUP || signals > 2:
-				r.stopSig.Store(int32(sig))
-				r.warn("got %v: leaving run %s to the workers; see it with --attach %s", s, rm.run, rm.run)
-				return
-			case signals == 1:
-				r.stopSig.Store(int32(sig))
-				r.stopping.Store(true)
-				r.warn("got %v: starting no more jobs, waiting for the running ones (signal again to kill them)", s)
-			default:
-				r.warn("got %v again: killing the running jobs (signal again to leave them running)", s)
-				stopRun("now")
-			}
 		}
-	}
-	slices.SortFunc(held, func(a, b *outcome) int { return a.job.seq - b.job.seq })
-	for _, o := range held {
-		show(o)
 	}
 }
 
@@ -436,11 +420,11 @@ func (rm *remote) takeLost(ctx context.Context, order []int, seen map[int]bool, 
 	if len(lost) == 0 {
 		return
 	}
-	rm.r.warn("run %s: %d jobs are gone from the queue without an outcome (deleted, or lost with damaged data): %s", rm.run, len(lost), strings.Join(lost[:min(len(lost), 10)], " "))
+	rm.r.Warn("run %s: %d jobs are gone from the queue without an outcome (deleted, or lost with damaged data): %s", rm.run, len(lost), strings.Join(lost[:min(len(lost), 10)], " "))
 	for _, id := range lost {
 		// The job's number, for an attached run, which knows no more of it.
 		seq, _ := strconv.Atoi(strings.TrimPrefix(id, rm.run+"."))
-		payload, _ := json.Marshal(commandJob{Run: rm.run, Seq: seq})
+		payload, _ := json.Marshal(Job{Run: rm.run, Seq: seq})
 		take(&queue.Info{ID: id, Payload: payload, State: queue.Dead, Errors: []string{"gone from the queue without an outcome"}, UpdatedAt: time.Now()})
 	}
 }
@@ -461,28 +445,28 @@ func (rm *remote) hintWorkers() {
 	if err != nil {
 		return
 	}
-	name := rm.r.p.o.queueName
+	name := rm.QueueName
 	for _, q := range st.Queues {
 		if q.Queue == name && (q.InFlight > 0 || q.IdleFetches > 0) {
 			return // busy or waiting: workers are there
 		}
 	}
-	rm.r.warn("run %s: no worker is taking jobs from queue %q yet; start one with: herd work --queue %s --queue-name %s",
-		rm.run, name, rm.r.p.o.conn.url, name)
+	rm.r.Warn("run %s: no worker is taking jobs from queue %q yet; start one with: herd work --queue %s --queue-name %s",
+		rm.run, name, rm.URL, name)
 }
 
 // outcome turns a finished job's record into what a local run would have
 // made of it. j is the job as enqueued; attached, it is read from the
 // record.
-func (rm *remote) outcome(info *queue.Info, j job) *outcome {
-	var cj commandJob
-	if j.line == "" && json.Unmarshal(info.Payload, &cj) == nil {
-		j = job{seq: cj.Seq, args: cj.Args, line: cj.Line, stdin: cj.Stdin}
+func (rm *remote) outcome(info *queue.Info, j run.Job) *run.Outcome {
+	var cj Job
+	if j.Line == "" && json.Unmarshal(info.Payload, &cj) == nil {
+		j = run.Job{Seq: cj.Seq, Args: cj.Args, Line: cj.Line, Stdin: cj.Stdin}
 	}
-	o := &outcome{job: j, line: strings.ReplaceAll(j.line, slotText, "0")} // never ran: no slot
-	var res commandResult
+	o := &run.Outcome{Job: j, Line: strings.ReplaceAll(j.Line, run.SlotText, "0")} // never ran: no slot
+	var res Result
 	if info.State == queue.Cancelled {
-		o.res.Exit, o.res.Err, o.res.Start = -1, errors.New("cancelled (herd queue cancel)"), info.UpdatedAt
+		o.Result.Exit, o.Result.Err, o.Result.Start = -1, errors.New("cancelled (herd queue cancel)"), info.UpdatedAt
 		return o
 	}
 	if info.State == queue.Dead || json.Unmarshal(info.Result, &res) != nil {
@@ -490,31 +474,31 @@ func (rm *remote) outcome(info *queue.Info, j job) *outcome {
 		if n := len(info.Errors); n > 0 {
 			last, _, _ = strings.Cut(info.Errors[n-1], "\n")
 		}
-		o.res.Exit, o.res.Err, o.res.Start = -1, fmt.Errorf("the queue gave up on it: %s", last), info.UpdatedAt
+		o.Result.Exit, o.Result.Err, o.Result.Start = -1, fmt.Errorf("the queue gave up on it: %s", last), info.UpdatedAt
 		return o
 	}
 	if res.Skipped {
-		o.skipped = true
+		o.Skipped = true
 		return o
 	}
-	o.line, o.slot, o.host, o.res = res.Line, res.Slot, res.Host, res.result()
-	o.stdout.Write(res.Stdout)
-	o.stderr.Write(res.Stderr)
-	o.received = int64(len(res.Stdout))
+	o.Line, o.Slot, o.Host, o.Result = res.Line, res.Slot, res.Host, res.result()
+	o.Stdout.Write(res.Stdout)
+	o.Stderr.Write(res.Stderr)
+	o.Received = int64(len(res.Stdout))
 	return o
 }
 
 // attach collects the outcomes of an earlier run.
-func (rm *remote) attach(ctx context.Context, sigs <-chan os.Signal) error {
+func (rm *remote) attach(ctx context.Context) error {
 	r := rm.r
-	b, err := rm.c.Meta(ctx, runKey(rm.run))
+	b, err := rm.c.Meta(ctx, RunKey(rm.run))
 	if errors.Is(err, queue.ErrNotFound) {
 		return fmt.Errorf("--attach %s: the queue has no such run (runs are kept for a week)", rm.run)
 	}
 	if err != nil {
 		return err
 	}
-	var st runState
+	var st State
 	if err := json.Unmarshal(b, &st); err != nil {
 		return fmt.Errorf("--attach %s: %w", rm.run, err)
 	}
@@ -530,16 +514,16 @@ func (rm *remote) attach(ctx context.Context, sigs <-chan os.Signal) error {
 		if len(known) > 0 {
 			known = append(known, sent...)
 		}
-		r.warn("run %s: its submitter stopped before it had enqueued every job; showing the %d it enqueued", rm.run, st.Jobs)
+		r.Warn("run %s: its submitter stopped before it had enqueued every job; showing the %d it enqueued", rm.run, st.Jobs)
 	}
-	r.bar.setTotal(st.Jobs)
+	r.SetTotal(st.Jobs)
 	w := &runWatch{c: rm.c, pattern: rm.run + ".*"}
 	if err := w.start(ctx); err != nil {
 		return err
 	}
-	rm.collect(ctx, w, sigs, st.Jobs, known)
+	rm.collect(ctx, w, st.Jobs, known)
 	if err := w.stop(); err != nil {
-		r.warn("%v", err)
+		r.Warn("%v", err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package main
+package run
 
 import (
 	"bytes"
@@ -10,16 +10,16 @@ import (
 // rest goes to a temporary file.
 const spoolMemory = 4 << 20
 
-// spool holds a job's grouped output until it is printed: in memory while
+// Spool holds a job's grouped output until it is printed: in memory while
 // it is small, then in an unlinked temporary file, so that a job writing
 // gigabytes neither exhausts memory nor loses output.
-type spool struct {
+type Spool struct {
 	mem  bytes.Buffer
 	file *os.File
 	err  error // the first error spilling to the file
 }
 
-func (s *spool) Write(p []byte) (int, error) {
+func (s *Spool) Write(p []byte) (int, error) {
 	if s.file == nil && s.mem.Len()+len(p) <= spoolMemory {
 		return s.mem.Write(p)
 	}
@@ -43,7 +43,7 @@ func (s *spool) Write(p []byte) (int, error) {
 }
 
 // writeTo copies the output to w, each line prefixed with tag.
-func (s *spool) writeTo(w io.Writer, tag string) error {
+func (s *Spool) writeTo(w io.Writer, tag string) error {
 	tw := &tagWriter{w: w, tag: tag}
 	tw.Write(s.mem.Bytes())
 	if s.file == nil {
@@ -92,14 +92,14 @@ func (t *tagWriter) Write(p []byte) (int, error) {
 }
 
 // reset empties the spool for another attempt of the job.
-func (s *spool) reset() {
+func (s *Spool) reset() {
 	s.mem.Reset()
 	s.close()
 	s.err = nil
 }
 
 // close releases the temporary file, if any.
-func (s *spool) close() {
+func (s *Spool) close() {
 	if s.file != nil {
 		s.file.Close()
 		s.file = nil

@@ -1,4 +1,4 @@
-package main
+package run
 
 import (
 	"bytes"
@@ -7,7 +7,7 @@ import (
 )
 
 func TestSpoolSpillsToDiskAndKeepsEverything(t *testing.T) {
-	var s spool
+	var s Spool
 	defer s.close()
 	line := strings.Repeat("x", 99) + "\n"
 	var want bytes.Buffer

@@ -1,0 +1,155 @@
+package remote
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/goherd/herd/internal/run"
+	"github.com/goherd/herd/queue"
+)
+
+// A Worker runs command jobs for herd work, N at a time, each as herd run
+// runs a job locally.
+type Worker struct {
+	slots   chan int
+	env     []string
+	host    string
+	devNull *os.File
+
+	mu      sync.Mutex
+	stopped map[string]string                        // run → how it was stopped
+	running map[string]map[uint64]context.CancelFunc // run → its jobs running here, by a number of their own
+	tracked uint64                                   // the jobs numbered so far
+}
+
+// NewWorker returns a Worker that runs n jobs at once. Close it when done.
+func NewWorker(n int) (*Worker, error) {
+	w := &Worker{
+		slots:   make(chan int, n),
+		env:     os.Environ(),
+		stopped: map[string]string{},
+		running: map[string]map[uint64]context.CancelFunc{},
+	}
+	for i := range n {
+		w.slots <- i + 1
+	}
+	w.host, _ = os.Hostname()
+	var err error
+	w.devNull, err = os.Open(os.DevNull)
+	return w, err
+}
+
+// Close releases what the worker holds.
+func (w *Worker) Close() error { return w.devNull.Close() }
+
+// WatchRuns follows the states of the runs until ctx is done, so that jobs
+// of a stopped run do not start, and those of a run stopped now are
+// killed.
+func (w *Worker) WatchRuns(ctx context.Context, c *queue.Client, stderr io.Writer) {
+	for ctx.Err() == nil {
+		entries, wait, err := c.WatchMeta(ctx, RunKey("*"))
+		if err == nil {
+			for e := range entries {
+				var st State
+				if json.Unmarshal(e.Value, &st) != nil || st.Stopped == "" {
+					continue
+				}
+				w.stop(strings.TrimPrefix(e.Key, RunKey("")), st.Stopped)
+			}
+			err = wait()
+		}
+		if err != nil && ctx.Err() == nil {
+			fmt.Fprintf(stderr, "herd work: following the runs' states: %v; trying again\n", err)
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+			}
+		}
+	}
+}
+
+func (w *Worker) stop(run, how string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stopped[run] = how
+	if how == "now" {
+		for _, cancel := range w.running[run] {
+			cancel()
+		}
+	}
+}
+
+// track registers a job of a run as running here, and returns its context,
+// cancelled if the run is stopped now, and the function that unregisters
+// it; or false if the run is stopped already.
+func (w *Worker) track(ctx context.Context, run string) (context.Context, func(), bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped[run] != "" {
+		return nil, nil, false
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	w.tracked++
+	key := w.tracked
+	if w.running[run] == nil {
+		w.running[run] = map[uint64]context.CancelFunc{}
+	}
+	w.running[run][key] = cancel
+	return ctx, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		cancel()
+		delete(w.running[run], key)
+		if len(w.running[run]) == 0 {
+			delete(w.running, run)
+		}
+	}, true
+}
+
+// Handle runs a command job, with its retries and time limit, as herd run
+// runs a job locally: the queue's handler of Kind.
+func (w *Worker) Handle(ctx context.Context, qj *queue.Job) ([]byte, error) {
+	var cj Job
+	if err := json.Unmarshal(qj.Payload, &cj); err != nil || cj.Line == "" || cj.Shell == "" {
+		return nil, queue.Permanent(fmt.Errorf("not a command job of herd run (%v)", err))
+	}
+	jctx, untrack, ok := w.track(ctx, cj.Run)
+	if !ok {
+		return json.Marshal(Result{Skipped: true})
+	}
+	defer untrack()
+	slot := <-w.slots
+	defer func() { w.slots <- slot }()
+
+	res := Result{Host: w.host, Slot: slot, Line: strings.ReplaceAll(cj.Line, run.SlotText, strconv.Itoa(slot))}
+	var stdout, stderr bytes.Buffer
+	a := &run.Attempts{
+		Line: res.Line, Shell: cj.Shell, Seq: cj.Seq, Slot: slot, Env: w.env, Stdin: cj.Stdin, DevNull: w.devNull,
+		Attempts: cj.Attempts, Timeout: func() time.Duration { return cj.Timeout },
+		Output: func() (io.Writer, io.Writer, func()) {
+			stdout.Reset()
+			stderr.Reset()
+			return &stdout, &stderr, func() {}
+		},
+	}
+	r := a.Run(jctx)
+	if ctx.Err() != nil {
+		// This worker is stopping and killed the job: the queue gives it
+		// to another worker, to run from the start.
+		return nil, ctx.Err()
+	}
+	res.Start, res.Duration, res.Exit, res.Signal = r.Start, r.Duration, r.Exit, r.Signal
+	if r.Err != nil {
+		res.Err = r.Err.Error()
+	}
+	res.Stdout, res.Stderr = stdout.Bytes(), stderr.Bytes()
+	return json.Marshal(res)
+}

@@ -1,0 +1,97 @@
+package run
+
+import (
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/goherd/herd/internal/command"
+	"github.com/goherd/herd/internal/input"
+	"github.com/goherd/herd/internal/replace"
+)
+
+// Config is a validated herd run: what to run, how, and how to show it.
+// cmd/herd makes it from the command line.
+type Config struct {
+	// Template is the command; nil for a run with no jobs of its own (one
+	// attached to, whose jobs the executor knows).
+	Template *replace.Template
+	Raw      bool   // substitute inputs unquoted
+	Shell    string // the shell that runs each command line
+	Input    input.Config
+	Pipe     *Pipe // --pipe: jobs read blocks of standard input
+	Shuf     bool
+	DryRun   bool
+
+	// Joblog is the job log's path, if any; AppendLog keeps its rows.
+	// Resume skips the jobs it has, ResumeFailed those that succeeded;
+	// RetryFailed runs its failed jobs again, with no input.
+	Joblog       string
+	AppendLog    bool
+	Resume       bool
+	ResumeFailed bool
+	RetryFailed  bool
+
+	Jobs           int           // jobs at once, here
+	Delay          time.Duration // between job starts
+	Timeout        time.Duration // each attempt's limit
+	TimeoutPercent float64       // or this percentage of the median run time
+	Attempts       int           // attempts of a failing job, 1 or more
+	Halt           Halt
+
+	KeepOrder  bool              // -k
+	Tag        bool              // prefix lines with the inputs
+	TagString  string            // or with this, expanded
+	TagTmpl    *replace.Template // TagString parsed
+	LineBuffer bool
+	Ungroup    bool
+	Bar        bool
+	ETA        bool
+	Progress   bool
+}
+
+// Pipe says how --pipe cuts standard input into blocks.
+type Pipe struct {
+	Block    int64 // about this many bytes a block
+	Records  int   // or this many records, if not 0
+	RecStart string
+	RecEnd   string
+}
+
+// Halt is a parsed --halt: when to stop the run, and on what.
+type Halt struct {
+	Now     bool    // kill running jobs, rather than let them finish (soon)
+	On      string  // "fail", "success", "done", or "" for never
+	Count   int     // stop after this many...
+	Percent float64 // ...or this percentage of the jobs finished so far
+	Text    string  // as given, for messages
+}
+
+// A Job is one command to run.
+type Job struct {
+	Seq   int
+	Args  []string
+	Line  string // expanded, with SlotText for {%}
+	Stdin []byte // --pipe: the block for its standard input
+}
+
+// slotMarker stands for the job slot in a command line expanded before the
+// job has a slot: the slot is put in when the job starts, and a job log row
+// may have been written with any slot. SlotText is how it reads.
+const slotMarker = math.MinInt
+
+// SlotText stands for {%} in a Job's Line.
+var SlotText = strconv.Itoa(slotMarker)
+
+// An Outcome is what became of a job.
+type Outcome struct {
+	Job      Job
+	Skipped  bool   // never started: the run was stopping
+	Line     string // the command line as run, with its slot
+	Result   command.Result
+	Slot     int
+	Host     string // where it ran, if not here
+	Stdout   Spool  // grouped output
+	Stderr   Spool
+	Received int64 // bytes of standard output
+}

@@ -1,0 +1,151 @@
+package run
+
+import (
+	"fmt"
+	"io"
+	"iter"
+	"math/rand/v2"
+	"strings"
+
+	"github.com/goherd/herd/internal/input"
+)
+
+// Jobs returns the jobs of a run, in order, and their number if it is
+// known up front (-1 if not): the inputs' or --pipe's, less those that
+// --resume or --resume-failed skip, shuffled by --shuf; or the failed jobs
+// of the job log with --retry-failed. With count set, it reads them all
+// first, for their number. cleanup closes the input files.
+func Jobs(cfg *Config, stdin io.Reader, count bool) (jobs iter.Seq2[Job, error], total int, cleanup func(), err error) {
+	cleanup = func() {}
+	if cfg.Template == nil {
+		return sliceJobs(nil), 0, cleanup, nil // the jobs are the executor's
+	}
+	if cfg.RetryFailed {
+		rows, order, err := ReadJoblog(cfg.Joblog)
+		if err != nil {
+			return nil, 0, cleanup, err
+		}
+		var list []Job
+		for _, seq := range order {
+			if r := rows[seq]; r.Failed() {
+				list = append(list, Job{Seq: seq, Line: r.Command})
+			}
+		}
+		return sliceJobs(list), len(list), cleanup, nil
+	}
+
+	if cfg.Pipe != nil {
+		jobs = cfg.pipeJobs(stdin)
+	} else {
+		in := cfg.Input
+		in.Stdin = stdin
+		rd, err := input.Open(in)
+		if err != nil {
+			return nil, 0, cleanup, err
+		}
+		cleanup = func() { rd.Close() }
+		jobs = func(yield func(Job, error) bool) {
+			seq := 0
+			for args, err := range rd.Jobs() {
+				if err != nil {
+					yield(Job{}, err)
+					return
+				}
+				seq++
+				if !yield(Job{Seq: seq, Args: args, Line: cfg.Template.Expand(args, seq, slotMarker, cfg.Raw)}, nil) {
+					return
+				}
+			}
+		}
+	}
+
+	if cfg.Resume || cfg.ResumeFailed {
+		rows, _, err := ReadJoblog(cfg.Joblog)
+		if err != nil {
+			return nil, 0, cleanup, err
+		}
+		if jobs, err = cfg.skipLogged(jobs, rows); err != nil {
+			return nil, 0, cleanup, err
+		}
+	}
+	if !cfg.Shuf && !count {
+		return jobs, -1, cleanup, nil
+	}
+	var list []Job
+	for j, err := range jobs {
+		if err != nil {
+			return nil, 0, cleanup, err
+		}
+		list = append(list, j)
+	}
+	if cfg.Shuf {
+		rand.Shuffle(len(list), func(a, b int) { list[a], list[b] = list[b], list[a] })
+	}
+	return sliceJobs(list), len(list), cleanup, nil
+}
+
+func sliceJobs(list []Job) iter.Seq2[Job, error] {
+	return func(yield func(Job, error) bool) {
+		for _, j := range list {
+			if !yield(j, nil) {
+				return
+			}
+		}
+	}
+}
+
+// skipLogged drops the jobs that the job log says are done (with
+// --resume-failed, done and succeeded). Before anything runs, it reads the
+// input as far as the job log goes and checks that every logged job had the
+// command line that the same job number has now: if the input or command
+// changed, skipping by number would skip the wrong jobs.
+func (cfg *Config) skipLogged(jobs iter.Seq2[Job, error], rows map[int]LogRow) (iter.Seq2[Job, error], error) {
+	maxSeq := 0
+	for seq := range rows {
+		maxSeq = max(maxSeq, seq)
+	}
+	next, stop := iter.Pull2(jobs)
+	var prefix []Job
+	for len(prefix) < maxSeq {
+		j, err, ok := next()
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		if !ok {
+			break
+		}
+		prefix = append(prefix, j)
+	}
+	for _, j := range prefix {
+		if r, ok := rows[j.Seq]; ok && !matches(r.Command, j.Line, SlotText) {
+			stop()
+			return nil, fmt.Errorf("--joblog %s does not match this run: job %d ran\n\t%s\nbut the same job is now\n\t%s\nherd will not guess which jobs are done: give a new job log, or delete this one to start over",
+				cfg.Joblog, j.Seq, r.Command, strings.ReplaceAll(j.Line, SlotText, "{%}"))
+		}
+	}
+	for seq := range rows {
+		if seq > len(prefix) {
+			stop()
+			return nil, fmt.Errorf("--joblog %s has job %d, but the input now makes only %d jobs: give a new job log, or delete this one to start over", cfg.Joblog, seq, len(prefix))
+		}
+	}
+	done := func(seq int) bool {
+		r, ok := rows[seq]
+		return ok && (cfg.Resume || !r.Failed())
+	}
+	return func(yield func(Job, error) bool) {
+		defer stop()
+		for _, j := range prefix {
+			if !done(j.Seq) && !yield(j, nil) {
+				return
+			}
+		}
+		for {
+			j, err, ok := next()
+			if !ok || !yield(j, err) || err != nil {
+				return
+			}
+		}
+	}, nil
+}
