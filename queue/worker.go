@@ -44,17 +44,19 @@ func Decode[T any](j *Job) (T, error) {
 // job has had all its attempts.
 type Handler func(ctx context.Context, job *Job) (result []byte, err error)
 
-type permanentError struct{ err error }
+// PermanentError is an error that ends a job at once, without retries:
+// what [Permanent] returns. Test for it with errors.As.
+type PermanentError struct{ Err error }
 
-func (e permanentError) Error() string { return e.err.Error() }
-func (e permanentError) Unwrap() error { return e.err }
+func (e *PermanentError) Error() string { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
 
 // Permanent marks err as final: the job fails at once, without retries.
 func Permanent(err error) error {
 	if err == nil {
 		return nil
 	}
-	return permanentError{err}
+	return &PermanentError{err}
 }
 
 // WorkerConfig sets up a [Worker]. The zero value serves the default queue
@@ -633,7 +635,7 @@ func (w *Worker) handle(jobsCtx, runCtx context.Context, d delivery, outcomes *o
 		finish(func() error { return msg.Ack() })
 	default:
 		info.Errors = append(info.Errors, fmt.Sprintf("attempt %d: %v", info.Attempts, err))
-		if _, permanent := errors.AsType[permanentError](err); permanent || info.Attempts >= info.MaxAttempts {
+		if _, permanent := errors.AsType[*PermanentError](err); permanent || info.Attempts >= info.MaxAttempts {
 			info.State = Dead
 			w.c.log.Warn("queue: job is dead", "id", info.ID, "kind", info.Kind, "attempts", info.Attempts, "error", err)
 			finish(func() error { return msg.Ack() })

@@ -114,12 +114,22 @@ func (w *Worker) track(ctx context.Context, run string) (context.Context, func()
 	}, true
 }
 
+// decodeJob reads a command job's payload: an error that is permanent if
+// it is not one, since it will not become one.
+func decodeJob(payload []byte) (Job, error) {
+	var cj Job
+	if err := json.Unmarshal(payload, &cj); err != nil || cj.Line == "" || cj.Shell == "" {
+		return Job{}, queue.Permanent(fmt.Errorf("not a command job of herd run (%v)", err))
+	}
+	return cj, nil
+}
+
 // Handle runs a command job, with its retries and time limit, as herd run
 // runs a job locally: the queue's handler of Kind.
 func (w *Worker) Handle(ctx context.Context, qj *queue.Job) ([]byte, error) {
-	var cj Job
-	if err := json.Unmarshal(qj.Payload, &cj); err != nil || cj.Line == "" || cj.Shell == "" {
-		return nil, queue.Permanent(fmt.Errorf("not a command job of herd run (%v)", err))
+	cj, err := decodeJob(qj.Payload)
+	if err != nil {
+		return nil, err
 	}
 	jctx, untrack, ok := w.track(ctx, cj.Run)
 	if !ok {

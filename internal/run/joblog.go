@@ -2,6 +2,7 @@ package run
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -97,6 +98,7 @@ func ReadJoblog(path string) (map[int]LogRow, []int, error) {
 	var order []int
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64*1024), 1<<30)
+	sc.Split(splitLines)
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
 		if n == 1 && line+"\n" == joblogHeader {
@@ -142,4 +144,17 @@ func matches(logged, now, marker string) bool {
 	}
 	re, err := regexp.Compile("^" + strings.Join(parts, "[0-9]+") + "$")
 	return err == nil && re.MatchString(logged)
+}
+
+// splitLines splits rows at newlines, keeping a carriage return that ends
+// a command (bufio.ScanLines drops it, and the command would then differ
+// from the one run).
+func splitLines(data []byte, atEOF bool) (int, []byte, error) {
+	if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		return i + 1, data[:i], nil
+	}
+	if atEOF && len(data) > 0 {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
 }
