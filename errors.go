@@ -40,6 +40,22 @@ func newPanicError(v any) *PanicError {
 	return &PanicError{Value: v, Stack: debug.Stack()}
 }
 
+// escaped is the error of a task that did not return: v is what recover
+// gave, in a function deferred by the task's caller. A panic becomes a
+// *PanicError, and a runtime.Goexit errGoexit.
+//
+// Unlike errgroup, which lets a panicking goroutine take the program down,
+// herd turns a panic into the task's error: the task ran on a worker the
+// caller never sees, and a long-running pool (a server, a queue worker)
+// would otherwise die with every task in flight. The error keeps the value
+// and the stack, so nothing is lost; the worker goes on serving.
+func escaped(v any) error {
+	if v != nil {
+		return newPanicError(v)
+	}
+	return errGoexit
+}
+
 // Error reports the panic value followed by the stack.
 func (e *PanicError) Error() string {
 	return fmt.Sprintf("herd: task panicked: %v\n\n%s", e.Value, e.Stack)

@@ -140,11 +140,7 @@ func MapSlice[T, R any](ctx context.Context, workers int, in []T, fn func(contex
 		finished := false
 		defer func() {
 			if !finished {
-				if v := recover(); v != nil {
-					fail(newPanicError(v))
-				} else {
-					fail(errGoexit)
-				}
+				fail(escaped(recover()))
 			}
 		}()
 		for ctx.Err() == nil {
@@ -348,11 +344,7 @@ func (m *mapper[T, R]) feed(in iter.Seq[T]) {
 	returned := false
 	defer func() {
 		if !returned {
-			if v := recover(); v != nil {
-				m.inErr = newPanicError(v)
-			} else {
-				m.inErr = errGoexit
-			}
+			m.inErr = escaped(recover())
 		}
 		m.mu.Lock()
 		if m.pending != nil {
@@ -529,10 +521,8 @@ func (m *mapper[T, R]) call(c *chunk[T, R], i int) {
 	returned := false
 	defer func() {
 		if !returned {
-			if v := recover(); v != nil {
-				c.errs[i] = newPanicError(v)
-			} else {
-				c.errs[i] = errGoexit
+			c.errs[i] = escaped(recover())
+			if c.errs[i] == errGoexit {
 				m.finish(c, i)
 				m.unref(c)
 				m.wg.Go(m.work)

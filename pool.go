@@ -448,11 +448,7 @@ func (p *Pool) runItem(w *worker, it item) {
 	returned := false
 	defer func() {
 		if !returned {
-			if v := recover(); v != nil {
-				err = newPanicError(v)
-			} else {
-				err = errGoexit
-			}
+			err = escaped(recover())
 		}
 		p.report(w, it.g, err)
 	}()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,11 +15,24 @@ import (
 // GNU parallel's (run.ExitError).
 const exitError = run.ExitError
 
+// exitStatus is an error that ends herd with that status, once the command
+// has said why: herd run's exit status counts its failed jobs.
+type exitStatus int
+
+func (s exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(s)) }
+
+// withStatus returns the error that ends herd with status n: nil for 0.
+func withStatus(n int) error {
+	if n == 0 {
+		return nil
+	}
+	return exitStatus(n)
+}
+
 // execute is herd's main: it parses args and runs the subcommand, returning the
 // exit status.
 func execute(ctx context.Context, args []string, sigs <-chan os.Signal, stdin io.Reader, stdout, stderr io.Writer) int {
-	status := 0
-	root := newRootCommand(ctx, sigs, &status)
+	root := newRootCommand(ctx, sigs)
 	args, err := withDefaultOptions(args, os.Getenv, os.UserHomeDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "herd run: %v\n", err)
@@ -29,6 +43,9 @@ func execute(ctx context.Context, args []string, sigs <-chan os.Signal, stdin io
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	cmd, err := root.ExecuteC()
+	if st, ok := errors.AsType[exitStatus](err); ok {
+		return int(st)
+	}
 	if err != nil {
 		name := "herd"
 		if cmd != nil && cmd != root {
@@ -37,12 +54,11 @@ func execute(ctx context.Context, args []string, sigs <-chan os.Signal, stdin io
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return exitError
 	}
-	return status
+	return 0
 }
 
-// newRootCommand returns herd's command tree; the subcommands that run
-// something leave their exit status in status.
-func newRootCommand(ctx context.Context, sigs <-chan os.Signal, status *int) *cobra.Command {
+// newRootCommand returns herd's command tree.
+func newRootCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "herd",
 		Short: "a queue of things to be done, and workers pulling things off the queue",
@@ -59,9 +75,9 @@ func newRootCommand(ctx context.Context, sigs <-chan os.Signal, status *int) *co
 		DisableAutoGenTag: true, // the manual pages stay the same from one day to the next
 	}
 	root.SetVersionTemplate("{{.Version}}")
-	root.AddCommand(newRunCommand(ctx, sigs, status))
-	root.AddCommand(newWorkCommand(ctx, sigs, status))
-	root.AddCommand(newQueueCommand(ctx, sigs, status))
+	root.AddCommand(newRunCommand(ctx, sigs))
+	root.AddCommand(newWorkCommand(ctx, sigs))
+	root.AddCommand(newQueueCommand(ctx, sigs))
 	root.AddCommand(newVersionCommand())
 	root.AddCommand(newManCommand(root))
 	return root

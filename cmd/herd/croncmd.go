@@ -10,7 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/goherd/herd/internal/remote"
+	"github.com/goherd/herd/internal/run/remote"
 	"github.com/goherd/herd/queue"
 	"github.com/spf13/cobra"
 )
@@ -27,104 +27,96 @@ SPEC is a cron expression, with the seconds field optional ("*/5 * * * *",
 "0 30 9 * * MON-FRI"), a descriptor (@hourly, @daily, @weekly, @monthly, @yearly) or
 "@every 5m". Times are UTC unless SPEC starts with CRON_TZ=Zone/Name, or --tz is given.`
 
-func newCronCommand(ctx context.Context, conn *connFlags, status *int) *cobra.Command {
-	var o struct {
-		name, shell, tz string
-		timeout         time.Duration
-		json            bool
-	}
-	do := func(fn func(c *queue.Client, out io.Writer, args []string) error) func(*cobra.Command, []string) error {
-		return onQueue(ctx, conn, status, fn)
-	}
-	add := &cobra.Command{
-		Use:   "add NAME SPEC COMMAND [ARGS...]",
-		Short: "run a command on a schedule",
-		Example: `  herd queue cron add nightly-backup '0 2 * * *' ./backup.sh /data
-  herd queue cron add ping '@every 30s' curl -fsS https://example.org/health
-  herd queue cron add standup --tz Europe/Paris '0 45 9 * * MON-FRI' ./remind.sh`,
-		Args: cobra.MinimumNArgs(3),
-		RunE: do(func(c *queue.Client, out io.Writer, args []string) error {
-			spec := args[1]
-			if o.tz != "" {
-				spec = "CRON_TZ=" + o.tz + " " + spec
-			}
-			payload, err := json.Marshal(remote.Job{Run: "cron." + args[0], Line: strings.Join(args[2:], " "), Shell: o.shell, Attempts: 1, Timeout: o.timeout})
-			if err != nil {
-				return err
-			}
-			s := queue.Schedule{Name: args[0], Spec: spec, Kind: remote.Kind, Payload: payload, Options: queue.Options{Queue: o.name}}
-			if err := c.AddSchedule(ctx, s); err != nil {
-				return err
-			}
-			next, _ := s.NextTick(time.Now())
-			fmt.Fprintf(out, "%s: added; first run at %s\n", args[0], next.Local().Format(time.DateTime))
-			return nil
-		}),
-	}
-	add.Flags().SetInterspersed(false) // the command's own options are not ours
-	ls := &cobra.Command{
-		Use:   "ls",
-		Short: "the schedules, with their next run",
-		Args:  cobra.NoArgs,
-		RunE: do(func(c *queue.Client, out io.Writer, _ []string) error {
-			scheds, err := c.Schedules(ctx)
-			if err != nil {
-				return err
-			}
-			if o.json {
-				if scheds == nil {
-					scheds = []*queue.Schedule{}
-				}
-				return writeJSON(out, scheds)
-			}
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSPEC\tQUEUE\tNEXT RUN\tCOMMAND")
-			for _, s := range scheds {
-				next, _ := s.NextTick(time.Now())
-				line := s.Kind
-				var cj remote.Job
-				if s.Kind == remote.Kind && json.Unmarshal(s.Payload, &cj) == nil {
-					line = cj.Line
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, s.Spec, cmp.Or(s.Options.Queue, "default"), next.Local().Format(time.DateTime), line)
-			}
-			return tw.Flush()
-		}),
-	}
-	rm := &cobra.Command{
-		Use:   "rm NAME...",
-		Short: "remove schedules (the jobs they enqueued stay)",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: do(func(c *queue.Client, out io.Writer, args []string) error {
-			for _, name := range args {
-				if err := c.RemoveSchedule(ctx, name); err != nil {
-					return err
-				}
-				fmt.Fprintf(out, "%s: removed\n", name)
-			}
-			return nil
-		}),
-	}
+func newCronCommand(ctx context.Context) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cron",
 		Short: "run shell commands on a schedule: herd queue cron add|ls|rm",
 		Long:  cronHelp,
 		Args:  cobra.NoArgs,
 	}
-	for _, sub := range []*cobra.Command{add, ls, rm} {
-		f := sub.Flags()
-		f.SortFlags = false
-		conn.add(f, true)
-		switch sub {
-		case add:
-			f.StringVar(&o.name, "queue-name", "default", "enqueue the jobs on the queue of this `NAME`")
-			f.StringVar(&o.tz, "tz", "", "read SPEC in this time `ZONE` (such as Europe/Paris); default UTC")
-			f.StringVar(&o.shell, "shell", "/bin/sh", "the shell that runs the command")
-			f.DurationVar(&o.timeout, "timeout", 0, "kill a run after this long (0: no limit)")
-		case ls:
-			f.BoolVar(&o.json, "json", false, "print JSON, for scripts")
-		}
-		cmd.AddCommand(sub)
-	}
+	cmd.AddCommand(newCronAddCommand(ctx), newCronLsCommand(ctx), newCronRmCommand(ctx))
 	return cmd
+}
+
+func newCronAddCommand(ctx context.Context) *cobra.Command {
+	var o struct {
+		conn            connFlags
+		name, shell, tz string
+		timeout         time.Duration
+	}
+	cmd := onQueue(ctx, &cobra.Command{
+		Use:   "add NAME SPEC COMMAND [ARGS...]",
+		Short: "run a command on a schedule",
+		Example: `  herd queue cron add nightly-backup '0 2 * * *' ./backup.sh /data
+  herd queue cron add ping '@every 30s' curl -fsS https://example.org/health
+  herd queue cron add standup --tz Europe/Paris '0 45 9 * * MON-FRI' ./remind.sh`,
+		Args: cobra.MinimumNArgs(3),
+	}, &o.conn, func(c *queue.Client, out io.Writer, args []string) error {
+		spec := args[1]
+		if o.tz != "" {
+			spec = "CRON_TZ=" + o.tz + " " + spec
+		}
+		payload, err := json.Marshal(remote.Job{Run: "cron." + args[0], Line: strings.Join(args[2:], " "), Shell: o.shell, Attempts: 1, Timeout: o.timeout})
+		if err != nil {
+			return err
+		}
+		s := queue.Schedule{Name: args[0], Spec: spec, Kind: remote.Kind, Payload: payload, Options: queue.Options{Queue: o.name}}
+		if err := c.AddSchedule(ctx, s); err != nil {
+			return err
+		}
+		next, _ := s.NextTick(time.Now())
+		fmt.Fprintf(out, "%s: added; first run at %s\n", args[0], next.Local().Format(time.DateTime))
+		return nil
+	})
+	f := cmd.Flags()
+	f.SetInterspersed(false) // the command's own options are not ours
+	f.StringVar(&o.name, "queue-name", "default", "enqueue the jobs on the queue of this `NAME`")
+	f.StringVar(&o.tz, "tz", "", "read SPEC in this time `ZONE` (such as Europe/Paris); default UTC")
+	f.StringVar(&o.shell, "shell", "/bin/sh", "the shell that runs the command")
+	f.DurationVar(&o.timeout, "timeout", 0, "kill a run after this long (0: no limit)")
+	return cmd
+}
+
+func newCronLsCommand(ctx context.Context) *cobra.Command {
+	var o struct {
+		conn connFlags
+		json bool
+	}
+	cmd := onQueue(ctx, &cobra.Command{
+		Use:   "ls",
+		Short: "the schedules, with their next run",
+		Args:  cobra.NoArgs,
+	}, &o.conn, func(c *queue.Client, out io.Writer, _ []string) error {
+		scheds, err := c.Schedules(ctx)
+		if err != nil {
+			return err
+		}
+		if o.json {
+			if scheds == nil {
+				scheds = []*queue.Schedule{}
+			}
+			return writeJSON(out, scheds)
+		}
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tSPEC\tQUEUE\tNEXT RUN\tCOMMAND")
+		for _, s := range scheds {
+			next, _ := s.NextTick(time.Now())
+			line := s.Kind
+			var cj remote.Job
+			if s.Kind == remote.Kind && json.Unmarshal(s.Payload, &cj) == nil {
+				line = cj.Line
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, s.Spec, cmp.Or(s.Options.Queue, "default"), next.Local().Format(time.DateTime), line)
+		}
+		return tw.Flush()
+	})
+	cmd.Flags().BoolVar(&o.json, "json", false, jsonUsage)
+	return cmd
+}
+
+func newCronRmCommand(ctx context.Context) *cobra.Command {
+	return eachArg(ctx, &cobra.Command{
+		Use:   "rm NAME...",
+		Short: "remove schedules (the jobs they enqueued stay)",
+	}, "removed", (*queue.Client).RemoveSchedule)
 }

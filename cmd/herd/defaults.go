@@ -60,7 +60,7 @@ func withDefaultOptions(args []string, getenv func(string) string, home func() (
 
 // givesPlain reports whether herd run's options in args include --plain.
 func givesPlain(args []string) bool {
-	cmd := newRunCommand(context.Background(), nil, new(int))
+	cmd := newRunCommand(context.Background(), nil)
 	f := cmd.Flags()
 	_ = f.Parse(args) // the real parse reports errors
 	return f.Lookup("plain").Changed
@@ -69,7 +69,7 @@ func givesPlain(args []string) bool {
 // checkOptions parses words as herd run's options, to say where a bad one
 // comes from.
 func checkOptions(source string, words []string) error {
-	f := newRunCommand(context.Background(), nil, new(int)).Flags()
+	f := newRunCommand(context.Background(), nil).Flags()
 	if err := f.Parse(words); err != nil {
 		return fmt.Errorf("%s: %w (herd run reads default options there, as GNU parallel does; --plain ignores them)", source, err)
 	}

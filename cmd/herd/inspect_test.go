@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/goherd/herd/internal/remote"
+	"github.com/goherd/herd/internal/run/remote"
 	"github.com/goherd/herd/queue"
 )
 

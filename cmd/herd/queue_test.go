@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goherd/herd/internal/remote"
+	"github.com/goherd/herd/internal/run/remote"
 	"github.com/goherd/herd/internal/testcert"
 	"github.com/goherd/herd/internal/testio"
 	"github.com/goherd/herd/queue"

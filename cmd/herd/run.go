@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/goherd/herd/internal/input"
-	"github.com/goherd/herd/internal/remote"
 	"github.com/goherd/herd/internal/replace"
 	"github.com/goherd/herd/internal/run"
+	"github.com/goherd/herd/internal/run/remote"
 	"github.com/goherd/herd/queue"
 	"github.com/spf13/cobra"
 )
@@ -117,7 +117,7 @@ type runOptions struct {
 	attach       string
 }
 
-func newRunCommand(ctx context.Context, sigs <-chan os.Signal, status *int) *cobra.Command {
+func newRunCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 	var o runOptions
 	cmd := &cobra.Command{
 		Use:   "run [options] COMMAND [ARGS...] [::: INPUTS... | :::: FILES...]",
@@ -149,8 +149,7 @@ func newRunCommand(ctx context.Context, sigs <-chan os.Signal, status *int) *cob
 					JobsIgnored: cmd.Flags().Changed("jobs"),
 				}
 			}
-			*status = run.New(cfg, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()).Run(ctx, exec, sigs)
-			return nil
+			return withStatus(run.New(cfg, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()).Run(ctx, exec, sigs))
 		},
 	}
 	f := cmd.Flags()
@@ -205,15 +204,13 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*run.Config,
 	if err != nil {
 		return nil, err
 	}
-	if err := o.planRemote(len(command) > 0 || len(sources) > 0 || len(o.argFiles) > 0, changed); err != nil {
+	if err := firstBroken(o.rules(len(command) > 0, len(sources) > 0 || len(o.argFiles) > 0, changed)); err != nil {
 		return nil, err
-	}
-	if len(command) == 0 && !o.retryFailed && o.attach == "" {
-		return nil, errors.New("no command given (to run each input as a shell command, say: herd run sh -c {})")
 	}
 	cfg := &run.Config{Raw: o.raw, Shell: o.shell, Shuf: o.shuf, DryRun: o.dryRun, KeepOrder: o.keepOrder,
 		Tag: o.tag, TagString: o.tagString, LineBuffer: o.lineBuffer, Ungroup: o.ungroup,
-		Bar: o.bar, ETA: o.eta, Progress: o.progress,
+		Bar: o.bar, ETA: o.eta, Progress: o.progress, Attempts: max(o.retries, 1),
+		Joblog: strings.TrimPrefix(o.joblog, "+"), AppendLog: strings.HasPrefix(o.joblog, "+"),
 		Resume: o.resume, ResumeFailed: o.resumeFailed, RetryFailed: o.retryFailed}
 	template := replace.Parse(strings.Join(command, " "), replace.Options{Input: o.replaceStr})
 	if o.attach == "" {
@@ -222,132 +219,139 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*run.Config,
 	if o.tagString != "" {
 		cfg.TagTmpl = replace.Parse(o.tagString, replace.Options{Input: o.replaceStr})
 	}
-
-	if cfg.Jobs, err = parseJobs(o.jobs, runtime.NumCPU()); err != nil {
+	if err := o.planTimes(cfg); err != nil {
 		return nil, err
 	}
-	if cfg.Delay, err = parseSeconds("--delay", o.delay); err != nil {
+	if err := o.planInputs(cfg, sources, template, changed); err != nil {
 		return nil, err
+	}
+	if o.pipe {
+		if cfg.Pipe, err = o.planPipe(changed); err != nil {
+			return nil, err
+		}
+	}
+	return cfg, nil
+}
+
+// A rule is a way options can go wrong together: broken says whether they
+// do, and msg what is wrong.
+type rule struct {
+	broken bool
+	msg    string
+}
+
+// firstBroken returns the first broken rule's message, as an error.
+func firstBroken(rules []rule) error {
+	for _, r := range rules {
+		if r.broken {
+			return errors.New(r.msg)
+		}
+	}
+	return nil
+}
+
+// rules are the ways herd run's options exclude or need each other, in
+// the order they are checked.
+func (o runOptions) rules(hasCommand, hasInputs bool, changed func(string) bool) []rule {
+	queued, attach := o.conn.url != "", o.attach != ""
+	resuming := o.resume || o.resumeFailed || o.retryFailed
+	return []rule{
+		{!queued && (attach || o.conn.used(changed) || changed("queue-name")), "--attach, --queue-name and the options to log in to a queue need --queue URL"},
+		{queued && attach && (hasCommand || hasInputs), "--attach shows an earlier run: give no command or inputs"},
+		{queued && attach && (resuming || o.dryRun), "--attach shows an earlier run: --resume, --resume-failed, --retry-failed and --dry-run do not go with it"},
+		{queued && (o.lineBuffer || o.ungroup), "with --queue, each job's output comes back whole when it ends: --line-buffer and --ungroup do not go with it"},
+		{queued && o.delay != "", "--delay does not go with --queue: the workers start jobs as they take them"},
+		{queued && strings.HasSuffix(o.timeout, "%"), "--timeout N% does not go with --queue: give the time limit in seconds"},
+		{queued && o.pipe && changed("block") && parsesOver(o.block, maxRemoteBlock), fmt.Sprintf("--block %s: with --queue, a block goes in a message of the queue: at most 512k", o.block)},
+		{!hasCommand && !o.retryFailed && !attach, "no command given (to run each input as a shell command, say: herd run sh -c {})"},
+		{o.retries < 0, fmt.Sprintf("--retries %d: want a number of attempts, 1 or more", o.retries)},
+		{o.maxArgs < 0 || o.exactArgs < 0, fmt.Sprintf("-n %d, -N %d: want a positive number of inputs", o.maxArgs, o.exactArgs)},
+		{o.ungroup && o.lineBuffer, "--ungroup and --line-buffer: choose one"},
+		{o.ungroup && (o.tag || o.tagString != ""), "--tag and --tagstring need whole lines: they do not go with --ungroup"},
+		{resuming && strings.TrimPrefix(o.joblog, "+") == "", "--resume, --resume-failed and --retry-failed need --joblog FILE"},
+		{o.resume && o.resumeFailed, "--resume and --resume-failed: choose one"},
+		{o.retryFailed && (hasCommand || hasInputs), "--retry-failed runs the failed commands of the job log: give no command or inputs"},
+		{o.null && changed("delimiter"), "-0 and -d: choose one"},
+		{o.pipe && hasInputs, "--pipe reads standard input: give no ::: or :::: inputs or -a"},
+	}
+}
+
+// parsesOver reports whether size is a size above limit.
+func parsesOver(size string, limit int64) bool {
+	n, err := parseSize("", size)
+	return err == nil && n > limit
+}
+
+// planTimes reads -j, --delay, --timeout and --halt.
+func (o runOptions) planTimes(cfg *run.Config) error {
+	var err error
+	if cfg.Jobs, err = parseJobs(o.jobs, runtime.NumCPU()); err != nil {
+		return err
+	}
+	if cfg.Delay, err = parseSeconds("--delay", o.delay); err != nil {
+		return err
 	}
 	if before, ok := strings.CutSuffix(o.timeout, "%"); ok {
 		pc, err := strconv.ParseFloat(before, 64)
 		if err != nil || pc <= 0 || math.IsInf(pc, 0) {
-			return nil, fmt.Errorf("--timeout %q: want seconds or a positive percentage like 200%%", o.timeout)
+			return fmt.Errorf("--timeout %q: want seconds or a positive percentage like 200%%", o.timeout)
 		}
 		cfg.TimeoutPercent = pc
 	} else if cfg.Timeout, err = parseSeconds("--timeout", o.timeout); err != nil {
-		return nil, err
+		return err
 	}
-	if o.retries < 0 {
-		return nil, fmt.Errorf("--retries %d: want a number of attempts, 1 or more", o.retries)
-	}
-	cfg.Attempts = max(o.retries, 1)
-	if cfg.Halt, err = parseHalt(o.halt); err != nil {
-		return nil, err
-	}
-	if o.maxArgs < 0 || o.exactArgs < 0 {
-		return nil, fmt.Errorf("-n %d, -N %d: want a positive number of inputs", o.maxArgs, o.exactArgs)
-	}
-	if o.ungroup && o.lineBuffer {
-		return nil, errors.New("--ungroup and --line-buffer: choose one")
-	}
-	if o.ungroup && (o.tag || o.tagString != "") {
-		return nil, errors.New("--tag and --tagstring need whole lines: they do not go with --ungroup")
-	}
+	cfg.Halt, err = parseHalt(o.halt)
+	return err
+}
 
-	// Job log and resuming.
-	cfg.Joblog = o.joblog
-	if strings.HasPrefix(cfg.Joblog, "+") {
-		cfg.Joblog, cfg.AppendLog = cfg.Joblog[1:], true
-	}
-	if (o.resume || o.resumeFailed || o.retryFailed) && cfg.Joblog == "" {
-		return nil, errors.New("--resume, --resume-failed and --retry-failed need --joblog FILE")
-	}
-	if o.resume && o.resumeFailed {
-		return nil, errors.New("--resume and --resume-failed: choose one")
-	}
-	if o.retryFailed && (len(command) > 0 || len(sources) > 0 || len(o.argFiles) > 0) {
-		return nil, errors.New("--retry-failed runs the failed commands of the job log: give no command or inputs")
-	}
-
-	// Inputs.
+// planInputs reads the input sources and how they are split.
+func (o runOptions) planInputs(cfg *run.Config, sources []input.Source, template *replace.Template, changed func(string) bool) error {
 	for _, f := range o.argFiles {
 		sources = append(sources, input.Source{Path: f})
 	}
 	cfg.Input = input.Config{Sources: sources, Link: o.link, MaxArgs: max(o.maxArgs, o.exactArgs)}
+	var err error
 	switch {
-	case o.null && changed("delimiter"):
-		return nil, errors.New("-0 and -d: choose one")
 	case o.null:
 		cfg.Input.Delim = "\x00"
 	case changed("delimiter"):
 		if cfg.Input.Delim, err = unescape(o.delim); err != nil || cfg.Input.Delim == "" {
-			return nil, fmt.Errorf("-d %q: want a delimiter such as , or \\t or \\0", o.delim)
+			return fmt.Errorf("-d %q: want a delimiter such as , or \\t or \\0", o.delim)
 		}
 	}
 	if o.colsep != "" {
 		if cfg.Input.ColSep, err = regexp.Compile(o.colsep); err != nil {
-			return nil, fmt.Errorf("--colsep %q: %v", o.colsep, err)
+			return fmt.Errorf("--colsep %q: %v", o.colsep, err)
 		}
 	}
 	if o.exactArgs == 0 && o.maxArgs == 0 && template.MaxPos() > 1 && len(sources) <= 1 && o.colsep == "" {
 		// {2} and up with one source: GNU parallel reads that many per job.
 		cfg.Input.MaxArgs = template.MaxPos()
 	}
-
-	if o.pipe {
-		if len(sources) > 0 {
-			return nil, errors.New("--pipe reads standard input: give no ::: or :::: inputs or -a")
-		}
-		block := o.block
-		if o.conn.url != "" && !changed("block") {
-			block = "256k" // a block goes in a message of the queue
-		}
-		p := &run.Pipe{Records: o.exactArgs}
-		if p.Block, err = parseSize("--block", block); err != nil {
-			return nil, err
-		}
-		if p.RecStart, err = unescape(o.recStart); err != nil {
-			return nil, fmt.Errorf("--recstart %q: %v", o.recStart, err)
-		}
-		if p.RecEnd, err = unescape(o.recEnd); err != nil {
-			return nil, fmt.Errorf("--recend %q: %v", o.recEnd, err)
-		}
-		if p.RecStart == "" && p.RecEnd == "" {
-			return nil, errors.New("--recstart and --recend are both empty: records could not be found")
-		}
-		cfg.Pipe = p
-	}
-	return cfg, nil
+	return nil
 }
 
-// planRemote checks the options of herd run --queue.
-func (o runOptions) planRemote(hasJobs bool, changed func(string) bool) error {
-	if o.conn.url == "" {
-		if o.attach != "" || o.conn.used(changed) || changed("queue-name") {
-			return errors.New("--attach, --queue-name and the options to log in to a queue need --queue URL")
-		}
-		return nil
+// planPipe reads how --pipe cuts standard input into blocks.
+func (o runOptions) planPipe(changed func(string) bool) (*run.Pipe, error) {
+	block := o.block
+	if o.conn.url != "" && !changed("block") {
+		block = "256k" // a block goes in a message of the queue
 	}
-	if o.attach != "" && hasJobs {
-		return errors.New("--attach shows an earlier run: give no command or inputs")
+	p := &run.Pipe{Records: o.exactArgs}
+	var err error
+	if p.Block, err = parseSize("--block", block); err != nil {
+		return nil, err
 	}
-	if o.attach != "" && (o.resume || o.resumeFailed || o.retryFailed || o.dryRun) {
-		return errors.New("--attach shows an earlier run: --resume, --resume-failed, --retry-failed and --dry-run do not go with it")
+	if p.RecStart, err = unescape(o.recStart); err != nil {
+		return nil, fmt.Errorf("--recstart %q: %v", o.recStart, err)
 	}
-	switch {
-	case o.lineBuffer || o.ungroup:
-		return errors.New("with --queue, each job's output comes back whole when it ends: --line-buffer and --ungroup do not go with it")
-	case o.delay != "":
-		return errors.New("--delay does not go with --queue: the workers start jobs as they take them")
-	case strings.HasSuffix(o.timeout, "%"):
-		return errors.New("--timeout N% does not go with --queue: give the time limit in seconds")
-	case o.pipe && changed("block"):
-		if n, err := parseSize("--block", o.block); err == nil && n > maxRemoteBlock {
-			return fmt.Errorf("--block %s: with --queue, a block goes in a message of the queue: at most 512k", o.block)
-		}
+	if p.RecEnd, err = unescape(o.recEnd); err != nil {
+		return nil, fmt.Errorf("--recend %q: %v", o.recEnd, err)
 	}
-	return nil
+	if p.RecStart == "" && p.RecEnd == "" {
+		return nil, errors.New("--recstart and --recend are both empty: records could not be found")
+	}
+	return p, nil
 }
 
 // maxRemoteBlock is the biggest --pipe block herd run --queue sends: it

@@ -12,8 +12,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/goherd/herd/internal/remote"
 	"github.com/goherd/herd/internal/run"
+	"github.com/goherd/herd/internal/run/remote"
 	"github.com/goherd/herd/queue"
 	"github.com/spf13/cobra"
 )
@@ -44,7 +44,7 @@ type workOptions struct {
 	shutdownTimeout time.Duration
 }
 
-func newWorkCommand(ctx context.Context, sigs <-chan os.Signal, status *int) *cobra.Command {
+func newWorkCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 	var o workOptions
 	cmd := &cobra.Command{
 		Use:   "work --queue URL [-j N]",
@@ -61,8 +61,7 @@ func newWorkCommand(ctx context.Context, sigs <-chan os.Signal, status *int) *co
 			if o.lease <= 0 || o.shutdownTimeout < 0 {
 				return fmt.Errorf("--lease %v, --shutdown-timeout %v: want a positive lease and a timeout of 0 or more", o.lease, o.shutdownTimeout)
 			}
-			*status = o.work(ctx, n, sigs, cmd.ErrOrStderr())
-			return nil
+			return withStatus(o.work(ctx, n, sigs, cmd.ErrOrStderr()))
 		},
 	}
 	f := cmd.Flags()

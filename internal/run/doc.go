@@ -10,7 +10,7 @@
 //	   │            Runner.Done with each outcome:
 //	   │              Local            here, on herd's pool (Attempts)
 //	   │              remote.Executor  on a queue's herd work processes
-//	   │                               (internal/remote, with Attempts)
+//	   │                               (internal/run/remote, with Attempts)
 //	   └─ Done ───▶ the job log row, the counts and --halt, then the
 //	                output: grouped, tagged, in input order with -k
 //
@@ -20,6 +20,6 @@
 //
 // Imports: run uses package herd and herd's internal/command, input and
 // replace; never the queue, NATS or the command line's packages
-// (TestImports). internal/remote imports run and queue; cmd/herd imports
+// (TestImports). internal/run/remote imports run and queue; cmd/herd imports
 // both.
 package run

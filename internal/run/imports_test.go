@@ -17,7 +17,7 @@ func TestImports(t *testing.T) {
 	for dep := range strings.Lines(string(out)) {
 		dep = strings.TrimSpace(dep)
 		if strings.HasPrefix(dep, "github.com/nats-io/") || strings.HasPrefix(dep, "github.com/spf13/") ||
-			strings.HasPrefix(dep, "github.com/goherd/herd/queue") || strings.HasPrefix(dep, "github.com/goherd/herd/internal/remote") {
+			strings.HasPrefix(dep, "github.com/goherd/herd/queue") || strings.HasPrefix(dep, "github.com/goherd/herd/internal/run/remote") {
 			t.Errorf("internal/run imports %s", dep)
 		}
 	}

@@ -44,8 +44,8 @@ type Executor struct {
 // remote is a run on the queue in progress.
 type remote struct {
 	*Executor
-	r *run.Runner
-	c *queue.Client
+	r      *run.Runner
+	client *queue.Client
 
 	mu    sync.Mutex // serializes the writes of state
 	state State
@@ -72,7 +72,7 @@ func (e *Executor) Execute(ctx context.Context, r *run.Runner, jobs iter.Seq[run
 		return err
 	}
 	defer c.Close()
-	rm := &remote{Executor: e, r: r, c: c, enqueued: make(chan []run.Job, 4), gone: make(chan struct{})}
+	rm := &remote{Executor: e, r: r, client: c, enqueued: make(chan []run.Job, 4), gone: make(chan struct{})}
 	if e.JobsIgnored {
 		r.Warn("-j has no effect with --queue: each herd work runs its own number of jobs at once")
 	}
@@ -89,7 +89,7 @@ func (e *Executor) Execute(ctx context.Context, r *run.Runner, jobs iter.Seq[run
 	}
 	// The watch starts before the first job is enqueued, so that no
 	// outcome can be missed.
-	w := &runWatch{c: rm.c, pattern: rm.run + ".*"}
+	w := &runWatch{c: rm.client, pattern: rm.run + ".*"}
 	if err := w.start(ctx); err != nil {
 		return err
 	}
@@ -152,7 +152,7 @@ func (rm *remote) update(ctx context.Context, change func(*State)) error {
 	if err != nil {
 		return err
 	}
-	return rm.c.PutMeta(ctx, RunKey(rm.run), b)
+	return rm.client.PutMeta(ctx, RunKey(rm.run), b)
 }
 
 // submit enqueues the jobs in batches: as many as the input has ready, up
@@ -241,8 +241,22 @@ func (rm *remote) enqueue(ctx context.Context, batch []run.Job) error {
 		nj[i] = queue.NewJob{Kind: Kind, Payload: payload,
 			Options: queue.Options{ID: rm.run + "." + strconv.Itoa(j.Seq), Queue: rm.QueueName}}
 	}
-	_, err := rm.c.EnqueueBatch(ctx, nj)
+	_, err := rm.client.EnqueueBatch(ctx, nj)
 	return err
+}
+
+// collector follows the jobs of a run to their outcomes.
+type collector struct {
+	*remote
+	attached     bool
+	order        []int // the jobs' numbers, in the order they were enqueued
+	jobsBy       map[int]run.Job
+	early        []*queue.Info // outcomes of jobs whose batch was not confirmed yet
+	seen         map[int]bool
+	stopped      string          // how the run was stopped, once it was
+	fullSince    time.Time       // when the queue was seen full
+	seenWhenFull int             // len(seen) then
+	suspects     map[string]bool // jobs missing from the queue at the last look
 }
 
 // collect receives the outcomes of the run's jobs and hands them to the
@@ -252,46 +266,10 @@ func (rm *remote) enqueue(ctx context.Context, batch []run.Job) error {
 // enqueues them, and they come through rm.enqueued.
 func (rm *remote) collect(ctx context.Context, w *runWatch, want int, known []int) {
 	r := rm.r
-	attached := want >= 0
-	var (
-		order        = known // the jobs' numbers, in the order they were enqueued
-		jobsBy       map[int]run.Job
-		early        []*queue.Info // outcomes of jobs whose batch was not confirmed yet
-		seen         = map[int]bool{}
-		stopped      string              // how the run was stopped, once it was
-		fullSince    time.Time           // when the queue was seen full
-		seenWhenFull int                 // len(seen) then
-		suspects     = map[string]bool{} // jobs missing from the queue at the last look
-	)
-	if !attached {
-		jobsBy = map[int]run.Job{}
+	c := &collector{remote: rm, attached: want >= 0, order: known, seen: map[int]bool{}, suspects: map[string]bool{}}
+	if !c.attached {
+		c.jobsBy = map[int]run.Job{}
 	}
-	take := func(info *queue.Info) {
-		if !info.State.Finished() {
-			return
-		}
-		seq, err := strconv.Atoi(strings.TrimPrefix(info.ID, rm.run+"."))
-		if err != nil || seen[seq] {
-			return
-		}
-		j, known := jobsBy[seq]
-		if !attached && !known { // its batch is not confirmed yet
-			early = append(early, info)
-			return
-		}
-		seen[seq] = true
-		r.Done(rm.outcome(info, j))
-	}
-	stopRun := func(how string) {
-		if stopped == "now" || stopped == how {
-			return
-		}
-		stopped = how
-		if err := rm.update(context.Background(), func(st *State) { st.Stopped = how }); err != nil {
-			r.Warn("stopping the run: %v", err)
-		}
-	}
-
 	// If nothing has come back after a while, say so if no worker is
 	// taking jobs from the queue: a run without workers waits forever.
 	hint := time.NewTimer(noWorkerHint)
@@ -307,24 +285,24 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, want int, known []in
 	// Stopped by --halt, a signal or bad input: no job of the run starts
 	// any more; killed, those running are killed.
 	stopping, killed := r.Stopped(), r.JobContext().Done()
-	for want < 0 || len(seen) < want {
+	for want < 0 || len(c.seen) < want {
 		if enqueued == nil && want < 0 {
 			if errors.Is(rm.subErr, queue.ErrFull) {
 				// Their outcomes could not be stored either: waiting for
 				// them would wait for an operator.
-				r.Warn("run %s: the queue is full; the %d jobs on it go on as the workers can store their outcomes: see them with --attach %s once it has room", rm.run, len(order), rm.run)
+				r.Warn("run %s: the queue is full; the %d jobs on it go on as the workers can store their outcomes: see them with --attach %s once it has room", rm.run, len(c.order), rm.run)
 				return
 			}
-			want = len(order) // all in: wait for each
+			want = len(c.order) // all in: wait for each
 			continue
 		}
 		select {
 		case <-stopping:
 			stopping = nil
-			stopRun("soon")
+			c.stopRun("soon")
 		case <-killed:
 			killed = nil
-			stopRun("now")
+			c.stopRun("now")
 		case <-rm.detached:
 			r.Warn("got %v: leaving run %s to the workers; see it with --attach %s", rm.detachSig, rm.run, rm.run)
 			return
@@ -333,99 +311,143 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, want int, known []in
 				enqueued = nil
 				continue
 			}
-			for _, j := range batch {
-				order = append(order, j.Seq)
-				jobsBy[j.Seq] = j
-			}
-			waiting := early
-			early = nil
-			for _, info := range waiting {
-				take(info)
-			}
+			c.confirmed(batch)
 		case info, ok := <-w.infos:
-			if ok {
-				quiet = stallFirst
-				stall.Reset(quiet)
-			}
 			if !ok {
 				r.Fail(fmt.Errorf("run %s: lost the queue; see the rest with --attach %s", rm.run, rm.run))
 				return
 			}
-			take(info)
+			quiet = stallFirst
+			stall.Reset(quiet)
+			c.take(info)
 		case <-stall.C:
-			// Nothing finished for a while: a full queue is one reason,
-			// which a write of the run's state shows.
-			probe, cancel := context.WithTimeout(ctx, 3*time.Second)
-			err := rm.update(probe, func(*State) {})
-			cancel()
-			if errors.Is(err, queue.ErrFull) {
-				switch {
-				case fullSince.IsZero() || len(seen) > seenWhenFull:
-					fullSince, seenWhenFull = time.Now(), len(seen)
-					r.Warn("run %s: the queue is full: the workers cannot store the outcomes of its jobs (%v)", rm.run, err)
-				case time.Since(fullSince) > fullGiveUp:
-					r.Fail(fmt.Errorf("run %s: the queue has been full for %v, with no job finishing; leaving the run: see it with --attach %s once the queue has room", rm.run, fullGiveUp, rm.run))
-					return
-				}
-			} else {
-				fullSince = time.Time{}
-			}
-			rm.takeLost(ctx, order, seen, suspects, take)
-			if err := w.stop(); err != nil {
-				r.Warn("%v", err)
-			}
-			if err := w.start(ctx); err != nil {
-				r.Warn("watching the run: %v; trying again", err)
+			if !c.stalled(ctx, w) {
+				return
 			}
 			quiet = min(2*quiet, time.Minute)
 			stall.Reset(quiet)
 		case <-hint.C:
-			if len(seen) == 0 {
+			if len(c.seen) == 0 {
 				rm.hintWorkers()
 			}
 		}
 	}
 }
 
+// confirmed takes a batch of jobs that the queue has, and the outcomes of
+// its jobs that came before it.
+func (c *collector) confirmed(batch []run.Job) {
+	for _, j := range batch {
+		c.order = append(c.order, j.Seq)
+		c.jobsBy[j.Seq] = j
+	}
+	waiting := c.early
+	c.early = nil
+	for _, info := range waiting {
+		c.take(info)
+	}
+}
+
+// take hands a finished job's outcome to the runner, once.
+func (c *collector) take(info *queue.Info) {
+	if !info.State.Finished() {
+		return
+	}
+	seq, err := strconv.Atoi(strings.TrimPrefix(info.ID, c.run+"."))
+	if err != nil || c.seen[seq] {
+		return
+	}
+	j, known := c.jobsBy[seq]
+	if !c.attached && !known { // its batch is not confirmed yet
+		c.early = append(c.early, info)
+		return
+	}
+	c.seen[seq] = true
+	c.r.Done(c.outcome(info, j))
+}
+
+// stopRun tells the workers that the run is stopped: "soon", start none of
+// its jobs; "now", kill those running too.
+func (c *collector) stopRun(how string) {
+	if c.stopped == "now" || c.stopped == how {
+		return
+	}
+	c.stopped = how
+	if err := c.update(context.Background(), func(st *State) { st.Stopped = how }); err != nil {
+		c.r.Warn("stopping the run: %v", err)
+	}
+}
+
+// stalled looks into a run from which nothing came for a while: a full
+// queue, jobs gone from the queue, or a watch that lost its way, which it
+// starts again. It reports false if the run is to be left.
+func (c *collector) stalled(ctx context.Context, w *runWatch) bool {
+	r := c.r
+	// A full queue is one reason, which a write of the run's state shows.
+	probe, cancel := context.WithTimeout(ctx, 3*time.Second)
+	err := c.update(probe, func(*State) {})
+	cancel()
+	if errors.Is(err, queue.ErrFull) {
+		switch {
+		case c.fullSince.IsZero() || len(c.seen) > c.seenWhenFull:
+			c.fullSince, c.seenWhenFull = time.Now(), len(c.seen)
+			r.Warn("run %s: the queue is full: the workers cannot store the outcomes of its jobs (%v)", c.run, err)
+		case time.Since(c.fullSince) > fullGiveUp:
+			r.Fail(fmt.Errorf("run %s: the queue has been full for %v, with no job finishing; leaving the run: see it with --attach %s once the queue has room", c.run, fullGiveUp, c.run))
+			return false
+		}
+	} else {
+		c.fullSince = time.Time{}
+	}
+	c.takeLost(ctx)
+	if err := w.stop(); err != nil {
+		r.Warn("%v", err)
+	}
+	if err := w.start(ctx); err != nil {
+		r.Warn("watching the run: %v; trying again", err)
+	}
+	return true
+}
+
 // stallFirst is how long a run's watch may be silent, with jobs out,
 // before it starts again.
 const stallFirst = 5 * time.Second
 
-// takeLost hands take an outcome for each job of the run that is gone from
-// the queue without one (deleted, or lost with a damaged store), so that
-// the run does not wait for it for ever. A job counts as gone when it was
-// missing at the check before too (suspects), since a server of a cluster
+// takeLost takes an outcome for each job of the run that is gone from the
+// queue without one (deleted, or lost with a damaged store), so that the
+// run does not wait for it for ever. A job counts as gone when it was
+// missing at the look before too (suspects), since a server of a cluster
 // may answer before it has every write.
-func (rm *remote) takeLost(ctx context.Context, order []int, seen map[int]bool, suspects map[string]bool, take func(*queue.Info)) {
+func (c *collector) takeLost(ctx context.Context) {
 	var ids []string
-	for _, seq := range order {
-		if !seen[seq] {
-			ids = append(ids, rm.run+"."+strconv.Itoa(seq))
+	for _, seq := range c.order {
+		if !c.seen[seq] {
+			ids = append(ids, c.run+"."+strconv.Itoa(seq))
 		}
 	}
-	missing, err := rm.c.Lost(ctx, ids)
+	missing, err := c.client.Lost(ctx, ids)
 	if err != nil {
 		return
 	}
 	var lost []string
 	for _, id := range missing {
-		if suspects[id] {
+		if c.suspects[id] {
 			lost = append(lost, id)
 		}
 	}
-	clear(suspects)
+	clear(c.suspects)
 	for _, id := range missing {
-		suspects[id] = true
+		c.suspects[id] = true
 	}
 	if len(lost) == 0 {
 		return
 	}
-	rm.r.Warn("run %s: %d jobs are gone from the queue without an outcome (deleted, or lost with damaged data): %s", rm.run, len(lost), strings.Join(lost[:min(len(lost), 10)], " "))
+	c.r.Warn("run %s: %d jobs are gone from the queue without an outcome (deleted, or lost with damaged data): %s", c.run, len(lost), strings.Join(lost[:min(len(lost), 10)], " "))
 	for _, id := range lost {
 		// The job's number, for an attached run, which knows no more of it.
-		seq, _ := strconv.Atoi(strings.TrimPrefix(id, rm.run+"."))
-		payload, _ := json.Marshal(Job{Run: rm.run, Seq: seq})
-		take(&queue.Info{ID: id, Payload: payload, State: queue.Dead, Errors: []string{"gone from the queue without an outcome"}, UpdatedAt: time.Now()})
+		seq, _ := strconv.Atoi(strings.TrimPrefix(id, c.run+"."))
+		payload, _ := json.Marshal(Job{Run: c.run, Seq: seq})
+		c.take(&queue.Info{ID: id, Payload: payload, State: queue.Dead, Errors: []string{"gone from the queue without an outcome"}, UpdatedAt: time.Now()})
 	}
 }
 
@@ -441,7 +463,7 @@ const noWorkerHint = 5 * time.Second
 func (rm *remote) hintWorkers() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	st, err := rm.c.Stats(ctx)
+	st, err := rm.client.Stats(ctx)
 	if err != nil {
 		return
 	}
@@ -491,7 +513,7 @@ func (rm *remote) outcome(info *queue.Info, j run.Job) *run.Outcome {
 // attach collects the outcomes of an earlier run.
 func (rm *remote) attach(ctx context.Context) error {
 	r := rm.r
-	b, err := rm.c.Meta(ctx, RunKey(rm.run))
+	b, err := rm.client.Meta(ctx, RunKey(rm.run))
 	if errors.Is(err, queue.ErrNotFound) {
 		return fmt.Errorf("--attach %s: the queue has no such run (runs are kept for a week)", rm.run)
 	}
@@ -517,7 +539,7 @@ func (rm *remote) attach(ctx context.Context) error {
 		r.Warn("run %s: its submitter stopped before it had enqueued every job; showing the %d it enqueued", rm.run, st.Jobs)
 	}
 	r.SetTotal(st.Jobs)
-	w := &runWatch{c: rm.c, pattern: rm.run + ".*"}
+	w := &runWatch{c: rm.client, pattern: rm.run + ".*"}
 	if err := w.start(ctx); err != nil {
 		return err
 	}
@@ -535,7 +557,7 @@ func (rm *remote) existing(ctx context.Context, seqs []int) ([]int, error) {
 	for i, seq := range seqs {
 		ids[i] = rm.run + "." + strconv.Itoa(seq)
 	}
-	lost, err := rm.c.Lost(ctx, ids)
+	lost, err := rm.client.Lost(ctx, ids)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/goherd/herd/queue"
+	"github.com/spf13/cobra"
+)
+
+const jsonUsage = "print JSON, for scripts"
+
+func newStatsCommand(ctx context.Context) *cobra.Command {
+	var o struct {
+		conn     connFlags
+		json     bool
+		interval time.Duration
+	}
+	cmd := onQueue(ctx, &cobra.Command{
+		Use:   "stats",
+		Short: "jobs waiting, in flight and dead, by queue and priority, and how fast they go",
+		Long: `Show, for each named queue and priority: jobs waiting for a worker (scheduled ones
+included), jobs in flight (running, or waiting for their next attempt), jobs settled
+per second (done, or failed and handed back for a retry) over --interval, jobs handed
+to workers so far, how many of those are handed out again, and idle fetches (workers
+waiting for a job); then the number of dead jobs, and of job records kept.`,
+		Args: cobra.NoArgs,
+	}, &o.conn, func(c *queue.Client, out io.Writer, _ []string) error {
+		st, err := queueStats(ctx, c, o.interval)
+		if err != nil {
+			return err
+		}
+		if o.json {
+			return writeJSON(out, st)
+		}
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "QUEUE\tPRIORITY\tWAITING\tIN FLIGHT\tSETTLED/S\tDELIVERED\tREDELIVERED\tIDLE FETCHES")
+		for _, q := range st.Queues {
+			name := q.Queue
+			if q.Paused {
+				name += " (paused)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1f\t%d\t%d\t%d\n", name, priorityName(q.Priority), q.Waiting, q.InFlight,
+				q.SettledPerSecond, q.Delivered, q.Redelivered, q.IdleFetches)
+		}
+		tw.Flush()
+		fmt.Fprintf(out, "\ndead jobs: %d   job records kept: %d\n", st.Dead, st.Records)
+		return nil
+	})
+	cmd.Flags().BoolVar(&o.json, "json", false, jsonUsage)
+	cmd.Flags().DurationVar(&o.interval, "interval", time.Second, "measure the rates over this long (0: no rates)")
+	return cmd
+}
+
+func newLsCommand(ctx context.Context) *cobra.Command {
+	var o struct {
+		conn  connFlags
+		json  bool
+		name  string
+		limit int
+	}
+	cmd := onQueue(ctx, &cobra.Command{
+		Use:   "ls",
+		Short: "the jobs still in the queue, oldest first",
+		Args:  cobra.NoArgs,
+	}, &o.conn, func(c *queue.Client, out io.Writer, _ []string) error {
+		infos, err := c.List(ctx, o.name, o.limit)
+		if err != nil {
+			return err
+		}
+		return writeInfos(out, infos, o.json)
+	})
+	cmd.Flags().BoolVar(&o.json, "json", false, jsonUsage)
+	cmd.Flags().StringVar(&o.name, "queue-name", "", "only the queue of this `NAME` (default: every queue)")
+	cmd.Flags().IntVar(&o.limit, "limit", 100, "show at most `N` jobs")
+	return cmd
+}
+
+func newInspectCommand(ctx context.Context) *cobra.Command {
+	var o struct {
+		conn connFlags
+		json bool
+	}
+	cmd := onQueue(ctx, &cobra.Command{
+		Use:   "inspect ID",
+		Short: "everything the queue knows of a job",
+		Args:  cobra.ExactArgs(1),
+	}, &o.conn, func(c *queue.Client, out io.Writer, args []string) error {
+		info, err := c.Info(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		if o.json {
+			return writeJSON(out, info)
+		}
+		writeInfo(out, info)
+		return nil
+	})
+	cmd.Flags().BoolVar(&o.json, "json", false, jsonUsage)
+	return cmd
+}
+
+func newDeadCommand(ctx context.Context) *cobra.Command {
+	var o struct {
+		conn connFlags
+		json bool
+	}
+	cmd := onQueue(ctx, &cobra.Command{
+		Use:   "dead",
+		Short: "the jobs that failed for good, with their errors",
+		Args:  cobra.NoArgs,
+	}, &o.conn, func(c *queue.Client, out io.Writer, _ []string) error {
+		infos, err := c.Dead(ctx)
+		if err != nil {
+			return err
+		}
+		return writeInfos(out, infos, o.json)
+	})
+	cmd.Flags().BoolVar(&o.json, "json", false, jsonUsage)
+	return cmd
+}
+
+// eachArg makes a command that calls fn with each of its arguments (job
+// ids, or queue names), saying what it did with each.
+func eachArg(ctx context.Context, cmd *cobra.Command, did string, fn func(c *queue.Client, ctx context.Context, arg string) error) *cobra.Command {
+	cmd.Args = cobra.MinimumNArgs(1)
+	return onQueue(ctx, cmd, new(connFlags), func(c *queue.Client, out io.Writer, args []string) error {
+		for _, arg := range args {
+			if err := fn(c, ctx, arg); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "%s: %s\n", arg, did)
+		}
+		return nil
+	})
+}
+
+func newRetryCommand(ctx context.Context) *cobra.Command {
+	return eachArg(ctx, &cobra.Command{
+		Use:   "retry ID...",
+		Short: "put dead jobs back in their queue",
+	}, "queued again", (*queue.Client).Retry)
+}
+
+func newCancelCommand(ctx context.Context) *cobra.Command {
+	return eachArg(ctx, &cobra.Command{
+		Use:   "cancel ID...",
+		Short: "cancel jobs: waiting ones never run, running ones are stopped",
+		Long: `Cancel the jobs with these ids (herd run --queue names its jobs RUN.N, N its job
+number). A job waiting, scheduled or waiting to retry never runs; a running one is
+stopped on the worker that runs it (a command's process group gets SIGTERM, then
+SIGKILL). Their records say cancelled. Cancelling a finished job is an error.`,
+	}, "cancelled", (*queue.Client).Cancel)
+}
+
+func newPauseCommand(ctx context.Context) *cobra.Command {
+	return eachArg(ctx, &cobra.Command{
+		Use:   "pause NAME...",
+		Short: "stop the workers taking the jobs of named queues, until resume",
+		Long: `Pause the named queues: their workers start none of their jobs until herd queue
+resume; the jobs running finish, and jobs can still be added. A pause is kept by the
+queue's server, across restarts of the server and of the workers; herd queue stats
+marks the queue paused.`,
+	}, "paused", (*queue.Client).Pause)
+}
+
+func newResumeCommand(ctx context.Context) *cobra.Command {
+	return eachArg(ctx, &cobra.Command{
+		Use:   "resume NAME...",
+		Short: "let the workers take the jobs of paused queues again",
+	}, "resumed", (*queue.Client).Resume)
+}
+
+func newPurgeCommand(ctx context.Context) *cobra.Command {
+	var o struct {
+		conn connFlags
+		name string
+		yes  bool
+	}
+	cmd := onQueue(ctx, &cobra.Command{
+		Use:   "purge --yes [--queue-name NAME]",
+		Short: "remove the jobs waiting in a queue, or in all",
+		Long: `Remove the jobs waiting in the named queue (all queues if --queue-name is not given),
+with their records. Running jobs finish. Nothing is removed without --yes.`,
+		Args: cobra.NoArgs,
+	}, &o.conn, func(c *queue.Client, out io.Writer, _ []string) error {
+		if !o.yes {
+			// Count from the queue's figures: listing every job would
+			// read each one's record.
+			st, err := c.Stats(ctx)
+			if err != nil {
+				return err
+			}
+			var n uint64
+			for _, q := range st.Queues {
+				if o.name == "" || q.Queue == o.name {
+					n += q.Waiting + uint64(q.InFlight)
+				}
+			}
+			if n == 0 {
+				fmt.Fprintln(out, "no jobs waiting: nothing to remove")
+				return nil
+			}
+			return fmt.Errorf("this would remove %d jobs: say --yes to remove them", n)
+		}
+		n, err := c.Purge(ctx, o.name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "removed %d jobs\n", n)
+		return nil
+	})
+	cmd.Flags().StringVar(&o.name, "queue-name", "", "only the queue of this `NAME` (default: every queue)")
+	cmd.Flags().BoolVar(&o.yes, "yes", false, "really remove the jobs")
+	return cmd
+}
+
+func newRepairCommand(ctx context.Context) *cobra.Command {
+	return onQueue(ctx, &cobra.Command{
+		Use:   "repair",
+		Short: "put back the jobs whose messages damaged files lost, from their records",
+		Long: `Look for jobs that damaged files left with a record and no message to run them (jobs
+that had started, or were retried by hand), and put each back in its queue from its
+record, to run now, with its attempts and errors kept. A job no worker had taken has
+no record: if its message is lost, nothing is left to rebuild it from.
+
+The embedded server, and herd queue serve, do this when they start if the server found
+the queue's files damaged or not closed cleanly; run it by hand for a queue on another
+NATS server after its files were damaged. It reads every record.`,
+		Args: cobra.NoArgs,
+	}, new(connFlags), func(c *queue.Client, out io.Writer, _ []string) error {
+		ids, err := c.Repair(ctx)
+		for _, id := range ids {
+			fmt.Fprintf(out, "%s: put back\n", id)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%d jobs put back\n", len(ids))
+		return nil
+	})
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+
+	"github.com/goherd/herd/queue"
+	"github.com/spf13/cobra"
+)
+
+const queueHelp = `The durable queue that herd run --queue puts jobs on and herd work takes them from.
+
+  herd queue serve     run the queue's server for workers and submitters on other machines
+  herd queue stats     jobs waiting, in flight and dead, by queue and priority
+  herd queue ls        the jobs still in the queue, oldest first
+  herd queue inspect   everything the queue knows of a job
+  herd queue dead      the jobs that failed for good
+  herd queue retry     put a dead job back in its queue
+  herd queue purge     remove the waiting jobs of a queue
+
+Every command but serve connects to --queue URL (or $HERD_QUEUE); with neither, it
+opens the queue stored on this machine in --dir, which no other process may be using.`
+
+func newQueueCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "queue",
+		Short: "serve and look after the durable queue of herd run --queue",
+		Long:  queueHelp,
+		Args:  cobra.NoArgs,
+	}
+	cmd.AddCommand(
+		newServeCommand(sigs),
+		newStatsCommand(ctx),
+		newLsCommand(ctx),
+		newInspectCommand(ctx),
+		newDeadCommand(ctx),
+		newRetryCommand(ctx),
+		newPurgeCommand(ctx),
+		newPauseCommand(ctx),
+		newResumeCommand(ctx),
+		newCancelCommand(ctx),
+		newRepairCommand(ctx),
+		newCronCommand(ctx),
+	)
+	return cmd
+}
+
+// onQueue makes cmd a command that opens the queue conn names (its flags
+// added to cmd's), runs fn on it with the command's output and arguments,
+// and closes it.
+func onQueue(ctx context.Context, cmd *cobra.Command, conn *connFlags, fn func(c *queue.Client, out io.Writer, args []string) error) *cobra.Command {
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := conn.open(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return fn(c, cmd.OutOrStdout(), args)
+	}
+	f := cmd.Flags()
+	f.SortFlags = false
+	conn.add(f, true)
+	return cmd
+}
