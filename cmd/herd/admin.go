@@ -11,15 +11,9 @@ import (
 	"github.com/spf13/cobra"
 )
 
-const jsonUsage = "print JSON, for scripts"
-
 func newStatsCommand(ctx context.Context) *cobra.Command {
-	var o struct {
-		conn     connFlags
-		json     bool
-		interval time.Duration
-	}
-	cmd := onQueue(ctx, &cobra.Command{
+	var interval time.Duration
+	cmd := onQueueJSON(ctx, &cobra.Command{
 		Use:   "stats",
 		Short: "jobs waiting, in flight and dead, by queue and priority, and how fast they go",
 		Long: `Show, for each named queue and priority: jobs waiting for a worker (scheduled ones
@@ -28,12 +22,12 @@ per second (done, or failed and handed back for a retry) over --interval, jobs h
 to workers so far, how many of those are handed out again, and idle fetches (workers
 waiting for a job); then the number of dead jobs, and of job records kept.`,
 		Args: cobra.NoArgs,
-	}, &o.conn, func(c *queue.Client, out io.Writer, _ []string) error {
-		st, err := queueStats(ctx, c, o.interval)
+	}, func(c *queue.Client, out io.Writer, _ []string, asJSON bool) error {
+		st, err := queueStats(ctx, c, interval)
 		if err != nil {
 			return err
 		}
-		if o.json {
+		if asJSON {
 			return writeJSON(out, st)
 		}
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
@@ -50,77 +44,61 @@ waiting for a job); then the number of dead jobs, and of job records kept.`,
 		fmt.Fprintf(out, "\ndead jobs: %d   job records kept: %d\n", st.Dead, st.Records)
 		return nil
 	})
-	cmd.Flags().BoolVar(&o.json, "json", false, jsonUsage)
-	cmd.Flags().DurationVar(&o.interval, "interval", time.Second, "measure the rates over this long (0: no rates)")
+	cmd.Flags().DurationVar(&interval, "interval", time.Second, "measure the rates over this long (0: no rates)")
 	return cmd
 }
 
 func newLsCommand(ctx context.Context) *cobra.Command {
 	var o struct {
-		conn  connFlags
-		json  bool
 		name  string
 		limit int
 	}
-	cmd := onQueue(ctx, &cobra.Command{
+	cmd := onQueueJSON(ctx, &cobra.Command{
 		Use:   "ls",
 		Short: "the jobs still in the queue, oldest first",
 		Args:  cobra.NoArgs,
-	}, &o.conn, func(c *queue.Client, out io.Writer, _ []string) error {
+	}, func(c *queue.Client, out io.Writer, _ []string, asJSON bool) error {
 		infos, err := c.List(ctx, o.name, o.limit)
 		if err != nil {
 			return err
 		}
-		return writeInfos(out, infos, o.json)
+		return writeInfos(out, infos, asJSON)
 	})
-	cmd.Flags().BoolVar(&o.json, "json", false, jsonUsage)
 	cmd.Flags().StringVar(&o.name, "queue-name", "", "only the queue of this `NAME` (default: every queue)")
 	cmd.Flags().IntVar(&o.limit, "limit", 100, "show at most `N` jobs")
 	return cmd
 }
 
 func newInspectCommand(ctx context.Context) *cobra.Command {
-	var o struct {
-		conn connFlags
-		json bool
-	}
-	cmd := onQueue(ctx, &cobra.Command{
+	return onQueueJSON(ctx, &cobra.Command{
 		Use:   "inspect ID",
 		Short: "everything the queue knows of a job",
 		Args:  cobra.ExactArgs(1),
-	}, &o.conn, func(c *queue.Client, out io.Writer, args []string) error {
+	}, func(c *queue.Client, out io.Writer, args []string, asJSON bool) error {
 		info, err := c.Info(ctx, args[0])
 		if err != nil {
 			return err
 		}
-		if o.json {
+		if asJSON {
 			return writeJSON(out, info)
 		}
 		writeInfo(out, info)
 		return nil
 	})
-	cmd.Flags().BoolVar(&o.json, "json", false, jsonUsage)
-	return cmd
 }
 
 func newDeadCommand(ctx context.Context) *cobra.Command {
-	var o struct {
-		conn connFlags
-		json bool
-	}
-	cmd := onQueue(ctx, &cobra.Command{
+	return onQueueJSON(ctx, &cobra.Command{
 		Use:   "dead",
 		Short: "the jobs that failed for good, with their errors",
 		Args:  cobra.NoArgs,
-	}, &o.conn, func(c *queue.Client, out io.Writer, _ []string) error {
+	}, func(c *queue.Client, out io.Writer, _ []string, asJSON bool) error {
 		infos, err := c.Dead(ctx)
 		if err != nil {
 			return err
 		}
-		return writeInfos(out, infos, o.json)
+		return writeInfos(out, infos, asJSON)
 	})
-	cmd.Flags().BoolVar(&o.json, "json", false, jsonUsage)
-	return cmd
 }
 
 // eachArg makes a command that calls fn with each of its arguments (job

@@ -78,24 +78,17 @@ func newCronAddCommand(ctx context.Context) *cobra.Command {
 }
 
 func newCronLsCommand(ctx context.Context) *cobra.Command {
-	var o struct {
-		conn connFlags
-		json bool
-	}
-	cmd := onQueue(ctx, &cobra.Command{
+	return onQueueJSON(ctx, &cobra.Command{
 		Use:   "ls",
 		Short: "the schedules, with their next run",
 		Args:  cobra.NoArgs,
-	}, &o.conn, func(c *queue.Client, out io.Writer, _ []string) error {
+	}, func(c *queue.Client, out io.Writer, _ []string, asJSON bool) error {
 		scheds, err := c.Schedules(ctx)
 		if err != nil {
 			return err
 		}
-		if o.json {
-			if scheds == nil {
-				scheds = []*queue.Schedule{}
-			}
-			return writeJSON(out, scheds)
+		if asJSON {
+			return writeJSON(out, orEmpty(scheds))
 		}
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tSPEC\tQUEUE\tNEXT RUN\tCOMMAND")
@@ -110,8 +103,6 @@ func newCronLsCommand(ctx context.Context) *cobra.Command {
 		}
 		return tw.Flush()
 	})
-	cmd.Flags().BoolVar(&o.json, "json", false, jsonUsage)
-	return cmd
 }
 
 func newCronRmCommand(ctx context.Context) *cobra.Command {

@@ -63,3 +63,17 @@ func onQueue(ctx context.Context, cmd *cobra.Command, conn *connFlags, fn func(c
 	conn.add(f, true)
 	return cmd
 }
+
+// onQueueJSON is onQueue for a command that prints JSON, for scripts, when
+// --json is given: fn is told whether it was.
+func onQueueJSON(ctx context.Context, cmd *cobra.Command, fn func(c *queue.Client, out io.Writer, args []string, asJSON bool) error) *cobra.Command {
+	var o struct {
+		conn connFlags
+		json bool
+	}
+	cmd = onQueue(ctx, cmd, &o.conn, func(c *queue.Client, out io.Writer, args []string) error {
+		return fn(c, out, args, o.json)
+	})
+	cmd.Flags().BoolVar(&o.json, "json", false, "print JSON, for scripts")
+	return cmd
+}

@@ -82,6 +82,15 @@ func priorityName(p queue.Priority) string {
 	return "default"
 }
 
+// orEmpty returns list, or an empty list for nil: JSON's [] rather than
+// null, for scripts.
+func orEmpty[T any](list []T) []T {
+	if list == nil {
+		return []T{}
+	}
+	return list
+}
+
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -91,10 +100,7 @@ func writeJSON(w io.Writer, v any) error {
 // writeInfos lists jobs, a line each, or as a JSON array.
 func writeInfos(w io.Writer, infos []*queue.Info, asJSON bool) error {
 	if asJSON {
-		if infos == nil {
-			infos = []*queue.Info{}
-		}
-		return writeJSON(w, infos)
+		return writeJSON(w, orEmpty(infos))
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tKIND\tQUEUE\tPRIORITY\tSTATE\tATTEMPTS\tENQUEUED\tLAST ERROR")
