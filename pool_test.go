@@ -15,39 +15,18 @@ import (
 	"time"
 
 	"github.com/goherd/herd"
+	"github.com/goherd/herd/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if code == 0 {
-		if err := leakedGoroutines(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
+		if leaked := testutil.Leaked("github.com/goherd/herd."); leaked != "" {
+			fmt.Fprintf(os.Stderr, "goroutines leaked:\n%s\n", leaked)
 			code = 1
 		}
 	}
 	os.Exit(code)
-}
-
-// leakedGoroutines reports goroutines still running herd code after every
-// test has returned. Goroutines can take a moment to unwind after the
-// operation that owns them has returned, so it looks a few times.
-func leakedGoroutines() error {
-	var stacks string
-	for range 50 {
-		buf := make([]byte, 1<<20)
-		stacks = string(buf[:runtime.Stack(buf, true)])
-		leaked := false
-		for g := range strings.SplitSeq(stacks, "\n\n") {
-			if strings.Contains(g, "github.com/goherd/herd.") && !strings.Contains(g, "leakedGoroutines") {
-				leaked = true
-			}
-		}
-		if !leaked {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("goroutines leaked:\n%s", stacks)
 }
 
 func TestRootImportsStandardLibraryOnly(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goherd/herd/internal/testutil"
 	"github.com/goherd/herd/queue"
 	"github.com/goherd/herd/queue/internal/embedded"
 	"github.com/goherd/herd/queue/queuetest"
@@ -206,7 +207,7 @@ func TestDirInUse(t *testing.T) {
 // A watch goes on after its server restarts and the client reconnects:
 // records written after the restart arrive.
 func TestWatchAfterReconnect(t *testing.T) {
-	dir, port := t.TempDir(), freePorts(t, 1)[0]
+	dir, port := t.TempDir(), testutil.FreePorts(t, 1)[0]
 	ns := startServer(t, embedded.Config{Dir: dir, Port: port})
 	c := open(t, queue.Config{URL: ns.ClientURL()})
 	ctx, cancel := context.WithCancel(t.Context())

@@ -4,24 +4,20 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/goherd/herd/internal/testcert"
-	"github.com/goherd/herd/internal/testio"
+	"github.com/goherd/herd/internal/testutil"
 	"github.com/goherd/herd/queue"
 	"github.com/goherd/herd/queue/internal/embedded"
 	"github.com/nats-io/jwt/v2"
@@ -48,37 +44,12 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	if code == 0 {
-		if leaked := leakedGoroutines(); leaked != "" {
+		if leaked := testutil.Leaked("goherd/herd/queue", "nats-io/nats.go", "nats-io/nats-server"); leaked != "" {
 			fmt.Fprintf(os.Stderr, "goroutines left running after the tests:\n%s\n", leaked)
 			code = 1
 		}
 	}
 	os.Exit(code)
-}
-
-// leakedGoroutines returns the stacks of goroutines still running the
-// queue's, the NATS client's or the NATS server's code once every test has
-// closed what it opened. Goroutines take a moment to unwind, so it looks
-// for a few seconds.
-func leakedGoroutines() string {
-	var leaked []string
-	for range 100 {
-		buf := make([]byte, 4<<20)
-		leaked = leaked[:0]
-		for g := range strings.SplitSeq(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
-			if strings.Contains(g, "leakedGoroutines") {
-				continue
-			}
-			if strings.Contains(g, "goherd/herd/queue") || strings.Contains(g, "nats-io/nats.go") || strings.Contains(g, "nats-io/nats-server") {
-				leaked = append(leaked, g)
-			}
-		}
-		if len(leaked) == 0 {
-			return ""
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return strings.Join(leaked, "\n\n")
 }
 
 // hangingWorker is the worker process that TestWorkerKilledMidJob kills:
@@ -367,30 +338,11 @@ func TestKilledWhileBusy(t *testing.T) {
 	t.Logf("killed after %d enqueues and %d outcomes; %d jobs ran after the restart", len(payloads), len(done), len(ran))
 }
 
-// freePorts returns n ports free on loopback now.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
 // A three-node cluster on loopback, each node its own process, with jobs
 // kept on all three, finishes a run when one node is killed outright
 // mid-run, losing nothing.
 func TestClusterSurvivesNodeLoss(t *testing.T) {
-	ports := freePorts(t, 6)
+	ports := testutil.FreePorts(t, 6)
 	var routes, urls []string
 	for i := range 3 {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[3+i]))
@@ -549,24 +501,10 @@ func TestCredsFile(t *testing.T) {
 	assertRefused(t, queue.Config{URL: ns.ClientURL(), CredsFile: bad}, queue.Config{URL: ns.ClientURL()})
 }
 
-// selfSigned returns a TLS certificate for 127.0.0.1 and a pool that
-// trusts it.
-func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	certPEM, keyPEM := testcert.New(t)
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(certPEM)
-	return cert, pool
-}
-
 // With TLS, a client that trusts the server's certificate works, and one
 // that does not is refused with a clear error.
 func TestTLS(t *testing.T) {
-	cert, roots := selfSigned(t)
+	cert, roots := testutil.SelfSigned(t)
 	ns := startServer(t, embedded.Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}})
 	url := strings.Replace(ns.ClientURL(), "nats://", "tls://", 1)
 
@@ -624,9 +562,9 @@ func TestDamagedStore(t *testing.T) {
 		ids = append(ids, id)
 	}
 	c.Close()
-	testio.CutJobs(t, dir)
+	testutil.CutJobs(t, dir)
 
-	var log testio.Buffer
+	var log testutil.Buffer
 	c = open(t, queue.Config{Dir: dir, Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if !strings.Contains(log.String(), "nats-server: Filestore [HERD]") {
 		t.Errorf("the server said nothing of the damage; the log:\n%s", log.String())
@@ -658,7 +596,7 @@ func TestDamagedStore(t *testing.T) {
 // succeeds, and no job runs again once its outcome was stored (seen by a
 // watch), though acknowledgements are lost with the server.
 func TestServerKilledUnderWorkers(t *testing.T) {
-	listen := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+	listen := fmt.Sprintf("127.0.0.1:%d", testutil.FreePorts(t, 1)[0])
 	dir := t.TempDir()
 	serve := func() *exec.Cmd { return startNode(t, nodeConfig{Name: "herd", Listen: listen, Dir: dir}) }
 	server := serve()

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goherd/herd/internal/testio"
+	"github.com/goherd/herd/internal/testutil"
 	"github.com/goherd/herd/queue"
 )
 
@@ -27,7 +27,7 @@ func TestRepairAtStart(t *testing.T) {
 			dir, ids := startedJobs(t)
 			damageBlock(t, dir, 2)
 
-			var log testio.Buffer
+			var log testutil.Buffer
 			logger := slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelInfo}))
 			var c *queue.Client
 			if how == "embedded" {

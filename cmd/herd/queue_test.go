@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,16 +18,15 @@ import (
 	"time"
 
 	"github.com/goherd/herd/internal/run/remote"
-	"github.com/goherd/herd/internal/testcert"
-	"github.com/goherd/herd/internal/testio"
+	"github.com/goherd/herd/internal/testutil"
 	"github.com/goherd/herd/queue"
 )
 
 // proc is a herd process under test.
 type proc struct {
 	cmd    *exec.Cmd
-	out    testio.Buffer
-	errOut testio.Buffer
+	out    testutil.Buffer
+	errOut testutil.Buffer
 	exited chan struct{}
 }
 
@@ -99,7 +97,7 @@ func serveQueue(t *testing.T, args ...string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var errOut testio.Buffer
+	var errOut testutil.Buffer
 	cmd.Stderr = &errOut
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -127,7 +125,7 @@ type fixedServer struct {
 // serveFixed starts herd queue serve on a free loopback port.
 func serveFixed(t *testing.T) *fixedServer {
 	t.Helper()
-	listen := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+	listen := fmt.Sprintf("127.0.0.1:%d", testutil.FreePorts(t, 1)[0])
 	s := &fixedServer{listen: listen, url: "nats://" + listen, data: t.TempDir()}
 	s.start(t)
 	return s
@@ -490,7 +488,7 @@ func assertEachOnce(t *testing.T, output string, n int) {
 // three: one killed outright mid-run, the run completes, nothing lost or
 // reported twice.
 func TestQueueClusterNodeKilled(t *testing.T) {
-	ports := freePorts(t, 6)
+	ports := testutil.FreePorts(t, 6)
 	var routes, urls []string
 	for i := range 3 {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[3+i]))
@@ -663,7 +661,7 @@ func TestQueueDamagedStore(t *testing.T) {
 	p := startProc(t, dir, nil, append([]string{"run", "--queue", url, "echo done {}", ":::"}, inputs(n)...)...)
 	p.waitOutput(t, `all 200 jobs are on the queue`)
 	server.kill(t)
-	testio.CutJobs(t, server.data)
+	testutil.CutJobs(t, server.data)
 	server.start(t)
 	startWorkers(t, url, 1, "-j", "4")
 
@@ -695,21 +693,6 @@ func TestQueueDamagedStore(t *testing.T) {
 	if rows := jobRows(t, filepath.Join(dir, "attach.tsv")); len(rows) != n {
 		t.Errorf("attach: job log has %d rows, want %d", len(rows), n)
 	}
-}
-
-// freePorts returns n ports free on loopback now.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
 }
 
 // A run on a queue that no worker serves says so, and goes on once a
@@ -792,7 +775,7 @@ func TestQueueTLS(t *testing.T) {
 // the same certificate as the CA to trust, and returns their paths.
 func writeCert(t *testing.T, dir string) (cert, key, ca string) {
 	t.Helper()
-	certPEM, keyPEM := testcert.New(t)
+	certPEM, keyPEM := testutil.Cert(t)
 	cert, key, ca = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "ca.pem")
 	for path, data := range map[string][]byte{cert: certPEM, ca: certPEM, key: keyPEM} {
 		if err := os.WriteFile(path, data, 0o600); err != nil {

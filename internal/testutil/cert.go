@@ -1,5 +1,4 @@
-// Package testcert makes TLS certificates for tests that serve on loopback.
-package testcert
+package testutil
 
 import (
 	"crypto/ecdsa"
@@ -14,10 +13,10 @@ import (
 	"time"
 )
 
-// New returns a self-signed certificate for 127.0.0.1, valid for an hour,
+// Cert returns a self-signed certificate for 127.0.0.1, valid for an hour,
 // and its private key, both PEM-encoded. The certificate is its own CA:
 // trusting it is trusting the server.
-func New(t testing.TB) (certPEM, keyPEM []byte) {
+func Cert(t testing.TB) (certPEM, keyPEM []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -1,7 +1,4 @@
-// Package testio holds what herd's tests share to watch processes and
-// servers: output they write while the test reads it, and the damage a
-// disk can do to a queue's data.
-package testio
+package testutil
 
 import (
 	"bytes"

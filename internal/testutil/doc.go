@@ -1,0 +1,6 @@
+// Package testutil holds what herd's tests share: free ports and
+// certificates for servers on loopback, a check for goroutines left
+// running, output written by processes while a test reads it, and the
+// damage a disk can do to a queue's data. Tests only: no binary links it
+// (TestNotInBinaries).
+package testutil

@@ -1,0 +1,40 @@
+package testutil
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// No binary links the tests' helpers.
+func TestNotInBinaries(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "github.com/goherd/herd/cmd/herd").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for dep := range strings.Lines(string(out)) {
+		if strings.TrimSpace(dep) == "github.com/goherd/herd/internal/testutil" {
+			t.Errorf("cmd/herd links %s", strings.TrimSpace(dep))
+		}
+	}
+}
+
+// Leaked sees a goroutine that is still running, and one that ended.
+func TestLeaked(t *testing.T) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		leakyWaiter(stop)
+	}()
+	if got := Leaked("testutil.leakyWaiter"); !strings.Contains(got, "leakyWaiter") {
+		t.Errorf("Leaked missed a running goroutine: %q", got)
+	}
+	close(stop)
+	<-done
+	if got := Leaked("testutil.leakyWaiter"); got != "" {
+		t.Errorf("Leaked reports a goroutine that ended:\n%s", got)
+	}
+}
+
+func leakyWaiter(stop <-chan struct{}) { <-stop }
