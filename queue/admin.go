@@ -22,10 +22,9 @@ import (
 // sends each job's current record again: callers take records as states,
 // not as events.
 //
-// The channel is closed when ctx is done or the watch fails. The function
-// returned with it waits for the watch to end and says why: nil when ctx
-// ended it. Call it once done with the channel.
-func (c *Client) Watch(ctx context.Context, pattern string) (<-chan *Info, func() error, error) {
+// The watcher's channel is closed when ctx is done, the watcher is
+// stopped, or the watch fails. Stop it once done with it.
+func (c *Client) Watch(ctx context.Context, pattern string) (*Watcher[Info], error) {
 	filters := []string{jobRoot + ".*.*." + pattern, recRoot + ".*.*." + pattern}
 	// A job's record replaces its message once a worker has it: while the
 	// watch catches up, a job's message is held back until it is clear
@@ -48,9 +47,28 @@ func (c *Client) Watch(ctx context.Context, pattern string) (<-chan *Info, func(
 	})
 }
 
+// A Watcher sends what it watches on a channel: the records of jobs
+// ([Client.Watch]) or shared values ([Client.WatchMeta]).
+type Watcher[T any] struct {
+	updates <-chan *T
+	stop    context.CancelFunc
+	wait    func() error
+}
+
+// Updates is the channel the watcher sends on. It is closed when the watch
+// ends.
+func (w *Watcher[T]) Updates() <-chan *T { return w.updates }
+
+// Stop ends the watch, waits until it has ended, and says why it did: nil
+// when Stop or the watch's context ended it.
+func (w *Watcher[T]) Stop() error {
+	w.stop()
+	return w.wait()
+}
+
 // watch follows the subjects of a stream that match filters: it sends what
 // decode makes of the latest message of each, then of each new message,
-// until ctx is done. Deleted keys of a key-value bucket are skipped, as are
+// until ctx is done or the watcher is stopped. Deleted keys of a key-value bucket are skipped, as are
 // values decode makes nil of; an error from decode ends the watch.
 //
 // keyOf, if set, names the thing each subject is about, and whether its
@@ -63,7 +81,8 @@ func (c *Client) Watch(ctx context.Context, pattern string) (<-chan *Info, func(
 // of a cluster lost) starts again on another within seconds. When the
 // client reconnects to another server, the watch starts over on it, and
 // sends the latest value of each key again.
-func watch[T any](ctx context.Context, c *Client, stream string, filters []string, keyOf func(subject string) (key string, hold bool), decode func(subject string, value []byte) (*T, error)) (<-chan *T, func() error, error) {
+func watch[T any](ctx context.Context, c *Client, stream string, filters []string, keyOf func(subject string) (key string, hold bool), decode func(subject string, value []byte) (*T, error)) (*Watcher[T], error) {
+	ctx, stop := context.WithCancel(ctx)
 	start := func() (jetstream.MessagesContext, error) {
 		cons, err := c.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
 			FilterSubjects: filters,
@@ -77,7 +96,8 @@ func watch[T any](ctx context.Context, c *Client, stream string, filters []strin
 	reconnected := c.reconnectSignal()
 	msgs, err := start()
 	if err != nil {
-		return nil, nil, fmt.Errorf("queue: watch %s: %w", filters[0], err)
+		stop()
+		return nil, fmt.Errorf("queue: watch %s: %w", filters[0], err)
 	}
 	out := make(chan *T, 64)
 	var werr error
@@ -106,7 +126,7 @@ func watch[T any](ctx context.Context, c *Client, stream string, filters []strin
 			}
 		}
 	})
-	return out, func() error { wg.Wait(); return werr }, nil
+	return &Watcher[T]{updates: out, stop: stop, wait: func() error { wg.Wait(); return werr }}, nil
 }
 
 // stopAfter is how long a watch ending waits for its consumer's Next to

@@ -35,15 +35,15 @@ func TestBigResult(t *testing.T) {
 		t.Errorf("Info: %v, want the whole result", err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
-	infos, done, err := c.Watch(ctx, "big.*")
+	watcher, err := c.Watch(ctx, "big.*")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info := <-infos; info == nil || !bytes.Equal(info.Result, big) {
+	if info := <-watcher.Updates(); info == nil || !bytes.Equal(info.Result, big) {
 		t.Errorf("Watch: got %v, want the record with the whole result", info)
 	}
 	cancel()
-	if err := done(); err != nil {
+	if err := watcher.Stop(); err != nil {
 		t.Errorf("Watch ended with %v after its context, want nil", err)
 	}
 	if err := c.Delete(t.Context(), id); err != nil {
@@ -65,7 +65,7 @@ func TestWatch(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	infos, done, err := c.Watch(ctx, "run1.*")
+	watcher, err := c.Watch(ctx, "run1.*")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestWatch(t *testing.T) {
 	timeout := time.After(30 * time.Second)
 	for len(succeeded) < 3 {
 		select {
-		case info := <-infos:
+		case info := <-watcher.Updates():
 			if info.ID == "run2.0" {
 				t.Fatalf("Watch(run1.*) sent %s", info.ID)
 			}
@@ -93,7 +93,7 @@ func TestWatch(t *testing.T) {
 		}
 	}
 	cancel()
-	if err := done(); err != nil {
+	if err := watcher.Stop(); err != nil {
 		t.Errorf("Watch: %v", err)
 	}
 }
@@ -211,13 +211,13 @@ func TestWatchAfterReconnect(t *testing.T) {
 	ns := startServer(t, embedded.Config{Dir: dir, Port: port})
 	c := open(t, queue.Config{URL: ns.ClientURL()})
 	ctx, cancel := context.WithCancel(t.Context())
-	infos, done, err := c.Watch(ctx, "w.*")
+	watcher, err := c.Watch(ctx, "w.*")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
 		cancel()
-		if err := done(); err != nil {
+		if err := watcher.Stop(); err != nil {
 			t.Errorf("Watch: %v", err)
 		}
 	}()
@@ -226,7 +226,7 @@ func TestWatchAfterReconnect(t *testing.T) {
 		timeout := time.After(30 * time.Second)
 		for {
 			select {
-			case info := <-infos:
+			case info := <-watcher.Updates():
 				if info.ID == id {
 					return
 				}

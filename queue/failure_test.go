@@ -82,13 +82,13 @@ func busyQueue(dir string) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	infos, _, err := c.Watch(ctx, "*")
+	watcher, err := c.Watch(ctx, "*")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	go func() {
-		for info := range infos {
+		for info := range watcher.Updates() {
 			if info.State == queue.Succeeded {
 				fmt.Println("done", info.ID)
 			}
@@ -626,13 +626,13 @@ func TestServerKilledUnderWorkers(t *testing.T) {
 	stored := map[string]time.Time{}   // when a watch first saw the job succeeded
 	starts := map[string][]time.Time{} // each run's start
 	watchCtx, stopWatch := context.WithCancel(t.Context())
-	infos, done, err := c.Watch(watchCtx, "*")
+	watcher, err := c.Watch(watchCtx, "*")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var watching sync.WaitGroup
 	watching.Go(func() {
-		for info := range infos {
+		for info := range watcher.Updates() {
 			mu.Lock()
 			if _, ok := stored[info.ID]; !ok && info.State == queue.Succeeded {
 				stored[info.ID] = time.Now()
@@ -642,7 +642,7 @@ func TestServerKilledUnderWorkers(t *testing.T) {
 	})
 	t.Cleanup(func() {
 		stopWatch()
-		done()
+		watcher.Stop()
 		watching.Wait()
 	})
 	runWorker(t, c, queue.WorkerConfig{Concurrency: 8, Lease: 2 * time.Second}, map[string]queue.Handler{

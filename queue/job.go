@@ -338,12 +338,12 @@ func (c *Client) Wait(ctx context.Context, id string) (*Info, error) {
 	defer stop()
 	updates := make(chan *Info)
 	wg.Go(func() {
-		infos, ended, err := c.Watch(wctx, id)
+		w, err := c.Watch(wctx, id)
 		if err != nil {
 			return
 		}
-		defer ended()
-		for info := range infos {
+		defer w.Stop()
+		for info := range w.Updates() {
 			select {
 			case updates <- info:
 			case <-wctx.Done():

@@ -63,9 +63,8 @@ type MetaEntry struct {
 
 // WatchMeta sends the values whose keys match pattern (as in
 // [Client.Watch]): first those stored now, then each one stored later,
-// until ctx is done. The function returned with the channel waits for the
-// watch to end and says why: nil when ctx ended it.
-func (c *Client) WatchMeta(ctx context.Context, pattern string) (<-chan *MetaEntry, func() error, error) {
+// until ctx is done or the watcher is stopped.
+func (c *Client) WatchMeta(ctx context.Context, pattern string) (*Watcher[MetaEntry], error) {
 	prefix := "$KV." + metaBucket + "."
 	return watch(ctx, c, "KV_"+metaBucket, []string{prefix + pattern}, nil, func(subject string, value []byte) (*MetaEntry, error) {
 		return &MetaEntry{Key: strings.TrimPrefix(subject, prefix), Value: value}, nil

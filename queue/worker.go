@@ -173,29 +173,9 @@ func (c *Client) ensureConsumer(ctx context.Context, queue string, p Priority) e
 // without handing it back is given to another worker when its lease runs
 // out.
 func (w *Worker) Run(ctx context.Context) error {
-	var consumers []jetstream.Consumer
-	var names []string
-	for _, prio := range []Priority{High, Default, Low} {
-		for _, q := range w.cfg.Queues {
-			cons, err := w.c.workerConsumer(ctx, q, prio, w.cfg.Lease)
-			for wait := 250 * time.Millisecond; err != nil && transient(err) && ctx.Err() == nil; wait = min(2*wait, 5*time.Second) {
-				// A cluster electing its leaders, or a server too busy to
-				// answer in time: a worker waits rather than gives up.
-				w.c.log.Warn("queue: worker: the server does not answer; trying again", "queue", q, "error", err)
-				select {
-				case <-time.After(wait):
-				case <-ctx.Done():
-				}
-				cons, err = w.c.workerConsumer(ctx, q, prio, w.cfg.Lease)
-			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("queue: worker: queue %s: %w", q, err)
-			}
-			consumers, names = append(consumers, cons), append(names, cons.CachedInfo().Name)
-		}
+	consumers, names, err := w.consumers(ctx)
+	if err != nil || ctx.Err() != nil {
+		return err
 	}
 	p, err := newPuller(w.c.nc)
 	if err != nil {
@@ -214,16 +194,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Jobs run under their own context, which outlives ctx by the
-	// shutdown timeout.
-	jobsCtx, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
+	jobsCtx, stopJobs := w.jobContext(ctx)
 	defer stopJobs()
-	w.mu.Lock()
-	w.stopJobs = stopJobs
-	if w.aborted {
-		stopJobs()
-	}
-	w.mu.Unlock()
 	var scheduler sync.WaitGroup
 	defer scheduler.Wait()
 	schedCtx, stopSchedules := context.WithCancel(ctx)
@@ -290,6 +262,50 @@ func (w *Worker) Run(ctx context.Context) error {
 	outcomes.pending.Wait()
 	w.tidy(context.WithoutCancel(ctx), consumers)
 	return nil
+}
+
+// consumers returns the consumers of the worker's queues, high priority
+// first, and their names, waiting for a server that does not answer yet;
+// none if ctx ends first.
+func (w *Worker) consumers(ctx context.Context) ([]jetstream.Consumer, []string, error) {
+	var consumers []jetstream.Consumer
+	var names []string
+	for _, prio := range []Priority{High, Default, Low} {
+		for _, q := range w.cfg.Queues {
+			cons, err := w.c.workerConsumer(ctx, q, prio, w.cfg.Lease)
+			for wait := 250 * time.Millisecond; err != nil && transient(err) && ctx.Err() == nil; wait = min(2*wait, 5*time.Second) {
+				// A cluster electing its leaders, or a server too busy to
+				// answer in time: a worker waits rather than gives up.
+				w.c.log.Warn("queue: worker: the server does not answer; trying again", "queue", q, "error", err)
+				select {
+				case <-time.After(wait):
+				case <-ctx.Done():
+				}
+				cons, err = w.c.workerConsumer(ctx, q, prio, w.cfg.Lease)
+			}
+			if ctx.Err() != nil {
+				return nil, nil, nil
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("queue: worker: queue %s: %w", q, err)
+			}
+			consumers, names = append(consumers, cons), append(names, cons.CachedInfo().Name)
+		}
+	}
+	return consumers, names, nil
+}
+
+// jobContext returns the context jobs run under, which outlives ctx by the
+// shutdown timeout, and its cancel, which Abort calls too.
+func (w *Worker) jobContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	jobsCtx, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stopJobs = stopJobs
+	if w.aborted {
+		stopJobs()
+	}
+	return jobsCtx, stopJobs
 }
 
 // maxUnsettled is the most jobs a worker runs ahead of the storing of

@@ -123,24 +123,25 @@ type runWatch struct {
 	c       *queue.Client
 	pattern string
 	infos   <-chan *queue.Info
-	cancel  context.CancelFunc
-	done    func() error
+	w       *queue.Watcher[queue.Info]
 }
 
 func (w *runWatch) start(ctx context.Context) error {
-	ctx, w.cancel = context.WithCancel(ctx)
 	var err error
-	if w.infos, w.done, err = w.c.Watch(ctx, w.pattern); err != nil {
-		// Nothing to receive or wait for until the next start.
-		w.cancel()
-		w.infos, w.done = nil, func() error { return nil }
+	if w.w, err = w.c.Watch(ctx, w.pattern); err != nil {
+		w.infos = nil // nothing to receive until the next start
+		return err
 	}
-	return err
+	w.infos = w.w.Updates()
+	return nil
 }
 
 func (w *runWatch) stop() error {
-	w.cancel()
-	return w.done()
+	if w.w == nil {
+		return nil
+	}
+	defer func() { w.w = nil }()
+	return w.w.Stop()
 }
 
 // update changes the run's state and stores it.

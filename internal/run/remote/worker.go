@@ -55,16 +55,16 @@ func (w *Worker) Close() error { return w.devNull.Close() }
 // killed.
 func (w *Worker) WatchRuns(ctx context.Context, c *queue.Client, stderr io.Writer) {
 	for ctx.Err() == nil {
-		entries, wait, err := c.WatchMeta(ctx, RunKey("*"))
+		watcher, err := c.WatchMeta(ctx, RunKey("*"))
 		if err == nil {
-			for e := range entries {
+			for e := range watcher.Updates() {
 				var st State
 				if json.Unmarshal(e.Value, &st) != nil || st.Stopped == "" {
 					continue
 				}
 				w.stop(strings.TrimPrefix(e.Key, RunKey("")), st.Stopped)
 			}
-			err = wait()
+			err = watcher.Stop()
 		}
 		if err != nil && ctx.Err() == nil {
 			fmt.Fprintf(stderr, "herd work: following the runs' states: %v; trying again\n", err)

@@ -165,6 +165,45 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	opts, err := options(cfg)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	log := &serverLog{l: cfg.Logger, streams: map[string]bool{}}
+	if log.l == nil {
+		log.l = slog.New(slog.DiscardHandler)
+	}
+	ns, err := run(opts, log)
+	if err == nil && len(log.complaints()) > 0 {
+		// The server trusts a stream's index when it was written at a
+		// clean stop, and finds a damaged block only once it reads it,
+		// keeping the index's count of the messages lost. Start it again
+		// without the index of each stream it complained of, so that it
+		// rebuilds the index from the blocks that it can read.
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		for _, name := range log.complaints() {
+			paths, _ := filepath.Glob(filepath.Join(cfg.Dir, "jetstream", "*", "streams", name, "msgs", "index.db"))
+			for _, p := range paths {
+				if err := os.Remove(p); err != nil {
+					lock.Close()
+					return nil, fmt.Errorf("embedded: rebuilding the index of %s: %w", name, err)
+				}
+			}
+		}
+		log.l.Warn("queue: starting the server again to rebuild the index of streams whose files were damaged or not closed cleanly", "streams", log.complaints())
+		ns, err = run(opts, log)
+	}
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return &Server{Server: ns, lock: lock, dir: cfg.Dir, log: log}, nil
+}
+
+// options are the server's options for cfg.
+func options(cfg Config) (*server.Options, error) {
 	name := cfg.Name
 	if name == "" {
 		name = "herd"
@@ -209,36 +248,7 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.Tune != nil {
 		cfg.Tune(opts)
 	}
-	log := &serverLog{l: cfg.Logger, streams: map[string]bool{}}
-	if log.l == nil {
-		log.l = slog.New(slog.DiscardHandler)
-	}
-	ns, err := run(opts, log)
-	if err == nil && len(log.complaints()) > 0 {
-		// The server trusts a stream's index when it was written at a
-		// clean stop, and finds a damaged block only once it reads it,
-		// keeping the index's count of the messages lost. Start it again
-		// without the index of each stream it complained of, so that it
-		// rebuilds the index from the blocks that it can read.
-		ns.Shutdown()
-		ns.WaitForShutdown()
-		for _, name := range log.complaints() {
-			paths, _ := filepath.Glob(filepath.Join(cfg.Dir, "jetstream", "*", "streams", name, "msgs", "index.db"))
-			for _, p := range paths {
-				if err := os.Remove(p); err != nil {
-					lock.Close()
-					return nil, fmt.Errorf("embedded: rebuilding the index of %s: %w", name, err)
-				}
-			}
-		}
-		log.l.Warn("queue: starting the server again to rebuild the index of streams whose files were damaged or not closed cleanly", "streams", log.complaints())
-		ns, err = run(opts, log)
-	}
-	if err != nil {
-		lock.Close()
-		return nil, err
-	}
-	return &Server{Server: ns, lock: lock, dir: cfg.Dir, log: log}, nil
+	return opts, nil
 }
 
 // run starts a server and waits until it accepts connections.
