@@ -45,7 +45,7 @@ func main() {
 	for _, w := range wls {
 		wall := map[string][]float64{}
 		cpu := map[string][]float64{}
-		for r := 0; r < rounds; r++ {
+		for range rounds {
 			for _, bin := range bins {
 				argv := w.args
 				if strings.HasSuffix(bin, "xargs") {
