@@ -60,7 +60,7 @@ func TestParseSecondsAndSize(t *testing.T) {
 			t.Errorf("parseSeconds(%q) = nil error", bad)
 		}
 	}
-	for in, want := range map[string]int64{"1": 1, "10k": 10 << 10, "1M": 1 << 20, "2g": 2 << 30, "1.5K": 1536} {
+	for in, want := range map[string]int64{"1": 1, "10K": 10 << 10, "10k": 10000, "1M": 1 << 20, "1m": 1e6, "2G": 2 << 30, "2g": 2e9, "1.5K": 1536} {
 		if got, err := parseSize("--block", in); err != nil || got != want {
 			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}

@@ -46,7 +46,6 @@ Where herd differs from GNU parallel, on purpose:
     job log had the same command line it has now, and refuses to go on if not, rather
     than skipping or re-running the wrong jobs.
   - --retries N means N attempts in all, as GNU parallel counts them.
-  - A job killed by a signal has Exitval -1 in the job log.
   - -k has no effect with --line-buffer or --ungroup.
   - When a job's shell exits, whatever it left running in its process group is killed.
 
@@ -112,6 +111,11 @@ type runOptions struct {
 	recStart     string
 	recEnd       string
 	shell        string
+	noRunIfEmpty bool
+	eof          string
+	argSep       string
+	argFileSep   string
+	verbose      bool
 	conn         connFlags
 	queueName    string
 	attach       string
@@ -156,17 +160,23 @@ func newRunCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 	f.SetInterspersed(false) // the command's own options are not ours
 	f.SortFlags = false
 	f.StringVarP(&o.jobs, "jobs", "j", "", "run `N` jobs at once: N, N% of the CPUs, +N or -N CPUs, 0 for as many as possible (default: the number of CPUs)")
+	f.StringVarP(&o.jobs, "max-procs", "P", "", "the same as -j `N`")
 	f.BoolVarP(&o.keepOrder, "keep-order", "k", false, "print the jobs' output in input order")
 	f.StringArrayVarP(&o.argFiles, "arg-file", "a", nil, "read inputs from `FILE` (- is standard input); may be repeated")
 	f.BoolVarP(&o.null, "null", "0", false, "inputs end with a NUL byte, not a newline")
 	f.StringVarP(&o.delim, "delimiter", "d", "", "inputs end with `DELIM` (\\n, \\t, \\0 and \\xHH are understood)")
 	f.StringVar(&o.colsep, "colsep", "", "split each input into columns {1}, {2}, ... at `REGEX`")
+	f.BoolVarP(&o.noRunIfEmpty, "no-run-if-empty", "r", false, "skip the inputs that are empty or only white space")
+	f.StringVarP(&o.eof, "eof", "E", "", "end each input source at a value equal to `STR`")
+	f.StringVar(&o.argSep, "arg-sep", ":::", "start a source of values with `SEP` instead of :::")
+	f.StringVar(&o.argFileSep, "arg-file-sep", "::::", "start a source of files with `SEP` instead of ::::")
 	f.IntVarP(&o.maxArgs, "max-args", "n", 0, "give each job up to `N` inputs")
 	f.IntVarP(&o.exactArgs, "max-replace-args", "N", 0, "give each job `N` inputs (with --pipe: N records)")
 	f.BoolVar(&o.link, "link", false, "pair input sources value by value instead of combining them")
 	f.StringVarP(&o.replaceStr, "replace", "I", "", "use `STR` instead of {} for the whole input")
 	f.BoolVar(&o.raw, "raw", false, "substitute inputs unquoted, as shell code (unsafe with untrusted input)")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the commands instead of running them")
+	f.BoolVarP(&o.verbose, "verbose", "t", false, "print each command on standard error as it starts")
 	f.BoolVar(&o.shuf, "shuf", false, "run the jobs in random order (their numbers stay those of the input)")
 	f.StringVar(&o.delay, "delay", "", "wait `SECS` between job starts")
 	f.StringVar(&o.timeout, "timeout", "", "kill a job after `SECS`, or after N% of the median run time of the jobs so far")
@@ -184,7 +194,7 @@ func newRunCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 	f.BoolVar(&o.eta, "eta", false, "show the estimated time left on a terminal")
 	f.BoolVar(&o.progress, "progress", false, "show jobs running and done on a terminal")
 	f.BoolVar(&o.pipe, "pipe", false, "split standard input into blocks and give each job one on its standard input")
-	f.StringVar(&o.block, "block", "1M", "with --pipe: blocks of about `SIZE` bytes (k, M, G: powers of 1024)")
+	f.StringVar(&o.block, "block", "1M", "with --pipe: blocks of about `SIZE` bytes (K, M, G: powers of 1024; k, m, g: of 1000)")
 	f.StringVar(&o.recStart, "recstart", "", "with --pipe: records start with `STR`")
 	f.StringVar(&o.recEnd, "recend", "\n", "with --pipe: records end with `STR`")
 	f.StringVar(&o.shell, "shell", "/bin/sh", "the shell that runs each command")
@@ -200,14 +210,15 @@ func newRunCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 // plan checks the options and arguments and turns them into the run's
 // configuration.
 func (o runOptions) plan(args []string, changed func(string) bool) (*run.Config, error) {
-	command, sources, err := input.Split(args)
+	command, sources, err := input.Split(args, input.Separators{Args: o.argSep, Files: o.argFileSep})
 	if err != nil {
 		return nil, err
 	}
 	if err := firstBroken(o.rules(len(command) > 0, len(sources) > 0 || len(o.argFiles) > 0, changed)); err != nil {
 		return nil, err
 	}
-	cfg := &run.Config{Raw: o.raw, Shell: o.shell, Shuf: o.shuf, DryRun: o.dryRun, KeepOrder: o.keepOrder,
+	cfg := &run.Config{Raw: o.raw, Shell: o.shell, Shuf: o.shuf, DryRun: o.dryRun, KeepOrder: o.keepOrder, Verbose: o.verbose,
+		SkipEmpty: o.noRunIfEmpty, NoArgs: (changed("max-args") && o.maxArgs == 0) || (changed("max-replace-args") && o.exactArgs == 0),
 		Tag: o.tag, TagString: o.tagString, LineBuffer: o.lineBuffer, Ungroup: o.ungroup,
 		Bar: o.bar, ETA: o.eta, Progress: o.progress, Attempts: max(o.retries, 1),
 		Joblog: strings.TrimPrefix(o.joblog, "+"), AppendLog: strings.HasPrefix(o.joblog, "+"),
@@ -273,6 +284,7 @@ func (o runOptions) rules(hasCommand, hasInputs bool, changed func(string) bool)
 		{o.retryFailed && (hasCommand || hasInputs), "--retry-failed runs the failed commands of the job log: give no command or inputs"},
 		{o.null && changed("delimiter"), "-0 and -d: choose one"},
 		{o.pipe && hasInputs, "--pipe reads standard input: give no ::: or :::: inputs or -a"},
+		{o.argSep == "" || o.argFileSep == "" || o.argSep == o.argFileSep, "--arg-sep and --arg-file-sep must be two different words"},
 	}
 }
 
@@ -309,7 +321,7 @@ func (o runOptions) planInputs(cfg *run.Config, sources []input.Source, template
 	for _, f := range o.argFiles {
 		sources = append(sources, input.Source{Path: f})
 	}
-	cfg.Input = input.Config{Sources: sources, Link: o.link, MaxArgs: max(o.maxArgs, o.exactArgs)}
+	cfg.Input = input.Config{Sources: sources, Link: o.link, MaxArgs: max(o.maxArgs, o.exactArgs), EOF: o.eof}
 	var err error
 	switch {
 	case o.null:
@@ -405,32 +417,28 @@ func parseSeconds(flag, s string) (time.Duration, error) {
 	return 0, fmt.Errorf("%s %q: want seconds, like 2.5 or 1m30s", flag, s)
 }
 
-// parseSize parses a size flag such as --block: bytes with an optional k,
-// M, G or T (powers of 1024, either case).
+// parseSize parses a size flag such as --block, as GNU parallel reads it:
+// bytes with an optional K, M, G or T (powers of 1024) or k, m, g or t
+// (powers of 1000).
 func parseSize(flag, s string) (int64, error) {
-	bad := fmt.Errorf("%s %q: want a size such as 512k or 10M", flag, s)
+	bad := fmt.Errorf("%s %q: want a size such as 512K or 10M", flag, s)
 	if s == "" {
 		return 0, bad
 	}
-	mult := int64(1)
-	switch s[len(s)-1] {
-	case 'k', 'K':
-		mult = 1 << 10
-	case 'm', 'M':
-		mult = 1 << 20
-	case 'g', 'G':
-		mult = 1 << 30
-	case 't', 'T':
-		mult = 1 << 40
+	mult := 1.0
+	if i := strings.IndexByte("KMGT", s[len(s)-1]); i >= 0 {
+		mult = math.Pow(1024, float64(i+1))
+	} else if i := strings.IndexByte("kmgt", s[len(s)-1]); i >= 0 {
+		mult = math.Pow(1000, float64(i+1))
 	}
 	if mult > 1 {
 		s = s[:len(s)-1]
 	}
 	n, err := strconv.ParseFloat(s, 64)
-	if err != nil || n < 1 || n*float64(mult) > 1<<40 {
+	if err != nil || n < 1 || n*mult > 1<<40 {
 		return 0, bad
 	}
-	return int64(n * float64(mult)), nil
+	return int64(n * mult), nil
 }
 
 // unescape interprets \n, \t, \r, \0, \\ and \xHH in a delimiter.

@@ -34,8 +34,9 @@ type Job struct {
 type Result struct {
 	Start    time.Time
 	Duration time.Duration
-	Exit     int // the exit status; -1 if the job was killed by a signal or never started
-	Signal   int // the signal that killed it, or 0
+	Exit     int  // the exit status; -1 if the job was killed by a signal or never started
+	Signal   int  // the signal that killed it, or 0
+	Killed   bool // Run killed it: its context ended (a time limit, --halt now, a signal to herd)
 	Err      error
 }
 
@@ -73,6 +74,7 @@ func Run(ctx context.Context, j Job) Result {
 	select {
 	case err = <-done:
 	case <-ctx.Done():
+		res.Killed = true
 		grace := j.Grace
 		if grace == 0 {
 			grace = 500 * time.Millisecond

@@ -21,11 +21,29 @@ type Source struct {
 	Linked bool     // :::+ or ::::+ : paired with the source before, not combined
 }
 
+// Separators are the words that start input sources on a command line:
+// ::: and :::: by default (GNU parallel's --arg-sep and --arg-file-sep
+// change them). A source's separator followed by + links it to the one
+// before.
+type Separators struct {
+	Args  string // values follow
+	Files string // files follow
+}
+
+// DefaultSeparators are GNU parallel's.
+var DefaultSeparators = Separators{Args: ":::", Files: "::::"}
+
+func (sep Separators) is(s string) bool {
+	return s == sep.Args || s == sep.Args+"+" || s == sep.Files || s == sep.Files+"+"
+}
+
 // Split separates a herd run command line into the command and the input
-// sources given with :::, :::+, :::: and ::::+.
-func Split(args []string) (command []string, sources []Source, err error) {
+// sources given with :::, :::+, :::: and ::::+ (or the separators given).
+// A ::: with no values is an empty source, as a glob that matched nothing
+// gives: it makes no jobs.
+func Split(args []string, seps Separators) (command []string, sources []Source, err error) {
 	i := 0
-	for i < len(args) && !isSep(args[i]) {
+	for i < len(args) && !seps.is(args[i]) {
 		i++
 	}
 	command = args[:i]
@@ -33,18 +51,18 @@ func Split(args []string) (command []string, sources []Source, err error) {
 		sep := args[i]
 		i++
 		start := i
-		for i < len(args) && !isSep(args[i]) {
+		for i < len(args) && !seps.is(args[i]) {
 			i++
 		}
-		vals := args[start:i]
-		linked := sep == ":::+" || sep == "::::+"
+		vals := args[start:i:i]
+		linked := sep == seps.Args+"+" || sep == seps.Files+"+"
 		if linked && len(sources) == 0 {
 			return nil, nil, fmt.Errorf("%s must follow another input source", sep)
 		}
 		switch sep {
-		case ":::", ":::+":
-			if len(vals) == 0 {
-				return nil, nil, fmt.Errorf("%s needs at least one argument", sep)
+		case seps.Args, seps.Args + "+":
+			if vals == nil {
+				vals = []string{} // values, none of them: not a file source
 			}
 			sources = append(sources, Source{Args: vals, Linked: linked})
 		default:
@@ -59,10 +77,6 @@ func Split(args []string) (command []string, sources []Source, err error) {
 	return command, sources, nil
 }
 
-func isSep(s string) bool {
-	return s == ":::" || s == ":::+" || s == "::::" || s == "::::+"
-}
-
 // Config says how to read the inputs.
 type Config struct {
 	Sources []Source  // none means Stdin
@@ -72,8 +86,11 @@ type Config struct {
 	// MaxArgs is how many records make one job (-n and -N). Zero means 1.
 	MaxArgs int
 	// Link pairs all sources value by value instead of combining them
-	// (--link).
+	// (--link), repeating the shorter ones; sources linked with :::+ are
+	// cut to the shortest instead, as GNU parallel does.
 	Link bool
+	// EOF, if set, ends each source at a value equal to it (-E).
+	EOF string
 }
 
 // Reader yields the inputs of each job.
@@ -212,9 +229,9 @@ func product(prefix []string, rest [][][]string, yield func([]string, error) boo
 	return true
 }
 
-// zip yields the values of the given sources side by side. Shorter sources
-// are repeated from their start to the length of the longest, as GNU
-// parallel does with --link.
+// zip yields the values of the given sources side by side: as many as the
+// shortest has, or, with --link, as many as the longest has, the shorter
+// ones repeated from their start, as GNU parallel does.
 func (r *Reader) zip(sources []int) iter.Seq2[[]string, error] {
 	return func(yield func([]string, error) bool) {
 		if len(sources) == 1 {
@@ -226,7 +243,7 @@ func (r *Reader) zip(sources []int) iter.Seq2[[]string, error] {
 			return
 		}
 		all := make([][]string, len(sources))
-		longest := 0
+		longest, shortest := 0, -1
 		for i, s := range sources {
 			var err error
 			if all[i], err = collect(r.values(s)); err != nil {
@@ -237,8 +254,15 @@ func (r *Reader) zip(sources []int) iter.Seq2[[]string, error] {
 				return
 			}
 			longest = max(longest, len(all[i]))
+			if shortest < 0 || len(all[i]) < shortest {
+				shortest = len(all[i])
+			}
 		}
-		for k := range longest {
+		n := shortest
+		if r.cfg.Link {
+			n = longest
+		}
+		for k := range n {
 			tuple := make([]string, len(all))
 			for i := range all {
 				tuple[i] = all[i][k%len(all[i])]
@@ -262,11 +286,12 @@ func collect[T any](seq iter.Seq2[T, error]) ([]T, error) {
 	return all, nil
 }
 
-// values yields the values of one source.
+// values yields the values of one source, up to the -E string.
 func (r *Reader) values(i int) iter.Seq2[string, error] {
 	s := r.cfg.Sources[i]
+	all := Records(r.files[i], r.cfg.Delim, s.Path)
 	if s.Args != nil {
-		return func(yield func(string, error) bool) {
+		all = func(yield func(string, error) bool) {
 			for _, a := range s.Args {
 				if !yield(a, nil) {
 					return
@@ -274,7 +299,16 @@ func (r *Reader) values(i int) iter.Seq2[string, error] {
 			}
 		}
 	}
-	return Records(r.files[i], r.cfg.Delim, s.Path)
+	if r.cfg.EOF == "" {
+		return all
+	}
+	return func(yield func(string, error) bool) {
+		for v, err := range all {
+			if (err == nil && v == r.cfg.EOF) || !yield(v, err) || err != nil {
+				return
+			}
+		}
+	}
 }
 
 // Records yields the records of rd, split at delim, without the delimiter.

@@ -28,7 +28,7 @@ func jobs(t *testing.T, cfg Config) [][]string {
 }
 
 func TestSplit(t *testing.T) {
-	cmd, srcs, err := Split([]string{"echo", "{}", ":::", "a", "b", ":::+", "1", "2", "::::", "f1", "f2", "::::+", "g"})
+	cmd, srcs, err := Split([]string{"echo", "{}", ":::", "a", "b", ":::+", "1", "2", "::::", "f1", "f2", "::::+", "g"}, DefaultSeparators)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,10 +36,16 @@ func TestSplit(t *testing.T) {
 	if !slices.Equal(cmd, []string{"echo", "{}"}) || fmt.Sprint(srcs) != fmt.Sprint(want) {
 		t.Errorf("Split = %q, %+v; want %+v", cmd, srcs, want)
 	}
-	for _, bad := range [][]string{{"echo", ":::"}, {"echo", "::::"}, {"echo", ":::+", "a"}} {
-		if _, _, err := Split(bad); err == nil {
+	for _, bad := range [][]string{{"echo", "::::"}, {"echo", ":::+", "a"}} {
+		if _, _, err := Split(bad, DefaultSeparators); err == nil {
 			t.Errorf("Split(%q) = nil error", bad)
 		}
+	}
+	// An empty ::: is a source with no values (a glob that matched
+	// nothing), and other separators can be given.
+	_, srcs, err = Split([]string{"echo", ",,", ",,,", "f", ",,+"}, Separators{Args: ",,", Files: ",,,"})
+	if want := []Source{{Args: []string{}}, {Path: "f"}, {Args: []string{}, Linked: true}}; err != nil || fmt.Sprint(srcs) != fmt.Sprint(want) {
+		t.Errorf("Split with separators ,, and ,,, = %+v, %v; want %+v", srcs, err, want)
 	}
 }
 
@@ -54,6 +60,10 @@ func TestCombinations(t *testing.T) {
 	}{
 		{"product", Config{Sources: []Source{{Args: []string{"a", "b"}}, {Args: []string{"1", "2"}}}}, "[[a 1] [a 2] [b 1] [b 2]]"},
 		{"linked", Config{Sources: []Source{{Args: []string{"a", "b"}}, {Args: []string{"1", "2"}, Linked: true}}}, "[[a 1] [b 2]]"},
+		{"linked cuts longer", Config{Sources: []Source{{Args: []string{"a", "b", "c"}}, {Args: []string{"1", "2"}, Linked: true}}}, "[[a 1] [b 2]]"},
+		{"empty values", Config{Sources: []Source{{Args: []string{}}}}, "[]"},
+		{"eof", Config{Sources: []Source{{Args: []string{"a", "b", "c"}}}, EOF: "b"}, "[[a]]"},
+		{"eof in a file", Config{Sources: []Source{{Path: f}}, EOF: "y"}, "[[x]]"},
 		{"link repeats shorter", Config{Link: true, Sources: []Source{{Args: []string{"a", "b", "c"}}, {Args: []string{"1"}}}}, "[[a 1] [b 1] [c 1]]"},
 		{"file", Config{Sources: []Source{{Path: f}, {Args: []string{"1"}}}}, "[[x 1] [y 1]]"},
 		{"stdin", Config{Stdin: strings.NewReader("p\nq")}, "[[p] [q]]"},

@@ -227,7 +227,7 @@ func Quote(s string) string {
 	safe := true
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_./=:,+@%", c) >= 0) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_./+", c) >= 0) {
 			safe = false
 			break
 		}
@@ -235,7 +235,10 @@ func Quote(s string) string {
 	if safe {
 		return s
 	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	// GNU parallel's quoting, so that --dry-run and the job log read the
+	// same: a quote ends the quoted run, comes double-quoted, and another
+	// run starts.
+	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
 }
 
 // String returns the template as written, with {} for the whole input.

@@ -31,7 +31,9 @@ func TestExpand(t *testing.T) {
 		{"awk '{print}' {}", Options{}, []string{"f"}, "awk '{print}' f"},
 		{"echo {0} {x} {", Options{}, []string{"a"}, "echo {0} {x} { a"},
 		{"echo {}", Options{}, []string{"x; rm -rf ~"}, `echo 'x; rm -rf ~'`},
-		{"echo {}", Options{}, []string{"it's"}, `echo 'it'\''s'`},
+		{"echo {}", Options{}, []string{"it's"}, `echo 'it'"'"'s'`},
+		{"echo {}", Options{}, []string{"a=b"}, `echo 'a=b'`},
+		{"echo {}", Options{}, []string{"+x/y.z-1_2"}, `echo +x/y.z-1_2`},
 	} {
 		got := Parse(tc.tmpl, tc.opts).Expand(tc.inputs, 7, 2, false)
 		if got != tc.want {
@@ -70,9 +72,9 @@ func unquote(s string) (string, bool) {
 	var b strings.Builder
 	for s != "" {
 		switch {
-		case strings.HasPrefix(s, `\'`):
+		case strings.HasPrefix(s, `"'"`):
 			b.WriteByte('\'')
-			s = s[2:]
+			s = s[3:]
 		case s[0] == '\'':
 			end := strings.IndexByte(s[1:], '\'')
 			if end < 0 {
@@ -88,7 +90,7 @@ func unquote(s string) (string, bool) {
 }
 
 func FuzzQuote(f *testing.F) {
-	for _, s := range []string{"", "a", "x; rm -rf ~", "it's", "''", `'\''`} {
+	for _, s := range []string{"", "a", "x; rm -rf ~", "it's", "''", `'\''`, `'"'"'`} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

@@ -22,6 +22,10 @@ type Config struct {
 	Pipe     *Pipe // --pipe: jobs read blocks of standard input
 	Shuf     bool
 	DryRun   bool
+	// NoArgs consumes an input per job without passing it on (-n0);
+	// SkipEmpty drops the jobs whose inputs are all empty or blank (-r).
+	NoArgs    bool
+	SkipEmpty bool
 
 	// Joblog is the job log's path, if any; AppendLog keeps its rows.
 	// Resume skips the jobs it has, ResumeFailed those that succeeded;
@@ -40,6 +44,7 @@ type Config struct {
 	Halt           Halt
 
 	KeepOrder  bool              // -k
+	Verbose    bool              // print each command on standard error as it starts (-t)
 	Tag        bool              // prefix lines with the inputs
 	TagString  string            // or with this, expanded
 	TagTmpl    *replace.Template // TagString parsed

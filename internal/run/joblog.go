@@ -65,9 +65,16 @@ func (l *joblog) write(seq int, host string, res command.Result, sent, received 
 	if host == "" {
 		host = ":"
 	}
+	exit := res.Exit
+	if res.Signal != 0 && !res.Killed {
+		// As GNU parallel writes it: a job that died of a signal has
+		// Exitval 0 and the signal in its column; one that herd killed
+		// (a time limit, --halt now), Exitval -1.
+		exit = 0
+	}
 	row := fmt.Sprintf("%d\t%s\t%.3f\t%10.3f\t%d\t%d\t%d\t%d\t%s\n",
 		seq, logCommand(host), float64(res.Start.UnixMilli())/1000, res.Duration.Seconds(), sent, received,
-		res.Exit, res.Signal, logCommand(line))
+		exit, res.Signal, logCommand(line))
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	_, err := l.f.WriteString(row)
@@ -135,6 +142,8 @@ func ReadJoblog(path string) (map[int]LogRow, []int, error) {
 // now. A job slot ({%}) may differ between runs, so it matches any number.
 func matches(logged, now, marker string) bool {
 	logged, now = logCommand(logged), logCommand(now)
+	// herd quoted a quote as '\'' before it quoted as GNU parallel does.
+	logged = strings.ReplaceAll(logged, `'\''`, `'"'"'`)
 	if marker == "" || !strings.Contains(now, marker) {
 		return logged == now
 	}

@@ -51,6 +51,12 @@ func Jobs(cfg *Config, stdin io.Reader, count bool) (jobs iter.Seq2[Job, error],
 					yield(Job{}, err)
 					return
 				}
+				if cfg.SkipEmpty && blank(args) {
+					continue
+				}
+				if cfg.NoArgs {
+					args = nil
+				}
 				seq++
 				if !yield(Job{Seq: seq, Args: args, Line: cfg.Template.Expand(args, seq, slotMarker, cfg.Raw)}, nil) {
 					return
@@ -82,6 +88,16 @@ func Jobs(cfg *Config, stdin io.Reader, count bool) (jobs iter.Seq2[Job, error],
 		rand.Shuffle(len(list), func(a, b int) { list[a], list[b] = list[b], list[a] })
 	}
 	return sliceJobs(list), len(list), cleanup, nil
+}
+
+// blank reports whether every input is empty or white space.
+func blank(args []string) bool {
+	for _, a := range args {
+		if strings.TrimSpace(a) != "" {
+			return false
+		}
+	}
+	return true
 }
 
 func sliceJobs(list []Job) iter.Seq2[Job, error] {

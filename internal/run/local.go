@@ -72,6 +72,7 @@ func (l *local) run(_ context.Context, j Job) (struct{}, error) {
 			return l.output(o, received)
 		},
 	}
+	r.Starting(o)
 	o.Result = a.Run(r.JobContext())
 	o.Received = received.n
 	if !o.Result.Failed() {

@@ -68,7 +68,7 @@ type Runner struct {
 	halted     bool
 	err        error // why the run ended early, if it did
 
-	prints chan *Outcome // to the printer
+	prints chan printItem // to the printer
 	order  reorder
 }
 
@@ -183,7 +183,7 @@ func (r *Runner) Run(ctx context.Context, exec Executor, sigs <-chan os.Signal) 
 	var wg sync.WaitGroup
 	finished := make(chan struct{})
 	wg.Go(func() { r.watchSignals(sigs, finished, exec) })
-	r.prints = make(chan *Outcome, 64)
+	r.prints = make(chan printItem, 64)
 	wg.Go(r.printAll)
 	err = exec.Execute(ctx, r, r.feed(jobs, total))
 	close(finished)
@@ -242,13 +242,30 @@ func (r *Runner) feed(jobs iter.Seq2[Job, error], total int) iter.Seq[Job] {
 	}
 }
 
+// Starting says that a job starts: with -t, its command line goes to
+// standard error, after the output of the jobs that finished before. An
+// executor that hears of its jobs only once they ended calls it just
+// before Done.
+func (r *Runner) Starting(o *Outcome) {
+	if r.cfg.Verbose {
+		r.prints <- printItem{o, true}
+	}
+}
+
+// A printItem is a job's outcome to print, or with started its command
+// line as it starts.
+type printItem struct {
+	o       *Outcome
+	started bool
+}
+
 // Done takes the outcome of a job: its job log row, the counts and
 // --halt, then its output. It may be called from any goroutine.
 func (r *Runner) Done(o *Outcome) {
 	if !o.Skipped {
 		r.finish(o)
 	}
-	r.prints <- o
+	r.prints <- printItem{o, false}
 }
 
 // finish records a finished job: its job log row, the counts, and --halt.
@@ -306,8 +323,13 @@ func (r *Runner) finish(o *Outcome) {
 func (r *Runner) printAll() {
 	keep := r.cfg.KeepOrder && !r.cfg.LineBuffer && !r.cfg.Ungroup
 	var held []*Outcome // of jobs fed elsewhere: printed in job order at the end
-	for o := range r.prints {
+	for item := range r.prints {
+		o := item.o
 		switch {
+		case item.started:
+			r.outMu.Lock()
+			fmt.Fprintln(r.stderr, o.Line)
+			r.outMu.Unlock()
 		case !keep:
 			r.print(o)
 		case r.cfg.Template == nil:
@@ -405,7 +427,7 @@ func (r *Runner) tag(o *Outcome) string {
 	case r.cfg.TagTmpl != nil:
 		return r.cfg.TagTmpl.Expand(o.Job.Args, o.Job.Seq, o.Slot, true) + "\t"
 	case r.cfg.Tag:
-		return strings.Join(o.Job.Args, "\t") + "\t"
+		return strings.Join(o.Job.Args, " ") + "\t" // GNU parallel's: the inputs, a space between
 	}
 	return ""
 }

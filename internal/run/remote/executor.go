@@ -364,7 +364,11 @@ func (c *collector) take(info *queue.Info) {
 		return
 	}
 	c.seen[seq] = true
-	c.r.Done(c.outcome(info, j))
+	o := c.outcome(info, j)
+	if !o.Skipped {
+		c.r.Starting(o) // for -t: the queue says when a job ended, not when it started
+	}
+	c.r.Done(o)
 }
 
 // stopRun tells the workers that the run is stopped: "soon", start none of

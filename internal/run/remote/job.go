@@ -38,13 +38,14 @@ type Result struct {
 	Duration time.Duration `json:"duration,omitempty"`
 	Exit     int           `json:"exit"`
 	Signal   int           `json:"signal,omitempty"`
+	Killed   bool          `json:"killed,omitempty"` // the worker killed it (its time limit, the run stopped now)
 	Err      string        `json:"error,omitempty"`
 	Stdout   []byte        `json:"stdout,omitempty"`
 	Stderr   []byte        `json:"stderr,omitempty"`
 }
 
 func (r *Result) result() command.Result {
-	res := command.Result{Start: r.Start, Duration: r.Duration, Exit: r.Exit, Signal: r.Signal}
+	res := command.Result{Start: r.Start, Duration: r.Duration, Exit: r.Exit, Signal: r.Signal, Killed: r.Killed}
 	if r.Err != "" {
 		res.Err = errors.New(r.Err)
 	}

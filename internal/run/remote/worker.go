@@ -156,7 +156,7 @@ func (w *Worker) Handle(ctx context.Context, qj *queue.Job) ([]byte, error) {
 		// to another worker, to run from the start.
 		return nil, ctx.Err()
 	}
-	res.Start, res.Duration, res.Exit, res.Signal = r.Start, r.Duration, r.Exit, r.Signal
+	res.Start, res.Duration, res.Exit, res.Signal, res.Killed = r.Start, r.Duration, r.Exit, r.Signal, r.Killed
 	if r.Err != nil {
 		res.Err = r.Err.Error()
 	}

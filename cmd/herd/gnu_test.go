@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// herd run gives what GNU parallel gives, byte for byte, for the options
+// the two share: each case runs both, on the same arguments and input,
+// and compares their output, error output and exit status. GNU parallel
+// (Debian's parallel package) must be installed: .ci/run installs it.
+func TestLikeGNUParallel(t *testing.T) {
+	gnu, err := exec.LookPath("parallel")
+	if err != nil {
+		t.Fatalf("GNU parallel is needed to compare herd run with: %v (apt-get install parallel)", err)
+	}
+	herd := herdBinary(t)
+	dir := t.TempDir()
+	files := filepath.Join(dir, "files")
+	if err := os.WriteFile(files, []byte("f1\nf2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		stdin string
+	}{
+		{"tag joins the inputs with a space", []string{"-k", "--tag", "echo", ":::", "a", "b", ":::", "1", "2"}, ""},
+		{":::+ cuts the longer source", []string{"-k", "echo", ":::", "a", "b", "c", ":::+", "1", "2"}, ""},
+		{"--link repeats the shorter", []string{"-k", "--link", "echo", ":::", "a", "b", "c", ":::", "1", "2"}, ""},
+		{"-N0 passes no input", []string{"-k", "-N0", "echo", "x", ":::", "1", "2", "3"}, ""},
+		{"-n0 too", []string{"-k", "-n0", "echo", "x", ":::", "1", "2", "3"}, ""},
+		{"-E ends the input", []string{"-k", "-E", "b", "echo", ":::", "a", "b", "c"}, ""},
+		{"-E in standard input", []string{"-k", "-E", "STOP", "echo"}, "a\nb\nSTOP\nc\n"},
+		{"--arg-sep", []string{"-k", "--arg-sep", ",,", "echo", ",,", "a", "b"}, ""},
+		{"--arg-file-sep", []string{"-k", "--arg-file-sep", ",,,,", "echo", ",,,,", files}, ""},
+		{"an empty ::: runs nothing", []string{"echo", ":::"}, ""},
+		{"-r skips blank inputs", []string{"-k", "-r", "echo", "[{}]"}, "  \n\na\n"},
+		{"blank inputs run without -r", []string{"-k", "echo", "[{}]"}, "  \n\na\n"},
+		{"-P is -j", []string{"-P", "2", "-k", "echo", ":::", "p", "q"}, ""},
+		{"-t prints each command as it starts", []string{"-j1", "-t", "echo", ":::", "a", "b"}, ""},
+		{"--dry-run quotes as GNU parallel does", []string{"--dry-run", "echo", ":::", "it's", "a b", "a=b", "+x/y.z", "$HOME", "é", ""}, ""},
+		{"failed jobs count", []string{"exit {}", ":::", "0", "1", "2", "0", "5"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := runTool(t, dir, gnu, append([]string{"--will-cite"}, tc.args...), tc.stdin)
+			got := runTool(t, dir, herd, append([]string{"run"}, tc.args...), tc.stdin)
+			if got != want {
+				t.Errorf("herd run %q:\n%s\nGNU parallel:\n%s", tc.args, got, want)
+			}
+		})
+	}
+}
+
+// runTool runs a command in dir and describes what it did: its output,
+// its error output and its exit status.
+func runTool(t *testing.T, dir, name string, args []string, stdin string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "HOME="+dir, "SHELL=/bin/sh")
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	status := 0
+	if err := cmd.Run(); err != nil {
+		exit, ok := errors.AsType[*exec.ExitError](err)
+		if !ok {
+			t.Fatalf("%s: %v", name, err)
+		}
+		status = exit.ExitCode()
+	}
+	return "stdout:\n" + out.String() + "stderr:\n" + errOut.String() + "status: " + strconv.Itoa(status)
+}
