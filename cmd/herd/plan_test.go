@@ -1,10 +1,16 @@
 package main
 
 import (
+	"io"
+	"slices"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/goherd/herd/internal/command"
 	"github.com/goherd/herd/internal/run"
+	"github.com/spf13/cobra"
 )
 
 func TestParseJobs(t *testing.T) {
@@ -81,6 +87,72 @@ func TestUnescape(t *testing.T) {
 	for _, bad := range []string{`\x`, `\x4`, `\xzz`} {
 		if _, err := unescape(bad); err == nil {
 			t.Errorf("unescape(%q) = nil error", bad)
+		}
+	}
+}
+
+func TestParseTermSeq(t *testing.T) {
+	got, err := parseTermSeq("TERM,200,SIGINT,0,9,25")
+	want := []command.Term{{Signal: syscall.SIGTERM, Wait: 200 * time.Millisecond}, {Signal: syscall.SIGINT}, {Signal: syscall.SIGKILL, Wait: 25 * time.Millisecond}}
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("parseTermSeq = %v, %v; want %v", got, err, want)
+	}
+	for _, bad := range []string{"", "TERM", "TERM,x", "NOPE,10", "TERM,-1", "0,10"} {
+		if _, err := parseTermSeq(bad); err == nil {
+			t.Errorf("parseTermSeq(%q) = nil error", bad)
+		}
+	}
+}
+
+// herd run's arguments become the run's configuration, with no process
+// started: each case parses a command line and checks what it sets.
+func TestPlan(t *testing.T) {
+	plan := func(args ...string) (cfg *run.Config, err error) {
+		cmd := newRunCommandWith(func(o *runOptions, cmd *cobra.Command, args []string) error {
+			cfg, err = o.plan(args, cmd.Flags().Changed)
+			return nil
+		})
+		cmd.SetArgs(args)
+		cmd.SetOut(io.Discard)
+		if err := cmd.Execute(); err != nil {
+			return nil, err
+		}
+		return cfg, err
+	}
+	for _, tc := range []struct {
+		args  []string
+		check func(*run.Config) bool
+	}{
+		{[]string{"-P", "3", "echo", ":::", "a"}, func(c *run.Config) bool { return c.Jobs == 3 }},
+		{[]string{"--retries", "4", "--timeout", "2.5", "echo"}, func(c *run.Config) bool { return c.Attempts == 4 && c.Timeout == 2500*time.Millisecond }},
+		{[]string{"--timeout", "300%", "echo"}, func(c *run.Config) bool { return c.TimeoutPercent == 300 }},
+		{[]string{"--joblog", "+log", "--resume", "echo"}, func(c *run.Config) bool { return c.Joblog == "log" && c.AppendLog && c.Resume }},
+		{[]string{"-N0", "echo", ":::", "a"}, func(c *run.Config) bool { return c.NoArgs && c.Input.MaxArgs == 0 }},
+		{[]string{"-n", "2", "echo", ":::", "a"}, func(c *run.Config) bool { return !c.NoArgs && c.Input.MaxArgs == 2 }},
+		{[]string{"echo", "{2}", ":::", "a"}, func(c *run.Config) bool { return c.Input.MaxArgs == 2 }},
+		{[]string{"-0", "echo"}, func(c *run.Config) bool { return c.Input.Delim == "\x00" }},
+		{[]string{"--pipe", "--block", "2k", "wc"}, func(c *run.Config) bool { return c.Pipe != nil && c.Pipe.Block == 2000 }},
+		{[]string{"--termseq", "INT,10", "echo"}, func(c *run.Config) bool { return len(c.TermSeq) == 1 && c.TermSeq[0].Signal == syscall.SIGINT }},
+		{[]string{"--shell", "/bin/dash", "echo"}, func(c *run.Config) bool { return c.Shell == "/bin/dash" }},
+		{[]string{"--queue", "nats://127.0.0.1:1", "--pipe", "wc"}, func(c *run.Config) bool { return c.Pipe.Block == 256000 && c.Shell == "/bin/sh" }},
+	} {
+		c, err := plan(tc.args...)
+		if err != nil || !tc.check(c) {
+			t.Errorf("herd run %q: %+v, %v", tc.args, c, err)
+		}
+	}
+	for args, want := range map[string]string{
+		"--ungroup --line-buffer echo":    "choose one",
+		"--resume echo":                   "need --joblog",
+		"--attach x echo":                 "need --queue URL",
+		"--queue nats://x --delay 1 echo": "--delay does not go with --queue",
+		"--arg-sep :::: echo":             "two different words",
+		"-0 -d , echo":                    "-0 and -d",
+		"--termseq TERM echo":             "--termseq",
+		"":                                "no command given",
+	} {
+		if _, err := plan(strings.Fields(args)...); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("herd run %s: %v, want an error saying %q", args, err, want)
 		}
 	}
 }

@@ -1,18 +1,22 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/goherd/herd/internal/command"
 	"github.com/goherd/herd/internal/input"
 	"github.com/goherd/herd/internal/replace"
 	"github.com/goherd/herd/internal/run"
@@ -35,7 +39,11 @@ the input is appended. The replacement strings are GNU parallel's:
 
 Every job runs in a process group of its own, with PARALLEL_SEQ (the job's number)
 and PARALLEL_JOBSLOT (its slot) in its environment, and with /dev/null as its
-standard input unless --pipe gives it a block of herd's.
+standard input unless --pipe gives it a block of herd's. Its command line runs in the
+shell herd was started from, as in GNU parallel, so that exported functions (export -f)
+and the shell's syntax work: --shell, else $PARALLEL_SHELL, else that shell, else
+$SHELL, else /bin/sh (with --queue: --shell, $PARALLEL_SHELL or /bin/sh). A command
+line that only names a program and its arguments runs it directly, without a shell.
 
 Where herd differs from GNU parallel, on purpose:
   - Inputs are always shell-quoted where they are substituted, so that an input is
@@ -54,10 +62,12 @@ $PARALLEL_HOME, $XDG_CONFIG_HOME/parallel and ~/.parallel (lines starting with #
 skipped), then $PARALLEL, are put before the command line's options, so that the
 command line wins. --plain ignores them.
 
-Signals: the first SIGINT (Ctrl-C), SIGTERM or SIGHUP stops herd starting new jobs and
-lets the running ones finish; a second SIGINT or SIGTERM sends SIGTERM to every running
-job's process group, and SIGKILL half a second later. Every job that finished has its
-row in the job log.
+Signals, as GNU parallel takes them: SIGINT (Ctrl-C) or SIGTERM kills the running jobs
+and starts no more: every running job's process group gets the signals of --termseq
+(TERM,200,TERM,100,TERM,50,KILL,25: a signal, then the milliseconds to wait for the job
+to end), then SIGKILL. SIGHUP starts no more jobs and lets the running ones finish.
+herd exits 128 plus the signal's number. Every job that ran, killed or not, has its row
+in the job log.
 
 With --queue URL, the jobs go on a durable queue (herd queue serve) and run on the
 herd work processes attached to it, on any machine, exactly as they would here; herd
@@ -67,9 +77,9 @@ of jobs at once. The jobs get the worker's environment and working folder. --del
 --timeout N%, --line-buffer and --ungroup do not go with --queue, and --pipe blocks are
 at most 512k. The run has an id, printed first: if herd run stops (a lost terminal, a
 kill), the jobs run on, and herd run --queue URL --attach ID shows their output and
-exit status later. With --queue, the first SIGINT or SIGTERM stops the run starting new
-jobs and waits for the running ones; a second kills them; a third, or SIGHUP, leaves
-the run to the workers and exits.
+exit status later. With --queue, SIGINT or SIGTERM kills the run's running jobs on the
+workers and starts no more; a second, or SIGHUP, leaves the run to the workers and
+exits.
 
 Exit status: 0 if every job succeeded; 1-100, the number of jobs that failed; 101, more
 than 100; with --halt ...,fail=..., the exit status of the job that stopped the run;
@@ -116,12 +126,36 @@ type runOptions struct {
 	argSep       string
 	argFileSep   string
 	verbose      bool
+	termseq      string
 	conn         connFlags
 	queueName    string
 	attach       string
 }
 
 func newRunCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
+	return newRunCommandWith(func(o *runOptions, cmd *cobra.Command, args []string) error {
+		cfg, err := o.plan(args, cmd.Flags().Changed)
+		if err != nil {
+			return err
+		}
+		var exec run.Executor = run.Local{}
+		if o.conn.url != "" {
+			exec = &remote.Executor{
+				Open:        func(ctx context.Context, log io.Writer) (*queue.Client, error) { return o.conn.open(ctx, log) },
+				QueueName:   o.queueName,
+				URL:         o.conn.url,
+				Attach:      o.attach,
+				JobsIgnored: cmd.Flags().Changed("jobs"),
+			}
+		}
+		return withStatus(run.New(cfg, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()).Run(ctx, exec, sigs))
+	})
+}
+
+// newRunCommandWith returns herd run's command, which reads its options and
+// hands them to runF with its arguments: tests give a runF that starts
+// nothing.
+func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []string) error) *cobra.Command {
 	var o runOptions
 	cmd := &cobra.Command{
 		Use:   "run [options] COMMAND [ARGS...] [::: INPUTS... | :::: FILES...]",
@@ -139,21 +173,7 @@ func newRunCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 				_, err := fmt.Fprint(cmd.OutOrStdout(), buildVersion())
 				return err
 			}
-			cfg, err := o.plan(args, cmd.Flags().Changed)
-			if err != nil {
-				return err
-			}
-			var exec run.Executor = run.Local{}
-			if o.conn.url != "" {
-				exec = &remote.Executor{
-					Open:        func(ctx context.Context, log io.Writer) (*queue.Client, error) { return o.conn.open(ctx, log) },
-					QueueName:   o.queueName,
-					URL:         o.conn.url,
-					Attach:      o.attach,
-					JobsIgnored: cmd.Flags().Changed("jobs"),
-				}
-			}
-			return withStatus(run.New(cfg, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()).Run(ctx, exec, sigs))
+			return runF(&o, cmd, args)
 		},
 	}
 	f := cmd.Flags()
@@ -180,6 +200,7 @@ func newRunCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 	f.BoolVar(&o.shuf, "shuf", false, "run the jobs in random order (their numbers stay those of the input)")
 	f.StringVar(&o.delay, "delay", "", "wait `SECS` between job starts")
 	f.StringVar(&o.timeout, "timeout", "", "kill a job after `SECS`, or after N% of the median run time of the jobs so far")
+	f.StringVar(&o.termseq, "termseq", "TERM,200,TERM,100,TERM,50,KILL,25", "kill a job with these signals, each followed by its wait in ms (`SEQ`)")
 	f.IntVar(&o.retries, "retries", 0, "run a failing job up to `N` times in all")
 	f.StringVar(&o.halt, "halt", "", "stop on failures or successes: `never`, now|soon,fail|success|done=N|N% (N% of the jobs finished so far)")
 	f.StringVar(&o.joblog, "joblog", "", "log every finished job to `FILE` in GNU parallel's format (+FILE appends)")
@@ -197,7 +218,7 @@ func newRunCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 	f.StringVar(&o.block, "block", "1M", "with --pipe: blocks of about `SIZE` bytes (K, M, G: powers of 1024; k, m, g: of 1000)")
 	f.StringVar(&o.recStart, "recstart", "", "with --pipe: records start with `STR`")
 	f.StringVar(&o.recEnd, "recend", "\n", "with --pipe: records end with `STR`")
-	f.StringVar(&o.shell, "shell", "/bin/sh", "the shell that runs each command")
+	f.StringVar(&o.shell, "shell", "", "the `SHELL` that runs each command (default: $PARALLEL_SHELL, else the shell herd runs from, else /bin/sh)")
 	o.conn.add(f, false)
 	f.Lookup("queue").Usage = "run the jobs on the herd work processes of the queue at `URL`[,URL...] (see above)"
 	f.StringVar(&o.queueName, "queue-name", "default", "with --queue: put the jobs on the queue of this `NAME`")
@@ -217,7 +238,7 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*run.Config,
 	if err := firstBroken(o.rules(len(command) > 0, len(sources) > 0 || len(o.argFiles) > 0, changed)); err != nil {
 		return nil, err
 	}
-	cfg := &run.Config{Raw: o.raw, Shell: o.shell, Shuf: o.shuf, DryRun: o.dryRun, KeepOrder: o.keepOrder, Verbose: o.verbose,
+	cfg := &run.Config{Raw: o.raw, Shell: cmp.Or(o.shell, defaultShell(o.conn.url != "")), Shuf: o.shuf, DryRun: o.dryRun, KeepOrder: o.keepOrder, Verbose: o.verbose,
 		SkipEmpty: o.noRunIfEmpty, NoArgs: (changed("max-args") && o.maxArgs == 0) || (changed("max-replace-args") && o.exactArgs == 0),
 		Tag: o.tag, TagString: o.tagString, LineBuffer: o.lineBuffer, Ungroup: o.ungroup,
 		Bar: o.bar, ETA: o.eta, Progress: o.progress, Attempts: max(o.retries, 1),
@@ -312,8 +333,64 @@ func (o runOptions) planTimes(cfg *run.Config) error {
 	} else if cfg.Timeout, err = parseSeconds("--timeout", o.timeout); err != nil {
 		return err
 	}
-	cfg.Halt, err = parseHalt(o.halt)
+	if cfg.Halt, err = parseHalt(o.halt); err != nil {
+		return err
+	}
+	cfg.TermSeq, err = parseTermSeq(o.termseq)
 	return err
+}
+
+// defaultShell is the shell that runs the jobs when --shell is not given,
+// as GNU parallel picks it: $PARALLEL_SHELL; else the shell herd was
+// started from, so that the user's functions (export -f) and syntax work;
+// else $SHELL; else /bin/sh. A shell that does not read POSIX command lines
+// (fish, csh) is passed over: herd quotes inputs for a POSIX shell. Jobs on
+// a queue run on other machines, where /bin/sh is what is sure to be.
+func defaultShell(queued bool) string {
+	if s := os.Getenv("PARALLEL_SHELL"); s != "" || queued {
+		return cmp.Or(s, "/bin/sh")
+	}
+	parent, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", os.Getppid()))
+	for _, sh := range []string{parent, os.Getenv("SHELL")} {
+		switch filepath.Base(sh) {
+		case "bash", "dash", "sh", "zsh", "ksh", "ksh93", "mksh", "yash":
+			return sh
+		}
+	}
+	return "/bin/sh"
+}
+
+// parseTermSeq parses --termseq: signals, by name or number, each
+// followed by how many milliseconds to wait for the job to end.
+func parseTermSeq(s string) ([]command.Term, error) {
+	bad := fmt.Errorf("--termseq %q: want signals and waits in ms, like TERM,200,TERM,100,KILL,25", s)
+	fields := strings.Split(s, ",")
+	if len(fields)%2 != 0 {
+		return nil, bad
+	}
+	var seq []command.Term
+	for i := 0; i < len(fields); i += 2 {
+		sig, ok := signalNamed(fields[i])
+		ms, err := strconv.Atoi(fields[i+1])
+		if !ok || err != nil || ms < 0 {
+			return nil, bad
+		}
+		seq = append(seq, command.Term{Signal: sig, Wait: time.Duration(ms) * time.Millisecond})
+	}
+	return seq, nil
+}
+
+// signalNamed returns the signal of a name (TERM or SIGTERM) or number.
+func signalNamed(name string) (syscall.Signal, bool) {
+	if n, err := strconv.Atoi(name); err == nil {
+		return syscall.Signal(n), n > 0 && n < 65
+	}
+	sig, ok := map[string]syscall.Signal{
+		"HUP": syscall.SIGHUP, "INT": syscall.SIGINT, "QUIT": syscall.SIGQUIT, "KILL": syscall.SIGKILL,
+		"USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2, "ALRM": syscall.SIGALRM, "TERM": syscall.SIGTERM,
+		"CONT": syscall.SIGCONT, "STOP": syscall.SIGSTOP,
+	}[strings.TrimPrefix(strings.ToUpper(name), "SIG")]
+	return sig, ok
 }
 
 // planInputs reads the input sources and how they are split.

@@ -15,32 +15,17 @@ import (
 	"github.com/goherd/herd/internal/run"
 )
 
-// started is a herd run under test, as a real process.
+// started is a herd run under test, as a real process, in a folder of its
+// own.
 type started struct {
-	cmd    *exec.Cmd
-	dir    string
-	exited chan struct{}
-	out    strings.Builder
+	*proc
+	dir string
 }
 
 func startHerd(t *testing.T, args ...string) *started {
 	t.Helper()
-	s := &started{dir: t.TempDir(), exited: make(chan struct{})}
-	s.cmd = exec.Command(herdBinary(t), args...)
-	s.cmd.Dir = s.dir
-	s.cmd.Stdout = &s.out
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		s.cmd.Wait()
-		close(s.exited)
-	}()
-	t.Cleanup(func() {
-		s.cmd.Process.Kill()
-		<-s.exited
-	})
-	return s
+	dir := t.TempDir()
+	return &started{proc: startProc(t, dir, nil, args...), dir: dir}
 }
 
 // waitFor waits until every file exists, failing after a few seconds.
@@ -63,16 +48,7 @@ func (s *started) waitFor(t *testing.T, files ...string) {
 // status waits for herd to exit and returns its exit status.
 func (s *started) status(t *testing.T) int {
 	t.Helper()
-	select {
-	case <-s.exited:
-	case <-time.After(10 * time.Second):
-		t.Fatal("herd did not exit")
-	}
-	st := s.cmd.ProcessState.Sys().(syscall.WaitStatus)
-	if st.Signaled() {
-		return -int(st.Signal())
-	}
-	return st.ExitStatus()
+	return s.proc.status(t, 10*time.Second)
 }
 
 func (s *started) running() bool {
@@ -150,25 +126,15 @@ func logRows(t *testing.T, path string) map[int]run.LogRow {
 	return rows
 }
 
-// The first Ctrl-C lets running jobs go on and starts no new ones; the
-// second kills every process of every job, grandchildren included.
-func TestInterruptDrainsThenKills(t *testing.T) {
+// Ctrl-C kills every process of every running job, grandchildren that
+// ignore SIGTERM included, within a second, and starts no new job, as GNU
+// parallel's --termseq does.
+func TestInterruptKills(t *testing.T) {
 	// Each job starts a grandchild that ignores SIGTERM, in the job's group.
 	job := `sh -c 'trap "" TERM; sleep 30' & echo $$ > pid.{}; wait`
 	s := startHerd(t, "run", "-j2", "--joblog", "log.tsv", job, ":::", "1", "2", "3")
 	s.waitFor(t, "pid.1", "pid.2")
 	groups := []int{s.readPid(t, "pid.1"), s.readPid(t, "pid.2")}
-
-	s.cmd.Process.Signal(syscall.SIGINT)
-	time.Sleep(300 * time.Millisecond)
-	if !s.running() {
-		t.Fatalf("herd exited on the first SIGINT (status %d); it should wait for the running jobs", s.status(t))
-	}
-	for _, g := range groups {
-		if len(groupMembers(g)) == 0 {
-			t.Errorf("job group %d died on the first SIGINT; it should be left to finish", g)
-		}
-	}
 
 	s.cmd.Process.Signal(syscall.SIGINT)
 	if st := s.status(t); st != 128+int(syscall.SIGINT) {
@@ -178,7 +144,7 @@ func TestInterruptDrainsThenKills(t *testing.T) {
 		assertGroupGone(t, g)
 	}
 	if _, err := os.Stat(filepath.Join(s.dir, "pid.3")); err == nil {
-		t.Errorf("job 3 started after the first SIGINT")
+		t.Errorf("job 3 started after SIGINT")
 	}
 	rows := logRows(t, filepath.Join(s.dir, "log.tsv"))
 	if len(rows) != 2 || rows[1].Signal == 0 || rows[2].Signal == 0 {
@@ -186,14 +152,18 @@ func TestInterruptDrainsThenKills(t *testing.T) {
 	}
 }
 
-func TestTerminateTwiceKills(t *testing.T) {
-	s := startHerd(t, "run", "-j2", "echo $$ > pid.{}; sleep 30", ":::", "1", "2")
+// SIGTERM kills too, with the signals of --termseq in turn: a job that
+// ignores the first gets the next.
+func TestTerminateKills(t *testing.T) {
+	s := startHerd(t, "run", "-j2", "--termseq", "USR1,100,TERM,100", "trap '' USR1; echo $$ > pid.{}; sleep 30", ":::", "1", "2")
 	s.waitFor(t, "pid.1", "pid.2")
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	time.Sleep(100 * time.Millisecond) // two signals sent at once may arrive as one
+	start := time.Now()
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	if st := s.status(t); st != 128+int(syscall.SIGTERM) {
 		t.Errorf("exit status %d, want %d", st, 128+int(syscall.SIGTERM))
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the jobs took %v to die", d)
 	}
 	assertGroupGone(t, s.readPid(t, "pid.1"))
 	assertGroupGone(t, s.readPid(t, "pid.2"))

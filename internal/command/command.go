@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -21,13 +22,30 @@ type Job struct {
 	Stdout io.Writer // nil means discard
 	Stderr io.Writer // nil means discard
 
-	// Grace is how long the process group has between SIGTERM and SIGKILL
-	// when the context ends. Zero means 500ms.
-	Grace time.Duration
+	// TermSeq is what the process group gets when the context ends: each
+	// signal in turn, then as long as its wait for the job to end. Nil
+	// means DefaultTermSeq. SIGKILL follows the last.
+	TermSeq []Term
 
 	// LookPath finds a program on PATH; nil means exec.LookPath. A caller
 	// running many jobs can save the search by caching it.
 	LookPath func(name string) (string, error)
+}
+
+// A Term is a step of a job's termination: a signal, and how long to wait
+// after it for the job to end.
+type Term struct {
+	Signal syscall.Signal `json:"signal"`
+	Wait   time.Duration  `json:"wait"`
+}
+
+// DefaultTermSeq is GNU parallel's --termseq: TERM,200,TERM,100,TERM,50,
+// KILL,25.
+var DefaultTermSeq = []Term{
+	{syscall.SIGTERM, 200 * time.Millisecond},
+	{syscall.SIGTERM, 100 * time.Millisecond},
+	{syscall.SIGTERM, 50 * time.Millisecond},
+	{syscall.SIGKILL, 25 * time.Millisecond},
 }
 
 // Result is how a job ended.
@@ -44,8 +62,8 @@ type Result struct {
 func (r Result) Failed() bool { return r.Exit != 0 || r.Signal != 0 || r.Err != nil }
 
 // Run runs the job and waits for it. The job is the leader of a new
-// process group; when ctx ends, the whole group gets SIGTERM, then SIGKILL
-// after the grace period. When the leader exits, anything it left running
+// process group; when ctx ends, the whole group gets the signals of the
+// job's TermSeq, then SIGKILL. When the leader exits, anything it left running
 // in its group is killed too, so that a job never leaves orphans behind.
 func Run(ctx context.Context, j Job) Result {
 	cmd := j.command()
@@ -75,19 +93,7 @@ func Run(ctx context.Context, j Job) Result {
 	case err = <-done:
 	case <-ctx.Done():
 		res.Killed = true
-		grace := j.Grace
-		if grace == 0 {
-			grace = 500 * time.Millisecond
-		}
-		syscall.Kill(-pgid, syscall.SIGTERM)
-		t := time.NewTimer(grace)
-		select {
-		case err = <-done:
-			t.Stop()
-		case <-t.C:
-			syscall.Kill(-pgid, syscall.SIGKILL)
-			err = <-done
-		}
+		err = terminate(pgid, j.TermSeq, done)
 	}
 	syscall.Kill(-pgid, syscall.SIGKILL) // whatever the job left running
 	res.Duration = time.Since(res.Start)
@@ -107,11 +113,31 @@ func Run(ctx context.Context, j Job) Result {
 	return res
 }
 
+// terminate sends the job's process group the steps of seq until the job
+// ends (done), then SIGKILL if it has not, and returns how it ended.
+func terminate(pgid int, seq []Term, done <-chan error) error {
+	if seq == nil {
+		seq = DefaultTermSeq
+	}
+	for _, step := range seq {
+		syscall.Kill(-pgid, step.Signal)
+		t := time.NewTimer(step.Wait)
+		select {
+		case err := <-done:
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+	syscall.Kill(-pgid, syscall.SIGKILL)
+	return <-done
+}
+
 // command returns the process for the job: the program itself when the
 // line is a plain list of words naming a program on PATH, which saves
 // starting a shell, and the shell otherwise.
 func (j Job) command() *exec.Cmd {
-	if args, ok := Words(j.Line); ok && len(args) > 0 {
+	if args, ok := Words(j.Line); ok && len(args) > 0 && !exportedFunction(j.Env, args[0]) {
 		lookPath := j.LookPath
 		if lookPath == nil {
 			lookPath = exec.LookPath
@@ -127,6 +153,22 @@ func (j Job) command() *exec.Cmd {
 		shell = "/bin/sh"
 	}
 	return exec.Command(shell, "-c", j.Line)
+}
+
+// exportedFunction reports whether env (nil: herd's own) holds a bash
+// function of that name (export -f), which the shell runs rather than the
+// program of that name.
+func exportedFunction(env []string, name string) bool {
+	if env == nil {
+		env = os.Environ()
+	}
+	prefix := "BASH_FUNC_" + name + "%%="
+	for _, kv := range env {
+		if strings.HasPrefix(kv, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // Check reports whether the shell can parse line, without running it.

@@ -1,6 +1,7 @@
 package command
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -104,10 +105,10 @@ func TestCancelKillsTheWholeGroup(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
-	// The grandchild ignores SIGTERM: only the SIGKILL after the grace
-	// period ends it.
+	// The grandchild ignores SIGTERM: only the SIGKILL at the end of the
+	// termination sequence ends it.
 	line := fmt.Sprintf(`sh -c 'trap "" TERM; echo $$ > %s.tmp; mv %s.tmp %s; sleep 100' & sleep 100`, pidFile, pidFile, pidFile)
-	res := Run(ctx, Job{Line: line, Grace: 200 * time.Millisecond})
+	res := Run(ctx, Job{Line: line, TermSeq: []Term{{syscall.SIGTERM, 100 * time.Millisecond}}})
 	if res.Signal == 0 {
 		t.Errorf("Run = %+v, want the job killed by a signal", res)
 	}
@@ -131,5 +132,39 @@ func TestLeftoversKilledWhenJobExits(t *testing.T) {
 	if pid, ok := alive(t, pidFile); ok {
 		syscall.Kill(pid, syscall.SIGKILL)
 		t.Errorf("background process %d outlived its job", pid)
+	}
+}
+
+// A job's termination sends its signals in order, each with its wait,
+// and ends there if the job does.
+func TestTermSeq(t *testing.T) {
+	got := filepath.Join(t.TempDir(), "got")
+	ready := got + ".ready"
+	line := fmt.Sprintf(`trap 'echo usr1 >> %s' USR1; trap 'echo term >> %s; exit 3' TERM; touch %s; while :; do sleep 0.01; done`, got, got, ready)
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		for ctx.Err() == nil {
+			if _, err := os.Stat(ready); err == nil {
+				cancel()
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	res := Run(ctx, Job{Line: line, TermSeq: []Term{{syscall.SIGUSR1, 300 * time.Millisecond}, {syscall.SIGTERM, 5 * time.Second}}})
+	b, _ := os.ReadFile(got)
+	if string(b) != "usr1\nterm\n" || res.Exit != 3 || !res.Killed {
+		t.Errorf("the job got %q and ended %+v; want usr1 then term, exit 3, killed", b, res)
+	}
+}
+
+// A command named like an exported bash function runs the function, in
+// the shell, though a program of that name is on PATH.
+func TestExportedFunction(t *testing.T) {
+	var out bytes.Buffer
+	env := append(os.Environ(), "BASH_FUNC_true%%=() {  echo function\n}")
+	res := Run(t.Context(), Job{Line: "true", Shell: "/bin/bash", Env: env, Stdout: &out})
+	if res.Failed() || out.String() != "function\n" {
+		t.Errorf("true with an exported function true: %+v, output %q; want the function's", res, out.String())
 	}
 }

@@ -23,7 +23,8 @@ type Attempts struct {
 	Env      []string // the environment, less PARALLEL_SEQ and PARALLEL_JOBSLOT
 	Stdin    []byte   // --pipe's block; nil means DevNull
 	DevNull  *os.File
-	Attempts int // in all, 1 or more
+	Attempts int            // in all, 1 or more
+	TermSeq  []command.Term // how an attempt is killed; nil means the default
 
 	// Timeout returns the time limit of an attempt starting now; nil or 0
 	// means none.
@@ -59,7 +60,7 @@ func (a *Attempts) once(ctx context.Context, env []string) command.Result {
 			defer cancel()
 		}
 	}
-	j := command.Job{Line: a.Line, Shell: a.Shell, Env: env, Stdin: a.DevNull, LookPath: a.LookPath}
+	j := command.Job{Line: a.Line, Shell: a.Shell, Env: env, Stdin: a.DevNull, LookPath: a.LookPath, TermSeq: a.TermSeq}
 	if a.Stdin != nil {
 		j.Stdin = bytes.NewReader(a.Stdin)
 	}

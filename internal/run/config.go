@@ -42,6 +42,9 @@ type Config struct {
 	TimeoutPercent float64       // or this percentage of the median run time
 	Attempts       int           // attempts of a failing job, 1 or more
 	Halt           Halt
+	// TermSeq is how a job is killed (a time limit, --halt now, a signal
+	// to herd run); nil means GNU parallel's default (command.DefaultTermSeq).
+	TermSeq []command.Term
 
 	KeepOrder  bool              // -k
 	Verbose    bool              // print each command on standard error as it starts (-t)

@@ -65,7 +65,7 @@ func (l *local) run(_ context.Context, j Job) (struct{}, error) {
 	var received *counter
 	a := &Attempts{
 		Line: o.Line, Shell: l.cfg.Shell, Seq: j.Seq, Slot: o.Slot, Env: l.env, Stdin: j.Stdin, DevNull: l.devNull,
-		Attempts: l.cfg.Attempts, Timeout: l.timeout, LookPath: l.lookPath,
+		Attempts: l.cfg.Attempts, TermSeq: l.cfg.TermSeq, Timeout: l.timeout, LookPath: l.lookPath,
 		Again: func() bool { return !r.Stopping() },
 		Output: func() (io.Writer, io.Writer, func()) {
 			received = &counter{}

@@ -432,28 +432,36 @@ func (r *Runner) tag(o *Outcome) string {
 	return ""
 }
 
-// watchSignals stops the run on signals: the first stops starting jobs, a
-// second SIGINT or SIGTERM kills the running ones; with an executor that
-// can detach, SIGHUP or a third signal leaves the jobs to it.
+// watchSignals stops the run on signals, as GNU parallel does: SIGINT or
+// SIGTERM kills the running jobs (Config.TermSeq) and starts no more;
+// SIGHUP starts no more and lets the running ones finish. With an executor
+// whose jobs run on without herd run (a Detacher), SIGHUP, or a second
+// SIGINT or SIGTERM, leaves the jobs to it. The exit status is 128 plus
+// the first signal's number.
 func (r *Runner) watchSignals(sigs <-chan os.Signal, finished <-chan struct{}, exec Executor) {
 	detacher, _ := exec.(Detacher)
-	Signals(sigs, finished, func(n int, s os.Signal) {
+	killing := false
+	Signals(sigs, finished, func(_ int, s os.Signal) {
 		sig, _ := s.(syscall.Signal)
+		r.stopSig.CompareAndSwap(0, int32(sig))
 		switch {
-		case detacher != nil && (sig == syscall.SIGHUP || n > 2):
-			r.stopSig.Store(int32(sig))
+		case detacher != nil && (sig == syscall.SIGHUP || killing):
 			detacher.Detach(s)
-		case n == 1:
-			r.stopSig.Store(int32(sig))
-			r.stop()
-			r.Warn("got %v: starting no more jobs, waiting for the running ones (signal again to kill them)", s)
 		case sig == syscall.SIGHUP:
-		case detacher != nil:
-			r.Warn("got %v again: killing the running jobs (signal again to leave them running)", s)
-			r.kill()
+			if !r.Stopping() {
+				r.Warn("got %v: starting no more jobs, waiting for the running ones (SIGINT or SIGTERM to kill them)", s)
+			}
+			r.stop()
+		case killing:
 		default:
-			r.Warn("got %v again: killing the running jobs", s)
+			killing = true
+			r.stop()
 			r.kill()
+			if detacher != nil {
+				r.Warn("got %v: killing the running jobs (signal again to leave them to the workers)", s)
+			} else {
+				r.Warn("got %v: killing the running jobs", s)
+			}
 		}
 	})
 }

@@ -132,8 +132,9 @@ func TestHaltStopsFeed(t *testing.T) {
 	}
 }
 
-// waiter takes the jobs, then waits until the run stops starting jobs and
-// kills the running ones, or detaches.
+// waiter takes the jobs, then waits until the run detaches, or stops
+// starting jobs and then for a moment to see whether it kills the running
+// ones.
 type waiter struct {
 	detached chan os.Signal
 	killed   bool
@@ -142,11 +143,17 @@ type waiter struct {
 func (w *waiter) Execute(_ context.Context, r *Runner, jobs iter.Seq[Job]) error {
 	for range jobs {
 	}
-	<-r.Stopped()
+	select {
+	case <-r.Stopped():
+	case sig := <-w.detached:
+		w.detached <- sig // for the test to see
+		return nil
+	}
 	select {
 	case <-r.JobContext().Done():
 		w.killed = true
 	case <-w.detached:
+	case <-time.After(200 * time.Millisecond):
 	}
 	return nil
 }
@@ -155,22 +162,35 @@ type detacher struct{ waiter }
 
 func (d *detacher) Detach(sig os.Signal) { d.detached <- sig }
 
-// The first signal stops the run starting jobs, the second kills the
-// running ones; an executor that can detach is left to on SIGHUP, and the
+// As in GNU parallel, SIGINT or SIGTERM kills the running jobs and SIGHUP
+// lets them finish; an executor that can detach is left to on SIGHUP. The
 // exit status says which signal stopped the run.
 func TestSignals(t *testing.T) {
-	sigs := make(chan os.Signal, 2)
-	sigs <- syscall.SIGINT
-	sigs <- syscall.SIGTERM
-	w := &waiter{detached: make(chan os.Signal)}
-	if status, _, _ := runFake(t, testConfig("1"), w, sigs); status != 128+int(syscall.SIGINT) || !w.killed {
-		t.Errorf("SIGINT then SIGTERM: status %d, killed %v; want %d, true", status, w.killed, 128+int(syscall.SIGINT))
-	}
-
-	sigs <- syscall.SIGINT
-	sigs <- syscall.SIGHUP
-	d := &detacher{waiter{detached: make(chan os.Signal, 1)}}
-	if status, _, _ := runFake(t, testConfig("1"), d, sigs); status != 128+int(syscall.SIGHUP) || d.killed {
-		t.Errorf("SIGINT then SIGHUP: status %d, killed %v; want %d, detached", status, d.killed, 128+int(syscall.SIGHUP))
+	for _, tc := range []struct {
+		sig          syscall.Signal
+		canDetach    bool
+		killed, gone bool
+	}{
+		{syscall.SIGINT, false, true, false},
+		{syscall.SIGTERM, true, true, false},
+		{syscall.SIGHUP, false, false, false},
+		{syscall.SIGHUP, true, false, true},
+	} {
+		sigs := make(chan os.Signal, 1)
+		sigs <- tc.sig
+		w := &waiter{detached: make(chan os.Signal, 1)}
+		var exec Executor = w
+		if tc.canDetach {
+			exec = &detacher{*w}
+		}
+		status, _, _ := runFake(t, testConfig("1"), exec, sigs)
+		killed, gone := w.killed, len(w.detached) > 0
+		if d, ok := exec.(*detacher); ok {
+			killed, gone = d.killed, len(d.detached) > 0
+		}
+		if status != 128+int(tc.sig) || killed != tc.killed || gone != tc.gone {
+			t.Errorf("%v (detachable %v): status %d, killed %v, detached %v; want %d, %v, %v",
+				tc.sig, tc.canDetach, status, killed, gone, 128+int(tc.sig), tc.killed, tc.gone)
+		}
 	}
 }

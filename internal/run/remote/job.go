@@ -18,14 +18,15 @@ const Kind = "herd.command"
 // Job is the payload of a command job: what herd work needs to run
 // it exactly as herd run would have run it locally.
 type Job struct {
-	Run      string        `json:"run"`  // the run's id
-	Seq      int           `json:"seq"`  // the job's number in the run
-	Args     []string      `json:"args"` // its inputs, for --tag
-	Line     string        `json:"line"` // expanded; the slot marker stands for {%}
-	Shell    string        `json:"shell"`
-	Attempts int           `json:"attempts"`          // --retries
-	Timeout  time.Duration `json:"timeout,omitempty"` // per attempt
-	Stdin    []byte        `json:"stdin,omitempty"`   // --pipe's block
+	Run      string         `json:"run"`  // the run's id
+	Seq      int            `json:"seq"`  // the job's number in the run
+	Args     []string       `json:"args"` // its inputs, for --tag
+	Line     string         `json:"line"` // expanded; the slot marker stands for {%}
+	Shell    string         `json:"shell"`
+	Attempts int            `json:"attempts"`          // --retries
+	Timeout  time.Duration  `json:"timeout,omitempty"` // per attempt
+	TermSeq  []command.Term `json:"termseq,omitempty"` // how it is killed; none means the default
+	Stdin    []byte         `json:"stdin,omitempty"`   // --pipe's block
 }
 
 // Result is the result of a command job.

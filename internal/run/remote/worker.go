@@ -143,7 +143,7 @@ func (w *Worker) Handle(ctx context.Context, qj *queue.Job) ([]byte, error) {
 	var stdout, stderr bytes.Buffer
 	a := &run.Attempts{
 		Line: res.Line, Shell: cj.Shell, Seq: cj.Seq, Slot: slot, Env: w.env, Stdin: cj.Stdin, DevNull: w.devNull,
-		Attempts: cj.Attempts, Timeout: func() time.Duration { return cj.Timeout },
+		Attempts: cj.Attempts, TermSeq: cj.TermSeq, Timeout: func() time.Duration { return cj.Timeout },
 		Output: func() (io.Writer, io.Writer, func()) {
 			stdout.Reset()
 			stderr.Reset()
