@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -464,7 +463,6 @@ func (p *Pool) runItem(w *worker, it item) {
 // A task still waiting for its first start when Shutdown gives up never
 // ran: call returns errNotStarted for it.
 func (p *Pool) call(ctx context.Context, fn func(context.Context) error) error {
-	backoff := p.cfg.Backoff // New made sure it is at most MaxBackoff
 	var err error
 	for attempt := 0; ; attempt++ {
 		if p.limiter != nil {
@@ -482,10 +480,7 @@ func (p *Pool) call(ctx context.Context, fn func(context.Context) error) error {
 		if err == nil || attempt == p.cfg.Retries {
 			return err
 		}
-		// Full backoff in the upper half: never less than half the wait.
-		d := backoff/2 + rand.N(backoff/2+1)
-		backoff = min(2*backoff, p.cfg.MaxBackoff)
-		t := time.NewTimer(d)
+		t := time.NewTimer(Backoff(attempt+1, p.cfg.Backoff, p.cfg.MaxBackoff))
 		select {
 		case <-t.C:
 		case <-ctx.Done():

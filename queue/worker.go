@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -693,7 +692,7 @@ func (w *Worker) run(ctx context.Context, msg *nats.Msg, info *Info) (result []b
 	})
 	defer func() {
 		if v := recover(); v != nil {
-			err = fmt.Errorf("panic: %v\n\n%s", v, debug.Stack())
+			err = &herd.PanicError{Value: v, Stack: debug.Stack()} // as a pool reports it
 		}
 	}()
 	job := &Job{ID: info.ID, Kind: info.Kind, Queue: info.Queue, Payload: info.Payload, Attempt: info.Attempts, MaxAttempts: info.MaxAttempts}
@@ -702,10 +701,5 @@ func (w *Worker) run(ctx context.Context, msg *nats.Msg, info *Info) (result []b
 
 // backoff is the wait before the retry that follows attempt n.
 func (w *Worker) backoff(n int) time.Duration {
-	d := w.cfg.Backoff
-	for i := 1; i < n && d < w.cfg.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, w.cfg.MaxBackoff)
-	return d/2 + rand.N(d/2+1)
+	return herd.Backoff(n, w.cfg.Backoff, w.cfg.MaxBackoff)
 }
