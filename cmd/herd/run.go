@@ -21,7 +21,6 @@ import (
 	"github.com/goherd/herd/internal/replace"
 	"github.com/goherd/herd/internal/run"
 	"github.com/goherd/herd/internal/run/remote"
-	"github.com/goherd/herd/queue"
 	"github.com/spf13/cobra"
 )
 
@@ -141,7 +140,13 @@ func newRunCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 		var exec run.Executor = run.Local{}
 		if o.conn.url != "" {
 			exec = &remote.Executor{
-				Open:        func(ctx context.Context, log io.Writer) (*queue.Client, error) { return o.conn.open(ctx, log) },
+				Open: func(ctx context.Context, log io.Writer) (remote.Client, error) {
+					c, err := o.conn.open(ctx, log)
+					if err != nil {
+						return nil, err
+					}
+					return remote.Connected(c), nil
+				},
 				QueueName:   o.queueName,
 				URL:         o.conn.url,
 				Attach:      o.attach,

@@ -29,7 +29,7 @@ const enqueueBatch = 256
 // shows the jobs of an earlier run instead.
 type Executor struct {
 	// Open connects to the queue, with log for the queue's messages.
-	Open        func(ctx context.Context, log io.Writer) (*queue.Client, error)
+	Open        func(ctx context.Context, log io.Writer) (Client, error)
 	QueueName   string // the named queue the jobs go on
 	URL         string // the queue's, for the hint to start a worker
 	Attach      string // the id of an earlier run to show
@@ -45,7 +45,7 @@ type Executor struct {
 type remote struct {
 	*Executor
 	r      *run.Runner
-	client *queue.Client
+	client Client
 
 	mu    sync.Mutex // serializes the writes of state
 	state State
@@ -118,12 +118,43 @@ func (e *Executor) Detach(sig os.Signal) {
 	}
 }
 
+// Client is what the executor uses of a queue: a *queue.Client (see
+// Connected), or a fake in tests.
+type Client interface {
+	Watch(ctx context.Context, pattern string) (Watcher, error)
+	EnqueueBatch(ctx context.Context, jobs []queue.NewJob) ([]string, error)
+	Lost(ctx context.Context, ids []string) ([]string, error)
+	PutMeta(ctx context.Context, key string, value []byte) error
+	Meta(ctx context.Context, key string) ([]byte, error)
+	Stats(ctx context.Context) (*queue.Stats, error)
+	Close() error
+}
+
+// Watcher is what the executor uses of a *queue.Watcher.
+type Watcher interface {
+	Updates() <-chan *queue.Info
+	Stop() error
+}
+
+// Connected is a *queue.Client as the executor's Client.
+func Connected(c *queue.Client) Client { return connected{c} }
+
+type connected struct{ *queue.Client }
+
+func (c connected) Watch(ctx context.Context, pattern string) (Watcher, error) {
+	w, err := c.Client.Watch(ctx, pattern)
+	if err != nil {
+		return nil, err // not a nil *queue.Watcher in a Watcher
+	}
+	return w, nil
+}
+
 // runWatch watches the records of a run's jobs, and can start again.
 type runWatch struct {
-	c       *queue.Client
+	c       Client
 	pattern string
 	infos   <-chan *queue.Info
-	w       *queue.Watcher[queue.Info]
+	w       Watcher
 }
 
 func (w *runWatch) start(ctx context.Context) error {

@@ -1,0 +1,119 @@
+package remote
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/goherd/herd/internal/input"
+	"github.com/goherd/herd/internal/replace"
+	"github.com/goherd/herd/internal/run"
+	"github.com/goherd/herd/queue"
+)
+
+// fakeQueue is a queue whose jobs all succeed at once, printing "out" and
+// their input, and whose first watch of a run says nothing: a watch that
+// lost its way in a failover.
+type fakeQueue struct {
+	mu      sync.Mutex
+	meta    map[string][]byte
+	jobs    []queue.NewJob
+	watches int
+}
+
+func (f *fakeQueue) EnqueueBatch(_ context.Context, jobs []queue.NewJob) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ids []string
+	for _, j := range jobs {
+		f.jobs = append(f.jobs, j)
+		ids = append(ids, j.Options.ID)
+	}
+	return ids, nil
+}
+
+func (f *fakeQueue) Watch(context.Context, string) (Watcher, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.watches++
+	w := &fakeWatcher{ch: make(chan *queue.Info, len(f.jobs))}
+	if f.watches == 1 {
+		return w, nil // silent
+	}
+	for _, j := range f.jobs {
+		var cj Job
+		json.Unmarshal(j.Payload, &cj)
+		res, _ := json.Marshal(Result{Line: cj.Line, Stdout: []byte("out " + strings.Join(cj.Args, " ") + "\n")})
+		w.ch <- &queue.Info{ID: j.Options.ID, State: queue.Succeeded, Result: res}
+	}
+	return w, nil
+}
+
+func (f *fakeQueue) Lost(context.Context, []string) ([]string, error) { return nil, nil }
+
+func (f *fakeQueue) PutMeta(_ context.Context, key string, value []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.meta == nil {
+		f.meta = map[string][]byte{}
+	}
+	f.meta[key] = value
+	return nil
+}
+
+func (f *fakeQueue) Meta(_ context.Context, key string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if b, ok := f.meta[key]; ok {
+		return b, nil
+	}
+	return nil, queue.ErrNotFound
+}
+
+func (f *fakeQueue) Stats(context.Context) (*queue.Stats, error) { return &queue.Stats{}, nil }
+
+func (f *fakeQueue) Close() error { return nil }
+
+type fakeWatcher struct {
+	ch   chan *queue.Info
+	once sync.Once
+}
+
+func (w *fakeWatcher) Updates() <-chan *queue.Info { return w.ch }
+func (w *fakeWatcher) Stop() error {
+	w.once.Do(func() { close(w.ch) })
+	return nil
+}
+
+// A watch that stays silent while jobs are out starts again after a few
+// seconds, and the run gets every outcome: under synctest, with no real
+// wait.
+func TestSilentWatchStartsAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fq := &fakeQueue{}
+		e := &Executor{Open: func(context.Context, io.Writer) (Client, error) { return fq, nil }, QueueName: "default"}
+		cfg := &run.Config{
+			Template:  replace.Parse("echo", replace.Options{}),
+			Shell:     "/bin/sh",
+			Input:     input.Config{Sources: []input.Source{{Args: []string{"a", "b", "c"}}}},
+			Jobs:      1,
+			Attempts:  1,
+			KeepOrder: true,
+		}
+		var out, errOut bytes.Buffer
+		start := time.Now()
+		status := run.New(cfg, strings.NewReader(""), &out, &errOut).Run(t.Context(), e, nil)
+		if status != 0 || out.String() != "out a\nout b\nout c\n" {
+			t.Errorf("status %d, output %q; want 0 and every job's output in order; messages:\n%s", status, out.String(), errOut.String())
+		}
+		if fq.watches != 2 || time.Since(start) != stallFirst {
+			t.Errorf("%d watches, the run took %v; want the watch started again after %v", fq.watches, time.Since(start), stallFirst)
+		}
+	})
+}
