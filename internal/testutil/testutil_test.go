@@ -21,12 +21,12 @@ func TestNotInBinaries(t *testing.T) {
 
 // Leaked sees a goroutine that is still running, and one that ended.
 func TestLeaked(t *testing.T) {
-	stop := make(chan struct{})
-	done := make(chan struct{})
+	started, stop, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		leakyWaiter(stop)
+		leakyWaiter(started, stop)
 	}()
+	<-started
 	if got := Leaked("testutil.leakyWaiter"); !strings.Contains(got, "leakyWaiter") {
 		t.Errorf("Leaked missed a running goroutine: %q", got)
 	}
@@ -37,4 +37,7 @@ func TestLeaked(t *testing.T) {
 	}
 }
 
-func leakyWaiter(stop <-chan struct{}) { <-stop }
+func leakyWaiter(started chan<- struct{}, stop <-chan struct{}) {
+	close(started)
+	<-stop
+}
