@@ -46,6 +46,11 @@ func TestLikeGNUParallel(t *testing.T) {
 		{"-P is -j", []string{"-P", "2", "-k", "echo", ":::", "p", "q"}, ""},
 		{"-t prints each command as it starts", []string{"-j1", "-t", "echo", ":::", "a", "b"}, ""},
 		{"--dry-run quotes as GNU parallel does", []string{"--dry-run", "echo", ":::", "it's", "a b", "a=b", "+x/y.z", "$HOME", "é", ""}, ""},
+		{"--colsep trims the columns", []string{"-k", "--colsep", ",", "echo", "[{1}][{2}][{3}]"}, "a , b ,c\nd,e\n"},
+		{"--trim n keeps them", []string{"-k", "--colsep", ",", "--trim", "n", "echo", "[{1}][{2}][{3}]"}, "a , b ,c\n"},
+		{"--trim lr without --colsep", []string{"--trim", "lr", "echo", "[{}]"}, " x \n"},
+		{"a missing column is nothing", []string{"--colsep", ",", "echo", "{1}", "{3}", "X"}, "d,e\n"},
+		{"-N2 with an odd input", []string{"-k", "-N2", "echo", "{1}", "{2}", "X", ":::", "a", "b", "c"}, ""},
 		{"failed jobs count", []string{"exit {}", ":::", "0", "1", "2", "0", "5"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

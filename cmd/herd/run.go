@@ -126,6 +126,7 @@ type runOptions struct {
 	argFileSep   string
 	verbose      bool
 	termseq      string
+	trim         string
 	conn         connFlags
 	queueName    string
 	attach       string
@@ -191,6 +192,7 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	f.BoolVarP(&o.null, "null", "0", false, "inputs end with a NUL byte, not a newline")
 	f.StringVarP(&o.delim, "delimiter", "d", "", "inputs end with `DELIM` (\\n, \\t, \\0 and \\xHH are understood)")
 	f.StringVar(&o.colsep, "colsep", "", "split each input into columns {1}, {2}, ... at `REGEX`")
+	f.StringVar(&o.trim, "trim", "", "trim white space from inputs (columns with --colsep): `n`, l, r or lr (default: lr with --colsep, else n)")
 	f.BoolVarP(&o.noRunIfEmpty, "no-run-if-empty", "r", false, "skip the inputs that are empty or only white space")
 	f.StringVarP(&o.eof, "eof", "E", "", "end each input source at a value equal to `STR`")
 	f.StringVar(&o.argSep, "arg-sep", ":::", "start a source of values with `SEP` instead of :::")
@@ -403,7 +405,16 @@ func (o runOptions) planInputs(cfg *run.Config, sources []input.Source, template
 	for _, f := range o.argFiles {
 		sources = append(sources, input.Source{Path: f})
 	}
-	cfg.Input = input.Config{Sources: sources, Link: o.link, MaxArgs: max(o.maxArgs, o.exactArgs), EOF: o.eof}
+	cfg.Input = input.Config{Sources: sources, Link: o.link, MaxArgs: max(o.maxArgs, o.exactArgs), EOF: o.eof, Trim: o.trim}
+	switch o.trim {
+	case "":
+		if o.colsep != "" {
+			cfg.Input.Trim = "lr" // GNU parallel trims columns unless told not to
+		}
+	case "n", "l", "r", "lr", "rl":
+	default:
+		return fmt.Errorf("--trim %q: want n, l, r or lr", o.trim)
+	}
 	var err error
 	switch {
 	case o.null:

@@ -12,6 +12,7 @@ import (
 	"iter"
 	"os"
 	"regexp"
+	"strings"
 )
 
 // Source is one input source.
@@ -91,6 +92,10 @@ type Config struct {
 	Link bool
 	// EOF, if set, ends each source at a value equal to it (-E).
 	EOF string
+	// Trim removes white space from each value, or each column with
+	// ColSep: "l" on the left, "r" on the right, "lr" on both; "" or "n"
+	// none (--trim).
+	Trim string
 }
 
 // Reader yields the inputs of each job.
@@ -165,6 +170,11 @@ func (r *Reader) Jobs() iter.Seq2[[]string, error] {
 				}
 				vals = cols
 			}
+			if r.cfg.Trim != "" && r.cfg.Trim != "n" {
+				for i, v := range vals {
+					vals[i] = trim(v, r.cfg.Trim)
+				}
+			}
 			group = append(group, vals...)
 			if n++; n == r.cfg.MaxArgs {
 				if !yield(group, nil) {
@@ -214,6 +224,18 @@ func (r *Reader) combined() iter.Seq2[[]string, error] {
 			}
 		}
 	}
+}
+
+// trim removes white space from the left of s (how has an l), the right
+// (an r), or both.
+func trim(s, how string) string {
+	if strings.Contains(how, "l") {
+		s = strings.TrimLeft(s, " \t\n\r\v\f")
+	}
+	if strings.Contains(how, "r") {
+		s = strings.TrimRight(s, " \t\n\r\v\f")
+	}
+	return s
 }
 
 // product yields prefix followed by every combination of rest.

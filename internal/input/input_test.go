@@ -70,6 +70,8 @@ func TestCombinations(t *testing.T) {
 		{"null", Config{Stdin: strings.NewReader("p q\x00r\n\x00"), Delim: "\x00"}, "[[p q] [r\n]]"},
 		{"multi-byte delim", Config{Stdin: strings.NewReader("a--b--"), Delim: "--"}, "[[a] [b]]"},
 		{"colsep", Config{Stdin: strings.NewReader("a,b\nc,d\n"), ColSep: regexp.MustCompile(",")}, "[[a b] [c d]]"},
+		{"colsep trimmed", Config{Stdin: strings.NewReader(" a , b\t\n"), ColSep: regexp.MustCompile(","), Trim: "lr"}, "[[a b]]"},
+		{"trim left", Config{Sources: []Source{{Args: []string{" x "}}}, Trim: "l"}, "[[x ]]"},
 		{"max args", Config{Sources: []Source{{Args: []string{"a", "b", "c"}}}, MaxArgs: 2}, "[[a b] [c]]"},
 		{"empty source", Config{Sources: []Source{{Args: []string{"a"}}, {Path: "-"}}, Stdin: strings.NewReader("")}, "[]"},
 	} {

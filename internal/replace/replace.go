@@ -166,9 +166,7 @@ func (t *Template) Expand(inputs []string, seqNum, slotNum int, raw bool) string
 				}
 			} else if p.pos <= len(inputs) {
 				b.WriteString(quote(transform(p.kind, inputs[p.pos-1])))
-			} else {
-				b.WriteString(quote(""))
-			}
+			} // a position past the inputs (a missing column) is nothing, as in GNU parallel
 		}
 	}
 	if !t.hasRef {

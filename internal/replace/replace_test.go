@@ -24,7 +24,7 @@ func TestExpand(t *testing.T) {
 		{"echo {/.}", Options{}, []string{"/a/b/c.txt"}, "echo c"},
 		{"echo {#} {%}", Options{}, []string{"x"}, "echo 7 2"},
 		{"cp {1} {2}", Options{}, []string{"a b", "c"}, "cp 'a b' c"},
-		{"echo {2.} {1/} {3}", Options{}, []string{"d/x.y", "f.txt"}, "echo f x.y ''"},
+		{"echo {2.} {1/} {3}", Options{}, []string{"d/x.y", "f.txt"}, "echo f x.y "}, // a missing position is nothing, as in GNU parallel
 		{"echo {}", Options{}, []string{"a", "b"}, "echo a b"},
 		{"echo X", Options{Input: "X"}, []string{"a"}, "echo a"},
 		{"echo {} X", Options{Input: "X"}, []string{"a"}, "echo {} a"},
