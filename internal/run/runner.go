@@ -221,6 +221,7 @@ func (r *Runner) feed(jobs iter.Seq2[Job, error], total int) iter.Seq[Job] {
 	}
 	return func(yield func(Job) bool) {
 		n := 0
+		warnedNUL := false
 		for j, err := range jobs {
 			if err != nil {
 				r.Fail(err)
@@ -228,6 +229,18 @@ func (r *Runner) feed(jobs iter.Seq2[Job, error], total int) iter.Seq[Job] {
 			}
 			if r.Stopping() {
 				return
+			}
+			if strings.IndexByte(j.Line, 0) >= 0 {
+				// No argument can hold a NUL: pass it on as GNU parallel
+				// does, written \0, and say so once.
+				if !warnedNUL {
+					r.Warn("warning: a NUL character in the input was replaced with \\0: no command line can hold one (did you mean -0 or --null?)")
+					warnedNUL = true
+				}
+				j.Line = strings.ReplaceAll(j.Line, "\x00", `\0`)
+				for i, a := range j.Args {
+					j.Args[i] = strings.ReplaceAll(a, "\x00", `\0`)
+				}
 			}
 			r.order.fed(j.Seq)
 			if !yield(j) {
@@ -275,7 +288,7 @@ func (r *Runner) finish(o *Outcome) {
 			r.Warn("writing the job log: %v", err)
 		}
 	}
-	if o.Result.Err != nil && o.Result.Exit != 127 {
+	if o.Result.Err != nil { // a job that could not start, or was lost: say why
 		r.Warn("job %d: %v", o.Job.Seq, o.Result.Err)
 	}
 	failed := o.Result.Failed()
