@@ -51,6 +51,10 @@ func TestLikeGNUParallel(t *testing.T) {
 		{"--trim lr without --colsep", []string{"--trim", "lr", "echo", "[{}]"}, " x \n"},
 		{"a missing column is nothing", []string{"--colsep", ",", "echo", "{1}", "{3}", "X"}, "d,e\n"},
 		{"-N2 with an odd input", []string{"-k", "-N2", "echo", "{1}", "{2}", "X", ":::", "a", "b", "c"}, ""},
+		{"--pipe cuts before the block size", []string{"--pipe", "--block", "10", "-k", "wc", "-c"}, seq(20)},
+		{"--pipe with k as 1000", []string{"--pipe", "--block", "1k", "-k", "wc", "-c"}, seq(2000)},
+		{"--pipe with K as 1024", []string{"--pipe", "--block", "1K", "-k", "wc", "-c"}, seq(2000)},
+		{"--pipe --recstart alone", []string{"--pipe", "--recstart", ">", "-N1", "-k", "wc", "-l"}, ">a\nxx\n>b\nyy\n"},
 		{"failed jobs count", []string{"exit {}", ":::", "0", "1", "2", "0", "5"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,6 +65,15 @@ func TestLikeGNUParallel(t *testing.T) {
 			}
 		})
 	}
+}
+
+// seq is what seq n prints.
+func seq(n int) string {
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		b.WriteString(strconv.Itoa(i) + "\n")
+	}
+	return b.String()
 }
 
 // runTool runs a command in dir and describes what it did: its output,

@@ -26,8 +26,8 @@ func (cfg *Config) pipeJobs(stdin io.Reader) iter.Seq2[Job, error] {
 	}
 }
 
-// blocks yields blocks of whole records read from r: each about size bytes
-// (more if one record is larger), or of n records if n > 0.
+// blocks yields blocks of whole records read from r: as many as fit in
+// size bytes (one, if it alone is larger), or n records if n > 0.
 func blocks(r io.Reader, size int64, n int, recStart, recEnd string) iter.Seq2[[]byte, error] {
 	return func(yield func([]byte, error) bool) {
 		sc := bufio.NewScanner(r)
@@ -36,9 +36,19 @@ func blocks(r io.Reader, size int64, n int, recStart, recEnd string) iter.Seq2[[
 		var block []byte
 		records := 0
 		for sc.Scan() {
-			block = append(block, sc.Bytes()...)
+			rec := sc.Bytes()
+			if n == 0 && len(block) > 0 && int64(len(block)+len(rec)) > size {
+				// As GNU parallel cuts: at the last record end before the
+				// block size, so that a block exceeds it only when a
+				// record alone does.
+				if !yield(block, nil) {
+					return
+				}
+				block = nil
+			}
+			block = append(block, rec...)
 			records++
-			if (n > 0 && records == n) || (n == 0 && int64(len(block)) >= size) {
+			if n > 0 && records == n {
 				if !yield(block, nil) {
 					return
 				}

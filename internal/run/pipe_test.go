@@ -28,7 +28,9 @@ func TestBlocks(t *testing.T) {
 		want       []string
 	}{
 		{"a\nb\nc\n", 1, 0, "", "\n", []string{"a\n", "b\n", "c\n"}},
-		{"a\nb\nc\n", 3, 0, "", "\n", []string{"a\nb\n", "c\n"}},
+		{"a\nb\nc\n", 3, 0, "", "\n", []string{"a\n", "b\n", "c\n"}},
+		{"a\nb\nc\n", 4, 0, "", "\n", []string{"a\nb\n", "c\n"}},
+		{"a\nlong\nb\n", 3, 0, "", "\n", []string{"a\n", "long\n", "b\n"}},
 		{"a\nb\nc", 100, 2, "", "\n", []string{"a\nb\n", "c"}},
 		{">1\nA\n>2\nB\n", 1, 0, ">", "", []string{">1\nA\n", ">2\nB\n"}},
 		{">1\nA>x\n>2\nB\n", 1, 0, ">", "\n", []string{">1\nA>x\n", ">2\nB\n"}},
