@@ -45,7 +45,7 @@ func TestLikeGNUParallel(t *testing.T) {
 		{"blank inputs run without -r", []string{"-k", "echo", "[{}]"}, "  \n\na\n"},
 		{"-P is -j", []string{"-P", "2", "-k", "echo", ":::", "p", "q"}, ""},
 		{"-t prints each command as it starts", []string{"-j1", "-t", "echo", ":::", "a", "b"}, ""},
-		{"--dry-run quotes as GNU parallel does", []string{"--dry-run", "echo", ":::", "it's", "a b", "a=b", "+x/y.z", "$HOME", "é", ""}, ""},
+		{"--dry-run quotes as GNU parallel does", []string{"-k", "--dry-run", "echo", ":::", "it's", "a b", "a=b", "+x/y.z", "$HOME", "é", ""}, ""},
 		{"--colsep trims the columns", []string{"-k", "--colsep", ",", "echo", "[{1}][{2}][{3}]"}, "a , b ,c\nd,e\n"},
 		{"--trim n keeps them", []string{"-k", "--colsep", ",", "--trim", "n", "echo", "[{1}][{2}][{3}]"}, "a , b ,c\n"},
 		{"--trim lr without --colsep", []string{"--trim", "lr", "echo", "[{}]"}, " x \n"},
@@ -55,6 +55,9 @@ func TestLikeGNUParallel(t *testing.T) {
 		{"--pipe with k as 1000", []string{"--pipe", "--block", "1k", "-k", "wc", "-c"}, seq(2000)},
 		{"--pipe with K as 1024", []string{"--pipe", "--block", "1K", "-k", "wc", "-c"}, seq(2000)},
 		{"--pipe --recstart alone", []string{"--pipe", "--recstart", ">", "-N1", "-k", "wc", "-l"}, ">a\nxx\n>b\nyy\n"},
+		{"--shellquote", []string{"-k", "--shellquote"}, "a b\nit's\nx\n"},
+		{"--shellquote of two sources", []string{"-k", "--shellquote", ":::", "x", "y", ":::", "1"}, ""},
+		{"-q keeps each word one word", []string{"-k", "-q", "printf", "<%s>\\n", "{} x", ":::", "a'b", "c;d"}, ""},
 		{"failed jobs count", []string{"exit {}", ":::", "0", "1", "2", "0", "5"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

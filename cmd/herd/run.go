@@ -127,6 +127,8 @@ type runOptions struct {
 	verbose      bool
 	termseq      string
 	trim         string
+	quote        bool
+	shellQuote   bool
 	conn         connFlags
 	queueName    string
 	attach       string
@@ -202,6 +204,8 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	f.BoolVar(&o.link, "link", false, "pair input sources value by value instead of combining them")
 	f.StringVarP(&o.replaceStr, "replace", "I", "", "use `STR` instead of {} for the whole input")
 	f.BoolVar(&o.raw, "raw", false, "substitute inputs unquoted, as shell code (unsafe with untrusted input)")
+	f.BoolVarP(&o.quote, "quote", "q", false, "keep each word of COMMAND one word, whatever it holds (it is quoted for the shell)")
+	f.BoolVar(&o.shellQuote, "shellquote", false, "print each input quoted for the shell, and run nothing")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the commands instead of running them")
 	f.BoolVarP(&o.verbose, "verbose", "t", false, "print each command on standard error as it starts")
 	f.BoolVar(&o.shuf, "shuf", false, "run the jobs in random order (their numbers stay those of the input)")
@@ -245,13 +249,16 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*run.Config,
 	if err := firstBroken(o.rules(len(command) > 0, len(sources) > 0 || len(o.argFiles) > 0, changed)); err != nil {
 		return nil, err
 	}
-	cfg := &run.Config{Raw: o.raw, Shell: cmp.Or(o.shell, defaultShell(o.conn.url != "")), Shuf: o.shuf, DryRun: o.dryRun, KeepOrder: o.keepOrder, Verbose: o.verbose,
+	cfg := &run.Config{Raw: o.raw, ShellQuote: o.shellQuote, Shell: cmp.Or(o.shell, defaultShell(o.conn.url != "")), Shuf: o.shuf, DryRun: o.dryRun, KeepOrder: o.keepOrder, Verbose: o.verbose,
 		SkipEmpty: o.noRunIfEmpty, NoArgs: (changed("max-args") && o.maxArgs == 0) || (changed("max-replace-args") && o.exactArgs == 0),
 		Tag: o.tag, TagString: o.tagString, LineBuffer: o.lineBuffer, Ungroup: o.ungroup,
 		Bar: o.bar, ETA: o.eta, Progress: o.progress, Attempts: max(o.retries, 1),
 		Joblog: strings.TrimPrefix(o.joblog, "+"), AppendLog: strings.HasPrefix(o.joblog, "+"),
 		Resume: o.resume, ResumeFailed: o.resumeFailed, RetryFailed: o.retryFailed}
 	template := replace.Parse(strings.Join(command, " "), replace.Options{Input: o.replaceStr})
+	if o.quote {
+		template = replace.ParseWords(command, replace.Options{Input: o.replaceStr})
+	}
 	if o.attach == "" {
 		cfg.Template = template // an attached run's jobs are those on the queue
 	}
@@ -302,7 +309,7 @@ func (o runOptions) rules(hasCommand, hasInputs bool, changed func(string) bool)
 		{queued && o.delay != "", "--delay does not go with --queue: the workers start jobs as they take them"},
 		{queued && strings.HasSuffix(o.timeout, "%"), "--timeout N% does not go with --queue: give the time limit in seconds"},
 		{queued && o.pipe && changed("block") && parsesOver(o.block, maxRemoteBlock), fmt.Sprintf("--block %s: with --queue, a block goes in a message of the queue: at most 512k", o.block)},
-		{!hasCommand && !o.retryFailed && !attach, "no command given (to run each input as a shell command, say: herd run sh -c {})"},
+		{!hasCommand && !o.retryFailed && !attach && !o.shellQuote, "no command given (to run each input as a shell command, say: herd run sh -c {})"},
 		{o.retries < 0, fmt.Sprintf("--retries %d: want a number of attempts, 1 or more", o.retries)},
 		{o.maxArgs < 0 || o.exactArgs < 0, fmt.Sprintf("-n %d, -N %d: want a positive number of inputs", o.maxArgs, o.exactArgs)},
 		{o.ungroup && o.lineBuffer, "--ungroup and --line-buffer: choose one"},

@@ -20,7 +20,8 @@ import (
 // Template is a parsed command template.
 type Template struct {
 	parts  []part
-	hasRef bool // the template has a replacement string; if not, inputs are appended
+	hasRef bool        // the template has a replacement string; if not, inputs are appended
+	words  []*Template // with ParseWords: the words, each quoted whole once expanded
 }
 
 type kind uint8
@@ -85,6 +86,19 @@ func Parse(s string, opts Options) *Template {
 	return t
 }
 
+// ParseWords parses a command given as words, each of which stays one word
+// of the command line whatever it holds (GNU parallel's -q): each word is
+// expanded with the inputs as they are, then quoted whole.
+func ParseWords(words []string, opts Options) *Template {
+	t := &Template{words: []*Template{}}
+	for _, w := range words {
+		wt := Parse(w, opts)
+		t.words = append(t.words, wt)
+		t.hasRef = t.hasRef || wt.hasRef
+	}
+	return t
+}
+
 // parseToken parses what stands between braces.
 func parseToken(tok string, bare bool) (part, bool) {
 	switch tok {
@@ -136,6 +150,9 @@ func (t *Template) MaxPos() int {
 	for _, p := range t.parts {
 		m = max(m, p.pos)
 	}
+	for _, w := range t.words {
+		m = max(m, w.MaxPos())
+	}
 	return m
 }
 
@@ -148,6 +165,30 @@ func (t *Template) Expand(inputs []string, seqNum, slotNum int, raw bool) string
 	if raw {
 		quote = func(s string) string { return s }
 	}
+	if t.words != nil {
+		for i, w := range t.words {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			var word strings.Builder
+			w.expand(&word, inputs, seqNum, slotNum, func(s string) string { return s })
+			b.WriteString(Quote(word.String()))
+		}
+	} else {
+		t.expand(&b, inputs, seqNum, slotNum, quote)
+	}
+	if !t.hasRef {
+		for _, in := range inputs {
+			b.WriteByte(' ')
+			b.WriteString(quote(in))
+		}
+	}
+	return b.String()
+}
+
+// expand writes the template's parts with the inputs, each quoted with
+// quote.
+func (t *Template) expand(b *strings.Builder, inputs []string, seqNum, slotNum int, quote func(string) string) {
 	for _, p := range t.parts {
 		switch p.kind {
 		case literal:
@@ -169,13 +210,6 @@ func (t *Template) Expand(inputs []string, seqNum, slotNum int, raw bool) string
 			} // a position past the inputs (a missing column) is nothing, as in GNU parallel
 		}
 	}
-	if !t.hasRef {
-		for _, in := range inputs {
-			b.WriteByte(' ')
-			b.WriteString(quote(in))
-		}
-	}
-	return b.String()
 }
 
 // transform applies one replacement string's modifier to an input.
@@ -241,6 +275,13 @@ func Quote(s string) string {
 
 // String returns the template as written, with {} for the whole input.
 func (t *Template) String() string {
+	if t.words != nil {
+		words := make([]string, len(t.words))
+		for i, w := range t.words {
+			words[i] = w.String()
+		}
+		return strings.Join(words, " ")
+	}
 	var b strings.Builder
 	for _, p := range t.parts {
 		switch p.kind {

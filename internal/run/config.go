@@ -22,6 +22,9 @@ type Config struct {
 	Pipe     *Pipe // --pipe: jobs read blocks of standard input
 	Shuf     bool
 	DryRun   bool
+	// ShellQuote prints each job's inputs quoted for the shell instead of
+	// running anything (--shellquote).
+	ShellQuote bool
 	// NoArgs consumes an input per job without passing it on (-n0);
 	// SkipEmpty drops the jobs whose inputs are all empty or blank (-r).
 	NoArgs    bool

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/goherd/herd/internal/command"
+	"github.com/goherd/herd/internal/replace"
 )
 
 // Exit statuses of herd run, as GNU parallel's: 0 when every job
@@ -148,12 +149,16 @@ func (r *Runner) Run(ctx context.Context, exec Executor, sigs <-chan os.Signal) 
 		return fail(err)
 	}
 	defer cleanup()
-	if cfg.DryRun {
+	if cfg.DryRun || cfg.ShellQuote {
 		for j, err := range jobs {
 			if err != nil {
 				return fail(err)
 			}
-			fmt.Fprintln(r.stdout, strings.ReplaceAll(j.Line, SlotText, "1"))
+			if cfg.ShellQuote {
+				fmt.Fprintln(r.stdout, replace.Quote(strings.Join(j.Args, " ")))
+			} else {
+				fmt.Fprintln(r.stdout, strings.ReplaceAll(j.Line, SlotText, "1"))
+			}
 		}
 		return 0
 	}
