@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -169,6 +170,28 @@ func exportedFunction(env []string, name string) bool {
 		}
 	}
 	return false
+}
+
+// MaxArg is the longest argument Linux passes to a program
+// (MAX_ARG_STRLEN, less the NUL that ends it).
+const MaxArg = 32*4096 - 1
+
+// TooLong reports whether line cannot be started on this system: a word of
+// a plain command line, or a shell's whole line, is longer than the system
+// passes in one argument. It returns the length that is too long.
+func TooLong(line string) (int, bool) {
+	if runtime.GOOS != "linux" {
+		return 0, false // the limit is on the whole argument list, checked when the job starts
+	}
+	if words, ok := Words(line); ok {
+		for _, w := range words {
+			if len(w) > MaxArg {
+				return len(w), true
+			}
+		}
+		return 0, false
+	}
+	return len(line), len(line) > MaxArg
 }
 
 // Check reports whether the shell can parse line, without running it.

@@ -168,3 +168,17 @@ func TestExportedFunction(t *testing.T) {
 		t.Errorf("true with an exported function true: %+v, output %q; want the function's", res, out.String())
 	}
 }
+
+func TestTooLong(t *testing.T) {
+	long := strings.Repeat("x", MaxArg+1)
+	for line, want := range map[string]bool{
+		"echo " + long:                      true,  // a word over the limit
+		"echo " + long[1:] + " " + long[1:]: false, // words under it, the line over: fine without a shell
+		"echo " + long[1:] + "; true":       true,  // the shell's line over it
+		"echo short":                        false,
+	} {
+		if _, got := TooLong(line); got != want {
+			t.Errorf("TooLong(%.20q... of %d bytes) = %v, want %v", line, len(line), got, want)
+		}
+	}
+}

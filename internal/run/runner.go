@@ -247,6 +247,11 @@ func (r *Runner) feed(jobs iter.Seq2[Job, error], total int) iter.Seq[Job] {
 					j.Args[i] = strings.ReplaceAll(a, "\x00", `\0`)
 				}
 			}
+			if n, long := command.TooLong(j.Line); long {
+				// As GNU parallel does: no job of such a run could start.
+				r.Fail(fmt.Errorf("command line too long (%d >= %d) at input %d: %.50s...", n, command.MaxArg+1, j.Seq-1, strings.Join(j.Args, " ")))
+				return
+			}
 			r.order.fed(j.Seq)
 			if !yield(j) {
 				return
