@@ -249,7 +249,7 @@ func (r *Runner) feed(jobs iter.Seq2[Job, error], total int) iter.Seq[Job] {
 			}
 			if n, long := command.TooLong(j.Line); long {
 				// As GNU parallel does: no job of such a run could start.
-				r.Fail(fmt.Errorf("command line too long (%d >= %d) at input %d: %.50s...", n, command.MaxArg+1, j.Seq-1, strings.Join(j.Args, " ")))
+				r.Fail(fmt.Errorf("command line too long (%d >= %d) at input %d, which starts %.50q", n, command.MaxArg+1, j.Seq-1, strings.Join(j.Args, " ")))
 				return
 			}
 			r.order.fed(j.Seq)
