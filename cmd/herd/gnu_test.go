@@ -74,6 +74,15 @@ func TestLikeGNUParallel(t *testing.T) {
 		{"--shellquote", []string{"-k", "--shellquote"}, "a b\nit's\nx\n"},
 		{"--shellquote of two sources", []string{"-k", "--shellquote", ":::", "x", "y", ":::", "1"}, ""},
 		{"-q keeps each word one word", []string{"-k", "-q", "printf", "<%s>\\n", "{} x", ":::", "a'b", "c;d"}, ""},
+		{"--xargs fills the command line", []string{"-k", "-j3", "--xargs", "echo"}, seq(10)},
+		{"-m spreads over the slots", []string{"-k", "-j3", "-m", "echo"}, seq(10)},
+		{"-m with one slot", []string{"-k", "-j1", "-m", "echo", "{}", "X", "{#}"}, seq(10)},
+		{"-X repeats the word", []string{"-k", "-j2", "-X", "echo", "x{}y"}, seq(10)},
+		{"-X with a plain {} word", []string{"-k", "-j1", "-X", "echo", "{}", "x{}y"}, seq(5)},
+		{"-s caps the line", []string{"-k", "-s", "12", "--xargs", "echo"}, seq(10)},
+		{"-s with -m and two {}", []string{"-k", "-s", "12", "-j1", "-m", "echo", "{}", "{}"}, seq(10)},
+		{"-s with -X", []string{"-k", "-s", "14", "-j1", "-X", "echo", "x{}y"}, seq(10)},
+		{"-L lines per job", []string{"-k", "-L", "2", "echo"}, seq(6)},
 		{"failed jobs count", []string{"exit {}", ":::", "0", "1", "2", "0", "5"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -129,6 +129,11 @@ type runOptions struct {
 	trim         string
 	quote        bool
 	shellQuote   bool
+	xargs        bool
+	multi        bool
+	context      bool
+	maxChars     int
+	maxLines     int
 	conn         connFlags
 	queueName    string
 	attach       string
@@ -201,6 +206,11 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	f.StringVar(&o.argFileSep, "arg-file-sep", "::::", "start a source of files with `SEP` instead of ::::")
 	f.IntVarP(&o.maxArgs, "max-args", "n", 0, "give each job up to `N` inputs")
 	f.IntVarP(&o.exactArgs, "max-replace-args", "N", 0, "give each job `N` inputs (with --pipe: N records)")
+	f.IntVarP(&o.maxLines, "max-lines", "L", 0, "give each job `N` input lines (as -n N)")
+	f.BoolVar(&o.xargs, "xargs", false, "give each job as many inputs as its command line holds, as xargs does")
+	f.BoolVarP(&o.multi, "multi-args", "m", false, "as --xargs, spreading the inputs evenly over the jobs at once")
+	f.BoolVarP(&o.context, "context-replace", "X", false, "as -m, repeating each word that holds {} for every input (x{}y: x1y x2y)")
+	f.IntVarP(&o.maxChars, "max-chars", "s", 0, "make command lines at most `N` characters long (default: what the system allows)")
 	f.BoolVar(&o.link, "link", false, "pair input sources value by value instead of combining them")
 	f.StringVarP(&o.replaceStr, "replace", "I", "", "use `STR` instead of {} for the whole input")
 	f.BoolVar(&o.raw, "raw", false, "substitute inputs unquoted, as shell code (unsafe with untrusted input)")
@@ -256,9 +266,21 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*run.Config,
 		Joblog: strings.TrimPrefix(o.joblog, "+"), AppendLog: strings.HasPrefix(o.joblog, "+"),
 		Resume: o.resume, ResumeFailed: o.resumeFailed, RetryFailed: o.retryFailed}
 	template := replace.Parse(strings.Join(command, " "), replace.Options{Input: o.replaceStr})
-	if o.quote {
+	switch {
+	case o.quote:
 		template = replace.ParseWords(command, replace.Options{Input: o.replaceStr})
+	case o.context:
+		template = replace.ParseContext(strings.Join(command, " "), replace.Options{Input: o.replaceStr})
 	}
+	switch {
+	case o.xargs:
+		cfg.Multi = "xargs"
+	case o.multi:
+		cfg.Multi = "m"
+	case o.context:
+		cfg.Multi = "X"
+	}
+	cfg.MaxChars = o.maxChars
 	if o.attach == "" {
 		cfg.Template = template // an attached run's jobs are those on the queue
 	}
@@ -320,7 +342,21 @@ func (o runOptions) rules(hasCommand, hasInputs bool, changed func(string) bool)
 		{o.null && changed("delimiter"), "-0 and -d: choose one"},
 		{o.pipe && hasInputs, "--pipe reads standard input: give no ::: or :::: inputs or -a"},
 		{o.argSep == "" || o.argFileSep == "" || o.argSep == o.argFileSep, "--arg-sep and --arg-file-sep must be two different words"},
+		{boolCount(o.xargs, o.multi, o.context) > 1, "--xargs, -m and -X: choose one"},
+		{(o.xargs || o.multi || o.context) && (o.maxArgs != 0 || o.exactArgs != 0 || o.maxLines != 0 || o.pipe), "--xargs, -m and -X fill each command line: they do not go with -n, -N, -L or --pipe"},
+		{o.maxChars < 0 || o.maxLines < 0, "-s and -L: want a positive number"},
 	}
+}
+
+// boolCount is how many of bs are true.
+func boolCount(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 // parsesOver reports whether size is a size above limit.
@@ -412,7 +448,7 @@ func (o runOptions) planInputs(cfg *run.Config, sources []input.Source, template
 	for _, f := range o.argFiles {
 		sources = append(sources, input.Source{Path: f})
 	}
-	cfg.Input = input.Config{Sources: sources, Link: o.link, MaxArgs: max(o.maxArgs, o.exactArgs), EOF: o.eof, Trim: o.trim}
+	cfg.Input = input.Config{Sources: sources, Link: o.link, MaxArgs: max(o.maxArgs, o.exactArgs, o.maxLines), EOF: o.eof, Trim: o.trim}
 	switch o.trim {
 	case "":
 		if o.colsep != "" {
@@ -436,7 +472,7 @@ func (o runOptions) planInputs(cfg *run.Config, sources []input.Source, template
 			return fmt.Errorf("--colsep %q: %v", o.colsep, err)
 		}
 	}
-	if o.exactArgs == 0 && o.maxArgs == 0 && template.MaxPos() > 1 && len(sources) <= 1 && o.colsep == "" {
+	if o.exactArgs == 0 && o.maxArgs == 0 && !o.xargs && !o.multi && !o.context && template.MaxPos() > 1 && len(sources) <= 1 && o.colsep == "" {
 		// {2} and up with one source: GNU parallel reads that many per job.
 		cfg.Input.MaxArgs = template.MaxPos()
 	}

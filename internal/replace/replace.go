@@ -19,9 +19,10 @@ import (
 
 // Template is a parsed command template.
 type Template struct {
-	parts  []part
-	hasRef bool        // the template has a replacement string; if not, inputs are appended
-	words  []*Template // with ParseWords: the words, each quoted whole once expanded
+	parts   []part
+	hasRef  bool        // the template has a replacement string; if not, inputs are appended
+	words   []*Template // with ParseWords or ParseContext: the words
+	context bool        // with ParseContext: a word with a replacement string is repeated per input
 }
 
 type kind uint8
@@ -99,6 +100,32 @@ func ParseWords(words []string, opts Options) *Template {
 	return t
 }
 
+// ParseContext parses a command for GNU parallel's -X (context replace):
+// each word of s that holds a replacement string for the input ({} and
+// its forms) is repeated for each input, expanded with that input alone
+// (x{}y with inputs 1 2 gives x1y x2y); the other words stay as they are.
+func ParseContext(s string, opts Options) *Template {
+	t := &Template{words: []*Template{}, context: true}
+	for _, w := range strings.Fields(s) {
+		wt := Parse(w, opts)
+		t.words = append(t.words, wt)
+		t.hasRef = t.hasRef || wt.hasRef
+	}
+	return t
+}
+
+// wholeRefs counts the replacement strings of the parts that stand for
+// every input.
+func (t *Template) wholeRefs() int {
+	n := 0
+	for _, p := range t.parts {
+		if p.kind != literal && p.kind != seq && p.kind != slot && p.pos == 0 {
+			n++
+		}
+	}
+	return n
+}
+
 // parseToken parses what stands between braces.
 func parseToken(tok string, bare bool) (part, bool) {
 	switch tok {
@@ -165,7 +192,23 @@ func (t *Template) Expand(inputs []string, seqNum, slotNum int, raw bool) string
 	if raw {
 		quote = func(s string) string { return s }
 	}
-	if t.words != nil {
+	switch {
+	case t.context:
+		sep := ""
+		for _, w := range t.words {
+			if w.wholeRefs() == 0 {
+				b.WriteString(sep)
+				w.expand(&b, nil, seqNum, slotNum, quote)
+				sep = " "
+				continue
+			}
+			for _, in := range inputs {
+				b.WriteString(sep)
+				w.expand(&b, []string{in}, seqNum, slotNum, quote)
+				sep = " "
+			}
+		}
+	case t.words != nil:
 		for i, w := range t.words {
 			if i > 0 {
 				b.WriteByte(' ')
@@ -174,7 +217,7 @@ func (t *Template) Expand(inputs []string, seqNum, slotNum int, raw bool) string
 			w.expand(&word, inputs, seqNum, slotNum, func(s string) string { return s })
 			b.WriteString(Quote(word.String()))
 		}
-	} else {
+	default:
 		t.expand(&b, inputs, seqNum, slotNum, quote)
 	}
 	if !t.hasRef {

@@ -119,3 +119,11 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// -X repeats each word that holds a replacement string for every input.
+func TestContext(t *testing.T) {
+	tmpl := ParseContext("echo {} x{}y {#}", Options{})
+	if got, want := tmpl.Expand([]string{"1", "a b"}, 3, 1, false), "echo 1 'a b' x1y x'a b'y 3"; got != want {
+		t.Errorf("Expand = %q, want %q", got, want)
+	}
+}

@@ -25,6 +25,13 @@ type Config struct {
 	// ShellQuote prints each job's inputs quoted for the shell instead of
 	// running anything (--shellquote).
 	ShellQuote bool
+	// Multi gives each job as many inputs as its command line holds:
+	// "xargs" (--xargs), "m" (-m) or "X" (-X, with a Template from
+	// replace.ParseContext); with "m" and "X", the inputs are spread
+	// evenly over the Jobs slots. MaxChars caps a command line's length
+	// (-s); zero means what the system allows in one argument.
+	Multi    string
+	MaxChars int
 	// NoArgs consumes an input per job without passing it on (-n0);
 	// SkipEmpty drops the jobs whose inputs are all empty or blank (-r).
 	NoArgs    bool

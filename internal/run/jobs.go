@@ -1,12 +1,14 @@
 package run
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"iter"
 	"math/rand/v2"
 	"strings"
 
+	"github.com/goherd/herd/internal/command"
 	"github.com/goherd/herd/internal/input"
 )
 
@@ -65,6 +67,11 @@ func Jobs(cfg *Config, stdin io.Reader, count bool) (jobs iter.Seq2[Job, error],
 		}
 	}
 
+	if cfg.Multi != "" {
+		if jobs, err = cfg.multi(jobs); err != nil {
+			return nil, 0, cleanup, err
+		}
+	}
 	if cfg.Resume || cfg.ResumeFailed {
 		rows, _, err := ReadJoblog(cfg.Joblog)
 		if err != nil {
@@ -88,6 +95,63 @@ func Jobs(cfg *Config, stdin io.Reader, count bool) (jobs iter.Seq2[Job, error],
 		rand.Shuffle(len(list), func(a, b int) { list[a], list[b] = list[b], list[a] })
 	}
 	return sliceJobs(list), len(list), cleanup, nil
+}
+
+// multi groups the inputs of jobs, one job's each, into as many per job as
+// a command line holds (--xargs, -m, -X): up to MaxChars, counting the
+// NUL that ends it as GNU parallel does; with -m and -X, no more than an
+// even share of all the inputs over the slots, so that every slot has
+// work. That share needs every input first: -m and -X with more than one
+// slot read them all before the first job starts.
+func (cfg *Config) multi(jobs iter.Seq2[Job, error]) (iter.Seq2[Job, error], error) {
+	limit := cmp.Or(cfg.MaxChars, command.MaxArg+1)
+	share := 0
+	if cfg.Multi != "xargs" && cfg.Jobs > 1 {
+		var all []Job
+		for j, err := range jobs {
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, j)
+		}
+		share = (len(all) + cfg.Jobs - 1) / cfg.Jobs
+		jobs = sliceJobs(all)
+	}
+	// A job's line is base long with no inputs; each input adds its own
+	// expansion, and after the first the spaces between (sep).
+	expand := func(args ...string) int { return len(cfg.Template.Expand(args, 0, 0, cfg.Raw)) }
+	base := expand()
+	sep := expand("x", "x") - 2*expand("x") + base
+	return func(yield func(Job, error) bool) {
+		seq, size := 0, base
+		var group []string
+		n := 0 // inputs in group
+		emit := func() bool {
+			seq++
+			j := Job{Seq: seq, Args: group, Line: cfg.Template.Expand(group, seq, slotMarker, cfg.Raw)}
+			group, size, n = nil, base, 0
+			return yield(j, nil)
+		}
+		for j, err := range jobs {
+			if err != nil {
+				yield(Job{}, err)
+				return
+			}
+			grow := expand(j.Args...) - base
+			if n > 0 {
+				grow += sep
+			}
+			if n > 0 && (size+grow+1 > limit || (share > 0 && n == share)) {
+				if !emit() {
+					return
+				}
+			}
+			group, size, n = append(group, j.Args...), size+grow, n+1
+		}
+		if n > 0 {
+			emit()
+		}
+	}, nil
 }
 
 // blank reports whether every input is empty or white space.
