@@ -106,7 +106,7 @@ func ParseWords(words []string, opts Options) *Template {
 // (x{}y with inputs 1 2 gives x1y x2y); the other words stay as they are.
 func ParseContext(s string, opts Options) *Template {
 	t := &Template{words: []*Template{}, context: true}
-	for _, w := range strings.Fields(s) {
+	for w := range strings.FieldsSeq(s) {
 		wt := Parse(w, opts)
 		t.words = append(t.words, wt)
 		t.hasRef = t.hasRef || wt.hasRef
