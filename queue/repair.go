@@ -103,11 +103,6 @@ func (c *Client) putBack(ctx context.Context, recs []storedMsg) ([]string, error
 		if waiting[subjects[i]] {
 			continue
 		}
-		// The server's index of subjects may still count the lost
-		// message, and would drop the new one in its place.
-		if err := c.stream.Purge(ctx, jetstream.WithPurgeSubject(subjects[i])); err != nil {
-			return nil, fmt.Errorf("put back %s: %w", info.ID, err)
-		}
 		info.State, info.RunAt, info.UpdatedAt = Queued, time.Time{}, time.Now()
 		m, err := newJobMsg(info, false)
 		if err != nil {

@@ -175,7 +175,7 @@ func Start(cfg Config) (*Server, error) {
 		log.l = slog.New(slog.DiscardHandler)
 	}
 	ns, err := run(opts, log)
-	if err == nil && len(log.complaints()) > 0 {
+	if damaged := log.complaints(); err == nil && len(damaged) > 0 {
 		// The server trusts a stream's index when it was written at a
 		// clean stop, and finds a damaged block only once it reads it,
 		// keeping the index's count of the messages lost. Start it again
@@ -183,7 +183,7 @@ func Start(cfg Config) (*Server, error) {
 		// rebuilds the index from the blocks that it can read.
 		ns.Shutdown()
 		ns.WaitForShutdown()
-		for _, name := range log.complaints() {
+		for _, name := range damaged {
 			paths, _ := filepath.Glob(filepath.Join(cfg.Dir, "jetstream", "*", "streams", name, "msgs", "index.db"))
 			for _, p := range paths {
 				if err := os.Remove(p); err != nil {
@@ -192,7 +192,7 @@ func Start(cfg Config) (*Server, error) {
 				}
 			}
 		}
-		log.l.Warn("queue: starting the server again to rebuild the index of streams whose files were damaged or not closed cleanly", "streams", log.complaints())
+		log.l.Warn("queue: starting the server again to rebuild the index of streams whose files were damaged or not closed cleanly", "streams", damaged)
 		ns, err = run(opts, log)
 	}
 	if err != nil {
