@@ -311,7 +311,7 @@ func collect[T any](seq iter.Seq2[T, error]) ([]T, error) {
 // values yields the values of one source, up to the -E string.
 func (r *Reader) values(i int) iter.Seq2[string, error] {
 	s := r.cfg.Sources[i]
-	all := Records(r.files[i], r.cfg.Delim, s.Path)
+	var all iter.Seq2[string, error]
 	if s.Args != nil {
 		all = func(yield func(string, error) bool) {
 			for _, a := range s.Args {
@@ -320,6 +320,8 @@ func (r *Reader) values(i int) iter.Seq2[string, error] {
 				}
 			}
 		}
+	} else {
+		all = Records(r.files[i], r.cfg.Delim, s.Path)
 	}
 	if r.cfg.EOF == "" {
 		return all

@@ -66,7 +66,6 @@ func newRunID() string {
 // Attach, it only collects those of an earlier run. It returns an error
 // only if the run could not start.
 func (e *Executor) Execute(ctx context.Context, r *run.Runner, jobs iter.Seq[run.Job]) error {
-	e.detachOnce.Do(func() { e.detached = make(chan struct{}) })
 	c, err := e.Open(ctx, r.Log())
 	if err != nil {
 		return err
@@ -109,13 +108,19 @@ func (e *Executor) Execute(ctx context.Context, r *run.Runner, jobs iter.Seq[run
 // Detach leaves the run to the workers: Execute returns at once. It is
 // called from one goroutine, the runner's signal handler.
 func (e *Executor) Detach(sig os.Signal) {
-	e.detachOnce.Do(func() { e.detached = make(chan struct{}) })
 	select {
-	case <-e.detached:
+	case <-e.detachedCh():
 	default:
 		e.detachSig = sig
 		close(e.detached)
 	}
+}
+
+// detachedCh is closed by Detach. The zero Executor is ready to use, so it
+// is made on first use.
+func (e *Executor) detachedCh() chan struct{} {
+	e.detachOnce.Do(func() { e.detached = make(chan struct{}) })
+	return e.detached
 }
 
 // Client is what the executor uses of a queue: a *queue.Client (see
@@ -335,7 +340,7 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, want int, known []in
 		case <-killed:
 			killed = nil
 			c.stopRun("now")
-		case <-rm.detached:
+		case <-rm.detachedCh():
 			r.Warn("got %v: leaving run %s to the workers; see it with --attach %s", rm.detachSig, rm.run, rm.run)
 			return
 		case batch, ok := <-enqueued:
