@@ -60,7 +60,11 @@ func Jobs(cfg *Config, stdin io.Reader, count bool) (jobs iter.Seq2[Job, error],
 					args = nil
 				}
 				seq++
-				if !yield(Job{Seq: seq, Args: args, Line: cfg.Template.Expand(args, seq, slotMarker, cfg.Raw)}, nil) {
+				j := Job{Seq: seq, Args: args}
+				if cfg.Multi == "" { // multi expands the line of each group of inputs
+					j.Line = cfg.Template.Expand(args, seq, slotMarker, cfg.Raw)
+				}
+				if !yield(j, nil) {
 					return
 				}
 			}
