@@ -602,7 +602,13 @@ func TestQueueAttachAfterSubmitterKilledWhileEnqueueing(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		if len(shown) != len(ran) || len(ran) == 0 {
-			t.Errorf("killed after %v: attach showed %d jobs, %d ran; attach said:\n%s", after, len(shown), len(ran), a.errOut.String())
+			var notShown []string
+			for _, f := range ran {
+				if n := strings.TrimPrefix(filepath.Base(f), "ran."); !slices.Contains(shown, n) {
+					notShown = append(notShown, n)
+				}
+			}
+			t.Errorf("killed after %v: attach showed %d jobs, %d ran (not shown: %v); attach said:\n%s", after, len(shown), len(ran), notShown, a.errOut.String())
 		}
 		slices.Sort(shown)
 		if len(slices.Compact(shown)) != len(shown) {

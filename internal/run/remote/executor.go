@@ -53,6 +53,13 @@ type remote struct {
 	enqueued chan []run.Job // each batch, once the queue has it; closed by the submitter
 	subErr   error          // why the submitter stopped early, if it did; read once enqueued is closed
 	gone     chan struct{}  // closed when the collector stops listening
+
+	// Attached to a run whose submitter stopped while it enqueued a batch:
+	// the batch's jobs, each of which may be on the queue or not, and
+	// those found on it, at the first look.
+	sending  []int
+	sent     map[int]bool
+	lookedAt time.Time
 }
 
 // newRunID returns a fresh run id.
@@ -322,7 +329,10 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, want int, known []in
 	// Stopped by --halt, a signal or bad input: no job of the run starts
 	// any more; killed, those running are killed.
 	stopping, killed := r.Stopped(), r.JobContext().Done()
-	for want < 0 || len(c.seen) < want {
+	for {
+		if want >= 0 && len(c.seen) >= want && !c.moreSent(ctx, &want) {
+			return
+		}
 		if enqueued == nil && want < 0 {
 			if errors.Is(rm.subErr, queue.ErrFull) {
 				// Their outcomes could not be stored either: waiting for
@@ -370,6 +380,43 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, want int, known []in
 		}
 	}
 }
+
+// moreSent looks again for the jobs of the batch an attached run's
+// submitter was enqueueing when it stopped, and adds to want those found
+// on the queue since the last look: a server may store what a killed
+// submitter sent after the first look, which is why the second is made no
+// sooner than sentSettle after it. It reports whether it found any.
+func (c *collector) moreSent(ctx context.Context, want *int) bool {
+	if len(c.sending) == 0 {
+		return false
+	}
+	select {
+	case <-time.After(time.Until(c.lookedAt.Add(sentSettle))):
+	case <-ctx.Done():
+		return false
+	}
+	on, err := c.existing(ctx, c.sending)
+	if err != nil {
+		c.r.Warn("run %s: looking for the last jobs its submitter sent: %v", c.run, err)
+		return false
+	}
+	found := false
+	for _, seq := range on {
+		if !c.sent[seq] {
+			c.sent[seq], found = true, true
+			c.order = append(c.order, seq)
+			*want++
+		}
+	}
+	if found {
+		c.r.SetTotal(*want)
+	}
+	return found
+}
+
+// sentSettle is how long after a killed submitter's last batch was looked
+// for the server is taken to have stored all that reached it.
+const sentSettle = 2 * time.Second
 
 // confirmed takes a batch of jobs that the queue has, and the outcomes of
 // its jobs that came before it.
@@ -566,17 +613,23 @@ func (rm *remote) attach(ctx context.Context) error {
 		return fmt.Errorf("--attach %s: %w", rm.run, err)
 	}
 	known := expand(st.Enqueued) // empty for a run of an earlier herd
-	if st.Enqueueing {
-		// The submitter stopped; the jobs it was sending when it did may
-		// be on the queue, each or none.
+	if len(st.Sending) > 0 {
+		// The submitter stopped while it enqueued a batch (killed, or the
+		// queue failed it): its jobs may be on the queue, each or none.
 		sent, err := rm.existing(ctx, st.Sending)
 		if err != nil {
 			return fmt.Errorf("--attach %s: %w", rm.run, err)
+		}
+		rm.sending, rm.sent, rm.lookedAt = st.Sending, map[int]bool{}, time.Now()
+		for _, seq := range sent {
+			rm.sent[seq] = true
 		}
 		st.Jobs += len(sent)
 		if len(known) > 0 {
 			known = append(known, sent...)
 		}
+	}
+	if st.Enqueueing {
 		r.Warn("run %s: its submitter stopped before it had enqueued every job; showing the %d it enqueued", rm.run, st.Jobs)
 	}
 	r.SetTotal(st.Jobs)

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,13 +20,17 @@ import (
 )
 
 // fakeQueue is a queue whose jobs all succeed at once, printing "out" and
-// their input, and whose first watch of a run says nothing: a watch that
-// lost its way in a failover.
+// their input. With silentFirst, its first watch of a run says nothing: a
+// watch that lost its way in a failover. With late, the first look for
+// those jobs does not find them: a server that had not stored yet what a
+// killed submitter sent.
 type fakeQueue struct {
-	mu      sync.Mutex
-	meta    map[string][]byte
-	jobs    []queue.NewJob
-	watches int
+	mu          sync.Mutex
+	meta        map[string][]byte
+	jobs        []queue.NewJob
+	watches     int
+	silentFirst bool
+	late        []string
 }
 
 func (f *fakeQueue) EnqueueBatch(_ context.Context, jobs []queue.NewJob) ([]string, error) {
@@ -43,8 +49,8 @@ func (f *fakeQueue) Watch(context.Context, string) (Watcher, error) {
 	defer f.mu.Unlock()
 	f.watches++
 	w := &fakeWatcher{ch: make(chan *queue.Info, len(f.jobs))}
-	if f.watches == 1 {
-		return w, nil // silent
+	if f.watches == 1 && f.silentFirst {
+		return w, nil
 	}
 	for _, j := range f.jobs {
 		var cj Job
@@ -55,7 +61,18 @@ func (f *fakeQueue) Watch(context.Context, string) (Watcher, error) {
 	return w, nil
 }
 
-func (f *fakeQueue) Lost(context.Context, []string) ([]string, error) { return nil, nil }
+func (f *fakeQueue) Lost(_ context.Context, ids []string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var lost []string
+	for _, id := range ids {
+		if slices.Contains(f.late, id) {
+			lost = append(lost, id)
+		}
+	}
+	f.late = nil
+	return lost, nil
+}
 
 func (f *fakeQueue) PutMeta(_ context.Context, key string, value []byte) error {
 	f.mu.Lock()
@@ -96,7 +113,7 @@ func (w *fakeWatcher) Stop() error {
 // wait.
 func TestSilentWatchStartsAgain(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		fq := &fakeQueue{}
+		fq := &fakeQueue{silentFirst: true}
 		e := &Executor{Open: func(context.Context, io.Writer) (Client, error) { return fq, nil }, QueueName: "default"}
 		cfg := &run.Config{
 			Template:  replace.Parse("echo", replace.Options{}),
@@ -116,4 +133,28 @@ func TestSilentWatchStartsAgain(t *testing.T) {
 			t.Errorf("%d watches, the run took %v; want the watch started again after %v", fq.watches, time.Since(start), stallFirst)
 		}
 	})
+}
+
+// Attached to a run whose submitter was killed while it enqueued a batch,
+// of which the queue had stored nothing at the first look but every job by
+// the end: each job of the batch is shown, and waited for.
+func TestAttachFindsJobsStoredLate(t *testing.T) {
+	synctest.Test(t, testAttachFindsJobsStoredLate)
+}
+
+func testAttachFindsJobsStoredLate(t *testing.T) {
+	fq := &fakeQueue{late: []string{"r1.3", "r1.4"}}
+	for seq := 1; seq <= 4; seq++ {
+		payload, _ := json.Marshal(Job{Run: "r1", Seq: seq, Args: []string{strconv.Itoa(seq)}, Line: "echo " + strconv.Itoa(seq)})
+		fq.EnqueueBatch(t.Context(), []queue.NewJob{{Kind: Kind, Payload: payload, Options: queue.Options{ID: "r1." + strconv.Itoa(seq)}}})
+	}
+	st, _ := json.Marshal(State{Enqueueing: true, Jobs: 2, Enqueued: [][2]int{{1, 2}}, Sending: []int{3, 4}})
+	fq.PutMeta(t.Context(), RunKey("r1"), st)
+	e := &Executor{Open: func(context.Context, io.Writer) (Client, error) { return fq, nil }, QueueName: "default", Attach: "r1"}
+	cfg := &run.Config{Shell: "/bin/sh", Jobs: 1, Attempts: 1, KeepOrder: true} // no template: attached
+	var out, errOut bytes.Buffer
+	status := run.New(cfg, strings.NewReader(""), &out, &errOut).Run(t.Context(), e, nil)
+	if status != 0 || out.String() != "out 1\nout 2\nout 3\nout 4\n" {
+		t.Errorf("status %d, output %q; want 0 and the output of the 4 jobs; messages:\n%s", status, out.String(), errOut.String())
+	}
 }
