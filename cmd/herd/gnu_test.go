@@ -42,6 +42,11 @@ func TestLikeGNUParallel(t *testing.T) {
 	if err := os.WriteFile(files, []byte("f1\nf2\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	table := filepath.Join(dir, "table")
+	if err := os.WriteFile(table, []byte("name\tfile\nx\ta/b.tar.gz\ny\tc.txt\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{".bashrc", "a.b.c.d", "dir.x/file.tar.gz", "aAa.tar.z", "0", ""}
 	for _, tc := range []struct {
 		name  string
 		args  []string
@@ -84,6 +89,16 @@ func TestLikeGNUParallel(t *testing.T) {
 		{"-s with -X", []string{"-k", "-s", "14", "-j1", "-X", "echo", "x{}y"}, seq(10)},
 		{"-L lines per job", []string{"-k", "-L", "2", "echo"}, seq(6)},
 		{"failed jobs count", []string{"exit {}", ":::", "0", "1", "2", "0", "5"}, ""},
+		{"--header : names the columns", []string{"-k", "--header", ":", "--colsep", "\t", "echo", "{name}", "{file/..}", "{file.}", "{2}"}, "name\tfile\nx\ta/b.tar.gz\n"},
+		{"--header : of a file and values", []string{"-k", "--header", ":", "--colsep", "\t", "echo", "{file}", "{n}", "{1}", "::::", table, ":::", "n", "1", "2"}, ""},
+		{"--header : names the sources", []string{"-k", "--header", ":", "echo", "{x}-{y}", ":::", "x", "1", "2", ":::", "y", "3", "4"}, ""},
+		{"--header : with --pipe", []string{"-k", "--header", ":", "--pipe", "-N1", "cat"}, "h\nl1\nl2\n"},
+		{"--header 2 with --pipe", []string{"-k", "--header", "2", "--pipe", "-N2", "cat"}, "h1\nh2\nl1\nl2\nl3\n"},
+		{"{-n} counts from the end", []string{"-k", "echo", "{-1}", "{-2}", ":::", "a", "b", ":::", "c", "d"}, ""},
+		{"{-1} with -n", []string{"-k", "-n3", "echo", "{-1}/{-2}", ":::", "1", "2", "3", "4", "5"}, ""},
+		{"--plus path strings", append([]string{"-k", "--plus", "echo", "{+/}", "{+.}", "{+..}", "{+...}", "{..}", "{...}", "{/..}", "{/...}", "{.}", "{/.}", "{//}", "{1+.}", ":::"}, names...), ""},
+		{"--plus bash strings", append([]string{"-k", "--plus", "echo", "{:-x}", "{:2}", "{:1:3}", "{%%.*}", "{%.*}", "{/a/X}", "{//a/X}", "{/#a/X}", "{/%z/X}", "{^a}", "{^^a}", "{,A}", "{,,A}", "{#a.}", "{##a.*\\.}", "{%\\..}", ":::"}, names...), ""},
+		{"--plus {##} and {0#}", []string{"-k", "--plus", "echo", "{##}", "{0#}", ":::", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			want, ok := wants[tc.name]

@@ -34,7 +34,14 @@ the input is appended. The replacement strings are GNU parallel's:
 
   {}    the input             {.}   without its extension    {/}  basename
   {//}  dirname               {/.}  basename, no extension   {#}  the job's number
-  {%}   the job slot          {n} {n.} {n/} {n//} {n/.}       the n-th input
+  {%}   the job slot          {n} {n.} {n/} {n//} {n/.}       the n-th input ({-n}: from the end)
+
+With --header, {name} stands for the input (with --colsep, the column) that the first
+value of its source names. --plus adds GNU parallel's {+/} {+.} {..} {...} {/..} {/...}
+{+..} {+...}, {##} (the number of jobs), {0#} (the job's number, zero-padded) and those
+after bash's ${...}: {:-str} {:n} {:n:m} {#re} {##re} {%re} {%%re} {/re/str} {/#re/str}
+{/%re/str} {//re/str} {^re} {^^re} {,re} {,,re}, with Go's regular expressions where
+GNU parallel has Perl's. {= perl expression =} is refused: herd runs no Perl.
 
 Every job runs in a process group of its own, with PARALLEL_SEQ (the job's number)
 and PARALLEL_JOBSLOT (its slot) in its environment, and with /dev/null as its
@@ -134,6 +141,8 @@ type runOptions struct {
 	context      bool
 	maxChars     int
 	maxLines     int
+	plus         bool
+	header       string
 	conn         connFlags
 	queueName    string
 	attach       string
@@ -213,6 +222,8 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	f.IntVarP(&o.maxChars, "max-chars", "s", 0, "make command lines at most `N` characters long (default: what the system allows)")
 	f.BoolVar(&o.link, "link", false, "pair input sources value by value instead of combining them")
 	f.StringVarP(&o.replaceStr, "replace", "I", "", "use `STR` instead of {} for the whole input")
+	f.BoolVar(&o.plus, "plus", false, "add GNU parallel's --plus replacement strings: {+/} {+.} {..} {##} {0#} {:-str} {#re} {%re} {/re/str} ... (see above)")
+	f.StringVar(&o.header, "header", "", "the first value of each input source (with --colsep: its first line) names its inputs, as {name}; with --pipe, the first `N` lines (: for 1) start every block")
 	f.BoolVar(&o.raw, "raw", false, "substitute inputs unquoted, as shell code (unsafe with untrusted input)")
 	f.BoolVarP(&o.quote, "quote", "q", false, "keep each word of COMMAND one word, whatever it holds (it is quoted for the shell)")
 	f.BoolVar(&o.shellQuote, "shellquote", false, "print each input quoted for the shell, and run nothing")
@@ -265,12 +276,22 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*run.Config,
 		Bar: o.bar, ETA: o.eta, Progress: o.progress, Attempts: max(o.retries, 1),
 		Joblog: strings.TrimPrefix(o.joblog, "+"), AppendLog: strings.HasPrefix(o.joblog, "+"),
 		Resume: o.resume, ResumeFailed: o.resumeFailed, RetryFailed: o.retryFailed}
-	template := replace.Parse(strings.Join(command, " "), replace.Options{Input: o.replaceStr})
+	ropts := replace.Options{Input: o.replaceStr, Plus: o.plus}
+	template := replace.Parse(strings.Join(command, " "), ropts)
 	switch {
 	case o.quote:
-		template = replace.ParseWords(command, replace.Options{Input: o.replaceStr})
+		template = replace.ParseWords(command, ropts)
 	case o.context:
-		template = replace.ParseContext(strings.Join(command, " "), replace.Options{Input: o.replaceStr})
+		template = replace.ParseContext(strings.Join(command, " "), ropts)
+	}
+	if err := template.Err(); err != nil {
+		return nil, fmt.Errorf("--plus: %w", err)
+	}
+	if err := firstBroken([]rule{
+		{perlExpr.MatchString(template.String()), "{= perl expression =}: herd runs no Perl; --plus has replacement strings for most of what these do ({#re} {%re} {/re/str} {:n:m} ...), or let the command's shell compute it"},
+		{o.pipe && template.NeedsTotal(), "{##} and {0#} need the number of jobs before the first starts: they do not go with --pipe"},
+	}); err != nil {
+		return nil, err
 	}
 	switch {
 	case o.xargs:
@@ -285,7 +306,10 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*run.Config,
 		cfg.Template = template // an attached run's jobs are those on the queue
 	}
 	if o.tagString != "" {
-		cfg.TagTmpl = replace.Parse(o.tagString, replace.Options{Input: o.replaceStr})
+		cfg.TagTmpl = replace.Parse(o.tagString, ropts)
+		if err := cfg.TagTmpl.Err(); err != nil {
+			return nil, fmt.Errorf("--tagstring: %w", err)
+		}
 	}
 	if err := o.planTimes(cfg); err != nil {
 		return nil, err
@@ -295,6 +319,17 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*run.Config,
 	}
 	if o.pipe {
 		if cfg.Pipe, err = o.planPipe(changed); err != nil {
+			return nil, err
+		}
+	}
+	if o.header != "" {
+		if cfg.Pipe != nil {
+			cfg.Pipe.Header, err = headerLines(o.header)
+		} else {
+			_, err = headerLines(o.header) // its first line, whatever N: as GNU parallel reads it
+			cfg.Input.Header = true
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -346,6 +381,21 @@ func (o runOptions) rules(hasCommand, hasInputs bool, changed func(string) bool)
 		{(o.xargs || o.multi || o.context) && (o.maxArgs != 0 || o.exactArgs != 0 || o.maxLines != 0 || o.pipe), "--xargs, -m and -X fill each command line: they do not go with -n, -N, -L or --pipe"},
 		{o.maxChars < 0 || o.maxLines < 0, "-s and -L: want a positive number"},
 	}
+}
+
+// perlExpr matches GNU parallel's {= perl expression =} and {n= ... =}.
+var perlExpr = regexp.MustCompile(`\{-?[0-9]*=.*=\}`)
+
+// headerLines parses --header: : for one line, or a number of lines.
+func headerLines(s string) (int, error) {
+	if s == ":" || s == `.*\n` {
+		return 1, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("--header %q: want : (the first line) or a number of lines", s)
+	}
+	return n, nil
 }
 
 // boolCount is how many of bs are true.

@@ -150,6 +150,11 @@ func TestPlan(t *testing.T) {
 		"-0 -d , echo":                    "-0 and -d",
 		"--termseq TERM echo":             "--termseq",
 		"":                                "no command given",
+		"echo {=uc=}":                     "herd runs no Perl",
+		"echo {1=$_++=}":                  "herd runs no Perl",
+		"--plus echo {#a(}":               "--plus: {#a(}",
+		"--header x echo":                 "--header \"x\"",
+		"--plus --pipe echo {##}":         "do not go with --pipe",
 	} {
 		if _, err := plan(strings.Fields(args)...); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("herd run %s: %v, want an error saying %q", args, err, want)

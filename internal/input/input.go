@@ -96,12 +96,18 @@ type Config struct {
 	// ColSep: "l" on the left, "r" on the right, "lr" on both; "" or "n"
 	// none (--trim).
 	Trim string
+	// Header takes the first value of each source as the names of its
+	// values, or of its columns with ColSep (--header): see Reader.Header.
+	Header bool
 }
 
 // Reader yields the inputs of each job.
 type Reader struct {
-	cfg   Config
-	files []io.ReadCloser // by source, nil for ::: sources
+	cfg     Config
+	files   []io.ReadCloser // by source, nil for ::: sources
+	readers []*bufio.Reader // the files, buffered
+	names   []string        // with Header, once read
+	headed  bool            // the headers were read
 }
 
 // Open opens every file source, so that a missing or unreadable file is
@@ -116,7 +122,7 @@ func Open(cfg Config) (*Reader, error) {
 	if len(cfg.Sources) == 0 {
 		cfg.Sources = []Source{{Path: "-"}}
 	}
-	r := &Reader{cfg: cfg, files: make([]io.ReadCloser, len(cfg.Sources))}
+	r := &Reader{cfg: cfg, files: make([]io.ReadCloser, len(cfg.Sources)), readers: make([]*bufio.Reader, len(cfg.Sources))}
 	stdinUsed := false
 	for i, s := range cfg.Sources {
 		switch {
@@ -136,8 +142,64 @@ func Open(cfg Config) (*Reader, error) {
 			}
 			r.files[i] = f
 		}
+		if r.files[i] != nil {
+			r.readers[i] = bufio.NewReaderSize(r.files[i], 64<<10)
+		}
 	}
 	return r, nil
+}
+
+// Header reads the first value of each source, which with Config.Header
+// names its values (or with ColSep, its columns), and returns the names in
+// the order of the inputs of a job: {1} is named by the first. Without
+// Config.Header, it returns nothing.
+func (r *Reader) Header() ([]string, error) {
+	if !r.cfg.Header || r.headed {
+		return r.names, nil
+	}
+	r.headed = true
+	for i, s := range r.cfg.Sources {
+		var head string
+		if s.Args != nil {
+			if len(s.Args) > 0 {
+				head = s.Args[0]
+			}
+		} else {
+			var err error
+			if head, err = firstRecord(r.readers[i], r.cfg.Delim, s.Path); err != nil {
+				return nil, err
+			}
+		}
+		names := []string{head}
+		if r.cfg.ColSep != nil {
+			names = r.cfg.ColSep.Split(head, -1)
+		}
+		for _, n := range names {
+			r.names = append(r.names, trim(n, r.cfg.Trim))
+		}
+	}
+	return r.names, nil
+}
+
+// firstRecord reads the first record of br, up to delim.
+func firstRecord(br *bufio.Reader, delim, name string) (string, error) {
+	var b []byte
+	for {
+		c, err := br.ReadByte()
+		if err == io.EOF {
+			return string(b), nil
+		}
+		if err != nil {
+			if name == "-" {
+				name = "standard input"
+			}
+			return "", fmt.Errorf("reading %s: %w", name, err)
+		}
+		b = append(b, c)
+		if bytes.HasSuffix(b, []byte(delim)) {
+			return string(b[:len(b)-len(delim)]), nil
+		}
+	}
 }
 
 // Close closes the files.
@@ -156,6 +218,10 @@ func (r *Reader) Close() error {
 // but the first into memory; a single or linked sources are streamed.
 func (r *Reader) Jobs() iter.Seq2[[]string, error] {
 	return func(yield func([]string, error) bool) {
+		if _, err := r.Header(); err != nil {
+			yield(nil, err)
+			return
+		}
 		var group []string
 		n := 0
 		for vals, err := range r.combined() {
@@ -313,15 +379,19 @@ func (r *Reader) values(i int) iter.Seq2[string, error] {
 	s := r.cfg.Sources[i]
 	var all iter.Seq2[string, error]
 	if s.Args != nil {
+		vals := s.Args
+		if r.cfg.Header && len(vals) > 0 {
+			vals = vals[1:] // the name
+		}
 		all = func(yield func(string, error) bool) {
-			for _, a := range s.Args {
+			for _, a := range vals {
 				if !yield(a, nil) {
 					return
 				}
 			}
 		}
 	} else {
-		all = Records(r.files[i], r.cfg.Delim, s.Path)
+		all = Records(r.readers[i], r.cfg.Delim, s.Path)
 	}
 	if r.cfg.EOF == "" {
 		return all

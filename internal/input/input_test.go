@@ -113,3 +113,26 @@ func FuzzRecords(f *testing.F) {
 		}
 	})
 }
+
+// --header: the first value of each source names its inputs, or its
+// columns with --colsep, and makes no job.
+func TestHeader(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "t.csv")
+	if err := os.WriteFile(f, []byte("a, b\n1,2\n3,4\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Sources: []Source{{Path: f}, {Args: []string{"c", "x"}}}, ColSep: regexp.MustCompile(","), Trim: "lr", Header: true}
+	r, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	names, err := r.Header()
+	if err != nil || !slices.Equal(names, []string{"a", "b", "c"}) {
+		t.Errorf("Header = %q, %v; want [a b c]", names, err)
+	}
+	if got := jobs(t, cfg); fmt.Sprint(got) != "[[1 2 x] [3 4 x]]" {
+		t.Errorf("jobs = %q, want [[1 2 x] [3 4 x]]", got)
+	}
+}

@@ -12,7 +12,9 @@
 package replace
 
 import (
-	"path"
+	"fmt"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -23,25 +25,28 @@ type Template struct {
 	hasRef  bool        // the template has a replacement string; if not, inputs are appended
 	words   []*Template // with ParseWords or ParseContext: the words
 	context bool        // with ParseContext: a word with a replacement string is repeated per input
+	total   int         // the number of jobs, for {##} and {0#}: see WithTotal
+	err     error       // the first bad replacement string
+	parse   func(Options) *Template
+	opts    Options
 }
 
 type kind uint8
 
 const (
-	literal  kind = iota
-	whole         // {} {1}
-	noExt         // {.}
-	base          // {/}
-	dir           // {//}
-	baseNoEx      // {/.}
-	seq           // {#}
-	slot          // {%}
+	literal   kind = iota
+	input          // {} {1} {-1} {name}, with a modifier
+	seq            // {#}
+	slot           // {%}
+	total          // {##}
+	paddedSeq      // {0#}
 )
 
 type part struct {
 	kind kind
-	text string // literal
-	pos  int    // 0: all inputs; n: the n-th
+	text string              // literal; else the replacement string as written, between its braces
+	pos  int                 // 0: all inputs; n > 0: the n-th; n < 0: the n-th from the end
+	fn   func(string) string // the modifier, or nil
 }
 
 // Options change how a template is parsed.
@@ -49,11 +54,21 @@ type Options struct {
 	// Input, if not empty, replaces {} as the string that stands for the
 	// whole input (GNU parallel's -I).
 	Input string
+	// Plus adds GNU parallel's --plus replacement strings: {+/} {+.} {..}
+	// {...} {/..} {/...} {+..} {+...}, {##} (the number of jobs), {0#}
+	// (the job's number, zero-padded), and those after bash's ${...}:
+	// {:-str} {:n} {:n:m} {#re} {##re} {%re} {%%re} {/re/str} {/#re/str}
+	// {/%re/str} {//re/str} {^re} {^^re} {,re} {,,re}, with Go's regular
+	// expressions.
+	Plus bool
+	// Names are the inputs' names, from --header: {name} is {n} of the
+	// name at index n-1.
+	Names []string
 }
 
 // Parse parses a command template.
 func Parse(s string, opts Options) *Template {
-	t := &Template{}
+	t := &Template{opts: opts, parse: func(o Options) *Template { return Parse(s, o) }}
 	var lit strings.Builder
 	flush := func() {
 		if lit.Len() > 0 {
@@ -64,14 +79,18 @@ func Parse(s string, opts Options) *Template {
 	for i := 0; i < len(s); {
 		if opts.Input != "" && strings.HasPrefix(s[i:], opts.Input) {
 			flush()
-			t.parts = append(t.parts, part{kind: whole})
+			t.parts = append(t.parts, part{kind: input, text: opts.Input})
 			t.hasRef = true
 			i += len(opts.Input)
 			continue
 		}
 		if s[i] == '{' {
 			if end := strings.IndexByte(s[i:], '}'); end > 0 {
-				if p, ok := parseToken(s[i+1:i+end], opts.Input == ""); ok {
+				p, ok, err := parseToken(s[i+1:i+end], opts)
+				if err != nil && t.err == nil {
+					t.err = err
+				}
+				if ok {
 					flush()
 					t.parts = append(t.parts, p)
 					t.hasRef = true
@@ -91,11 +110,9 @@ func Parse(s string, opts Options) *Template {
 // of the command line whatever it holds (GNU parallel's -q): each word is
 // expanded with the inputs as they are, then quoted whole.
 func ParseWords(words []string, opts Options) *Template {
-	t := &Template{words: []*Template{}}
+	t := &Template{words: []*Template{}, opts: opts, parse: func(o Options) *Template { return ParseWords(words, o) }}
 	for _, w := range words {
-		wt := Parse(w, opts)
-		t.words = append(t.words, wt)
-		t.hasRef = t.hasRef || wt.hasRef
+		t.add(Parse(w, opts))
 	}
 	return t
 }
@@ -105,13 +122,58 @@ func ParseWords(words []string, opts Options) *Template {
 // its forms) is repeated for each input, expanded with that input alone
 // (x{}y with inputs 1 2 gives x1y x2y); the other words stay as they are.
 func ParseContext(s string, opts Options) *Template {
-	t := &Template{words: []*Template{}, context: true}
+	t := &Template{words: []*Template{}, context: true, opts: opts, parse: func(o Options) *Template { return ParseContext(s, o) }}
 	for w := range strings.FieldsSeq(s) {
-		wt := Parse(w, opts)
-		t.words = append(t.words, wt)
-		t.hasRef = t.hasRef || wt.hasRef
+		t.add(Parse(w, opts))
 	}
 	return t
+}
+
+// add adds a word.
+func (t *Template) add(w *Template) {
+	t.words = append(t.words, w)
+	t.hasRef = t.hasRef || w.hasRef
+	if t.err == nil {
+		t.err = w.err
+	}
+}
+
+// Err returns the first replacement string of the template that is not
+// valid, such as a --plus string with a bad regular expression.
+func (t *Template) Err() error { return t.err }
+
+// WithNames returns the template parsed again with names for the inputs
+// (--header), so that {name} stands for the input of that name.
+func (t *Template) WithNames(names []string) *Template {
+	o := t.opts
+	o.Names = names
+	nt := t.parse(o)
+	nt.total = t.total
+	return nt
+}
+
+// NeedsTotal reports whether the template has {##} or {0#}: the number of
+// jobs, which WithTotal gives it.
+func (t *Template) NeedsTotal() bool {
+	for _, p := range t.parts {
+		if p.kind == total || p.kind == paddedSeq {
+			return true
+		}
+	}
+	return slices.ContainsFunc(t.words, (*Template).NeedsTotal)
+}
+
+// WithTotal returns the template with n as the number of jobs.
+func (t *Template) WithTotal(n int) *Template {
+	nt := *t
+	nt.total = n
+	if t.words != nil {
+		nt.words = make([]*Template, len(t.words))
+		for i, w := range t.words {
+			nt.words[i] = w.WithTotal(n)
+		}
+	}
+	return &nt
 }
 
 // wholeRefs counts the replacement strings of the parts that stand for
@@ -119,51 +181,251 @@ func ParseContext(s string, opts Options) *Template {
 func (t *Template) wholeRefs() int {
 	n := 0
 	for _, p := range t.parts {
-		if p.kind != literal && p.kind != seq && p.kind != slot && p.pos == 0 {
+		if p.kind == input && p.pos == 0 {
 			n++
 		}
 	}
 	return n
 }
 
-// parseToken parses what stands between braces.
-func parseToken(tok string, bare bool) (part, bool) {
-	switch tok {
-	case "#":
-		return part{kind: seq}, true
-	case "%":
-		return part{kind: slot}, true
+// modifiers are GNU parallel's replacement strings after the position, or
+// the braces: {.} {/} {//} {/.}; plusModifiers are those of --plus.
+var modifiers = map[string]func(string) string{
+	"":   nil,
+	".":  sub(`\.[^/.]*$`, ""),
+	"/":  basename,
+	"//": dirname,
+	"/.": chain(basename, sub(`\.[^/.]*$`, "")),
+}
+
+var plusModifiers = map[string]func(string) string{
+	"+/":   orEmpty(`^(.*)/[^/]*$`),
+	"+.":   orEmpty(`^.*\.(.*)$`),
+	"+..":  orEmpty(`^.*\.([^/.]*\.[^/.]*)$`),
+	"+...": orEmpty(`^.*\.([^/.]*\.[^/.]*\.[^/.]*)$`),
+	"..":   sub(`\.[^/.]*\.[^/.]*$`, ""),
+	"...":  sub(`\.[^/.]*\.[^/.]*\.[^/.]*$`, ""),
+	"/..":  chain(basename, sub(`\.[^/.]*\.[^/.]*$`, "")),
+	"/...": chain(basename, sub(`\.[^/.]*\.[^/.]*\.[^/.]*$`, "")),
+}
+
+// sub returns a function that replaces the first match of re in a string
+// with repl, taken literally.
+func sub(re, repl string) func(string) string {
+	rx := regexp.MustCompile(re)
+	return func(s string) string {
+		loc := rx.FindStringIndex(s)
+		if loc == nil {
+			return s
+		}
+		return s[:loc[0]] + repl + s[loc[1]:]
 	}
-	digits := 0
-	for digits < len(tok) && tok[digits] >= '0' && tok[digits] <= '9' {
-		digits++
+}
+
+// orEmpty returns a function that gives the first group of re's match, or
+// nothing if s does not match.
+func orEmpty(re string) func(string) string {
+	rx := regexp.MustCompile(re)
+	return func(s string) string {
+		if m := rx.FindStringSubmatch(s); m != nil {
+			return m[1]
+		}
+		return ""
+	}
+}
+
+func chain(f, g func(string) string) func(string) string {
+	return func(s string) string { return g(f(s)) }
+}
+
+// parseToken parses what stands between braces. It reports false for
+// anything that is no replacement string, which stays in the command as it
+// is, and an error for a --plus string that cannot be one.
+func parseToken(tok string, opts Options) (part, bool, error) {
+	switch {
+	case tok == "#":
+		return part{kind: seq, text: tok}, true, nil
+	case tok == "%":
+		return part{kind: slot, text: tok}, true, nil
+	case opts.Plus && tok == "##":
+		return part{kind: total, text: tok}, true, nil
+	case opts.Plus && tok == "0#":
+		return part{kind: paddedSeq, text: tok}, true, nil
+	}
+	// A position: n, -n, or a name of --header.
+	i := 0
+	if i < len(tok) && tok[i] == '-' {
+		i++
+	}
+	digits := i
+	for i < len(tok) && tok[i] >= '0' && tok[i] <= '9' {
+		i++
 	}
 	pos := 0
-	if digits > 0 {
-		n, err := strconv.Atoi(tok[:digits])
-		if err != nil || n < 1 {
-			return part{}, false
+	switch {
+	case i > digits:
+		n, err := strconv.Atoi(tok[:i])
+		if err != nil || n == 0 {
+			return part{}, false, nil
 		}
 		pos = n
-	} else if !bare && tok == "" {
-		return part{}, false // -I renamed {}
-	}
-	var k kind
-	switch tok[digits:] {
-	case "":
-		k = whole
-	case ".":
-		k = noExt
-	case "/":
-		k = base
-	case "//":
-		k = dir
-	case "/.":
-		k = baseNoEx
+	case opts.Input != "" && tok == "":
+		return part{}, false, nil // -I renamed {}
 	default:
-		return part{}, false
+		i = 0
+		if pos = named(tok, opts.Names); pos > 0 {
+			i = len(opts.Names[pos-1])
+		}
 	}
-	return part{kind: k, pos: pos}, true
+	if i == 0 {
+		// A name's own modifier: the longest name that leaves one.
+		for n, name := range opts.Names {
+			if name != "" && strings.HasPrefix(tok, name) && len(name) > i {
+				if _, ok, _ := modifier(tok[len(name):], opts.Plus); ok {
+					pos, i = n+1, len(name)
+				}
+			}
+		}
+	}
+	fn, ok, err := modifier(tok[i:], opts.Plus)
+	if !ok || err != nil {
+		return part{}, false, err
+	}
+	return part{kind: input, text: tok, pos: pos, fn: fn}, true, nil
+}
+
+// named returns the position of the input named tok, or 0.
+func named(tok string, names []string) int {
+	if n := slices.Index(names, tok); n >= 0 && tok != "" {
+		return n + 1
+	}
+	return 0
+}
+
+// modifier returns the function of a replacement string's modifier: what
+// follows the position, or the whole of what is between the braces.
+func modifier(mod string, plus bool) (func(string) string, bool, error) {
+	if fn, ok := modifiers[mod]; ok {
+		return fn, true, nil
+	}
+	if !plus {
+		return nil, false, nil
+	}
+	if fn, ok := plusModifiers[mod]; ok {
+		return fn, true, nil
+	}
+	return bashModifier(mod)
+}
+
+// bashModifier parses the --plus strings made after bash's ${var...}.
+func bashModifier(mod string) (func(string) string, bool, error) {
+	if def, ok := strings.CutPrefix(mod, ":-"); ok && def != "" {
+		return func(s string) string {
+			if s == "" || s == "0" { // as Perl's ||= has it
+				return def
+			}
+			return s
+		}, true, nil
+	}
+	if rest, ok := strings.CutPrefix(mod, ":"); ok {
+		from, n, hasN := strings.Cut(rest, ":")
+		a, err1 := strconv.Atoi(from)
+		b, err2 := strconv.Atoi(n)
+		if err1 == nil && a >= 0 && (!hasN || err2 == nil && b >= 0) {
+			return func(s string) string {
+				s = s[min(a, len(s)):]
+				if hasN {
+					s = s[:min(b, len(s))]
+				}
+				return s
+			}, true, nil
+		}
+		return nil, false, nil
+	}
+	// The forms with a regular expression, longest prefix first.
+	type form struct {
+		prefix string
+		repl   bool // re/str
+		make   func(rx *regexp.Regexp, repl string) func(string) string
+	}
+	forms := []form{
+		{"##", false, func(rx *regexp.Regexp, _ string) func(string) string { return replaceRx(rx, "", false) }},
+		{"#", false, func(rx *regexp.Regexp, _ string) func(string) string { return replaceRx(rx, "", false) }},
+		{"%%", false, func(rx *regexp.Regexp, _ string) func(string) string { return replaceRx(rx, "", false) }},
+		{"%", false, func(rx *regexp.Regexp, _ string) func(string) string { return replaceRx(rx, "", false) }},
+		{"/#", true, func(rx *regexp.Regexp, r string) func(string) string { return replaceRx(rx, r, true) }},
+		{"/%", true, func(rx *regexp.Regexp, r string) func(string) string { return replaceRx(rx, r, true) }},
+		{"//", true, func(rx *regexp.Regexp, r string) func(string) string { return replaceRx(rx, r, true) }},
+		{"/", true, func(rx *regexp.Regexp, r string) func(string) string { return replaceRx(rx, r, false) }},
+		{"^^", false, func(rx *regexp.Regexp, _ string) func(string) string { return caseRx(rx, strings.ToUpper, true) }},
+		{"^", false, func(rx *regexp.Regexp, _ string) func(string) string { return caseRx(rx, strings.ToUpper, false) }},
+		{",,", false, func(rx *regexp.Regexp, _ string) func(string) string { return caseRx(rx, strings.ToLower, true) }},
+		{",", false, func(rx *regexp.Regexp, _ string) func(string) string { return caseRx(rx, strings.ToLower, false) }},
+	}
+	for _, f := range forms {
+		re, ok := strings.CutPrefix(mod, f.prefix)
+		if !ok || re == "" {
+			continue
+		}
+		var repl string
+		if f.repl {
+			if re, repl, ok = strings.Cut(re, "/"); !ok || re == "" {
+				continue
+			}
+		}
+		// Where the expression must match: as bash and GNU parallel have it.
+		switch f.prefix {
+		case "#":
+			re = `^(?U:` + re + `)`
+		case "##", "/#":
+			re = `^(?:` + re + `)`
+		case "%":
+			re = `^(.*)(?U:` + re + `)$`
+		case "%%", "/%":
+			re = `(?:` + re + `)$`
+		case "^", ",":
+			re = `^(?:` + re + `)`
+		}
+		rx, err := regexp.Compile(`(?s)` + re)
+		if err != nil {
+			return nil, false, fmt.Errorf("{%s}: %v", mod, err)
+		}
+		if f.prefix == "%" {
+			return func(s string) string { return rx.ReplaceAllString(s, "$1") }, true, nil
+		}
+		return f.make(rx, repl), true, nil
+	}
+	return nil, false, nil
+}
+
+// replaceRx returns a function that replaces the first match of rx, or
+// every one, with repl taken literally.
+func replaceRx(rx *regexp.Regexp, repl string, all bool) func(string) string {
+	return func(s string) string {
+		if all {
+			return rx.ReplaceAllLiteralString(s, repl)
+		}
+		loc := rx.FindStringIndex(s)
+		if loc == nil {
+			return s
+		}
+		return s[:loc[0]] + repl + s[loc[1]:]
+	}
+}
+
+// caseRx returns a function that changes the case of the first match of
+// rx, or of every one.
+func caseRx(rx *regexp.Regexp, change func(string) string, all bool) func(string) string {
+	return func(s string) string {
+		if all {
+			return rx.ReplaceAllStringFunc(s, change)
+		}
+		loc := rx.FindStringIndex(s)
+		if loc == nil {
+			return s
+		}
+		return s[:loc[0]] + change(s[loc[0]:loc[1]]) + s[loc[1]:]
+	}
 }
 
 // HasReplacement reports whether the template has a replacement string.
@@ -175,7 +437,7 @@ func (t *Template) HasReplacement() bool { return t.hasRef }
 func (t *Template) MaxPos() int {
 	m := 0
 	for _, p := range t.parts {
-		m = max(m, p.pos)
+		m = max(m, p.pos) // {-n} counts from the end: it asks for no more inputs
 	}
 	for _, w := range t.words {
 		m = max(m, w.MaxPos())
@@ -240,40 +502,37 @@ func (t *Template) expand(b *strings.Builder, inputs []string, seqNum, slotNum i
 			b.WriteString(strconv.Itoa(seqNum))
 		case slot:
 			b.WriteString(strconv.Itoa(slotNum))
+		case total:
+			b.WriteString(strconv.Itoa(t.total))
+		case paddedSeq:
+			fmt.Fprintf(b, "%0*d", len(strconv.Itoa(t.total)), seqNum)
 		default:
 			if p.pos == 0 {
 				for i, in := range inputs {
 					if i > 0 {
 						b.WriteByte(' ')
 					}
-					b.WriteString(quote(transform(p.kind, in)))
+					b.WriteString(quote(p.apply(in)))
 				}
-			} else if p.pos <= len(inputs) {
-				b.WriteString(quote(transform(p.kind, inputs[p.pos-1])))
+				continue
+			}
+			i := p.pos - 1
+			if p.pos < 0 {
+				i = len(inputs) + p.pos
+			}
+			if i >= 0 && i < len(inputs) {
+				b.WriteString(quote(p.apply(inputs[i])))
 			} // a position past the inputs (a missing column) is nothing, as in GNU parallel
 		}
 	}
 }
 
-// transform applies one replacement string's modifier to an input.
-func transform(k kind, s string) string {
-	switch k {
-	case noExt:
-		return trimExt(s)
-	case base:
-		return basename(s)
-	case dir:
-		if i := strings.LastIndexByte(s, '/'); i >= 0 {
-			if i == 0 {
-				return "/"
-			}
-			return s[:i]
-		}
-		return "."
-	case baseNoEx:
-		return trimExt(basename(s))
+// apply applies the part's modifier to an input.
+func (p part) apply(s string) string {
+	if p.fn == nil {
+		return s
 	}
-	return s
+	return p.fn(s)
 }
 
 func basename(s string) string {
@@ -283,14 +542,14 @@ func basename(s string) string {
 	return s
 }
 
-// trimExt removes the extension of the last path element, as {.} does:
-// "dir.d/file.tar.gz" becomes "dir.d/file.tar", and ".bashrc" stays.
-func trimExt(s string) string {
-	ext := path.Ext(basename(s))
-	if ext == "" || ext == basename(s) {
-		return s
+func dirname(s string) string {
+	if i := strings.LastIndexByte(s, '/'); i >= 0 {
+		if i == 0 {
+			return "/"
+		}
+		return s[:i]
 	}
-	return s[:len(s)-len(ext)]
+	return "."
 }
 
 // Quote quotes s for a POSIX shell so that it is one word with exactly the
@@ -327,20 +586,13 @@ func (t *Template) String() string {
 	}
 	var b strings.Builder
 	for _, p := range t.parts {
-		switch p.kind {
-		case literal:
+		switch {
+		case p.kind == literal:
 			b.WriteString(p.text)
-		case seq:
-			b.WriteString("{#}")
-		case slot:
-			b.WriteString("{%}")
+		case p.text == t.opts.Input && t.opts.Input != "":
+			b.WriteString("{}")
 		default:
-			b.WriteByte('{')
-			if p.pos > 0 {
-				b.WriteString(strconv.Itoa(p.pos))
-			}
-			b.WriteString([...]string{whole: "", noExt: ".", base: "/", dir: "//", baseNoEx: "/."}[p.kind])
-			b.WriteByte('}')
+			b.WriteString("{" + p.text + "}")
 		}
 	}
 	return b.String()

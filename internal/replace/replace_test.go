@@ -16,7 +16,7 @@ func TestExpand(t *testing.T) {
 		{"echo {}", Options{}, []string{"a"}, "echo a"},
 		{"echo", Options{}, []string{"a", "b c"}, "echo a 'b c'"},
 		{"echo {.}", Options{}, []string{"dir.d/file.tar.gz"}, "echo dir.d/file.tar"},
-		{"echo {.}", Options{}, []string{".bashrc"}, "echo .bashrc"},
+		{"echo {.}", Options{}, []string{".bashrc"}, "echo ''"}, // as GNU parallel has it
 		{"echo {/}", Options{}, []string{"/a/b/c.txt"}, "echo c.txt"},
 		{"echo {//}", Options{}, []string{"/a/b/c.txt"}, "echo /a/b"},
 		{"echo {//}", Options{}, []string{"c.txt"}, "echo ."},
@@ -34,6 +34,11 @@ func TestExpand(t *testing.T) {
 		{"echo {}", Options{}, []string{"it's"}, `echo 'it'"'"'s'`},
 		{"echo {}", Options{}, []string{"a=b"}, `echo 'a=b'`},
 		{"echo {}", Options{}, []string{"+x/y.z-1_2"}, `echo +x/y.z-1_2`},
+		{"echo {-1} {-2.} {-3}", Options{}, []string{"a.x", "b.y"}, "echo b.y a "},
+		{"echo {name} {file/} {n}", Options{Names: []string{"name", "file"}}, []string{"x", "d/f"}, "echo x f {n}"},
+		{"echo {a.}", Options{Names: []string{"a", "a."}}, []string{"1.x", "2"}, "echo 2"},
+		{"echo {..} {#}", Options{}, []string{"a.b.c"}, "echo {..} 7"},
+		{"echo {..} {#b} {##}", Options{Plus: true}, []string{"a.b.c"}, "echo a a.b.c 0"},
 	} {
 		got := Parse(tc.tmpl, tc.opts).Expand(tc.inputs, 7, 2, false)
 		if got != tc.want {
@@ -125,5 +130,20 @@ func TestContext(t *testing.T) {
 	tmpl := ParseContext("echo {} x{}y {#}", Options{})
 	if got, want := tmpl.Expand([]string{"1", "a b"}, 3, 1, false), "echo 1 'a b' x1y x'a b'y 3"; got != want {
 		t.Errorf("Expand = %q, want %q", got, want)
+	}
+}
+
+// --header names the inputs after the template is parsed; a --plus string
+// whose regular expression does not compile is an error, not literal text.
+func TestNamesAndErrors(t *testing.T) {
+	tmpl := Parse("echo {name} {}", Options{}).WithNames([]string{"name"})
+	if got, want := tmpl.Expand([]string{"x"}, 1, 1, false), "echo x x"; got != want {
+		t.Errorf("WithNames: Expand = %q, want %q", got, want)
+	}
+	if err := Parse("echo {#a(}", Options{Plus: true}).Err(); err == nil {
+		t.Error("{#a(} with --plus: no error")
+	}
+	if err := ParseWords([]string{"echo", "{%%[}"}, Options{Plus: true}).Err(); err == nil {
+		t.Error("{%%[} with --plus, in words: no error")
 	}
 }

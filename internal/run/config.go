@@ -74,6 +74,7 @@ type Pipe struct {
 	Records  int   // or this many records, if not 0
 	RecStart string
 	RecEnd   string
+	Header   int // lines of standard input that start every block (--header)
 }
 
 // Halt is a parsed --halt: when to stop the run, and on what.

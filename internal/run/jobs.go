@@ -6,6 +6,7 @@ import (
 	"io"
 	"iter"
 	"math/rand/v2"
+	"slices"
 	"strings"
 
 	"github.com/goherd/herd/internal/command"
@@ -46,23 +47,32 @@ func Jobs(cfg *Config, stdin io.Reader, count bool) (jobs iter.Seq2[Job, error],
 			return nil, 0, cleanup, err
 		}
 		cleanup = func() { rd.Close() }
+		if cfg, err = cfg.named(rd); err != nil {
+			return nil, 0, cleanup, err
+		}
+		args := cfg.inputs(rd)
+		if cfg.Template.NeedsTotal() {
+			// {##} and {0#} need the number of jobs before the first.
+			list, err := collect(args)
+			if err != nil {
+				return nil, 0, cleanup, err
+			}
+			args = slices.Values(list)
+			c := *cfg
+			c.Template = cfg.Template.WithTotal(len(list))
+			cfg = &c
+		}
 		jobs = func(yield func(Job, error) bool) {
 			seq := 0
-			for args, err := range rd.Jobs() {
-				if err != nil {
-					yield(Job{}, err)
+			for args := range args {
+				if args.err != nil {
+					yield(Job{}, args.err)
 					return
 				}
-				if cfg.SkipEmpty && blank(args) {
-					continue
-				}
-				if cfg.NoArgs {
-					args = nil
-				}
 				seq++
-				j := Job{Seq: seq, Args: args}
+				j := Job{Seq: seq, Args: args.vals}
 				if cfg.Multi == "" { // multi expands the line of each group of inputs
-					j.Line = cfg.Template.Expand(args, seq, slotMarker, cfg.Raw)
+					j.Line = cfg.Template.Expand(args.vals, seq, slotMarker, cfg.Raw)
 				}
 				if !yield(j, nil) {
 					return
@@ -99,6 +109,61 @@ func Jobs(cfg *Config, stdin io.Reader, count bool) (jobs iter.Seq2[Job, error],
 		rand.Shuffle(len(list), func(a, b int) { list[a], list[b] = list[b], list[a] })
 	}
 	return sliceJobs(list), len(list), cleanup, nil
+}
+
+// named returns cfg with its templates given the names of the inputs'
+// header, with --header.
+func (cfg *Config) named(rd *input.Reader) (*Config, error) {
+	names, err := rd.Header()
+	if err != nil || len(names) == 0 {
+		return cfg, err
+	}
+	c := *cfg
+	c.Template = cfg.Template.WithNames(names)
+	if c.TagTmpl != nil {
+		c.TagTmpl = cfg.TagTmpl.WithNames(names)
+	}
+	return &c, nil
+}
+
+// jobInputs are the inputs of one job, or the error that ended them.
+type jobInputs struct {
+	vals []string
+	err  error
+}
+
+// inputs yields the inputs of each job, less those -r skips, and none with
+// -n0.
+func (cfg *Config) inputs(rd *input.Reader) iter.Seq[jobInputs] {
+	return func(yield func(jobInputs) bool) {
+		for args, err := range rd.Jobs() {
+			if err != nil {
+				yield(jobInputs{err: err})
+				return
+			}
+			if cfg.SkipEmpty && blank(args) {
+				continue
+			}
+			if cfg.NoArgs {
+				args = nil
+			}
+			if !yield(jobInputs{vals: args}) {
+				return
+			}
+		}
+	}
+}
+
+// collect reads all of seq, up to its first error.
+func collect(seq iter.Seq[jobInputs]) ([]jobInputs, error) {
+	var list []jobInputs
+	for in := range seq {
+		if in.err != nil {
+			return nil, in.err
+		}
+		list = append(list, in)
+	}
+	return list, nil
 }
 
 // multi groups the inputs of jobs, one job's each, into as many per job as

@@ -9,16 +9,32 @@ import (
 )
 
 // pipeJobs cuts standard input into blocks of whole records for --pipe,
-// one job a block.
+// one job a block, each after the header's lines with --header.
 func (cfg *Config) pipeJobs(stdin io.Reader) iter.Seq2[Job, error] {
 	return func(yield func(Job, error) bool) {
+		br := bufio.NewReader(stdin)
+		var header []byte
+		for range cfg.Pipe.Header {
+			line, err := br.ReadBytes('\n')
+			header = append(header, line...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				yield(Job{}, fmt.Errorf("reading standard input: %w", err))
+				return
+			}
+		}
 		seq := 0
-		for block, err := range blocks(stdin, cfg.Pipe.Block, cfg.Pipe.Records, cfg.Pipe.RecStart, cfg.Pipe.RecEnd) {
+		for block, err := range blocks(br, cfg.Pipe.Block, cfg.Pipe.Records, cfg.Pipe.RecStart, cfg.Pipe.RecEnd) {
 			if err != nil {
 				yield(Job{}, err)
 				return
 			}
 			seq++
+			if len(header) > 0 {
+				block = append(header[:len(header):len(header)], block...)
+			}
 			if !yield(Job{Seq: seq, Line: cfg.Template.Expand(nil, seq, slotMarker, cfg.Raw), Stdin: block}, nil) {
 				return
 			}
