@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,6 +99,12 @@ func TestLikeGNUParallel(t *testing.T) {
 		{"{-1} with -n", []string{"-k", "-n3", "echo", "{-1}/{-2}", ":::", "1", "2", "3", "4", "5"}, ""},
 		{"--plus path strings", append([]string{"-k", "--plus", "echo", "{+/}", "{+.}", "{+..}", "{+...}", "{..}", "{...}", "{/..}", "{/...}", "{.}", "{/.}", "{//}", "{1+.}", ":::"}, names...), ""},
 		{"--plus bash strings", append([]string{"-k", "--plus", "echo", "{:-x}", "{:2}", "{:1:3}", "{%%.*}", "{%.*}", "{/a/X}", "{//a/X}", "{/#a/X}", "{/%z/X}", "{^a}", "{^^a}", "{,A}", "{,,A}", "{#a.}", "{##a.*\\.}", "{%\\..}", ":::"}, names...), ""},
+		{"--results a tree", []string{"-k", "--results", "out", "sh", "-c", "echo $0; echo $1 >&2", ":::", "a", "b/c", "x\\y", ":::", "1", "2"}, ""},
+		{"--results with -N2", []string{"-k", "-N2", "--results", "out", "echo", ":::", "a", "b", "c"}, ""},
+		{"--results with --header", []string{"-k", "--header", ":", "--results", "out", "echo", ":::", "h", "a", ":::", "g", "b"}, ""},
+		{"--results names the files", []string{"-k", "--results", "out/{}-{#}", "echo", ":::", "a", "b"}, ""},
+		{"--results and --files", []string{"-k", "--files", "--results", "out", "echo", ":::", "a", "b"}, ""},
+		{"--results counts failures", []string{"--results", "out", "exit", ":::", "0", "1", "2"}, ""},
 		{"--plus {##} and {0#}", []string{"-k", "--plus", "echo", "{##}", "{0#}", ":::", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -157,5 +164,26 @@ func runTool(t *testing.T, dir, name string, args []string, stdin string) string
 		}
 		status = exit.ExitCode()
 	}
-	return "stdout:\n" + out.String() + "stderr:\n" + errOut.String() + "status: " + strconv.Itoa(status)
+	return "stdout:\n" + out.String() + "stderr:\n" + errOut.String() + "status: " + strconv.Itoa(status) + files(t, dir, "out")
+}
+
+// files describes the files under dir/name, for --results, and removes
+// them: each one's path and what it holds.
+func files(t *testing.T, dir, name string) string {
+	t.Helper()
+	var b strings.Builder
+	root := filepath.Join(dir, name)
+	filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		content, err := os.ReadFile(path)
+		rel, _ := filepath.Rel(dir, path)
+		fmt.Fprintf(&b, "\nfile %s: %q %v", rel, content, err)
+		return nil
+	})
+	if err := os.RemoveAll(root); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }

@@ -234,6 +234,31 @@ func TestQueueRunLikeLocal(t *testing.T) {
 	}
 }
 
+// --env sends variables and exported functions with the jobs, --nice
+// their niceness, and --results keeps their output here, as for a local run.
+func TestQueueEnvNiceResults(t *testing.T) {
+	url := serveQueue(t)
+	startWorkers(t, url, 1, "-j", "2")
+	dir := t.TempDir()
+	env := []string{"GREETING=hi there", "BASH_FUNC_twice%%=() {  echo $1 $1\n}"}
+	p := startProc(t, dir, env, "run", "--queue", url, "--shell", "/bin/bash", "--env", "GREETING", "--env", "twice", "--nice", "3",
+		"--results", "out", `echo "$GREETING" {}; twice {}; nice`, ":::", "a", "b")
+	if st := p.status(t, 60*time.Second); st != 0 || p.out.String() != "" {
+		t.Fatalf("exit status %d, output %q; want 0 and nothing (it goes to --results); error output:\n%s", st, p.out.String(), p.errOut.String())
+	}
+	base, err := exec.Command("nice").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(base)))
+	for _, in := range []string{"a", "b"} {
+		got, err := os.ReadFile(filepath.Join(dir, "out", "1", in, "stdout"))
+		if want := fmt.Sprintf("hi there %s\n%s %s\n%d\n", in, in, in, min(n+3, 19)); err != nil || string(got) != want {
+			t.Errorf("job %s wrote %q (%v), want %q", in, got, err, want)
+		}
+	}
+}
+
 // A worker killed outright mid-run loses nothing: its jobs run on the
 // other worker once their lease is out, and each is reported once.
 func TestQueueWorkerKilled(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -143,6 +144,12 @@ type runOptions struct {
 	maxLines     int
 	plus         bool
 	header       string
+	results      string
+	files        bool
+	tty          bool
+	openTTY      bool
+	nice         int
+	env          []string
 	conn         connFlags
 	queueName    string
 	attach       string
@@ -250,6 +257,13 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	f.StringVar(&o.block, "block", "1M", "with --pipe: blocks of about `SIZE` bytes (K, M, G: powers of 1024; k, m, g: of 1000)")
 	f.StringVar(&o.recStart, "recstart", "", "with --pipe: records start with `STR`")
 	f.StringVar(&o.recEnd, "recend", "\n", "with --pipe: records end with `STR`")
+	f.StringVar(&o.results, "results", "", "put each job's output in files instead of printing it: a folder `NAME` (GNU parallel's tree: NAME/1/input/stdout, stderr, seq), a NAME with replacement strings (its stdout; NAME.err, NAME.seq), or a table NAME.csv, .tsv or .json")
+	f.StringVar(&o.results, "res", "", "the same as --results `NAME`")
+	f.BoolVar(&o.files, "files", false, "print the name of a file holding each job's output instead of the output (in a temporary folder, or --results')")
+	f.BoolVar(&o.tty, "tty", false, "give the jobs the terminal as standard input; -j1 and --ungroup unless -j or --line-buffer is given")
+	f.BoolVarP(&o.openTTY, "open-tty", "o", false, "give the jobs the terminal as standard input")
+	f.IntVar(&o.nice, "nice", 0, "run the jobs with niceness `N` (on the workers too, with --queue)")
+	f.StringArrayVar(&o.env, "env", nil, "with --queue: give the jobs the value the variable or exported function `NAME` has here; may be repeated (here the jobs have herd's whole environment)")
 	f.StringVar(&o.shell, "shell", "", "the `SHELL` that runs each command (default: $PARALLEL_SHELL, else the shell herd runs from, else /bin/sh)")
 	o.conn.add(f, false)
 	f.Lookup("queue").Usage = "run the jobs on the herd work processes of the queue at `URL`[,URL...] (see above)"
@@ -322,6 +336,9 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*run.Config,
 			return nil, err
 		}
 	}
+	if err := o.planOutput(cfg, ropts, changed); err != nil {
+		return nil, err
+	}
 	if o.header != "" {
 		if cfg.Pipe != nil {
 			cfg.Pipe.Header, err = headerLines(o.header)
@@ -380,7 +397,46 @@ func (o runOptions) rules(hasCommand, hasInputs bool, changed func(string) bool)
 		{boolCount(o.xargs, o.multi, o.context) > 1, "--xargs, -m and -X: choose one"},
 		{(o.xargs || o.multi || o.context) && (o.maxArgs != 0 || o.exactArgs != 0 || o.maxLines != 0 || o.pipe), "--xargs, -m and -X fill each command line: they do not go with -n, -N, -L or --pipe"},
 		{o.maxChars < 0 || o.maxLines < 0, "-s and -L: want a positive number"},
+		{(o.results != "" || o.files) && (o.ungroup || o.lineBuffer), "--results and --files take each job's output whole: they do not go with --ungroup or --line-buffer"},
+		{queued && (o.tty || o.openTTY), "--tty: jobs on a queue run where there is no terminal"},
+		{slices.Contains(o.env, "_"), "--env _ (every variable not in ~/.parallel/ignored_vars) is not supported: name the variables and functions"},
 	}
+}
+
+// planOutput reads --results, --files, --tty, --nice and --env.
+func (o runOptions) planOutput(cfg *run.Config, ropts replace.Options, changed func(string) bool) error {
+	switch ext := filepath.Ext(o.results); {
+	case o.results == "" && o.files:
+		cfg.Results = &run.Results{Files: true}
+	case o.results == "":
+	case ext == ".csv" || ext == ".tsv" || ext == ".json":
+		cfg.Results = &run.Results{Table: o.results, Files: o.files}
+	default:
+		name := replace.Parse(o.results, ropts)
+		if err := name.Err(); err != nil {
+			return fmt.Errorf("--results: %w", err)
+		}
+		cfg.Results = &run.Results{Dir: o.results, Files: o.files}
+		if name.HasReplacement() {
+			cfg.Results = &run.Results{Name: name, Files: o.files}
+		}
+	}
+	cfg.TTY = o.tty || o.openTTY
+	if o.tty {
+		if !changed("jobs") && !changed("max-procs") {
+			cfg.Jobs = 1
+		}
+		cfg.Ungroup = !o.lineBuffer
+	}
+	cfg.Nice = o.nice
+	for _, name := range o.env {
+		if v, ok := os.LookupEnv(name); ok {
+			cfg.Env = append(cfg.Env, name+"="+v)
+		} else if f, ok := os.LookupEnv("BASH_FUNC_" + name + "%%"); ok {
+			cfg.Env = append(cfg.Env, "BASH_FUNC_"+name+"%%="+f)
+		} // unset here: unset there, as GNU parallel has it
+	}
+	return nil
 }
 
 // perlExpr matches GNU parallel's {= perl expression =} and {n= ... =}.

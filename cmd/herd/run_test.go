@@ -134,6 +134,12 @@ func TestPlan(t *testing.T) {
 		{[]string{"--pipe", "--block", "2k", "wc"}, func(c *run.Config) bool { return c.Pipe != nil && c.Pipe.Block == 2000 }},
 		{[]string{"--termseq", "INT,10", "echo"}, func(c *run.Config) bool { return len(c.TermSeq) == 1 && c.TermSeq[0].Signal == syscall.SIGINT }},
 		{[]string{"--shell", "/bin/dash", "echo"}, func(c *run.Config) bool { return c.Shell == "/bin/dash" }},
+		{[]string{"--tty", "vi"}, func(c *run.Config) bool { return c.TTY && c.Jobs == 1 && c.Ungroup }},
+		{[]string{"--tty", "-j2", "--line-buffer", "vi"}, func(c *run.Config) bool { return c.TTY && c.Jobs == 2 && !c.Ungroup }},
+		{[]string{"-o", "vi"}, func(c *run.Config) bool { return c.TTY && c.Jobs > 0 && !c.Ungroup }},
+		{[]string{"--results", "out/{}.txt", "echo"}, func(c *run.Config) bool { return c.Results.Name != nil && c.Results.Dir == "" }},
+		{[]string{"--res", "out", "echo"}, func(c *run.Config) bool { return c.Results.Dir == "out" }},
+		{[]string{"--results", "r.tsv", "--files", "echo"}, func(c *run.Config) bool { return c.Results.Table == "r.tsv" && c.Results.Files }},
 		{[]string{"--queue", "nats://127.0.0.1:1", "--pipe", "wc"}, func(c *run.Config) bool { return c.Pipe.Block == 256000 && c.Shell == "/bin/sh" }},
 	} {
 		c, err := plan(tc.args...)
@@ -155,6 +161,9 @@ func TestPlan(t *testing.T) {
 		"--plus echo {#a(}":               "--plus: {#a(}",
 		"--header x echo":                 "--header \"x\"",
 		"--plus --pipe echo {##}":         "do not go with --pipe",
+		"--results out -u echo":           "do not go with --ungroup",
+		"--queue nats://x --tty vi":       "no terminal",
+		"--env _ echo":                    "name the variables",
 	} {
 		if _, err := plan(strings.Fields(args)...); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("herd run %s: %v, want an error saying %q", args, err, want)

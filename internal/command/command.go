@@ -31,6 +31,10 @@ type Job struct {
 	// LookPath finds a program on PATH; nil means exec.LookPath. A caller
 	// running many jobs can save the search by caching it.
 	LookPath func(name string) (string, error)
+
+	// Nice, if not 0, is the job's niceness (--nice): set on its process
+	// group as it starts, so that what it starts has it too.
+	Nice int
 }
 
 // A Term is a step of a job's termination: a signal, and how long to wait
@@ -86,6 +90,11 @@ func Run(ctx context.Context, j Job) Result {
 		return res
 	}
 	pgid := cmd.Process.Pid
+	if j.Nice != 0 {
+		// As GNU parallel does, a niceness that may not be set (below 0,
+		// without the privilege) is let go.
+		syscall.Setpriority(syscall.PRIO_PGRP, pgid, j.Nice)
+	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }() // always received below
 

@@ -25,6 +25,7 @@ type Attempts struct {
 	DevNull  *os.File
 	Attempts int            // in all, 1 or more
 	TermSeq  []command.Term // how an attempt is killed; nil means the default
+	Nice     int            // the jobs' niceness, if not 0
 
 	// Timeout returns the time limit of an attempt starting now; nil or 0
 	// means none.
@@ -60,7 +61,7 @@ func (a *Attempts) once(ctx context.Context, env []string) command.Result {
 			defer cancel()
 		}
 	}
-	j := command.Job{Line: a.Line, Shell: a.Shell, Env: env, Stdin: a.DevNull, LookPath: a.LookPath, TermSeq: a.TermSeq}
+	j := command.Job{Line: a.Line, Shell: a.Shell, Env: env, Stdin: a.DevNull, LookPath: a.LookPath, TermSeq: a.TermSeq, Nice: a.Nice}
 	if a.Stdin != nil {
 		j.Stdin = bytes.NewReader(a.Stdin)
 	}

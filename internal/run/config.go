@@ -55,6 +55,9 @@ type Config struct {
 	// TermSeq is how a job is killed (a time limit, --halt now, a signal
 	// to herd run); nil means GNU parallel's default (command.DefaultTermSeq).
 	TermSeq []command.Term
+	Nice    int      // the jobs' niceness (--nice), if not 0
+	Env     []string // NAME=value to set in the jobs' environment (--env: for the workers of a queue)
+	TTY     bool     // give the jobs the terminal as standard input (--tty)
 
 	KeepOrder  bool              // -k
 	Verbose    bool              // print each command on standard error as it starts (-t)
@@ -66,6 +69,9 @@ type Config struct {
 	Bar        bool
 	ETA        bool
 	Progress   bool
+	// Results, if set, takes each job's output instead of the terminal
+	// (--results, --files).
+	Results *Results
 }
 
 // Pipe says how --pipe cuts standard input into blocks.

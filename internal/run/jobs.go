@@ -118,6 +118,9 @@ func (cfg *Config) named(rd *input.Reader) (*Config, error) {
 	if err != nil || len(names) == 0 {
 		return cfg, err
 	}
+	if cfg.Results != nil {
+		cfg.Results.names = names // for its folders, before the first job
+	}
 	c := *cfg
 	c.Template = cfg.Template.WithNames(names)
 	if c.TagTmpl != nil {

@@ -23,7 +23,7 @@ type local struct {
 	r       *Runner
 	cfg     *Config
 	env     []string
-	devNull *os.File // every job's standard input, unless --pipe gives one
+	devNull *os.File // every job's standard input, unless --pipe gives one; the terminal with --tty
 	paths   sync.Map // program name → its path on PATH, or the error finding it
 	slots   chan int
 
@@ -34,10 +34,17 @@ type local struct {
 
 // Execute runs the jobs.
 func (Local) Execute(_ context.Context, r *Runner, jobs iter.Seq[Job]) error {
-	l := &local{r: r, cfg: r.cfg, env: os.Environ(), slots: make(chan int, r.cfg.Jobs)}
-	var err error
-	if l.devNull, err = os.Open(os.DevNull); err != nil {
-		return err
+	l := &local{r: r, cfg: r.cfg, env: append(os.Environ(), r.cfg.Env...), slots: make(chan int, r.cfg.Jobs)}
+	if r.cfg.TTY {
+		// As GNU parallel does, a run with no terminal gives its jobs
+		// /dev/null instead.
+		l.devNull, _ = os.Open("/dev/tty")
+	}
+	if l.devNull == nil {
+		var err error
+		if l.devNull, err = os.Open(os.DevNull); err != nil {
+			return err
+		}
 	}
 	defer l.devNull.Close()
 	for i := range r.cfg.Jobs {
@@ -65,7 +72,7 @@ func (l *local) run(_ context.Context, j Job) (struct{}, error) {
 	var received *counter
 	a := &Attempts{
 		Line: o.Line, Shell: l.cfg.Shell, Seq: j.Seq, Slot: o.Slot, Env: l.env, Stdin: j.Stdin, DevNull: l.devNull,
-		Attempts: l.cfg.Attempts, TermSeq: l.cfg.TermSeq, Timeout: l.timeout, LookPath: l.lookPath,
+		Attempts: l.cfg.Attempts, TermSeq: l.cfg.TermSeq, Nice: l.cfg.Nice, Timeout: l.timeout, LookPath: l.lookPath,
 		Again: func() bool { return !r.Stopping() },
 		Output: func() (io.Writer, io.Writer, func()) {
 			received = &counter{}

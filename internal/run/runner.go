@@ -52,8 +52,9 @@ type Runner struct {
 	stdout, stderr io.Writer
 	outMu          sync.Mutex // one job's output, or one message, at a time
 
-	log *joblog
-	bar *progress
+	log     *joblog
+	results *resultWriter
+	bar     *progress
 
 	jobCtx   context.Context // cancelled to kill every running job
 	kill     context.CancelFunc
@@ -169,6 +170,12 @@ func (r *Runner) Run(ctx context.Context, exec Executor, sigs <-chan os.Signal) 
 			return fail(err)
 		}
 		defer r.log.Close()
+	}
+	if cfg.Results != nil {
+		if r.results, err = newResultWriter(cfg.Results, cfg.Input); err != nil {
+			return fail(err)
+		}
+		defer r.results.close()
 	}
 	r.jobCtx, r.kill = context.WithCancel(ctx)
 	defer r.kill()
@@ -425,6 +432,15 @@ func (r *Runner) print(o *Outcome) {
 		return
 	}
 	if r.cfg.Ungroup || r.cfg.LineBuffer {
+		r.bar.add(o.Result.Failed())
+		return
+	}
+	if r.results != nil {
+		if err := r.results.write(o, r); err != nil {
+			r.Warn("job %d: --results: %v", o.Job.Seq, err)
+		}
+		o.Stdout.close()
+		o.Stderr.close()
 		r.bar.add(o.Result.Failed())
 		return
 	}

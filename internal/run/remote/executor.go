@@ -278,7 +278,7 @@ func (rm *remote) enqueue(ctx context.Context, batch []run.Job) error {
 	nj := make([]queue.NewJob, len(batch))
 	for i, j := range batch {
 		payload, err := json.Marshal(Job{Run: rm.run, Seq: j.Seq, Args: j.Args, Line: j.Line, Shell: cfg.Shell,
-			Attempts: cfg.Attempts, Timeout: cfg.Timeout, TermSeq: cfg.TermSeq, Stdin: j.Stdin})
+			Attempts: cfg.Attempts, Timeout: cfg.Timeout, TermSeq: cfg.TermSeq, Stdin: j.Stdin, Nice: cfg.Nice, Env: cfg.Env})
 		if err != nil {
 			return err
 		}

@@ -27,6 +27,8 @@ type Job struct {
 	Timeout  time.Duration  `json:"timeout,omitempty"` // per attempt
 	TermSeq  []command.Term `json:"termseq,omitempty"` // how it is killed; none means the default
 	Stdin    []byte         `json:"stdin,omitempty"`   // --pipe's block
+	Nice     int            `json:"nice,omitempty"`    // --nice
+	Env      []string       `json:"env,omitempty"`     // --env: NAME=value, set over the worker's
 }
 
 // Result is the result of a command job.

@@ -142,8 +142,8 @@ func (w *Worker) Handle(ctx context.Context, qj *queue.Job) ([]byte, error) {
 	res := Result{Host: w.host, Slot: slot, Line: strings.ReplaceAll(cj.Line, run.SlotText, strconv.Itoa(slot))}
 	var stdout, stderr bytes.Buffer
 	a := &run.Attempts{
-		Line: res.Line, Shell: cj.Shell, Seq: cj.Seq, Slot: slot, Env: w.env, Stdin: cj.Stdin, DevNull: w.devNull,
-		Attempts: cj.Attempts, TermSeq: cj.TermSeq, Timeout: func() time.Duration { return cj.Timeout },
+		Line: res.Line, Shell: cj.Shell, Seq: cj.Seq, Slot: slot, Env: append(w.env[:len(w.env):len(w.env)], cj.Env...), Stdin: cj.Stdin, DevNull: w.devNull,
+		Attempts: cj.Attempts, TermSeq: cj.TermSeq, Nice: cj.Nice, Timeout: func() time.Duration { return cj.Timeout },
 		Output: func() (io.Writer, io.Writer, func()) {
 			stdout.Reset()
 			stderr.Reset()
