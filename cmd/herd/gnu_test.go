@@ -47,6 +47,10 @@ func TestLikeGNUParallel(t *testing.T) {
 	if err := os.WriteFile(table, []byte("name\tfile\nx\ta/b.tar.gz\ny\tc.txt\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	ten := filepath.Join(dir, "ten")
+	if err := os.WriteFile(ten, []byte(seq(10)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	names := []string{".bashrc", "a.b.c.d", "dir.x/file.tar.gz", "aAa.tar.z", "0", ""}
 	for _, tc := range []struct {
 		name  string
@@ -99,6 +103,12 @@ func TestLikeGNUParallel(t *testing.T) {
 		{"{-1} with -n", []string{"-k", "-n3", "echo", "{-1}/{-2}", ":::", "1", "2", "3", "4", "5"}, ""},
 		{"--plus path strings", append([]string{"-k", "--plus", "echo", "{+/}", "{+.}", "{+..}", "{+...}", "{..}", "{...}", "{/..}", "{/...}", "{.}", "{/.}", "{//}", "{1+.}", ":::"}, names...), ""},
 		{"--plus bash strings", append([]string{"-k", "--plus", "echo", "{:-x}", "{:2}", "{:1:3}", "{%%.*}", "{%.*}", "{/a/X}", "{//a/X}", "{/#a/X}", "{/%z/X}", "{^a}", "{^^a}", "{,A}", "{,,A}", "{#a.}", "{##a.*\\.}", "{%\\..}", ":::"}, names...), ""},
+		{"--recend '' cuts fixed-length records", []string{"--pipe", "--recend", "", "-k", "--block", "3", "cat; echo"}, "abcdefgh"},
+		{"--pipepart cuts after the block size", []string{"--pipepart", "-a", ten, "--block", "6", "-k", "wc", "-l"}, ""},
+		{"--pipepart --block -2", []string{"--pipepart", "-a", ten, "--block", "-2", "-j2", "-k", "wc", "-l"}, ""},
+		{"--pipepart of two files", []string{"--pipepart", "-a", ten, "-a", ten, "--block", "100", "-k", "wc", "-l"}, ""},
+		{"--pipepart --header", []string{"--pipepart", "--header", ":", "-a", ten, "--block", "6", "-k", "cat | head -2"}, ""},
+		{"--group-by -N1", []string{"--pipe", "--group-by", "2", "-N1", "-k", "echo X; cat"}, "1\ta\n2\ta\n3\tb\n"},
 		{"--results a tree", []string{"-k", "--results", "out", "sh", "-c", "echo $0; echo $1 >&2", ":::", "a", "b/c", "x\\y", ":::", "1", "2"}, ""},
 		{"--results with -N2", []string{"-k", "-N2", "--results", "out", "echo", ":::", "a", "b", "c"}, ""},
 		{"--results with --header", []string{"-k", "--header", ":", "--results", "out", "echo", ":::", "h", "a", ":::", "g", "b"}, ""},

@@ -143,6 +143,8 @@ type runOptions struct {
 	maxChars     int
 	maxLines     int
 	plus         bool
+	pipePart     bool
+	groupBy      string
 	header       string
 	results      string
 	files        bool
@@ -254,6 +256,8 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	f.BoolVar(&o.eta, "eta", false, "show the estimated time left on a terminal")
 	f.BoolVar(&o.progress, "progress", false, "show jobs running and done on a terminal")
 	f.BoolVar(&o.pipe, "pipe", false, "split standard input into blocks and give each job one on its standard input")
+	f.BoolVar(&o.pipePart, "pipepart", false, "as --pipe, cutting the files of -a instead of standard input")
+	f.StringVar(&o.groupBy, "group-by", "", "with --pipe: keep the lines with the same value in column `COL` (a number, or a --header name) in one record (columns split at --colsep, else at tabs)")
 	f.StringVar(&o.block, "block", "1M", "with --pipe: blocks of about `SIZE` bytes (K, M, G: powers of 1024; k, m, g: of 1000)")
 	f.StringVar(&o.recStart, "recstart", "", "with --pipe: records start with `STR`")
 	f.StringVar(&o.recEnd, "recend", "\n", "with --pipe: records end with `STR`")
@@ -280,6 +284,15 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*run.Config,
 	command, sources, err := input.Split(args, input.Separators{Args: o.argSep, Files: o.argFileSep})
 	if err != nil {
 		return nil, err
+	}
+	if err := firstBroken([]rule{
+		{o.pipePart && (len(sources) > 0 || len(o.argFiles) == 0), "--pipepart cuts the files of -a: give -a FILE, and no ::: or :::: inputs"},
+	}); err != nil {
+		return nil, err
+	}
+	parts := o.argFiles
+	if o.pipePart {
+		o.pipe, o.argFiles = true, nil // the files are --pipe's, not inputs
 	}
 	if err := firstBroken(o.rules(len(command) > 0, len(sources) > 0 || len(o.argFiles) > 0, changed)); err != nil {
 		return nil, err
@@ -334,6 +347,9 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*run.Config,
 	if o.pipe {
 		if cfg.Pipe, err = o.planPipe(changed); err != nil {
 			return nil, err
+		}
+		if o.pipePart {
+			cfg.Pipe.Part = parts
 		}
 	}
 	if err := o.planOutput(cfg, ropts, changed); err != nil {
@@ -593,7 +609,12 @@ func (o runOptions) planPipe(changed func(string) bool) (*run.Pipe, error) {
 	}
 	p := &run.Pipe{Records: o.exactArgs}
 	var err error
-	if p.Block, err = parseSize("--block", block); err != nil {
+	if n, ok := strings.CutPrefix(block, "-"); ok && o.pipePart {
+		// --block -N: each file in N parts per job slot.
+		if p.Parts, err = strconv.Atoi(n); err != nil || p.Parts < 1 {
+			return nil, fmt.Errorf("--block %s: want a size, or with --pipepart -N for N parts per job slot", block)
+		}
+	} else if p.Block, err = parseSize("--block", block); err != nil {
 		return nil, err
 	}
 	if p.RecStart, err = unescape(o.recStart); err != nil {
@@ -602,8 +623,18 @@ func (o runOptions) planPipe(changed func(string) bool) (*run.Pipe, error) {
 	if p.RecEnd, err = unescape(o.recEnd); err != nil {
 		return nil, fmt.Errorf("--recend %q: %v", o.recEnd, err)
 	}
-	if p.RecStart == "" && p.RecEnd == "" {
-		return nil, errors.New("--recstart and --recend are both empty: records could not be found")
+	if o.groupBy != "" {
+		p.GroupSep = regexp.MustCompile("\t")
+		if o.colsep != "" {
+			if p.GroupSep, err = regexp.Compile(o.colsep); err != nil {
+				return nil, fmt.Errorf("--colsep %q: %v", o.colsep, err)
+			}
+		}
+		if p.GroupBy, err = strconv.Atoi(o.groupBy); err != nil {
+			p.GroupBy, p.GroupName = 0, o.groupBy
+		} else if p.GroupBy < 1 {
+			return nil, fmt.Errorf("--group-by %s: want a column number (1 is the first) or a --header name", o.groupBy)
+		}
 	}
 	return p, nil
 }

@@ -134,6 +134,9 @@ func TestPlan(t *testing.T) {
 		{[]string{"--pipe", "--block", "2k", "wc"}, func(c *run.Config) bool { return c.Pipe != nil && c.Pipe.Block == 2000 }},
 		{[]string{"--termseq", "INT,10", "echo"}, func(c *run.Config) bool { return len(c.TermSeq) == 1 && c.TermSeq[0].Signal == syscall.SIGINT }},
 		{[]string{"--shell", "/bin/dash", "echo"}, func(c *run.Config) bool { return c.Shell == "/bin/dash" }},
+		{[]string{"--pipepart", "-a", "f", "--block", "-3", "wc"}, func(c *run.Config) bool {
+			return c.Pipe.Parts == 3 && slices.Equal(c.Pipe.Part, []string{"f"}) && len(c.Input.Sources) == 0
+		}},
 		{[]string{"--tty", "vi"}, func(c *run.Config) bool { return c.TTY && c.Jobs == 1 && c.Ungroup }},
 		{[]string{"--tty", "-j2", "--line-buffer", "vi"}, func(c *run.Config) bool { return c.TTY && c.Jobs == 2 && !c.Ungroup }},
 		{[]string{"-o", "vi"}, func(c *run.Config) bool { return c.TTY && c.Jobs > 0 && !c.Ungroup }},
@@ -164,6 +167,10 @@ func TestPlan(t *testing.T) {
 		"--results out -u echo":           "do not go with --ungroup",
 		"--queue nats://x --tty vi":       "no terminal",
 		"--env _ echo":                    "name the variables",
+		"--pipepart wc":                   "give -a FILE",
+		"--pipepart -a f wc ::: x":        "give -a FILE",
+		"--pipe --block -2 wc":            "--block \"-2\"",
+		"--pipe --group-by 0 wc":          "want a column number",
 	} {
 		if _, err := plan(strings.Fields(args)...); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("herd run %s: %v, want an error saying %q", args, err, want)

@@ -2,6 +2,7 @@ package run
 
 import (
 	"math"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -79,8 +80,21 @@ type Pipe struct {
 	Block    int64 // about this many bytes a block
 	Records  int   // or this many records, if not 0
 	RecStart string
-	RecEnd   string
-	Header   int // lines of standard input that start every block (--header)
+	RecEnd   string // with RecStart empty too, records are bytes: blocks are Block bytes
+	Header   int    // lines of the input that start every block (--header)
+	// Part cuts these files instead of standard input (--pipepart), each
+	// on its own: a block ends at the first record end after Block bytes,
+	// as GNU parallel cuts them. With Parts, Block is each file's size
+	// over Parts times the jobs at once (--block -N).
+	Part  []string
+	Parts int
+	// GroupBy, if set, makes the lines with the same value in this column
+	// (1 is the first; or the one GroupName names in the header) one
+	// record, so that no block splits them (--group-by); GroupSep splits
+	// the columns.
+	GroupBy   int
+	GroupName string
+	GroupSep  *regexp.Regexp
 }
 
 // Halt is a parsed --halt: when to stop the run, and on what.

@@ -2,6 +2,7 @@ package run
 
 import (
 	"bytes"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -10,7 +11,7 @@ import (
 func collectBlocks(t *testing.T, in string, size int64, n int, start, end string) []string {
 	t.Helper()
 	var out []string
-	for b, err := range blocks(strings.NewReader(in), size, n, start, end) {
+	for b, err := range blocks(strings.NewReader(in), size, false, &Pipe{Records: n, RecStart: start, RecEnd: end}) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,4 +66,21 @@ func FuzzBlocks(f *testing.F) {
 			}
 		}
 	})
+}
+
+// --group-by: lines with the same value in the column are one record,
+// which no block splits.
+func TestBlocksGroupBy(t *testing.T) {
+	p := &Pipe{RecEnd: "\n", GroupBy: 1, GroupSep: regexp.MustCompile(" ")}
+	var got []string
+	for b, err := range blocks(strings.NewReader("a 1\na 2\nb 3\nb 4\nc 5\nc\n\n"), 10, false, p) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, string(b))
+	}
+	want := []string{"a 1\na 2\n", "b 3\nb 4\n", "c 5\nc\n\n"} // "" is a group of its own, which fits
+	if !slices.Equal(got, want) {
+		t.Errorf("blocks = %q, want %q", got, want)
+	}
 }
