@@ -109,6 +109,8 @@ func TestLikeGNUParallel(t *testing.T) {
 		{"--pipepart of two files", []string{"--pipepart", "-a", ten, "-a", ten, "--block", "100", "-k", "wc", "-l"}, ""},
 		{"--pipepart --header", []string{"--pipepart", "--header", ":", "-a", ten, "--block", "6", "-k", "cat | head -2"}, ""},
 		{"--group-by -N1", []string{"--pipe", "--group-by", "2", "-N1", "-k", "echo X; cat"}, "1\ta\n2\ta\n3\tb\n"},
+		{"--cat gives the block in a file", []string{"--pipe", "-N2", "--cat", "-k", "wc -l < {}; cat {} {}"}, seq(5)},
+		{"--fifo gives it through a named pipe", []string{"--pipe", "-N2", "--fifo", "-k", "wc -l < {}"}, seq(5)},
 		{"--results a tree", []string{"-k", "--results", "out", "sh", "-c", "echo $0; echo $1 >&2", ":::", "a", "b/c", "x\\y", ":::", "1", "2"}, ""},
 		{"--results with -N2", []string{"-k", "-N2", "--results", "out", "echo", ":::", "a", "b", "c"}, ""},
 		{"--results with --header", []string{"-k", "--header", ":", "--results", "out", "echo", ":::", "h", "a", ":::", "g", "b"}, ""},

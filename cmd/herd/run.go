@@ -144,6 +144,8 @@ type runOptions struct {
 	maxLines     int
 	plus         bool
 	pipePart     bool
+	cat          bool
+	fifo         bool
 	groupBy      string
 	header       string
 	results      string
@@ -258,6 +260,8 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	f.BoolVar(&o.pipe, "pipe", false, "split standard input into blocks and give each job one on its standard input")
 	f.BoolVar(&o.pipePart, "pipepart", false, "as --pipe, cutting the files of -a instead of standard input")
 	f.StringVar(&o.groupBy, "group-by", "", "with --pipe: keep the lines with the same value in column `COL` (a number, or a --header name) in one record (columns split at --colsep, else at tabs)")
+	f.BoolVar(&o.cat, "cat", false, "with --pipe: give each job its block in a temporary file, named by {}, instead of on its standard input")
+	f.BoolVar(&o.fifo, "fifo", false, "with --pipe: give each job its block through a named pipe, named by {}, instead of on its standard input")
 	f.StringVar(&o.block, "block", "1M", "with --pipe: blocks of about `SIZE` bytes (K, M, G: powers of 1024; k, m, g: of 1000)")
 	f.StringVar(&o.recStart, "recstart", "", "with --pipe: records start with `STR`")
 	f.StringVar(&o.recEnd, "recend", "\n", "with --pipe: records end with `STR`")
@@ -351,6 +355,12 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*run.Config,
 		if o.pipePart {
 			cfg.Pipe.Part = parts
 		}
+		switch {
+		case o.cat:
+			cfg.Pass = "cat"
+		case o.fifo:
+			cfg.Pass = "fifo"
+		}
 	}
 	if err := o.planOutput(cfg, ropts, changed); err != nil {
 		return nil, err
@@ -413,6 +423,8 @@ func (o runOptions) rules(hasCommand, hasInputs bool, changed func(string) bool)
 		{boolCount(o.xargs, o.multi, o.context) > 1, "--xargs, -m and -X: choose one"},
 		{(o.xargs || o.multi || o.context) && (o.maxArgs != 0 || o.exactArgs != 0 || o.maxLines != 0 || o.pipe), "--xargs, -m and -X fill each command line: they do not go with -n, -N, -L or --pipe"},
 		{o.maxChars < 0 || o.maxLines < 0, "-s and -L: want a positive number"},
+		{(o.cat || o.fifo) && !o.pipe, "--cat and --fifo give each job its --pipe block in a file: they need --pipe or --pipepart"},
+		{o.cat && o.fifo, "--cat and --fifo: choose one"},
 		{(o.results != "" || o.files) && (o.ungroup || o.lineBuffer), "--results and --files take each job's output whole: they do not go with --ungroup or --line-buffer"},
 		{queued && (o.tty || o.openTTY), "--tty: jobs on a queue run where there is no terminal"},
 		{slices.Contains(o.env, "_"), "--env _ (every variable not in ~/.parallel/ignored_vars) is not supported: name the variables and functions"},

@@ -168,6 +168,8 @@ func TestPlan(t *testing.T) {
 		"--queue nats://x --tty vi":       "no terminal",
 		"--env _ echo":                    "name the variables",
 		"--pipepart wc":                   "give -a FILE",
+		"--cat wc":                        "need --pipe",
+		"--pipe --cat --fifo wc":          "choose one",
 		"--pipepart -a f wc ::: x":        "give -a FILE",
 		"--pipe --block -2 wc":            "--block \"-2\"",
 		"--pipe --group-by 0 wc":          "want a column number",

@@ -2,10 +2,15 @@ package run
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/goherd/herd/internal/command"
@@ -26,6 +31,11 @@ type Attempts struct {
 	Attempts int            // in all, 1 or more
 	TermSeq  []command.Term // how an attempt is killed; nil means the default
 	Nice     int            // the jobs' niceness, if not 0
+	// Pass, with Stdin, gives the job its block in a file instead of on
+	// its standard input: "cat", a temporary file (--cat); "fifo", a named
+	// pipe that herd writes it to (--fifo). PathText in Line stands for
+	// the file's name.
+	Pass string
 
 	// Timeout returns the time limit of an attempt starting now; nil or 0
 	// means none.
@@ -62,11 +72,67 @@ func (a *Attempts) once(ctx context.Context, env []string) command.Result {
 		}
 	}
 	j := command.Job{Line: a.Line, Shell: a.Shell, Env: env, Stdin: a.DevNull, LookPath: a.LookPath, TermSeq: a.TermSeq, Nice: a.Nice}
-	if a.Stdin != nil {
+	switch {
+	case a.Stdin != nil && a.Pass != "":
+		path, cleanup, err := passBlock(a.Pass, a.Stdin)
+		if err != nil {
+			return command.Result{Start: time.Now(), Exit: -1, Err: fmt.Errorf("--%s: %w", a.Pass, err)}
+		}
+		defer cleanup()
+		j.Line = strings.ReplaceAll(j.Line, PathText, path)
+	case a.Stdin != nil:
 		j.Stdin = bytes.NewReader(a.Stdin)
 	}
 	var done func()
 	j.Stdout, j.Stderr, done = a.Output()
 	defer done()
 	return command.Run(ctx, j)
+}
+
+// passBlock puts a --pipe block where a job reads it by name: in a
+// temporary file ("cat"), or through a named pipe ("fifo") that a
+// goroutine writes it to once the job opens it. cleanup, called once the
+// job has ended, removes the file, and lets the writer go if the job never
+// read it all.
+func passBlock(how string, block []byte) (path string, cleanup func(), err error) {
+	if how == "cat" {
+		f, err := os.CreateTemp("", "herd-cat-*")
+		if err != nil {
+			return "", nil, err
+		}
+		_, err = f.Write(block)
+		if err := cmp.Or(err, f.Close()); err != nil {
+			os.Remove(f.Name())
+			return "", nil, err
+		}
+		return f.Name(), func() { os.Remove(f.Name()) }, nil
+	}
+	dir, err := os.MkdirTemp("", "herd-fifo-*")
+	if err != nil {
+		return "", nil, err
+	}
+	path = filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		f, err := os.OpenFile(path, os.O_WRONLY, 0) // once the job opens it
+		if err != nil {
+			return
+		}
+		f.Write(block) // fails once the job closed it: it read what it wanted
+		f.Close()
+	}()
+	return path, func() {
+		// A job that never opened the pipe leaves the writer waiting for
+		// a reader: be that reader, for a moment.
+		if r, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+			r.Close()
+		}
+		<-written
+		os.RemoveAll(dir)
+	}, nil
 }

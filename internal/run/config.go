@@ -4,6 +4,7 @@ import (
 	"math"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/goherd/herd/internal/command"
@@ -21,8 +22,11 @@ type Config struct {
 	Shell    string // the shell that runs each command line
 	Input    input.Config
 	Pipe     *Pipe // --pipe: jobs read blocks of standard input
-	Shuf     bool
-	DryRun   bool
+	// Pass gives each job its --pipe block in a file named by {}: "cat"
+	// (--cat) or "fifo" (--fifo), instead of on its standard input.
+	Pass   string
+	Shuf   bool
+	DryRun bool
 	// ShellQuote prints each job's inputs quoted for the shell instead of
 	// running anything (--shellquote).
 	ShellQuote bool
@@ -121,6 +125,22 @@ const slotMarker = math.MinInt
 
 // SlotText stands for {%} in a Job's Line.
 var SlotText = strconv.Itoa(slotMarker)
+
+// PathText stands for the name of the file that holds a job's block with
+// --cat and --fifo, which exists only while the job runs.
+var PathText = strconv.Itoa(slotMarker + 1)
+
+// WithSlot returns a job's line as it runs in slot.
+func WithSlot(line string, slot int) string {
+	return strings.ReplaceAll(line, SlotText, strconv.Itoa(slot))
+}
+
+// Shown returns a job's line as run in slot, as herd prints it and logs
+// it: with {} for the file of --cat and --fifo, which is gone once the job
+// has ended.
+func Shown(line string, slot int) string {
+	return strings.ReplaceAll(WithSlot(line, slot), PathText, "{}")
+}
 
 // An Outcome is what became of a job.
 type Outcome struct {

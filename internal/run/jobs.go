@@ -270,10 +270,10 @@ func (cfg *Config) skipLogged(jobs iter.Seq2[Job, error], rows map[int]LogRow) (
 		prefix = append(prefix, j)
 	}
 	for _, j := range prefix {
-		if r, ok := rows[j.Seq]; ok && !matches(r.Command, j.Line, SlotText) {
+		if r, ok := rows[j.Seq]; ok && !matches(r.Command, strings.ReplaceAll(j.Line, PathText, "{}"), SlotText) {
 			stop()
 			return nil, fmt.Errorf("--joblog %s does not match this run: job %d ran\n\t%s\nbut the same job is now\n\t%s\nherd will not guess which jobs are done: give a new job log, or delete this one to start over",
-				cfg.Joblog, j.Seq, r.Command, strings.ReplaceAll(j.Line, SlotText, "{%}"))
+				cfg.Joblog, j.Seq, r.Command, strings.ReplaceAll(Shown(j.Line, slotMarker), SlotText, "{%}"))
 		}
 	}
 	for seq := range rows {

@@ -6,8 +6,6 @@ import (
 	"iter"
 	"os"
 	"os/exec"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -68,11 +66,11 @@ func (l *local) run(_ context.Context, j Job) (struct{}, error) {
 	if !l.waitTurn() {
 		return struct{}{}, nil
 	}
-	o.Line = strings.ReplaceAll(j.Line, SlotText, strconv.Itoa(o.Slot))
+	o.Line = Shown(j.Line, o.Slot)
 	var received *counter
 	a := &Attempts{
-		Line: o.Line, Shell: l.cfg.Shell, Seq: j.Seq, Slot: o.Slot, Env: l.env, Stdin: j.Stdin, DevNull: l.devNull,
-		Attempts: l.cfg.Attempts, TermSeq: l.cfg.TermSeq, Nice: l.cfg.Nice, Timeout: l.timeout, LookPath: l.lookPath,
+		Line: WithSlot(j.Line, o.Slot), Shell: l.cfg.Shell, Seq: j.Seq, Slot: o.Slot, Env: l.env, Stdin: j.Stdin, DevNull: l.devNull,
+		Attempts: l.cfg.Attempts, TermSeq: l.cfg.TermSeq, Nice: l.cfg.Nice, Pass: l.cfg.Pass, Timeout: l.timeout, LookPath: l.lookPath,
 		Again: func() bool { return !r.Stopping() },
 		Output: func() (io.Writer, io.Writer, func()) {
 			received = &counter{}

@@ -36,7 +36,11 @@ func (cfg *Config) pipeJobs(stdin io.Reader) iter.Seq2[Job, error] {
 				if len(header) > 0 {
 					block = append(header[:len(header):len(header)], block...)
 				}
-				if !yield(Job{Seq: seq, Line: cfg.Template.Expand(nil, seq, slotMarker, cfg.Raw), Stdin: block}, nil) {
+				var args []string
+				if cfg.Pass != "" {
+					args = []string{PathText} // {} is the file's name
+				}
+				if !yield(Job{Seq: seq, Line: cfg.Template.Expand(args, seq, slotMarker, cfg.Raw), Stdin: block}, nil) {
 					return false
 				}
 			}

@@ -158,7 +158,7 @@ func (r *Runner) Run(ctx context.Context, exec Executor, sigs <-chan os.Signal) 
 			if cfg.ShellQuote {
 				fmt.Fprintln(r.stdout, replace.Quote(strings.Join(j.Args, " ")))
 			} else {
-				fmt.Fprintln(r.stdout, strings.ReplaceAll(j.Line, SlotText, "1"))
+				fmt.Fprintln(r.stdout, Shown(j.Line, 1))
 			}
 		}
 		return 0

@@ -278,7 +278,7 @@ func (rm *remote) enqueue(ctx context.Context, batch []run.Job) error {
 	nj := make([]queue.NewJob, len(batch))
 	for i, j := range batch {
 		payload, err := json.Marshal(Job{Run: rm.run, Seq: j.Seq, Args: j.Args, Line: j.Line, Shell: cfg.Shell,
-			Attempts: cfg.Attempts, Timeout: cfg.Timeout, TermSeq: cfg.TermSeq, Stdin: j.Stdin, Nice: cfg.Nice, Env: cfg.Env})
+			Attempts: cfg.Attempts, Timeout: cfg.Timeout, TermSeq: cfg.TermSeq, Stdin: j.Stdin, Nice: cfg.Nice, Env: cfg.Env, Pass: cfg.Pass})
 		if err != nil {
 			return err
 		}
@@ -573,7 +573,7 @@ func (rm *remote) outcome(info *queue.Info, j run.Job) *run.Outcome {
 	if j.Line == "" && json.Unmarshal(info.Payload, &cj) == nil {
 		j = run.Job{Seq: cj.Seq, Args: cj.Args, Line: cj.Line, Stdin: cj.Stdin}
 	}
-	o := &run.Outcome{Job: j, Line: strings.ReplaceAll(j.Line, run.SlotText, "0")} // never ran: no slot
+	o := &run.Outcome{Job: j, Line: run.Shown(j.Line, 0)} // never ran: no slot
 	var res Result
 	if info.State == queue.Cancelled {
 		o.Result.Exit, o.Result.Err, o.Result.Start = -1, errors.New("cancelled (herd queue cancel)"), info.UpdatedAt

@@ -28,6 +28,7 @@ type Job struct {
 	TermSeq  []command.Term `json:"termseq,omitempty"` // how it is killed; none means the default
 	Stdin    []byte         `json:"stdin,omitempty"`   // --pipe's block
 	Nice     int            `json:"nice,omitempty"`    // --nice
+	Pass     string         `json:"pass,omitempty"`    // --cat or --fifo: how Stdin is given
 	Env      []string       `json:"env,omitempty"`     // --env: NAME=value, set over the worker's
 }
 

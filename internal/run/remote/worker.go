@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -139,11 +138,11 @@ func (w *Worker) Handle(ctx context.Context, qj *queue.Job) ([]byte, error) {
 	slot := <-w.slots
 	defer func() { w.slots <- slot }()
 
-	res := Result{Host: w.host, Slot: slot, Line: strings.ReplaceAll(cj.Line, run.SlotText, strconv.Itoa(slot))}
+	res := Result{Host: w.host, Slot: slot, Line: run.Shown(cj.Line, slot)}
 	var stdout, stderr bytes.Buffer
 	a := &run.Attempts{
-		Line: res.Line, Shell: cj.Shell, Seq: cj.Seq, Slot: slot, Env: append(w.env[:len(w.env):len(w.env)], cj.Env...), Stdin: cj.Stdin, DevNull: w.devNull,
-		Attempts: cj.Attempts, TermSeq: cj.TermSeq, Nice: cj.Nice, Timeout: func() time.Duration { return cj.Timeout },
+		Line: run.WithSlot(cj.Line, slot), Shell: cj.Shell, Seq: cj.Seq, Slot: slot, Env: append(w.env[:len(w.env):len(w.env)], cj.Env...), Stdin: cj.Stdin, DevNull: w.devNull,
+		Attempts: cj.Attempts, TermSeq: cj.TermSeq, Nice: cj.Nice, Pass: cj.Pass, Timeout: func() time.Duration { return cj.Timeout },
 		Output: func() (io.Writer, io.Writer, func()) {
 			stdout.Reset()
 			stderr.Reset()
