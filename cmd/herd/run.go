@@ -145,6 +145,7 @@ type runOptions struct {
 	plus         bool
 	pipePart     bool
 	cat          bool
+	roundRobin   bool
 	fifo         bool
 	groupBy      string
 	header       string
@@ -260,6 +261,7 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	f.BoolVar(&o.pipe, "pipe", false, "split standard input into blocks and give each job one on its standard input")
 	f.BoolVar(&o.pipePart, "pipepart", false, "as --pipe, cutting the files of -a instead of standard input")
 	f.StringVar(&o.groupBy, "group-by", "", "with --pipe: keep the lines with the same value in column `COL` (a number, or a --header name) in one record (columns split at --colsep, else at tabs)")
+	f.BoolVar(&o.roundRobin, "round-robin", false, "with --pipe: start -j jobs once, and give each block to one of them as it reads (with -k: in turn)")
 	f.BoolVar(&o.cat, "cat", false, "with --pipe: give each job its block in a temporary file, named by {}, instead of on its standard input")
 	f.BoolVar(&o.fifo, "fifo", false, "with --pipe: give each job its block through a named pipe, named by {}, instead of on its standard input")
 	f.StringVar(&o.block, "block", "1M", "with --pipe: blocks of about `SIZE` bytes (K, M, G: powers of 1024; k, m, g: of 1000)")
@@ -355,6 +357,7 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*run.Config,
 		if o.pipePart {
 			cfg.Pipe.Part = parts
 		}
+		cfg.Pipe.RoundRobin = o.roundRobin
 		switch {
 		case o.cat:
 			cfg.Pass = "cat"
@@ -425,6 +428,8 @@ func (o runOptions) rules(hasCommand, hasInputs bool, changed func(string) bool)
 		{o.maxChars < 0 || o.maxLines < 0, "-s and -L: want a positive number"},
 		{(o.cat || o.fifo) && !o.pipe, "--cat and --fifo give each job its --pipe block in a file: they need --pipe or --pipepart"},
 		{o.cat && o.fifo, "--cat and --fifo: choose one"},
+		{o.roundRobin && !o.pipe, "--round-robin hands out --pipe blocks: it needs --pipe"},
+		{o.roundRobin && (o.cat || o.fifo || queued), "--round-robin gives blocks to running jobs on their standard input, here: --cat, --fifo and --queue do not go with it"},
 		{(o.results != "" || o.files) && (o.ungroup || o.lineBuffer), "--results and --files take each job's output whole: they do not go with --ungroup or --line-buffer"},
 		{queued && (o.tty || o.openTTY), "--tty: jobs on a queue run where there is no terminal"},
 		{slices.Contains(o.env, "_"), "--env _ (every variable not in ~/.parallel/ignored_vars) is not supported: name the variables and functions"},

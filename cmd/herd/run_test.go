@@ -169,6 +169,8 @@ func TestPlan(t *testing.T) {
 		"--env _ echo":                    "name the variables",
 		"--pipepart wc":                   "give -a FILE",
 		"--cat wc":                        "need --pipe",
+		"--round-robin wc":                "it needs --pipe",
+		"--pipe --round-robin --cat wc":   "do not go with it",
 		"--pipe --cat --fifo wc":          "choose one",
 		"--pipepart -a f wc ::: x":        "give -a FILE",
 		"--pipe --block -2 wc":            "--block \"-2\"",

@@ -32,6 +32,11 @@ type Job struct {
 	// running many jobs can save the search by caching it.
 	LookPath func(name string) (string, error)
 
+	// OwnStdin says that Stdin, an *os.File, is the job's alone: it is
+	// closed here once the job has it, so that the job is its only
+	// reader (a pipe's writer then learns when the job is gone).
+	OwnStdin bool
+
 	// Nice, if not 0, is the job's niceness (--nice): set on its process
 	// group as it starts, so that what it starts has it too.
 	Nice int
@@ -84,7 +89,11 @@ func Run(ctx context.Context, j Job) Result {
 	cmd.WaitDelay = 100 * time.Millisecond
 
 	res := Result{Start: time.Now(), Exit: -1}
-	if err := cmd.Start(); err != nil {
+	err := cmd.Start()
+	if f, ok := j.Stdin.(*os.File); ok && j.OwnStdin {
+		f.Close()
+	}
+	if err != nil {
 		res.Err = err
 		res.Exit = 127
 		return res
@@ -98,7 +107,6 @@ func Run(ctx context.Context, j Job) Result {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }() // always received below
 
-	var err error
 	select {
 	case err = <-done:
 	case <-ctx.Done():

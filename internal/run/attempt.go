@@ -27,6 +27,7 @@ type Attempts struct {
 	Slot     int
 	Env      []string // the environment, less PARALLEL_SEQ and PARALLEL_JOBSLOT
 	Stdin    []byte   // --pipe's block; nil means DevNull
+	Stream   *os.File // or --round-robin's pipe: then one attempt only
 	DevNull  *os.File
 	Attempts int            // in all, 1 or more
 	TermSeq  []command.Term // how an attempt is killed; nil means the default
@@ -57,7 +58,7 @@ func (a *Attempts) Run(ctx context.Context) command.Result {
 	env := append(a.Env[:len(a.Env):len(a.Env)], "PARALLEL_SEQ="+strconv.Itoa(a.Seq), "PARALLEL_JOBSLOT="+strconv.Itoa(a.Slot))
 	for attempt := 1; ; attempt++ {
 		res := a.once(ctx, env)
-		if !res.Failed() || attempt >= a.Attempts || ctx.Err() != nil || (a.Again != nil && !a.Again()) {
+		if !res.Failed() || attempt >= a.Attempts || a.Stream != nil || ctx.Err() != nil || (a.Again != nil && !a.Again()) {
 			return res
 		}
 	}
@@ -82,6 +83,8 @@ func (a *Attempts) once(ctx context.Context, env []string) command.Result {
 		j.Line = strings.ReplaceAll(j.Line, PathText, path)
 	case a.Stdin != nil:
 		j.Stdin = bytes.NewReader(a.Stdin)
+	case a.Stream != nil:
+		j.Stdin, j.OwnStdin = a.Stream, true
 	}
 	var done func()
 	j.Stdout, j.Stderr, done = a.Output()

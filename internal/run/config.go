@@ -2,6 +2,7 @@ package run
 
 import (
 	"math"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -99,6 +100,9 @@ type Pipe struct {
 	GroupBy   int
 	GroupName string
 	GroupSep  *regexp.Regexp
+	// RoundRobin starts Jobs jobs once, and writes each block to the
+	// standard input of one that takes it (--round-robin).
+	RoundRobin bool
 }
 
 // Halt is a parsed --halt: when to stop the run, and on what.
@@ -116,6 +120,9 @@ type Job struct {
 	Args  []string
 	Line  string // expanded, with SlotText for {%}
 	Stdin []byte // --pipe: the block for its standard input
+	// Stream is the job's standard input with --round-robin: it gets
+	// blocks as it reads them. Such a job runs once, with no retry.
+	Stream *os.File
 }
 
 // slotMarker stands for the job slot in a command line expanded before the

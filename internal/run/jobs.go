@@ -17,9 +17,10 @@ import (
 // known up front (-1 if not): the inputs' or --pipe's, less those that
 // --resume or --resume-failed skip, shuffled by --shuf; or the failed jobs
 // of the job log with --retry-failed. With count set, it reads them all
-// first, for their number. cleanup closes the input files.
-func Jobs(cfg *Config, stdin io.Reader, count bool) (jobs iter.Seq2[Job, error], total int, cleanup func(), err error) {
-	cleanup = func() {}
+// first, for their number. cleanup, called once every job has ended,
+// closes the input files, and reports input that was not read.
+func Jobs(cfg *Config, stdin io.Reader, count bool) (jobs iter.Seq2[Job, error], total int, cleanup func() error, err error) {
+	cleanup = func() error { return nil }
 	if cfg.Template == nil {
 		return sliceJobs(nil), 0, cleanup, nil // the jobs are the executor's
 	}
@@ -37,16 +38,19 @@ func Jobs(cfg *Config, stdin io.Reader, count bool) (jobs iter.Seq2[Job, error],
 		return sliceJobs(list), len(list), cleanup, nil
 	}
 
-	if cfg.Pipe != nil {
+	switch {
+	case cfg.Pipe != nil && cfg.Pipe.RoundRobin:
+		jobs, cleanup = cfg.roundRobin(stdin)
+	case cfg.Pipe != nil:
 		jobs = cfg.pipeJobs(stdin)
-	} else {
+	default:
 		in := cfg.Input
 		in.Stdin = stdin
 		rd, err := input.Open(in)
 		if err != nil {
 			return nil, 0, cleanup, err
 		}
-		cleanup = func() { rd.Close() }
+		cleanup = func() error { rd.Close(); return nil }
 		if cfg, err = cfg.named(rd); err != nil {
 			return nil, 0, cleanup, err
 		}

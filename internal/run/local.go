@@ -69,7 +69,7 @@ func (l *local) run(_ context.Context, j Job) (struct{}, error) {
 	o.Line = Shown(j.Line, o.Slot)
 	var received *counter
 	a := &Attempts{
-		Line: WithSlot(j.Line, o.Slot), Shell: l.cfg.Shell, Seq: j.Seq, Slot: o.Slot, Env: l.env, Stdin: j.Stdin, DevNull: l.devNull,
+		Line: WithSlot(j.Line, o.Slot), Shell: l.cfg.Shell, Seq: j.Seq, Slot: o.Slot, Env: l.env, Stdin: j.Stdin, Stream: j.Stream, DevNull: l.devNull,
 		Attempts: l.cfg.Attempts, TermSeq: l.cfg.TermSeq, Nice: l.cfg.Nice, Pass: l.cfg.Pass, Timeout: l.timeout, LookPath: l.lookPath,
 		Again: func() bool { return !r.Stopping() },
 		Output: func() (io.Writer, io.Writer, func()) {

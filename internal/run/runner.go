@@ -149,7 +149,11 @@ func (r *Runner) Run(ctx context.Context, exec Executor, sigs <-chan os.Signal) 
 	if err != nil {
 		return fail(err)
 	}
-	defer cleanup()
+	defer func() {
+		if err := cleanup(); err != nil {
+			r.Warn("%v", err)
+		}
+	}()
 	if cfg.DryRun || cfg.ShellQuote {
 		for j, err := range jobs {
 			if err != nil {
