@@ -112,6 +112,7 @@ func TestLikeGNUParallel(t *testing.T) {
 		{"--cat gives the block in a file", []string{"--pipe", "-N2", "--cat", "-k", "wc -l < {}; cat {} {}"}, seq(5)},
 		{"--fifo gives it through a named pipe", []string{"--pipe", "-N2", "--fifo", "-k", "wc -l < {}"}, seq(5)},
 		{"--round-robin -k hands blocks out in turn", []string{"--pipe", "-N1", "--round-robin", "-j3", "-k", "echo job; cat"}, seq(10)},
+		{"-k with --line-buffer", []string{"-k", "--line-buffer", "-j3", "echo {} start; sleep 0.{}; echo {} end", ":::", "3", "1", "2"}, ""},
 		{"--results a tree", []string{"-k", "--results", "out", "sh", "-c", "echo $0; echo $1 >&2", ":::", "a", "b/c", "x\\y", ":::", "1", "2"}, ""},
 		{"--results with -N2", []string{"-k", "-N2", "--results", "out", "echo", ":::", "a", "b", "c"}, ""},
 		{"--results with --header", []string{"-k", "--header", ":", "--results", "out", "echo", ":::", "h", "a", ":::", "g", "b"}, ""},

@@ -61,7 +61,7 @@ Where herd differs from GNU parallel, on purpose:
     job log had the same command line it has now, and refuses to go on if not, rather
     than skipping or re-running the wrong jobs.
   - --retries N means N attempts in all, as GNU parallel counts them.
-  - -k has no effect with --line-buffer or --ungroup.
+  - -k has no effect with --ungroup.
   - When a job's shell exits, whatever it left running in its process group is killed.
 
 Default options, as GNU parallel reads them: each line of the config file of

@@ -58,6 +58,9 @@ func (Local) Execute(_ context.Context, r *Runner, jobs iter.Seq[Job]) error {
 // run runs one job, with its retries, on a worker of herd's pool.
 func (l *local) run(_ context.Context, j Job) (struct{}, error) {
 	r := l.r
+	if l.cfg.KeepOrder && l.cfg.LineBuffer {
+		defer r.kept.finish(j.Seq)
+	}
 	if r.Stopping() {
 		return struct{}{}, nil
 	}
@@ -108,6 +111,10 @@ func (l *local) output(o *Outcome, received *counter) (stdout, stderr io.Writer,
 		tag := r.tag(o)
 		out := &lineWriter{r: r, w: r.stdout, tag: tag}
 		errw := &lineWriter{r: r, w: r.stderr, tag: tag}
+		if l.cfg.KeepOrder { // flushed by r.kept.finish
+			stdout, stderr := r.kept.writers(o.Job.Seq, out, errw)
+			return io.MultiWriter(stdout, received), stderr, func() {}
+		}
 		return io.MultiWriter(out, received), errw, func() { out.flush(); errw.flush() }
 	}
 	o.Stdout.reset()

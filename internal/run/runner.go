@@ -72,6 +72,7 @@ type Runner struct {
 
 	prints chan printItem // to the printer
 	order  reorder
+	kept   keptLines // -k with --line-buffer
 }
 
 // New returns a Runner of a run set up by cfg.
@@ -264,6 +265,9 @@ func (r *Runner) feed(jobs iter.Seq2[Job, error], total int) iter.Seq[Job] {
 				return
 			}
 			r.order.fed(j.Seq)
+			if r.cfg.KeepOrder && r.cfg.LineBuffer {
+				r.kept.fed(j.Seq)
+			}
 			if !yield(j) {
 				return
 			}
