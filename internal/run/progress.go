@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vbauerster/cupwriter"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 	"golang.org/x/term"
@@ -16,6 +17,7 @@ import (
 // shows nothing: that is what herd run uses when standard error is not a
 // terminal, so that logs and pipes stay clean.
 type progress struct {
+	out    io.Writer // the terminal
 	p      *mpb.Progress
 	bar    *mpb.Bar
 	seen   atomic.Int64 // jobs read so far, while the total is unknown
@@ -38,7 +40,7 @@ func IsTerminal(w io.Writer) bool {
 }
 
 func newProgressOn(w io.Writer, cfg *Config) *progress {
-	pr := &progress{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(30), mpb.WithRefreshRate(150*time.Millisecond))}
+	pr := &progress{out: w, p: mpb.New(mpb.WithConsoleWriter(sized{cupwriter.New(w, true)}), mpb.WithRefreshRate(150*time.Millisecond))}
 	filler := mpb.NopStyle()
 	if cfg.Bar {
 		filler = mpb.BarStyle()
@@ -56,12 +58,31 @@ func newProgressOn(w io.Writer, cfg *Config) *progress {
 	if cfg.Progress || cfg.Bar {
 		right = append(right, decor.Name(" elapsed "), decor.Elapsed(decor.ET_STYLE_GO))
 	}
-	pr.bar = pr.p.New(0, filler, mpb.PrependDecorators(left...), mpb.AppendDecorators(right...), mpb.BarRemoveOnComplete())
+	pr.bar = pr.p.New(0, filler, mpb.BarWidth(30), mpb.PrependDecorators(left...), mpb.AppendDecorators(right...), mpb.BarRemoveOnComplete())
 	return pr
 }
 
-// Write prints p above the display, so that messages do not garble it.
-func (pr *progress) Write(p []byte) (int, error) { return pr.p.Write(p) }
+// sized is a terminal that has a size: one that says it has no columns (a
+// serial line, some containers) is taken to have 80, as GNU parallel
+// takes it, or the display would show nothing.
+type sized struct{ *cupwriter.Writer }
+
+func (s sized) GetTermSize() (width, height int, err error) {
+	width, height, err = s.Writer.GetTermSize()
+	if err != nil || width <= 0 || height <= 0 {
+		return 80, 24, nil
+	}
+	return width, height, nil
+}
+
+// Write prints p above the display, so that messages do not garble it; or
+// straight out, should the display have failed, so that nothing is lost.
+func (pr *progress) Write(p []byte) (int, error) {
+	if n, err := pr.p.Write(p); err == nil {
+		return n, nil
+	}
+	return pr.out.Write(p)
+}
 
 // read counts a job read from the input, while their number is unknown.
 func (pr *progress) read() {
