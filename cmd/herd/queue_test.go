@@ -259,6 +259,24 @@ func TestQueueEnvNiceResults(t *testing.T) {
 	}
 }
 
+// -t with --queue prints a job's line while it runs on a worker, as a
+// local run prints it as the job starts.
+func TestQueueVerbosePrintsRunningJobs(t *testing.T) {
+	url := serveQueue(t)
+	startWorkers(t, url, 1, "-j", "2")
+	dir := t.TempDir()
+	gate := filepath.Join(dir, "go")
+	// The job ends once the test has seen its line.
+	p := startProc(t, dir, nil, "run", "--queue", url, "-t", "until [ -e "+gate+" ]; do sleep 0.05; done; echo done {}", ":::", "a")
+	p.waitOutput(t, `echo done a\n`)
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.status(t, 30*time.Second); st != 0 || p.out.String() != "done a\n" || strings.Count(p.errOut.String(), "echo done a") != 1 {
+		t.Errorf("exit status %d, output %q, error output:\n%s\nwant 0, done a, and the line once", st, p.out.String(), p.errOut.String())
+	}
+}
+
 // A worker killed outright mid-run loses nothing: its jobs run on the
 // other worker once their lease is out, and each is reported once.
 func TestQueueWorkerKilled(t *testing.T) {

@@ -297,6 +297,7 @@ type collector struct {
 	jobsBy       map[int]run.Job
 	early        []*queue.Info // outcomes of jobs whose batch was not confirmed yet
 	seen         map[int]bool
+	started      map[int]bool    // with -t: the jobs whose line was printed
 	stopped      string          // how the run was stopped, once it was
 	fullSince    time.Time       // when the queue was seen full
 	seenWhenFull int             // len(seen) then
@@ -310,7 +311,7 @@ type collector struct {
 // enqueues them, and they come through rm.enqueued.
 func (rm *remote) collect(ctx context.Context, w *runWatch, want int, known []int) {
 	r := rm.r
-	c := &collector{remote: rm, attached: want >= 0, order: known, seen: map[int]bool{}, suspects: map[string]bool{}}
+	c := &collector{remote: rm, attached: want >= 0, order: known, seen: map[int]bool{}, started: map[int]bool{}, suspects: map[string]bool{}}
 	if !c.attached {
 		c.jobsBy = map[int]run.Job{}
 	}
@@ -432,9 +433,13 @@ func (c *collector) confirmed(batch []run.Job) {
 	}
 }
 
-// take hands a finished job's outcome to the runner, once.
+// take hands a finished job's outcome to the runner, once; with -t, a
+// running job's line.
 func (c *collector) take(info *queue.Info) {
 	if !info.State.Finished() {
+		if info.State == queue.Running && c.r.Config().Verbose {
+			c.starting(info)
+		}
 		return
 	}
 	seq, err := strconv.Atoi(strings.TrimPrefix(info.ID, c.run+"."))
@@ -448,10 +453,30 @@ func (c *collector) take(info *queue.Info) {
 	}
 	c.seen[seq] = true
 	o := c.outcome(info, j)
-	if !o.Skipped {
-		c.r.Starting(o) // for -t: the queue says when a job ended, not when it started
+	if !o.Skipped && !c.started[seq] {
+		c.r.Starting(o) // for -t: a job that ended before it was seen running
 	}
 	c.r.Done(o)
+}
+
+// starting prints a running job's command line for -t, once. A worker
+// records a job as running once it has run 50ms: shorter jobs' lines come
+// as they end. The slot ({%}) is not known yet: it reads 0.
+func (c *collector) starting(info *queue.Info) {
+	seq, err := strconv.Atoi(strings.TrimPrefix(info.ID, c.run+"."))
+	if err != nil || c.seen[seq] || c.started[seq] {
+		return
+	}
+	j := c.jobsBy[seq]
+	if j.Line == "" {
+		var cj Job
+		if json.Unmarshal(info.Payload, &cj) != nil {
+			return
+		}
+		j.Line = cj.Line
+	}
+	c.started[seq] = true
+	c.r.Starting(&run.Outcome{Job: j, Line: run.Shown(j.Line, 0)})
 }
 
 // stopRun tells the workers that the run is stopped: "soon", start none of
