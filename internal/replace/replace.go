@@ -210,16 +210,9 @@ var plusModifiers = map[string]func(string) string{
 }
 
 // sub returns a function that replaces the first match of re in a string
-// with repl, taken literally.
+// with repl.
 func sub(re, repl string) func(string) string {
-	rx := regexp.MustCompile(re)
-	return func(s string) string {
-		loc := rx.FindStringIndex(s)
-		if loc == nil {
-			return s
-		}
-		return s[:loc[0]] + repl + s[loc[1]:]
-	}
+	return rewrite(regexp.MustCompile(re), constant(repl), false)
 }
 
 // orEmpty returns a function that gives the first group of re's match, or
@@ -342,25 +335,26 @@ func bashModifier(mod string) (func(string) string, bool, error) {
 		}
 		return nil, false, nil
 	}
-	// The forms with a regular expression, longest prefix first.
-	type form struct {
-		prefix string
-		repl   bool // re/str
-		make   func(rx *regexp.Regexp, repl string) func(string) string
-	}
-	forms := []form{
-		{"##", false, func(rx *regexp.Regexp, _ string) func(string) string { return replaceRx(rx, "", false) }},
-		{"#", false, func(rx *regexp.Regexp, _ string) func(string) string { return replaceRx(rx, "", false) }},
-		{"%%", false, func(rx *regexp.Regexp, _ string) func(string) string { return replaceRx(rx, "", false) }},
-		{"%", false, func(rx *regexp.Regexp, _ string) func(string) string { return replaceRx(rx, "", false) }},
-		{"/#", true, func(rx *regexp.Regexp, r string) func(string) string { return replaceRx(rx, r, true) }},
-		{"/%", true, func(rx *regexp.Regexp, r string) func(string) string { return replaceRx(rx, r, true) }},
-		{"//", true, func(rx *regexp.Regexp, r string) func(string) string { return replaceRx(rx, r, true) }},
-		{"/", true, func(rx *regexp.Regexp, r string) func(string) string { return replaceRx(rx, r, false) }},
-		{"^^", false, func(rx *regexp.Regexp, _ string) func(string) string { return caseRx(rx, strings.ToUpper, true) }},
-		{"^", false, func(rx *regexp.Regexp, _ string) func(string) string { return caseRx(rx, strings.ToUpper, false) }},
-		{",,", false, func(rx *regexp.Regexp, _ string) func(string) string { return caseRx(rx, strings.ToLower, true) }},
-		{",", false, func(rx *regexp.Regexp, _ string) func(string) string { return caseRx(rx, strings.ToLower, false) }},
+	// The forms with a regular expression, longest prefix first: where
+	// the expression must match, as bash and GNU parallel have it, and
+	// what becomes of each match (or of the first only).
+	forms := []struct {
+		prefix, anchored string
+		repl, all        bool // re/str; every match
+		change           func(match, repl string) string
+	}{
+		{"##", `^(?:%s)`, false, false, drop},
+		{"#", `^(?U:%s)`, false, false, drop}, // the shortest
+		{"%%", `(?:%s)$`, false, false, drop},
+		{"%", `^(.*)(?U:%s)$`, false, false, nil}, // the shortest: after as much as can come before it
+		{"/#", `^(?:%s)`, true, true, put},
+		{"/%", `(?:%s)$`, true, true, put},
+		{"//", `(?:%s)`, true, true, put},
+		{"/", `(?:%s)`, true, false, put},
+		{"^^", `(?:%s)`, false, true, upper},
+		{"^", `^(?:%s)`, false, false, upper},
+		{",,", `(?:%s)`, false, true, lower},
+		{",", `^(?:%s)`, false, false, lower},
 	}
 	for _, f := range forms {
 		re, ok := strings.CutPrefix(mod, f.prefix)
@@ -373,49 +367,27 @@ func bashModifier(mod string) (func(string) string, bool, error) {
 				continue
 			}
 		}
-		// Where the expression must match: as bash and GNU parallel have it.
-		switch f.prefix {
-		case "#":
-			re = `^(?U:` + re + `)`
-		case "##", "/#":
-			re = `^(?:` + re + `)`
-		case "%":
-			re = `^(.*)(?U:` + re + `)$`
-		case "%%", "/%":
-			re = `(?:` + re + `)$`
-		case "^", ",":
-			re = `^(?:` + re + `)`
-		}
-		rx, err := regexp.Compile(`(?s)` + re)
+		rx, err := regexp.Compile("(?s)" + fmt.Sprintf(f.anchored, re))
 		if err != nil {
 			return nil, false, fmt.Errorf("{%s}: %v", mod, err)
 		}
-		if f.prefix == "%" {
+		if f.change == nil {
 			return func(s string) string { return rx.ReplaceAllString(s, "$1") }, true, nil
 		}
-		return f.make(rx, repl), true, nil
+		return rewrite(rx, func(m string) string { return f.change(m, repl) }, f.all), true, nil
 	}
 	return nil, false, nil
 }
 
-// replaceRx returns a function that replaces the first match of rx, or
-// every one, with repl taken literally.
-func replaceRx(rx *regexp.Regexp, repl string, all bool) func(string) string {
-	return func(s string) string {
-		if all {
-			return rx.ReplaceAllLiteralString(s, repl)
-		}
-		loc := rx.FindStringIndex(s)
-		if loc == nil {
-			return s
-		}
-		return s[:loc[0]] + repl + s[loc[1]:]
-	}
-}
+func drop(string, string) string            { return "" }
+func put(_, repl string) string             { return repl }
+func upper(match, _ string) string          { return strings.ToUpper(match) }
+func lower(match, _ string) string          { return strings.ToLower(match) }
+func constant(s string) func(string) string { return func(string) string { return s } }
 
-// caseRx returns a function that changes the case of the first match of
-// rx, or of every one.
-func caseRx(rx *regexp.Regexp, change func(string) string, all bool) func(string) string {
+// rewrite returns a function that changes the first match of rx in a
+// string, or every one.
+func rewrite(rx *regexp.Regexp, change func(string) string, all bool) func(string) string {
 	return func(s string) string {
 		if all {
 			return rx.ReplaceAllStringFunc(s, change)
