@@ -67,6 +67,8 @@ func TestLikeGNUParallel(t *testing.T) {
 		{"--arg-sep", []string{"-k", "--arg-sep", ",,", "echo", ",,", "a", "b"}, ""},
 		{"--arg-file-sep", []string{"-k", "--arg-file-sep", ",,,,", "echo", ",,,,", files}, ""},
 		{"an empty ::: runs nothing", []string{"echo", ":::"}, ""},
+		{"an empty ::: with another is one empty value", []string{"-k", "echo", "x{1}y{2}z{3}", ":::", "a", "b", ":::", ":::", "c"}, ""},
+		{"an empty file with another too", []string{"-k", "echo", "x{1}y{2}z", "::::", "/dev/null", ":::", "a", "b"}, ""},
 		{"-r skips blank inputs", []string{"-k", "-r", "echo", "[{}]"}, "  \n\na\n"},
 		{"blank inputs run without -r", []string{"-k", "echo", "[{}]"}, "  \n\na\n"},
 		{"-P is -j", []string{"-P", "2", "-k", "echo", ":::", "p", "q"}, ""},

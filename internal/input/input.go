@@ -393,14 +393,19 @@ func (r *Reader) values(i int) iter.Seq2[string, error] {
 	} else {
 		all = Records(r.readers[i], r.cfg.Delim, s.Path)
 	}
-	if r.cfg.EOF == "" {
-		return all
-	}
 	return func(yield func(string, error) bool) {
+		n := 0
 		for v, err := range all {
-			if (err == nil && v == r.cfg.EOF) || !yield(v, err) || err != nil {
+			if (err == nil && r.cfg.EOF != "" && v == r.cfg.EOF) || !yield(v, err) || err != nil {
 				return
 			}
+			n++
+		}
+		if n == 0 && len(r.cfg.Sources) > 1 {
+			// As GNU parallel has it, a source with no values (a glob
+			// that matched nothing, an empty file) combined with others
+			// is one empty value; alone, it makes no jobs.
+			yield("", nil)
 		}
 	}
 }

@@ -73,7 +73,8 @@ func TestCombinations(t *testing.T) {
 		{"colsep trimmed", Config{Stdin: strings.NewReader(" a , b\t\n"), ColSep: regexp.MustCompile(","), Trim: "lr"}, "[[a b]]"},
 		{"trim left", Config{Sources: []Source{{Args: []string{" x "}}}, Trim: "l"}, "[[x ]]"},
 		{"max args", Config{Sources: []Source{{Args: []string{"a", "b", "c"}}}, MaxArgs: 2}, "[[a b] [c]]"},
-		{"empty source", Config{Sources: []Source{{Args: []string{"a"}}, {Path: "-"}}, Stdin: strings.NewReader("")}, "[]"},
+		{"empty source with another", Config{Sources: []Source{{Args: []string{"a"}}, {Path: "-"}}, Stdin: strings.NewReader("")}, "[[a ]]"}, // one empty value, as in GNU parallel
+		{"empty ::: with another", Config{Sources: []Source{{Args: []string{}}, {Args: []string{"a", "b"}}}}, "[[ a] [ b]]"},
 	} {
 		if got := fmt.Sprint(jobs(t, tc.cfg)); got != tc.want && !(tc.want == "[]" && got == "[]") {
 			t.Errorf("%s: jobs = %q, want %q", tc.name, got, tc.want)
