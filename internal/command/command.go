@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,8 +38,9 @@ type Job struct {
 	// reader (a pipe's writer then learns when the job is gone).
 	OwnStdin bool
 
-	// Nice, if not 0, is the job's niceness (--nice): set on its process
-	// group as it starts, so that what it starts has it too.
+	// Nice, if not 0, makes the job that much nicer than herd (--nice):
+	// it starts under nice(1), so that it and all it starts have it from
+	// their first instruction.
 	Nice int
 }
 
@@ -99,11 +101,6 @@ func Run(ctx context.Context, j Job) Result {
 		return res
 	}
 	pgid := cmd.Process.Pid
-	if j.Nice != 0 {
-		// As GNU parallel does, a niceness that may not be set (below 0,
-		// without the privilege) is let go.
-		syscall.Setpriority(syscall.PRIO_PGRP, pgid, j.Nice)
-	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }() // always received below
 
@@ -153,8 +150,19 @@ func terminate(pgid int, seq []Term, done <-chan error) error {
 
 // command returns the process for the job: the program itself when the
 // line is a plain list of words naming a program on PATH, which saves
-// starting a shell, and the shell otherwise.
+// starting a shell, and the shell otherwise; under nice(1) with Nice.
 func (j Job) command() *exec.Cmd {
+	cmd := j.program()
+	if j.Nice != 0 {
+		// nice(1), as GNU parallel's setpriority, lets go of a niceness it
+		// may not set (below 0, without the privilege). Where there is no
+		// nice, the job fails to start, and says why.
+		return exec.Command("nice", append([]string{"-n", strconv.Itoa(j.Nice), cmd.Path}, cmd.Args[1:]...)...)
+	}
+	return cmd
+}
+
+func (j Job) program() *exec.Cmd {
 	if args, ok := Words(j.Line); ok && len(args) > 0 && !exportedFunction(j.Env, args[0]) {
 		lookPath := j.LookPath
 		if lookPath == nil {
