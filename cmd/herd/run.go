@@ -88,6 +88,20 @@ exit status later. With --queue, SIGINT or SIGTERM kills the run's running jobs 
 workers and starts no more; a second, or SIGHUP, leaves the run to the workers and
 exits.
 
+With -S host1,host2 (GNU parallel's --sshlogin: [N/][user@]host[:port], : for this
+machine, --sshloginfile FILE for a file of them), the jobs run on those hosts, through
+the queue: herd serves a queue on this machine's loopback for the run, reaches each
+host with ssh (--ssh COMMAND; your ssh config and agent apply, and no password is
+asked) and starts herd work there, with a reverse tunnel to the queue, so that no port
+is opened to the network. A host without this version of herd on its PATH gets a copy
+in ~/.cache/herd, if it runs the same OS and architecture. N/ or -j says how many jobs
+run at once on each host (default: its CPUs). A host that cannot be reached, or is lost
+mid-run, is said once, and its jobs go to the others (within 10s); when every host is
+lost, herd run stops with status 255. Jobs run in the remote home folder, with the
+remote environment (--env sends variables), as with --queue. When the run ends the
+workers stop and nothing of it is left on the hosts. --transfer, --return, --cleanup,
+--basefile and --trc are not there yet.
+
 Exit status: 0 if every job succeeded; 1-100, the number of jobs that failed; 101, more
 than 100; with --halt ...,fail=..., the exit status of the job that stopped the run;
 128+N after signal N stopped the run; 255 for any other error (a bad option, an
@@ -95,69 +109,72 @@ unreadable input file), in which case no job is started.`
 
 // runOptions are herd run's flags.
 type runOptions struct {
-	jobs         string
-	keepOrder    bool
-	argFiles     []string
-	null         bool
-	delim        string
-	colsep       string
-	maxArgs      int
-	exactArgs    int
-	link         bool
-	replaceStr   string
-	raw          bool
-	dryRun       bool
-	shuf         bool
-	delay        string
-	timeout      string
-	retries      int
-	halt         string
-	joblog       string
-	resume       bool
-	resumeFailed bool
-	retryFailed  bool
-	tag          bool
-	tagString    string
-	lineBuffer   bool
-	ungroup      bool
-	bar          bool
-	eta          bool
-	progress     bool
-	pipe         bool
-	block        string
-	recStart     string
-	recEnd       string
-	shell        string
-	noRunIfEmpty bool
-	eof          string
-	argSep       string
-	argFileSep   string
-	verbose      bool
-	termseq      string
-	trim         string
-	quote        bool
-	shellQuote   bool
-	xargs        bool
-	multi        bool
-	context      bool
-	maxChars     int
-	maxLines     int
-	plus         bool
-	pipePart     bool
-	cat          bool
-	roundRobin   bool
-	fifo         bool
-	groupBy      string
-	header       string
-	results      string
-	files        bool
-	tty          bool
-	openTTY      bool
-	nice         int
-	env          []string
-	conn         connFlags
-	queueName    string
-	attach       string
+	jobs          string
+	keepOrder     bool
+	argFiles      []string
+	null          bool
+	delim         string
+	colsep        string
+	maxArgs       int
+	exactArgs     int
+	link          bool
+	replaceStr    string
+	raw           bool
+	dryRun        bool
+	shuf          bool
+	delay         string
+	timeout       string
+	retries       int
+	halt          string
+	joblog        string
+	resume        bool
+	resumeFailed  bool
+	retryFailed   bool
+	tag           bool
+	tagString     string
+	lineBuffer    bool
+	ungroup       bool
+	bar           bool
+	eta           bool
+	progress      bool
+	pipe          bool
+	block         string
+	recStart      string
+	recEnd        string
+	shell         string
+	noRunIfEmpty  bool
+	eof           string
+	argSep        string
+	argFileSep    string
+	verbose       bool
+	termseq       string
+	trim          string
+	quote         bool
+	shellQuote    bool
+	xargs         bool
+	multi         bool
+	context       bool
+	maxChars      int
+	maxLines      int
+	plus          bool
+	pipePart      bool
+	cat           bool
+	roundRobin    bool
+	fifo          bool
+	groupBy       string
+	header        string
+	results       string
+	files         bool
+	tty           bool
+	openTTY       bool
+	nice          int
+	env           []string
+	sshLogins     []string
+	sshLoginFiles []string
+	ssh           string
+	conn          connFlags
+	queueName     string
+	attach        string
 }
 
 func newRunCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
@@ -165,6 +182,10 @@ func newRunCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 		cfg, err := o.plan(args, cmd.Flags().Changed)
 		if err != nil {
 			return err
+		}
+		if o.onHosts() {
+			r := run.New(cfg, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return runOnHosts(ctx, o, cfg, r, sigs, cmd.Flags().Changed)
 		}
 		var exec run.Executor = run.Local{}
 		if o.conn.url != "" {
@@ -275,6 +296,10 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	f.IntVar(&o.nice, "nice", 0, "run the jobs with niceness `N` (on the workers too, with --queue)")
 	f.StringArrayVar(&o.env, "env", nil, "with --queue: give the jobs the value the variable or exported function `NAME` has here; may be repeated (here the jobs have herd's whole environment)")
 	f.StringVar(&o.shell, "shell", "", "the `SHELL` that runs each command (default: $PARALLEL_SHELL, else the shell herd runs from, else /bin/sh)")
+	f.StringArrayVarP(&o.sshLogins, "sshlogin", "S", nil, "run the jobs on these hosts, through ssh: `[N/][user@]host[:port]`[,...], : for this machine (see above)")
+	f.StringArrayVar(&o.sshLoginFiles, "sshloginfile", nil, "read the hosts of -S from `FILE`, one a line")
+	f.StringArrayVar(&o.sshLoginFiles, "slf", nil, "the same as --sshloginfile `FILE`")
+	f.StringVar(&o.ssh, "ssh", "ssh", "with -S: reach the hosts with this `COMMAND`")
 	o.conn.add(f, false)
 	f.Lookup("queue").Usage = "run the jobs on the herd work processes of the queue at `URL`[,URL...] (see above)"
 	f.StringVar(&o.queueName, "queue-name", "default", "with --queue: put the jobs on the queue of this `NAME`")
@@ -303,7 +328,7 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*run.Config,
 	if err := firstBroken(o.rules(len(command) > 0, len(sources) > 0 || len(o.argFiles) > 0, changed)); err != nil {
 		return nil, err
 	}
-	cfg := &run.Config{Raw: o.raw, ShellQuote: o.shellQuote, Shell: cmp.Or(o.shell, defaultShell(o.conn.url != "")), Shuf: o.shuf, DryRun: o.dryRun, KeepOrder: o.keepOrder, Verbose: o.verbose,
+	cfg := &run.Config{Raw: o.raw, ShellQuote: o.shellQuote, Shell: cmp.Or(o.shell, defaultShell(o.conn.url != "" || o.onHosts())), Shuf: o.shuf, DryRun: o.dryRun, KeepOrder: o.keepOrder, Verbose: o.verbose,
 		SkipEmpty: o.noRunIfEmpty, NoArgs: (changed("max-args") && o.maxArgs == 0) || (changed("max-replace-args") && o.exactArgs == 0),
 		Tag: o.tag, TagString: o.tagString, LineBuffer: o.lineBuffer, Ungroup: o.ungroup,
 		Bar: o.bar, ETA: o.eta, Progress: o.progress, Attempts: max(o.retries, 1),
@@ -428,6 +453,10 @@ func (o runOptions) rules(hasCommand, hasInputs bool, changed func(string) bool)
 		{o.maxChars < 0 || o.maxLines < 0, "-s and -L: want a positive number"},
 		{(o.cat || o.fifo) && !o.pipe, "--cat and --fifo give each job its --pipe block in a file: they need --pipe or --pipepart"},
 		{o.cat && o.fifo, "--cat and --fifo: choose one"},
+		{o.onHosts() && (queued || attach), "-S starts a queue of its own for the run: --queue and --attach do not go with it (to use a lasting queue, start herd work on the hosts)"},
+		{o.onHosts() && (o.tty || o.openTTY || o.roundRobin || o.cat || o.fifo || o.lineBuffer || o.ungroup || o.delay != "" || strings.HasSuffix(o.timeout, "%")),
+			"with -S, jobs run as they do with --queue: --tty, --round-robin, --cat, --fifo, --line-buffer, --ungroup, --delay and --timeout N% do not go with it"},
+		{!o.onHosts() && changed("ssh"), "--ssh says how to reach the hosts of -S: give -S"},
 		{o.roundRobin && !o.pipe, "--round-robin hands out --pipe blocks: it needs --pipe"},
 		{o.roundRobin && (o.cat || o.fifo || queued), "--round-robin gives blocks to running jobs on their standard input, here: --cat, --fifo and --queue do not go with it"},
 		{(o.results != "" || o.files) && (o.ungroup || o.lineBuffer), "--results and --files take each job's output whole: they do not go with --ungroup or --line-buffer"},
@@ -486,6 +515,9 @@ func headerLines(s string) (int, error) {
 	}
 	return n, nil
 }
+
+// onHosts reports whether the jobs run on the hosts of -S.
+func (o runOptions) onHosts() bool { return len(o.sshLogins)+len(o.sshLoginFiles) > 0 }
 
 // boolCount is how many of bs are true.
 func boolCount(bs ...bool) int {

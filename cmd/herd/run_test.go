@@ -137,6 +137,7 @@ func TestPlan(t *testing.T) {
 		{[]string{"--pipepart", "-a", "f", "--block", "-3", "wc"}, func(c *run.Config) bool {
 			return c.Pipe.Parts == 3 && slices.Equal(c.Pipe.Part, []string{"f"}) && len(c.Input.Sources) == 0
 		}},
+		{[]string{"-S", "2/h1,:", "--slf", "f", "echo"}, func(c *run.Config) bool { return c.Shell == "/bin/sh" }},
 		{[]string{"--tty", "vi"}, func(c *run.Config) bool { return c.TTY && c.Jobs == 1 && c.Ungroup }},
 		{[]string{"--tty", "-j2", "--line-buffer", "vi"}, func(c *run.Config) bool { return c.TTY && c.Jobs == 2 && !c.Ungroup }},
 		{[]string{"-o", "vi"}, func(c *run.Config) bool { return c.TTY && c.Jobs > 0 && !c.Ungroup }},
@@ -169,6 +170,9 @@ func TestPlan(t *testing.T) {
 		"--env _ echo":                    "name the variables",
 		"--pipepart wc":                   "give -a FILE",
 		"--cat wc":                        "need --pipe",
+		"-S h --queue nats://x echo":      "do not go with it",
+		"-S h --pipe --round-robin wc":    "do not go with it",
+		"--ssh myssh echo":                "give -S",
 		"--round-robin wc":                "it needs --pipe",
 		"--pipe --round-robin --cat wc":   "do not go with it",
 		"--pipe --cat --fifo wc":          "choose one",

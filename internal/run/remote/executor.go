@@ -34,10 +34,15 @@ type Executor struct {
 	URL         string // the queue's, for the hint to start a worker
 	Attach      string // the id of an earlier run to show
 	JobsIgnored bool   // -j was given, which has no effect here
+	// Private says that the queue lives as long as this run only (herd
+	// run -S): the run cannot be attached to or left to its workers, and
+	// its workers are started for it.
+	Private bool
 
 	detachOnce sync.Once
 	detached   chan struct{} // closed by Detach
 	detachSig  os.Signal     // the signal that detached, once detached is closed
+	left       chan error    // Leave's error
 	run        string        // the run's id
 }
 
@@ -99,7 +104,9 @@ func (e *Executor) Execute(ctx context.Context, r *run.Runner, jobs iter.Seq[run
 	if err := w.start(ctx); err != nil {
 		return err
 	}
-	r.Warn("run %s: the jobs go to the queue; if this process stops, they still run: see them with --attach %s", rm.run, rm.run)
+	if !e.Private {
+		r.Warn("run %s: the jobs go to the queue; if this process stops, they still run: see them with --attach %s", rm.run, rm.run)
+	}
 
 	var wg sync.WaitGroup
 	wg.Go(func() { rm.submit(ctx, jobs) })
@@ -113,8 +120,12 @@ func (e *Executor) Execute(ctx context.Context, r *run.Runner, jobs iter.Seq[run
 }
 
 // Detach leaves the run to the workers: Execute returns at once. It is
-// called from one goroutine, the runner's signal handler.
+// called from one goroutine, the runner's signal handler. A private run
+// cannot be left: its queue ends with it.
 func (e *Executor) Detach(sig os.Signal) {
+	if e.Private {
+		return
+	}
 	select {
 	case <-e.detachedCh():
 	default:
@@ -123,11 +134,21 @@ func (e *Executor) Detach(sig os.Signal) {
 	}
 }
 
-// detachedCh is closed by Detach. The zero Executor is ready to use, so it
-// is made on first use.
+// detachedCh is closed by Detach. The zero Executor is ready to use, so
+// the channels are made on first use.
 func (e *Executor) detachedCh() chan struct{} {
-	e.detachOnce.Do(func() { e.detached = make(chan struct{}) })
+	e.detachOnce.Do(func() { e.detached, e.left = make(chan struct{}), make(chan error, 1) })
 	return e.detached
+}
+
+// Leave ends the run with err, its jobs left undone: no worker is left to
+// run them. It may be called from any goroutine, once.
+func (e *Executor) Leave(err error) {
+	e.detachedCh()
+	select {
+	case e.left <- err:
+	default:
+	}
 }
 
 // Client is what the executor uses of a queue: a *queue.Client (see
@@ -267,7 +288,7 @@ func (rm *remote) submit(ctx context.Context, jobs iter.Seq[run.Job]) {
 	if err := rm.update(ctx, func(st *State) { st.Enqueueing, n = false, st.Jobs }); err != nil {
 		r.Warn("%v", err)
 	}
-	if rm.subErr == nil && !r.Stopping() {
+	if rm.subErr == nil && !r.Stopping() && !rm.Private {
 		r.Warn("run %s: all %d jobs are on the queue", rm.run, n)
 	}
 }
@@ -354,6 +375,9 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, want int, known []in
 		case <-rm.detachedCh():
 			r.Warn("got %v: leaving run %s to the workers; see it with --attach %s", rm.detachSig, rm.run, rm.run)
 			return
+		case err := <-rm.left:
+			r.Fail(err)
+			return
 		case batch, ok := <-enqueued:
 			if !ok {
 				enqueued = nil
@@ -375,7 +399,7 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, want int, known []in
 			quiet = min(2*quiet, time.Minute)
 			stall.Reset(quiet)
 		case <-hint.C:
-			if len(c.seen) == 0 {
+			if len(c.seen) == 0 && !rm.Private {
 				rm.hintWorkers()
 			}
 		}

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/goherd/herd/internal/testutil"
+)
+
+// sshHosts are sshd servers on 127.0.0.1, each a "host" of herd run -S,
+// reached with the ssh command SSH and a key made for the test.
+type sshHosts struct {
+	SSH   string // --ssh: ssh with a config that names the hosts h1, h2 ...
+	sshds []*exec.Cmd
+}
+
+// startSSHHosts starts n sshd servers on loopback ports, as hosts h1 to
+// hn. sshd is Debian's openssh-server, which CI installs: without it the
+// test fails.
+func startSSHHosts(t *testing.T, n int) *sshHosts {
+	t.Helper()
+	sshd, err := exec.LookPath("sshd")
+	if err != nil {
+		if sshd, err = exec.LookPath("/usr/sbin/sshd"); err != nil {
+			t.Fatalf("sshd is needed for the tests of herd run -S: %v (apt-get install openssh-server)", err)
+		}
+	}
+	dir := t.TempDir()
+	keygen := func(path string) {
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen: %v: %s", err, out)
+		}
+	}
+	keygen(filepath.Join(dir, "hostkey"))
+	keygen(filepath.Join(dir, "id"))
+	pub, err := os.ReadFile(filepath.Join(dir, "id.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), pub, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		os.MkdirAll("/run/sshd", 0o755) // sshd's privilege separation folder
+	}
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each host's copy of herd goes in the user's cache: remove it after.
+	cache := filepath.Join(me.HomeDir, ".cache", "herd")
+	if _, err := os.Stat(cache); err != nil {
+		t.Cleanup(func() { os.RemoveAll(cache) })
+	}
+	h := &sshHosts{}
+	client := fmt.Sprintf("Host *\n  IdentityFile %s/id\n  IdentitiesOnly yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  User %s\n", dir, me.Username)
+	for i, port := range testutil.FreePorts(t, n) {
+		conf := filepath.Join(dir, fmt.Sprintf("sshd%d.conf", i+1))
+		err := os.WriteFile(conf, fmt.Appendf(nil, `Port %d
+ListenAddress 127.0.0.1
+HostKey %s/hostkey
+AuthorizedKeysFile %s/authorized_keys
+PidFile %s/sshd%d.pid
+StrictModes no
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+AllowTcpForwarding yes
+PermitRootLogin prohibit-password
+`, port, dir, dir, dir, i+1), 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(sshd, "-D", "-e", "-f", conf)
+		cmd.Stderr = &testutil.Buffer{}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+		})
+		h.sshds = append(h.sshds, cmd)
+		client = fmt.Sprintf("Host h%d\n  HostName 127.0.0.1\n  Port %d\n", i+1, port) + client
+	}
+	config := filepath.Join(dir, "ssh_config")
+	if err := os.WriteFile(config, []byte(client), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.SSH = "ssh -F " + config
+	// Wait until each host answers.
+	for i := range h.sshds {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			out, err := exec.Command("ssh", "-F", config, "-o", "BatchMode=yes", fmt.Sprintf("h%d", i+1), "echo ready").CombinedOutput()
+			if err == nil && strings.TrimSpace(string(out)) == "ready" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("sshd h%d does not answer: %v: %s\nsshd said: %s", i+1, err, out, h.sshds[i].Stderr)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return h
+}
+
+// descendants returns the processes started by pid, at any depth.
+func descendants(pid int) []int {
+	children := map[int][]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces; it ends at the last ).
+		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(fields) > 1 {
+			ppid, _ := strconv.Atoi(fields[1])
+			children[ppid] = append(children[ppid], p)
+		}
+	}
+	var all []int
+	for next := []int{pid}; len(next) > 0; {
+		p := next[0]
+		next = append(next[1:], children[p]...)
+		all = append(all, children[p]...)
+	}
+	return all
+}
+
+// assertNothingLeft fails unless every session of the hosts has ended:
+// nothing of the run is left running on them.
+func (h *sshHosts) assertNothingLeft(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var left []int
+		for _, s := range h.sshds {
+			if s.ProcessState == nil {
+				left = append(left, descendants(s.Process.Pid)...)
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			var cmds []string
+			for _, p := range left {
+				b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+				cmds = append(cmds, strings.ReplaceAll(string(b), "\x00", " "))
+			}
+			t.Fatalf("processes left on the hosts after the run:\n%s", strings.Join(cmds, "\n"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// herd run -S h1,h2 gives what a local run gives: output, exit status and
+// job log; the hosts get herd (a copy of this one) and keep nothing
+// running afterwards.
+func TestSSHLoginRunLikeLocal(t *testing.T) {
+	hosts := startSSHHosts(t, 2)
+	dir := t.TempDir()
+	run := func(where ...string) (string, []string, int, string) {
+		args := append([]string{"run"}, where...)
+		args = append(args, "-k", "--joblog", "log.tsv", "echo {} $(( {} * 2 )); [ {} != 7 ]", ":::")
+		p := startProc(t, dir, nil, append(args, inputs(30)...)...)
+		st := p.status(t, 120*time.Second)
+		return p.out.String(), jobRows(t, filepath.Join(dir, "log.tsv")), st, p.errOut.String()
+	}
+	localOut, localRows, localStatus, _ := run()
+	for _, logins := range [][]string{{"-S", "h1,h2"}, {"-S", "2/h1", "-S", "1/:"}} {
+		out, rows, status, errOut := run(append(logins, "--ssh", hosts.SSH)...)
+		if status != 1 || localStatus != 1 {
+			t.Errorf("%v: exit status %d, here %d; want 1 (job 7 fails); error output:\n%s", logins, status, localStatus, errOut)
+		}
+		if out != localOut {
+			t.Errorf("%v: output differs from the local run's:\n%s\nwant:\n%s", logins, out, localOut)
+		}
+		if len(rows) != 30 || !slices.Equal(rows, localRows) {
+			t.Errorf("%v: job log (%d rows) differs from the local run's (%d rows)", logins, len(rows), len(localRows))
+		}
+		hosts.assertNothingLeft(t)
+	}
+}
+
+// A host that dies mid-run (its sshd and all it started killed): its jobs
+// go to the other host, one line says so, and every job runs and is shown
+// once.
+func TestSSHLoginHostDies(t *testing.T) {
+	hosts := startSSHHosts(t, 2)
+	dir := t.TempDir()
+	p := startProc(t, dir, nil, append([]string{"run", "-S", "2/h1,2/h2", "--ssh", hosts.SSH, "sleep 0.3; echo done {}", ":::"}, inputs(40)...)...)
+	deadline := time.Now().Add(60 * time.Second)
+	for strings.Count(p.out.String(), "done") < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no job done; error output:\n%s", p.errOut.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h2 := hosts.sshds[1]
+	for _, pid := range append(descendants(h2.Process.Pid), h2.Process.Pid) {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if st := p.status(t, 120*time.Second); st != 0 {
+		t.Fatalf("exit status %d, want 0; error output:\n%s", st, p.errOut.String())
+	}
+	assertEachOnce(t, p.out.String(), 40)
+	if n := strings.Count(p.errOut.String(), "host 2/h2 is lost"); n != 1 {
+		t.Errorf("%d lines say host 2/h2 is lost, want 1; error output:\n%s", n, p.errOut.String())
+	}
+	hosts.assertNothingLeft(t)
+}
+
+// No host can be reached: herd run says why for each and exits 255, at
+// once, rather than waiting for workers that will never come.
+func TestSSHLoginNoHost(t *testing.T) {
+	hosts := startSSHHosts(t, 1)
+	port := testutil.FreePorts(t, 1)[0]
+	p := startProc(t, t.TempDir(), nil, "run", "-S", "h1:"+strconv.Itoa(port)+",nosuchuser@h1", "--ssh", hosts.SSH, "echo", ":::", "a")
+	if st := p.status(t, 60*time.Second); st != 255 {
+		t.Fatalf("exit status %d, want 255; error output:\n%s", st, p.errOut.String())
+	}
+	for _, want := range []string{"host h1:" + strconv.Itoa(port) + " is lost", "host nosuchuser@h1 is lost", "every host is lost"} {
+		if !strings.Contains(p.errOut.String(), want) {
+			t.Errorf("error output does not say %q:\n%s", want, p.errOut.String())
+		}
+	}
+}
