@@ -243,3 +243,25 @@ func TestSSHLoginNoHost(t *testing.T) {
 		}
 	}
 }
+
+// herd run -S killed outright (kill -9) mid-run: its ssh sessions end with
+// it, and the workers and their jobs on the hosts stop: nothing is left.
+func TestSSHLoginSubmitterKilled(t *testing.T) {
+	hosts := startSSHHosts(t, 2)
+	dir := t.TempDir()
+	p := startProc(t, dir, nil, "run", "-S", "2/h1,2/h2", "--ssh", hosts.SSH, "touch "+dir+"/started.{}; sleep 60", ":::", "1", "2", "3", "4")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		started, _ := filepath.Glob(filepath.Join(dir, "started.*"))
+		if len(started) == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d jobs started, want 4; error output:\n%s", len(started), p.errOut.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.status(t, 10*time.Second)
+	hosts.assertNothingLeft(t)
+}

@@ -130,7 +130,9 @@ func (f *Fleet) run(h *host) {
 // workArgs are the arguments of herd work for a host, connecting to the
 // queue on port.
 func (f *Fleet) workArgs(l Login, port int) []string {
-	args := []string{"work", "--queue", "nats://127.0.0.1:" + strconv.Itoa(port), "--lease", f.cfg.Lease.String()}
+	// A worker stops when the run is over, or herd run is gone: with no
+	// queue left to report to, its running jobs have 2s, then are killed.
+	args := []string{"work", "--queue", "nats://127.0.0.1:" + strconv.Itoa(port), "--lease", f.cfg.Lease.String(), "--shutdown-timeout", "2s"}
 	switch {
 	case l.Jobs > 0:
 		args = append(args, "-j", strconv.Itoa(l.Jobs))
@@ -178,7 +180,11 @@ func (f *Fleet) ssh(l Login, opts []string, script string) *exec.Cmd {
 	}
 	args = append(args, opts...)
 	args = append(args, l.Dest, "sh -c '"+script+"'")
-	return exec.Command(args[0], args[1:]...)
+	cmd := exec.Command(args[0], args[1:]...)
+	// Should herd run die without a word (kill -9), ssh goes with it, and
+	// the session's end stops the worker on the host.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	return cmd
 }
 
 // probe finds the herd to run on a remote host: the one on its PATH if it
