@@ -99,8 +99,12 @@ run at once on each host (default: its CPUs). A host that cannot be reached, or 
 mid-run, is said once, and its jobs go to the others (within 10s); when every host is
 lost, herd run stops with status 255. Jobs run in the remote home folder, with the
 remote environment (--env sends variables), as with --queue. When the run ends the
-workers stop and nothing of it is left on the hosts. --transfer, --return, --cleanup,
---basefile and --trc are not there yet.
+workers stop and nothing of it is left on the hosts. --transfer (--transferfile FILE)
+takes each job's files to the host that runs it, --return FILE brings files back,
+--basefile FILE goes to each host once, --cleanup removes them all from the hosts
+(--trc FILE is --transfer --return FILE --cleanup): the files travel through the queue,
+so they work with --queue and any herd work too. Jobs run here have their files
+already: on this machine these options do nothing.
 
 Exit status: 0 if every job succeeded; 1-100, the number of jobs that failed; 101, more
 than 100; with --halt ...,fail=..., the exit status of the job that stopped the run;
@@ -169,6 +173,12 @@ type runOptions struct {
 	openTTY       bool
 	nice          int
 	env           []string
+	transfer      bool
+	transferFiles []string
+	returnFiles   []string
+	cleanup       bool
+	trc           []string
+	baseFiles     []string
 	sshLogins     []string
 	sshLoginFiles []string
 	ssh           string
@@ -300,6 +310,14 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	f.StringArrayVar(&o.sshLoginFiles, "sshloginfile", nil, "read the hosts of -S from `FILE`, one a line")
 	f.StringArrayVar(&o.sshLoginFiles, "slf", nil, "the same as --sshloginfile `FILE`")
 	f.StringVar(&o.ssh, "ssh", "ssh", "with -S: reach the hosts with this `COMMAND`")
+	f.BoolVar(&o.transfer, "transfer", false, "with -S or --queue: take each job's input file to the host that runs it (as --transferfile {})")
+	f.StringArrayVar(&o.transferFiles, "transferfile", nil, "with -S or --queue: take `FILE` (replacement strings allowed) to the host that runs the job")
+	f.StringArrayVar(&o.transferFiles, "tf", nil, "the same as --transferfile `FILE`")
+	f.StringArrayVar(&o.returnFiles, "return", nil, "with -S or --queue: bring `FILE` (replacement strings allowed) back from the host that ran the job")
+	f.BoolVar(&o.cleanup, "cleanup", false, "with -S or --queue: remove the files transferred and returned from the host after each job")
+	f.StringArrayVar(&o.trc, "trc", nil, "the same as --transfer --return `FILE` --cleanup")
+	f.StringArrayVar(&o.baseFiles, "basefile", nil, "with -S or --queue: take `FILE` to each host once, before its first job of the run")
+	f.StringArrayVar(&o.baseFiles, "bf", nil, "the same as --basefile `FILE`")
 	o.conn.add(f, false)
 	f.Lookup("queue").Usage = "run the jobs on the herd work processes of the queue at `URL`[,URL...] (see above)"
 	f.StringVar(&o.queueName, "queue-name", "default", "with --queue: put the jobs on the queue of this `NAME`")
@@ -393,6 +411,7 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*run.Config,
 	if err := o.planOutput(cfg, ropts, changed); err != nil {
 		return nil, err
 	}
+	o.planFiles(cfg, ropts)
 	if o.header != "" {
 		if cfg.Pipe != nil {
 			cfg.Pipe.Header, err = headerLines(o.header)
@@ -499,6 +518,23 @@ func (o runOptions) planOutput(cfg *run.Config, ropts replace.Options, changed f
 		} // unset here: unset there, as GNU parallel has it
 	}
 	return nil
+}
+
+// planFiles reads --transfer, --transferfile, --return, --cleanup, --trc
+// and --basefile: what goes with each job to the host that runs it.
+func (o runOptions) planFiles(cfg *run.Config, ropts replace.Options) {
+	transfers := o.transferFiles
+	if o.transfer || len(o.trc) > 0 {
+		transfers = append([]string{"{}"}, transfers...)
+	}
+	for _, t := range transfers {
+		cfg.Transfer = append(cfg.Transfer, replace.Parse(t, ropts))
+	}
+	for _, r := range slices.Concat(o.returnFiles, o.trc) {
+		cfg.Return = append(cfg.Return, replace.Parse(r, ropts))
+	}
+	cfg.BaseFiles = o.baseFiles
+	cfg.Cleanup = o.cleanup || len(o.trc) > 0
 }
 
 // perlExpr matches GNU parallel's {= perl expression =} and {n= ... =}.

@@ -265,3 +265,47 @@ func TestSSHLoginSubmitterKilled(t *testing.T) {
 	p.status(t, 10*time.Second)
 	hosts.assertNothingLeft(t)
 }
+
+// --transfer, --return, --cleanup (--trc) and --basefile with -S: each
+// job's input goes to the host that runs it, its output file comes back
+// here, and nothing of it is left on the host.
+func TestSSHLoginTransferReturnCleanup(t *testing.T) {
+	hosts := startSSHHosts(t, 2)
+	dir := t.TempDir()
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The jobs run in the hosts' home folder: names of this test's own.
+	tag := fmt.Sprintf("herd-test-%d", time.Now().UnixNano())
+	base := tag + "-base.txt"
+	if err := os.WriteFile(filepath.Join(dir, base), []byte("base\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var ins []string
+	for i := 1; i <= 6; i++ {
+		in := fmt.Sprintf("%s-%d.txt", tag, i)
+		if err := os.WriteFile(filepath.Join(dir, in), []byte(strings.Repeat("x", i*1000)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ins = append(ins, in)
+	}
+	p := startProc(t, dir, nil, append([]string{"run", "-S", "h1,h2", "--ssh", hosts.SSH, "--basefile", base, "--trc", "{}.out",
+		"cat " + base + " {} | wc -c > {}.out", ":::"}, ins...)...)
+	if st := p.status(t, 120*time.Second); st != 0 {
+		t.Fatalf("exit status %d, want 0; error output:\n%s", st, p.errOut.String())
+	}
+	for i, in := range ins {
+		got, err := os.ReadFile(filepath.Join(dir, in+".out"))
+		if want := strconv.Itoa((i+1)*1000+5) + "\n"; err != nil || string(got) != want {
+			t.Errorf("%s.out: %q (%v), want %q", in, got, err, want)
+		}
+	}
+	hosts.assertNothingLeft(t)
+	if left, _ := filepath.Glob(filepath.Join(me.HomeDir, tag+"*")); len(left) > 0 {
+		t.Errorf("files left on the hosts: %q", left)
+		for _, f := range left {
+			os.Remove(f)
+		}
+	}
+}

@@ -42,6 +42,7 @@ type workOptions struct {
 	queues          []string
 	lease           time.Duration
 	shutdownTimeout time.Duration
+	filesHere       bool
 }
 
 func newWorkCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
@@ -71,6 +72,10 @@ func newWorkCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 	f.StringSliceVar(&o.queues, "queue-name", []string{"default"}, "take jobs from these named queues (`NAME`[,NAME...])")
 	f.DurationVar(&o.lease, "lease", 30*time.Second, "give a job to another worker when this worker has not been heard of for this long (shared by a queue's workers)")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, let running jobs finish for this long before handing them back")
+	// herd run -S starts the worker for ":" with it: the jobs' files
+	// (--transfer, --return) are where it runs them already.
+	f.BoolVar(&o.filesHere, "files-here", false, "the files of --transfer and --return are here: fetch, send back and remove none")
+	f.MarkHidden("files-here")
 	return cmd
 }
 
@@ -96,6 +101,7 @@ func (o *workOptions) work(ctx context.Context, n int, sigs <-chan os.Signal, st
 		return fail(err)
 	}
 	defer rw.Close()
+	rw.Files, rw.FilesHere = c, o.filesHere
 	w.Handle(remote.Kind, rw.Handle)
 
 	// The worker hears of runs that are stopped.

@@ -65,6 +65,16 @@ type Config struct {
 	Env     []string // NAME=value to set in the jobs' environment (--env: for the workers of a queue)
 	TTY     bool     // give the jobs the terminal as standard input (--tty)
 
+	// Files that go with the jobs to the hosts that run them, and back:
+	// each job's Transfer files (--transfer, --transferfile), expanded for
+	// it, go before it runs, its Return files come back after, BaseFiles
+	// go once to each host (--basefile); Cleanup removes them all from the
+	// host after. Jobs run here have their files already: these do nothing.
+	Transfer  []*replace.Template
+	Return    []*replace.Template
+	BaseFiles []string
+	Cleanup   bool
+
 	KeepOrder  bool              // -k
 	Verbose    bool              // print each command on standard error as it starts (-t)
 	Tag        bool              // prefix lines with the inputs

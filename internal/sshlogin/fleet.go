@@ -144,7 +144,7 @@ func (f *Fleet) workArgs(l Login, port int) []string {
 
 // runLocal runs herd work on this machine, for the login ":".
 func (f *Fleet) runLocal(h *host) error {
-	cmd := exec.Command(f.cfg.Herd, f.workArgs(h.login, f.cfg.QueuePort)...)
+	cmd := exec.Command(f.cfg.Herd, append(f.workArgs(h.login, f.cfg.QueuePort), "--files-here")...)
 	cmd.Args[0] = "herd"
 	cmd.Env = append(os.Environ(), "HERD_QUEUE_TOKEN="+f.cfg.Token)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}

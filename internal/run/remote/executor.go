@@ -92,6 +92,9 @@ func (e *Executor) Execute(ctx context.Context, r *run.Runner, jobs iter.Seq[run
 		return rm.attach(ctx)
 	}
 	e.run = newRunID()
+	if err := rm.putBase(ctx); err != nil {
+		return err
+	}
 	err = rm.update(ctx, func(st *State) {
 		*st = State{Enqueueing: true, Command: r.Config().Template.String(), Started: time.Now()}
 	})
@@ -160,6 +163,7 @@ type Client interface {
 	PutMeta(ctx context.Context, key string, value []byte) error
 	Meta(ctx context.Context, key string) ([]byte, error)
 	Stats(ctx context.Context) (*queue.Stats, error)
+	FileStore
 	Close() error
 }
 
@@ -298,8 +302,13 @@ func (rm *remote) enqueue(ctx context.Context, batch []run.Job) error {
 	cfg := rm.r.Config()
 	nj := make([]queue.NewJob, len(batch))
 	for i, j := range batch {
-		payload, err := json.Marshal(Job{Run: rm.run, Seq: j.Seq, Args: j.Args, Line: j.Line, Shell: cfg.Shell,
-			Attempts: cfg.Attempts, Timeout: cfg.Timeout, TermSeq: cfg.TermSeq, Stdin: j.Stdin, Nice: cfg.Nice, Env: cfg.Env, Pass: cfg.Pass})
+		cj := Job{Run: rm.run, Seq: j.Seq, Args: j.Args, Line: j.Line, Shell: cfg.Shell,
+			Attempts: cfg.Attempts, Timeout: cfg.Timeout, TermSeq: cfg.TermSeq, Stdin: j.Stdin, Nice: cfg.Nice, Env: cfg.Env, Pass: cfg.Pass,
+			Base: cfg.BaseFiles, Cleanup: cfg.Cleanup}
+		if err := rm.putFiles(ctx, &cj); err != nil {
+			return err
+		}
+		payload, err := json.Marshal(cj)
 		if err != nil {
 			return err
 		}
@@ -476,6 +485,7 @@ func (c *collector) take(info *queue.Info) {
 		return
 	}
 	c.seen[seq] = true
+	c.bringBack(info)
 	o := c.outcome(info, j)
 	if !o.Skipped && !c.started[seq] {
 		c.r.Starting(o) // for -t: a job that ended before it was seen running

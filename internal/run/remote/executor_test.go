@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"slices"
 	"strconv"
@@ -96,6 +97,10 @@ func (f *fakeQueue) Meta(_ context.Context, key string) ([]byte, error) {
 func (f *fakeQueue) Stats(context.Context) (*queue.Stats, error) { return &queue.Stats{}, nil }
 
 func (f *fakeQueue) Close() error { return nil }
+
+func (f *fakeQueue) PutFile(context.Context, string, io.Reader) error { return errors.New("no files") }
+func (f *fakeQueue) GetFile(context.Context, string, io.Writer) error { return queue.ErrNotFound }
+func (f *fakeQueue) DeleteFile(context.Context, string) error         { return nil }
 
 type fakeWatcher struct {
 	ch   chan *queue.Info

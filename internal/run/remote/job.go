@@ -6,6 +6,7 @@ package remote
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/goherd/herd/internal/command"
@@ -30,6 +31,25 @@ type Job struct {
 	Nice     int            `json:"nice,omitempty"`    // --nice
 	Pass     string         `json:"pass,omitempty"`    // --cat or --fifo: how Stdin is given
 	Env      []string       `json:"env,omitempty"`     // --env: NAME=value, set over the worker's
+	// Files that go with the job, by the paths it names them with, which
+	// the queue holds under FileKey names: Transfer to fetch before it
+	// runs (--transfer), Base once per run on each host (--basefile),
+	// Return to send back after (--return); Cleanup removes them all from
+	// the host after.
+	Transfer []string `json:"transfer,omitempty"`
+	Base     []string `json:"base,omitempty"`
+	Return   []string `json:"return,omitempty"`
+	Cleanup  bool     `json:"cleanup,omitempty"`
+}
+
+// FileKey is the name under which the queue holds a file of a job: the
+// i-th of a kind ("t" transferred, "r" returned) of job seq of a run, or
+// with seq 0 the run's i-th base file.
+func FileKey(run string, seq int, kind string, i int) string {
+	if seq == 0 {
+		return fmt.Sprintf("%s.base%d", run, i)
+	}
+	return fmt.Sprintf("%s.%d.%s%d", run, seq, kind, i)
 }
 
 // Result is the result of a command job.
@@ -46,6 +66,7 @@ type Result struct {
 	Err      string        `json:"error,omitempty"`
 	Stdout   []byte        `json:"stdout,omitempty"`
 	Stderr   []byte        `json:"stderr,omitempty"`
+	Returned []int         `json:"returned,omitempty"` // the files of Job.Return sent back, by index
 }
 
 func (r *Result) result() command.Result {

@@ -18,10 +18,17 @@ import (
 // A Worker runs command jobs for herd work, N at a time, each as herd run
 // runs a job locally.
 type Worker struct {
+	// Files holds the files of --transfer, --basefile and --return. With
+	// FilesHere, the jobs' files are where they run already (the worker
+	// herd run -S starts for ":"): none is fetched, sent back or removed.
+	Files     FileStore
+	FilesHere bool
+
 	slots   chan int
 	env     []string
 	host    string
 	devNull *os.File
+	bases   map[string]*baseFiles // by run
 
 	mu      sync.Mutex
 	stopped map[string]string                        // run → how it was stopped
@@ -36,6 +43,7 @@ func NewWorker(n int) (*Worker, error) {
 		env:     os.Environ(),
 		stopped: map[string]string{},
 		running: map[string]map[uint64]context.CancelFunc{},
+		bases:   map[string]*baseFiles{},
 	}
 	for i := range n {
 		w.slots <- i + 1
@@ -46,8 +54,18 @@ func NewWorker(n int) (*Worker, error) {
 	return w, err
 }
 
-// Close releases what the worker holds.
-func (w *Worker) Close() error { return w.devNull.Close() }
+// Close releases what the worker holds, and removes the base files of the
+// runs that asked for --cleanup.
+func (w *Worker) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, b := range w.bases {
+		if b.cleanup {
+			removeAll(b.paths)
+		}
+	}
+	return w.devNull.Close()
+}
 
 // WatchRuns follows the states of the runs until ctx is done, so that jobs
 // of a stopped run do not start, and those of a run stopped now are
@@ -139,6 +157,10 @@ func (w *Worker) Handle(ctx context.Context, qj *queue.Job) ([]byte, error) {
 	defer func() { w.slots <- slot }()
 
 	res := Result{Host: w.host, Slot: slot, Line: run.Shown(cj.Line, slot)}
+	if err := w.fetch(ctx, cj); err != nil {
+		res.Exit, res.Err, res.Start = -1, err.Error(), time.Now()
+		return json.Marshal(res)
+	}
 	var stdout, stderr bytes.Buffer
 	a := &run.Attempts{
 		Line: run.WithSlot(cj.Line, slot), Shell: cj.Shell, Seq: cj.Seq, Slot: slot, Env: append(w.env[:len(w.env):len(w.env)], cj.Env...), Stdin: cj.Stdin, DevNull: w.devNull,
@@ -160,5 +182,8 @@ func (w *Worker) Handle(ctx context.Context, qj *queue.Job) ([]byte, error) {
 		res.Err = r.Err.Error()
 	}
 	res.Stdout, res.Stderr = stdout.Bytes(), stderr.Bytes()
+	if err := w.sendBack(ctx, cj, &res); err != nil && res.Err == "" {
+		res.Err = err.Error()
+	}
 	return json.Marshal(res)
 }
