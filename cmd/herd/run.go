@@ -97,9 +97,12 @@ is opened to the network. A host without this version of herd on its PATH gets a
 in ~/.cache/herd, if it runs the same OS and architecture. N/ or -j says how many jobs
 run at once on each host (default: its CPUs). A host that cannot be reached, or is lost
 mid-run, is said once, and its jobs go to the others (within 10s); when every host is
-lost, herd run stops with status 255. Jobs run in the remote home folder, with the
-remote environment (--env sends variables), as with --queue. When the run ends the
-workers stop and nothing of it is left on the hosts. --transfer (--transferfile FILE)
+lost, herd run stops with status 255. With --queue URL, the hosts work for that lasting
+queue instead (reached through the same tunnels; a --token is passed on, out of sight
+of ps): if herd run is killed, the run stays on the queue and its hosts stop, and
+herd run -S ... --queue URL --attach ID starts them again and shows the run. Jobs run
+in the remote home folder, with the remote environment (--env sends variables), as
+with --queue. When the run ends the workers stop and nothing of it is left on the hosts. --transfer (--transferfile FILE)
 takes each job's files to the host that runs it, --return FILE brings files back,
 --basefile FILE goes to each host once, --cleanup removes them all from the hosts
 (--trc FILE is --transfer --return FILE --cleanup): the files travel through the queue,
@@ -472,7 +475,8 @@ func (o runOptions) rules(hasCommand, hasInputs bool, changed func(string) bool)
 		{o.maxChars < 0 || o.maxLines < 0, "-s and -L: want a positive number"},
 		{(o.cat || o.fifo) && !o.pipe, "--cat and --fifo give each job its --pipe block in a file: they need --pipe or --pipepart"},
 		{o.cat && o.fifo, "--cat and --fifo: choose one"},
-		{o.onHosts() && (queued || attach), "-S starts a queue of its own for the run: --queue and --attach do not go with it (to use a lasting queue, start herd work on the hosts)"},
+		{o.onHosts() && queued && (o.conn.user != "" || o.conn.password != "" || o.conn.creds != "" || o.conn.tlsCA != "" || o.conn.tlsCert != ""),
+			"-S reaches --queue through ssh tunnels, with no login or a --token: --user, --password, --creds and TLS do not go with it yet"},
 		{o.onHosts() && (o.tty || o.openTTY || o.roundRobin || o.cat || o.fifo || o.lineBuffer || o.ungroup || o.delay != "" || strings.HasSuffix(o.timeout, "%")),
 			"with -S, jobs run as they do with --queue: --tty, --round-robin, --cat, --fifo, --line-buffer, --ungroup, --delay and --timeout N% do not go with it"},
 		{!o.onHosts() && changed("ssh"), "--ssh says how to reach the hosts of -S: give -S"},

@@ -309,3 +309,32 @@ func TestSSHLoginTransferReturnCleanup(t *testing.T) {
 		}
 	}
 }
+
+// -S with --queue URL: the hosts work for a lasting queue, through ssh
+// tunnels. Killed outright, herd run leaves the run on the queue (its hosts
+// stop); herd run -S ... --attach ID starts them again and shows every job
+// of the run, once.
+func TestSSHLoginLastingQueue(t *testing.T) {
+	hosts := startSSHHosts(t, 1)
+	url := serveQueue(t)
+	dir := t.TempDir()
+	p := startProc(t, dir, nil, append([]string{"run", "-S", "2/h1", "--ssh", hosts.SSH, "--queue", url, "sleep 0.2; echo done {}", ":::"}, inputs(30)...)...)
+	run := p.waitOutput(t, `run (\w+): the jobs go to the queue`)
+	deadline := time.Now().Add(60 * time.Second)
+	for strings.Count(p.out.String(), "done") < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no job done; error output:\n%s", p.errOut.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.status(t, 10*time.Second)
+	hosts.assertNothingLeft(t)
+
+	a := startProc(t, dir, nil, "run", "-S", "2/h1", "--ssh", hosts.SSH, "--queue", url, "--attach", run)
+	if st := a.status(t, 120*time.Second); st != 0 {
+		t.Fatalf("attach: exit status %d, want 0; error output:\n%s", st, a.errOut.String())
+	}
+	assertEachOnce(t, a.out.String(), 30)
+	hosts.assertNothingLeft(t)
+}

@@ -24,10 +24,11 @@ type Config struct {
 	SSH       []string      // the ssh command (--ssh); empty means ssh
 	Herd      string        // this herd's binary, copied to the hosts that lack this version
 	Version   string        // this herd's version, as the first line of herd version prints it
-	QueuePort int           // the queue's port on this machine's loopback
-	Token     string        // the queue's token, sent to the workers on their standard input
+	QueueAddr string        // the queue's host:port, as this machine reaches it: the hosts reach it through ssh
+	QueueName string        // the named queue the jobs are on
+	Token     string        // the queue's token, if any, sent to the workers on their standard input
 	Jobs      string        // -j for the hosts without N/, if given
-	Lease     time.Duration // the workers' lease: how soon a lost host's jobs go to the others
+	Lease     time.Duration // the workers' lease, if not the queue's: how soon a lost host's jobs go to the others
 	// Log prints a message of herd run's.
 	Log func(format string, args ...any)
 	// Lost is called when a host is lost, with whether every host is.
@@ -128,11 +129,15 @@ func (f *Fleet) run(h *host) {
 }
 
 // workArgs are the arguments of herd work for a host, connecting to the
-// queue on port.
-func (f *Fleet) workArgs(l Login, port int) []string {
+// queue at addr.
+func (f *Fleet) workArgs(l Login, addr string) []string {
 	// A worker stops when the run is over, or herd run is gone: with no
-	// queue left to report to, its running jobs have 2s, then are killed.
-	args := []string{"work", "--queue", "nats://127.0.0.1:" + strconv.Itoa(port), "--lease", f.cfg.Lease.String(), "--shutdown-timeout", "2s"}
+	// tunnel to the queue left, its running jobs have 2s, then are killed
+	// (handed back, where the queue lasts).
+	args := []string{"work", "--queue", "nats://" + addr, "--queue-name", f.cfg.QueueName, "--shutdown-timeout", "2s"}
+	if f.cfg.Lease > 0 {
+		args = append(args, "--lease", f.cfg.Lease.String())
+	}
 	switch {
 	case l.Jobs > 0:
 		args = append(args, "-j", strconv.Itoa(l.Jobs))
@@ -144,7 +149,7 @@ func (f *Fleet) workArgs(l Login, port int) []string {
 
 // runLocal runs herd work on this machine, for the login ":".
 func (f *Fleet) runLocal(h *host) error {
-	cmd := exec.Command(f.cfg.Herd, append(f.workArgs(h.login, f.cfg.QueuePort), "--files-here")...)
+	cmd := exec.Command(f.cfg.Herd, append(f.workArgs(h.login, f.cfg.QueueAddr), "--files-here")...)
 	cmd.Args[0] = "herd"
 	cmd.Env = append(os.Environ(), "HERD_QUEUE_TOKEN="+f.cfg.Token)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -276,9 +281,9 @@ func (f *Fleet) startRemote(h *host, herd string, port int) error {
 	// dies. (sh gives what it starts with & /dev/null as standard input:
 	// the watcher reads the session's from fd 3.) Nothing in it is quoted
 	// with ': it goes inside sh -c '...'.
-	args := strings.Join(f.workArgs(h.login, port), " ")
+	args := strings.Join(f.workArgs(h.login, "127.0.0.1:"+strconv.Itoa(port)), " ")
 	script := `read -r t; HERD_QUEUE_TOKEN=$t; export HERD_QUEUE_TOKEN; exec 3<&0; "` + herd + `" ` + args + ` 3<&- & p=$!; (cat <&3 >/dev/null; kill $p) >/dev/null 2>&1 & exec 3<&-; wait $p`
-	cmd := f.ssh(h.login, []string{"-o", "ExitOnForwardFailure=yes", "-R", fmt.Sprintf("127.0.0.1:%d:127.0.0.1:%d", port, f.cfg.QueuePort)}, script)
+	cmd := f.ssh(h.login, []string{"-o", "ExitOnForwardFailure=yes", "-R", fmt.Sprintf("127.0.0.1:%d:%s", port, f.cfg.QueueAddr)}, script)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return err
