@@ -6,7 +6,6 @@ import (
 	"io"
 	"iter"
 	"math/rand/v2"
-	"slices"
 	"strings"
 
 	"github.com/goherd/herd/internal/command"
@@ -57,26 +56,35 @@ func Jobs(cfg *Config, stdin io.Reader, count bool) (jobs iter.Seq2[Job, error],
 		args := cfg.inputs(rd)
 		if cfg.Template.NeedsTotal() {
 			// {##} and {0#} need the number of jobs before the first.
-			list, err := collect(args)
-			if err != nil {
-				return nil, 0, cleanup, err
+			var list [][]string
+			for vals, err := range args {
+				if err != nil {
+					return nil, 0, cleanup, err
+				}
+				list = append(list, vals)
 			}
-			args = slices.Values(list)
+			args = func(yield func([]string, error) bool) {
+				for _, vals := range list {
+					if !yield(vals, nil) {
+						return
+					}
+				}
+			}
 			c := *cfg
 			c.Template = cfg.Template.WithTotal(len(list))
 			cfg = &c
 		}
 		jobs = func(yield func(Job, error) bool) {
 			seq := 0
-			for args := range args {
-				if args.err != nil {
-					yield(Job{}, args.err)
+			for vals, err := range args {
+				if err != nil {
+					yield(Job{}, err)
 					return
 				}
 				seq++
-				j := Job{Seq: seq, Args: args.vals}
+				j := Job{Seq: seq, Args: vals}
 				if cfg.Multi == "" { // multi expands the line of each group of inputs
-					j.Line = cfg.Template.Expand(args.vals, seq, slotMarker, cfg.Raw)
+					j.Line = cfg.Template.Expand(vals, seq, slotMarker, cfg.Raw)
 				}
 				if !yield(j, nil) {
 					return
@@ -133,19 +141,13 @@ func (cfg *Config) named(rd *input.Reader) (*Config, error) {
 	return &c, nil
 }
 
-// jobInputs are the inputs of one job, or the error that ended them.
-type jobInputs struct {
-	vals []string
-	err  error
-}
-
 // inputs yields the inputs of each job, less those -r skips, and none with
 // -n0.
-func (cfg *Config) inputs(rd *input.Reader) iter.Seq[jobInputs] {
-	return func(yield func(jobInputs) bool) {
+func (cfg *Config) inputs(rd *input.Reader) iter.Seq2[[]string, error] {
+	return func(yield func([]string, error) bool) {
 		for args, err := range rd.Jobs() {
 			if err != nil {
-				yield(jobInputs{err: err})
+				yield(nil, err)
 				return
 			}
 			if cfg.SkipEmpty && blank(args) {
@@ -154,23 +156,11 @@ func (cfg *Config) inputs(rd *input.Reader) iter.Seq[jobInputs] {
 			if cfg.NoArgs {
 				args = nil
 			}
-			if !yield(jobInputs{vals: args}) {
+			if !yield(args, nil) {
 				return
 			}
 		}
 	}
-}
-
-// collect reads all of seq, up to its first error.
-func collect(seq iter.Seq[jobInputs]) ([]jobInputs, error) {
-	var list []jobInputs
-	for in := range seq {
-		if in.err != nil {
-			return nil, in.err
-		}
-		list = append(list, in)
-	}
-	return list, nil
 }
 
 // multi groups the inputs of jobs, one job's each, into as many per job as
