@@ -157,19 +157,23 @@ func (f *Fleet) runLocal(h *host) error {
 	if err != nil {
 		return err
 	}
-	f.mu.Lock()
-	if f.stopped {
-		f.mu.Unlock()
-		return nil
-	}
-	err = cmd.Start()
-	h.cmd = cmd
-	f.mu.Unlock()
-	if err != nil {
+	if started, err := f.start(h, cmd, nil); !started || err != nil {
 		return err
 	}
 	last := f.relay(h, stderr)
 	return exited(cmd.Wait(), last)
+}
+
+// start starts a host's command, with the pipe that holds it, unless the
+// fleet is stopping.
+func (f *Fleet) start(h *host, cmd *exec.Cmd, stdin io.WriteCloser) (started bool, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped {
+		return false, nil
+	}
+	h.cmd, h.stdin = cmd, stdin
+	return true, cmd.Start()
 }
 
 // ssh returns the ssh command that runs script on the host.
@@ -292,15 +296,7 @@ func (f *Fleet) startRemote(h *host, herd string, port int) error {
 	if err != nil {
 		return err
 	}
-	f.mu.Lock()
-	if f.stopped {
-		f.mu.Unlock()
-		return nil
-	}
-	err = cmd.Start()
-	h.cmd, h.stdin = cmd, stdin
-	f.mu.Unlock()
-	if err != nil {
+	if started, err := f.start(h, cmd, stdin); !started || err != nil {
 		return err
 	}
 	fmt.Fprintln(stdin, f.cfg.Token)
