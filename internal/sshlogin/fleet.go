@@ -3,6 +3,7 @@ package sshlogin
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -52,7 +53,6 @@ type host struct {
 	login Login
 	cmd   *exec.Cmd
 	stdin io.WriteCloser // holds the remote worker: closed, it stops
-	done  chan struct{}  // closed when cmd has ended
 }
 
 // Start starts a worker on each login, in the background: a host that
@@ -68,7 +68,7 @@ func Start(logins []Login, cfg Config) (*Fleet, error) {
 	sum := sha256.Sum256(b)
 	f := &Fleet{cfg: cfg, hash: hex.EncodeToString(sum[:6])}
 	for _, l := range logins {
-		h := &host{login: l, done: make(chan struct{})}
+		h := &host{login: l}
 		f.hosts = append(f.hosts, h)
 		f.wg.Go(func() { f.run(h) })
 	}
@@ -104,7 +104,6 @@ func (f *Fleet) Stop() {
 
 // run starts the worker of a host and waits for it.
 func (f *Fleet) run(h *host) {
-	defer close(h.done)
 	var err error
 	if h.login.Local {
 		err = f.runLocal(h)
@@ -199,11 +198,12 @@ func (f *Fleet) ssh(l Login, opts []string, script string) *exec.Cmd {
 // probe finds the herd to run on a remote host: the one on its PATH if it
 // is this version, else this herd's copy in the host's cache, copied there
 // first if need be (the host must run this herd's OS and architecture).
-func (f *Fleet) probe(l Login) (string, error) {
+func (f *Fleet) probe(h *host) (string, error) {
+	l := h.login
 	dir := `$HOME/.cache/herd/` + f.hash
 	cached := dir + `/herd`
 	cmd := f.ssh(l, nil, `uname -sm; (herd version 2>/dev/null | head -n 1); echo; test -x "`+cached+`" && echo cached; true`)
-	out, err := output(cmd)
+	out, err := f.output(h, cmd)
 	if err != nil {
 		return "", err
 	}
@@ -225,13 +225,24 @@ func (f *Fleet) probe(l Login) (string, error) {
 		return "", err
 	}
 	defer bin.Close()
-	cmd = f.ssh(l, nil, `mkdir -p "`+dir+`" && cat > "`+cached+`.$$" && chmod +x "`+cached+`.$$" && mv "`+cached+`.$$" "`+cached+`"`)
+	st, err := bin.Stat()
+	if err != nil {
+		return "", err
+	}
+	// A copy cut short (the run ended, ssh died) must not become the
+	// cached herd: it is kept only whole.
+	tmp := cached + `.$$`
+	cmd = f.ssh(l, nil, `mkdir -p "`+dir+`" && cat > "`+tmp+`" && [ "$(wc -c < "`+tmp+`")" -eq `+strconv.FormatInt(st.Size(), 10)+
+		` ] && chmod +x "`+tmp+`" && mv "`+tmp+`" "`+cached+`" || { rm -f "`+tmp+`"; exit 1; }`)
 	cmd.Stdin = bin
-	if _, err := output(cmd); err != nil {
+	if _, err := f.output(h, cmd); err != nil {
 		return "", fmt.Errorf("copying herd there: %w", err)
 	}
 	return cached, nil
 }
+
+// errStopped is what a host's start-up returns once the fleet stops.
+var errStopped = errors.New("stopped")
 
 // unameOf is what uname -sm prints on a system Go calls goos/goarch.
 func unameOf(goos, goarch string) string {
@@ -243,14 +254,14 @@ func unameOf(goos, goarch string) string {
 	return sys + " " + machine
 }
 
-// output runs cmd, for up to a minute, and returns its output, or an
-// error with what it said.
-func output(cmd *exec.Cmd) ([]byte, error) {
+// output runs cmd for a host, for up to a minute (Stop ends it sooner),
+// and returns its output, or an error with what it said.
+func (f *Fleet) output(h *host, cmd *exec.Cmd) ([]byte, error) {
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	cmd.WaitDelay = time.Second
-	if err := cmd.Start(); err != nil {
-		return nil, err
+	if started, err := f.start(h, cmd, nil); !started || err != nil {
+		return nil, cmp.Or(err, errStopped)
 	}
 	t := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
 	defer t.Stop()
@@ -264,7 +275,7 @@ func output(cmd *exec.Cmd) ([]byte, error) {
 // tunnel from a port of the host's loopback to the queue here, and waits
 // for it. A remote port taken already is tried again with another.
 func (f *Fleet) runRemote(h *host) error {
-	herd, err := f.probe(h.login)
+	herd, err := f.probe(h)
 	if err != nil {
 		return err
 	}
