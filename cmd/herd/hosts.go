@@ -37,7 +37,7 @@ func runOnHosts(ctx context.Context, o *runOptions, cfg *run.Config, r *run.Runn
 	if err != nil {
 		return fmt.Errorf("-S: finding this herd to start it on the hosts: %w", err)
 	}
-	exec := &remote.Executor{QueueName: o.queueName, URL: o.conn.url, Attach: o.attach}
+	exec := &remote.Executor{QueueName: o.queueName, URL: o.conn.url, Attach: o.attach, HostsStarted: true}
 	fc := sshlogin.Config{SSH: strings.Fields(o.ssh), Herd: self, Version: releaseVersion(), QueueName: o.queueName,
 		Log: func(format string, args ...any) { r.Warn(format, args...) },
 		Lost: func(all bool) {

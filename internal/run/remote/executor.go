@@ -35,9 +35,11 @@ type Executor struct {
 	Attach      string // the id of an earlier run to show
 	JobsIgnored bool   // -j was given, which has no effect here
 	// Private says that the queue lives as long as this run only (herd
-	// run -S): the run cannot be attached to or left to its workers, and
-	// its workers are started for it.
-	Private bool
+	// run -S): the run cannot be attached to or left to its workers.
+	// HostsStarted says that its workers are being started for it (-S):
+	// no hint to start one.
+	Private      bool
+	HostsStarted bool
 
 	detachOnce sync.Once
 	detached   chan struct{} // closed by Detach
@@ -408,7 +410,7 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, want int, known []in
 			quiet = min(2*quiet, time.Minute)
 			stall.Reset(quiet)
 		case <-hint.C:
-			if len(c.seen) == 0 && !rm.Private {
+			if len(c.seen) == 0 && !rm.HostsStarted {
 				rm.hintWorkers()
 			}
 		}
