@@ -168,6 +168,9 @@ func putFile(ctx context.Context, files FileStore, name, path string) error {
 // bringBack puts the files a finished job sent back (--return) where it
 // names them here, and deletes its files from the queue.
 func (c *collector) bringBack(info *queue.Info) {
+	if cfg := c.r.Config(); !c.attached && len(cfg.Transfer)+len(cfg.Return) == 0 {
+		return // no job of this run has files: its payload need not be read again
+	}
 	var cj Job
 	if len(info.Payload) == 0 || json.Unmarshal(info.Payload, &cj) != nil || len(cj.Transfer)+len(cj.Return) == 0 {
 		return
