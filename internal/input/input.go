@@ -105,7 +105,7 @@ type Config struct {
 type Reader struct {
 	cfg     Config
 	files   []io.ReadCloser // by source, nil for ::: sources
-	readers []*bufio.Reader // the files, buffered
+	readers []io.Reader     // the files, or with Header a reader past their first record
 	names   []string        // with Header, once read
 	headed  bool            // the headers were read
 }
@@ -122,7 +122,7 @@ func Open(cfg Config) (*Reader, error) {
 	if len(cfg.Sources) == 0 {
 		cfg.Sources = []Source{{Path: "-"}}
 	}
-	r := &Reader{cfg: cfg, files: make([]io.ReadCloser, len(cfg.Sources)), readers: make([]*bufio.Reader, len(cfg.Sources))}
+	r := &Reader{cfg: cfg, files: make([]io.ReadCloser, len(cfg.Sources)), readers: make([]io.Reader, len(cfg.Sources))}
 	stdinUsed := false
 	for i, s := range cfg.Sources {
 		switch {
@@ -142,9 +142,7 @@ func Open(cfg Config) (*Reader, error) {
 			}
 			r.files[i] = f
 		}
-		if r.files[i] != nil {
-			r.readers[i] = bufio.NewReaderSize(r.files[i], 64<<10)
-		}
+		r.readers[i] = r.files[i]
 	}
 	return r, nil
 }
@@ -166,7 +164,9 @@ func (r *Reader) Header() ([]string, error) {
 			}
 		} else {
 			var err error
-			if head, err = firstRecord(r.readers[i], r.cfg.Delim, s.Path); err != nil {
+			br := bufio.NewReader(r.files[i]) // the values follow what it read ahead
+			r.readers[i] = br
+			if head, err = firstRecord(br, r.cfg.Delim, s.Path); err != nil {
 				return nil, err
 			}
 		}
