@@ -17,18 +17,23 @@ func (cfg *Config) pipeJobs(stdin io.Reader) iter.Seq2[Job, error] {
 	return func(yield func(Job, error) bool) {
 		seq := 0
 		each := func(r io.Reader, name string, size int64, after bool) bool {
-			br := bufio.NewReader(r)
-			header, err := headerLines(br, p.Header)
-			if err != nil {
-				return yield(Job{}, fmt.Errorf("reading %s: %w", name, err))
+			var header []byte
+			if p.Header > 0 {
+				br := bufio.NewReader(r) // the blocks follow what it read ahead
+				var err error
+				if header, err = headerLines(br, p.Header); err != nil {
+					return yield(Job{}, fmt.Errorf("reading %s: %w", name, err))
+				}
+				r = br
 			}
 			p := p
 			if p.GroupName != "" {
+				var err error
 				if p, err = p.groupNamed(header); err != nil {
 					return yield(Job{}, err)
 				}
 			}
-			for block, err := range blocks(br, size, after, p) {
+			for block, err := range blocks(r, size, after, p) {
 				if err != nil {
 					return yield(Job{}, fmt.Errorf("reading %s: %w", name, err))
 				}
