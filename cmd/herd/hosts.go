@@ -28,7 +28,7 @@ const hostsLease = 10 * time.Second
 // network. The queue is one this run serves on loopback, for itself, or
 // the lasting one of --queue (where the run can be attached to, and the
 // hosts started again with --attach). When the run ends, the workers stop.
-func runOnHosts(ctx context.Context, o *runOptions, cfg *run.Config, r *run.Runner, sigs <-chan os.Signal, changed func(string) bool) error {
+func runOnHosts(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.Signal, changed func(string) bool) error {
 	logins, err := sshlogin.Parse(o.sshLogins, o.sshLoginFiles)
 	if err != nil {
 		return err

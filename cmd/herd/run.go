@@ -198,7 +198,7 @@ func newRunCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 		}
 		if o.onHosts() {
 			r := run.New(cfg, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
-			return runOnHosts(ctx, o, cfg, r, sigs, cmd.Flags().Changed)
+			return runOnHosts(ctx, o, r, sigs, cmd.Flags().Changed)
 		}
 		var exec run.Executor = run.Local{}
 		if o.conn.url != "" {
