@@ -56,14 +56,7 @@ func runOnHosts(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan o
 		if err != nil || u.Port() == "" {
 			return fmt.Errorf("-S with --queue %s: want nats://HOST:PORT", o.conn.url)
 		}
-		fc.QueueAddr = u.Host
-		exec.Open = func(ctx context.Context, log io.Writer) (remote.Client, error) {
-			c, err := o.conn.open(ctx, log)
-			if err != nil {
-				return nil, err
-			}
-			return remote.Connected(c), nil
-		}
+		fc.QueueAddr, exec.Open = u.Host, o.openQueue
 	} else {
 		dir, err := os.MkdirTemp("", "herd-run-*")
 		if err != nil {

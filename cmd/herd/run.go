@@ -196,28 +196,26 @@ func newRunCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 		if err != nil {
 			return err
 		}
+		r := run.New(cfg, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		if o.onHosts() {
-			r := run.New(cfg, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 			return runOnHosts(ctx, o, r, sigs, cmd.Flags().Changed)
 		}
 		var exec run.Executor = run.Local{}
 		if o.conn.url != "" {
-			exec = &remote.Executor{
-				Open: func(ctx context.Context, log io.Writer) (remote.Client, error) {
-					c, err := o.conn.open(ctx, log)
-					if err != nil {
-						return nil, err
-					}
-					return remote.Connected(c), nil
-				},
-				QueueName:   o.queueName,
-				URL:         o.conn.url,
-				Attach:      o.attach,
-				JobsIgnored: cmd.Flags().Changed("jobs"),
-			}
+			exec = &remote.Executor{Open: o.openQueue, QueueName: o.queueName, URL: o.conn.url, Attach: o.attach,
+				JobsIgnored: cmd.Flags().Changed("jobs")}
 		}
-		return withStatus(run.New(cfg, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()).Run(ctx, exec, sigs))
+		return withStatus(r.Run(ctx, exec, sigs))
 	})
+}
+
+// openQueue connects to the queue of --queue, for the queue executor.
+func (o *runOptions) openQueue(ctx context.Context, log io.Writer) (remote.Client, error) {
+	c, err := o.conn.open(ctx, log)
+	if err != nil {
+		return nil, err
+	}
+	return remote.Connected(c), nil
 }
 
 // newRunCommandWith returns herd run's command, which reads its options and
