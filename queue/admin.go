@@ -245,13 +245,18 @@ type QueueStats struct {
 	IdleFetches int `json:"idle_fetches"`
 	// Paused is set while the queue is paused (see [Client.Pause]).
 	Paused bool `json:"paused,omitempty"`
+	// Oldest is when the oldest job not yet handed to a worker could
+	// first run; zero when none waits.
+	Oldest time.Time `json:"oldest,omitzero"`
 }
 
 // Stats are the figures of the whole queue.
 type Stats struct {
-	Queues  []QueueStats `json:"queues"`
-	Dead    uint64       `json:"dead"`
-	Records uint64       `json:"records"` // jobs the queue has a record of, finished ones included
+	Queues []QueueStats `json:"queues"`
+	Dead   uint64       `json:"dead"`
+	// DeadIn counts the dead jobs of each named queue that has some.
+	DeadIn  map[string]uint64 `json:"dead_in,omitempty"`
+	Records uint64            `json:"records"` // jobs the queue has a record of, finished ones included
 }
 
 // Stats returns the figures of every named queue that has had jobs or
@@ -267,7 +272,7 @@ func (c *Client) Stats(ctx context.Context) (*Stats, error) {
 		if len(parts) != 5 || parts[0]+"."+parts[1] != jobRoot {
 			continue
 		}
-		st.Queues = append(st.Queues, QueueStats{
+		qs := QueueStats{
 			Queue:       parts[2],
 			Priority:    parsePriority(parts[3]),
 			Waiting:     ci.NumPending,
@@ -276,7 +281,19 @@ func (c *Client) Stats(ctx context.Context) (*Stats, error) {
 			Redelivered: ci.NumRedelivered,
 			IdleFetches: ci.NumWaiting,
 			Paused:      ci.Paused,
-		})
+		}
+		if qs.Waiting > 0 {
+			// The first job past the last one handed out waits longest.
+			m, err := c.directGet(ctx, map[string]any{"seq": ci.Delivered.Stream + 1, "next_by_subj": ci.Config.FilterSubject}, 1)
+			info := new(Info)
+			if err == nil && len(m) == 1 && json.Unmarshal(m[0].data, info) == nil {
+				qs.Oldest = info.EnqueuedAt
+				if info.RunAt.After(qs.Oldest) {
+					qs.Oldest = info.RunAt
+				}
+			}
+		}
+		st.Queues = append(st.Queues, qs)
 		waiting += ci.NumPending
 	}
 	if err := names.Err(); err != nil && !errors.Is(err, jetstream.ErrEndOfData) {
@@ -288,11 +305,27 @@ func (c *Client) Stats(ctx context.Context) (*Stats, error) {
 		}
 		return int(b.Priority - a.Priority)
 	})
-	s, err := c.dead.Status(ctx)
-	if err != nil {
+	counted := map[string]bool{}
+	for _, qs := range st.Queues {
+		if counted[qs.Queue] {
+			continue
+		}
+		counted[qs.Queue] = true
+		n, err := c.count(ctx, deadFilter(qs.Queue))
+		if err != nil {
+			return nil, fmt.Errorf("queue: stats: %w", err)
+		}
+		if n > 0 {
+			if st.DeadIn == nil {
+				st.DeadIn = map[string]uint64{}
+			}
+			st.DeadIn[qs.Queue] = n
+		}
+	}
+	var err error
+	if st.Dead, err = c.count(ctx, deadFilter("")); err != nil {
 		return nil, fmt.Errorf("queue: stats: %w", err)
 	}
-	st.Dead = s.Values()
 	// A job has a record once a worker has had it; before, its message
 	// is its record.
 	recs, err := c.count(ctx, recRoot+".>")

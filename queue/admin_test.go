@@ -155,6 +155,12 @@ func TestStatsListPurge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for i, q := range st.Queues {
+		if q.Oldest.IsZero() || time.Since(q.Oldest) > time.Minute {
+			t.Errorf("Stats: queue %s: oldest waiting job from %v, want a moment ago", q.Queue, q.Oldest)
+		}
+		st.Queues[i].Oldest = time.Time{}
+	}
 	want := []queue.QueueStats{{Queue: "default", Priority: queue.Default, Waiting: 1}, {Queue: "media", Priority: queue.High, Waiting: 5}}
 	if !slices.Equal(st.Queues, want) || st.Records != 6 || st.Dead != 0 {
 		t.Errorf("Stats = %+v, want queues %+v and 6 records", st, want)

@@ -82,7 +82,6 @@ func DefaultDir() (string, error) {
 // Names of the JetStream assets the queue uses besides its stream
 // (layout.go).
 const (
-	deadBucket  = "HERD_DEAD"    // the ids of the dead jobs
 	resultStore = "HERD_RESULTS" // results too big for a job's record
 )
 
@@ -99,20 +98,23 @@ type Client struct {
 	// consumers holds the queue.priority names whose consumer this
 	// client has made sure of.
 	consumers sync.Map
-	dead      jetstream.KeyValue
 	meta      jetstream.KeyValue
 	schedules jetstream.KeyValue
 	results   jetstream.ObjectStore
 	log       *slog.Logger
+	counts    counts // this client's own figures (Counts)
 
 	// retention is how long finished records are kept: the queue's
 	// setting, read when the client opens.
 	retention time.Duration
+	// upgrade is set while a stream of layout 2 is moved to this layout.
+	upgrade bool
 	// openedAt is the stream's last sequence when the client opened.
 	openedAt uint64
 
 	mu          sync.Mutex
-	reconnected chan struct{} // closed, and replaced, when the client reconnects
+	reconnected chan struct{}      // closed, and replaced, when the client reconnects
+	workers     jetstream.KeyValue // the workers' heartbeats, made on first use
 }
 
 // Open connects to the queue that cfg names, starting the embedded server
@@ -234,7 +236,6 @@ func (c *Client) setup(ctx context.Context) error {
 		name, about string
 		ttl         time.Duration
 	}{
-		{&c.dead, deadBucket, "the ids of herd's dead jobs", c.retention},
 		{&c.meta, metaBucket, "values shared by the programs using herd's queue", c.retention},
 		{&c.schedules, scheduleBucket, "the schedules of herd's periodic jobs", 0},
 	}
@@ -266,7 +267,13 @@ func (c *Client) setup(ctx context.Context) error {
 	if c.results, err = c.js.ObjectStore(ctx, resultStore); err != nil {
 		return fmt.Errorf("object store %s: %w", resultStore, err)
 	}
-	return c.migrate(ctx)
+	if err := c.migrate(ctx); err != nil {
+		return err
+	}
+	if c.upgrade {
+		return c.migrateDead(ctx)
+	}
+	return nil
 }
 
 // setupStream creates the queue's stream, or checks the one there, and
@@ -275,7 +282,7 @@ func (c *Client) setupStream(ctx context.Context) error {
 	cfg := jetstream.StreamConfig{
 		Name:               streamName,
 		Description:        "herd's jobs, and their records (state, attempts, errors, result), by id",
-		Subjects:           []string{jobRoot + ".>", recRoot + ".>"},
+		Subjects:           []string{jobRoot + ".>", recRoot + ".>", deadRoot + ".>"},
 		Retention:          jetstream.LimitsPolicy,
 		MaxMsgsPerSubject:  1,
 		Storage:            jetstream.FileStorage,
@@ -301,13 +308,21 @@ func (c *Client) setupStream(ctx context.Context) error {
 		return fmt.Errorf("stream %s: %w", streamName, err)
 	default:
 		have := s.CachedInfo().Config
-		if v := have.Metadata[layoutKey]; v != layoutVersion {
+		v := have.Metadata[layoutKey]
+		// Layout 2 kept dead jobs in a bucket: the stream takes their
+		// marks first, and says it has layout 3 once they are moved
+		// (migrateDead).
+		c.upgrade = v == "2"
+		if v != layoutVersion && !c.upgrade {
 			return fmt.Errorf("stream %s has layout %q; this herd reads layout %s: use the herd that made it", streamName, v, layoutVersion)
+		}
+		if c.upgrade {
+			cfg.Metadata[layoutKey] = v
 		}
 		kept, _ := time.ParseDuration(have.Metadata[retentionKey])
 		replicasDiffer := c.cfg.Replicas > 0 && have.Replicas != c.cfg.Replicas
 		retentionDiffers := c.cfg.Retention > 0 && kept != c.cfg.Retention
-		if !replicasDiffer && !retentionDiffers {
+		if !replicasDiffer && !retentionDiffers && !c.upgrade {
 			c.stream, c.retention = s, cmp.Or(kept, retention)
 			return nil
 		}
@@ -363,6 +378,17 @@ func (c *Client) ensure(ctx context.Context, stream string, create func() error)
 	}
 	if err := create(); err != nil {
 		return fmt.Errorf("stream %s: %w", stream, err)
+	}
+	return nil
+}
+
+// Ping checks that the queue's server answers and JetStream is ready.
+func (c *Client) Ping(ctx context.Context) error {
+	if !c.nc.IsConnected() {
+		return fmt.Errorf("queue: not connected to %s (%s)", c.where(), c.nc.Status())
+	}
+	if _, err := c.js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("queue: JetStream: %w", err)
 	}
 	return nil
 }

@@ -162,7 +162,7 @@ func finishedAs(s State) string {
 // or just after it came.
 type cancels struct {
 	mu      sync.Mutex
-	running map[string]context.CancelCauseFunc
+	running map[string]held
 	notices map[string]time.Time // recent notices, by job id
 }
 
@@ -170,9 +170,16 @@ type cancels struct {
 // does not have (yet).
 const noticeKept = time.Minute
 
+// held is a job in a worker's hands.
+type held struct {
+	cancel context.CancelCauseFunc
+	job    RunningJob
+}
+
 // take registers a job the worker is about to run and returns its context,
 // already cancelled if a notice for it came; done unregisters it.
-func (cs *cancels) take(parent context.Context, id string) (ctx context.Context, done func()) {
+func (cs *cancels) take(parent context.Context, info *Info) (ctx context.Context, done func()) {
+	id := info.ID
 	ctx, cancel := context.WithCancelCause(parent)
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
@@ -180,9 +187,9 @@ func (cs *cancels) take(parent context.Context, id string) (ctx context.Context,
 		cancel(errCancelled)
 	}
 	if cs.running == nil {
-		cs.running = map[string]context.CancelCauseFunc{}
+		cs.running = map[string]held{}
 	}
-	cs.running[id] = cancel
+	cs.running[id] = held{cancel, RunningJob{ID: id, Kind: info.Kind, Queue: info.Queue, Since: time.Now()}}
 	return ctx, func() {
 		cs.mu.Lock()
 		defer cs.mu.Unlock()
@@ -195,8 +202,8 @@ func (cs *cancels) take(parent context.Context, id string) (ctx context.Context,
 func (cs *cancels) notice(id string) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	if cancel, ok := cs.running[id]; ok {
-		cancel(errCancelled)
+	if h, ok := cs.running[id]; ok {
+		h.cancel(errCancelled)
 	}
 	now := time.Now()
 	if cs.notices == nil {

@@ -31,6 +31,7 @@
 //
 //	herd.job.<queue>.<priority>.<id>   the job, as enqueued: one message a job
 //	herd.rec.<queue>.<priority>.<id>   its record, once a worker has had it
+//	herd.dead.<queue>.<id>             an empty mark: the job is dead
 //
 // Each subject keeps its last message only, and the last message on
 // herd.*.*.*.<id> is what the queue knows of a job now. The layout was
@@ -71,10 +72,18 @@
 //   - Counts come from the stream's and the consumers' own figures: each
 //     queue has a consumer at each priority from its first job on, and a
 //     consumer knows how many jobs wait and how many are out, however many
-//     there are ([Client.Stats]).
+//     there are; the marks of dead jobs are counted by subject, per queue,
+//     from the stream's index ([Client.Stats]). Pages of jobs are read
+//     from a cursor in the stream, by state, queue, kind, id or error
+//     ([Client.Jobs]), never by counting.
+//   - Running workers say what they run every 5 seconds in a bucket kept
+//     in memory, whose entries expire 20 seconds after a worker's last
+//     word ([Client.Workers], [Client.Drain]): nothing of it is written
+//     to disk.
 //
-// A queue written by an earlier herd (a stream HERD_JOBS) is moved to this
-// layout when a client opens it; stop the earlier herd's workers first.
+// A queue written by an earlier herd (a stream HERD_JOBS, or dead jobs
+// listed in a bucket HERD_DEAD) is moved to this layout when a client
+// opens it; stop the earlier herd's workers first.
 //
 // A job's record says it is running once it has run for 50ms: shorter jobs
 // go straight from queued to their outcome, which saves a store write for

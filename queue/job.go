@@ -179,6 +179,11 @@ func (c *Client) EnqueueBatch(ctx context.Context, jobs []NewJob) ([]string, err
 			failed, which = append(failed, err), append(which, i)
 		}
 	}
+	for i, info := range infos {
+		if errs[i] == nil {
+			c.counts.of(info.Queue).enqueued.Add(1)
+		}
+	}
 	if len(failed) == 0 {
 		return ids, nil
 	}
@@ -370,38 +375,33 @@ func (c *Client) Wait(ctx context.Context, id string) (*Info, error) {
 }
 
 // Dead lists the dead jobs: those that failed their last attempt or failed
-// for good.
+// for good. [Client.Jobs] reads them a page at a time.
 func (c *Client) Dead(ctx context.Context) ([]*Info, error) {
-	keys, err := c.dead.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("queue: dead jobs: %w", err)
-	}
-	defer keys.Stop()
 	var dead []*Info
-	for id := range keys.Keys() {
-		info, err := c.Info(ctx, id)
-		if errors.Is(err, ErrNotFound) {
-			continue // deleted meanwhile
-		}
+	q := JobQuery{State: Dead, Limit: 1024}
+	for {
+		page, err := c.Jobs(ctx, q)
 		if err != nil {
 			return nil, err
 		}
-		if info.State == Dead {
-			dead = append(dead, info)
+		dead = append(dead, page.Jobs...)
+		if page.Next == 0 {
+			return dead, nil
 		}
+		q.After = page.Next
 	}
-	return dead, nil
 }
 
-// Retry puts a dead job back in its queue, with its attempts counted from
-// zero again; its error history is kept.
+// Retry puts a finished job back in its queue, to run again: a dead one
+// most often, or one that was cancelled or succeeded. Its attempts count
+// from zero again; its error history is kept.
 func (c *Client) Retry(ctx context.Context, id string) error {
 	info, rev, err := c.info(ctx, id)
 	if err != nil {
 		return err
 	}
-	if info.State != Dead {
-		return fmt.Errorf("queue: retry %s: the job is %s, not dead", id, info.State)
+	if !info.State.Finished() {
+		return fmt.Errorf("queue: retry %s: the job is %s, not finished", id, info.State)
 	}
 	info.State, info.Attempts, info.RunAt, info.UpdatedAt = Queued, 0, time.Time{}, time.Now()
 	// The job goes back in its queue with a record that says so, which
@@ -419,7 +419,7 @@ func (c *Client) Retry(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("queue: retry %s: %w", id, err)
 	}
-	if err := c.dead.Purge(ctx, id); err != nil {
+	if err := c.stream.Purge(ctx, jetstream.WithPurgeSubject(deadSubject(info))); err != nil {
 		return fmt.Errorf("queue: retry %s: %w", id, err)
 	}
 	if err := c.durable(); err != nil {
@@ -442,7 +442,7 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 	}
 	var errs []error
 	if info.State == Dead {
-		errs = append(errs, c.dead.Purge(ctx, id))
+		errs = append(errs, c.stream.Purge(ctx, jetstream.WithPurgeSubject(deadSubject(info))))
 	}
 	if info.ResultApart {
 		errs = append(errs, c.results.Delete(ctx, id))

@@ -17,18 +17,42 @@ import (
 //
 //	herd.job.<queue>.<priority>.<id>   a job to run: its record as enqueued
 //	herd.rec.<queue>.<priority>.<id>   the job's record once a worker has it
+//	herd.dead.<queue>.<id>             empty: the job is dead
 //
 // A subject keeps only its last message, so a record written again replaces
 // the one before it. The last message on herd.*.*.*.<id> is what the queue
-// knows of a job now.
+// knows of a job now: a dead mark has one token fewer, so it never matches.
+// Counting the marks under herd.dead.<queue>.> counts a queue's dead jobs
+// from the stream's index, without reading them.
 const (
 	streamName    = "HERD"
 	jobRoot       = "herd.job"
 	recRoot       = "herd.rec"
+	deadRoot      = "herd.dead"
 	layoutKey     = "herd.layout"    // stream metadata: the layout's version
 	retentionKey  = "herd.retention" // stream metadata: how long finished records are kept
-	layoutVersion = "2"
+	layoutVersion = "3"
 )
+
+// deadSubject is where a dead job is marked.
+func deadSubject(info *Info) string { return deadRoot + "." + info.Queue + "." + info.ID }
+
+// deadFilter matches the marks of the dead jobs of a named queue, or of
+// every queue.
+func deadFilter(queue string) string {
+	if queue == "" {
+		return deadRoot + ".>"
+	}
+	return deadRoot + "." + queue + ".>"
+}
+
+// newDeadMsg is the message that marks a job dead; it expires with the
+// job's record.
+func (c *Client) newDeadMsg(info *Info) *nats.Msg {
+	m := &nats.Msg{Subject: deadSubject(info), Header: nats.Header{}}
+	m.Header.Set("Nats-TTL", strconv.FormatInt(int64(c.retention/time.Second), 10))
+	return m
+}
 
 // jobSubject is where a job waits to be run.
 func jobSubject(info *Info) string {

@@ -70,3 +70,25 @@ func (c *Client) WatchMeta(ctx context.Context, pattern string) (*Watcher[MetaEn
 		return &MetaEntry{Key: strings.TrimPrefix(subject, prefix), Value: value}, nil
 	})
 }
+
+// ListMeta returns the values whose keys match pattern (as in
+// [Client.Watch]), in the order they were stored.
+func (c *Client) ListMeta(ctx context.Context, pattern string) ([]MetaEntry, error) {
+	w, err := c.meta.Watch(ctx, pattern, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("queue: meta %s: %w", pattern, err)
+	}
+	defer w.Stop()
+	var out []MetaEntry
+	for {
+		select {
+		case e := <-w.Updates():
+			if e == nil {
+				return out, nil // all there was
+			}
+			out = append(out, MetaEntry{Key: e.Key(), Value: e.Value()})
+		case <-ctx.Done():
+			return nil, fmt.Errorf("queue: meta %s: %w", pattern, ctx.Err())
+		}
+	}
+}

@@ -141,3 +141,57 @@ func readStream(ctx context.Context, s jetstream.Stream, fn func(*jetstream.RawS
 		fn(m)
 	}
 }
+
+// layout2Dead is the bucket in which layout 2 kept the ids of dead jobs.
+const layout2Dead = "HERD_DEAD"
+
+// migrateDead moves a queue of layout 2 to this one: each job listed in
+// its dead bucket gets its mark in the stream (the stream takes them
+// already), then the stream says it has this layout, and the bucket goes.
+// A move cut short is done again by the next Open: a mark is stored once
+// by its subject.
+func (c *Client) migrateDead(ctx context.Context) error {
+	kv, err := c.js.KeyValue(ctx, layout2Dead)
+	if err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return fmt.Errorf("migrate: %s: %w", layout2Dead, err)
+	}
+	moved := 0
+	if kv != nil {
+		keys, err := kv.ListKeys(ctx)
+		if err != nil {
+			return fmt.Errorf("migrate: %s: %w", layout2Dead, err)
+		}
+		for id := range keys.Keys() {
+			info, err := c.Info(ctx, id)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				keys.Stop()
+				return fmt.Errorf("migrate: %w", err)
+			}
+			if info.State != Dead {
+				continue
+			}
+			if _, err := c.js.PublishMsg(ctx, c.newDeadMsg(info)); err != nil {
+				keys.Stop()
+				return fmt.Errorf("migrate: marking %s dead: %w", id, err)
+			}
+			moved++
+		}
+	}
+	cfg := c.stream.CachedInfo().Config
+	cfg.Metadata[layoutKey] = layoutVersion
+	s, err := c.js.UpdateStream(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	c.stream, c.upgrade = s, false
+	if kv != nil {
+		if err := c.js.DeleteKeyValue(ctx, layout2Dead); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return fmt.Errorf("migrate: removing %s: %w", layout2Dead, err)
+		}
+	}
+	c.log.Info("queue: moved to layout "+layoutVersion, "dead jobs", moved)
+	return c.durable()
+}

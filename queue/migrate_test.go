@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -73,16 +74,73 @@ func TestMigrateLayout1(t *testing.T) {
 // message that says so, and left as it is.
 func TestUnknownLayoutRefused(t *testing.T) {
 	ns, js := rawJetStream(t)
-	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "HERD", Subjects: []string{"herd.job.>"}, Metadata: map[string]string{"herd.layout": "3"}}); err != nil {
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "HERD", Subjects: []string{"herd.job.>"}, Metadata: map[string]string{"herd.layout": "9"}}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := queue.Open(t.Context(), queue.Config{URL: ns.ClientURL()})
 	if err == nil {
 		c.Close()
-		t.Fatal("Open of a queue in layout 3 = nil error")
+		t.Fatal("Open of a queue in layout 9 = nil error")
 	}
-	if !strings.Contains(err.Error(), `layout "3"`) {
-		t.Errorf("Open of a queue in layout 3 = %v, want an error naming the layout", err)
+	if !strings.Contains(err.Error(), `layout "9"`) {
+		t.Errorf("Open of a queue in layout 9 = %v, want an error naming the layout", err)
+	}
+}
+
+// A queue of layout 2, which listed its dead jobs in a bucket, is moved to
+// this layout when it opens: its dead jobs are counted, listed and retried
+// as any, and the bucket is gone.
+func TestLayout2DeadJobsMoved(t *testing.T) {
+	ns, js := rawJetStream(t)
+	ctx := t.Context()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: "HERD", Subjects: []string{"herd.job.>", "herd.rec.>"}, MaxMsgsPerSubject: 1, AllowDirect: true,
+		AllowAtomicPublish: true, AllowMsgTTL: true, Metadata: map[string]string{"herd.layout": "2", "herd.retention": "168h0m0s"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	rec := fmt.Sprintf(`{"id":"broken","kind":"k","queue":"media","priority":0,"payload":"eA==","state":"dead","attempts":3,"max_attempts":3,"errors":["attempt 3: no"],"enqueued_at":%q,"updated_at":%q}`,
+		now.Format(time.RFC3339Nano), now.Format(time.RFC3339Nano))
+	if _, err := js.Publish(ctx, "herd.rec.media.default.broken", []byte(rec)); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "HERD_DEAD"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "broken", nil); err != nil {
+		t.Fatal(err)
+	}
+
+	c, err := queue.Open(ctx, queue.Config{URL: ns.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	st, err := c.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Dead != 1 {
+		t.Errorf("Stats after the move: dead %d, want 1", st.Dead)
+	}
+	dead, err := c.Dead(ctx)
+	if err != nil || len(dead) != 1 || dead[0].ID != "broken" || dead[0].Errors[0] != "attempt 3: no" {
+		t.Errorf("Dead after the move = %v, %v; want the job broken with its error", dead, err)
+	}
+	if _, err := js.KeyValue(ctx, "HERD_DEAD"); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Errorf("the bucket of layout 2 after the move: %v, want it gone", err)
+	}
+	s, err := js.Stream(ctx, "HERD")
+	if err != nil || s.CachedInfo().Config.Metadata["herd.layout"] != "3" {
+		t.Errorf("the stream after the move: %v, want layout 3", err)
+	}
+	if err := c.Retry(ctx, "broken"); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := c.Stats(ctx); err != nil || st.Dead != 0 {
+		t.Errorf("Stats after the retry: %+v, %v; want no dead job", st, err)
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 )
 
 // outcomes stores the outcomes of a worker's jobs: each job's record, with
-// its result kept apart if it is big, and its id in the dead list if it
+// its result kept apart if it is big, and a mark if it
 // died. A job is settled (acknowledged, or handed back for a retry) only
 // once its outcome is stored.
 //
@@ -44,7 +44,7 @@ type outcome struct {
 	msg    *nats.Msg
 	info   *Info
 	settle func() error // acknowledges the message, or hands it back
-	listed bool         // a dead job's id is in the dead list
+	listed bool         // a dead job is marked dead
 	wait   time.Duration
 }
 
@@ -59,7 +59,7 @@ func (oc *outcomes) store(ctx context.Context, o *outcome) {
 	c := oc.w.c
 	info := o.info
 	if info.State == Dead && !o.listed {
-		if _, err := c.dead.Put(ctx, info.ID, nil); err != nil {
+		if _, err := c.js.PublishMsg(ctx, c.newDeadMsg(info)); err != nil {
 			oc.retry(ctx, o, fullError(err))
 			return
 		}

@@ -174,6 +174,14 @@ func hostPort(what, addr string) (string, int, error) {
 	return host, port, nil
 }
 
+// Open connects a client to the server in process, with no network and no
+// TLS between them. cfg's URL and Dir are ignored; its User and Password, or
+// Token, must be the server's.
+func (s *Server) Open(ctx context.Context, cfg Config) (*Client, error) {
+	cfg.URL, cfg.Dir = "", ""
+	return open(ctx, cfg, s.ns.Server)
+}
+
 // URL is where clients connect: the URL to give [Config.URL].
 func (s *Server) URL() string { return s.ns.ClientURL() }
 

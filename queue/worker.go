@@ -92,7 +92,8 @@ type Worker struct {
 	handlers map[string]Handler
 	stopJobs context.CancelFunc // of the running Run: cancels its jobs
 	aborted  bool
-	cancels  cancels // the jobs in hand, for Client.Cancel
+	cancels  cancels // the jobs in hand, for Client.Cancel and the heartbeat
+	done     atomic.Uint64
 }
 
 // NewWorker returns a worker taking jobs from this client's queue.
@@ -201,6 +202,14 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer stopSchedules()
 	scheduler.Go(func() { w.schedule(schedCtx) })
 
+	// The heartbeat goes on while running jobs finish, and stops last.
+	presence := newPresence(w.cfg)
+	beatCtx, stopBeat := context.WithCancel(context.WithoutCancel(ctx))
+	var beats sync.WaitGroup
+	defer beats.Wait()
+	defer stopBeat()
+	beats.Go(func() { w.beat(beatCtx, presence, w.done.Load) })
+
 	var running atomic.Int64
 	free := make(chan struct{}, 1) // a slot came free
 	outcomes := &outcomes{w: w, stop: jobsCtx.Done(), settled: free}
@@ -221,6 +230,13 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			continue
 		}
+		if presence.draining.Load() { // asked to take no new jobs (Client.Drain)
+			select {
+			case <-presence.changed:
+			case <-ctx.Done():
+			}
+			continue
+		}
 		// Take up to twice the concurrency: jobs waiting in the pool's
 		// queue start the moment a slot frees, without a round trip. And
 		// no more while maxUnsettled jobs wait for their outcomes to be
@@ -234,6 +250,12 @@ func (w *Worker) Run(ctx context.Context) error {
 			continue
 		}
 		msgs := w.fetch(ctx, p, names, n)
+		if presence.draining.Load() { // asked meanwhile: hand them back
+			for _, m := range msgs {
+				m.Nak()
+			}
+			continue
+		}
 		stale.refresh(ctx, w.c)
 		for _, d := range w.prepare(ctx, msgs, stale.upTo) {
 			running.Add(1)
@@ -596,7 +618,7 @@ func (w *Worker) handle(jobsCtx, runCtx context.Context, d delivery, outcomes *o
 		return
 	}
 	ctx := context.WithoutCancel(jobsCtx)
-	jobCtx, done := w.cancels.take(jobsCtx, info.ID)
+	jobCtx, done := w.cancels.take(jobsCtx, info)
 	defer done()
 	if context.Cause(jobCtx) == errCancelled { // cancelled while it waited for a slot
 		info.State, info.UpdatedAt = Cancelled, time.Now()
@@ -619,12 +641,19 @@ func (w *Worker) handle(jobsCtx, runCtx context.Context, d delivery, outcomes *o
 			w.c.commit.add(ctx, &write{msg: m, done: func(error) {}}) // only news: nobody waits for it
 		}
 	})
+	started := time.Now()
+	w.c.counts.started(info, started)
 	result, err := w.run(jobCtx, msg, info)
+	ran := time.Since(started)
+	w.done.Add(1)
 	if !t.Stop() {
 		<-recorded
 	}
 	info.UpdatedAt = time.Now()
-	finish := func(settle func() error) { outcomes.add(ctx, msg, info, settle) }
+	finish := func(settle func() error) {
+		w.c.counts.finished(info, ran)
+		outcomes.add(ctx, msg, info, settle)
+	}
 	select {
 	case <-reconnected:
 		// The connection was lost while the job ran: look whether it was

@@ -1,0 +1,236 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// JobQuery selects jobs for [Client.Jobs]. The zero value selects the
+// first page of the jobs still in the queue (waiting, running or waiting
+// to retry), oldest first.
+type JobQuery struct {
+	// State selects jobs in one state; "" means every job not finished.
+	State State
+	// Queue is a named queue; "" means every queue.
+	Queue string
+	// Kind, if set, is the kind of the jobs; IDPrefix the start of their
+	// ids; Error text that one of their errors contains.
+	Kind, IDPrefix, Error string
+	// After is where the page starts: [JobPage.Next] of the page before.
+	// Zero means the first page.
+	After uint64
+	// Limit is the most jobs on the page; zero means 50.
+	Limit int
+}
+
+// JobPage is a page of jobs, oldest first.
+type JobPage struct {
+	Jobs []*Info `json:"jobs"`
+	// Next is the cursor of the next page (JobQuery.After), zero at the
+	// end. A page may hold fewer jobs than asked for, even none, and have
+	// a next page: a page reads at most scanLimit jobs to fill itself, so
+	// that a filter few jobs match answers as fast as any.
+	Next uint64 `json:"next,omitempty"`
+}
+
+// scanLimit is the most stored messages one page reads.
+const scanLimit = 4096
+
+// Jobs returns a page of the jobs that q selects. It reads the jobs in
+// the order they were stored, from the cursor on, and never counts them:
+// a page of a queue of millions comes as fast as one of a dozen. Waiting,
+// running and retrying jobs are read from the queue, dead ones from their
+// marks, succeeded and cancelled ones from their records (kept for the
+// queue's retention).
+func (c *Client) Jobs(ctx context.Context, q JobQuery) (*JobPage, error) {
+	if q.Limit <= 0 {
+		q.Limit = 50
+	}
+	if q.Queue != "" && !validQueue(q.Queue) {
+		return nil, fmt.Errorf("queue: jobs: queue %q: want letters, digits and - _ = /", q.Queue)
+	}
+	var filter string
+	switch q.State {
+	case "", Queued, Scheduled, Running, Retrying:
+		filter = queueFilter(q.Queue)
+	case Dead:
+		filter = deadFilter(q.Queue)
+	case Succeeded, Cancelled:
+		filter = recRoot + ".>"
+		if q.Queue != "" {
+			filter = recRoot + "." + q.Queue + ".>"
+		}
+	default:
+		return nil, fmt.Errorf("queue: jobs: no state %q", q.State)
+	}
+	page := &JobPage{}
+	seq, scanned := max(q.After, 1), 0
+	for scanned < scanLimit {
+		batch := min(256, scanLimit-scanned)
+		msgs, err := c.directGet(ctx, map[string]any{"seq": seq, "next_by_subj": filter, "batch": batch}, batch)
+		if err != nil {
+			return nil, fmt.Errorf("queue: jobs: %w", err)
+		}
+		scanned += len(msgs)
+		infos, err := c.pageInfos(ctx, q.State, msgs)
+		if err != nil {
+			return nil, fmt.Errorf("queue: jobs: %w", err)
+		}
+		for i, info := range infos {
+			if info == nil || !q.matches(info) {
+				continue
+			}
+			page.Jobs = append(page.Jobs, info)
+			if len(page.Jobs) == q.Limit {
+				if i+1 < len(msgs) || len(msgs) == batch {
+					page.Next = msgs[i].seq + 1
+				}
+				return page, nil
+			}
+		}
+		if len(msgs) < batch {
+			return page, nil // the end
+		}
+		seq = msgs[len(msgs)-1].seq + 1
+	}
+	page.Next = seq
+	return page, nil
+}
+
+// pageInfos returns the current record of the job of each message read
+// for a page of jobs in state (nil where there is none to show).
+func (c *Client) pageInfos(ctx context.Context, state State, msgs []storedMsg) ([]*Info, error) {
+	infos := make([]*Info, len(msgs))
+	switch state {
+	case Dead: // marks: the records are read by id
+		ids := make([]string, len(msgs))
+		for i, m := range msgs {
+			ids[i] = deadIDOf(m.subject)
+		}
+		byID, err := c.records(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		for i, id := range ids {
+			if info := byID[id]; info != nil && info.State == Dead {
+				infos[i] = info
+			}
+		}
+		return infos, nil
+	case Succeeded, Cancelled: // records
+		for i, m := range msgs {
+			info := new(Info)
+			if json.Unmarshal(m.data, info) == nil && info.State == state {
+				infos[i] = info
+			}
+		}
+		return infos, nil
+	}
+	// Jobs still in the queue, with their records if newer.
+	seqs := make([]uint64, len(msgs))
+	for i, m := range msgs {
+		info := new(Info)
+		if json.Unmarshal(m.data, info) == nil && info.ID != "" {
+			infos[i], seqs[i] = info, m.seq
+		}
+	}
+	have := infos[:0:0]
+	var haveSeqs []uint64
+	var at []int
+	for i, info := range infos {
+		if info != nil {
+			have, haveSeqs, at = append(have, info), append(haveSeqs, seqs[i]), append(at, i)
+		}
+	}
+	cur, err := c.current(ctx, have, haveSeqs)
+	if err != nil {
+		return nil, err
+	}
+	for k, info := range cur {
+		i := at[k]
+		infos[i] = nil
+		if info.State.Finished() || (state != "" && info.State != state) {
+			continue
+		}
+		infos[i] = info
+	}
+	return infos, nil
+}
+
+// matches reports whether a job is one that q selects, its state aside.
+func (q *JobQuery) matches(info *Info) bool {
+	if q.Kind != "" && info.Kind != q.Kind {
+		return false
+	}
+	if !strings.HasPrefix(info.ID, q.IDPrefix) {
+		return false
+	}
+	if q.Error != "" {
+		for _, e := range info.Errors {
+			if strings.Contains(e, q.Error) {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// deadIDOf returns the id in a dead mark's subject: what follows its
+// third dot.
+func deadIDOf(subject string) string {
+	for range 3 {
+		i := strings.IndexByte(subject, '.')
+		if i < 0 {
+			return ""
+		}
+		subject = subject[i+1:]
+	}
+	return subject
+}
+
+// Infos returns what the queue knows now of the jobs with the given ids,
+// by id, reading them 256 at a time: an id the queue knows nothing of is
+// left out. Big results kept apart are not read back ([Client.Info] does).
+func (c *Client) Infos(ctx context.Context, ids []string) (map[string]*Info, error) {
+	infos, err := c.records(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("queue: jobs: %w", err)
+	}
+	return infos, nil
+}
+
+// records returns what the queue knows now of the jobs with the given
+// ids, by id (none for an id it knows nothing of), reading them in one
+// request per 256.
+func (c *Client) records(ctx context.Context, ids []string) (map[string]*Info, error) {
+	out := make(map[string]*Info, len(ids))
+	newest := make(map[string]uint64, len(ids))
+	for start := 0; start < len(ids); start += 256 {
+		chunk := ids[start:min(start+256, len(ids))]
+		subjects := make([]string, 0, len(chunk))
+		for _, id := range chunk {
+			if validID(id) {
+				subjects = append(subjects, idSubject(id))
+			}
+		}
+		// Each id has up to two subjects: its job's and its record's.
+		msgs, err := c.lasts(ctx, subjects, 2*len(subjects))
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range msgs {
+			id := idOf(m.subject)
+			if m.seq < newest[id] {
+				continue
+			}
+			info := new(Info)
+			if json.Unmarshal(m.data, info) == nil {
+				out[id], newest[id] = info, m.seq
+			}
+		}
+	}
+	return out, nil
+}
