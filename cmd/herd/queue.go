@@ -31,6 +31,7 @@ func newQueueCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command 
 	}
 	cmd.AddCommand(
 		newServeCommand(sigs),
+		newUICommand(ctx, sigs),
 		newStatsCommand(ctx),
 		newLsCommand(ctx),
 		newInspectCommand(ctx),

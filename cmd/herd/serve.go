@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -31,10 +32,15 @@ Several servers form a cluster with --cluster-name, --cluster-listen and --route
 that the queue goes on when one is lost. Give the clients every server's URL,
 comma-separated.
 
+--http 127.0.0.1:8080 serves a live dashboard of the queue beside it (its queues, the
+runs of herd run --queue, jobs, dead jobs, workers), /metrics for Prometheus, and
+/healthz and /readyz; herd queue ui serves the same for a queue elsewhere.
+
 It runs until SIGINT or SIGTERM, then stops cleanly.`
 
 func newServeCommand(sigs <-chan os.Signal) *cobra.Command {
 	var cfg queue.ServerConfig
+	var h httpFlags
 	var tlsCert, tlsKey, routes, maxStore string
 	cmd := &cobra.Command{
 		Use:   "serve [--listen HOST:PORT] [--dir FOLDER]",
@@ -85,8 +91,11 @@ func newServeCommand(sigs <-chan os.Signal) *cobra.Command {
 					return err
 				}
 			}
+			if err := h.check(); err != nil {
+				return err
+			}
 			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			return serve(cfg, sigs, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return serve(cfg, h, sigs, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
@@ -105,13 +114,27 @@ func newServeCommand(sigs <-chan os.Signal) *cobra.Command {
 	f.StringVar(&cfg.Cluster.Listen, "cluster-listen", "", "listen for the cluster's other servers on `HOST:PORT`")
 	f.StringVar(&routes, "routes", "", "the cluster's servers: nats-route://HOST:PORT[,...]")
 	f.IntVar(&cfg.Replicas, "replicas", 0, "keep each job on `N` servers of the cluster (default: as the queue is, or 1)")
+	h.add(f, "the live dashboard, /metrics and /healthz", true)
 	return cmd
 }
 
-func serve(cfg queue.ServerConfig, sigs <-chan os.Signal, stdout, stderr io.Writer) error {
+func serve(cfg queue.ServerConfig, h httpFlags, sigs <-chan os.Signal, stdout, stderr io.Writer) error {
 	srv, err := queue.Serve(cfg)
 	if err != nil {
 		return err
+	}
+	defer srv.Close()
+	if h.addr != "" {
+		c, err := srv.Open(context.Background(), queue.Config{User: cfg.User, Password: cfg.Password, Token: cfg.Token, Logger: cfg.Logger})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		stop, err := serveHTTP(h.config(c, stderr), "dashboard", stderr)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	durability := "every write flushed to disk"
 	if cfg.SyncInterval > 0 {
@@ -123,6 +146,5 @@ func serve(cfg queue.ServerConfig, sigs <-chan os.Signal, stdout, stderr io.Writ
 	fmt.Fprintf(stdout, "  submitters:  herd run --queue %s COMMAND ::: INPUTS\n", url)
 	s := <-sigs
 	fmt.Fprintf(stderr, "herd queue serve: got %v: stopping\n", s)
-	srv.Close()
 	return nil
 }

@@ -30,6 +30,9 @@ Anyone who can put jobs on the queue can run commands here: protect a queue that
 others can reach with --user/--password, --token or --creds on the server (herd
 queue serve), and TLS.
 
+--http 127.0.0.1:9090 serves the worker's /metrics for Prometheus (jobs finished by
+outcome, their durations and waits, and the queue's figures), /healthz and /readyz.
+
 A worker that stops on SIGINT or SIGTERM takes no more jobs and lets the running ones
 finish for up to --shutdown-timeout; a second signal (or the end of that time) kills
 them and hands them back to the queue, for another worker to run from the start. A
@@ -43,6 +46,7 @@ type workOptions struct {
 	lease           time.Duration
 	shutdownTimeout time.Duration
 	filesHere       bool
+	http            httpFlags
 }
 
 func newWorkCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
@@ -57,6 +61,9 @@ func newWorkCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			n, err := parseJobs(o.jobs, runtime.NumCPU())
 			if err != nil {
+				return err
+			}
+			if err := o.http.check(); err != nil {
 				return err
 			}
 			if o.lease <= 0 || o.shutdownTimeout < 0 {
@@ -76,6 +83,7 @@ func newWorkCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 	// (--transfer, --return) are where it runs them already.
 	f.BoolVar(&o.filesHere, "files-here", false, "the files of --transfer and --return are here: fetch, send back and remove none")
 	f.MarkHidden("files-here")
+	o.http.add(f, "this worker's /metrics, /healthz and /readyz", false)
 	return cmd
 }
 
@@ -103,6 +111,15 @@ func (o *workOptions) work(ctx context.Context, n int, sigs <-chan os.Signal, st
 	defer rw.Close()
 	rw.Files, rw.FilesHere = c, o.filesHere
 	w.Handle(remote.Kind, rw.Handle)
+	if o.http.addr != "" {
+		cfg := o.http.config(c, stderr)
+		cfg.MetricsOnly = true
+		stopHTTP, err := serveHTTP(cfg, "metrics", stderr)
+		if err != nil {
+			return fail(err)
+		}
+		defer stopHTTP()
+	}
 
 	// The worker hears of runs that are stopped.
 	watchCtx, stopWatch := context.WithCancel(ctx)

@@ -62,6 +62,18 @@ func openJoblog(path string, keep bool) (*joblog, error) {
 // write appends the row of a finished job.
 // A job that ran here has ":" for its host, as in GNU parallel.
 func (l *joblog) write(seq int, host string, res command.Result, sent, received int64, line string) error {
+	row := JoblogRow(seq, host, res, sent, received, line)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, err := l.f.WriteString(row)
+	return err
+}
+
+// JoblogHeader is the first line of a job log.
+const JoblogHeader = joblogHeader
+
+// JoblogRow is the job log's row of a finished job, newline included.
+func JoblogRow(seq int, host string, res command.Result, sent, received int64, line string) string {
 	if host == "" {
 		host = ":"
 	}
@@ -72,13 +84,9 @@ func (l *joblog) write(seq int, host string, res command.Result, sent, received 
 		// (a time limit, --halt now), Exitval -1.
 		exit = 0
 	}
-	row := fmt.Sprintf("%d\t%s\t%.3f\t%10.3f\t%d\t%d\t%d\t%d\t%s\n",
+	return fmt.Sprintf("%d\t%s\t%.3f\t%10.3f\t%d\t%d\t%d\t%d\t%s\n",
 		seq, logCommand(host), float64(res.Start.UnixMilli())/1000, res.Duration.Seconds(), sent, received,
 		exit, res.Signal, logCommand(line))
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	_, err := l.f.WriteString(row)
-	return err
 }
 
 func (l *joblog) Close() error { return l.f.Close() }

@@ -214,10 +214,18 @@ func (w *runWatch) stop() error {
 	return w.w.Stop()
 }
 
-// update changes the run's state and stores it.
+// update changes the run's state and stores it. A stop stored by another
+// program (the dashboard, remote.Stop) is kept.
 func (rm *remote) update(ctx context.Context, change func(*State)) error {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
+	if rm.state.Stopped != "now" {
+		var stored State
+		if b, err := rm.client.Meta(ctx, RunKey(rm.run)); err == nil && json.Unmarshal(b, &stored) == nil &&
+			(stored.Stopped == "now" || stored.Stopped == "soon" && rm.state.Stopped == "") {
+			rm.state.Stopped = stored.Stopped
+		}
+	}
 	change(&rm.state)
 	b, err := json.Marshal(rm.state)
 	if err != nil {

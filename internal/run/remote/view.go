@@ -1,0 +1,105 @@
+package remote
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goherd/herd/internal/command"
+	"github.com/goherd/herd/internal/run"
+	"github.com/goherd/herd/queue"
+)
+
+// JobView is a command job of a run as the queue keeps it, decoded for a
+// person to read: what the dashboard shows of it.
+type JobView struct {
+	ID       string        `json:"id"`
+	Seq      int           `json:"seq"`
+	State    queue.State   `json:"state"`
+	Attempts int           `json:"attempts"`
+	Line     string        `json:"line"` // the command line, as run once it ran
+	Host     string        `json:"host,omitempty"`
+	Start    time.Time     `json:"start,omitzero"`
+	Duration time.Duration `json:"duration,omitempty"`
+	Exit     int           `json:"exit"`
+	Signal   int           `json:"signal,omitempty"`
+	Skipped  bool          `json:"skipped,omitempty"` // never started: the run was stopped
+	Err      string        `json:"error,omitempty"`
+	Stdout   string        `json:"stdout,omitempty"`
+	Stderr   string        `json:"stderr,omitempty"`
+	Finished bool          `json:"finished"`
+	Failed   bool          `json:"failed"` // finished, and not with exit status 0
+}
+
+// View decodes a command job's record.
+func View(info *queue.Info) JobView {
+	v := JobView{ID: info.ID, State: info.State, Attempts: info.Attempts, Finished: info.State.Finished()}
+	var j Job
+	if json.Unmarshal(info.Payload, &j) == nil {
+		v.Seq, v.Line = j.Seq, run.Shown(j.Line, 0)
+	}
+	if v.Seq == 0 {
+		_, seq, _ := strings.Cut(info.ID, ".")
+		v.Seq, _ = strconv.Atoi(seq)
+	}
+	var res Result
+	switch {
+	case !v.Finished:
+	case info.State == queue.Cancelled:
+		v.Exit, v.Err, v.Start = -1, "cancelled", info.UpdatedAt
+	case info.State == queue.Dead || json.Unmarshal(info.Result, &res) != nil:
+		v.Exit, v.Err, v.Start = -1, "the queue gave up on it", info.UpdatedAt
+		if n := len(info.Errors); n > 0 {
+			v.Err, _, _ = strings.Cut(info.Errors[n-1], "\n")
+		}
+	case res.Skipped:
+		v.Skipped, v.Exit = true, -1
+	default:
+		v.Host, v.Start, v.Duration, v.Exit, v.Signal, v.Err = res.Host, res.Start, res.Duration, res.Exit, res.Signal, res.Err
+		if res.Line != "" {
+			v.Line = run.Shown(res.Line, res.Slot)
+		}
+		v.Stdout, v.Stderr = string(res.Stdout), string(res.Stderr)
+	}
+	v.Failed = v.Finished && (v.Exit != 0 || v.Signal != 0 || v.Skipped)
+	return v
+}
+
+// JoblogRow is the job's row in GNU parallel's job log; "" until it has
+// finished, and for a job that never started.
+func (v JobView) JoblogRow() string {
+	if !v.Finished || v.Skipped {
+		return ""
+	}
+	res := command.Result{Start: v.Start, Duration: v.Duration, Exit: v.Exit, Signal: v.Signal}
+	return run.JoblogRow(v.Seq, v.Host, res, 0, int64(len(v.Stdout)), v.Line)
+}
+
+// Stop stops a run of herd run --queue as --halt does, from anywhere: with
+// now false, its jobs not started yet do not start; with now true, its
+// running jobs are killed too. The workers see it within moments.
+func Stop(ctx context.Context, c *queue.Client, runID string, now bool) error {
+	b, err := c.Meta(ctx, RunKey(runID))
+	if err != nil {
+		return err
+	}
+	var st State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return fmt.Errorf("run %s: %w", runID, err)
+	}
+	how := "soon"
+	if now {
+		how = "now"
+	}
+	if st.Stopped == "now" || st.Stopped == how {
+		return nil
+	}
+	st.Stopped = how
+	if b, err = json.Marshal(st); err != nil {
+		return err
+	}
+	return c.PutMeta(ctx, RunKey(runID), b)
+}

@@ -1,0 +1,357 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/goherd/herd/queue"
+)
+
+//go:embed templates static
+var files embed.FS
+
+// The overview samples the queue's figures every sampleEvery, and keeps
+// them for chartSpan, for the rates and the chart.
+const (
+	sampleEvery = 2 * time.Second
+	chartSpan   = 5 * time.Minute
+	liveEvery   = time.Second
+)
+
+// dashboard serves the pages and their JSON twins.
+type dashboard struct {
+	cfg  Config
+	c    *queue.Client
+	log  *slog.Logger
+	tmpl map[string]*template.Template // by page
+	runs *runs
+	mux  *http.ServeMux // the server's routes, which render live parts
+
+	mu      sync.Mutex
+	samples []sample // oldest first, over chartSpan
+
+	bg       sync.WaitGroup // the sampler
+	stopBg   context.CancelFunc
+	streams  context.Context // live pages end when it is done
+	endLives context.CancelFunc
+}
+
+// sample is the queue's figures at one moment.
+type sample struct {
+	at      time.Time
+	settled map[string]uint64 // by queue: jobs handed out and no longer in flight
+	waiting uint64
+}
+
+func newDashboard(cfg Config, log *slog.Logger) (*dashboard, error) {
+	d := &dashboard{cfg: cfg, c: cfg.Queue, log: log, tmpl: map[string]*template.Template{}}
+	d.runs = newRuns(cfg.Queue)
+	d.streams, d.endLives = context.WithCancel(context.Background())
+	funcs := template.FuncMap{
+		"ago":      ago,
+		"duration": roundDuration,
+		"query":    withQuery,
+		"trunc":    truncate,
+		"when":     func(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") },
+		"json":     func(b []byte) string { return truncate(string(b), 4096) },
+		"add":      func(a, b int) int { return a + b },
+		"link":     func(encoded string) template.URL { return template.URL(encoded) }, // url.Values.Encode's
+	}
+	pages, err := fs.Glob(files, "templates/page_*.html")
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range pages {
+		name := strings.TrimSuffix(strings.TrimPrefix(p, "templates/page_"), ".html")
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html", p)
+		if err != nil {
+			return nil, fmt.Errorf("web: template %s: %w", name, err)
+		}
+		d.tmpl[name] = t
+	}
+	return d, nil
+}
+
+func (d *dashboard) routes(mux *http.ServeMux) {
+	d.mux = mux
+	static, _ := fs.Sub(files, "static")
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	mux.HandleFunc("GET /events", d.events)
+
+	page := func(pattern, name string, data func(*http.Request) (any, error)) {
+		mux.HandleFunc("GET "+pattern, func(w http.ResponseWriter, r *http.Request) { d.page(w, r, name, data) })
+		mux.HandleFunc("GET /api"+pattern, func(w http.ResponseWriter, r *http.Request) { d.api(w, r, data) })
+	}
+	page("/{$}", "overview", d.overview)
+	page("/runs", "runs", d.runList)
+	page("/runs/{id}", "run", d.run)
+	page("/jobs", "jobs", d.jobs)
+	page("/jobs/{id}", "job", d.job)
+	page("/workers", "workers", d.workers)
+	mux.HandleFunc("GET /runs/{id}/joblog", d.joblog)
+
+	d.action(mux, "/jobs/{id}/retry", d.retryJob)
+	d.action(mux, "/jobs/{id}/delete", d.deleteJob)
+	d.action(mux, "/jobs/{id}/cancel", d.cancelJob)
+	d.action(mux, "/dead/retry", d.bulk(true))
+	d.action(mux, "/dead/delete", d.bulk(false))
+	d.action(mux, "/runs/{id}/stop", d.stopRun)
+	d.action(mux, "/runs/{id}/retry", d.retryRun)
+	d.action(mux, "/workers/{id}/drain", d.drain)
+}
+
+// action routes a POST that changes the queue: refused when read-only; on
+// success, the browser goes where it returns (a form's "back" field by
+// default), and an API client gets 204.
+func (d *dashboard) action(mux *http.ServeMux, pattern string, do func(*http.Request) (string, error)) {
+	h := func(w http.ResponseWriter, r *http.Request) {
+		if d.cfg.ReadOnly {
+			http.Error(w, "herd: the dashboard is read-only", http.StatusForbidden)
+			return
+		}
+		if err := r.ParseForm(); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		to, err := do(r)
+		if err != nil {
+			status := http.StatusBadRequest
+			if errorsIsNotFound(err) {
+				status = http.StatusNotFound
+			}
+			http.Error(w, err.Error(), status)
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		if back := r.PostFormValue("back"); strings.HasPrefix(back, "/") && !strings.HasPrefix(back, "//") {
+			to = back
+		}
+		http.Redirect(w, r, to, http.StatusSeeOther)
+	}
+	mux.HandleFunc("POST "+pattern, h)
+	mux.HandleFunc("POST /api"+pattern, h)
+}
+
+// view is what every page's template gets.
+type view struct {
+	Title    string
+	Path     string // the page's path and query, for its live stream
+	ReadOnly bool
+	Version  string
+	Data     any
+	Query    url.Values
+}
+
+func (d *dashboard) page(w http.ResponseWriter, r *http.Request, name string, data func(*http.Request) (any, error)) {
+	v, err := data(r)
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	var buf bytes.Buffer
+	err = d.tmpl[name].Execute(&buf, view{Title: name, Path: r.URL.RequestURI(), ReadOnly: d.cfg.ReadOnly, Version: d.cfg.Version, Data: v, Query: r.URL.Query()})
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Write(buf.Bytes())
+}
+
+func (d *dashboard) api(w http.ResponseWriter, r *http.Request, data func(*http.Request) (any, error)) {
+	v, err := data(r)
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func (d *dashboard) fail(w http.ResponseWriter, err error) {
+	if errorsIsNotFound(err) {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	if bad, ok := err.(badRequest); ok {
+		http.Error(w, bad.Error(), http.StatusBadRequest)
+		return
+	}
+	d.log.Error("web: page", "error", err)
+	http.Error(w, "herd: "+err.Error(), http.StatusBadGateway)
+}
+
+// badRequest is an error in what the request asked for.
+type badRequest struct{ error }
+
+// events streams the live part of the page named by ?page= as server-sent
+// events: rendered again every second, and sent when it changes. The page
+// closes the stream while its tab is hidden.
+func (d *dashboard) events(w http.ResponseWriter, r *http.Request) {
+	u, err := url.Parse(r.URL.Query().Get("page"))
+	if err != nil || !strings.HasPrefix(u.Path, "/") {
+		http.Error(w, "herd: events: want ?page=PATH", http.StatusBadRequest)
+		return
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "herd: events: streaming not supported", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	var last []byte
+	t := time.NewTicker(liveEvery)
+	defer t.Stop()
+	for {
+		req := r.Clone(r.Context())
+		req.URL, req.RequestURI, req.Method = u, u.RequestURI(), http.MethodGet
+		rec := &recorder{header: http.Header{}}
+		d.mux.ServeHTTP(rec, req) // a GET of the page itself, answered in process
+		if live := liveOf(rec.body.Bytes()); rec.status == 0 && !bytes.Equal(live, last) {
+			last = live
+			data, _ := json.Marshal(string(live))
+			fmt.Fprintf(w, "event: live\ndata: %s\n\n", data)
+			flusher.Flush()
+		}
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			return
+		case <-d.streams.Done():
+			return
+		}
+	}
+}
+
+// liveOf returns the live part of a rendered page: what its
+// <main id="live"> holds.
+func liveOf(page []byte) []byte {
+	const open, end = `<main id="live">`, `</main>`
+	i := bytes.Index(page, []byte(open))
+	j := bytes.LastIndex(page, []byte(end))
+	if i < 0 || j < i {
+		return nil
+	}
+	return page[i+len(open) : j]
+}
+
+type recorder struct {
+	header http.Header
+	body   bytes.Buffer
+	status int // 0: 200
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+func (r *recorder) Write(b []byte) (int, error) {
+	return r.body.Write(b)
+}
+func (r *recorder) WriteHeader(code int) {
+	if code != http.StatusOK {
+		r.status = code
+	}
+}
+
+// start starts the sampler; stop stops it and waits for it.
+func (d *dashboard) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	d.stopBg = cancel
+	d.bg.Go(func() {
+		t := time.NewTicker(sampleEvery)
+		defer t.Stop()
+		for {
+			d.sample(ctx)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+}
+
+func (d *dashboard) stop() {
+	if d.stopBg != nil {
+		d.stopBg()
+	}
+	d.bg.Wait()
+	d.endLives()
+}
+
+func (d *dashboard) closeStreams() { d.endLives() }
+
+func (d *dashboard) sample(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := d.c.Stats(ctx)
+	if err != nil {
+		return
+	}
+	s := sample{at: time.Now(), settled: map[string]uint64{}}
+	for _, q := range st.Queues {
+		s.settled[q.Queue] += q.Delivered - uint64(q.InFlight)
+		s.waiting += q.Waiting
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.samples = append(d.samples, s)
+	cut := 0
+	for cut < len(d.samples) && s.at.Sub(d.samples[cut].at) > chartSpan {
+		cut++
+	}
+	d.samples = slices.Delete(d.samples, 0, cut)
+}
+
+// rates returns the jobs settled per second in each queue over the last
+// ten seconds or so, and the series of all queues' for the chart.
+func (d *dashboard) rates() (map[string]float64, []point) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	rates := map[string]float64{}
+	n := len(d.samples)
+	if n >= 2 {
+		last, first := d.samples[n-1], d.samples[max(0, n-6)]
+		if dt := last.at.Sub(first.at).Seconds(); dt > 0 {
+			for q, v := range last.settled {
+				if v >= first.settled[q] {
+					rates[q] = float64(v-first.settled[q]) / dt
+				}
+			}
+		}
+	}
+	var series []point
+	for i := 1; i < n; i++ {
+		a, b := d.samples[i-1], d.samples[i]
+		var settled uint64
+		for q, v := range b.settled {
+			if v >= a.settled[q] {
+				settled += v - a.settled[q]
+			}
+		}
+		series = append(series, point{at: b.at, rate: float64(settled) / b.at.Sub(a.at).Seconds(), waiting: b.waiting})
+	}
+	return rates, series
+}
+
+type point struct {
+	at      time.Time
+	rate    float64
+	waiting uint64
+}

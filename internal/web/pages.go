@@ -1,0 +1,291 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goherd/herd/queue"
+)
+
+// QueueRow is a named queue's figures on the overview: its priorities
+// added up.
+type QueueRow struct {
+	Queue         string        `json:"queue"`
+	Waiting       uint64        `json:"waiting"`   // not handed to a worker yet, scheduled ones included
+	Running       int           `json:"running"`   // in the workers' hands, as their heartbeats say
+	InFlight      int           `json:"in_flight"` // handed out: running, or held for a retry or its time
+	Later         int           `json:"later"`     // in flight but not running: retrying or scheduled
+	Dead          uint64        `json:"dead"`
+	Paused        bool          `json:"paused,omitempty"`
+	OldestWaiting time.Duration `json:"oldest_waiting_ns"`
+	Rate          float64       `json:"settled_per_second"`
+}
+
+// Overview is the overview page's data.
+type Overview struct {
+	Queues  []QueueRow    `json:"queues"`
+	Dead    uint64        `json:"dead"`
+	Records uint64        `json:"records"`
+	Workers int           `json:"workers"`
+	Chart   template.HTML `json:"-"`
+}
+
+// summarize adds up a queue's priorities.
+func summarize(st *queue.Stats, now time.Time) []QueueRow {
+	var rows []QueueRow
+	for _, q := range st.Queues {
+		if len(rows) == 0 || rows[len(rows)-1].Queue != q.Queue {
+			rows = append(rows, QueueRow{Queue: q.Queue, Dead: st.DeadIn[q.Queue]})
+		}
+		r := &rows[len(rows)-1]
+		r.Waiting += q.Waiting
+		r.InFlight += q.InFlight
+		r.Paused = r.Paused || q.Paused
+		if !q.Oldest.IsZero() {
+			r.OldestWaiting = max(r.OldestWaiting, now.Sub(q.Oldest))
+		}
+	}
+	return rows
+}
+
+func (d *dashboard) overview(r *http.Request) (any, error) {
+	st, err := d.c.Stats(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	ws, err := d.c.Workers(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	running := map[string]int{}
+	for _, w := range ws {
+		for _, j := range w.Running {
+			running[j.Queue]++
+		}
+	}
+	rates, series := d.rates()
+	o := &Overview{Queues: summarize(st, time.Now()), Dead: st.Dead, Records: st.Records, Workers: len(ws), Chart: chart(series)}
+	for i := range o.Queues {
+		q := &o.Queues[i]
+		q.Running = min(running[q.Queue], q.InFlight)
+		q.Later = q.InFlight - q.Running
+		q.Rate = rates[q.Queue]
+	}
+	return o, nil
+}
+
+// chart draws the jobs settled per second and waiting over the last
+// minutes, as SVG made of numbers only.
+func chart(series []point) template.HTML {
+	const w, h = 600.0, 120.0
+	if len(series) < 2 {
+		return `<p class="muted">The chart fills in as the dashboard samples the queue, every 2 seconds.</p>`
+	}
+	var top float64
+	var topWaiting uint64
+	for _, p := range series {
+		top, topWaiting = max(top, p.rate), max(topWaiting, p.waiting)
+	}
+	top, topWaiting = max(top, 1), max(topWaiting, 1)
+	start := series[len(series)-1].at.Add(-chartSpan)
+	line := func(y func(point) float64) string {
+		var b strings.Builder
+		for _, p := range series {
+			x := p.at.Sub(start).Seconds() / chartSpan.Seconds() * w
+			fmt.Fprintf(&b, "%.1f,%.1f ", x, h-y(p)*(h-4)-2)
+		}
+		return b.String()
+	}
+	return template.HTML(fmt.Sprintf(`<svg class="chart" viewBox="0 0 %.0f %.0f" role="img" aria-label="jobs settled per second (up to %.0f) and waiting (up to %d) over the last 5 minutes">`+
+		`<polyline class="waiting" points="%s"/><polyline class="rate" points="%s"/></svg>`+
+		`<p class="legend"><span class="rate">settled/s, up to %.1f</span> <span class="waiting">waiting, up to %d</span> · last 5 minutes</p>`,
+		w, h, top, topWaiting,
+		line(func(p point) float64 { return float64(p.waiting) / float64(topWaiting) }),
+		line(func(p point) float64 { return p.rate / top }),
+		top, topWaiting))
+}
+
+// JobsPage is the jobs page's data.
+type JobsPage struct {
+	Query  queue.JobQuery `json:"query"`
+	Jobs   []*queue.Info  `json:"jobs"`
+	Next   string         `json:"next,omitempty"` // the next page's query string
+	Count  uint64         `json:"count"`          // of the state, from the queue's figures (not of the filter)
+	States []queue.State  `json:"-"`
+	Queues []string       `json:"-"`
+}
+
+var listedStates = []queue.State{"", queue.Queued, queue.Running, queue.Retrying, queue.Scheduled, queue.Succeeded, queue.Dead, queue.Cancelled}
+
+func (d *dashboard) jobs(r *http.Request) (any, error) {
+	v := r.URL.Query()
+	q := queue.JobQuery{State: queue.State(v.Get("state")), Queue: v.Get("queue"), Kind: v.Get("kind"), IDPrefix: v.Get("id"), Error: v.Get("error")}
+	if !slices.Contains(listedStates, q.State) {
+		return nil, badRequest{fmt.Errorf("no state %q", q.State)}
+	}
+	if a := v.Get("after"); a != "" {
+		var err error
+		if q.After, err = strconv.ParseUint(a, 10, 64); err != nil {
+			return nil, badRequest{fmt.Errorf("after %q: want a number", a)}
+		}
+	}
+	page, err := d.c.Jobs(r.Context(), q)
+	if err != nil {
+		return nil, badRequest{err}
+	}
+	st, err := d.c.Stats(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	p := &JobsPage{Query: q, Jobs: page.Jobs, States: listedStates}
+	for _, row := range summarize(st, time.Now()) {
+		if q.Queue == "" || q.Queue == row.Queue {
+			switch q.State {
+			case queue.Dead:
+				p.Count += row.Dead
+			case "":
+				p.Count += row.Waiting + uint64(row.InFlight)
+			case queue.Queued:
+				p.Count += row.Waiting
+			}
+		}
+		p.Queues = append(p.Queues, row.Queue)
+	}
+	if page.Next != 0 {
+		v.Set("after", strconv.FormatUint(page.Next, 10))
+		p.Next = v.Encode()
+	}
+	return p, nil
+}
+
+func (d *dashboard) job(r *http.Request) (any, error) {
+	return d.c.Info(r.Context(), r.PathValue("id"))
+}
+
+func (d *dashboard) workers(r *http.Request) (any, error) {
+	return d.c.Workers(r.Context())
+}
+
+func (d *dashboard) retryJob(r *http.Request) (string, error) {
+	return "/jobs/" + url.PathEscape(r.PathValue("id")), d.c.Retry(r.Context(), r.PathValue("id"))
+}
+
+func (d *dashboard) deleteJob(r *http.Request) (string, error) {
+	return "/jobs?state=dead", d.c.Delete(r.Context(), r.PathValue("id"))
+}
+
+func (d *dashboard) cancelJob(r *http.Request) (string, error) {
+	return "/jobs/" + url.PathEscape(r.PathValue("id")), d.c.Cancel(r.Context(), r.PathValue("id"))
+}
+
+// bulk retries, or deletes, the dead jobs named by the form's id fields,
+// or with all=1 every dead job that its queue, kind, id and error fields
+// match (up to 100,000 at once).
+func (d *dashboard) bulk(retry bool) func(*http.Request) (string, error) {
+	return func(r *http.Request) (string, error) {
+		ids := r.PostForm["id"]
+		if r.PostFormValue("all") == "1" {
+			q := queue.JobQuery{State: queue.Dead, Queue: r.PostFormValue("queue"), Kind: r.PostFormValue("kind"),
+				IDPrefix: r.PostFormValue("prefix"), Error: r.PostFormValue("error"), Limit: 1000}
+			for len(ids) < 100_000 {
+				page, err := d.c.Jobs(r.Context(), q)
+				if err != nil {
+					return "", err
+				}
+				for _, info := range page.Jobs {
+					ids = append(ids, info.ID)
+				}
+				if page.Next == 0 {
+					break
+				}
+				q.After = page.Next
+			}
+		}
+		if len(ids) == 0 {
+			return "", errors.New("no job selected")
+		}
+		var errs []error
+		for _, id := range ids {
+			var err error
+			if retry {
+				err = d.c.Retry(r.Context(), id)
+			} else {
+				err = d.c.Delete(r.Context(), id)
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(errs) > 0 {
+			return "", fmt.Errorf("%d of %d jobs: %w", len(errs), len(ids), errs[0])
+		}
+		return "/jobs?state=dead", nil
+	}
+}
+
+func (d *dashboard) drain(r *http.Request) (string, error) {
+	drain := r.PostFormValue("resume") == ""
+	return "/workers", d.c.Drain(r.Context(), r.PathValue("id"), drain)
+}
+
+func errorsIsNotFound(err error) bool { return errors.Is(err, queue.ErrNotFound) }
+
+// ago is how long ago t was, in a few characters.
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return roundDuration(time.Since(t)) + " ago"
+}
+
+// roundDuration shows d to a precision a person reads at a glance.
+func roundDuration(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "0s"
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	case d < time.Hour:
+		return d.Round(time.Second).String()
+	}
+	return d.Round(time.Minute).String()
+}
+
+// withQuery returns the page's query with key set to value ("" removes
+// it), and the cursor reset, safe in a link (url.Values encodes it).
+func withQuery(q url.Values, key, value string) template.URL {
+	v := url.Values{}
+	for k, vs := range q {
+		v[k] = slices.Clone(vs)
+	}
+	v.Del("after")
+	if value == "" {
+		v.Del(key)
+	} else {
+		v.Set(key, value)
+	}
+	return template.URL(v.Encode())
+}
+
+// truncate shortens s to at most n bytes, saying how much it left out.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8Start(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("… (%d more bytes)", len(s)-cut)
+}
+
+func utf8Start(b byte) bool { return b&0xC0 != 0x80 }

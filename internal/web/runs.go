@@ -1,0 +1,302 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/goherd/herd/internal/run"
+	"github.com/goherd/herd/internal/run/remote"
+	"github.com/goherd/herd/queue"
+)
+
+// runs keeps a tally of each run of herd run --queue that the dashboard
+// was asked about. A job's outcome, once finished, does not change (a
+// retry from the dashboard forgets it), so each look reads only the jobs
+// not finished at the last one.
+type runs struct {
+	c  *queue.Client
+	mu sync.Mutex
+	by map[string]*tally
+}
+
+// tally is what is known of one run's jobs.
+type tally struct {
+	mu       sync.Mutex
+	finished map[int]finished // by job number
+	read     time.Time
+}
+
+type finished struct {
+	exit   int
+	failed bool
+	at     time.Time
+}
+
+// RunRow is a run of herd run --queue as the runs page lists it.
+type RunRow struct {
+	ID         string         `json:"id"`
+	Command    string         `json:"command"`
+	Started    time.Time      `json:"started"`
+	Jobs       int            `json:"jobs"` // enqueued so far
+	Enqueueing bool           `json:"enqueueing,omitempty"`
+	Stopped    string         `json:"stopped,omitempty"`
+	Done       int            `json:"done"`
+	Failed     int            `json:"failed"`
+	Exits      map[string]int `json:"failures_by_exit,omitempty"` // failed jobs by exit status
+	Rate       float64        `json:"jobs_per_second"`
+	ETA        time.Duration  `json:"eta_ns,omitempty"`
+}
+
+// Finished reports whether every job of the run has finished.
+func (r RunRow) Finished() bool { return !r.Enqueueing && r.Done >= r.Jobs }
+
+func newRuns(c *queue.Client) *runs { return &runs{c: c, by: map[string]*tally{}} }
+
+// rowsOf lists the runs, newest first, with their tallies.
+func (rs *runs) rows(ctx context.Context) ([]RunRow, error) {
+	entries, err := rs.c.ListMeta(ctx, remote.RunKey("*"))
+	if err != nil {
+		return nil, err
+	}
+	var rows []RunRow
+	for _, e := range entries {
+		var st remote.State
+		if json.Unmarshal(e.Value, &st) != nil {
+			continue
+		}
+		rows = append(rows, RunRow{ID: strings.TrimPrefix(e.Key, remote.RunKey("")), Command: st.Command, Started: st.Started,
+			Jobs: st.Jobs, Enqueueing: st.Enqueueing, Stopped: st.Stopped})
+	}
+	slices.SortFunc(rows, func(a, b RunRow) int { return b.Started.Compare(a.Started) })
+	for i := range rows {
+		if err := rs.count(ctx, &rows[i]); err != nil {
+			return nil, err
+		}
+	}
+	return rows, nil
+}
+
+// row returns one run's row.
+func (rs *runs) row(ctx context.Context, id string) (*RunRow, error) {
+	b, err := rs.c.Meta(ctx, remote.RunKey(id))
+	if err != nil {
+		return nil, err
+	}
+	var st remote.State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("run %s: %w", id, err)
+	}
+	row := &RunRow{ID: id, Command: st.Command, Started: st.Started, Jobs: st.Jobs, Enqueueing: st.Enqueueing, Stopped: st.Stopped}
+	return row, rs.count(ctx, row)
+}
+
+func (rs *runs) tallyOf(id string) *tally {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	t := rs.by[id]
+	if t == nil {
+		t = &tally{finished: map[int]finished{}}
+		rs.by[id] = t
+	}
+	return t
+}
+
+// forget drops what is known of a run's jobs, which are to run again.
+func (rs *runs) forget(id string, seqs []int) {
+	t := rs.tallyOf(id)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, seq := range seqs {
+		delete(t.finished, seq)
+	}
+}
+
+// count fills in a row's figures, reading the jobs not known finished,
+// at most once a second per run.
+func (rs *runs) count(ctx context.Context, row *RunRow) error {
+	t := rs.tallyOf(row.ID)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if time.Since(t.read) >= time.Second && len(t.finished) < row.Jobs {
+		var ids []string
+		for seq := 1; seq <= row.Jobs; seq++ {
+			if _, ok := t.finished[seq]; !ok {
+				ids = append(ids, row.ID+"."+strconv.Itoa(seq))
+			}
+		}
+		infos, err := rs.c.Infos(ctx, ids)
+		if err != nil {
+			return err
+		}
+		for _, info := range infos {
+			if !info.State.Finished() {
+				continue
+			}
+			v := remote.View(info)
+			t.finished[v.Seq] = finished{exit: v.Exit, failed: v.Failed, at: info.UpdatedAt}
+		}
+		t.read = time.Now()
+	}
+	var last time.Time
+	for _, f := range t.finished {
+		row.Done++
+		if f.failed {
+			row.Failed++
+			if row.Exits == nil {
+				row.Exits = map[string]int{}
+			}
+			row.Exits[strconv.Itoa(f.exit)]++
+		}
+		if f.at.After(last) {
+			last = f.at
+		}
+	}
+	if row.Done > 0 {
+		end := time.Now()
+		if row.Finished() {
+			end = last
+		}
+		if secs := end.Sub(row.Started).Seconds(); secs > 0 {
+			row.Rate = float64(row.Done) / secs
+		}
+		if !row.Finished() && row.Rate > 0 {
+			row.ETA = time.Duration(float64(row.Jobs-row.Done) / row.Rate * float64(time.Second))
+		}
+	}
+	return nil
+}
+
+// seqs returns the numbers of the run's jobs that are failed, or all.
+func (rs *runs) failedSeqs(id string) []int {
+	t := rs.tallyOf(id)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var seqs []int
+	for seq, f := range t.finished {
+		if f.failed {
+			seqs = append(seqs, seq)
+		}
+	}
+	slices.Sort(seqs)
+	return seqs
+}
+
+func (d *dashboard) runList(r *http.Request) (any, error) { return d.runs.rows(r.Context()) }
+
+// RunPage is a run's page: its row, and a page of its jobs.
+type RunPage struct {
+	Run        *RunRow          `json:"run"`
+	Jobs       []remote.JobView `json:"jobs"`
+	FailedOnly bool             `json:"failed_only"`
+	From       int              `json:"from"`
+	Next       int              `json:"next,omitempty"` // the next page's first job
+}
+
+const runPageSize = 50
+
+func (d *dashboard) run(r *http.Request) (any, error) {
+	id := r.PathValue("id")
+	row, err := d.runs.row(r.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	p := &RunPage{Run: row, FailedOnly: r.URL.Query().Get("failed") == "1", From: 1}
+	if f := r.URL.Query().Get("from"); f != "" {
+		if p.From, err = strconv.Atoi(f); err != nil || p.From < 1 {
+			return nil, badRequest{fmt.Errorf("from %q: want a job number", f)}
+		}
+	}
+	var seqs []int
+	if p.FailedOnly {
+		for _, seq := range d.runs.failedSeqs(id) {
+			if seq >= p.From {
+				seqs = append(seqs, seq)
+			}
+		}
+	} else {
+		for seq := p.From; seq <= row.Jobs; seq++ {
+			seqs = append(seqs, seq)
+		}
+	}
+	if len(seqs) > runPageSize {
+		p.Next, seqs = seqs[runPageSize], seqs[:runPageSize]
+	}
+	ids := make([]string, len(seqs))
+	for i, seq := range seqs {
+		ids[i] = id + "." + strconv.Itoa(seq)
+	}
+	infos, err := d.c.Infos(r.Context(), ids)
+	if err != nil {
+		return nil, err
+	}
+	for _, jid := range ids {
+		if info := infos[jid]; info != nil {
+			v := remote.View(info)
+			v.Stdout, v.Stderr = truncate(v.Stdout, 16<<10), truncate(v.Stderr, 16<<10)
+			p.Jobs = append(p.Jobs, v)
+		}
+	}
+	return p, nil
+}
+
+// joblog sends the run's job log, GNU parallel's nine columns, for the
+// jobs finished so far, by job number.
+func (d *dashboard) joblog(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	row, err := d.runs.row(r.Context(), id)
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/tab-separated-values; charset=utf-8")
+	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", "herd-"+id+".joblog"))
+	fmt.Fprint(w, run.JoblogHeader)
+	for from := 1; from <= row.Jobs; from += 256 {
+		var ids []string
+		for seq := from; seq < from+256 && seq <= row.Jobs; seq++ {
+			ids = append(ids, id+"."+strconv.Itoa(seq))
+		}
+		infos, err := d.c.Infos(r.Context(), ids)
+		if err != nil {
+			d.log.Error("web: job log", "run", id, "error", err)
+			return
+		}
+		for _, jid := range ids {
+			if info := infos[jid]; info != nil {
+				fmt.Fprint(w, remote.View(info).JoblogRow())
+			}
+		}
+	}
+}
+
+func (d *dashboard) stopRun(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	return "/runs/" + url.PathEscape(id), remote.Stop(r.Context(), d.c, id, r.PostFormValue("now") == "1")
+}
+
+// retryRun runs the run's failed jobs again.
+func (d *dashboard) retryRun(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	if _, err := d.runs.row(r.Context(), id); err != nil {
+		return "", err
+	}
+	seqs := d.runs.failedSeqs(id)
+	if len(seqs) == 0 {
+		return "", fmt.Errorf("run %s has no failed job", id)
+	}
+	defer d.runs.forget(id, seqs)
+	for _, seq := range seqs {
+		if err := d.c.Retry(r.Context(), id+"."+strconv.Itoa(seq)); err != nil {
+			return "", err
+		}
+	}
+	return "/runs/" + url.PathEscape(id), nil
+}

@@ -1,0 +1,28 @@
+// Keeps the page's live part up to date with server-sent events while the
+// tab is visible; leaves it alone while the user is selecting or typing in it.
+(function () {
+  const live = document.getElementById("live");
+  if (!live || !window.EventSource) return;
+  let source = null;
+  function busy() {
+    const a = document.activeElement;
+    return (a && live.contains(a) && a.matches("input, select, textarea")) ||
+      live.querySelector("input[type=checkbox]:checked") !== null;
+  }
+  function open() {
+    source = new EventSource("/events?page=" + encodeURIComponent(location.pathname + location.search));
+    source.addEventListener("live", function (e) {
+      if (!busy()) live.innerHTML = JSON.parse(e.data);
+    });
+  }
+  document.addEventListener("visibilitychange", function () {
+    if (document.hidden && source) { source.close(); source = null; }
+    else if (!document.hidden && !source) open();
+  });
+  if (!document.hidden) open();
+  // A form that asks first: data-confirm holds the question.
+  document.addEventListener("submit", function (e) {
+    const q = (e.submitter && e.submitter.getAttribute("data-confirm")) || e.target.getAttribute("data-confirm");
+    if (q && !confirm(q)) e.preventDefault();
+  });
+})();
