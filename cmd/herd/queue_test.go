@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -964,4 +965,72 @@ func TestQueueCron(t *testing.T) {
 	if b2, _ := os.ReadFile(ticks); len(b2) != len(b1) {
 		t.Errorf("the schedule still runs after cron rm")
 	}
+}
+
+// herd queue serve --http, herd queue ui and herd work --http serve the
+// dashboard, its JSON and the metrics of the jobs run; an address other
+// machines reach is refused without credentials.
+func TestQueueDashboardCommands(t *testing.T) {
+	dir := t.TempDir()
+	serve := startProc(t, dir, nil, "queue", "serve", "--listen", "127.0.0.1:0", "--dir", t.TempDir(), "--http", "127.0.0.1:0")
+	dash := serve.waitOutput(t, `dashboard at (\S+)`)
+	url := regexp.MustCompile(`serving (\S+)`).FindStringSubmatch(waitStdout(t, serve, `serving \S+`))[1]
+	ui := startProc(t, dir, nil, "queue", "ui", "--queue", url, "--http", "127.0.0.1:0", "--read-only")
+	uiURL := ui.waitOutput(t, `dashboard at (\S+)`)
+	work := startProc(t, dir, nil, "work", "--queue", url, "-j", "2", "--http", "127.0.0.1:0")
+	metrics := work.waitOutput(t, `metrics at (\S+)`)
+
+	run := startProc(t, dir, nil, "run", "--queue", url, "echo", ":::", "a", "b", "c")
+	if st := run.status(t, 60*time.Second); st != 0 {
+		t.Fatalf("herd run --queue = %d: %s", st, run.errOut.String())
+	}
+	fetch := func(u string) string {
+		t.Helper()
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s = %d: %s", u, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	for _, base := range []string{dash, uiURL} {
+		var runs []struct {
+			Command    string `json:"command"`
+			Jobs, Done int
+		}
+		if err := json.Unmarshal([]byte(fetch(base+"/api/runs")), &runs); err != nil || len(runs) != 1 || runs[0].Done != 3 || runs[0].Jobs != 3 {
+			t.Errorf("GET %s/api/runs = %+v, %v; want one run of 3 jobs done", base, runs, err)
+		}
+	}
+	if page := fetch(uiURL + "/jobs?state=succeeded"); strings.Contains(page, `method="post"`) {
+		t.Errorf("herd queue ui --read-only shows an action:\n%s", page)
+	}
+	if m := fetch(metrics + "/metrics"); !strings.Contains(m, `herd_queue_jobs_finished_total{outcome="succeeded",queue="default"} 3`) {
+		t.Errorf("herd work's /metrics has not the 3 jobs it ran:\n%s", m)
+	}
+	if fetch(metrics+"/readyz") != "ok\n" {
+		t.Error("herd work's /readyz is not ok")
+	}
+
+	open := startProc(t, dir, nil, "queue", "ui", "--queue", url, "--http", "0.0.0.0:0")
+	if st := open.status(t, 30*time.Second); st == 0 || !strings.Contains(open.errOut.String(), "credentials") {
+		t.Errorf("herd queue ui --http 0.0.0.0:0 = %d: %s; want refused, asking for credentials", st, open.errOut.String())
+	}
+}
+
+// waitStdout waits until the process's standard output matches re.
+func waitStdout(t *testing.T, p *proc, re string) string {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if m := rx.FindString(p.out.String()); m != "" {
+			return m
+		}
+	}
+	t.Fatalf("herd %v never printed %q; it printed:\n%s", p.cmd.Args[1:], re, p.out.String())
+	return ""
 }

@@ -6,12 +6,14 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"html/template"
 	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -169,8 +171,11 @@ func (d *dashboard) page(w http.ResponseWriter, r *http.Request, name string, da
 		d.fail(w, err)
 		return
 	}
+	// The live part's hash, for the page's live stream to send it again
+	// only once it changes.
+	page := bytes.Replace(buf.Bytes(), []byte(`<main id="live">`), []byte(`<main id="live" data-hash="`+liveHash(liveOf(buf.Bytes()))+`">`), 1)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Write(buf.Bytes())
+	w.Write(page)
 }
 
 func (d *dashboard) api(w http.ResponseWriter, r *http.Request, data func(*http.Request) (any, error)) {
@@ -217,7 +222,7 @@ func (d *dashboard) events(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
-	var last []byte
+	last := r.URL.Query().Get("have") // the hash of what the page shows
 	t := time.NewTicker(liveEvery)
 	defer t.Stop()
 	for {
@@ -225,10 +230,10 @@ func (d *dashboard) events(w http.ResponseWriter, r *http.Request) {
 		req.URL, req.RequestURI, req.Method = u, u.RequestURI(), http.MethodGet
 		rec := &recorder{header: http.Header{}}
 		d.mux.ServeHTTP(rec, req) // a GET of the page itself, answered in process
-		if live := liveOf(rec.body.Bytes()); rec.status == 0 && !bytes.Equal(live, last) {
-			last = live
+		if live := liveOf(rec.body.Bytes()); rec.status == 0 && liveHash(live) != last {
+			last = liveHash(live)
 			data, _ := json.Marshal(string(live))
-			fmt.Fprintf(w, "event: live\ndata: %s\n\n", data)
+			fmt.Fprintf(w, "event: live\nid: %s\ndata: %s\n\n", last, data)
 			flusher.Flush()
 		}
 		select {
@@ -244,13 +249,23 @@ func (d *dashboard) events(w http.ResponseWriter, r *http.Request) {
 // liveOf returns the live part of a rendered page: what its
 // <main id="live"> holds.
 func liveOf(page []byte) []byte {
-	const open, end = `<main id="live">`, `</main>`
-	i := bytes.Index(page, []byte(open))
-	j := bytes.LastIndex(page, []byte(end))
-	if i < 0 || j < i {
+	i := bytes.Index(page, []byte(`<main id="live"`))
+	if i < 0 {
 		return nil
 	}
-	return page[i+len(open) : j]
+	k := bytes.IndexByte(page[i:], '>')
+	j := bytes.LastIndex(page, []byte(`</main>`))
+	if k < 0 || j < i+k {
+		return nil
+	}
+	return page[i+k+1 : j]
+}
+
+// liveHash identifies a live part's content.
+func liveHash(live []byte) string {
+	h := fnv.New64a()
+	h.Write(live)
+	return strconv.FormatUint(h.Sum64(), 36)
 }
 
 type recorder struct {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/goherd/herd/queue"
@@ -60,6 +61,9 @@ type Server struct {
 	srv  *http.Server
 	dash *dashboard // nil without a queue
 	log  *slog.Logger
+
+	mu     sync.Mutex
+	unused map[net.Conn]bool // connections with no request yet
 }
 
 // Listen checks cfg and starts listening on cfg.Addr.
@@ -118,7 +122,8 @@ func Listen(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("web: %w", err)
 	}
 	s.ln = ln
-	s.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	s.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ConnState: s.track}
 	return s, nil
 }
 
@@ -146,11 +151,36 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.dash != nil {
 		s.dash.closeStreams()
 	}
+	s.closeUnused()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	err := s.srv.Shutdown(sctx)
 	<-errc
 	return err
+}
+
+// track keeps the connections that have not sent a request yet, which
+// browsers open ahead of need: Shutdown would wait 5 seconds for them.
+func (s *Server) track(c net.Conn, state http.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if state == http.StateNew {
+		if s.unused == nil {
+			s.unused = map[net.Conn]bool{}
+		}
+		s.unused[c] = true
+	} else {
+		delete(s.unused, c)
+	}
+}
+
+// closeUnused closes the connections that have not sent a request.
+func (s *Server) closeUnused() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.unused {
+		c.Close()
+	}
 }
 
 // ready answers /readyz: 200 once the queue's server answers and

@@ -10,9 +10,12 @@
       live.querySelector("input[type=checkbox]:checked") !== null;
   }
   function open() {
-    source = new EventSource("/events?page=" + encodeURIComponent(location.pathname + location.search));
+    source = new EventSource("/events?page=" + encodeURIComponent(location.pathname + location.search) +
+      "&have=" + encodeURIComponent(live.dataset.hash || ""));
     source.addEventListener("live", function (e) {
-      if (!busy()) live.innerHTML = JSON.parse(e.data);
+      if (busy()) return;
+      live.innerHTML = JSON.parse(e.data);
+      live.dataset.hash = e.lastEventId;
     });
   }
   document.addEventListener("visibilitychange", function () {

@@ -1,0 +1,312 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+	"github.com/goherd/herd/internal/run/remote"
+	"github.com/goherd/herd/internal/web"
+	"github.com/goherd/herd/queue"
+	"github.com/goherd/herd/queue/queuetest"
+)
+
+// go test -run TestBrowser ./internal/web -args -screenshots doc/img
+// writes the README's screenshots, taken from the real pages.
+var screenshots = flag.String("screenshots", "", "write screenshots of the pages to this `folder`")
+
+// browser starts a headless Chromium for the test (Debian's chromium,
+// which CI installs and requires: HERD_BROWSER=required; elsewhere the
+// test is skipped without it, saying why). It accepts the pages'
+// confirmation dialogs.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	var path string
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			path = p
+			break
+		}
+	}
+	if path == "" {
+		msg := "Chromium is needed for the dashboard's browser tests (apt-get install chromium)"
+		if os.Getenv("HERD_BROWSER") == "required" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg + "; CI requires it")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1200, 800))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelBrowser := chromedp.NewContext(actx)
+	if err := chromedp.Do(ctx); err != nil { // starts the browser, for as long as ctx
+		t.Fatalf("starting %s: %v", path, err)
+	}
+	var dialogs sync.WaitGroup
+	opening := chromedp.Events(ctx, page.JavascriptDialogOpening)
+	dialogs.Go(func() {
+		for _, err := range opening {
+			if err != nil {
+				return
+			}
+			// Accepted from another goroutine than the one reading events.
+			dialogs.Go(func() {
+				chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+					_, err := cdp.Call(ctx, t, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+					return err
+				}))
+			})
+		}
+	})
+	tctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() {
+		cancel()
+		cancelBrowser()
+		cancelAlloc()
+		dialogs.Wait()
+	})
+	return tctx
+}
+
+// run runs browser actions, failing the test with what was done.
+func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// void runs an action for its effect.
+func void[T any](a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		_, err := a(ctx, t)
+		return chromedp.Void{}, err
+	}
+}
+
+// waitFor waits up to 30 seconds until the page's JavaScript expression is
+// true, looking every 50ms, through the loads of new pages.
+func waitFor(expr string) chromedp.Action[chromedp.Void] {
+	eval := chromedp.Evaluate[bool]("!!(" + expr + ")")
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		var last error
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+			ok, err := eval(ctx, t)
+			if ok && err == nil {
+				return chromedp.Void{}, nil
+			}
+			last = err
+			select {
+			case <-time.After(50 * time.Millisecond):
+			case <-ctx.Done():
+				return chromedp.Void{}, ctx.Err()
+			}
+		}
+		return chromedp.Void{}, fmt.Errorf("timed out waiting for %s (last error: %v)", expr, last)
+	}
+}
+
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	if *screenshots == "" {
+		return
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(*screenshots, name), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// worker runs a queue worker with handlers until the test ends.
+func worker(t *testing.T, c *queue.Client, handlers map[string]queue.Handler) {
+	t.Helper()
+	w, err := c.NewWorker(queue.WorkerConfig{Concurrency: 2, Backoff: 10 * time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for kind, h := range handlers {
+		w.Handle(kind, h)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	})
+}
+
+// The overview's counts change as jobs finish, without the page being
+// loaded again.
+func TestBrowserOverviewLive(t *testing.T) {
+	ctx := browser(t)
+	c := queuetest.New(t)
+	for i := range 3 {
+		if _, err := c.Enqueue(t.Context(), "ok", nil, queue.Options{ID: fmt.Sprint("job", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := start(t, web.Config{Queue: c})
+	waiting := `document.querySelector('tr[data-queue="default"] td.waiting')`
+	run(t, ctx, "the overview with 3 jobs waiting",
+		chromedp.Navigate(s.URL()+"/"),
+		waitFor(waiting+` && `+waiting+`.textContent === "3"`),
+		void(chromedp.Evaluate[bool](`window.notReloaded = true`)),
+	)
+	release := make(chan struct{})
+	worker(t, c, map[string]queue.Handler{"ok": func(ctx context.Context, _ *queue.Job) ([]byte, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil, nil
+	}})
+	running := `document.querySelector('tr[data-queue="default"] td.running').textContent`
+	run(t, ctx, "the overview once a worker runs 2 of them (its heartbeat says so within 5s)",
+		waitFor(waiting+`.textContent === "0" && `+running+` === "2"`))
+	close(release)
+	run(t, ctx, "the overview once the jobs are done", waitFor(running+` === "0" && window.notReloaded === true`))
+	screenshot(t, ctx, "overview.png")
+}
+
+// A run's page shows its jobs' output as they finish.
+func TestBrowserRunPage(t *testing.T) {
+	ctx := browser(t)
+	c := queuetest.New(t)
+	st, _ := json.Marshal(remote.State{Jobs: 3, Command: "echo hello from job {}; exit $(({} == 3))", Started: time.Now()})
+	if err := c.PutMeta(t.Context(), remote.RunKey("r1"), st); err != nil {
+		t.Fatal(err)
+	}
+	var jobs []queue.NewJob
+	for seq := 1; seq <= 3; seq++ {
+		payload, _ := json.Marshal(remote.Job{Run: "r1", Seq: seq, Args: []string{fmt.Sprint(seq)}, Shell: "/bin/sh", Attempts: 1,
+			Line: fmt.Sprintf("echo hello from job %d; exit $((%d == 3))", seq, seq)})
+		jobs = append(jobs, queue.NewJob{Kind: remote.Kind, Payload: payload, Options: queue.Options{ID: fmt.Sprintf("r1.%d", seq)}})
+	}
+	if _, err := c.EnqueueBatch(t.Context(), jobs); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, web.Config{Queue: c})
+	run(t, ctx, "the run's page before any worker",
+		chromedp.Navigate(s.URL()+"/runs/r1"),
+		waitFor(`document.getElementById("run-done").textContent === "0/3"`),
+	)
+	rw, err := remote.NewWorker(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rw.Close()
+	worker(t, c, map[string]queue.Handler{remote.Kind: rw.Handle})
+	run(t, ctx, "the run's page as its jobs finish",
+		waitFor(`document.getElementById("run-done").textContent === "3/3"`),
+		waitFor(`(document.querySelector('tr[data-seq="2"] pre.stdout') || {}).textContent === "hello from job 2\n"`),
+		waitFor(`document.getElementById("run-failed").textContent === "1" && document.querySelector('tr[data-seq="3"] td.exit').textContent.trim() === "1"`),
+	)
+	screenshot(t, ctx, "run.png")
+
+	// The job log is GNU parallel's.
+	code, log := get(t, s.URL()+"/runs/r1/joblog")
+	lines := strings.Split(strings.TrimSpace(log), "\n")
+	if code != http.StatusOK || len(lines) != 4 || !strings.HasPrefix(lines[0], "Seq\tHost\tStarttime") {
+		t.Fatalf("GET /runs/r1/joblog = %d:\n%s", code, log)
+	}
+	if cols := strings.Split(lines[3], "\t"); len(cols) != 9 || cols[0] != "3" || cols[6] != "1" || cols[8] != "echo hello from job 3; exit $((3 == 3))" {
+		t.Errorf("job log row of job 3 = %q, want job 3 with exit status 1", cols)
+	}
+}
+
+// A dead job is retried from the dead jobs' page, and runs.
+func TestBrowserRetryDeadJob(t *testing.T) {
+	ctx := browser(t)
+	c := queuetest.New(t)
+	var tries atomic.Int32
+	worker(t, c, map[string]queue.Handler{"flaky": func(context.Context, *queue.Job) ([]byte, error) {
+		if tries.Add(1) == 1 {
+			return nil, errors.New("first time unlucky")
+		}
+		return []byte("fine now"), nil
+	}})
+	if _, err := c.Enqueue(t.Context(), "flaky", nil, queue.Options{ID: "flaky-1", MaxAttempts: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := c.Wait(t.Context(), "flaky-1"); err != nil || info.State != queue.Dead {
+		t.Fatalf("flaky-1 = %+v, %v; want dead", info, err)
+	}
+	s := start(t, web.Config{Queue: c})
+	run(t, ctx, "retrying flaky-1 from the dead jobs' page",
+		chromedp.Navigate(s.URL()+"/jobs?state=dead"),
+		chromedp.WaitVisible(chromedp.CSS(`input[value="flaky-1"]`)),
+		chromedp.Click(chromedp.CSS(`input[value="flaky-1"]`)),
+		chromedp.Click(chromedp.CSS(`#retry-selected`)),
+		waitFor(`location.pathname === "/jobs" && !document.querySelector('input[value="flaky-1"]')`),
+	)
+	info, err := c.Wait(t.Context(), "flaky-1")
+	if err != nil || info.State != queue.Succeeded || string(info.Result) != "fine now" {
+		t.Fatalf("flaky-1 after its retry = %+v, %v; want it run and succeeded", info, err)
+	}
+	run(t, ctx, "the job's page after its retry",
+		chromedp.Navigate(s.URL()+"/jobs/flaky-1"),
+		waitFor(`document.getElementById("state").textContent === "succeeded" && document.getElementById("result").textContent === "fine now"`),
+	)
+}
+
+// Read-only, the page has no action and the server refuses one sent
+// anyway; a form on another site that posts to the dashboard is refused.
+func TestBrowserRefusals(t *testing.T) {
+	ctx := browser(t)
+	c := queuetest.New(t)
+	deadJob(t, c, "d1")
+	ro := start(t, web.Config{Queue: c, ReadOnly: true})
+	run(t, ctx, "a read-only job page",
+		chromedp.Navigate(ro.URL()+"/jobs/d1"),
+		waitFor(`document.getElementById("state") && !document.getElementById("retry") && !document.querySelector("form[method=post]")`),
+	)
+	status, err := chromedp.Run(ctx, chromedp.Evaluate[int](`fetch("/jobs/d1/retry", {method: "POST"}).then(r => r.status)`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status != http.StatusForbidden {
+		t.Errorf("a retry posted to a read-only dashboard = %d, want 403", status)
+	}
+
+	s := start(t, web.Config{Queue: c})
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprintf(w, `<form id="f" method="post" action="%s/jobs/d1/delete"></form><script>document.getElementById("f").submit()</script>`, s.URL())
+	}))
+	defer evil.Close()
+	run(t, ctx, "another site's form posting to the dashboard",
+		chromedp.Navigate(evil.URL),
+		waitFor(fmt.Sprintf(`location.href.startsWith(%q) && document.body`, s.URL())),
+	)
+	body, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(body, "cross-origin") {
+		t.Errorf("the dashboard's answer to another site's form = %q, want it refused", body)
+	}
+	if info, err := c.Info(t.Context(), "d1"); err != nil || info.State != queue.Dead {
+		t.Errorf("job d1 after another site's form = %+v, %v; want it kept", info, err)
+	}
+}

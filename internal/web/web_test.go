@@ -1,0 +1,377 @@
+package web_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goherd/herd/internal/testutil"
+	"github.com/goherd/herd/internal/web"
+	"github.com/goherd/herd/queue"
+	"github.com/goherd/herd/queue/queuetest"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		if leaked := testutil.Leaked("goherd/herd/internal/web", "goherd/herd/queue", "nats-io/nats.go", "chromedp"); leaked != "" {
+			fmt.Fprintf(os.Stderr, "goroutines left running after the tests:\n%s\n", leaked)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// start serves cfg on a free loopback port until the test ends, and
+// checks that Serve returns cleanly then.
+func start(t *testing.T, cfg web.Config) *web.Server {
+	t.Helper()
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	s, err := web.Listen(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Serve did not return 10s after its context was done")
+		}
+	})
+	return s
+}
+
+// do sends a request and returns the status and body.
+func do(t *testing.T, req *http.Request) (int, string) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	return do(t, req)
+}
+
+func post(t *testing.T, url string, form url.Values, header ...string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	return do(t, req)
+}
+
+// deadJob makes a dead job with the given id.
+func deadJob(t *testing.T, c *queue.Client, id string) {
+	t.Helper()
+	if _, err := c.Enqueue(t.Context(), "fails", nil, queue.Options{ID: id, MaxAttempts: 1}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.NewWorker(queue.WorkerConfig{Concurrency: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Handle("fails", func(context.Context, *queue.Job) ([]byte, error) { return nil, errors.New("it broke") })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	wctx, wcancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer wcancel()
+	info, err := c.Wait(wctx, id)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err != nil || info.State != queue.Dead {
+		t.Fatalf("job %s = %+v, %v; want dead", id, info, err)
+	}
+}
+
+// An address other machines can reach needs credentials.
+func TestListenRefusesOpenAddressWithoutCredentials(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:0", "[::]:0", ":0", "192.0.2.1:8080"} {
+		_, err := web.Listen(web.Config{Addr: addr, Queue: nil})
+		if err == nil || !strings.Contains(err.Error(), "credentials") {
+			t.Errorf("Listen(%s, no credentials) = %v, want an error asking for credentials", addr, err)
+		}
+	}
+	for _, cfg := range []web.Config{{Addr: "127.0.0.1:0", User: "u"}, {Addr: "127.0.0.1:0", User: "u", Password: "p", Token: "t"}, {Addr: "nowhere"}} {
+		if _, err := web.Listen(cfg); err == nil {
+			t.Errorf("Listen(%+v) = nil error", cfg)
+		}
+	}
+}
+
+// With credentials, every page needs them but the health checks.
+func TestCredentials(t *testing.T) {
+	c := queuetest.New(t)
+	s := start(t, web.Config{Token: "s3cret", Queue: c})
+	for _, tc := range []struct {
+		path, auth string
+		want       int
+	}{
+		{"/", "", http.StatusUnauthorized},
+		{"/metrics", "", http.StatusUnauthorized},
+		{"/api/jobs", "Bearer wrong", http.StatusUnauthorized},
+		{"/api/jobs", "Bearer s3cret", http.StatusOK},
+		{"/", "Basic " + basic("anyone", "s3cret"), http.StatusOK},
+		{"/", "Basic " + basic("anyone", "nope"), http.StatusUnauthorized},
+		{"/healthz", "", http.StatusOK},
+		{"/readyz", "", http.StatusOK},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, s.URL()+tc.path, nil)
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		if got, body := do(t, req); got != tc.want {
+			t.Errorf("GET %s with %q = %d (%s), want %d", tc.path, tc.auth, got, strings.TrimSpace(body), tc.want)
+		}
+	}
+	u := start(t, web.Config{User: "ops", Password: "pw", Queue: c})
+	req, _ := http.NewRequest(http.MethodGet, u.URL()+"/", nil)
+	req.SetBasicAuth("ops", "pw")
+	if got, _ := do(t, req); got != http.StatusOK {
+		t.Errorf("GET / as ops = %d, want 200", got)
+	}
+	req.SetBasicAuth("ops", "s3cret")
+	if got, _ := do(t, req); got != http.StatusUnauthorized {
+		t.Errorf("GET / as ops with the wrong password = %d, want 401", got)
+	}
+}
+
+func basic(user, pass string) string {
+	req, _ := http.NewRequest(http.MethodGet, "/", nil)
+	req.SetBasicAuth(user, pass)
+	return strings.TrimPrefix(req.Header.Get("Authorization"), "Basic ")
+}
+
+// Read-only: no action is shown, and every action is refused.
+func TestReadOnly(t *testing.T) {
+	c := queuetest.New(t)
+	deadJob(t, c, "d1")
+	s := start(t, web.Config{Queue: c, ReadOnly: true})
+	if code, body := get(t, s.URL()+"/jobs/d1"); code != http.StatusOK || strings.Contains(body, "<form class=\"inline\" method=\"post\"") || !strings.Contains(body, "it broke") {
+		t.Errorf("GET /jobs/d1 read-only = %d, with an action or without the error:\n%s", code, body)
+	}
+	for _, path := range []string{"/jobs/d1/retry", "/jobs/d1/delete", "/api/jobs/d1/retry", "/dead/retry"} {
+		if code, _ := post(t, s.URL()+path, url.Values{"id": {"d1"}}); code != http.StatusForbidden {
+			t.Errorf("POST %s read-only = %d, want 403", path, code)
+		}
+	}
+	if info, err := c.Info(t.Context(), "d1"); err != nil || info.State != queue.Dead {
+		t.Errorf("job d1 after the refused actions = %+v, %v; want dead still", info, err)
+	}
+}
+
+// A POST from another site is refused; one from the dashboard's own page,
+// or from a program (no browser headers), is done.
+func TestCrossSiteRefused(t *testing.T) {
+	c := queuetest.New(t)
+	deadJob(t, c, "d1")
+	deadJob(t, c, "d2")
+	s := start(t, web.Config{Queue: c})
+	if code, _ := post(t, s.URL()+"/jobs/d1/delete", nil, "Sec-Fetch-Site", "cross-site"); code != http.StatusForbidden {
+		t.Errorf("cross-site POST = %d, want 403", code)
+	}
+	if code, _ := post(t, s.URL()+"/jobs/d1/delete", nil, "Origin", "http://evil.example"); code != http.StatusForbidden {
+		t.Errorf("POST from origin evil.example = %d, want 403", code)
+	}
+	if _, err := c.Info(t.Context(), "d1"); err != nil {
+		t.Errorf("job d1 after forged deletes: %v, want it kept", err)
+	}
+	if code, body := post(t, s.URL()+"/api/jobs/d1/delete", nil, "Sec-Fetch-Site", "same-origin"); code != http.StatusNoContent {
+		t.Errorf("same-origin POST /api/jobs/d1/delete = %d (%s), want 204", code, body)
+	}
+	if _, err := c.Info(t.Context(), "d1"); !errors.Is(err, queue.ErrNotFound) {
+		t.Errorf("job d1 after its delete: %v, want it gone", err)
+	}
+	if code, body := post(t, s.URL()+"/api/jobs/d2/retry", nil); code != http.StatusNoContent {
+		t.Errorf("POST /api/jobs/d2/retry = %d (%s), want 204", code, body)
+	}
+	if info, err := c.Info(t.Context(), "d2"); err != nil || info.State != queue.Queued {
+		t.Errorf("job d2 after its retry = %+v, %v; want queued", info, err)
+	}
+	if code, _ := post(t, s.URL()+"/api/jobs/nope/retry", nil); code != http.StatusNotFound {
+		t.Errorf("POST /api/jobs/nope/retry = %d, want 404", code)
+	}
+}
+
+// /metrics parses, and its figures are the jobs run; /readyz says ready.
+func TestMetrics(t *testing.T) {
+	c := queuetest.New(t)
+	for _, id := range []string{"a", "b", "c"} {
+		if _, err := c.Enqueue(t.Context(), "ok", nil, queue.Options{ID: id, Queue: "q1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Enqueue(t.Context(), "ok", nil, queue.Options{ID: "waits", Queue: "q2"}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.NewWorker(queue.WorkerConfig{Queues: []string{"q1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Handle("ok", func(context.Context, *queue.Job) ([]byte, error) { return nil, nil })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	for _, id := range []string{"a", "b", "c"} {
+		if _, err := c.Wait(t.Context(), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	deadJob(t, c, "d1")
+
+	s := start(t, web.Config{Queue: c, Version: "v9.9.9"})
+	code, body := get(t, s.URL()+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("GET /metrics = %d: %s", code, body)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("parsing /metrics: %v\n%s", err, body)
+	}
+	value := func(name string, labels map[string]string) float64 {
+		t.Helper()
+		f := families[name]
+		if f == nil {
+			t.Fatalf("/metrics has no %s", name)
+		}
+	next:
+		for _, m := range f.Metric {
+			for _, l := range m.Label {
+				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			case m.Histogram != nil:
+				return float64(m.Histogram.GetSampleCount())
+			}
+		}
+		t.Fatalf("/metrics has no %s%v", name, labels)
+		return 0
+	}
+	for _, tc := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"herd_queue_jobs_enqueued_total", map[string]string{"queue": "q1"}, 3},
+		{"herd_queue_jobs_enqueued_total", map[string]string{"queue": "default"}, 1},
+		{"herd_queue_jobs_finished_total", map[string]string{"queue": "q1", "outcome": "succeeded"}, 3},
+		{"herd_queue_jobs_finished_total", map[string]string{"queue": "default", "outcome": "dead"}, 1},
+		{"herd_queue_job_duration_seconds", map[string]string{"queue": "q1"}, 3},
+		{"herd_queue_job_wait_seconds", map[string]string{"queue": "q1"}, 3},
+		{"herd_queue_jobs", map[string]string{"queue": "q2", "state": "waiting"}, 1},
+		{"herd_queue_jobs", map[string]string{"queue": "q1", "state": "waiting"}, 0},
+		{"herd_queue_jobs", map[string]string{"queue": "default", "state": "dead"}, 1},
+		{"herd_build_info", map[string]string{"version": "v9.9.9"}, 1},
+	} {
+		if got := value(tc.name, tc.labels); got != tc.want {
+			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
+		}
+	}
+	if got := value("herd_queue_oldest_waiting_seconds", map[string]string{"queue": "q2"}); got <= 0 || got > 60 {
+		t.Errorf("herd_queue_oldest_waiting_seconds{queue=q2} = %v, want the seconds since the job was enqueued", got)
+	}
+	for _, name := range []string{"go_goroutines", "process_cpu_seconds_total"} {
+		if families[name] == nil {
+			t.Errorf("/metrics has no %s", name)
+		}
+	}
+	if code, body := get(t, s.URL()+"/readyz"); code != http.StatusOK {
+		t.Errorf("GET /readyz = %d (%s), want 200", code, body)
+	}
+}
+
+// /readyz says not ready, with the reason, once the queue's server is
+// gone; /healthz still says the process is up.
+func TestReadyzWithoutServer(t *testing.T) {
+	srv, err := queue.Serve(queue.ServerConfig{Listen: "127.0.0.1:0", Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := queue.Open(t.Context(), queue.Config{URL: srv.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := start(t, web.Config{Queue: c, MetricsOnly: true})
+	if code, _ := get(t, s.URL()+"/readyz"); code != http.StatusOK {
+		t.Errorf("GET /readyz with the server up = %d, want 200", code)
+	}
+	if code, _ := get(t, s.URL()+"/"); code != http.StatusNotFound {
+		t.Errorf("GET / with MetricsOnly = %d, want 404", code)
+	}
+	srv.Close()
+	if code, body := get(t, s.URL()+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "not") {
+		t.Errorf("GET /readyz with the server gone = %d (%s), want 503 and why", code, body)
+	}
+	if code, _ := get(t, s.URL()+"/healthz"); code != http.StatusOK {
+		t.Errorf("GET /healthz with the server gone = %d, want 200", code)
+	}
+}
+
+// Every page and its JSON twin answer; bad queries are 400, unknown ids 404.
+func TestPagesAndAPI(t *testing.T) {
+	c := queuetest.New(t)
+	deadJob(t, c, "d1")
+	s := start(t, web.Config{Queue: c})
+	for _, path := range []string{"/", "/runs", "/jobs", "/jobs?state=dead", "/jobs?state=succeeded&queue=default", "/jobs/d1", "/workers"} {
+		code, body := get(t, s.URL()+path)
+		if code != http.StatusOK || !strings.Contains(body, `<main id="live" data-hash=`) {
+			t.Errorf("GET %s = %d:\n%s", path, code, body)
+		}
+		code, body = get(t, s.URL()+"/api"+path)
+		if code != http.StatusOK || !strings.HasPrefix(strings.TrimSpace(body), "{") && !strings.HasPrefix(strings.TrimSpace(body), "[") && body != "null\n" {
+			t.Errorf("GET /api%s = %d:\n%s", path, code, body)
+		}
+	}
+	if _, body := get(t, s.URL()+"/api/jobs?state=dead"); !strings.Contains(body, `"id": "d1"`) || !strings.Contains(body, `"count": 1`) {
+		t.Errorf("GET /api/jobs?state=dead = %s, want d1 and a count of 1", body)
+	}
+	for path, want := range map[string]int{
+		"/jobs?state=bogus": http.StatusBadRequest, "/jobs?after=x": http.StatusBadRequest,
+		"/jobs/nope": http.StatusNotFound, "/runs/nope": http.StatusNotFound, "/events": http.StatusBadRequest,
+	} {
+		if code, _ := get(t, s.URL()+path); code != want {
+			t.Errorf("GET %s = %d, want %d", path, code, want)
+		}
+	}
+}
