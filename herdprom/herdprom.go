@@ -41,7 +41,7 @@ func NewPoolCollector(p *herd.Pool, name string) prometheus.Collector {
 }
 
 type poolCollector struct {
-	p                                                       *herd.Pool
+	p                                                        *herd.Pool
 	workers, waiting, running, submitted, finished, duration *prometheus.Desc
 }
 

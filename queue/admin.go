@@ -283,15 +283,7 @@ func (c *Client) Stats(ctx context.Context) (*Stats, error) {
 			Paused:      ci.Paused,
 		}
 		if qs.Waiting > 0 {
-			// The first job past the last one handed out waits longest.
-			m, err := c.directGet(ctx, map[string]any{"seq": ci.Delivered.Stream + 1, "next_by_subj": ci.Config.FilterSubject}, 1)
-			info := new(Info)
-			if err == nil && len(m) == 1 && json.Unmarshal(m[0].data, info) == nil {
-				qs.Oldest = info.EnqueuedAt
-				if info.RunAt.After(qs.Oldest) {
-					qs.Oldest = info.RunAt
-				}
-			}
+			qs.Oldest = c.oldest(ctx, ci.Delivered.Stream+1, strings.TrimSuffix(ci.Config.FilterSubject, ">"))
 		}
 		st.Queues = append(st.Queues, qs)
 		waiting += ci.NumPending
@@ -334,6 +326,29 @@ func (c *Client) Stats(ctx context.Context) (*Stats, error) {
 	}
 	st.Records = recs + waiting
 	return st, nil
+}
+
+// oldest returns when the first job from stream sequence seq on whose
+// subject starts with prefix could first run: the job that has waited
+// longest in its queue, when seq follows the last one handed out. It
+// reads the stream in order from seq, up to 256 messages: a read by a
+// subject with wildcards would make the server match every subject of
+// the queue, which takes long when millions wait. Zero if none is found.
+func (c *Client) oldest(ctx context.Context, seq uint64, prefix string) time.Time {
+	msgs, err := c.directGet(ctx, map[string]any{"seq": seq, "batch": 256}, 256)
+	if err != nil {
+		return time.Time{}
+	}
+	for _, m := range msgs {
+		info := new(Info)
+		if strings.HasPrefix(m.subject, prefix) && json.Unmarshal(m.data, info) == nil {
+			if info.RunAt.After(info.EnqueuedAt) {
+				return info.RunAt
+			}
+			return info.EnqueuedAt
+		}
+	}
+	return time.Time{}
 }
 
 func parsePriority(s string) Priority {

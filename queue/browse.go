@@ -3,8 +3,11 @@ package queue
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // JobQuery selects jobs for [Client.Jobs]. The zero value selects the
@@ -36,7 +39,7 @@ type JobPage struct {
 }
 
 // scanLimit is the most stored messages one page reads.
-const scanLimit = 4096
+const scanLimit = 2048
 
 // Jobs returns a page of the jobs that q selects. It reads the jobs in
 // the order they were stored, from the cursor on, and never counts them:
@@ -51,30 +54,74 @@ func (c *Client) Jobs(ctx context.Context, q JobQuery) (*JobPage, error) {
 	if q.Queue != "" && !validQueue(q.Queue) {
 		return nil, fmt.Errorf("queue: jobs: queue %q: want letters, digits and - _ = /", q.Queue)
 	}
-	var filter string
+	// Dead jobs are read by their marks' subjects, which the server
+	// matches. Other jobs are read in the stream's order, and sorted out
+	// by subject here: a read by a subject with wildcards makes the
+	// server count every subject it matches, which takes long in a queue
+	// of millions.
+	var filter, prefix string
 	switch q.State {
 	case "", Queued, Scheduled, Running, Retrying:
-		filter = queueFilter(q.Queue)
+		prefix = jobRoot + "."
 	case Dead:
 		filter = deadFilter(q.Queue)
 	case Succeeded, Cancelled:
-		filter = recRoot + ".>"
-		if q.Queue != "" {
-			filter = recRoot + "." + q.Queue + ".>"
-		}
+		prefix = recRoot + "."
 	default:
 		return nil, fmt.Errorf("queue: jobs: no state %q", q.State)
 	}
+	if prefix != "" && q.Queue != "" {
+		prefix += q.Queue + "."
+	}
+	seq := max(q.After, 1)
+	if q.After == 0 && strings.HasPrefix(prefix, jobRoot) {
+		// The jobs below every consumer's floor have finished.
+		seq = max(seq, c.firstUnfinished(ctx, q.Queue))
+	}
+	var last uint64 // the stream's last sequence, for reads by range
+	if filter == "" {
+		var err error
+		if last, err = c.lastSeq(ctx); err != nil {
+			return nil, fmt.Errorf("queue: jobs: %w", err)
+		}
+	}
+	// read returns the messages of the next stretch of the stream from
+	// seq on, where the stretch after it starts, and whether it is the
+	// last.
+	read := func(seq uint64, n int) (msgs []storedMsg, next uint64, end bool, err error) {
+		if filter != "" {
+			msgs, err = c.directGet(ctx, map[string]any{"seq": seq, "batch": n, "next_by_subj": filter}, n)
+			if len(msgs) > 0 {
+				next = msgs[len(msgs)-1].seq + 1
+			}
+			return msgs, next, len(msgs) < n, err
+		}
+		to := min(seq+uint64(n)-1, last)
+		msgs, err = c.readRange(ctx, seq, to)
+		return msgs, to + 1, to >= last, err
+	}
 	page := &JobPage{}
-	seq, scanned := max(q.After, 1), 0
-	for scanned < scanLimit {
-		batch := min(256, scanLimit-scanned)
-		msgs, err := c.directGet(ctx, map[string]any{"seq": seq, "next_by_subj": filter, "batch": batch}, batch)
+	for scanned := 0; scanned < scanLimit; {
+		// The first read asks for what would fill the page unfiltered.
+		n := min(256, scanLimit-scanned)
+		if scanned == 0 {
+			n = min(n, q.Limit+1)
+		}
+		msgs, next, end, err := read(seq, n)
 		if err != nil {
 			return nil, fmt.Errorf("queue: jobs: %w", err)
 		}
-		scanned += len(msgs)
-		infos, err := c.pageInfos(ctx, q.State, msgs)
+		scanned += n
+		kept := msgs
+		if prefix != "" {
+			kept = make([]storedMsg, 0, len(msgs))
+			for _, m := range msgs {
+				if strings.HasPrefix(m.subject, prefix) {
+					kept = append(kept, m)
+				}
+			}
+		}
+		infos, err := c.pageInfos(ctx, &q, kept)
 		if err != nil {
 			return nil, fmt.Errorf("queue: jobs: %w", err)
 		}
@@ -84,37 +131,63 @@ func (c *Client) Jobs(ctx context.Context, q JobQuery) (*JobPage, error) {
 			}
 			page.Jobs = append(page.Jobs, info)
 			if len(page.Jobs) == q.Limit {
-				if i+1 < len(msgs) || len(msgs) == batch {
-					page.Next = msgs[i].seq + 1
+				if !end || kept[i].seq != msgs[len(msgs)-1].seq {
+					page.Next = kept[i].seq + 1
 				}
 				return page, nil
 			}
 		}
-		if len(msgs) < batch {
-			return page, nil // the end
+		if end {
+			return page, nil
 		}
-		seq = msgs[len(msgs)-1].seq + 1
+		seq = next
 	}
 	page.Next = seq
 	return page, nil
 }
 
+// firstUnfinished returns the stream sequence from which a queue's
+// unfinished jobs may be found ("" for every queue): the lowest floor of
+// its consumers, under which every job has finished; 1 if it cannot tell.
+func (c *Client) firstUnfinished(ctx context.Context, queue string) uint64 {
+	first := uint64(0)
+	names := c.stream.ListConsumers(ctx)
+	for ci := range names.Info() {
+		parts := strings.Split(ci.Config.FilterSubject, ".")
+		if len(parts) != 5 || parts[0]+"."+parts[1] != jobRoot || (queue != "" && parts[2] != queue) {
+			continue
+		}
+		if floor := ci.AckFloor.Stream + 1; first == 0 || floor < first {
+			first = floor
+		}
+	}
+	if names.Err() != nil && !errors.Is(names.Err(), jetstream.ErrEndOfData) {
+		return 1
+	}
+	return max(first, 1)
+}
+
 // pageInfos returns the current record of the job of each message read
-// for a page of jobs in state (nil where there is none to show).
-func (c *Client) pageInfos(ctx context.Context, state State, msgs []storedMsg) ([]*Info, error) {
+// for a page of jobs (nil where there is none to show). A job's kind and
+// id do not change, so jobs are sorted out by them before their records
+// are read.
+func (c *Client) pageInfos(ctx context.Context, q *JobQuery, msgs []storedMsg) ([]*Info, error) {
+	state := q.State
 	infos := make([]*Info, len(msgs))
 	switch state {
 	case Dead: // marks: the records are read by id
-		ids := make([]string, len(msgs))
-		for i, m := range msgs {
-			ids[i] = deadIDOf(m.subject)
+		ids := make([]string, 0, len(msgs))
+		for _, m := range msgs {
+			if id := deadIDOf(m.subject); strings.HasPrefix(id, q.IDPrefix) {
+				ids = append(ids, id)
+			}
 		}
 		byID, err := c.records(ctx, ids)
 		if err != nil {
 			return nil, err
 		}
-		for i, id := range ids {
-			if info := byID[id]; info != nil && info.State == Dead {
+		for i, m := range msgs {
+			if info := byID[deadIDOf(m.subject)]; info != nil && info.State == Dead {
 				infos[i] = info
 			}
 		}
@@ -131,8 +204,11 @@ func (c *Client) pageInfos(ctx context.Context, state State, msgs []storedMsg) (
 	// Jobs still in the queue, with their records if newer.
 	seqs := make([]uint64, len(msgs))
 	for i, m := range msgs {
+		if !strings.HasPrefix(idOf(m.subject), q.IDPrefix) {
+			continue
+		}
 		info := new(Info)
-		if json.Unmarshal(m.data, info) == nil && info.ID != "" {
+		if json.Unmarshal(m.data, info) == nil && info.ID != "" && (q.Kind == "" || info.Kind == q.Kind) {
 			infos[i], seqs[i] = info, m.seq
 		}
 	}

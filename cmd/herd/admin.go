@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -101,6 +102,54 @@ func newDeadCommand(ctx context.Context) *cobra.Command {
 	})
 }
 
+func newWorkersCommand(ctx context.Context) *cobra.Command {
+	return onQueueJSON(ctx, &cobra.Command{
+		Use:   "workers",
+		Short: "the workers running now, and the jobs each runs",
+		Long: `Show each running worker (herd work, or a program's queue.Worker): its id, host,
+queues, jobs running of its slots, jobs done, and the jobs it runs with how long
+they have run. Workers say so every 5 seconds; a worker that died is listed for up
+to 20 seconds.`,
+		Args: cobra.NoArgs,
+	}, func(c *queue.Client, out io.Writer, _ []string, asJSON bool) error {
+		ws, err := c.Workers(ctx)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return writeJSON(out, ws)
+		}
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "WORKER\tHOST\tQUEUES\tRUNNING\tDONE\tSEEN\tJOBS")
+		for _, w := range ws {
+			id := w.ID
+			if w.Draining {
+				id += " (draining)"
+			}
+			var jobs []string
+			for _, j := range w.Running {
+				jobs = append(jobs, fmt.Sprintf("%s (%s)", j.ID, time.Since(j.Since).Round(time.Second)))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%s ago\t%s\n", id, w.Host, strings.Join(w.Queues, ","), len(w.Running), w.Concurrency,
+				w.Done, time.Since(w.Seen).Round(time.Second), strings.Join(jobs, " "))
+		}
+		return tw.Flush()
+	})
+}
+
+func newDrainCommand(ctx context.Context) *cobra.Command {
+	var resume bool
+	cmd := eachArg(ctx, &cobra.Command{
+		Use:   "drain WORKER...",
+		Short: "stop workers taking new jobs (--resume: take them again)",
+		Long: `Ask the workers with these ids (herd queue workers lists them) to take no new jobs;
+the jobs they run go on. A worker acts on it within 5 seconds, and takes jobs again
+after --resume, or when it restarts.`,
+	}, "asked", func(c *queue.Client, ctx context.Context, id string) error { return c.Drain(ctx, id, !resume) })
+	cmd.Flags().BoolVar(&resume, "resume", false, "let the workers take jobs again")
+	return cmd
+}
+
 // eachArg makes a command that calls fn with each of its arguments (job
 // ids, or queue names), saying what it did with each.
 func eachArg(ctx context.Context, cmd *cobra.Command, did string, fn func(c *queue.Client, ctx context.Context, arg string) error) *cobra.Command {
@@ -119,7 +168,7 @@ func eachArg(ctx context.Context, cmd *cobra.Command, did string, fn func(c *que
 func newRetryCommand(ctx context.Context) *cobra.Command {
 	return eachArg(ctx, &cobra.Command{
 		Use:   "retry ID...",
-		Short: "put dead jobs back in their queue",
+		Short: "run finished jobs again: dead ones most often",
 	}, "queued again", (*queue.Client).Retry)
 }
 

@@ -41,6 +41,8 @@ func newQueueCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command 
 		newPauseCommand(ctx),
 		newResumeCommand(ctx),
 		newCancelCommand(ctx),
+		newWorkersCommand(ctx),
+		newDrainCommand(ctx),
 		newRepairCommand(ctx),
 		newCronCommand(ctx),
 	)

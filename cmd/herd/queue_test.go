@@ -1016,6 +1016,23 @@ func TestQueueDashboardCommands(t *testing.T) {
 		t.Error("herd work's /readyz is not ok")
 	}
 
+	cli := queueCLI(t, dir, url)
+	out, st := cli("queue", "workers", "--json")
+	var ws []queue.WorkerInfo
+	if err := json.Unmarshal([]byte(out), &ws); st != 0 || err != nil || len(ws) != 1 || ws[0].Concurrency != 2 {
+		t.Fatalf("herd queue workers --json = %d, %v:\n%s\nwant the one worker, of 2 slots", st, err, out)
+	}
+	if out, st := cli("queue", "drain", ws[0].ID); st != 0 || !strings.Contains(out, "asked") {
+		t.Errorf("herd queue drain %s = %d:\n%s", ws[0].ID, st, out)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for out, _ = cli("queue", "workers"); !strings.Contains(out, "(draining)"); out, _ = cli("queue", "workers") {
+		if time.Now().After(deadline) {
+			t.Fatalf("herd queue workers after a drain, for 15s:\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
 	open := startProc(t, dir, nil, "queue", "ui", "--queue", url, "--http", "0.0.0.0:0")
 	if st := open.status(t, 30*time.Second); st == 0 || !strings.Contains(open.errOut.String(), "credentials") {
 		t.Errorf("herd queue ui --http 0.0.0.0:0 = %d: %s; want refused, asking for credentials", st, open.errOut.String())

@@ -88,7 +88,7 @@ func post(t *testing.T, url string, form url.Values, header ...string) (int, str
 }
 
 // deadJob makes a dead job with the given id.
-func deadJob(t *testing.T, c *queue.Client, id string) {
+func deadJob(t testing.TB, c *queue.Client, id string) {
 	t.Helper()
 	if _, err := c.Enqueue(t.Context(), "fails", nil, queue.Options{ID: id, MaxAttempts: 1}); err != nil {
 		t.Fatal(err)
