@@ -21,7 +21,7 @@ import (
 func TestBigResult(t *testing.T) {
 	c := queuetest.New(t)
 	big := bytes.Repeat([]byte("0123456789abcdef"), 300_000) // 4.8MB: bigger than a NATS message
-	runWorker(t, c, fast, map[string]queue.Handler{
+	queuetest.Work(t, c, fast, map[string]queue.Handler{
 		"big": func(context.Context, *queue.Job) ([]byte, error) { return big, nil },
 	})
 	id, err := c.Enqueue(t.Context(), "big", nil, queue.Options{ID: "big.1"})
@@ -69,7 +69,7 @@ func TestWatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runWorker(t, c, fast, map[string]queue.Handler{
+	queuetest.Work(t, c, fast, map[string]queue.Handler{
 		"k": func(_ context.Context, j *queue.Job) ([]byte, error) { return []byte(j.ID), nil },
 	})
 	succeeded := map[string]bool{}
@@ -123,7 +123,7 @@ func TestBatchUniqueIDs(t *testing.T) {
 		}
 	}
 	// Run one, delete it, enqueue it again: it runs again.
-	runWorker(t, c, fast, map[string]queue.Handler{
+	queuetest.Work(t, c, fast, map[string]queue.Handler{
 		"k": func(context.Context, *queue.Job) ([]byte, error) { return nil, nil },
 	})
 	wait(t, c, "a.1")

@@ -254,19 +254,6 @@ func (q *JobQuery) matches(info *Info) bool {
 	return true
 }
 
-// deadIDOf returns the id in a dead mark's subject: what follows its
-// third dot.
-func deadIDOf(subject string) string {
-	for range 3 {
-		i := strings.IndexByte(subject, '.')
-		if i < 0 {
-			return ""
-		}
-		subject = subject[i+1:]
-	}
-	return subject
-}
-
 // Infos returns what the queue knows now of the jobs with the given ids,
 // by id, reading them 256 at a time: an id the queue knows nothing of is
 // left out. Big results kept apart are not read back ([Client.Info] does).

@@ -55,7 +55,7 @@ func TestJobsPages(t *testing.T) {
 		t.Errorf("Jobs(kind bad, id bad-1) = %v, want [bad-1]", got)
 	}
 
-	runWorker(t, c, queue.WorkerConfig{Queues: []string{"a", "b"}}, map[string]queue.Handler{
+	queuetest.Work(t, c, queue.WorkerConfig{Queues: []string{"a", "b"}}, map[string]queue.Handler{
 		"ok":  func(context.Context, *queue.Job) ([]byte, error) { return nil, nil },
 		"bad": func(_ context.Context, j *queue.Job) ([]byte, error) { return nil, errors.New("broken " + j.ID) },
 	})

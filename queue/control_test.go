@@ -9,6 +9,7 @@ import (
 
 	"github.com/goherd/herd/queue"
 	"github.com/goherd/herd/queue/internal/embedded"
+	"github.com/goherd/herd/queue/queuetest"
 )
 
 func paused(t *testing.T, c *queue.Client, name string) bool {
@@ -83,7 +84,7 @@ func TestPauseSurvivesRestart(t *testing.T) {
 	if !paused(t, c2, "q") {
 		t.Fatal("the pause did not survive the restart")
 	}
-	runWorker(t, c2, queue.WorkerConfig{Queues: []string{"q"}, Lease: 10 * time.Second}, handlers)
+	queuetest.Work(t, c2, queue.WorkerConfig{Queues: []string{"q"}, Lease: 10 * time.Second}, handlers)
 	time.Sleep(time.Second)
 	if n := ran.Load(); n != 1 {
 		t.Fatalf("%d jobs ran while the queue was paused", n)
@@ -146,7 +147,7 @@ func TestCancel(t *testing.T) {
 	var ran atomic.Int64
 	started := make(chan struct{})
 	cause := make(chan error, 1)
-	runWorker(t, c, queue.WorkerConfig{Queues: []string{"q"}, Backoff: time.Millisecond}, map[string]queue.Handler{
+	queuetest.Work(t, c, queue.WorkerConfig{Queues: []string{"q"}, Backoff: time.Millisecond}, map[string]queue.Handler{
 		"job": func(context.Context, *queue.Job) ([]byte, error) { ran.Add(1); return nil, nil },
 		"long": func(ctx context.Context, _ *queue.Job) ([]byte, error) {
 			close(started)

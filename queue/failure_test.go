@@ -20,6 +20,7 @@ import (
 	"github.com/goherd/herd/internal/testutil"
 	"github.com/goherd/herd/queue"
 	"github.com/goherd/herd/queue/internal/embedded"
+	"github.com/goherd/herd/queue/queuetest"
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
@@ -213,7 +214,7 @@ func TestWorkerKilledMidJob(t *testing.T) {
 		t.Fatalf("job after the kill = %+v, want still running", info)
 	}
 
-	runWorker(t, c, queue.WorkerConfig{Concurrency: 1, Lease: time.Second}, map[string]queue.Handler{
+	queuetest.Work(t, c, queue.WorkerConfig{Concurrency: 1, Lease: time.Second}, map[string]queue.Handler{
 		"job": func(context.Context, *queue.Job) ([]byte, error) { return []byte("finished elsewhere"), nil },
 	})
 	info := wait(t, c, id)
@@ -258,7 +259,7 @@ func TestEmbeddedServerRestart(t *testing.T) {
 	wg.Wait()
 
 	c2 := open(t, cfg)
-	runWorker(t, c2, queue.WorkerConfig{Concurrency: 4, Lease: time.Second}, map[string]queue.Handler{
+	queuetest.Work(t, c2, queue.WorkerConfig{Concurrency: 4, Lease: time.Second}, map[string]queue.Handler{
 		"job": func(context.Context, *queue.Job) ([]byte, error) { return nil, nil },
 	})
 	for _, id := range accepted {
@@ -309,7 +310,7 @@ func TestKilledWhileBusy(t *testing.T) {
 	var mu sync.Mutex
 	ran := map[string]int{} // runs by payload, after the restart
 	var again []string
-	runWorker(t, c, queue.WorkerConfig{Concurrency: 4}, map[string]queue.Handler{
+	queuetest.Work(t, c, queue.WorkerConfig{Concurrency: 4}, map[string]queue.Handler{
 		"job": func(_ context.Context, j *queue.Job) ([]byte, error) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -381,7 +382,7 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
-	runWorker(t, c, queue.WorkerConfig{Concurrency: 4, Lease: 2 * time.Second}, map[string]queue.Handler{
+	queuetest.Work(t, c, queue.WorkerConfig{Concurrency: 4, Lease: 2 * time.Second}, map[string]queue.Handler{
 		"job": func(_ context.Context, j *queue.Job) ([]byte, error) {
 			time.Sleep(5 * time.Millisecond)
 			return j.Payload, nil
@@ -645,7 +646,7 @@ func TestServerKilledUnderWorkers(t *testing.T) {
 		watcher.Stop()
 		watching.Wait()
 	})
-	runWorker(t, c, queue.WorkerConfig{Concurrency: 8, Lease: 2 * time.Second}, map[string]queue.Handler{
+	queuetest.Work(t, c, queue.WorkerConfig{Concurrency: 8, Lease: 2 * time.Second}, map[string]queue.Handler{
 		"job": func(_ context.Context, j *queue.Job) ([]byte, error) {
 			mu.Lock()
 			starts[j.ID] = append(starts[j.ID], time.Now())

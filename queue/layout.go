@@ -76,9 +76,15 @@ func queueFilter(queue string) string {
 	return jobRoot + "." + queue + ".>"
 }
 
-// idOf returns the id in a subject of the layout.
-func idOf(subject string) string {
-	for range 4 {
+// idOf returns the id in a job's or a record's subject.
+func idOf(subject string) string { return afterDots(subject, 4) }
+
+// deadIDOf returns the id in a dead mark's subject.
+func deadIDOf(subject string) string { return afterDots(subject, 3) }
+
+// afterDots returns what follows the n-th dot of subject, or "".
+func afterDots(subject string, n int) string {
+	for range n {
 		i := strings.IndexByte(subject, '.')
 		if i < 0 {
 			return ""

@@ -11,6 +11,7 @@ import (
 
 	"github.com/goherd/herd/queue"
 	"github.com/goherd/herd/queue/internal/embedded"
+	"github.com/goherd/herd/queue/queuetest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -57,7 +58,7 @@ func TestMigrateLayout1(t *testing.T) {
 	if info, err := c.Info(ctx, "finished"); err != nil || info.State != queue.Succeeded || string(info.Result) != "kept" {
 		t.Errorf("finished job after the move = %+v, %v", info, err)
 	}
-	runWorker(t, c, fast, map[string]queue.Handler{
+	queuetest.Work(t, c, fast, map[string]queue.Handler{
 		"k": func(context.Context, *queue.Job) ([]byte, error) { return []byte("ran"), nil },
 	})
 	for _, id := range []string{"waiting", "lost"} {

@@ -19,27 +19,6 @@ type email struct {
 	To string `json:"to"`
 }
 
-// runWorker runs a worker until the test ends.
-func runWorker(t *testing.T, c *queue.Client, cfg queue.WorkerConfig, handlers map[string]queue.Handler) {
-	t.Helper()
-	w, err := c.NewWorker(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for kind, h := range handlers {
-		w.Handle(kind, h)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker Run: %v", err)
-		}
-	})
-}
-
 func wait(t *testing.T, c *queue.Client, id string) *queue.Info {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -56,7 +35,7 @@ var fast = queue.WorkerConfig{Concurrency: 4, Backoff: 10 * time.Millisecond, Ma
 
 func TestEndToEnd(t *testing.T) {
 	c := queuetest.New(t)
-	runWorker(t, c, fast, map[string]queue.Handler{
+	queuetest.Work(t, c, fast, map[string]queue.Handler{
 		"email": func(ctx context.Context, j *queue.Job) ([]byte, error) {
 			e, err := queue.Decode[email](j)
 			if err != nil {
@@ -94,7 +73,7 @@ func TestUniqueIDRunsOnce(t *testing.T) {
 			t.Fatalf("Enqueue = %q, %v", id, err)
 		}
 	}
-	runWorker(t, c, fast, map[string]queue.Handler{
+	queuetest.Work(t, c, fast, map[string]queue.Handler{
 		"count": func(context.Context, *queue.Job) ([]byte, error) { runs.Add(1); return nil, nil },
 	})
 	wait(t, c, "once")
@@ -108,7 +87,7 @@ func TestUniqueIDRunsOnce(t *testing.T) {
 
 func TestRetriesThenSucceeds(t *testing.T) {
 	c := queuetest.New(t)
-	runWorker(t, c, fast, map[string]queue.Handler{
+	queuetest.Work(t, c, fast, map[string]queue.Handler{
 		"flaky": func(_ context.Context, j *queue.Job) ([]byte, error) {
 			if j.Attempt < 3 {
 				return nil, fmt.Errorf("not yet (%d)", j.Attempt)
@@ -127,7 +106,7 @@ func TestRetriesThenSucceeds(t *testing.T) {
 func TestDeadLetters(t *testing.T) {
 	c := queuetest.New(t)
 	var healed atomic.Bool
-	runWorker(t, c, fast, map[string]queue.Handler{
+	queuetest.Work(t, c, fast, map[string]queue.Handler{
 		"bad-payload": func(_ context.Context, j *queue.Job) ([]byte, error) {
 			_, err := queue.Decode[email](j)
 			return nil, err
@@ -217,7 +196,7 @@ func TestPriorityAndDelay(t *testing.T) {
 	start := time.Now()
 	cfg := fast
 	cfg.Concurrency = 1
-	runWorker(t, c, cfg, map[string]queue.Handler{
+	queuetest.Work(t, c, cfg, map[string]queue.Handler{
 		"record": func(_ context.Context, j *queue.Job) ([]byte, error) {
 			mu.Lock()
 			order = append(order, string(j.Payload))
@@ -242,7 +221,7 @@ func TestLongJobKeepsItsLease(t *testing.T) {
 	var runs atomic.Int64
 	cfg := fast
 	cfg.Lease = 300 * time.Millisecond
-	runWorker(t, c, cfg, map[string]queue.Handler{
+	queuetest.Work(t, c, cfg, map[string]queue.Handler{
 		"slow": func(context.Context, *queue.Job) ([]byte, error) {
 			runs.Add(1)
 			time.Sleep(1200 * time.Millisecond)
@@ -281,7 +260,7 @@ func TestShutdownHandsBackRunningJobs(t *testing.T) {
 		t.Fatalf("after shutdown the job is %+v, %v; want queued again with no attempt counted", info, err)
 	}
 	// Another worker picks it up.
-	runWorker(t, c, fast, map[string]queue.Handler{
+	queuetest.Work(t, c, fast, map[string]queue.Handler{
 		"long": func(context.Context, *queue.Job) ([]byte, error) { return []byte("done"), nil },
 	})
 	if info := wait(t, c, id); info.State != queue.Succeeded {
@@ -291,7 +270,7 @@ func TestShutdownHandsBackRunningJobs(t *testing.T) {
 
 func TestBatchAndTimeout(t *testing.T) {
 	c := queuetest.New(t)
-	runWorker(t, c, fast, map[string]queue.Handler{
+	queuetest.Work(t, c, fast, map[string]queue.Handler{
 		"sleep": func(ctx context.Context, j *queue.Job) ([]byte, error) {
 			select {
 			case <-time.After(time.Minute):

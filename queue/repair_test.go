@@ -15,6 +15,7 @@ import (
 
 	"github.com/goherd/herd/internal/testutil"
 	"github.com/goherd/herd/queue"
+	"github.com/goherd/herd/queue/queuetest"
 )
 
 // Damaged files that lost the messages of jobs that had started, but not
@@ -81,7 +82,7 @@ func TestRepairAtStart(t *testing.T) {
 			// The jobs put back run, once, as second attempts.
 			var mu sync.Mutex
 			runs := map[string]int{}
-			runWorker(t, c, fast, map[string]queue.Handler{"job": func(ctx context.Context, j *queue.Job) ([]byte, error) {
+			queuetest.Work(t, c, fast, map[string]queue.Handler{"job": func(ctx context.Context, j *queue.Job) ([]byte, error) {
 				mu.Lock()
 				defer mu.Unlock()
 				runs[j.ID]++

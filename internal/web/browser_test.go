@@ -138,22 +138,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 // worker runs a queue worker with handlers until the test ends.
 func worker(t *testing.T, c *queue.Client, handlers map[string]queue.Handler) {
 	t.Helper()
-	w, err := c.NewWorker(queue.WorkerConfig{Concurrency: 2, Backoff: 10 * time.Millisecond, MaxBackoff: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for kind, h := range handlers {
-		w.Handle(kind, h)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker: %v", err)
-		}
-	})
+	queuetest.Work(t, c, queue.WorkerConfig{Concurrency: 2, Backoff: 10 * time.Millisecond, MaxBackoff: 10 * time.Millisecond}, handlers)
 }
 
 // The overview's counts change as jobs finish, without the page being

@@ -4,6 +4,7 @@
 package queuetest
 
 import (
+	"context"
 	"testing"
 
 	"github.com/goherd/herd/queue"
@@ -25,4 +26,26 @@ func New(t testing.TB, cfg ...queue.Config) *queue.Client {
 	}
 	t.Cleanup(func() { client.Close() })
 	return client
+}
+
+// Work runs a worker of c with the given handlers, by kind, until the test
+// ends, and checks then that it stopped cleanly.
+func Work(t testing.TB, c *queue.Client, cfg queue.WorkerConfig, handlers map[string]queue.Handler) {
+	t.Helper()
+	w, err := c.NewWorker(cfg)
+	if err != nil {
+		t.Fatalf("queuetest: %v", err)
+	}
+	for kind, h := range handlers {
+		w.Handle(kind, h)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("queuetest: worker: %v", err)
+		}
+	})
 }
