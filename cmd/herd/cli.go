@@ -80,5 +80,6 @@ func newRootCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 	root.AddCommand(newQueueCommand(ctx, sigs))
 	root.AddCommand(newVersionCommand())
 	root.AddCommand(newManCommand(root))
+	root.AddCommand(newKeeperCommand(sigs))
 	return root
 }

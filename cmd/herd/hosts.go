@@ -1,16 +1,18 @@
 package main
 
 import (
+	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/goherd/herd/internal/run"
@@ -25,72 +27,124 @@ const hostsLease = 10 * time.Second
 
 // runOnHosts is herd run -S: herd work started through ssh on each host,
 // with a reverse tunnel to the queue, so that no port is opened to the
-// network. The queue is one this run serves on loopback, for itself, or
-// the lasting one of --queue (where the run can be attached to, and the
-// hosts started again with --attach). When the run ends, the workers stop.
+// network. The queue is the run's own, which its keeper serves on
+// loopback (keeper.go), or the lasting one of --queue, where the hosts
+// are started by herd run and stop with it (--attach starts them again).
+// It is also herd run --attach ID for a run of the first kind.
 func runOnHosts(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.Signal, changed func(string) bool) error {
-	logins, err := sshlogin.Parse(o.sshLogins, o.sshLoginFiles)
-	if err != nil {
-		return err
+	var logins []sshlogin.Login
+	if o.onHosts() { // else --attach to a run of -S, with its hosts
+		var err error
+		if logins, err = sshlogin.Parse(o.sshLogins, o.sshLoginFiles); err != nil {
+			return err
+		}
 	}
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("-S: finding this herd to start it on the hosts: %w", err)
 	}
-	exec := &remote.Executor{QueueName: o.queueName, URL: o.conn.url, Attach: o.attach, HostsStarted: true}
-	fc := sshlogin.Config{SSH: strings.Fields(o.ssh), Herd: self, Version: releaseVersion(), QueueName: o.queueName,
+	var jobs string
+	if changed("jobs") || changed("max-procs") {
+		jobs = o.jobs
+	}
+	if o.conn.url == "" {
+		return runKept(ctx, o, r, sigs, logins, jobs, self)
+	}
+	exec := &remote.Executor{QueueName: o.queueName, URL: o.conn.url, Attach: o.attach, HostsStarted: true, Open: o.openQueue}
+	o.conn.resolve()
+	u, err := url.Parse(strings.Split(o.conn.url, ",")[0])
+	if err != nil || u.Port() == "" {
+		return fmt.Errorf("-S with --queue %s: want nats://HOST:PORT", o.conn.url)
+	}
+	fleet, err := sshlogin.Start(logins, sshlogin.Config{
+		SSH: strings.Fields(o.ssh), Herd: self, Version: releaseVersion(), QueueName: o.queueName,
+		QueueAddr: u.Host, Token: o.conn.token, Jobs: jobs,
 		Log: func(format string, args ...any) { r.Warn(format, args...) },
 		Lost: func(all bool) {
 			if all {
 				exec.Leave(errors.New("-S: every host is lost: the jobs not done were not run"))
 			}
 		},
-	}
-	if changed("jobs") || changed("max-procs") {
-		fc.Jobs = o.jobs
-	}
-	if o.conn.url != "" {
-		o.conn.resolve()
-		fc.Token = o.conn.token
-		u, err := url.Parse(strings.Split(o.conn.url, ",")[0])
-		if err != nil || u.Port() == "" {
-			return fmt.Errorf("-S with --queue %s: want nats://HOST:PORT", o.conn.url)
-		}
-		fc.QueueAddr, exec.Open = u.Host, o.openQueue
-	} else {
-		dir, err := os.MkdirTemp("", "herd-run-*")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		var b [16]byte
-		rand.Read(b[:])
-		fc.Token, fc.Lease, exec.Private = hex.EncodeToString(b[:]), hostsLease, true
-		srv, err := queue.Serve(queue.ServerConfig{Listen: "127.0.0.1:0", Dir: dir, Token: fc.Token, SyncInterval: time.Second,
-			Logger: slog.New(slog.NewTextHandler(r.Log(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
-		if err != nil {
-			return fmt.Errorf("-S: starting the run's queue: %w", err)
-		}
-		defer srv.Close()
-		u, err := url.Parse(srv.URL())
-		if err != nil {
-			return err
-		}
-		fc.QueueAddr = u.Host
-		exec.Open = func(ctx context.Context, log io.Writer) (remote.Client, error) {
-			c, err := queue.Open(ctx, queue.Config{URL: srv.URL(), Token: fc.Token, Logger: slog.New(slog.NewTextHandler(log, nil))})
-			if err != nil {
-				return nil, err
-			}
-			return remote.Connected(c), nil
-		}
-	}
-	fleet, err := sshlogin.Start(logins, fc)
+	})
 	if err != nil {
 		return err
 	}
 	status := r.Run(ctx, exec, sigs)
 	fleet.Stop()
+	return withStatus(status)
+}
+
+// runKept runs, or attaches to, a run of herd run -S whose queue its
+// keeper serves. When the run ends here, the keeper stops and the run's
+// folder goes; when herd run leaves it (killed, or its terminal closed),
+// the keeper sees it through, and herd run --attach ID shows it.
+func runKept(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.Signal, logins []sshlogin.Login, jobs, self string) error {
+	runs, err := runsDir()
+	if err != nil {
+		return err
+	}
+	id := cmp.Or(o.attach, remote.NewRunID())
+	k := &keeper{dir: filepath.Join(runs, id)}
+	if o.attach != "" {
+		if _, err := os.Stat(filepath.Join(k.dir, "queue")); err != nil {
+			return fmt.Errorf("--attach %s: no such run of herd run -S on this machine; for a run on a queue, give its --queue URL", id)
+		}
+		if err := os.WriteFile(filepath.Join(k.dir, "attached"), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+			return err
+		}
+	} else if err := os.MkdirAll(k.dir, 0o700); err != nil {
+		return err
+	}
+	var from int64 // the keeper's messages before are not this herd run's
+	if st, err := os.Stat(filepath.Join(k.dir, "log")); err == nil {
+		from = st.Size()
+	}
+	if !k.alive() && len(logins) > 0 {
+		cfg := keeperConfig{Run: id, Parent: os.Getpid(), Logins: logins, SSH: strings.Fields(o.ssh), Jobs: jobs, QueueName: o.queueName}
+		started, err := startKeeper(k.dir, cfg, self)
+		if err != nil {
+			if o.attach == "" {
+				os.RemoveAll(k.dir)
+			}
+			return err
+		}
+		k = started
+	}
+	exec := &remote.Executor{QueueName: o.queueName, Attach: o.attach, RunID: id, HostsStarted: true}
+	exec.Open = func(ctx context.Context, log io.Writer) (remote.Client, error) {
+		cfg := queue.Config{Logger: slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+		if url, token := k.url(); url != "" {
+			cfg.URL, cfg.Token = url, token
+		} else {
+			// The keeper has stopped: the run's queue, in its folder.
+			cfg.Dir = filepath.Join(k.dir, "queue")
+		}
+		c, err := queue.Open(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.URL == "" {
+			if settled, err := remote.Settled(ctx, c, id, map[int]bool{}); err == nil && !settled {
+				c.Close()
+				return nil, fmt.Errorf("run %s has jobs not done, and its hosts have stopped: start them again with herd run -S HOSTS --attach %s", id, id)
+			}
+		}
+		return remote.Connected(c), nil
+	}
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		k.follow(followCtx, from, func(line string) { r.Warn("%s", line) },
+			func() { exec.Leave(errors.New("-S: every host is lost: the jobs not done were not run")) })
+	})
+	status := r.Run(ctx, exec, sigs)
+	stopFollowing()
+	wg.Wait()
+	if exec.Detached() {
+		return withStatus(status) // the keeper sees the run through
+	}
+	k.stop()
+	os.RemoveAll(k.dir)
 	return withStatus(status)
 }
 

@@ -97,10 +97,13 @@ is opened to the network. A host without this version of herd on its PATH gets a
 in ~/.cache/herd, if it runs the same OS and architecture. N/ or -j says how many jobs
 run at once on each host (default: its CPUs). A host that cannot be reached, or is lost
 mid-run, is said once, and its jobs go to the others (within 10s); when every host is
-lost, herd run stops with status 255. With --queue URL, the hosts work for that lasting
-queue instead (reached through the same tunnels; a --token is passed on, out of sight
-of ps): if herd run is killed, the run stays on the queue and its hosts stop, and
-herd run -S ... --queue URL --attach ID starts them again and shows the run. Jobs run
+lost, herd run stops with status 255. The run outlives herd run: a keeper process of
+its own holds the run's queue and the ssh sessions, so that if herd run is killed or
+loses its terminal, the jobs run on, and herd run --attach ID shows them (the run's
+data is in ~/.local/share/herd/runs until then). With --queue URL, the hosts work for
+that lasting queue instead (reached through the same tunnels; a --token is passed on,
+out of sight of ps): if herd run is killed, the run stays on the queue and its hosts
+stop, and herd run -S ... --queue URL --attach ID starts them again and shows the run. Jobs run
 in the remote home folder, with the remote environment (--env sends variables), as
 with --queue. When the run ends the workers stop and nothing of it is left on the hosts. --transfer (--transferfile FILE)
 takes each job's files to the host that runs it, --return FILE brings files back,
@@ -197,7 +200,7 @@ func newRunCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 			return err
 		}
 		r := run.New(cfg, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
-		if o.onHosts() {
+		if o.onHosts() || o.attach != "" && o.conn.url == "" {
 			return runOnHosts(ctx, o, r, sigs, cmd.Flags().Changed)
 		}
 		var exec run.Executor = run.Local{}
@@ -322,7 +325,7 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	o.conn.add(f, false)
 	f.Lookup("queue").Usage = "run the jobs on the herd work processes of the queue at `URL`[,URL...] (see above)"
 	f.StringVar(&o.queueName, "queue-name", "default", "with --queue: put the jobs on the queue of this `NAME`")
-	f.StringVar(&o.attach, "attach", "", "with --queue: show the output of the earlier run `ID` (as it finishes), instead of starting one")
+	f.StringVar(&o.attach, "attach", "", "show the output of the earlier run `ID` (as it finishes) of --queue, or of -S on this machine, instead of starting one")
 	f.Bool("plain", false, "ignore the default options of ~/.parallel/config and $PARALLEL (see above)")
 	f.Bool("version", false, "print herd's version and exit")
 	return cmd
@@ -450,9 +453,9 @@ func (o runOptions) rules(hasCommand, hasInputs bool, changed func(string) bool)
 	queued, attach := o.conn.url != "", o.attach != ""
 	resuming := o.resume || o.resumeFailed || o.retryFailed
 	return []rule{
-		{!queued && (attach || o.conn.used(changed) || changed("queue-name")), "--attach, --queue-name and the options to log in to a queue need --queue URL"},
-		{queued && attach && (hasCommand || hasInputs), "--attach shows an earlier run: give no command or inputs"},
-		{queued && attach && (resuming || o.dryRun), "--attach shows an earlier run: --resume, --resume-failed, --retry-failed and --dry-run do not go with it"},
+		{!queued && (o.conn.used(changed) || changed("queue-name")), "--queue-name and the options to log in to a queue need --queue URL"},
+		{attach && (hasCommand || hasInputs), "--attach shows an earlier run: give no command or inputs"},
+		{attach && (resuming || o.dryRun), "--attach shows an earlier run: --resume, --resume-failed, --retry-failed and --dry-run do not go with it"},
 		{queued && (o.lineBuffer || o.ungroup), "with --queue, each job's output comes back whole when it ends: --line-buffer and --ungroup do not go with it"},
 		{queued && o.delay != "", "--delay does not go with --queue: the workers start jobs as they take them"},
 		{queued && strings.HasSuffix(o.timeout, "%"), "--timeout N% does not go with --queue: give the time limit in seconds"},

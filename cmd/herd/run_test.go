@@ -154,7 +154,8 @@ func TestPlan(t *testing.T) {
 	for args, want := range map[string]string{
 		"--ungroup --line-buffer echo":    "choose one",
 		"--resume echo":                   "need --joblog",
-		"--attach x echo":                 "need --queue URL",
+		"--attach x echo":                 "give no command",
+		"--queue-name q echo":             "need --queue URL",
 		"--queue nats://x --delay 1 echo": "--delay does not go with --queue",
 		"--arg-sep :::: echo":             "two different words",
 		"-0 -d , echo":                    "-0 and -d",

@@ -251,26 +251,47 @@ func TestSSHLoginNoHost(t *testing.T) {
 	}
 }
 
-// herd run -S killed outright (kill -9) mid-run: its ssh sessions end with
-// it, and the workers and their jobs on the hosts stop: nothing is left.
-func TestSSHLoginSubmitterKilled(t *testing.T) {
+// herd run -S killed outright (kill -9), or losing its terminal (SIGHUP),
+// mid-run: the run goes on, its keeper holding the queue and the hosts;
+// herd run --attach ID shows every job of it, once; then nothing of it is
+// left on the hosts or here.
+func TestSSHLoginSubmitterGone(t *testing.T) {
 	hosts := startSSHHosts(t, 2)
-	dir := t.TempDir()
-	p := startProc(t, dir, nil, "run", "-S", "2/h1,2/h2", "--ssh", hosts.SSH, "touch "+dir+"/started.{}; sleep 60", ":::", "1", "2", "3", "4")
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		started, _ := filepath.Glob(filepath.Join(dir, "started.*"))
-		if len(started) == 4 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d jobs started, want 4; error output:\n%s", len(started), p.errOut.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			env := []string{"XDG_DATA_HOME=" + t.TempDir()}
+			p := startProc(t, dir, env, append([]string{"run", "-S", "2/h1,2/h2", "--ssh", hosts.SSH, "sleep 0.3; echo done {}", ":::"}, inputs(40)...)...)
+			id := p.waitOutput(t, `run (\w+): the jobs go to the queue`)
+			deadline := time.Now().Add(60 * time.Second)
+			for strings.Count(p.out.String(), "done") < 4 {
+				if time.Now().After(deadline) {
+					t.Fatalf("no job done; error output:\n%s", p.errOut.String())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			p.cmd.Process.Signal(sig)
+			p.status(t, 10*time.Second)
+			before := p.out.String()
+			if strings.Count(before, "done") == 40 {
+				t.Fatal("every job was done before herd run stopped: the test shows nothing")
+			}
+
+			a := startProc(t, dir, env, "run", "--attach", id)
+			if st := a.status(t, 120*time.Second); st != 0 {
+				t.Fatalf("attach: exit status %d, want 0; error output:\n%s", st, a.errOut.String())
+			}
+			assertEachOnce(t, a.out.String(), 40)
+			hosts.assertNothingLeft(t)
+			runs := filepath.Join(strings.TrimPrefix(env[0], "XDG_DATA_HOME="), "herd", "runs")
+			if left, _ := os.ReadDir(runs); len(left) > 0 {
+				t.Errorf("the run's folder is left in %s: %v", runs, left)
+			}
+			if again := startProc(t, dir, env, "run", "--attach", id); again.status(t, 30*time.Second) == 0 || !strings.Contains(again.errOut.String(), "no such run") {
+				t.Errorf("a second attach to the finished run: %s; want it refused, no such run", again.errOut.String())
+			}
+		})
 	}
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	p.status(t, 10*time.Second)
-	hosts.assertNothingLeft(t)
 }
 
 // --transfer, --return, --cleanup (--trc) and --basefile with -S: each

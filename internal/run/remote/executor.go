@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -34,12 +35,11 @@ type Executor struct {
 	URL         string // the queue's, for the hint to start a worker
 	Attach      string // the id of an earlier run to show
 	JobsIgnored bool   // -j was given, which has no effect here
-	// Private says that the queue lives as long as this run only (herd
-	// run -S): the run cannot be attached to or left to its workers.
 	// HostsStarted says that its workers are being started for it (-S):
 	// no hint to start one.
-	Private      bool
 	HostsStarted bool
+	// RunID is the id of a new run; empty means a fresh one (NewRunID).
+	RunID string
 
 	detachOnce sync.Once
 	detached   chan struct{} // closed by Detach
@@ -69,8 +69,8 @@ type remote struct {
 	lookedAt time.Time
 }
 
-// newRunID returns a fresh run id.
-func newRunID() string {
+// NewRunID returns a fresh run id.
+func NewRunID() string {
 	var b [6]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
@@ -93,7 +93,7 @@ func (e *Executor) Execute(ctx context.Context, r *run.Runner, jobs iter.Seq[run
 	if e.run != "" {
 		return rm.attach(ctx)
 	}
-	e.run = newRunID()
+	e.run = cmp.Or(e.RunID, NewRunID())
 	if err := rm.putBase(ctx); err != nil {
 		return err
 	}
@@ -109,9 +109,7 @@ func (e *Executor) Execute(ctx context.Context, r *run.Runner, jobs iter.Seq[run
 	if err := w.start(ctx); err != nil {
 		return err
 	}
-	if !e.Private {
-		r.Warn("run %s: the jobs go to the queue; if this process stops, they still run: see them with --attach %s", rm.run, rm.run)
-	}
+	r.Warn("run %s: the jobs go to the queue; if this process stops, they still run: see them with --attach %s", rm.run, rm.run)
 
 	var wg sync.WaitGroup
 	wg.Go(func() { rm.submit(ctx, jobs) })
@@ -125,17 +123,23 @@ func (e *Executor) Execute(ctx context.Context, r *run.Runner, jobs iter.Seq[run
 }
 
 // Detach leaves the run to the workers: Execute returns at once. It is
-// called from one goroutine, the runner's signal handler. A private run
-// cannot be left: its queue ends with it.
+// called from one goroutine, the runner's signal handler.
 func (e *Executor) Detach(sig os.Signal) {
-	if e.Private {
-		return
-	}
 	select {
 	case <-e.detachedCh():
 	default:
 		e.detachSig = sig
 		close(e.detached)
+	}
+}
+
+// Detached reports whether the run was left to the workers (Detach).
+func (e *Executor) Detached() bool {
+	select {
+	case <-e.detachedCh():
+		return true
+	default:
+		return false
 	}
 }
 
@@ -302,7 +306,7 @@ func (rm *remote) submit(ctx context.Context, jobs iter.Seq[run.Job]) {
 	if err := rm.update(ctx, func(st *State) { st.Enqueueing, n = false, st.Jobs }); err != nil {
 		r.Warn("%v", err)
 	}
-	if rm.subErr == nil && !r.Stopping() && !rm.Private {
+	if rm.subErr == nil && !r.Stopping() {
 		r.Warn("run %s: all %d jobs are on the queue", rm.run, n)
 	}
 }

@@ -103,3 +103,42 @@ func Stop(ctx context.Context, c *queue.Client, runID string, now bool) error {
 	}
 	return c.PutMeta(ctx, RunKey(runID), b)
 }
+
+// Settled reports whether every job of a run whose submitter is gone has
+// finished: those it enqueued, and those of the batch it was sending, if
+// the queue has them. finished holds the job numbers seen finished before;
+// Settled reads the others' records only, and adds to it.
+func Settled(ctx context.Context, c *queue.Client, runID string, finished map[int]bool) (bool, error) {
+	b, err := c.Meta(ctx, RunKey(runID))
+	if err != nil {
+		return false, err
+	}
+	var st State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return false, fmt.Errorf("run %s: %w", runID, err)
+	}
+	var ids []string
+	var seqs []int
+	for _, seq := range append(expand(st.Enqueued), st.Sending...) {
+		if !finished[seq] {
+			ids, seqs = append(ids, runID+"."+strconv.Itoa(seq)), append(seqs, seq)
+		}
+	}
+	infos, err := c.Infos(ctx, ids)
+	if err != nil {
+		return false, err
+	}
+	settled := true
+	for i, id := range ids {
+		switch info := infos[id]; {
+		case info == nil:
+			// Never stored (a batch being sent), or lost: nothing to
+			// wait for.
+		case !info.State.Finished():
+			settled = false
+		default:
+			finished[seqs[i]] = true
+		}
+	}
+	return settled, nil
+}
