@@ -92,8 +92,11 @@ func runKept(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.S
 		if err := os.WriteFile(filepath.Join(k.dir, "attached"), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
 			return err
 		}
-	} else if err := os.MkdirAll(k.dir, 0o700); err != nil {
-		return err
+	} else {
+		forgetOldRuns(runs)
+		if err := os.MkdirAll(k.dir, 0o700); err != nil {
+			return err
+		}
 	}
 	var from int64 // the keeper's messages before are not this herd run's
 	if st, err := os.Stat(filepath.Join(k.dir, "log")); err == nil {

@@ -62,6 +62,27 @@ func runsDir() (string, error) {
 	return filepath.Join(filepath.Dir(d), "runs"), nil
 }
 
+// runsKept is how long the folder of a run that nobody attached to is kept
+// after its keeper stopped: as long as the queue keeps finished jobs.
+const runsKept = 7 * 24 * time.Hour
+
+// forgetOldRuns removes the folders of the runs in runs whose keeper has
+// stopped more than runsKept ago.
+func forgetOldRuns(runs string) {
+	entries, _ := os.ReadDir(runs)
+	for _, e := range entries {
+		k := &keeper{dir: filepath.Join(runs, e.Name())}
+		info, err := e.Info()
+		if err != nil || !e.IsDir() || k.alive() || time.Since(info.ModTime()) < runsKept {
+			continue
+		}
+		if log, err := os.Stat(filepath.Join(k.dir, "log")); err == nil && time.Since(log.ModTime()) < runsKept {
+			continue
+		}
+		os.RemoveAll(k.dir)
+	}
+}
+
 // keeper is herd run's handle on the keeper of a run.
 type keeper struct {
 	dir string

@@ -100,7 +100,7 @@ mid-run, is said once, and its jobs go to the others (within 10s); when every ho
 lost, herd run stops with status 255. The run outlives herd run: a keeper process of
 its own holds the run's queue and the ssh sessions, so that if herd run is killed or
 loses its terminal, the jobs run on, and herd run --attach ID shows them (the run's
-data is in ~/.local/share/herd/runs until then). With --queue URL, the hosts work for
+data is in ~/.local/share/herd/runs until then, or for a week). With --queue URL, the hosts work for
 that lasting queue instead (reached through the same tunnels; a --token is passed on,
 out of sight of ps): if herd run is killed, the run stays on the queue and its hosts
 stop, and herd run -S ... --queue URL --attach ID starts them again and shows the run. Jobs run
