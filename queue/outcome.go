@@ -10,9 +10,9 @@ import (
 )
 
 // outcomes stores the outcomes of a worker's jobs: each job's record, with
-// its result kept apart if it is big, and a mark if it
-// died. A job is settled (acknowledged, or handed back for a retry) only
-// once its outcome is stored.
+// its result kept apart if it is big, and its dead mark if it died. A job
+// is settled (acknowledged, or handed back for a retry) only once its
+// outcome is stored.
 //
 // An outcome that cannot be stored — the server's storage is full, or the
 // server is away longer than the committer tries — is kept, and stored

@@ -44,10 +44,11 @@ type dashboard struct {
 	mu      sync.Mutex
 	samples []sample // oldest first, over chartSpan
 
-	bg       sync.WaitGroup // the sampler
-	stopBg   context.CancelFunc
-	streams  context.Context // live pages end when it is done
-	endLives context.CancelFunc
+	bg     sync.WaitGroup // the sampler
+	stopBg context.CancelFunc
+
+	lives    chan struct{} // closed when the live pages are to end
+	endLives sync.Once
 }
 
 // sample is the queue's figures at one moment.
@@ -60,14 +61,14 @@ type sample struct {
 func newDashboard(cfg Config, log *slog.Logger) (*dashboard, error) {
 	d := &dashboard{cfg: cfg, c: cfg.Queue, log: log, tmpl: map[string]*template.Template{}}
 	d.runs = newRuns(cfg.Queue)
-	d.streams, d.endLives = context.WithCancel(context.Background())
+	d.lives = make(chan struct{})
 	funcs := template.FuncMap{
 		"ago":      ago,
 		"duration": roundDuration,
 		"query":    withQuery,
 		"trunc":    truncate,
 		"when":     func(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") },
-		"json":     func(b []byte) string { return truncate(string(b), 4096) },
+		"bytes":    func(b []byte) string { return truncate(string(b), 4096) },
 		"add":      func(a, b int) int { return a + b },
 		"link":     func(encoded string) template.URL { return template.URL(encoded) }, // url.Values.Encode's
 	}
@@ -240,7 +241,7 @@ func (d *dashboard) events(w http.ResponseWriter, r *http.Request) {
 		case <-t.C:
 		case <-r.Context().Done():
 			return
-		case <-d.streams.Done():
+		case <-d.lives:
 			return
 		}
 	}
@@ -307,10 +308,11 @@ func (d *dashboard) stop() {
 		d.stopBg()
 	}
 	d.bg.Wait()
-	d.endLives()
+	d.closeStreams()
 }
 
-func (d *dashboard) closeStreams() { d.endLives() }
+// closeStreams ends the live pages' streams.
+func (d *dashboard) closeStreams() { d.endLives.Do(func() { close(d.lives) }) }
 
 func (d *dashboard) sample(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -130,6 +130,9 @@ func (d *dashboard) jobs(r *http.Request) (any, error) {
 	if !slices.Contains(listedStates, q.State) {
 		return nil, badRequest{fmt.Errorf("no state %q", q.State)}
 	}
+	if strings.ContainsAny(q.Queue, ".*> \t") {
+		return nil, badRequest{fmt.Errorf("no queue %q", q.Queue)}
+	}
 	if a := v.Get("after"); a != "" {
 		var err error
 		if q.After, err = strconv.ParseUint(a, 10, 64); err != nil {
@@ -138,7 +141,7 @@ func (d *dashboard) jobs(r *http.Request) (any, error) {
 	}
 	page, err := d.c.Jobs(r.Context(), q)
 	if err != nil {
-		return nil, badRequest{err}
+		return nil, err
 	}
 	st, err := d.c.Stats(r.Context())
 	if err != nil {

@@ -367,7 +367,7 @@ func TestPagesAndAPI(t *testing.T) {
 		t.Errorf("GET /api/jobs?state=dead = %s, want d1 and a count of 1", body)
 	}
 	for path, want := range map[string]int{
-		"/jobs?state=bogus": http.StatusBadRequest, "/jobs?after=x": http.StatusBadRequest,
+		"/jobs?state=bogus": http.StatusBadRequest, "/jobs?after=x": http.StatusBadRequest, "/jobs?queue=a.b": http.StatusBadRequest,
 		"/jobs/nope": http.StatusNotFound, "/runs/nope": http.StatusNotFound, "/events": http.StatusBadRequest,
 	} {
 		if code, _ := get(t, s.URL()+path); code != want {
