@@ -231,9 +231,11 @@ func (w *Worker) Run(ctx context.Context) error {
 			continue
 		}
 		if presence.draining.Load() { // asked to take no new jobs (Client.Drain)
+			p.handBack() // those that came late for a pull
 			select {
 			case <-presence.changed:
 			case <-ctx.Done():
+			case <-time.After(time.Second):
 			}
 			continue
 		}
@@ -393,20 +395,25 @@ func newPuller(nc *nats.Conn) (*puller, error) {
 	return p, nil
 }
 
-// close hands back the jobs that came for a pull but were not taken (a
-// pull given up on whose jobs came late), so that they need not wait for
-// their lease to run out, and stops.
+// close hands back the jobs not taken, and stops.
 func (p *puller) close() {
+	p.handBack()
+	p.sub.Unsubscribe()
+}
+
+// handBack hands back the jobs that came for a pull but were not taken (a
+// pull given up on whose jobs came late), so that they need not wait for
+// their lease to run out.
+func (p *puller) handBack() {
 	for {
 		m, err := p.sub.NextMsg(0)
 		if err != nil {
-			break
+			return
 		}
 		if strings.HasPrefix(m.Reply, "$JS.ACK.") {
 			m.Nak()
 		}
 	}
-	p.sub.Unsubscribe()
 }
 
 // pull takes up to n jobs from a consumer: those there now, or, with a
