@@ -378,39 +378,24 @@ func (c *Client) List(ctx context.Context, queue string, limit int) ([]*Info, er
 }
 
 // each calls fn with the current record of every job still in the queue
-// (not finished), oldest first, until fn returns false. It reads the jobs'
-// messages and their records a batch at a time.
+// (not finished), oldest first, until fn returns false. It reads them a
+// page at a time ([Client.Jobs]).
 func (c *Client) each(ctx context.Context, queue string, fn func(*Info) bool) error {
-	const batch = 256
-	for seq := uint64(1); ; {
-		msgs, err := c.directGet(ctx, map[string]any{"seq": seq, "next_by_subj": queueFilter(queue), "batch": batch}, batch)
+	q := JobQuery{Queue: queue, Limit: 256}
+	for {
+		page, err := c.Jobs(ctx, q)
 		if err != nil {
-			return fmt.Errorf("queue: list: %w", err)
+			return err
 		}
-		infos := make([]*Info, 0, len(msgs))
-		seqs := make([]uint64, 0, len(msgs))
-		for _, m := range msgs {
-			info := new(Info)
-			if json.Unmarshal(m.data, info) != nil || info.ID == "" {
-				continue
-			}
-			infos, seqs = append(infos, info), append(seqs, m.seq)
-		}
-		if infos, err = c.current(ctx, infos, seqs); err != nil {
-			return fmt.Errorf("queue: list: %w", err)
-		}
-		for _, info := range infos {
-			if info.State.Finished() {
-				continue
-			}
+		for _, info := range page.Jobs {
 			if !fn(info) {
 				return nil
 			}
 		}
-		if len(msgs) < batch {
+		if page.Next == 0 {
 			return nil
 		}
-		seq = msgs[len(msgs)-1].seq + 1
+		q.After = page.Next
 	}
 }
 
