@@ -121,6 +121,8 @@ func TestLikeGNUParallel(t *testing.T) {
 		{"--results names the files", []string{"-k", "--results", "out/{}-{#}", "echo", ":::", "a", "b"}, ""},
 		{"--results and --files", []string{"-k", "--files", "--results", "out", "echo", ":::", "a", "b"}, ""},
 		{"--results counts failures", []string{"--results", "out", "exit", ":::", "0", "1", "2"}, ""},
+		{"--workdir makes the folder, per job", []string{"-k", "--wd", "out/w{}", "basename \"$PWD\" > f.{}; cat f.{}", ":::", "a", "b"}, ""},
+		{"--workdir ... is a new folder in ~/.parallel/tmp", []string{"-k", "--wd", "...", "basename \"$(dirname \"$PWD\")\"; ls; echo {}", ":::", "a", "b"}, ""},
 		{"--plus {##} and {0#}", []string{"-k", "--plus", "echo", "{##}", "{0#}", ":::", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

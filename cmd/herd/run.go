@@ -105,7 +105,9 @@ that lasting queue instead (reached through the same tunnels; a --token is passe
 out of sight of ps): if herd run is killed, the run stays on the queue and its hosts
 stop, and herd run -S ... --queue URL --attach ID starts them again and shows the run. Jobs run
 in the remote home folder, with the remote environment (--env sends variables), as
-with --queue. When the run ends the workers stop and nothing of it is left on the hosts. --transfer (--transferfile FILE)
+with --queue (--workdir DIR: in DIR, relative to the home folder; --workdir . the
+folder of the same path as here; --workdir ... a new folder for each job, gone after
+it). When the run ends the workers stop and nothing of it is left on the hosts. --transfer (--transferfile FILE)
 takes each job's files to the host that runs it, --return FILE brings files back,
 --basefile FILE goes to each host once, --cleanup removes them all from the hosts
 (--trc FILE is --transfer --return FILE --cleanup): the files travel through the queue,
@@ -180,6 +182,7 @@ type runOptions struct {
 	nice          int
 	env           []string
 	transfer      bool
+	workdir       string
 	transferFiles []string
 	returnFiles   []string
 	cleanup       bool
@@ -321,6 +324,8 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	f.BoolVar(&o.cleanup, "cleanup", false, "with -S or --queue: remove the files transferred and returned from the host after each job")
 	f.StringArrayVar(&o.trc, "trc", nil, "the same as --transfer --return `FILE` --cleanup")
 	f.StringArrayVar(&o.baseFiles, "basefile", nil, "with -S or --queue: take `FILE` to each host once, before its first job of the run")
+	f.StringVar(&o.workdir, "workdir", "", "run the jobs in `DIR`, made if need be (replacement strings allowed; on a host, relative to the login folder): . for this folder (on a host, the same path in the home folder), ... for a new folder for each job under ~/.parallel/tmp")
+	f.StringVar(&o.workdir, "wd", "", "the same as --workdir `DIR`")
 	f.StringArrayVar(&o.baseFiles, "bf", nil, "the same as --basefile `FILE`")
 	o.conn.add(f, false)
 	f.Lookup("queue").Usage = "run the jobs on the herd work processes of the queue at `URL`[,URL...] (see above)"
@@ -540,6 +545,15 @@ func (o runOptions) planFiles(cfg *run.Config, ropts replace.Options) {
 	}
 	cfg.BaseFiles = o.baseFiles
 	cfg.Cleanup = o.cleanup || len(o.trc) > 0
+	switch o.workdir {
+	case "":
+	case ".":
+		cfg.Workdir.Here = true
+	case "...":
+		cfg.Workdir.Temp = true
+	default:
+		cfg.Workdir.Dir = replace.Parse(o.workdir, ropts)
+	}
 }
 
 // perlExpr matches GNU parallel's {= perl expression =} and {n= ... =}.

@@ -2,7 +2,9 @@ package main
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/user"
@@ -336,6 +338,34 @@ func TestSSHLoginTransferReturnCleanup(t *testing.T) {
 			os.Remove(f)
 		}
 	}
+}
+
+// --workdir on a host: . is the same folder as here (outside the home
+// folder: the same path); ... a new folder for each job, where its
+// --transfer and --return files are, gone after it with --cleanup.
+func TestSSHLoginWorkdir(t *testing.T) {
+	hosts := startSSHHosts(t, 1)
+	dir := t.TempDir()
+	p := startProc(t, dir, nil, "run", "-S", "h1", "--ssh", hosts.SSH, "--wd", ".", "pwd; : {}", ":::", "x")
+	if st := p.status(t, 120*time.Second); st != 0 || p.out.String() != dir+"\n" {
+		t.Errorf("--wd . on a host: status %d, output %q, want %q; error output:\n%s", st, p.out.String(), dir+"\n", p.errOut.String())
+	}
+	if err := os.WriteFile(filepath.Join(dir, "in.txt"), []byte("data\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p = startProc(t, dir, nil, "run", "-S", "h1", "--ssh", hosts.SSH, "--wd", "...", "--trc", "{}.out", "pwd > {}.out; cat {} >> {}.out", ":::", "in.txt")
+	if st := p.status(t, 120*time.Second); st != 0 {
+		t.Fatalf("--wd ... --trc on a host: status %d; error output:\n%s", st, p.errOut.String())
+	}
+	out, err := os.ReadFile(filepath.Join(dir, "in.txt.out"))
+	where, data, _ := strings.Cut(string(out), "\n")
+	if err != nil || !strings.Contains(where, "/.parallel/tmp/") || data != "data\n" {
+		t.Fatalf("in.txt.out = %q, %v; want the job's folder under ~/.parallel/tmp, then the input", out, err)
+	}
+	if _, err := os.Stat(where); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the job's folder %s after the job: %v, want it gone", where, err)
+	}
+	hosts.assertNothingLeft(t)
 }
 
 // -S with --queue URL: the hosts work for a lasting queue, through ssh

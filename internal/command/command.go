@@ -23,6 +23,7 @@ type Job struct {
 	Stdin  io.Reader // nil means /dev/null
 	Stdout io.Writer // nil means discard
 	Stderr io.Writer // nil means discard
+	Dir    string    // the working folder; empty means herd's
 
 	// TermSeq is what the process group gets when the context ends: each
 	// signal in turn, then as long as its wait for the job to end. Nil
@@ -79,6 +80,7 @@ func (r Result) Failed() bool { return r.Exit != 0 || r.Signal != 0 || r.Err != 
 // in its group is killed too, so that a job never leaves orphans behind.
 func Run(ctx context.Context, j Job) Result {
 	cmd := j.command()
+	cmd.Dir = j.Dir
 	cmd.Env = j.Env
 	cmd.Stdin = j.Stdin
 	cmd.Stdout = j.Stdout

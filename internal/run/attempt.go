@@ -32,6 +32,7 @@ type Attempts struct {
 	Attempts int            // in all, 1 or more
 	TermSeq  []command.Term // how an attempt is killed; nil means the default
 	Nice     int            // the jobs' niceness, if not 0
+	Dir      string         // where the job runs (--workdir); empty means herd's folder
 	// Pass, with Stdin, gives the job its block in a file instead of on
 	// its standard input: "cat", a temporary file (--cat); "fifo", a named
 	// pipe that herd writes it to (--fifo). PathText in Line stands for
@@ -72,7 +73,7 @@ func (a *Attempts) once(ctx context.Context, env []string) command.Result {
 			defer cancel()
 		}
 	}
-	j := command.Job{Line: a.Line, Shell: a.Shell, Env: env, Stdin: a.DevNull, LookPath: a.LookPath, TermSeq: a.TermSeq, Nice: a.Nice}
+	j := command.Job{Line: a.Line, Shell: a.Shell, Env: env, Stdin: a.DevNull, LookPath: a.LookPath, TermSeq: a.TermSeq, Nice: a.Nice, Dir: a.Dir}
 	switch {
 	case a.Stdin != nil && a.Pass != "":
 		path, cleanup, err := passBlock(a.Pass, a.Stdin)

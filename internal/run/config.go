@@ -62,6 +62,7 @@ type Config struct {
 	// to herd run); nil means GNU parallel's default (command.DefaultTermSeq).
 	TermSeq []command.Term
 	Nice    int      // the jobs' niceness (--nice), if not 0
+	Workdir Workdir  // the folder the jobs run in (--workdir)
 	Env     []string // NAME=value to set in the jobs' environment (--env: for the workers of a queue)
 	TTY     bool     // give the jobs the terminal as standard input (--tty)
 

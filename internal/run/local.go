@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/goherd/herd"
+	"github.com/goherd/herd/internal/command"
 )
 
 // Local runs the jobs on this machine, Config.Jobs at a time, on herd's
@@ -70,11 +71,19 @@ func (l *local) run(_ context.Context, j Job) (struct{}, error) {
 		return struct{}{}, nil
 	}
 	o.Line = Shown(j.Line, o.Slot)
+	dir, leave, err := EnterWorkdir(l.cfg.Workdir.Name(j, false), j.Seq, l.cfg.Cleanup)
+	if err != nil {
+		r.Starting(o)
+		o.Result = command.Result{Start: time.Now(), Exit: -1, Err: err}
+		r.Done(o)
+		return struct{}{}, nil
+	}
+	defer leave()
 	var received *counter
 	a := &Attempts{
 		Line: WithSlot(j.Line, o.Slot), Shell: l.cfg.Shell, Seq: j.Seq, Slot: o.Slot, Env: l.env, Stdin: j.Stdin, Stream: j.Stream, DevNull: l.devNull,
 		Attempts: l.cfg.Attempts, TermSeq: l.cfg.TermSeq, Nice: l.cfg.Nice, Pass: l.cfg.Pass, Timeout: l.timeout, LookPath: l.lookPath,
-		Again: func() bool { return !r.Stopping() },
+		Dir: dir, Again: func() bool { return !r.Stopping() },
 		Output: func() (io.Writer, io.Writer, func()) {
 			received = &counter{}
 			return l.output(o, received)

@@ -318,7 +318,7 @@ func (rm *remote) enqueue(ctx context.Context, batch []run.Job) error {
 	for i, j := range batch {
 		cj := Job{Run: rm.run, Seq: j.Seq, Args: j.Args, Line: j.Line, Shell: cfg.Shell,
 			Attempts: cfg.Attempts, Timeout: cfg.Timeout, TermSeq: cfg.TermSeq, Stdin: j.Stdin, Nice: cfg.Nice, Env: cfg.Env, Pass: cfg.Pass,
-			Base: cfg.BaseFiles, Cleanup: cfg.Cleanup}
+			Base: cfg.BaseFiles, Cleanup: cfg.Cleanup, Workdir: cfg.Workdir.Name(j, true)}
 		if err := rm.putFiles(ctx, &cj); err != nil {
 			return err
 		}

@@ -30,22 +30,22 @@ type baseFiles struct {
 	cleanup bool
 }
 
-// fetch puts the files a job takes with it where it names them: its run's
-// base files, once, and its own.
-func (w *Worker) fetch(ctx context.Context, cj Job) error {
+// fetch puts the files a job takes with it where it names them, in its
+// folder dir: its run's base files, once for each folder, and its own.
+func (w *Worker) fetch(ctx context.Context, cj Job, dir string) error {
 	if w.FilesHere || w.Files == nil || len(cj.Transfer)+len(cj.Base) == 0 {
 		return nil
 	}
 	if len(cj.Base) > 0 {
 		w.mu.Lock()
-		b := w.bases[cj.Run]
+		b := w.bases[cj.Run+"\x00"+dir]
 		if b == nil {
-			b = &baseFiles{paths: cj.Base, cleanup: cj.Cleanup}
-			w.bases[cj.Run] = b
+			b = &baseFiles{paths: in(dir, cj.Base), cleanup: cj.Cleanup}
+			w.bases[cj.Run+"\x00"+dir] = b
 		}
 		w.mu.Unlock()
 		b.once.Do(func() {
-			for i, p := range cj.Base {
+			for i, p := range b.paths {
 				if b.err = getFile(ctx, w.Files, FileKey(cj.Run, 0, "", i), p); b.err != nil {
 					b.err = fmt.Errorf("--basefile %s: %w", p, b.err)
 					return
@@ -56,7 +56,7 @@ func (w *Worker) fetch(ctx context.Context, cj Job) error {
 			return b.err
 		}
 	}
-	for i, p := range cj.Transfer {
+	for i, p := range in(dir, cj.Transfer) {
 		if err := getFile(ctx, w.Files, FileKey(cj.Run, cj.Seq, "t", i), p); err != nil {
 			return fmt.Errorf("--transfer %s: %w", p, err)
 		}
@@ -84,14 +84,14 @@ func getFile(ctx context.Context, files FileStore, name, path string) error {
 	return os.Rename(f.Name(), path)
 }
 
-// sendBack stores the files a job names with --return that it made, and
-// with --cleanup removes its files from this host.
-func (w *Worker) sendBack(ctx context.Context, cj Job, res *Result) error {
+// sendBack stores the files a job names with --return that it made (in
+// its folder dir), and with --cleanup removes its files from this host.
+func (w *Worker) sendBack(ctx context.Context, cj Job, dir string, res *Result) error {
 	if w.FilesHere || w.Files == nil {
 		return nil
 	}
 	var errs []error
-	for i, p := range cj.Return {
+	for i, p := range in(dir, cj.Return) {
 		f, err := os.Open(p)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // the job did not make it: nothing to send back
@@ -107,10 +107,25 @@ func (w *Worker) sendBack(ctx context.Context, cj Job, res *Result) error {
 		res.Returned = append(res.Returned, i)
 	}
 	if cj.Cleanup {
-		removeAll(cj.Transfer)
-		removeAll(cj.Return)
+		removeAll(in(dir, cj.Transfer))
+		removeAll(in(dir, cj.Return))
 	}
 	return errors.Join(errs...)
+}
+
+// in returns paths, the relative ones taken in the folder dir.
+func in(dir string, paths []string) []string {
+	if dir == "" {
+		return paths
+	}
+	out := make([]string, len(paths))
+	for i, p := range paths {
+		out[i] = p
+		if !filepath.IsAbs(p) {
+			out[i] = filepath.Join(dir, p)
+		}
+	}
+	return out
 }
 
 func removeAll(paths []string) {

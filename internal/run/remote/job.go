@@ -31,6 +31,7 @@ type Job struct {
 	Nice     int            `json:"nice,omitempty"`    // --nice
 	Pass     string         `json:"pass,omitempty"`    // --cat or --fifo: how Stdin is given
 	Env      []string       `json:"env,omitempty"`     // --env: NAME=value, set over the worker's
+	Workdir  string         `json:"workdir,omitempty"` // --workdir, as run.Workdir.Name names it
 	// Files that go with the job, by the paths it names them with, which
 	// the queue holds under FileKey names: Transfer to fetch before it
 	// runs (--transfer), Base once per run on each host (--basefile),

@@ -157,14 +157,19 @@ func (w *Worker) Handle(ctx context.Context, qj *queue.Job) ([]byte, error) {
 	defer func() { w.slots <- slot }()
 
 	res := Result{Host: w.host, Slot: slot, Line: run.Shown(cj.Line, slot)}
-	if err := w.fetch(ctx, cj); err != nil {
+	dir, leave, err := run.EnterWorkdir(cj.Workdir, cj.Seq, cj.Cleanup)
+	if err == nil {
+		defer leave()
+		err = w.fetch(ctx, cj, dir)
+	}
+	if err != nil {
 		res.Exit, res.Err, res.Start = -1, err.Error(), time.Now()
 		return json.Marshal(res)
 	}
 	var stdout, stderr bytes.Buffer
 	a := &run.Attempts{
 		Line: run.WithSlot(cj.Line, slot), Shell: cj.Shell, Seq: cj.Seq, Slot: slot, Env: append(w.env[:len(w.env):len(w.env)], cj.Env...), Stdin: cj.Stdin, DevNull: w.devNull,
-		Attempts: cj.Attempts, TermSeq: cj.TermSeq, Nice: cj.Nice, Pass: cj.Pass, Timeout: func() time.Duration { return cj.Timeout },
+		Attempts: cj.Attempts, TermSeq: cj.TermSeq, Nice: cj.Nice, Pass: cj.Pass, Dir: dir, Timeout: func() time.Duration { return cj.Timeout },
 		Output: func() (io.Writer, io.Writer, func()) {
 			stdout.Reset()
 			stderr.Reset()
@@ -182,7 +187,7 @@ func (w *Worker) Handle(ctx context.Context, qj *queue.Job) ([]byte, error) {
 		res.Err = r.Err.Error()
 	}
 	res.Stdout, res.Stderr = stdout.Bytes(), stderr.Bytes()
-	if err := w.sendBack(ctx, cj, &res); err != nil && res.Err == "" {
+	if err := w.sendBack(ctx, cj, dir, &res); err != nil && res.Err == "" {
 		res.Err = err.Error()
 	}
 	return json.Marshal(res)
