@@ -123,6 +123,8 @@ func TestLikeGNUParallel(t *testing.T) {
 		{"--results counts failures", []string{"--results", "out", "exit", ":::", "0", "1", "2"}, ""},
 		{"--workdir makes the folder, per job", []string{"-k", "--wd", "out/w{}", "basename \"$PWD\" > f.{}; cat f.{}", ":::", "a", "b"}, ""},
 		{"--workdir ... is a new folder in ~/.parallel/tmp", []string{"-k", "--wd", "...", "basename \"$(dirname \"$PWD\")\"; ls; echo {}", ":::", "a", "b"}, ""},
+		{"--plus {host} {sshlogin} {slot} are the job's variables", []string{"-k", "--plus", "-j1", "echo [{host}] [{sshlogin}] [{slot}] {}; echo $PARALLEL_SSHHOST", ":::", "a"}, ""},
+		{"--plus --dry-run shows them as variables", []string{"--plus", "--dry-run", "echo {host} {sshlogin} {slot}", ":::", "a"}, ""},
 		{"--plus {##} and {0#}", []string{"-k", "--plus", "echo", "{##}", "{0#}", ":::", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

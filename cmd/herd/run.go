@@ -42,10 +42,12 @@ value of its source names. --plus adds GNU parallel's {+/} {+.} {..} {...} {/..}
 {+..} {+...}, {##} (the number of jobs), {0#} (the job's number, zero-padded) and those
 after bash's ${...}: {:-str} {:n} {:n:m} {#re} {##re} {%re} {%%re} {/re/str} {/#re/str}
 {/%re/str} {//re/str} {^re} {^^re} {,re} {,,re}, with Go's regular expressions where
-GNU parallel has Perl's. {= perl expression =} is refused: herd runs no Perl.
+GNU parallel has Perl's, and {slot} {host} {sshlogin}, which the job's shell reads from
+its variables. {= perl expression =} is refused: herd runs no Perl.
 
-Every job runs in a process group of its own, with PARALLEL_SEQ (the job's number)
-and PARALLEL_JOBSLOT (its slot) in its environment, and with /dev/null as its
+Every job runs in a process group of its own, with PARALLEL_SEQ (the job's number),
+PARALLEL_JOBSLOT (its slot), PARALLEL_SSHHOST and PARALLEL_SSHLOGIN (its host of -S,
+: here) in its environment, and with /dev/null as its
 standard input unless --pipe gives it a block of herd's. Its command line runs in the
 shell herd was started from, as in GNU parallel, so that exported functions (export -f)
 and the shell's syntax work: --shell, else $PARALLEL_SHELL, else that shell, else

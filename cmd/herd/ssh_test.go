@@ -342,13 +342,18 @@ func TestSSHLoginTransferReturnCleanup(t *testing.T) {
 
 // --workdir on a host: . is the same folder as here (outside the home
 // folder: the same path); ... a new folder for each job, where its
-// --transfer and --return files are, gone after it with --cleanup.
+// --transfer and --return files are, gone after it with --cleanup. And a
+// job knows its host: {host} and {sshlogin} with --plus.
 func TestSSHLoginWorkdir(t *testing.T) {
 	hosts := startSSHHosts(t, 1)
 	dir := t.TempDir()
 	p := startProc(t, dir, nil, "run", "-S", "h1", "--ssh", hosts.SSH, "--wd", ".", "pwd; : {}", ":::", "x")
 	if st := p.status(t, 120*time.Second); st != 0 || p.out.String() != dir+"\n" {
 		t.Errorf("--wd . on a host: status %d, output %q, want %q; error output:\n%s", st, p.out.String(), dir+"\n", p.errOut.String())
+	}
+	p = startProc(t, dir, nil, "run", "-S", "2/h1", "--ssh", hosts.SSH, "--plus", "echo {host} {sshlogin} $PARALLEL_SSHHOST; : {}", ":::", "x")
+	if st := p.status(t, 120*time.Second); st != 0 || p.out.String() != "h1 h1 h1\n" {
+		t.Errorf("{host} {sshlogin} on h1: status %d, output %q, want \"h1 h1 h1\\n\"; error output:\n%s", st, p.out.String(), p.errOut.String())
 	}
 	if err := os.WriteFile(filepath.Join(dir, "in.txt"), []byte("data\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -46,6 +46,8 @@ type workOptions struct {
 	lease           time.Duration
 	shutdownTimeout time.Duration
 	filesHere       bool
+	sshLogin        string
+	sshHost         string
 	http            httpFlags
 }
 
@@ -83,6 +85,10 @@ func newWorkCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 	// (--transfer, --return) are where it runs them already.
 	f.BoolVar(&o.filesHere, "files-here", false, "the files of --transfer and --return are here: fetch, send back and remove none")
 	f.MarkHidden("files-here")
+	f.StringVar(&o.sshLogin, "sshlogin", "", "the login of herd run -S this worker serves, for $PARALLEL_SSHLOGIN")
+	f.StringVar(&o.sshHost, "sshhost", "", "its host, for $PARALLEL_SSHHOST")
+	f.MarkHidden("sshlogin")
+	f.MarkHidden("sshhost")
 	o.http.add(f, "this worker's /metrics, /healthz and /readyz", false)
 	return cmd
 }
@@ -109,7 +115,7 @@ func (o *workOptions) work(ctx context.Context, n int, sigs <-chan os.Signal, st
 		return fail(err)
 	}
 	defer rw.Close()
-	rw.Files, rw.FilesHere = c, o.filesHere
+	rw.Files, rw.FilesHere, rw.SSHLogin, rw.SSHHost = c, o.filesHere, o.sshLogin, o.sshHost
 	w.Handle(remote.Kind, rw.Handle)
 	if o.http.addr != "" {
 		cfg := o.http.config(c, stderr)

@@ -56,7 +56,9 @@ type Options struct {
 	Input string
 	// Plus adds GNU parallel's --plus replacement strings: {+/} {+.} {..}
 	// {...} {/..} {/...} {+..} {+...}, {##} (the number of jobs), {0#}
-	// (the job's number, zero-padded), and those after bash's ${...}:
+	// (the job's number, zero-padded), {slot} {host} {sshlogin} (the job's
+	// $PARALLEL_JOBSLOT, $PARALLEL_SSHHOST, $PARALLEL_SSHLOGIN), and those
+	// after bash's ${...}:
 	// {:-str} {:n} {:n:m} {#re} {##re} {%re} {%%re} {/re/str} {/#re/str}
 	// {/%re/str} {//re/str} {^re} {^^re} {,re} {,,re}, with Go's regular
 	// expressions.
@@ -231,6 +233,9 @@ func chain(f, g func(string) string) func(string) string {
 	return func(s string) string { return g(f(s)) }
 }
 
+// plusVars are --plus's shorthands for variables that each job has.
+var plusVars = map[string]string{"slot": "PARALLEL_JOBSLOT", "host": "PARALLEL_SSHHOST", "sshlogin": "PARALLEL_SSHLOGIN"}
+
 // parseToken parses what stands between braces. It reports false for
 // anything that is no replacement string, which stays in the command as it
 // is, and an error for a --plus string that cannot be one.
@@ -244,6 +249,9 @@ func parseToken(tok string, opts Options) (part, bool, error) {
 		return part{kind: total, text: tok}, true, nil
 	case opts.Plus && tok == "0#":
 		return part{kind: paddedSeq, text: tok}, true, nil
+	case opts.Plus && plusVars[tok] != "" && !slices.Contains(opts.Names, tok):
+		// The job's shell reads them, as GNU parallel has it.
+		return part{kind: literal, text: "${" + plusVars[tok] + "}"}, true, nil
 	}
 	// A position: n, -n, or a name of --header.
 	i := 0

@@ -33,7 +33,10 @@ type local struct {
 
 // Execute runs the jobs.
 func (Local) Execute(_ context.Context, r *Runner, jobs iter.Seq[Job]) error {
-	l := &local{r: r, cfg: r.cfg, env: append(os.Environ(), r.cfg.Env...), slots: make(chan int, r.cfg.Jobs)}
+	// As in GNU parallel, a job run here has ":" for its login and host.
+	env := append(os.Environ(), r.cfg.Env...)
+	env = append(env, "PARALLEL_SSHLOGIN=:", "PARALLEL_SSHHOST=:")
+	l := &local{r: r, cfg: r.cfg, env: env, slots: make(chan int, r.cfg.Jobs)}
 	if r.cfg.TTY {
 		// As GNU parallel does, a run with no terminal gives its jobs
 		// /dev/null instead.

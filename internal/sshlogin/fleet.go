@@ -133,7 +133,8 @@ func (f *Fleet) workArgs(l Login, addr string) []string {
 	// A worker stops when the run is over, or herd run is gone: with no
 	// tunnel to the queue left, its running jobs have 2s, then are killed
 	// (handed back, where the queue lasts).
-	args := []string{"work", "--queue", "nats://" + addr, "--queue-name", f.cfg.QueueName, "--shutdown-timeout", "2s"}
+	args := []string{"work", "--queue", "nats://" + addr, "--queue-name", f.cfg.QueueName, "--shutdown-timeout", "2s",
+		"--sshlogin", l.Name(), "--sshhost", l.Host}
 	if f.cfg.Lease > 0 {
 		args = append(args, "--lease", f.cfg.Lease.String())
 	}

@@ -22,7 +22,16 @@ type Login struct {
 	Dest  string   // [user@]host, as ssh takes it
 	Port  string   // the port given with :port, if any
 	Local bool     // ":": this machine, with no ssh
+	Host  string   // the host alone (":" for this machine): $PARALLEL_SSHHOST
 	Text  string   // as written, for messages
+}
+
+// Name is the login as written, less its N/: $PARALLEL_SSHLOGIN.
+func (l Login) Name() string {
+	if n, rest, ok := strings.Cut(l.Text, "/"); ok && l.Jobs > 0 && n == strconv.Itoa(l.Jobs) {
+		return rest
+	}
+	return l.Text
 }
 
 // Parse reads sshlogins as GNU parallel takes them: each -S value holds
@@ -125,7 +134,7 @@ func parseOne(s string) (Login, error) {
 		if l.SSH != nil {
 			return l, fmt.Errorf("-S %s: the local machine (:) takes no ssh command", l.Text)
 		}
-		l.Local = true
+		l.Local, l.Host = true, ":"
 		return l, nil
 	}
 	user, host, hasUser := strings.Cut(s, "@")
@@ -145,7 +154,7 @@ func parseOne(s string) (Login, error) {
 	if host == "" || (hasUser && user == "") || strings.ContainsAny(host, " \t'\"\\;&|<>()$`") {
 		return l, fmt.Errorf("-S %s: want [N/][user@]host[:port], or : for this machine", l.Text)
 	}
-	l.Dest = host
+	l.Dest, l.Host = host, host
 	if hasUser {
 		l.Dest = user + "@" + host
 	}

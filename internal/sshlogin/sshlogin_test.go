@@ -20,15 +20,15 @@ func TestParse(t *testing.T) {
 	}
 	var got []string
 	for _, l := range logins {
-		got = append(got, fmt.Sprintf("%d %q %s %s %v", l.Jobs, l.SSH, orQuoted(l.Dest), orQuoted(l.Port), l.Local))
+		got = append(got, fmt.Sprintf("%d %q %s %s %v %s %s", l.Jobs, l.SSH, orQuoted(l.Dest), orQuoted(l.Port), l.Local, l.Host, l.Name()))
 	}
 	want := []string{
-		`2 [] a "" false`, // the second a is the same host: the first wins
-		`0 [] b "" false`,
-		`0 [] "" "" true`,
-		`0 ["ssh" "-J" "jump,jump2"] e "" false`,
-		`4 [] c "" false`,
-		`0 [] user@d 2222 false`,
+		`2 [] a "" false a a`, // the second a is the same host: the first wins
+		`0 [] b "" false b b`,
+		`0 [] "" "" true : :`,
+		`0 ["ssh" "-J" "jump,jump2"] e "" false e ssh -J jump,jump2 e`,
+		`4 [] c "" false c c`,
+		`0 [] user@d 2222 false d user@d:2222`,
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("Parse:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

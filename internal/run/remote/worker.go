@@ -2,11 +2,13 @@ package remote
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +25,10 @@ type Worker struct {
 	// herd run -S starts for ":"): none is fetched, sent back or removed.
 	Files     FileStore
 	FilesHere bool
+	// SSHLogin and SSHHost are the login of herd run -S this worker serves
+	// and its host, for the jobs' $PARALLEL_SSHLOGIN and $PARALLEL_SSHHOST
+	// (--plus: {sshlogin} and {host}). Empty means this host's name.
+	SSHLogin, SSHHost string
 
 	slots   chan int
 	env     []string
@@ -52,6 +58,13 @@ func NewWorker(n int) (*Worker, error) {
 	var err error
 	w.devNull, err = os.Open(os.DevNull)
 	return w, err
+}
+
+// jobEnv is a job's environment: the worker's, then what the job brings
+// (--env), then where it runs.
+func (w *Worker) jobEnv(cj Job) []string {
+	login, host := cmp.Or(w.SSHLogin, w.host), cmp.Or(w.SSHHost, w.host)
+	return slices.Concat(w.env, cj.Env, []string{"PARALLEL_SSHLOGIN=" + login, "PARALLEL_SSHHOST=" + host})
 }
 
 // Close releases what the worker holds, and removes the base files of the
@@ -168,7 +181,7 @@ func (w *Worker) Handle(ctx context.Context, qj *queue.Job) ([]byte, error) {
 	}
 	var stdout, stderr bytes.Buffer
 	a := &run.Attempts{
-		Line: run.WithSlot(cj.Line, slot), Shell: cj.Shell, Seq: cj.Seq, Slot: slot, Env: append(w.env[:len(w.env):len(w.env)], cj.Env...), Stdin: cj.Stdin, DevNull: w.devNull,
+		Line: run.WithSlot(cj.Line, slot), Shell: cj.Shell, Seq: cj.Seq, Slot: slot, Env: w.jobEnv(cj), Stdin: cj.Stdin, DevNull: w.devNull,
 		Attempts: cj.Attempts, TermSeq: cj.TermSeq, Nice: cj.Nice, Pass: cj.Pass, Dir: dir, Timeout: func() time.Duration { return cj.Timeout },
 		Output: func() (io.Writer, io.Writer, func()) {
 			stdout.Reset()
