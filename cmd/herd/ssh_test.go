@@ -265,13 +265,7 @@ func TestSSHLoginSubmitterGone(t *testing.T) {
 			env := []string{"XDG_DATA_HOME=" + t.TempDir()}
 			p := startProc(t, dir, env, append([]string{"run", "-S", "2/h1,2/h2", "--ssh", hosts.SSH, "sleep 0.3; echo done {}", ":::"}, inputs(40)...)...)
 			id := p.waitOutput(t, `run (\w+): the jobs go to the queue`)
-			deadline := time.Now().Add(60 * time.Second)
-			for strings.Count(p.out.String(), "done") < 4 {
-				if time.Now().After(deadline) {
-					t.Fatalf("no job done; error output:\n%s", p.errOut.String())
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			waitDone(t, p, 4)
 			p.cmd.Process.Signal(sig)
 			p.status(t, 10*time.Second)
 			before := p.out.String()
@@ -383,13 +377,7 @@ func TestSSHLoginLastingQueue(t *testing.T) {
 	dir := t.TempDir()
 	p := startProc(t, dir, nil, append([]string{"run", "-S", "2/h1", "--ssh", hosts.SSH, "--queue", url, "sleep 0.2; echo done {}", ":::"}, inputs(30)...)...)
 	run := p.waitOutput(t, `run (\w+): the jobs go to the queue`)
-	deadline := time.Now().Add(60 * time.Second)
-	for strings.Count(p.out.String(), "done") < 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no job done; error output:\n%s", p.errOut.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitDone(t, p, 3)
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	p.status(t, 10*time.Second)
 	hosts.assertNothingLeft(t)
@@ -400,4 +388,14 @@ func TestSSHLoginLastingQueue(t *testing.T) {
 	}
 	assertEachOnce(t, a.out.String(), 30)
 	hosts.assertNothingLeft(t)
+}
+
+// waitDone waits until the process has printed "done" n times.
+func waitDone(t *testing.T, p *proc, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); strings.Count(p.out.String(), "done") < n; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d jobs done of the %d awaited; error output:\n%s", strings.Count(p.out.String(), "done"), n, p.errOut.String())
+		}
+	}
 }
