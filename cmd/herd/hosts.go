@@ -147,7 +147,11 @@ func runKept(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.S
 		return withStatus(status) // the keeper sees the run through
 	}
 	k.stop()
-	os.RemoveAll(k.dir)
+	if exec.Complete() {
+		os.RemoveAll(k.dir)
+	} else {
+		r.Warn("run %s is kept, with the jobs not done: herd run -S HOSTS --attach %s runs them", id, id)
+	}
 	return withStatus(status)
 }
 

@@ -92,6 +92,9 @@ type keeper struct {
 // url and token say where the keeper serves the run's queue; "" when no
 // keeper runs.
 func (k *keeper) url() (url, token string) {
+	if !k.alive() {
+		return "", "" // its files may be left by a keeper killed outright
+	}
 	u, err1 := os.ReadFile(filepath.Join(k.dir, "url"))
 	t, err2 := os.ReadFile(filepath.Join(k.dir, "token"))
 	if err1 != nil || err2 != nil {

@@ -41,6 +41,7 @@ type Executor struct {
 	// RunID is the id of a new run; empty means a fresh one (NewRunID).
 	RunID string
 
+	complete   bool // every job of the run was seen finished
 	detachOnce sync.Once
 	detached   chan struct{} // closed by Detach
 	detachSig  os.Signal     // the signal that detached, once detached is closed
@@ -132,6 +133,10 @@ func (e *Executor) Detach(sig os.Signal) {
 		close(e.detached)
 	}
 }
+
+// Complete reports, once Execute has returned, whether it saw every job
+// of the run finish.
+func (e *Executor) Complete() bool { return e.complete }
 
 // Detached reports whether the run was left to the workers (Detach).
 func (e *Executor) Detached() bool {
@@ -376,6 +381,7 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, want int, known []in
 	stopping, killed := r.Stopped(), r.JobContext().Done()
 	for {
 		if want >= 0 && len(c.seen) >= want && !c.moreSent(ctx, &want) {
+			rm.complete = true
 			return
 		}
 		if enqueued == nil && want < 0 {
