@@ -116,8 +116,8 @@ func (d *dashboard) routes(mux *http.ServeMux) {
 }
 
 // action routes a POST that changes the queue: refused when read-only; on
-// success, the browser goes where it returns (a form's "back" field by
-// default), and an API client gets 204.
+// success, the browser goes to the page it returns, and an API client gets
+// 204.
 func (d *dashboard) action(mux *http.ServeMux, pattern string, do func(*http.Request) (string, error)) {
 	h := func(w http.ResponseWriter, r *http.Request) {
 		if d.cfg.ReadOnly {
@@ -141,13 +141,16 @@ func (d *dashboard) action(mux *http.ServeMux, pattern string, do func(*http.Req
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
-		if back := r.PostFormValue("back"); strings.HasPrefix(back, "/") && !strings.HasPrefix(back, "//") {
-			to = back
-		}
 		http.Redirect(w, r, to, http.StatusSeeOther)
 	}
 	mux.HandleFunc("POST "+pattern, h)
 	mux.HandleFunc("POST /api"+pattern, h)
+}
+
+// localPath reports whether p is a path on this server, not a link to
+// another (//host, or /\host, which browsers read alike).
+func localPath(p string) bool {
+	return strings.HasPrefix(p, "/") && !strings.HasPrefix(p, "//") && !strings.HasPrefix(p, "/\\")
 }
 
 // view is what every page's template gets.
