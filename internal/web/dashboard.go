@@ -147,12 +147,6 @@ func (d *dashboard) action(mux *http.ServeMux, pattern string, do func(*http.Req
 	mux.HandleFunc("POST /api"+pattern, h)
 }
 
-// localPath reports whether p is a path on this server, not a link to
-// another (//host, or /\host, which browsers read alike).
-func localPath(p string) bool {
-	return strings.HasPrefix(p, "/") && !strings.HasPrefix(p, "//") && !strings.HasPrefix(p, "/\\")
-}
-
 // view is what every page's template gets.
 type view struct {
 	Title    string
