@@ -47,8 +47,12 @@ func runOnHosts(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan o
 	if changed("jobs") || changed("max-procs") {
 		jobs = o.jobs
 	}
+	delay, err := parseSeconds("--sshdelay", o.sshDelay)
+	if err != nil {
+		return err
+	}
 	if o.conn.url == "" {
-		return runKept(ctx, o, r, sigs, logins, jobs, self)
+		return runKept(ctx, o, r, sigs, keeperConfig{Logins: logins, SSH: strings.Fields(o.ssh), Jobs: jobs, Delay: delay, QueueName: o.queueName}, self)
 	}
 	exec := &remote.Executor{QueueName: o.queueName, URL: o.conn.url, Attach: o.attach, HostsStarted: true, Open: o.openQueue}
 	o.conn.resolve()
@@ -58,7 +62,7 @@ func runOnHosts(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan o
 	}
 	fleet, err := sshlogin.Start(logins, sshlogin.Config{
 		SSH: strings.Fields(o.ssh), Herd: self, Version: releaseVersion(), QueueName: o.queueName,
-		QueueAddr: u.Host, Token: o.conn.token, Jobs: jobs,
+		QueueAddr: u.Host, Token: o.conn.token, Jobs: jobs, Delay: delay,
 		Log: func(format string, args ...any) { r.Warn(format, args...) },
 		Lost: func(all bool) {
 			if all {
@@ -78,7 +82,7 @@ func runOnHosts(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan o
 // keeper serves. When the run ends here, the keeper stops and the run's
 // folder goes; when herd run leaves it (killed, or its terminal closed),
 // the keeper sees it through, and herd run --attach ID shows it.
-func runKept(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.Signal, logins []sshlogin.Login, jobs, self string) error {
+func runKept(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.Signal, cfg keeperConfig, self string) error {
 	runs, err := runsDir()
 	if err != nil {
 		return err
@@ -102,8 +106,8 @@ func runKept(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.S
 	if st, err := os.Stat(filepath.Join(k.dir, "log")); err == nil {
 		from = st.Size()
 	}
-	if !k.alive() && len(logins) > 0 {
-		cfg := keeperConfig{Run: id, Parent: os.Getpid(), Logins: logins, SSH: strings.Fields(o.ssh), Jobs: jobs, QueueName: o.queueName}
+	if !k.alive() && len(cfg.Logins) > 0 {
+		cfg.Run, cfg.Parent = id, os.Getpid()
 		started, err := startKeeper(k.dir, cfg, self)
 		if err != nil {
 			if o.attach == "" {

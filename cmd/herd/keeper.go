@@ -49,6 +49,7 @@ type keeperConfig struct {
 	Logins    []sshlogin.Login `json:"logins"`
 	SSH       []string         `json:"ssh,omitempty"`
 	Jobs      string           `json:"jobs,omitempty"`
+	Delay     time.Duration    `json:"delay,omitempty"` // --sshdelay
 	QueueName string           `json:"queue_name"`
 }
 
@@ -275,7 +276,7 @@ func keep(dir string, sigs <-chan os.Signal, ready io.Writer) error {
 	}()
 	fleet, err := sshlogin.Start(cfg.Logins, sshlogin.Config{
 		SSH: cfg.SSH, Herd: self, Version: releaseVersion(), QueueAddr: addr, QueueName: cfg.QueueName,
-		Token: token, Jobs: cfg.Jobs, Lease: hostsLease, Log: logf,
+		Token: token, Jobs: cfg.Jobs, Delay: cfg.Delay, Lease: hostsLease, Log: logf,
 		Lost: func(all bool) {
 			if all {
 				os.WriteFile(filepath.Join(dir, "lost"), nil, 0o600)

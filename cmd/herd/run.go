@@ -185,6 +185,9 @@ type runOptions struct {
 	env           []string
 	transfer      bool
 	workdir       string
+	sshDelay      string
+	controlMaster bool
+	filterHosts   bool
 	transferFiles []string
 	returnFiles   []string
 	cleanup       bool
@@ -319,6 +322,9 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	f.StringArrayVar(&o.sshLoginFiles, "sshloginfile", nil, "read the hosts of -S from `FILE`, one a line")
 	f.StringArrayVar(&o.sshLoginFiles, "slf", nil, "the same as --sshloginfile `FILE`")
 	f.StringVar(&o.ssh, "ssh", "ssh", "with -S: reach the hosts with this `COMMAND`")
+	f.StringVar(&o.sshDelay, "sshdelay", "", "with -S: wait `SECS` between reaching one host and the next")
+	f.BoolVarP(&o.controlMaster, "controlmaster", "M", false, "accepted for GNU parallel's command lines: herd keeps one ssh session to each host for the whole run, which is what -M saves")
+	f.BoolVar(&o.filterHosts, "filter-hosts", false, "accepted for GNU parallel's command lines: herd says which hosts it cannot reach, and runs the jobs on the others")
 	f.BoolVar(&o.transfer, "transfer", false, "with -S or --queue: take each job's input file to the host that runs it (as --transferfile {})")
 	f.StringArrayVar(&o.transferFiles, "transferfile", nil, "with -S or --queue: take `FILE` (replacement strings allowed) to the host that runs the job")
 	f.StringArrayVar(&o.transferFiles, "tf", nil, "the same as --transferfile `FILE`")
@@ -487,7 +493,7 @@ func (o runOptions) rules(hasCommand, hasInputs bool, changed func(string) bool)
 			"-S reaches --queue through ssh tunnels, with no login or a --token: --user, --password, --creds and TLS do not go with it yet"},
 		{o.onHosts() && (o.tty || o.openTTY || o.roundRobin || o.cat || o.fifo || o.lineBuffer || o.ungroup || o.delay != "" || strings.HasSuffix(o.timeout, "%")),
 			"with -S, jobs run as they do with --queue: --tty, --round-robin, --cat, --fifo, --line-buffer, --ungroup, --delay and --timeout N% do not go with it"},
-		{!o.onHosts() && changed("ssh"), "--ssh says how to reach the hosts of -S: give -S"},
+		{!o.onHosts() && (changed("ssh") || changed("sshdelay")), "--ssh and --sshdelay say how to reach the hosts of -S: give -S"},
 		{o.roundRobin && !o.pipe, "--round-robin hands out --pipe blocks: it needs --pipe"},
 		{o.roundRobin && (o.cat || o.fifo || queued), "--round-robin gives blocks to running jobs on their standard input, here: --cat, --fifo and --queue do not go with it"},
 		{(o.results != "" || o.files) && (o.ungroup || o.lineBuffer), "--results and --files take each job's output whole: they do not go with --ungroup or --line-buffer"},

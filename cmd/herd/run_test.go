@@ -138,6 +138,7 @@ func TestPlan(t *testing.T) {
 			return c.Pipe.Parts == 3 && slices.Equal(c.Pipe.Part, []string{"f"}) && len(c.Input.Sources) == 0
 		}},
 		{[]string{"-S", "2/h1,:", "--slf", "f", "echo"}, func(c *run.Config) bool { return c.Shell == "/bin/sh" }},
+		{[]string{"-S", "h1", "-M", "--filter-hosts", "--sshdelay", "0.5", "echo"}, func(c *run.Config) bool { return c.Shell == "/bin/sh" }},
 		{[]string{"--tty", "vi"}, func(c *run.Config) bool { return c.TTY && c.Jobs == 1 && c.Ungroup }},
 		{[]string{"--tty", "-j2", "--line-buffer", "vi"}, func(c *run.Config) bool { return c.TTY && c.Jobs == 2 && !c.Ungroup }},
 		{[]string{"-o", "vi"}, func(c *run.Config) bool { return c.TTY && c.Jobs > 0 && !c.Ungroup }},
@@ -174,6 +175,7 @@ func TestPlan(t *testing.T) {
 		"-S h --queue nats://x --user u --password p echo": "do not go with it yet",
 		"-S h --pipe --round-robin wc":                     "do not go with it",
 		"--ssh myssh echo":                                 "give -S",
+		"--sshdelay 1 echo":                                "give -S",
 		"--round-robin wc":                                 "it needs --pipe",
 		"--pipe --round-robin --cat wc":                    "do not go with it",
 		"--pipe --cat --fifo wc":                           "choose one",

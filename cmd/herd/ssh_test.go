@@ -341,7 +341,7 @@ func TestSSHLoginTransferReturnCleanup(t *testing.T) {
 func TestSSHLoginWorkdir(t *testing.T) {
 	hosts := startSSHHosts(t, 1)
 	dir := t.TempDir()
-	p := startProc(t, dir, nil, "run", "-S", "h1", "--ssh", hosts.SSH, "--wd", ".", "pwd; : {}", ":::", "x")
+	p := startProc(t, dir, nil, "run", "-S", "h1", "--ssh", hosts.SSH, "--sshdelay", "0.1", "-M", "--wd", ".", "pwd; : {}", ":::", "x")
 	if st := p.status(t, 120*time.Second); st != 0 || p.out.String() != dir+"\n" {
 		t.Errorf("--wd . on a host: status %d, output %q, want %q; error output:\n%s", st, p.out.String(), dir+"\n", p.errOut.String())
 	}

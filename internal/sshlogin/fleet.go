@@ -30,6 +30,7 @@ type Config struct {
 	Token     string        // the queue's token, if any, sent to the workers on their standard input
 	Jobs      string        // -j for the hosts without N/, if given
 	Lease     time.Duration // the workers' lease, if not the queue's: how soon a lost host's jobs go to the others
+	Delay     time.Duration // between starting one host and the next (--sshdelay)
 	// Log prints a message of herd run's.
 	Log func(format string, args ...any)
 	// Lost is called when a host is lost, with whether every host is.
@@ -40,6 +41,8 @@ type Config struct {
 type Fleet struct {
 	cfg  Config
 	hash string // of this herd's binary: its name in the hosts' cache
+
+	quit chan struct{} // closed by Stop: hosts not started yet are not
 
 	mu      sync.Mutex
 	hosts   []*host
@@ -66,11 +69,17 @@ func Start(logins []Login, cfg Config) (*Fleet, error) {
 		return nil, fmt.Errorf("-S: reading this herd to copy it to the hosts: %w", err)
 	}
 	sum := sha256.Sum256(b)
-	f := &Fleet{cfg: cfg, hash: hex.EncodeToString(sum[:6])}
-	for _, l := range logins {
+	f := &Fleet{cfg: cfg, hash: hex.EncodeToString(sum[:6]), quit: make(chan struct{})}
+	for i, l := range logins {
 		h := &host{login: l}
 		f.hosts = append(f.hosts, h)
-		f.wg.Go(func() { f.run(h) })
+		f.wg.Go(func() {
+			select {
+			case <-time.After(time.Duration(i) * cfg.Delay):
+				f.run(h)
+			case <-f.quit:
+			}
+		})
 	}
 	return f, nil
 }
@@ -79,6 +88,9 @@ func Start(logins []Login, cfg Config) (*Fleet, error) {
 // jobs (there are none once the run is over) and leaves nothing behind.
 func (f *Fleet) Stop() {
 	f.mu.Lock()
+	if !f.stopped {
+		close(f.quit)
+	}
 	f.stopped = true
 	for _, h := range f.hosts {
 		switch {
