@@ -23,7 +23,7 @@ type httpFlags struct {
 	readOnly       bool
 }
 
-// add adds the flags; required says --http has no default and is needed.
+// add adds the flags, for serving what; dashboard adds --read-only.
 func (h *httpFlags) add(fs *pflag.FlagSet, what string, dashboard bool) {
 	fs.StringVar(&h.addr, "http", h.addr, "serve "+what+" on `HOST:PORT` (127.0.0.1 only, unless credentials are given)")
 	fs.StringVar(&h.user, "http-user", "", "require HTTP basic authentication as `NAME` (with --http-password)")
@@ -36,7 +36,7 @@ func (h *httpFlags) add(fs *pflag.FlagSet, what string, dashboard bool) {
 
 // config returns the web server's configuration for the queue c.
 func (h *httpFlags) config(c *queue.Client, stderr io.Writer) web.Config {
-	if h.password == "" {
+	if h.password == "" && h.user != "" {
 		h.password = os.Getenv("HERD_HTTP_PASSWORD")
 	}
 	if h.token == "" {
@@ -50,8 +50,11 @@ func (h *httpFlags) config(c *queue.Client, stderr io.Writer) web.Config {
 
 // check refuses what Listen would, before anything starts.
 func (h *httpFlags) check() error {
-	if (h.user == "") != (h.password == "" && os.Getenv("HERD_HTTP_PASSWORD") == "") {
-		return errors.New("--http-user and --http-password go together")
+	switch {
+	case h.user != "" && h.password == "" && os.Getenv("HERD_HTTP_PASSWORD") == "":
+		return errors.New("--http-user needs --http-password (or $HERD_HTTP_PASSWORD)")
+	case h.user == "" && h.password != "":
+		return errors.New("--http-password needs --http-user")
 	}
 	return nil
 }
