@@ -105,13 +105,20 @@ func (k *keeper) url() (url, token string) {
 }
 
 // alive reports whether the run's keeper is running.
-func (k *keeper) alive() bool {
-	b, err := os.ReadFile(filepath.Join(k.dir, "pid"))
+func (k *keeper) alive() bool { return livePID(filepath.Join(k.dir, "pid")) > 0 }
+
+// livePID returns the process id the file holds, if that process runs; 0
+// if not, or there is no such file.
+func livePID(file string) int {
+	b, err := os.ReadFile(file)
 	if err != nil {
-		return false
+		return 0
 	}
 	pid, err := strconv.Atoi(string(b))
-	return err == nil && syscall.Kill(pid, 0) == nil
+	if err != nil || pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return 0
+	}
+	return pid
 }
 
 // startKeeper starts the keeper of a run in dir and waits until it serves
@@ -152,8 +159,7 @@ func startKeeper(dir string, cfg keeperConfig, self string) (*keeper, error) {
 // stop stops the keeper, which stops the hosts' workers, and waits for it.
 func (k *keeper) stop() {
 	if k.cmd == nil {
-		b, err := os.ReadFile(filepath.Join(k.dir, "pid"))
-		if pid, perr := strconv.Atoi(string(b)); err == nil && perr == nil {
+		if pid := livePID(filepath.Join(k.dir, "pid")); pid > 0 {
 			syscall.Kill(pid, syscall.SIGTERM)
 		}
 		for deadline := time.Now().Add(30 * time.Second); k.alive() && time.Now().Before(deadline); {
@@ -201,14 +207,7 @@ func (k *keeper) follow(ctx context.Context, from int64, say func(string), lost 
 
 // attachedAlive reports whether a herd run --attach shows the run in dir
 // now: it says so in the file "attached".
-func attachedAlive(dir string) bool {
-	b, err := os.ReadFile(filepath.Join(dir, "attached"))
-	if err != nil {
-		return false
-	}
-	pid, err := strconv.Atoi(string(b))
-	return err == nil && syscall.Kill(pid, 0) == nil
-}
+func attachedAlive(dir string) bool { return livePID(filepath.Join(dir, "attached")) > 0 }
 
 func newKeeperCommand(sigs <-chan os.Signal) *cobra.Command {
 	return &cobra.Command{

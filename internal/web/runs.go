@@ -60,7 +60,7 @@ func (r RunRow) Finished() bool { return !r.Enqueueing && r.Done >= r.Jobs }
 
 func newRuns(c *queue.Client) *runs { return &runs{c: c, by: map[string]*tally{}} }
 
-// rowsOf lists the runs, newest first, with their tallies.
+// rows lists the runs, newest first, with their tallies.
 func (rs *runs) rows(ctx context.Context) ([]RunRow, error) {
 	entries, err := rs.c.ListMeta(ctx, remote.RunKey("*"))
 	if err != nil {
@@ -69,11 +69,9 @@ func (rs *runs) rows(ctx context.Context) ([]RunRow, error) {
 	var rows []RunRow
 	for _, e := range entries {
 		var st remote.State
-		if json.Unmarshal(e.Value, &st) != nil {
-			continue
+		if json.Unmarshal(e.Value, &st) == nil {
+			rows = append(rows, rowOf(strings.TrimPrefix(e.Key, remote.RunKey("")), st))
 		}
-		rows = append(rows, RunRow{ID: strings.TrimPrefix(e.Key, remote.RunKey("")), Command: st.Command, Started: st.Started,
-			Jobs: st.Jobs, Enqueueing: st.Enqueueing, Stopped: st.Stopped})
 	}
 	slices.SortFunc(rows, func(a, b RunRow) int { return b.Started.Compare(a.Started) })
 	for i := range rows {
@@ -86,16 +84,17 @@ func (rs *runs) rows(ctx context.Context) ([]RunRow, error) {
 
 // row returns one run's row.
 func (rs *runs) row(ctx context.Context, id string) (*RunRow, error) {
-	b, err := rs.c.Meta(ctx, remote.RunKey(id))
+	st, err := remote.ReadState(ctx, rs.c, id)
 	if err != nil {
 		return nil, err
 	}
-	var st remote.State
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("run %s: %w", id, err)
-	}
-	row := &RunRow{ID: id, Command: st.Command, Started: st.Started, Jobs: st.Jobs, Enqueueing: st.Enqueueing, Stopped: st.Stopped}
-	return row, rs.count(ctx, row)
+	row := rowOf(id, st)
+	return &row, rs.count(ctx, &row)
+}
+
+// rowOf is the row of a run, before its jobs are counted.
+func rowOf(id string, st remote.State) RunRow {
+	return RunRow{ID: id, Command: st.Command, Started: st.Started, Jobs: st.Jobs, Enqueueing: st.Enqueueing, Stopped: st.Stopped}
 }
 
 func (rs *runs) tallyOf(id string) *tally {

@@ -229,8 +229,7 @@ func (rm *remote) update(ctx context.Context, change func(*State)) error {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
 	if rm.state.Stopped != "now" {
-		var stored State
-		if b, err := rm.client.Meta(ctx, RunKey(rm.run)); err == nil && json.Unmarshal(b, &stored) == nil &&
+		if stored, err := ReadState(ctx, rm.client, rm.run); err == nil &&
 			(stored.Stopped == "now" || stored.Stopped == "soon" && rm.state.Stopped == "") {
 			rm.state.Stopped = stored.Stopped
 		}
@@ -680,15 +679,11 @@ func (rm *remote) outcome(info *queue.Info, j run.Job) *run.Outcome {
 // attach collects the outcomes of an earlier run.
 func (rm *remote) attach(ctx context.Context) error {
 	r := rm.r
-	b, err := rm.client.Meta(ctx, RunKey(rm.run))
+	st, err := ReadState(ctx, rm.client, rm.run)
 	if errors.Is(err, queue.ErrNotFound) {
 		return fmt.Errorf("--attach %s: the queue has no such run (runs are kept for a week)", rm.run)
 	}
 	if err != nil {
-		return err
-	}
-	var st State
-	if err := json.Unmarshal(b, &st); err != nil {
 		return fmt.Errorf("--attach %s: %w", rm.run, err)
 	}
 	known := expand(st.Enqueued) // empty for a run of an earlier herd

@@ -5,6 +5,8 @@
 package remote
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -121,3 +123,19 @@ func expand(ranges [][2]int) []int {
 
 // RunKey is the meta key of a run's state. Its jobs' ids are run.seq.
 func RunKey(run string) string { return "runs." + run }
+
+// ReadState reads a run's state from the queue: an error wrapping
+// queue.ErrNotFound if there is no such run.
+func ReadState(ctx context.Context, c interface {
+	Meta(ctx context.Context, key string) ([]byte, error)
+}, runID string) (State, error) {
+	var st State
+	b, err := c.Meta(ctx, RunKey(runID))
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("run %s: %w", runID, err)
+	}
+	return st, nil
+}

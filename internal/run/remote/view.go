@@ -3,7 +3,6 @@ package remote
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -82,13 +81,9 @@ func (v JobView) JoblogRow() string {
 // now false, its jobs not started yet do not start; with now true, its
 // running jobs are killed too. The workers see it within moments.
 func Stop(ctx context.Context, c *queue.Client, runID string, now bool) error {
-	b, err := c.Meta(ctx, RunKey(runID))
+	st, err := ReadState(ctx, c, runID)
 	if err != nil {
 		return err
-	}
-	var st State
-	if err := json.Unmarshal(b, &st); err != nil {
-		return fmt.Errorf("run %s: %w", runID, err)
 	}
 	how := "soon"
 	if now {
@@ -98,7 +93,8 @@ func Stop(ctx context.Context, c *queue.Client, runID string, now bool) error {
 		return nil
 	}
 	st.Stopped = how
-	if b, err = json.Marshal(st); err != nil {
+	b, err := json.Marshal(st)
+	if err != nil {
 		return err
 	}
 	return c.PutMeta(ctx, RunKey(runID), b)
@@ -109,13 +105,9 @@ func Stop(ctx context.Context, c *queue.Client, runID string, now bool) error {
 // the queue has them. finished holds the job numbers seen finished before;
 // Settled reads the others' records only, and adds to it.
 func Settled(ctx context.Context, c *queue.Client, runID string, finished map[int]bool) (bool, error) {
-	b, err := c.Meta(ctx, RunKey(runID))
+	st, err := ReadState(ctx, c, runID)
 	if err != nil {
 		return false, err
-	}
-	var st State
-	if err := json.Unmarshal(b, &st); err != nil {
-		return false, fmt.Errorf("run %s: %w", runID, err)
 	}
 	var ids []string
 	var seqs []int
