@@ -331,11 +331,12 @@ func (c *Client) Stats(ctx context.Context) (*Stats, error) {
 // oldest returns when the first job from stream sequence seq on whose
 // subject starts with prefix could first run: the job that has waited
 // longest in its queue, when seq follows the last one handed out. It
-// reads the stream in order from seq, up to 256 messages: a read by a
-// subject with wildcards would make the server match every subject of
-// the queue, which takes long when millions wait. Zero if none is found.
+// reads the 16 messages from seq on (the job is most often the first):
+// a read by a subject with wildcards, or of a batch, would make the
+// server count what follows, which takes long when millions wait. Zero
+// if none is found there.
 func (c *Client) oldest(ctx context.Context, seq uint64, prefix string) time.Time {
-	msgs, err := c.directGet(ctx, map[string]any{"seq": seq, "batch": 256}, 256)
+	msgs, err := c.readRange(ctx, seq, seq+15)
 	if err != nil {
 		return time.Time{}
 	}

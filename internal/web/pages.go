@@ -56,7 +56,7 @@ func summarize(st *queue.Stats, now time.Time) []QueueRow {
 }
 
 func (d *dashboard) overview(r *http.Request) (any, error) {
-	st, err := d.c.Stats(r.Context())
+	st, err := d.stats(r.Context())
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +143,7 @@ func (d *dashboard) jobs(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := d.c.Stats(r.Context())
+	st, err := d.stats(r.Context())
 	if err != nil {
 		return nil, err
 	}
