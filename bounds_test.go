@@ -339,8 +339,7 @@ func TestRateLimitedTaskOfCancelledGroup(t *testing.T) {
 	})
 }
 
-// A worker takes several queued tasks at once when every worker is busy;
-// when the first of them turns out slow, an idle worker steals the rest.
+// A queued task never waits behind a slow one while a worker is idle.
 func TestNoTaskWaitsBehindABusyWorker(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := newPool(t, herd.Config{Workers: 2, QueueSize: 64})
@@ -357,15 +356,17 @@ func TestNoTaskWaitsBehindABusyWorker(t *testing.T) {
 		for range 19 {
 			p.Go(t.Context(), func(context.Context) error { quick.Add(1); return nil })
 		}
-		close(gate2) // its worker takes gate3's task and a batch behind it
+		close(gate2) // its worker takes gate3's task
 		synctest.Wait()
-		close(gate1) // the other worker runs the rest of the queue, then steals
+		close(gate1) // the other worker runs the rest of the queue
 		synctest.Wait()
 		if n := quick.Load(); n != 19 {
 			t.Errorf("%d of 19 quick tasks ran while a worker was idle", n)
 		}
-		if m := p.Metrics(); m.Running != 1 || m.Waiting != 0 {
-			t.Errorf("Metrics = %+v, want 1 running, none waiting", m)
+		// The worker busy with gate3 may not have published its last
+		// success yet: Metrics counts that one as running.
+		if m := p.Metrics(); m.Waiting != 0 || m.Running < 1 || m.Submitted != 22 || m.Succeeded+uint64(m.Running) != 22 {
+			t.Errorf("Metrics = %+v, want 22 submitted, 21 succeeded or running, 1 running, none waiting", m)
 		}
 		close(gate3)
 	})

@@ -182,36 +182,22 @@ func (g *Group) acquire(caller, also context.Context) error {
 	if also != nil {
 		alsoDone = also.Done()
 	}
-	var h *helper
-	var handed chan item // nil unless the caller helps
-	if caller.Value(poolKey{}) == g.p {
-		h = newHelper()
-		handed = h.handoff
-	}
+	helping := g.p.helping(caller) // nil unless the caller is a task of the pool
 	for {
-		if h != nil && g.p.helpOrPark(h) {
-			select {
-			case g.sem <- struct{}{}:
-				return nil
-			default:
-				continue
-			}
-		}
-		var err error
 		select {
 		case g.sem <- struct{}{}:
-		case it := <-handed: // see helpOrPark
-			g.p.runItem(&g.p.helper, it)
-			continue
+			return nil
+		case it, ok := <-helping:
+			if !ok { // the pool is closed and its queue drained
+				helping = nil
+				continue
+			}
+			g.p.help(it)
 		case <-caller.Done():
-			err = caller.Err()
+			return caller.Err()
 		case <-alsoDone:
-			err = also.Err()
+			return also.Err()
 		}
-		if h != nil {
-			g.p.unpark(h)
-		}
-		return err
 	}
 }
 
@@ -258,35 +244,22 @@ func (g *Group) Wait() error {
 // it waits. If ctx is done first, WaitContext cancels the group's tasks,
 // with ctx's cause, and still waits for them to return.
 func (g *Group) WaitContext(ctx context.Context) error {
-	g.release(false) // the group's own count
-	var h *helper
-	var handed chan item // nil unless the caller helps
-	if ctx.Value(poolKey{}) == g.p {
-		h = newHelper()
-		handed = h.handoff
-	}
+	g.release(false)            // the group's own count
+	helping := g.p.helping(ctx) // nil unless the caller is a task of the pool
 	stop := ctx.Done()
 	for waiting := true; waiting; {
-		if h != nil && g.p.helpOrPark(h) {
-			select {
-			case <-g.done:
-				waiting = false
-			default:
-			}
-			continue
-		}
 		select {
 		case <-g.done:
 			waiting = false
-		case it := <-handed: // see helpOrPark
-			g.p.runItem(&g.p.helper, it)
-			continue
+		case it, ok := <-helping:
+			if !ok { // the pool is closed and its queue drained
+				helping = nil
+				continue
+			}
+			g.p.help(it)
 		case <-stop:
 			g.cancel(context.Cause(ctx))
 			stop = nil
-		}
-		if h != nil {
-			g.p.unpark(h)
 		}
 	}
 	g.stop()

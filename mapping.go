@@ -69,42 +69,58 @@ func Map[T, R any](ctx context.Context, workers int, in iter.Seq[T], fn func(con
 }
 
 // MapUnordered is [Map] yielding results as they are ready, whatever their
-// place in the input: the results of quick calls come in the small batches
-// they ran in. Put whatever identifies the input in R when the consumer
-// needs it.
+// place in the input: each result as soon as its call returns. Put whatever
+// identifies the input in R when the consumer needs it.
 func MapUnordered[T, R any](ctx context.Context, workers int, in iter.Seq[T], fn func(context.Context, T) (R, error)) iter.Seq2[R, error] {
 	return func(yield func(R, error) bool) {
 		m := startMapper(ctx, workers, in, fn, false)
 		defer m.stop()
 		done := m.ctx.Done()
 		fed := m.fed
+		var batch []readyValue[T, R]
 		for yielded := int64(0); ; {
-			if fed == nil && yielded == m.started.Load() {
+			m.rmu.Lock()
+			batch, m.ready = m.ready, batch[:0]
+			m.rmu.Unlock()
+			for _, d := range batch {
+				if m.ctx.Err() != nil {
+					m.cancelled(yield)
+					return
+				}
+				if !yield(d.c.res[d.i], d.c.errs[d.i]) {
+					return
+				}
+				yielded++
+				if d.c.yielded++; d.c.yielded == d.c.n {
+					m.unref(d.c)
+				}
+			}
+			if len(batch) > 0 {
+				clear(batch)
+				continue // look again before waiting
+			}
+			if fed == nil && yielded == m.values.Load() {
 				if m.inErr != nil {
 					var zero R
 					yield(zero, m.inErr)
 				}
 				return
 			}
-			select {
-			case c := <-m.finished:
-				for i := range c.n {
-					if m.ctx.Err() != nil {
-						m.cancelled(yield)
-						return
-					}
-					if !yield(c.res[i], c.errs[i]) {
-						return
-					}
+			m.waiting.Store(true)
+			m.rmu.Lock()
+			more := len(m.ready) > 0 // done between the look and the flag
+			m.rmu.Unlock()
+			if !more {
+				select {
+				case <-m.wake:
+				case <-fed:
+					fed = nil // m.values is final
+				case <-done:
+					m.cancelled(yield)
+					return
 				}
-				yielded++
-				m.unref(c)
-			case <-fed:
-				fed = nil // m.started is final
-			case <-done:
-				m.cancelled(yield)
-				return
 			}
+			m.waiting.Store(false)
 		}
 	}
 }
@@ -193,12 +209,14 @@ type mapper[T, R any] struct {
 	ordered bool
 	wg      sync.WaitGroup
 
-	free     chan *chunk[T, R] // chunks not in flight: the window
-	order    chan *chunk[T, R] // ordered: chunks in input order, then nil
-	finished chan *chunk[T, R] // unordered: chunks whose values are all done
-	fed      chan struct{}     // closed once the feeder has started its last chunk
-	started  atomic.Int64      // chunks the feeder started
-	inErr    error             // in's panic; read after fed or the nil on order
+	free   chan *chunk[T, R] // chunks not in flight: the window
+	order  chan *chunk[T, R] // ordered: chunks in input order, then nil
+	fed    chan struct{}     // closed once the feeder has sealed its last chunk
+	values atomic.Int64      // values in sealed chunks
+	inErr  error             // in's panic; read after fed or the nil on order
+
+	rmu   sync.Mutex         // unordered: guards ready
+	ready []readyValue[T, R] // unordered: values done and not yet taken by the consumer
 
 	mu      sync.Mutex
 	cond    sync.Cond      // on mu: workers wait for a chunk
@@ -207,21 +225,27 @@ type mapper[T, R any] struct {
 	idle    int            // workers waiting on cond
 	ended   bool           // no more chunks will come, or the loop ended
 
-	waiting atomic.Bool   // ordered: the consumer waits on wake
-	wake    chan struct{} // ordered: a value is done or a chunk sealed
+	waiting atomic.Bool   // the consumer waits on wake
+	wake    chan struct{} // a value is done, or (ordered) a chunk sealed
 
 	perValue atomic.Int64 // recent nanoseconds per call of fn
 }
 
+// readyValue names a value whose result is ready: value i of c.
+type readyValue[T, R any] struct {
+	c *chunk[T, R]
+	i int
+}
+
 type chunk[T, R any] struct {
-	vals   []T
-	res    []R
-	errs   []error
-	done   []atomic.Bool // ordered: value i's result is set
-	n      int           // the number of values, set when sealed
-	sealed atomic.Bool
-	next   atomic.Int64 // the next value to claim
-	left   atomic.Int64 // unordered: values not done yet
+	vals    []T
+	res     []R
+	errs    []error
+	done    []atomic.Bool // ordered: value i's result is set
+	n       int           // the number of values, set when sealed
+	sealed  atomic.Bool
+	next    atomic.Int64 // the next value to claim
+	yielded int          // unordered: values the consumer has yielded
 
 	// refs counts who may still use the chunk: the consumer, and each
 	// worker that took it. The last to let go puts it back in the window.
@@ -239,6 +263,7 @@ func startMapper[T, R any](ctx context.Context, workers int, in iter.Seq[T], fn 
 		ordered: ordered,
 		free:    make(chan *chunk[T, R], window),
 		fed:     make(chan struct{}),
+		wake:    make(chan struct{}, 1),
 	}
 	m.ctx, m.cancel = context.WithCancel(ctx)
 	m.cond.L = &m.mu
@@ -247,9 +272,6 @@ func startMapper[T, R any](ctx context.Context, workers int, in iter.Seq[T], fn 
 	}
 	if ordered {
 		m.order = make(chan *chunk[T, R], window+1)
-		m.wake = make(chan struct{}, 1)
-	} else {
-		m.finished = make(chan *chunk[T, R], window)
 	}
 	m.wg.Go(func() { m.feed(in) })
 	for range workers {
@@ -382,7 +404,6 @@ func (m *mapper[T, R]) feed(in iter.Seq[T]) {
 			return
 		}
 		limit = m.chunkLimit()
-		m.started.Add(1)
 		if m.ordered {
 			m.order <- c
 		}
@@ -411,8 +432,9 @@ func (m *mapper[T, R]) seal() {
 		c.done = resize(c.done, c.n)
 	}
 	c.next.Store(0)
-	c.left.Store(int64(c.n))
+	c.yielded = 0
 	c.refs.Store(1) // the consumer's
+	m.values.Add(int64(c.n))
 	m.open = append(m.open, c)
 	c.sealed.Store(true)
 	if m.idle > 1 && c.n > 1 {
@@ -508,10 +530,12 @@ func (m *mapper[T, R]) close(c *chunk[T, R]) {
 func (m *mapper[T, R]) finish(c *chunk[T, R], i int) {
 	if m.ordered {
 		c.done[i].Store(true)
-		m.signal()
-	} else if c.left.Add(-1) == 0 {
-		m.finished <- c // never blocks: finished has room for every chunk
+	} else {
+		m.rmu.Lock()
+		m.ready = append(m.ready, readyValue[T, R]{c, i})
+		m.rmu.Unlock()
 	}
+	m.signal()
 }
 
 // call runs fn on value i of c, turning a panic into a *PanicError. A call

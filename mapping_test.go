@@ -83,6 +83,42 @@ func TestMapUnordered(t *testing.T) {
 	})
 }
 
+// MapUnordered yields each result as soon as it is ready: a slow call
+// holds back no result but its own, even when it was handed to a worker
+// in the same batch as quick ones. Here the slow call ends only once the
+// consumer has seen every other result (or after a long backstop).
+func TestMapUnorderedHoldsNothingBack(t *testing.T) {
+	const n = 1000
+	for round := range 5 {
+		seen := make(chan struct{})
+		fn := func(ctx context.Context, x int) (int, error) {
+			if x == n-1 {
+				select {
+				case <-seen:
+				case <-time.After(10 * time.Second):
+					return x, errors.New("the slow call waited 10s for the consumer to see the other results: they were held back")
+				}
+			}
+			return x, nil
+		}
+		got := 0
+		for r, err := range herd.MapUnordered(t.Context(), 2, count(n), fn) {
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+			if r == n-1 {
+				if got != n-1 {
+					t.Fatalf("round %d: the slow result came after %d results, want %d", round, got, n-1)
+				}
+				continue
+			}
+			if got++; got == n-1 {
+				close(seen)
+			}
+		}
+	}
+}
+
 func TestMapStreamsEachResultWhenReady(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		start := time.Now()

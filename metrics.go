@@ -24,7 +24,9 @@ type Metrics struct {
 	NotRun    uint64 // tasks discarded by Shutdown
 
 	// Latency summarises how long tasks ran, retries included. To keep the
-	// cost off the hot path one task in 16 per worker is timed.
+	// cost off the hot path of quick tasks, a worker times one task in 64
+	// (the first included) while its tasks take less than 50µs, and every
+	// task otherwise.
 	Latency Latency
 }
 
@@ -37,16 +39,17 @@ type Latency struct {
 	Max           time.Duration
 }
 
-const latencySampleEvery = 16
+const (
+	latencySampleEvery = 64 // reading the clock twice costs about as much as a no-op task
+	timeAllAbove       = 50 * time.Microsecond
+)
 
 // Metrics returns a snapshot of the pool's counters.
 func (p *Pool) Metrics() Metrics {
 	p.mu.Lock()
-	submitted, waiting := p.submitted+p.handed.Load(), p.n
 	c := p.retired
 	for w := range p.workers {
 		c.add(w.snapshot())
-		waiting += w.left()
 	}
 	workers := len(p.workers)
 	p.mu.Unlock()
@@ -54,17 +57,16 @@ func (p *Pool) Metrics() Metrics {
 
 	m := Metrics{
 		Workers:   workers,
-		Submitted: submitted,
-		Waiting:   waiting,
+		Waiting:   len(p.tasks),
 		Succeeded: c.succeeded,
 		Failed:    c.failed,
 		Panicked:  c.panicked,
 		NotRun:    c.notRun,
 		Latency:   c.latency.summary(),
 	}
-	finished := c.succeeded + c.failed + c.panicked + c.notRun + uint64(m.Waiting)
-	if m.Submitted > finished {
-		m.Running = int(m.Submitted - finished)
+	m.Submitted = c.received + uint64(m.Waiting)
+	if finished := c.succeeded + c.failed + c.panicked + c.notRun; c.received > finished {
+		m.Running = int(c.received - finished)
 	}
 	return m
 }
@@ -75,46 +77,13 @@ func (p *Pool) Metrics() Metrics {
 // and whenever the worker is about to wait, which keeps an atomic add off
 // the path of every task.
 type worker struct {
-	succeeded, failed, panicked, notRun atomic.Uint64
-	latency                             histogram
-	unpublished                         uint64 // successes not yet published
+	received, succeeded, failed, panicked, notRun atomic.Uint64
+	latency                                       histogram
+	unpublished                                   uint64 // successes not yet published
 
-	// A batch of tasks the worker took from the queue at once: the
-	// worker claims them one by one with next, and so may an idle worker
-	// that steals, under the pool's lock. Only the worker fills it (when
-	// it has claimed everything, under the pool's lock), so the tasks are
-	// read without a lock.
-	batch  [batchSize]item
-	n      int // tasks in batch
-	claim  atomic.Int64
-	victim bool // in the pool's victims; under the pool's lock
-}
-
-const batchSize = 16
-
-// fill makes the first k tasks of w.batch claimable.
-func (w *worker) fill(k int) {
-	w.n = k
-	w.claim.Store(0)
-}
-
-// pop claims the next task of w's batch.
-func (w *worker) pop() (item, bool) {
-	if w.claim.Load() >= int64(w.n) {
-		return item{}, false
-	}
-	i := int(w.claim.Add(1) - 1)
-	if i >= w.n {
-		return item{}, false
-	}
-	it := w.batch[i]
-	w.batch[i] = item{}
-	return it, true
-}
-
-// left is how many tasks of w's batch are not claimed yet.
-func (w *worker) left() int {
-	return max(w.n-int(w.claim.Load()), 0)
+	// Only the worker's goroutine uses these.
+	seq     uint32 // tasks taken, for sampling their run times
+	timeAll bool   // the tasks are slow enough to time each one
 }
 
 const publishEvery = 64
@@ -129,12 +98,13 @@ func (w *worker) publish() {
 }
 
 type counts struct {
-	succeeded, failed, panicked, notRun uint64
-	latency                             histogramSnapshot
+	received, succeeded, failed, panicked, notRun uint64
+	latency                                       histogramSnapshot
 }
 
 func (w *worker) snapshot() counts {
 	return counts{
+		received:  w.received.Load(),
 		succeeded: w.succeeded.Load(),
 		failed:    w.failed.Load(),
 		panicked:  w.panicked.Load(),
@@ -144,6 +114,7 @@ func (w *worker) snapshot() counts {
 }
 
 func (c *counts) add(o counts) {
+	c.received += o.received
 	c.succeeded += o.succeeded
 	c.failed += o.failed
 	c.panicked += o.panicked

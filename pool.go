@@ -17,11 +17,11 @@ type Config struct {
 	Workers int
 
 	// QueueSize is how many submitted tasks may wait in the queue before
-	// a submit blocks. (When every worker is busy, a worker also takes up
-	// to 16 tasks from the queue at a time, which idle workers steal back;
-	// [Metrics] counts them as waiting.) Zero means Workers or 64, whichever
-	// is larger: a queue much shorter than that makes submitters and
-	// workers take turns sleeping and waking for every short task.
+	// a submit blocks. A worker takes one task at a time: a task waits in
+	// the queue until a worker is free to start it. Zero means Workers or
+	// 64, whichever is larger: a queue much shorter than that makes
+	// submitters and workers take turns sleeping and waking for every short
+	// task.
 	QueueSize int
 
 	// TaskTimeout bounds each attempt of a task: its context is cancelled
@@ -72,28 +72,15 @@ type Pool struct {
 	limiter *limiter
 	plain   bool // no timeout, retries or rate limit: call tasks directly
 
-	// The queue: see sched.go. The atomics mirror what idle workers look
-	// at without the lock; they are written under it.
-	mu        sync.Mutex
-	ring      []item
-	head, n   int
-	submitted uint64    // under mu; tasks handed to idle workers are counted in handed
-	victims   []*worker // workers whose batches may hold tasks to steal
-	helpers   []*helper // tasks waiting for a group, running queued tasks meanwhile
-	roomWait  int       // submitters waiting for room
-	room      chan struct{}
-	shrink    int // workers asked to exit
-
-	idle     chan item    // idle workers receive here: a task, or a wake-up
-	idleN    atomic.Int64 // workers committed to receive on idle, less the sends reserved
-	handed   atomic.Uint64
-	ringN    atomic.Int64 // n
-	victimsN atomic.Int64 // len(victims)
-	leave    atomic.Bool  // shrink > 0, or closed with no submitter waiting for room
-	closed   atomic.Bool  // no more submits, except by those already waiting for room; set under mu
-	dropping atomic.Bool  // Shutdown's deadline passed: discard what is queued
+	// The queue: see sched.go.
+	tasks    chan item
+	notify   atomic.Pointer[chan struct{}] // closed to wake the idle workers
+	closed   atomic.Bool                   // no more submits but those under way; set under mu
+	shrink   atomic.Int64                  // workers asked to exit
+	dropping atomic.Bool                   // Shutdown's deadline passed: discard what is queued
 
 	closeOnce sync.Once
+	mu        sync.Mutex // guards what follows
 	workers   map[*worker]struct{}
 	target    int
 	retired   counts // totals of workers that have exited
@@ -144,12 +131,11 @@ func New(cfg Config) (*Pool, error) {
 	}
 	p := &Pool{
 		cfg:     cfg,
-		ring:    make([]item, cfg.QueueSize),
-		room:    make(chan struct{}, 1),
-		idle:    make(chan item, max(cfg.Workers, cfg.QueueSize)), // sends never wait for a committed worker
+		tasks:   make(chan item, cfg.QueueSize),
 		workers: make(map[*worker]struct{}),
 		exited:  make(chan struct{}),
 	}
+	p.notify.Store(new(make(chan struct{})))
 	if cfg.Rate > 0 {
 		p.limiter = newLimiter(cfg.Rate, max(cfg.Burst, 1))
 	}
@@ -190,20 +176,16 @@ func (p *Pool) TryGo(task func(ctx context.Context) error) bool {
 }
 
 func (p *Pool) try(it item) bool {
-	if !p.closed.Load() && p.reserveIdle() {
-		p.handed.Add(1)
-		p.idle <- it
-		return true
-	}
-	p.mu.Lock()
-	if p.closed.Load() || p.n == len(p.ring) {
-		p.mu.Unlock()
+	if p.closed.Load() {
 		return false
 	}
-	handoff, it := p.push(it)
-	p.mu.Unlock()
-	hand(handoff, it)
-	return true
+	select {
+	case p.tasks <- it:
+		p.queued()
+		return true
+	default:
+		return false
+	}
 }
 
 // submit queues it, waiting for room if need be. caller is the context of
@@ -218,71 +200,43 @@ func (p *Pool) submit(caller, also context.Context, it item) error {
 	if also != nil && also.Err() != nil {
 		return also.Err()
 	}
-	if !p.closed.Load() && p.reserveIdle() {
-		p.handed.Add(1)
-		p.idle <- it // straight to an idle worker, as an unbuffered channel would
-		return nil
-	}
-	p.mu.Lock()
 	if p.closed.Load() {
-		p.mu.Unlock()
 		return ErrClosed
 	}
-	if p.n < len(p.ring) {
-		handoff, it := p.push(it)
-		p.mu.Unlock()
-		hand(handoff, it)
-		return nil
-	}
-
-	// The queue is full. Waiting is the rule, but a caller that is one of
-	// this pool's tasks might wait for itself: it helps run the queue. A
-	// caller that waits may queue its task even once the pool is closing:
-	// the workers run every task until the queue is empty.
-	if caller.Value(poolKey{}) == p {
-		for p.n == len(p.ring) {
-			other := p.pop()
-			p.mu.Unlock()
-			p.runItem(&p.helper, other)
-			p.mu.Lock()
+	select {
+	case p.tasks <- it:
+	default:
+		if err := p.await(caller, also, it); err != nil {
+			return err
 		}
-		handoff, it := p.push(it)
-		p.mu.Unlock()
-		hand(handoff, it)
-		return nil
 	}
+	p.queued()
+	return nil
+}
+
+// await waits for room in the full queue to queue it. A submit that waits
+// may queue its task even once the pool is closing: the workers run every
+// task until the queue is empty.
+func (p *Pool) await(caller, also context.Context, it item) error {
 	var alsoDone <-chan struct{}
 	if also != nil {
 		alsoDone = also.Done()
 	}
-	for p.n == len(p.ring) {
-		p.roomWait++
-		p.mu.Unlock()
-		var err error
+	// A caller that is one of this pool's tasks might wait for itself: it
+	// runs queued tasks meanwhile.
+	helping := p.helping(caller)
+	for {
 		select {
-		case <-p.room:
+		case p.tasks <- it:
+			return nil
+		case other := <-helping:
+			p.help(other)
 		case <-caller.Done():
-			err = caller.Err()
+			return caller.Err()
 		case <-alsoDone:
-			err = also.Err()
-		}
-		p.mu.Lock()
-		p.roomWait--
-		if err != nil {
-			p.made() // pass on a wake-up this one may have taken
-			wake := p.updateLeave()
-			p.mu.Unlock()
-			p.wakeIdle(wake) // the workers may have waited for this submit to exit
-			return err
+			return also.Err()
 		}
 	}
-	handoff, it := p.push(it)
-	p.made()
-	wake := p.updateLeave()
-	p.mu.Unlock()
-	hand(handoff, it)
-	p.wakeIdle(wake)
-	return nil
 }
 
 // Resize changes the number of workers to n. New workers start at once;
@@ -292,23 +246,21 @@ func (p *Pool) Resize(n int) error {
 		return fmt.Errorf("herd: resize: workers %d must be at least 1", n)
 	}
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.closed.Load() {
-		p.mu.Unlock()
 		return ErrClosed
 	}
 	for ; p.target < n; p.target++ {
-		if p.shrink > 0 {
-			p.shrink-- // cancel a pending exit instead of starting a worker
-			continue
+		if p.exiting() {
+			continue // cancel a pending exit instead of starting a worker
 		}
 		p.startWorker()
 	}
-	for ; p.target > n; p.target-- {
-		p.shrink++
+	if p.target > n {
+		p.shrink.Add(int64(p.target - n))
+		p.target = n
+		p.poke() // idle workers exit at once
 	}
-	wake := p.updateLeave()
-	p.mu.Unlock()
-	p.wakeIdle(wake) // idle workers exit at once
 	return nil
 }
 
@@ -329,9 +281,8 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 	p.closeOnce.Do(func() {
 		p.mu.Lock()
 		p.closed.Store(true)
-		wake := p.updateLeave()
 		p.mu.Unlock()
-		p.wakeIdle(wake) // idle workers exit
+		p.poke() // idle workers exit once the queue is empty
 	})
 	var errs []error
 	select {
@@ -368,94 +319,108 @@ func (p *Pool) startWorker() {
 	go p.work(w)
 }
 
-// work is a worker's loop: it runs tasks until the pool is closed and
+// work is a worker's goroutine: it runs tasks until the pool is closed and
 // drained or a shrink asks one worker to go.
 func (p *Pool) work(w *worker) {
-	clean := false
-	defer func() { p.exit(w, clean) }()
-	var seq uint32
+	for p.serve(w) {
+	}
+}
+
+// serve runs tasks on w until w is to exit, and reports false then. A task
+// that panics is reported by serve's deferred function, and serve reports
+// true: the worker goes on. Recovering once per panic rather than once per
+// task keeps a deferred call off the path of every task.
+func (p *Pool) serve(w *worker) (again bool) {
+	var cur item // the task running, if running
+	running := false
+	defer func() {
+		if !running {
+			return
+		}
+		err := escaped(recover())
+		p.report(w, cur.g, err)
+		if err == errGoexit {
+			// The goroutine ends whatever we do: another takes its place.
+			p.replace(w)
+			return
+		}
+		again = true
+	}()
 	for {
-		it, ok := w.pop()
-		if !ok {
-			w.publish() // about to wait, maybe: make the counts exact
-			if it, ok = p.next(w); !ok {
-				break
+		var it item
+		select {
+		case it = <-p.tasks:
+		default:
+			w.publish() // about to wait: make the counts exact
+			var ok bool
+			if it, ok = p.wait(w); !ok {
+				return false
 			}
 		}
-		if seq++; seq%latencySampleEvery == 0 {
+		w.received.Add(1) // at once: Metrics counts it as running
+		w.seq++
+		if w.timeAll || w.seq%latencySampleEvery == 1 {
 			start := time.Now()
-			p.runItem(w, it)
-			w.latency.record(time.Since(start))
+			cur, running = it, true
+			err := p.runTask(it)
+			running = false
+			d := time.Since(start)
+			w.latency.record(d)
+			w.timeAll = d >= timeAllAbove
+			p.report(w, it.g, err)
 		} else {
-			p.runItem(w, it)
+			cur, running = it, true
+			err := p.runTask(it)
+			running = false
+			p.report(w, it.g, err)
 		}
 		if w.unpublished >= publishEvery {
 			w.publish()
 		}
+		if p.shrink.Load() > 0 && p.exiting() {
+			p.retire(w)
+			return false
+		}
 	}
-	clean = true
 }
 
-// exit retires a worker. A worker that did not exit cleanly was ended by a
-// task calling runtime.Goexit; a replacement, given what was left of its
-// batch, keeps the pool at its size.
-func (p *Pool) exit(w *worker, clean bool) {
+// replace retires a worker ended by a task calling runtime.Goexit, and
+// starts another in its place to keep the pool at its size.
+func (p *Pool) replace(w *worker) {
 	w.publish()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delete(p.workers, w)
-	p.retired.add(w.snapshot())
-	if !clean {
-		r := new(worker)
-		k := 0
-		for it, ok := w.pop(); ok; it, ok = w.pop() {
-			r.batch[k] = it
-			k++
-		}
-		r.fill(k)
-		if w.victim { // w leaves the victims; r takes its place
-			for i, v := range p.victims {
-				if v == w {
-					p.victims[i] = r
-					r.victim = true
-				}
-			}
-		}
-		p.workers[r] = struct{}{}
-		go p.work(r)
-		return
-	}
-	if p.closed.Load() && len(p.workers) == 0 {
-		close(p.exited)
-	}
+	p.startWorker() // first: the pool is never without workers before it is drained
+	p.retireLocked(w)
 }
 
-// runItem runs one task and reports its outcome, whatever way it ends.
-func (p *Pool) runItem(w *worker, it item) {
-	if it.fn == nil {
-		return // a wake-up
-	}
+// runTask runs one task, unless Shutdown gave up on the tasks queued.
+func (p *Pool) runTask(it item) error {
 	if p.dropping.Load() {
-		p.report(w, it.g, errNotStarted)
-		return
+		return errNotStarted
 	}
 	ctx := p.ctx
 	if it.g != nil {
 		ctx = it.g.taskCtx
 	}
-	var err error
+	if p.plain {
+		return it.fn(ctx)
+	}
+	return p.call(ctx, it.fn)
+}
+
+// runItem runs one task on the calling goroutine, one not a worker's, and
+// reports its outcome, whatever way it ends.
+func (p *Pool) runItem(w *worker, it item) {
 	returned := false
+	var err error
 	defer func() {
 		if !returned {
 			err = escaped(recover())
 		}
 		p.report(w, it.g, err)
 	}()
-	if p.plain {
-		err = it.fn(ctx)
-	} else {
-		err = p.call(ctx, it.fn)
-	}
+	err = p.runTask(it)
 	returned = true
 }
 

@@ -575,7 +575,7 @@ func TestMetricsWhileRunning(t *testing.T) {
 		p := newPool(t, herd.Config{Workers: 2, QueueSize: 10})
 		release := make(chan struct{})
 		for range 5 {
-			p.Go(t.Context(), func(context.Context) error { <-release; return nil })
+			p.Go(t.Context(), func(context.Context) error { <-release; time.Sleep(time.Millisecond); return nil })
 		}
 		p.Go(t.Context(), func(context.Context) error { return errors.New("x") })
 		synctest.Wait()
@@ -593,8 +593,53 @@ func TestMetricsWhileRunning(t *testing.T) {
 		if m.Succeeded != 45 || m.Failed != 1 || m.Running != 0 || m.Waiting != 0 {
 			t.Errorf("Metrics after Close = %+v", m)
 		}
-		if m.Latency.Samples == 0 || m.Latency.Max < time.Millisecond || m.Latency.P50 > m.Latency.Max {
-			t.Errorf("Latency = %+v, want samples of at least 1ms", m.Latency)
+		// Each worker times its first task, and every task while they take
+		// longer than 50µs; only the failing task is quick.
+		if m.Latency.Samples < 20 || m.Latency.Max < time.Millisecond || m.Latency.P50 > m.Latency.Max {
+			t.Errorf("Latency = %+v, want at least 20 samples of at least 1ms", m.Latency)
+		}
+	})
+}
+
+// Resize keeps its promise under load: when shrinking, workers exit as
+// they finish their current task, so no more tasks run at once than asked
+// for as soon as the tasks running at the call have finished.
+func TestResizeUnderLoad(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, herd.Config{Workers: 4, QueueSize: 2000})
+		var running, peak atomic.Int64
+		task := func(context.Context) error {
+			n := running.Add(1)
+			for old := peak.Load(); n > old && !peak.CompareAndSwap(old, n); old = peak.Load() {
+			}
+			time.Sleep(10 * time.Millisecond)
+			running.Add(-1)
+			return nil
+		}
+		for range 1500 {
+			if err := p.Go(t.Context(), task); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, n := range []int{2, 6, 1, 3, 8, 2, 5} {
+			if err := p.Resize(n); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(15 * time.Millisecond) // every task running at the call has finished
+			peak.Store(running.Load())
+			time.Sleep(100 * time.Millisecond)
+			if got := peak.Load(); got != int64(n) {
+				t.Errorf("after Resize(%d): %d tasks ran at once", n, got)
+			}
+			if got := p.Metrics().Workers; got != n {
+				t.Errorf("after Resize(%d): Metrics().Workers = %d", n, got)
+			}
+		}
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if m := p.Metrics(); m.Succeeded != 1500 || m.Workers != 0 {
+			t.Errorf("after Close: Metrics = %+v, want 1500 succeeded, no worker", m)
 		}
 	})
 }
