@@ -26,7 +26,9 @@ const (
 	High    Priority = 1
 )
 
-func (p Priority) subject() string {
+// String names the priority as herd's commands and subjects do: "high",
+// "default" or "low".
+func (p Priority) String() string {
 	switch {
 	case p > 0:
 		return "high"

@@ -56,12 +56,12 @@ func (c *Client) newDeadMsg(info *Info) *nats.Msg {
 
 // jobSubject is where a job waits to be run.
 func jobSubject(info *Info) string {
-	return jobRoot + "." + info.Queue + "." + info.Priority.subject() + "." + info.ID
+	return jobRoot + "." + info.Queue + "." + info.Priority.String() + "." + info.ID
 }
 
 // recSubject is where a job's record is kept once a worker has it.
 func recSubject(info *Info) string {
-	return recRoot + "." + info.Queue + "." + info.Priority.subject() + "." + info.ID
+	return recRoot + "." + info.Queue + "." + info.Priority.String() + "." + info.ID
 }
 
 // idSubject matches every subject of the job with the given id: queue and

@@ -139,8 +139,8 @@ func (w *Worker) handler(kind string) Handler {
 // jobs of one queue at one priority.
 func consumerConfig(queue string, p Priority, lease time.Duration) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:       "herd_" + queue + "_" + p.subject(),
-		FilterSubject: jobRoot + "." + queue + "." + p.subject() + ".>",
+		Durable:       "herd_" + queue + "_" + p.String(),
+		FilterSubject: jobRoot + "." + queue + "." + p.String() + ".>",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       lease,
 		MaxDeliver:    -1,
@@ -152,7 +152,7 @@ func consumerConfig(queue string, p Priority, lease time.Duration) jetstream.Con
 // first job of it is enqueued, so that the queue's figures are the
 // consumer's from then on, with no worker yet. Workers set its lease.
 func (c *Client) ensureConsumer(ctx context.Context, queue string, p Priority) error {
-	key := queue + "." + p.subject()
+	key := queue + "." + p.String()
 	if _, ok := c.consumers.Load(key); ok {
 		return nil
 	}

@@ -38,7 +38,7 @@ waiting for a job); then the number of dead jobs, and of job records kept.`,
 			if q.Paused {
 				name += " (paused)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1f\t%d\t%d\t%d\n", name, priorityName(q.Priority), q.Waiting, q.InFlight,
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1f\t%d\t%d\t%d\n", name, q.Priority, q.Waiting, q.InFlight,
 				q.SettledPerSecond, q.Delivered, q.Redelivered, q.IdleFetches)
 		}
 		tw.Flush()

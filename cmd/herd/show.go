@@ -50,7 +50,6 @@ func queueStats(ctx context.Context, c *queue.Client, interval time.Duration) (*
 }
 
 func withRates(now, before *queue.Stats, elapsed time.Duration) *statsWithRates {
-	settled := func(q queue.QueueStats) float64 { return float64(q.Delivered) - float64(q.InFlight) }
 	type key struct {
 		name string
 		prio queue.Priority
@@ -65,21 +64,11 @@ func withRates(now, before *queue.Stats, elapsed time.Duration) *statsWithRates 
 	for _, q := range now.Queues {
 		r := queueRates{QueueStats: q}
 		if p, ok := prev[key{q.Queue, q.Priority}]; ok && elapsed > 0 {
-			r.SettledPerSecond = max(settled(q)-settled(p), 0) / elapsed.Seconds()
+			r.SettledPerSecond = float64(q.Settled()-min(p.Settled(), q.Settled())) / elapsed.Seconds()
 		}
 		st.Queues = append(st.Queues, r)
 	}
 	return st
-}
-
-func priorityName(p queue.Priority) string {
-	switch p {
-	case queue.High:
-		return "high"
-	case queue.Low:
-		return "low"
-	}
-	return "default"
 }
 
 // orEmpty returns list, or an empty list for nil: JSON's [] rather than
@@ -109,7 +98,7 @@ func writeInfos(w io.Writer, infos []*queue.Info, asJSON bool) error {
 		if n := len(info.Errors); n > 0 {
 			last, _, _ = strings.Cut(info.Errors[n-1], "\n")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", info.ID, info.Kind, info.Queue, priorityName(info.Priority),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", info.ID, info.Kind, info.Queue, info.Priority,
 			info.State, info.Attempts, info.MaxAttempts, info.EnqueuedAt.Local().Format(time.DateTime), last)
 	}
 	return tw.Flush()
@@ -124,7 +113,7 @@ func indented(b []byte) string {
 
 func writeInfo(w io.Writer, info *queue.Info) {
 	fmt.Fprintf(w, "id:        %s\nkind:      %s\nqueue:     %s (%s priority)\nstate:     %s\nattempts:  %d of %d\n",
-		info.ID, info.Kind, info.Queue, priorityName(info.Priority), info.State, info.Attempts, info.MaxAttempts)
+		info.ID, info.Kind, info.Queue, info.Priority, info.State, info.Attempts, info.MaxAttempts)
 	if !info.RunAt.IsZero() {
 		fmt.Fprintf(w, "run at:    %s\n", info.RunAt.Local().Format(time.DateTime))
 	}

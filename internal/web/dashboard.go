@@ -338,7 +338,7 @@ func (d *dashboard) sample(ctx context.Context) {
 	}
 	s := sample{at: time.Now(), settled: map[string]uint64{}}
 	for _, q := range st.Queues {
-		s.settled[q.Queue] += q.Delivered - uint64(q.InFlight)
+		s.settled[q.Queue] += q.Settled()
 		s.waiting += q.Waiting
 	}
 	d.mu.Lock()
