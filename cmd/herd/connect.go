@@ -64,12 +64,35 @@ func (c *connFlags) resolve() {
 	if c.url == "" {
 		c.url = os.Getenv("HERD_QUEUE")
 	}
-	if c.password == "" {
-		c.password = os.Getenv("HERD_QUEUE_PASSWORD")
+	secretsFromEnv(&c.password, &c.token)
+}
+
+// secretsFromEnv fills a queue's password and token, where the command
+// line left them empty, from $HERD_QUEUE_PASSWORD and $HERD_QUEUE_TOKEN:
+// for the clients and the server alike, out of sight of ps.
+func secretsFromEnv(password, token *string) {
+	if *password == "" {
+		*password = os.Getenv("HERD_QUEUE_PASSWORD")
 	}
-	if c.token == "" {
-		c.token = os.Getenv("HERD_QUEUE_TOKEN")
+	if *token == "" {
+		*token = os.Getenv("HERD_QUEUE_TOKEN")
 	}
+}
+
+// loadCert loads the certificate of --tls-cert and its key of --tls-key,
+// which go together; it returns nil when neither is given.
+func loadCert(certFile, keyFile string) ([]tls.Certificate, error) {
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	}
+	if certFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert: %w", err)
+	}
+	return []tls.Certificate{cert}, nil
 }
 
 // config turns the flags into a queue configuration.
@@ -91,15 +114,9 @@ func (c *connFlags) config() (queue.Config, error) {
 				return cfg, fmt.Errorf("--tls-ca %s: no PEM certificate in it", c.tlsCA)
 			}
 		}
-		if (c.tlsCert == "") != (c.tlsKey == "") {
-			return cfg, errors.New("--tls-cert and --tls-key go together")
-		}
-		if c.tlsCert != "" {
-			cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
-			if err != nil {
-				return cfg, fmt.Errorf("--tls-cert: %w", err)
-			}
-			t.Certificates = []tls.Certificate{cert}
+		var err error
+		if t.Certificates, err = loadCert(c.tlsCert, c.tlsKey); err != nil {
+			return cfg, err
 		}
 		cfg.TLS = t
 	}

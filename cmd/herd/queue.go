@@ -9,15 +9,9 @@ import (
 	"github.com/spf13/cobra"
 )
 
-const queueHelp = `The durable queue that herd run --queue puts jobs on and herd work takes them from.
-
-  herd queue serve     run the queue's server for workers and submitters on other machines
-  herd queue stats     jobs waiting, in flight and dead, by queue and priority
-  herd queue ls        the jobs still in the queue, oldest first
-  herd queue inspect   everything the queue knows of a job
-  herd queue dead      the jobs that failed for good
-  herd queue retry     put a dead job back in its queue
-  herd queue purge     remove the waiting jobs of a queue
+const queueHelp = `The durable queue that herd run --queue puts jobs on and herd work takes them from:
+its server, its figures, its jobs (listed, inspected, retried, cancelled, purged), its
+queues (paused, resumed), its workers (listed, drained), its schedules, and its dashboard.
 
 Every command but serve connects to --queue URL (or $HERD_QUEUE); with neither, it
 opens the queue stored on this machine in --dir, which no other process may be using.`

@@ -51,27 +51,19 @@ func newServeCommand(sigs <-chan os.Signal) *cobra.Command {
       --tls-cert server.pem --tls-key server-key.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cfg.Password == "" {
-				cfg.Password = os.Getenv("HERD_QUEUE_PASSWORD")
-			}
-			if cfg.Token == "" {
-				cfg.Token = os.Getenv("HERD_QUEUE_TOKEN")
-			}
+			secretsFromEnv(&cfg.Password, &cfg.Token)
 			if (cfg.User == "") != (cfg.Password == "") {
 				return errors.New("--user and --password go together")
 			}
 			if cfg.User != "" && cfg.Token != "" {
 				return errors.New("--token and --user: choose one")
 			}
-			if (tlsCert == "") != (tlsKey == "") {
-				return errors.New("--tls-cert and --tls-key go together")
+			certs, err := loadCert(tlsCert, tlsKey)
+			if err != nil {
+				return err
 			}
-			if tlsCert != "" {
-				cert, err := tls.LoadX509KeyPair(tlsCert, tlsKey)
-				if err != nil {
-					return fmt.Errorf("--tls-cert: %w", err)
-				}
-				cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			if certs != nil {
+				cfg.TLS = &tls.Config{Certificates: certs, MinVersion: tls.VersionTLS12}
 			}
 			if routes != "" {
 				cfg.Cluster.Routes = strings.Split(routes, ",")
