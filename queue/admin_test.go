@@ -247,16 +247,9 @@ func TestWatchAfterReconnect(t *testing.T) {
 	next("w.1")
 	ns.Close()
 	startServer(t, embedded.Config{Dir: dir, Port: port})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testutil.EventuallyNil(t, "an enqueue after the restart", func() error {
 		_, err := c.Enqueue(t.Context(), "k", nil, queue.Options{ID: "w.2"})
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("enqueue after the restart: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err
+	})
 	next("w.2")
 }

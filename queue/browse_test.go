@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goherd/herd/internal/testutil"
 	"github.com/goherd/herd/queue"
 	"github.com/goherd/herd/queue/queuetest"
 )
@@ -138,7 +139,7 @@ func TestWorkersListedAndDrained(t *testing.T) {
 	}
 	<-started
 	var me queue.WorkerInfo
-	waitFor(t, "the worker to list its running job", func() bool {
+	testutil.Eventually(t, "the worker to list its running job", func() bool {
 		ws, err := c.Workers(ctx)
 		if err != nil || len(ws) != 1 || len(ws[0].Running) != 1 {
 			return false
@@ -152,7 +153,7 @@ func TestWorkersListedAndDrained(t *testing.T) {
 	if err := c.Drain(ctx, me.ID, true); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the worker to say it drains", func() bool {
+	testutil.Eventually(t, "the worker to say it drains", func() bool {
 		ws, err := c.Workers(ctx)
 		return err == nil && len(ws) == 1 && ws[0].Draining
 	})
@@ -182,15 +183,5 @@ func TestWorkersListedAndDrained(t *testing.T) {
 	}
 	if ws, err := c.Workers(ctx); err != nil || len(ws) != 0 {
 		t.Errorf("Workers after the worker stopped = %v, %v; want none", ws, err)
-	}
-}
-
-// waitFor polls cond, for up to 15s of real time (the heartbeat is real).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
 	}
 }

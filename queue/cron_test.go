@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goherd/herd/internal/testutil"
 	"github.com/goherd/herd/queue"
 	"github.com/goherd/herd/queue/internal/embedded"
 )
@@ -77,14 +78,14 @@ func ranTicks(t *testing.T, runs, name string) map[time.Time]int {
 }
 
 // Two worker processes serving a schedule's queue enqueue each tick once,
-// and each tick's job runs once, over a minute of ticks; of the ticks missed
+// and each tick's job runs once, over 15 seconds of ticks; of the ticks missed
 // while no worker ran, the latest is caught up once, when one starts again.
 func TestScheduleOncePerTickAcrossProcesses(t *testing.T) {
 	ns := startServer(t, embedded.Config{})
 	c := open(t, queue.Config{URL: ns.ClientURL()})
 	for _, s := range []queue.Schedule{
 		{Name: "t", Spec: "@every 1s", Kind: "tick"},
-		{Name: "slow", Spec: "@every 10s", Kind: "tick"}, // for the missed ticks
+		{Name: "slow", Spec: "@every 5s", Kind: "tick"}, // for the missed ticks
 	} {
 		if err := c.AddSchedule(t.Context(), s); err != nil {
 			t.Fatal(err)
@@ -94,7 +95,7 @@ func TestScheduleOncePerTickAcrossProcesses(t *testing.T) {
 	a := startScheduler(t, ns.ClientURL(), runs)
 	b := startScheduler(t, ns.ClientURL(), runs)
 	start := time.Now()
-	time.Sleep(time.Minute)
+	time.Sleep(15 * time.Second)
 	for _, p := range []*exec.Cmd{a, b} {
 		p.Process.Signal(syscall.SIGTERM)
 		p.Wait()
@@ -113,21 +114,17 @@ func TestScheduleOncePerTickAcrossProcesses(t *testing.T) {
 
 	// No worker while two ticks of the slow schedule pass, then one: it
 	// enqueues the latest of them once (when it first looks, well before the
-	// next), and none of the others.
-	b1 := killed.Truncate(10 * time.Second).Add(10 * time.Second)
-	b2 := b1.Add(10 * time.Second)
+	// next, 4.5s later), and none of the others.
+	b1 := killed.Truncate(5 * time.Second).Add(5 * time.Second)
+	b2 := b1.Add(5 * time.Second)
 	time.Sleep(time.Until(b2.Add(500 * time.Millisecond)))
 	restarted := time.Now()
 	startScheduler(t, ns.ClientURL(), runs)
 	caughtUp := queue.TickID("slow", b2)
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if _, err := c.Info(t.Context(), caughtUp); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the latest missed tick, %v, was not enqueued", b2)
-		}
-	}
+	testutil.EventuallyNil(t, fmt.Sprintf("the latest missed tick, %v, to be enqueued", b2), func() error {
+		_, err := c.Info(t.Context(), caughtUp)
+		return err
+	})
 	if info := wait(t, c, caughtUp); info.State != queue.Succeeded {
 		t.Errorf("the latest missed tick: %+v", info)
 	}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,160 +25,6 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
-func TestMain(m *testing.M) {
-	if url := os.Getenv("HERD_QUEUE_TEST_WORKER"); url != "" {
-		hangingWorker(url, os.Getenv("HERD_QUEUE_TEST_MARKER"))
-		return
-	}
-	if cfg := os.Getenv("HERD_QUEUE_TEST_NODE"); cfg != "" {
-		serveNode(cfg)
-		return
-	}
-	if dir := os.Getenv("HERD_QUEUE_TEST_BUSY"); dir != "" {
-		busyQueue(dir)
-		return
-	}
-	if url := os.Getenv("HERD_QUEUE_TEST_SCHEDULER"); url != "" {
-		scheduling(url, os.Getenv("HERD_QUEUE_TEST_RUNS"))
-		return
-	}
-	code := m.Run()
-	if code == 0 {
-		if leaked := testutil.Leaked("goherd/herd/queue", "nats-io/nats.go", "nats-io/nats-server"); leaked != "" {
-			fmt.Fprintf(os.Stderr, "goroutines left running after the tests:\n%s\n", leaked)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// hangingWorker is the worker process that TestWorkerKilledMidJob kills:
-// it takes a job, says so, and never finishes it.
-func hangingWorker(url, marker string) {
-	c, err := queue.Open(context.Background(), queue.Config{URL: url})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	w, _ := c.NewWorker(queue.WorkerConfig{Concurrency: 1, Lease: time.Second})
-	w.Handle("job", func(ctx context.Context, j *queue.Job) ([]byte, error) {
-		// Past the moment a job's record says it runs: an attempt killed
-		// sooner may go uncounted.
-		time.Sleep(200 * time.Millisecond)
-		os.WriteFile(marker, []byte(j.ID), 0o644)
-		select {} // until killed
-	})
-	w.Run(context.Background())
-}
-
-// busyQueue is the process that TestKilledWhileBusy kills: a queue
-// embedded in it, eight goroutines enqueueing, and a worker running the
-// jobs. It prints "enqueued ID PAYLOAD" once an enqueue has returned, and
-// "done ID" once it has seen a job's outcome stored.
-func busyQueue(dir string) {
-	ctx := context.Background()
-	c, err := queue.Open(ctx, queue.Config{Dir: dir})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	watcher, err := c.Watch(ctx, "*")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	go func() {
-		for info := range watcher.Updates() {
-			if info.State == queue.Succeeded {
-				fmt.Println("done", info.ID)
-			}
-		}
-	}()
-	w, _ := c.NewWorker(queue.WorkerConfig{Concurrency: 4})
-	w.Handle("job", func(context.Context, *queue.Job) ([]byte, error) { return nil, nil })
-	go w.Run(ctx)
-	for g := range 8 {
-		go func() {
-			for i := 0; ; i++ {
-				payload := fmt.Sprintf("%d-%d", g, i)
-				id, err := c.Enqueue(ctx, "job", []byte(payload), queue.Options{})
-				if err != nil {
-					fmt.Fprintln(os.Stderr, err)
-					os.Exit(1)
-				}
-				fmt.Println("enqueued", id, payload)
-			}
-		}()
-	}
-	select {} // until killed
-}
-
-type nodeConfig struct {
-	Name, Listen, Dir string
-	Cluster           queue.ClusterConfig
-}
-
-// serveNode is a queue server process that TestClusterSurvivesNodeLoss
-// and TestServerKilledUnderWorkers kill: it serves until killed.
-func serveNode(config string) {
-	var cfg nodeConfig
-	if err := json.Unmarshal([]byte(config), &cfg); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if _, err := queue.Serve(queue.ServerConfig{Name: cfg.Name, Listen: cfg.Listen, Dir: cfg.Dir, Cluster: cfg.Cluster}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	select {}
-}
-
-// startNode starts a queue server in a process of its own (serveNode),
-// killed when the test ends if it still runs.
-func startNode(t *testing.T, cfg nodeConfig) *exec.Cmd {
-	t.Helper()
-	b, _ := json.Marshal(cfg)
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "HERD_QUEUE_TEST_NODE="+string(b))
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	return cmd
-}
-
-// startServer starts an embedded server listening on loopback.
-func startServer(t *testing.T, cfg embedded.Config) *embedded.Server {
-	t.Helper()
-	if cfg.Dir == "" {
-		cfg.Dir = t.TempDir()
-	}
-	cfg.Host = "127.0.0.1"
-	if cfg.Port == 0 {
-		cfg.Port = -1
-	}
-	ns, err := embedded.Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Close)
-	return ns
-}
-
-func open(t *testing.T, cfg queue.Config) *queue.Client {
-	t.Helper()
-	c, err := queue.Open(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // A worker process killed outright mid-job loses nothing: the job goes to
 // another worker when its lease runs out.
 func TestWorkerKilledMidJob(t *testing.T) {
@@ -196,18 +41,11 @@ func TestWorkerKilledMidJob(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if b, err := os.ReadFile(marker); err == nil && string(b) == id {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatal("the worker process never started the job")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	testutil.Eventually(t, "the worker process to start the job", func() bool {
+		b, err := os.ReadFile(marker)
+		return err == nil && string(b) == id
+	})
 	cmd.Process.Kill() // SIGKILL: no chance to hand the job back
 	cmd.Wait()
 	if info, _ := c.Info(t.Context(), id); info.State != queue.Running {
@@ -360,18 +198,10 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 	}
 	// The cluster elects its JetStream leader in a few seconds.
 	var c *queue.Client
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var err error
+	testutil.EventuallyNil(t, "the cluster to be ready", func() (err error) {
 		c, err = queue.Open(t.Context(), queue.Config{URL: strings.Join(urls, ","), Replicas: 3})
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cluster never ready: %v", err)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		return err
+	})
 	t.Cleanup(func() { c.Close() })
 
 	var ids []string
@@ -602,15 +432,10 @@ func TestServerKilledUnderWorkers(t *testing.T) {
 	serve := func() *exec.Cmd { return startNode(t, nodeConfig{Name: "herd", Listen: listen, Dir: dir}) }
 	server := serve()
 	var c *queue.Client
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		var err error
-		if c, err = queue.Open(t.Context(), queue.Config{URL: "nats://" + listen}); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the server never answered: %v", err)
-		}
-	}
+	testutil.EventuallyNil(t, "the server to answer", func() (err error) {
+		c, err = queue.Open(t.Context(), queue.Config{URL: "nats://" + listen})
+		return err
+	})
 	t.Cleanup(func() { c.Close() })
 
 	const n = 2000
@@ -655,17 +480,11 @@ func TestServerKilledUnderWorkers(t *testing.T) {
 			return nil, nil
 		},
 	})
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	testutil.Eventually(t, "a third of the jobs to be done", func() bool {
 		mu.Lock()
-		k := len(stored)
-		mu.Unlock()
-		if k >= n/3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d jobs done in 30s", k)
-		}
-	}
+		defer mu.Unlock()
+		return len(stored) >= n/3
+	})
 	server.Process.Kill()
 	server.Wait()
 	time.Sleep(500 * time.Millisecond)

@@ -19,20 +19,6 @@ type email struct {
 	To string `json:"to"`
 }
 
-func wait(t *testing.T, c *queue.Client, id string) *queue.Info {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	info, err := c.Wait(ctx, id)
-	if err != nil {
-		now, ierr := c.Info(context.Background(), id)
-		t.Fatalf("Wait(%s): %v; the job is now %+v (%v)", id, err, now, ierr)
-	}
-	return info
-}
-
-var fast = queue.WorkerConfig{Concurrency: 4, Backoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
-
 func TestEndToEnd(t *testing.T) {
 	c := queuetest.New(t)
 	queuetest.Work(t, c, fast, map[string]queue.Handler{

@@ -52,7 +52,7 @@ func TestRunKeptKeeperKilled(t *testing.T) {
 	id := p.waitOutput(t, `run (\w+): the jobs go to the queue`)
 	waitDone(t, p, 1)
 	p.cmd.Process.Signal(syscall.SIGKILL)
-	p.status(t, 10*time.Second)
+	p.status(t)
 	runDir := filepath.Join(data, "herd", "runs", id)
 	b, err := os.ReadFile(filepath.Join(runDir, "pid"))
 	if err != nil {
@@ -62,11 +62,11 @@ func TestRunKeptKeeperKilled(t *testing.T) {
 	syscall.Kill(keeper, syscall.SIGKILL) // its worker for ":" stops with it
 
 	a := startProc(t, dir, env, "run", "--attach", id)
-	if st := a.status(t, 60*time.Second); st == 0 || !strings.Contains(a.errOut.String(), "-S HOSTS --attach "+id) {
+	if st := a.status(t); st == 0 || !strings.Contains(a.errOut.String(), "-S HOSTS --attach "+id) {
 		t.Fatalf("attach without hosts: status %d, error output:\n%s\nwant a failure saying how to go on", st, a.errOut.String())
 	}
 	a = startProc(t, dir, env, "run", "-S", "1/:", "--attach", id)
-	if st := a.status(t, 120*time.Second); st != 0 {
+	if st := a.status(t); st != 0 {
 		t.Fatalf("attach with -S: status %d; error output:\n%s", st, a.errOut.String())
 	}
 	assertEachOnce(t, a.out.String(), 6) // the run, shown whole

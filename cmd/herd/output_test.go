@@ -5,7 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/goherd/herd/internal/run"
+	"github.com/goherd/herd/internal/testutil"
 )
 
 // -k with --line-buffer, as GNU parallel has it: the oldest job's lines
@@ -13,23 +15,22 @@ import (
 // jobs before it are done.
 func TestKeepOrderLineBufferIsLive(t *testing.T) {
 	dir := t.TempDir()
-	p := startProc(t, dir, nil, "run", "-k", "--line-buffer", "-j2",
+	p := startProc(t, dir, nil, "run", "-k", "--line-buffer", "-j2", "--joblog", "log.tsv",
 		`if [ {} = 1 ]; then echo first; while [ ! -e go ]; do sleep 0.01; done; echo last; else echo second; fi`, ":::", "1", "2")
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(p.out.String(), "first") {
-		if time.Now().After(deadline) {
-			t.Fatalf("job 1's first line did not come while it ran; output %q", p.out.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(100 * time.Millisecond) // job 2 is done by now: its line must wait
+	testutil.Eventually(t, "job 1's first line while it runs", func() bool { return strings.Contains(p.out.String(), "first") })
+	// herd logs job 2 once it has ended and herd has its output: the
+	// line must wait behind job 1 still.
+	testutil.Eventually(t, "job 2 to end", func() bool {
+		rows, _, _ := run.ReadJoblog(filepath.Join(dir, "log.tsv"))
+		return len(rows) == 1
+	})
 	if out := p.out.String(); out != "first\n" {
 		t.Errorf("while job 1 runs, the output is %q, want only its first line", out)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if st := p.status(t, 30*time.Second); st != 0 || p.out.String() != "first\nlast\nsecond\n" {
+	if st := p.status(t); st != 0 || p.out.String() != "first\nlast\nsecond\n" {
 		t.Errorf("exit status %d, output %q; want 0 and first, last, second", st, p.out.String())
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/goherd/herd/internal/run"
+	"github.com/goherd/herd/internal/testutil"
 )
 
 // started is a herd run under test, as a real process, in a folder of its
@@ -31,24 +32,13 @@ func startHerd(t *testing.T, args ...string) *started {
 // waitFor waits until every file exists, failing after a few seconds.
 func (s *started) waitFor(t *testing.T, files ...string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for _, f := range files {
-		for {
-			if _, err := os.Stat(filepath.Join(s.dir, f)); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never appeared", f)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	waitFiles(t, s.dir, files...)
 }
 
 // status waits for herd to exit and returns its exit status.
 func (s *started) status(t *testing.T) int {
 	t.Helper()
-	return s.proc.status(t, 10*time.Second)
+	return s.proc.status(t)
 }
 
 func (s *started) running() bool {
@@ -98,23 +88,19 @@ func groupMembers(pgid int) []int {
 	return pids
 }
 
-// assertGroupGone fails unless process group pgid is empty within a second.
+// assertGroupGone fails unless process group pgid empties: herd killed
+// every process of the job (what is left then is killed, not to outlive
+// the test).
 func assertGroupGone(t *testing.T, pgid int) {
 	t.Helper()
-	deadline := time.Now().Add(time.Second)
-	for {
-		left := groupMembers(pgid)
-		if len(left) == 0 {
-			return
+	t.Cleanup(func() {
+		for _, pid := range groupMembers(pgid) {
+			syscall.Kill(pid, syscall.SIGKILL)
 		}
-		if time.Now().After(deadline) {
-			for _, pid := range left {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-			t.Fatalf("processes %v of job group %d still alive a second later", left, pgid)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	})
+	testutil.Eventually(t, fmt.Sprintf("the processes of job group %d to end", pgid), func() bool {
+		return len(groupMembers(pgid)) == 0
+	})
 }
 
 func logRows(t *testing.T, path string) map[int]run.LogRow {
@@ -198,17 +184,13 @@ func TestKill9ThenResume(t *testing.T) {
 	args := append([]string{"run", "-j4", "--joblog", "log.tsv", "sleep 0.05; echo {}", ":::"}, inputs...)
 	s := startHerd(t, args...)
 	logPath := filepath.Join(s.dir, "log.tsv")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.Eventually(t, "herd to log 8 jobs", func() bool {
 		rows, _, _ := run.ReadJoblog(logPath)
-		if len(rows) >= 8 {
-			break
+		if len(rows) < 8 && !s.running() {
+			t.Fatal("herd ended before it logged 8 jobs")
 		}
-		if time.Now().After(deadline) || !s.running() {
-			t.Fatal("herd did not log 8 jobs")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return len(rows) >= 8
+	})
 	s.cmd.Process.Signal(syscall.SIGKILL)
 	s.status(t)
 	before := logRows(t, logPath)

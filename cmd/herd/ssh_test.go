@@ -109,17 +109,16 @@ PermitRootLogin prohibit-password
 	h.SSH = "ssh -F " + config
 	// Wait until each host answers.
 	for i := range h.sshds {
-		deadline := time.Now().Add(20 * time.Second)
-		for {
+		testutil.EventuallyNil(t, fmt.Sprintf("sshd h%d to answer", i+1), func() error {
 			out, err := exec.Command("ssh", "-F", config, "-o", "BatchMode=yes", fmt.Sprintf("h%d", i+1), "echo ready").CombinedOutput()
-			if err == nil && strings.TrimSpace(string(out)) == "ready" {
-				break
+			if err == nil && strings.TrimSpace(string(out)) != "ready" {
+				err = fmt.Errorf("it said %q", out)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("sshd h%d does not answer: %v: %s\nsshd said: %s", i+1, err, out, h.sshds[i].Stderr)
+			if err != nil {
+				return fmt.Errorf("%v; sshd said: %s", err, h.sshds[i].Stderr)
 			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	return h
 }
@@ -157,27 +156,21 @@ func descendants(pid int) []int {
 // nothing of the run is left running on them.
 func (h *sshHosts) assertNothingLeft(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		var left []int
+	testutil.EventuallyNil(t, "every session of the hosts to end", func() error {
+		var left []string
 		for _, s := range h.sshds {
 			if s.ProcessState == nil {
-				left = append(left, descendants(s.Process.Pid)...)
+				for _, p := range descendants(s.Process.Pid) {
+					b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+					left = append(left, strings.ReplaceAll(string(b), "\x00", " "))
+				}
 			}
 		}
-		if len(left) == 0 {
-			return
+		if len(left) > 0 {
+			return fmt.Errorf("processes left on the hosts after the run:\n%s", strings.Join(left, "\n"))
 		}
-		if time.Now().After(deadline) {
-			var cmds []string
-			for _, p := range left {
-				b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
-				cmds = append(cmds, strings.ReplaceAll(string(b), "\x00", " "))
-			}
-			t.Fatalf("processes left on the hosts after the run:\n%s", strings.Join(cmds, "\n"))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // herd run -S h1,h2 gives what a local run gives: output, exit status and
@@ -190,7 +183,7 @@ func TestSSHLoginRunLikeLocal(t *testing.T) {
 		args := append([]string{"run"}, where...)
 		args = append(args, "-k", "--joblog", "log.tsv", "echo {} $(( {} * 2 )); [ {} != 7 ]", ":::")
 		p := startProc(t, dir, nil, append(args, inputs(30)...)...)
-		st := p.status(t, 120*time.Second)
+		st := p.status(t)
 		return p.out.String(), jobRows(t, filepath.Join(dir, "log.tsv")), st, p.errOut.String()
 	}
 	localOut, localRows, localStatus, _ := run()
@@ -216,18 +209,12 @@ func TestSSHLoginHostDies(t *testing.T) {
 	hosts := startSSHHosts(t, 2)
 	dir := t.TempDir()
 	p := startProc(t, dir, nil, append([]string{"run", "-S", "2/h1,2/h2", "--ssh", hosts.SSH, "sleep 0.3; echo done {}", ":::"}, inputs(40)...)...)
-	deadline := time.Now().Add(60 * time.Second)
-	for strings.Count(p.out.String(), "done") < 4 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no job done; error output:\n%s", p.errOut.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitDone(t, p, 4)
 	h2 := hosts.sshds[1]
 	for _, pid := range append(descendants(h2.Process.Pid), h2.Process.Pid) {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
-	if st := p.status(t, 120*time.Second); st != 0 {
+	if st := p.status(t); st != 0 {
 		t.Fatalf("exit status %d, want 0; error output:\n%s", st, p.errOut.String())
 	}
 	assertEachOnce(t, p.out.String(), 40)
@@ -243,7 +230,7 @@ func TestSSHLoginNoHost(t *testing.T) {
 	hosts := startSSHHosts(t, 1)
 	port := testutil.FreePorts(t, 1)[0]
 	p := startProc(t, t.TempDir(), nil, "run", "-S", "h1:"+strconv.Itoa(port)+",nosuchuser@h1", "--ssh", hosts.SSH, "echo", ":::", "a")
-	if st := p.status(t, 60*time.Second); st != 255 {
+	if st := p.status(t); st != 255 {
 		t.Fatalf("exit status %d, want 255; error output:\n%s", st, p.errOut.String())
 	}
 	for _, want := range []string{"host h1:" + strconv.Itoa(port) + " is lost", "host nosuchuser@h1 is lost", "every host is lost"} {
@@ -267,14 +254,14 @@ func TestSSHLoginSubmitterGone(t *testing.T) {
 			id := p.waitOutput(t, `run (\w+): the jobs go to the queue`)
 			waitDone(t, p, 4)
 			p.cmd.Process.Signal(sig)
-			p.status(t, 10*time.Second)
+			p.status(t)
 			before := p.out.String()
 			if strings.Count(before, "done") == 40 {
 				t.Fatal("every job was done before herd run stopped: the test shows nothing")
 			}
 
 			a := startProc(t, dir, env, "run", "--attach", id)
-			if st := a.status(t, 120*time.Second); st != 0 {
+			if st := a.status(t); st != 0 {
 				t.Fatalf("attach: exit status %d, want 0; error output:\n%s", st, a.errOut.String())
 			}
 			assertEachOnce(t, a.out.String(), 40)
@@ -283,7 +270,7 @@ func TestSSHLoginSubmitterGone(t *testing.T) {
 			if left, _ := os.ReadDir(runs); len(left) > 0 {
 				t.Errorf("the run's folder is left in %s: %v", runs, left)
 			}
-			if again := startProc(t, dir, env, "run", "--attach", id); again.status(t, 30*time.Second) == 0 || !strings.Contains(again.errOut.String(), "no such run") {
+			if again := startProc(t, dir, env, "run", "--attach", id); again.status(t) == 0 || !strings.Contains(again.errOut.String(), "no such run") {
 				t.Errorf("a second attach to the finished run: %s; want it refused, no such run", again.errOut.String())
 			}
 		})
@@ -316,7 +303,7 @@ func TestSSHLoginTransferReturnCleanup(t *testing.T) {
 	}
 	p := startProc(t, dir, nil, append([]string{"run", "-S", "h1,h2", "--ssh", hosts.SSH, "--basefile", base, "--trc", "{}.out",
 		"cat " + base + " {} | wc -c > {}.out", ":::"}, ins...)...)
-	if st := p.status(t, 120*time.Second); st != 0 {
+	if st := p.status(t); st != 0 {
 		t.Fatalf("exit status %d, want 0; error output:\n%s", st, p.errOut.String())
 	}
 	for i, in := range ins {
@@ -342,18 +329,18 @@ func TestSSHLoginWorkdir(t *testing.T) {
 	hosts := startSSHHosts(t, 1)
 	dir := t.TempDir()
 	p := startProc(t, dir, nil, "run", "-S", "h1", "--ssh", hosts.SSH, "--sshdelay", "0.1", "-M", "--wd", ".", "pwd; : {}", ":::", "x")
-	if st := p.status(t, 120*time.Second); st != 0 || p.out.String() != dir+"\n" {
+	if st := p.status(t); st != 0 || p.out.String() != dir+"\n" {
 		t.Errorf("--wd . on a host: status %d, output %q, want %q; error output:\n%s", st, p.out.String(), dir+"\n", p.errOut.String())
 	}
 	p = startProc(t, dir, nil, "run", "-S", "2/h1", "--ssh", hosts.SSH, "--plus", "echo {host} {sshlogin} $PARALLEL_SSHHOST; : {}", ":::", "x")
-	if st := p.status(t, 120*time.Second); st != 0 || p.out.String() != "h1 h1 h1\n" {
+	if st := p.status(t); st != 0 || p.out.String() != "h1 h1 h1\n" {
 		t.Errorf("{host} {sshlogin} on h1: status %d, output %q, want \"h1 h1 h1\\n\"; error output:\n%s", st, p.out.String(), p.errOut.String())
 	}
 	if err := os.WriteFile(filepath.Join(dir, "in.txt"), []byte("data\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p = startProc(t, dir, nil, "run", "-S", "h1", "--ssh", hosts.SSH, "--wd", "...", "--trc", "{}.out", "pwd > {}.out; cat {} >> {}.out", ":::", "in.txt")
-	if st := p.status(t, 120*time.Second); st != 0 {
+	if st := p.status(t); st != 0 {
 		t.Fatalf("--wd ... --trc on a host: status %d; error output:\n%s", st, p.errOut.String())
 	}
 	out, err := os.ReadFile(filepath.Join(dir, "in.txt.out"))
@@ -379,11 +366,11 @@ func TestSSHLoginLastingQueue(t *testing.T) {
 	run := p.waitOutput(t, `run (\w+): the jobs go to the queue`)
 	waitDone(t, p, 3)
 	p.cmd.Process.Signal(syscall.SIGKILL)
-	p.status(t, 10*time.Second)
+	p.status(t)
 	hosts.assertNothingLeft(t)
 
 	a := startProc(t, dir, nil, "run", "-S", "2/h1", "--ssh", hosts.SSH, "--queue", url, "--attach", run)
-	if st := a.status(t, 120*time.Second); st != 0 {
+	if st := a.status(t); st != 0 {
 		t.Fatalf("attach: exit status %d, want 0; error output:\n%s", st, a.errOut.String())
 	}
 	assertEachOnce(t, a.out.String(), 30)
@@ -393,9 +380,10 @@ func TestSSHLoginLastingQueue(t *testing.T) {
 // waitDone waits until the process has printed "done" n times.
 func waitDone(t *testing.T, p *proc, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); strings.Count(p.out.String(), "done") < n; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d jobs done of the %d awaited; error output:\n%s", strings.Count(p.out.String(), "done"), n, p.errOut.String())
+	testutil.EventuallyNil(t, fmt.Sprintf("%d jobs done", n), func() error {
+		if k := strings.Count(p.out.String(), "done"); k < n {
+			return fmt.Errorf("%d done; error output:\n%s", k, p.errOut.String())
 		}
-	}
+		return nil
+	})
 }

@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"errors"
 	"os/exec"
 	"strings"
 	"testing"
@@ -40,4 +41,17 @@ func TestLeaked(t *testing.T) {
 func leakyWaiter(started chan<- struct{}, stop <-chan struct{}) {
 	close(started)
 	<-stop
+}
+
+func TestEventuallyWaitsForTheState(t *testing.T) {
+	calls := 0
+	Eventually(t, "the third call", func() bool { calls++; return calls == 3 })
+	if calls != 3 {
+		t.Errorf("cond called %d times, want 3", calls)
+	}
+	errs := []error{errors.New("refused"), nil}
+	EventuallyNil(t, "a nil error", func() error { err := errs[0]; errs = errs[1:]; return err })
+	if len(errs) != 0 {
+		t.Errorf("f called until %d errors were left, want 0", len(errs))
+	}
 }

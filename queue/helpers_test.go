@@ -1,0 +1,190 @@
+package queue_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/goherd/herd/internal/testutil"
+	"github.com/goherd/herd/queue"
+	"github.com/goherd/herd/queue/internal/embedded"
+)
+
+// The helpers of the queue's tests, in one place: the processes the tests
+// start (TestMain runs them), servers and clients for a test, and waits.
+
+func TestMain(m *testing.M) {
+	if url := os.Getenv("HERD_QUEUE_TEST_WORKER"); url != "" {
+		hangingWorker(url, os.Getenv("HERD_QUEUE_TEST_MARKER"))
+		return
+	}
+	if cfg := os.Getenv("HERD_QUEUE_TEST_NODE"); cfg != "" {
+		serveNode(cfg)
+		return
+	}
+	if dir := os.Getenv("HERD_QUEUE_TEST_BUSY"); dir != "" {
+		busyQueue(dir)
+		return
+	}
+	if url := os.Getenv("HERD_QUEUE_TEST_SCHEDULER"); url != "" {
+		scheduling(url, os.Getenv("HERD_QUEUE_TEST_RUNS"))
+		return
+	}
+	code := m.Run()
+	if code == 0 {
+		if leaked := testutil.Leaked("goherd/herd/queue", "nats-io/nats.go", "nats-io/nats-server"); leaked != "" {
+			fmt.Fprintf(os.Stderr, "goroutines left running after the tests:\n%s\n", leaked)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// hangingWorker is the worker process that TestWorkerKilledMidJob kills:
+// it takes a job, says so, and never finishes it.
+func hangingWorker(url, marker string) {
+	c, err := queue.Open(context.Background(), queue.Config{URL: url})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	w, _ := c.NewWorker(queue.WorkerConfig{Concurrency: 1, Lease: time.Second})
+	w.Handle("job", func(ctx context.Context, j *queue.Job) ([]byte, error) {
+		// Past the moment a job's record says it runs: an attempt killed
+		// sooner may go uncounted.
+		time.Sleep(200 * time.Millisecond)
+		os.WriteFile(marker, []byte(j.ID), 0o644)
+		select {} // until killed
+	})
+	w.Run(context.Background())
+}
+
+// busyQueue is the process that TestKilledWhileBusy kills: a queue
+// embedded in it, eight goroutines enqueueing, and a worker running the
+// jobs. It prints "enqueued ID PAYLOAD" once an enqueue has returned, and
+// "done ID" once it has seen a job's outcome stored.
+func busyQueue(dir string) {
+	ctx := context.Background()
+	c, err := queue.Open(ctx, queue.Config{Dir: dir})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	watcher, err := c.Watch(ctx, "*")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	go func() {
+		for info := range watcher.Updates() {
+			if info.State == queue.Succeeded {
+				fmt.Println("done", info.ID)
+			}
+		}
+	}()
+	w, _ := c.NewWorker(queue.WorkerConfig{Concurrency: 4})
+	w.Handle("job", func(context.Context, *queue.Job) ([]byte, error) { return nil, nil })
+	go w.Run(ctx)
+	for g := range 8 {
+		go func() {
+			for i := 0; ; i++ {
+				payload := fmt.Sprintf("%d-%d", g, i)
+				id, err := c.Enqueue(ctx, "job", []byte(payload), queue.Options{})
+				if err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(1)
+				}
+				fmt.Println("enqueued", id, payload)
+			}
+		}()
+	}
+	select {} // until killed
+}
+
+type nodeConfig struct {
+	Name, Listen, Dir string
+	Cluster           queue.ClusterConfig
+}
+
+// serveNode is a queue server process that TestClusterSurvivesNodeLoss
+// and TestServerKilledUnderWorkers kill: it serves until killed.
+func serveNode(config string) {
+	var cfg nodeConfig
+	if err := json.Unmarshal([]byte(config), &cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if _, err := queue.Serve(queue.ServerConfig{Name: cfg.Name, Listen: cfg.Listen, Dir: cfg.Dir, Cluster: cfg.Cluster}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	select {}
+}
+
+// startNode starts a queue server in a process of its own (serveNode),
+// killed when the test ends if it still runs.
+func startNode(t *testing.T, cfg nodeConfig) *exec.Cmd {
+	t.Helper()
+	b, _ := json.Marshal(cfg)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "HERD_QUEUE_TEST_NODE="+string(b))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return cmd
+}
+
+// startServer starts an embedded server listening on loopback.
+func startServer(t *testing.T, cfg embedded.Config) *embedded.Server {
+	t.Helper()
+	if cfg.Dir == "" {
+		cfg.Dir = t.TempDir()
+	}
+	cfg.Host = "127.0.0.1"
+	if cfg.Port == 0 {
+		cfg.Port = -1
+	}
+	ns, err := embedded.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Close)
+	return ns
+}
+
+// open opens a client closed when the test ends.
+func open(t *testing.T, cfg queue.Config) *queue.Client {
+	t.Helper()
+	c, err := queue.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// wait waits for a job to finish, failing the test if it does not within
+// the backstop.
+func wait(t *testing.T, c *queue.Client, id string) *queue.Info {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), testutil.Backstop)
+	defer cancel()
+	info, err := c.Wait(ctx, id)
+	if err != nil {
+		now, ierr := c.Info(context.Background(), id)
+		t.Fatalf("Wait(%s): %v; the job is now %+v (%v)", id, err, now, ierr)
+	}
+	return info
+}
+
+// fast is a worker that retries at once, for tests.
+var fast = queue.WorkerConfig{Concurrency: 4, Backoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
