@@ -47,7 +47,7 @@ func runOnHosts(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan o
 	if changed("jobs") || changed("max-procs") {
 		jobs = o.jobs
 	}
-	delay, err := parseSeconds("--sshdelay", o.sshDelay)
+	delay, err := run.ParseSeconds("--sshdelay", o.sshDelay)
 	if err != nil {
 		return err
 	}

@@ -14,10 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
-	"github.com/goherd/herd/internal/command"
 	"github.com/goherd/herd/internal/input"
 	"github.com/goherd/herd/internal/replace"
 	"github.com/goherd/herd/internal/run"
@@ -431,9 +428,9 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*run.Config,
 	o.planFiles(cfg, ropts)
 	if o.header != "" {
 		if cfg.Pipe != nil {
-			cfg.Pipe.Header, err = headerLines(o.header)
+			cfg.Pipe.Header, err = run.HeaderLines(o.header)
 		} else {
-			_, err = headerLines(o.header) // its first line, whatever N: as GNU parallel reads it
+			_, err = run.HeaderLines(o.header) // its first line, whatever N: as GNU parallel reads it
 			cfg.Input.Header = true
 		}
 		if err != nil {
@@ -567,18 +564,6 @@ func (o runOptions) planFiles(cfg *run.Config, ropts replace.Options) {
 // perlExpr matches GNU parallel's {= perl expression =} and {n= ... =}.
 var perlExpr = regexp.MustCompile(`\{-?[0-9]*=.*=\}`)
 
-// headerLines parses --header: : for one line, or a number of lines.
-func headerLines(s string) (int, error) {
-	if s == ":" || s == `.*\n` {
-		return 1, nil
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 {
-		return 0, fmt.Errorf("--header %q: want : (the first line) or a number of lines", s)
-	}
-	return n, nil
-}
-
 // onHosts reports whether the jobs run on the hosts of -S.
 func (o runOptions) onHosts() bool { return len(o.sshLogins)+len(o.sshLoginFiles) > 0 }
 
@@ -595,17 +580,17 @@ func boolCount(bs ...bool) int {
 
 // parsesOver reports whether size is a size above limit.
 func parsesOver(size string, limit int64) bool {
-	n, err := parseSize("", size)
+	n, err := run.ParseSize("", size)
 	return err == nil && n > limit
 }
 
 // planTimes reads -j, --delay, --timeout and --halt.
 func (o runOptions) planTimes(cfg *run.Config) error {
 	var err error
-	if cfg.Jobs, err = parseJobs(o.jobs, runtime.NumCPU()); err != nil {
+	if cfg.Jobs, err = run.ParseJobs(o.jobs, runtime.NumCPU()); err != nil {
 		return err
 	}
-	if cfg.Delay, err = parseSeconds("--delay", o.delay); err != nil {
+	if cfg.Delay, err = run.ParseSeconds("--delay", o.delay); err != nil {
 		return err
 	}
 	if before, ok := strings.CutSuffix(o.timeout, "%"); ok {
@@ -614,67 +599,14 @@ func (o runOptions) planTimes(cfg *run.Config) error {
 			return fmt.Errorf("--timeout %q: want seconds or a positive percentage like 200%%", o.timeout)
 		}
 		cfg.TimeoutPercent = pc
-	} else if cfg.Timeout, err = parseSeconds("--timeout", o.timeout); err != nil {
+	} else if cfg.Timeout, err = run.ParseSeconds("--timeout", o.timeout); err != nil {
 		return err
 	}
-	if cfg.Halt, err = parseHalt(o.halt); err != nil {
+	if cfg.Halt, err = run.ParseHalt(o.halt); err != nil {
 		return err
 	}
-	cfg.TermSeq, err = parseTermSeq(o.termseq)
+	cfg.TermSeq, err = run.ParseTermSeq(o.termseq)
 	return err
-}
-
-// defaultShell is the shell that runs the jobs when --shell is not given,
-// as GNU parallel picks it: $PARALLEL_SHELL; else the shell herd was
-// started from, so that the user's functions (export -f) and syntax work;
-// else $SHELL; else /bin/sh. A shell that does not read POSIX command lines
-// (fish, csh) is passed over: herd quotes inputs for a POSIX shell. Jobs on
-// a queue run on other machines, where /bin/sh is what is sure to be.
-func defaultShell(queued bool) string {
-	if s := os.Getenv("PARALLEL_SHELL"); s != "" || queued {
-		return cmp.Or(s, "/bin/sh")
-	}
-	parent, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", os.Getppid()))
-	for _, sh := range []string{parent, os.Getenv("SHELL")} {
-		switch filepath.Base(sh) {
-		case "bash", "dash", "sh", "zsh", "ksh", "ksh93", "mksh", "yash":
-			return sh
-		}
-	}
-	return "/bin/sh"
-}
-
-// parseTermSeq parses --termseq: signals, by name or number, each
-// followed by how many milliseconds to wait for the job to end.
-func parseTermSeq(s string) ([]command.Term, error) {
-	bad := fmt.Errorf("--termseq %q: want signals and waits in ms, like TERM,200,TERM,100,KILL,25", s)
-	fields := strings.Split(s, ",")
-	if len(fields)%2 != 0 {
-		return nil, bad
-	}
-	var seq []command.Term
-	for i := 0; i < len(fields); i += 2 {
-		sig, ok := signalNamed(fields[i])
-		ms, err := strconv.Atoi(fields[i+1])
-		if !ok || err != nil || ms < 0 {
-			return nil, bad
-		}
-		seq = append(seq, command.Term{Signal: sig, Wait: time.Duration(ms) * time.Millisecond})
-	}
-	return seq, nil
-}
-
-// signalNamed returns the signal of a name (TERM or SIGTERM) or number.
-func signalNamed(name string) (syscall.Signal, bool) {
-	if n, err := strconv.Atoi(name); err == nil {
-		return syscall.Signal(n), n > 0 && n < 65
-	}
-	sig, ok := map[string]syscall.Signal{
-		"HUP": syscall.SIGHUP, "INT": syscall.SIGINT, "QUIT": syscall.SIGQUIT, "KILL": syscall.SIGKILL,
-		"USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2, "ALRM": syscall.SIGALRM, "TERM": syscall.SIGTERM,
-		"CONT": syscall.SIGCONT, "STOP": syscall.SIGSTOP,
-	}[strings.TrimPrefix(strings.ToUpper(name), "SIG")]
-	return sig, ok
 }
 
 // planInputs reads the input sources and how they are split.
@@ -697,7 +629,7 @@ func (o runOptions) planInputs(cfg *run.Config, sources []input.Source, template
 	case o.null:
 		cfg.Input.Delim = "\x00"
 	case changed("delimiter"):
-		if cfg.Input.Delim, err = unescape(o.delim); err != nil || cfg.Input.Delim == "" {
+		if cfg.Input.Delim, err = run.Unescape(o.delim); err != nil || cfg.Input.Delim == "" {
 			return fmt.Errorf("-d %q: want a delimiter such as , or \\t or \\0", o.delim)
 		}
 	}
@@ -726,13 +658,13 @@ func (o runOptions) planPipe(changed func(string) bool) (*run.Pipe, error) {
 		if p.Parts, err = strconv.Atoi(n); err != nil || p.Parts < 1 {
 			return nil, fmt.Errorf("--block %s: want a size, or with --pipepart -N for N parts per job slot", block)
 		}
-	} else if p.Block, err = parseSize("--block", block); err != nil {
+	} else if p.Block, err = run.ParseSize("--block", block); err != nil {
 		return nil, err
 	}
-	if p.RecStart, err = unescape(o.recStart); err != nil {
+	if p.RecStart, err = run.Unescape(o.recStart); err != nil {
 		return nil, fmt.Errorf("--recstart %q: %v", o.recStart, err)
 	}
-	if p.RecEnd, err = unescape(o.recEnd); err != nil {
+	if p.RecEnd, err = run.Unescape(o.recEnd); err != nil {
 		return nil, fmt.Errorf("--recend %q: %v", o.recEnd, err)
 	}
 	if o.groupBy != "" {
@@ -755,147 +687,22 @@ func (o runOptions) planPipe(changed func(string) bool) (*run.Pipe, error) {
 // goes in a NATS message (1MiB by default) with the rest of the job.
 const maxRemoteBlock = 512 << 10
 
-// parseJobs parses -j.
-func parseJobs(s string, cpus int) (int, error) {
-	bad := fmt.Errorf("-j %q: want N, N%%, +N, -N or 0", s)
-	switch {
-	case s == "":
-		return cpus, nil
-	case strings.HasSuffix(s, "%"):
-		pc, err := strconv.ParseFloat(s[:len(s)-1], 64)
-		if err != nil || pc <= 0 || math.IsInf(pc, 0) {
-			return 0, bad
-		}
-		return max(int(float64(cpus)*pc/100), 1), nil
-	case s[0] == '+' || s[0] == '-':
-		n, err := strconv.Atoi(s[1:])
-		if err != nil || n < 0 {
-			return 0, bad
-		}
-		if s[0] == '-' {
-			n = -n
-		}
-		return max(cpus+n, 1), nil
+// defaultShell is the shell that runs the jobs when --shell is not given,
+// as GNU parallel picks it: $PARALLEL_SHELL; else the shell herd was
+// started from, so that the user's functions (export -f) and syntax work;
+// else $SHELL; else /bin/sh. A shell that does not read POSIX command lines
+// (fish, csh) is passed over: herd quotes inputs for a POSIX shell. Jobs on
+// a queue run on other machines, where /bin/sh is what is sure to be.
+func defaultShell(queued bool) string {
+	if s := os.Getenv("PARALLEL_SHELL"); s != "" || queued {
+		return cmp.Or(s, "/bin/sh")
 	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 {
-		return 0, bad
-	}
-	if n == 0 {
-		return 1000, nil // as many as possible: bounded by the processes a user may start
-	}
-	return n, nil
-}
-
-// parseSeconds parses a duration given in seconds ("2.5") or with a unit
-// ("1m30s"). Empty means zero.
-func parseSeconds(flag, s string) (time.Duration, error) {
-	if s == "" {
-		return 0, nil
-	}
-	if secs, err := strconv.ParseFloat(s, 64); err == nil && secs >= 0 && secs < 1e9 {
-		return time.Duration(secs * float64(time.Second)), nil
-	}
-	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
-		return d, nil
-	}
-	return 0, fmt.Errorf("%s %q: want seconds, like 2.5 or 1m30s", flag, s)
-}
-
-// parseSize parses a size flag such as --block, as GNU parallel reads it:
-// bytes with an optional K, M, G or T (powers of 1024) or k, m, g or t
-// (powers of 1000).
-func parseSize(flag, s string) (int64, error) {
-	bad := fmt.Errorf("%s %q: want a size such as 512K or 10M", flag, s)
-	if s == "" {
-		return 0, bad
-	}
-	mult := 1.0
-	if i := strings.IndexByte("KMGT", s[len(s)-1]); i >= 0 {
-		mult = math.Pow(1024, float64(i+1))
-	} else if i := strings.IndexByte("kmgt", s[len(s)-1]); i >= 0 {
-		mult = math.Pow(1000, float64(i+1))
-	}
-	if mult > 1 {
-		s = s[:len(s)-1]
-	}
-	n, err := strconv.ParseFloat(s, 64)
-	if err != nil || n < 1 || n*mult > 1<<40 {
-		return 0, bad
-	}
-	return int64(n * mult), nil
-}
-
-// unescape interprets \n, \t, \r, \0, \\ and \xHH in a delimiter.
-func unescape(s string) (string, error) {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '\\' || i+1 == len(s) {
-			b.WriteByte(s[i])
-			continue
-		}
-		i++
-		switch s[i] {
-		case 'n':
-			b.WriteByte('\n')
-		case 't':
-			b.WriteByte('\t')
-		case 'r':
-			b.WriteByte('\r')
-		case '0':
-			b.WriteByte(0)
-		case '\\':
-			b.WriteByte('\\')
-		case 'x':
-			if i+3 > len(s) {
-				return "", errors.New(`\x needs two hex digits`)
-			}
-			v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
-			if err != nil {
-				return "", errors.New(`\x needs two hex digits`)
-			}
-			b.WriteByte(byte(v))
-			i += 2
-		default:
-			b.WriteByte('\\')
-			b.WriteByte(s[i])
+	parent, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", os.Getppid()))
+	for _, sh := range []string{parent, os.Getenv("SHELL")} {
+		switch filepath.Base(sh) {
+		case "bash", "dash", "sh", "zsh", "ksh", "ksh93", "mksh", "yash":
+			return sh
 		}
 	}
-	return b.String(), nil
-}
-
-// parseHalt parses --halt.
-func parseHalt(s string) (run.Halt, error) {
-	bad := fmt.Errorf("--halt %q: want never, or now|soon,fail|success|done=N|N%% (like now,fail=1)", s)
-	switch s {
-	case "", "never", "0":
-		return run.Halt{}, nil
-	case "1":
-		return run.Halt{On: "fail", Count: 1, Text: s}, nil
-	case "2":
-		return run.Halt{Now: true, On: "fail", Count: 1, Text: s}, nil
-	}
-	when, cond, ok := strings.Cut(s, ",")
-	if !ok || (when != "now" && when != "soon") {
-		return run.Halt{}, bad
-	}
-	on, val, ok := strings.Cut(cond, "=")
-	if !ok || (on != "fail" && on != "success" && on != "done") {
-		return run.Halt{}, bad
-	}
-	h := run.Halt{Now: when == "now", On: on, Text: s}
-	if strings.HasSuffix(val, "%") {
-		pc, err := strconv.ParseFloat(val[:len(val)-1], 64)
-		if err != nil || pc <= 0 || pc > 100 {
-			return run.Halt{}, bad
-		}
-		h.Percent = pc
-		return h, nil
-	}
-	n, err := strconv.Atoi(val)
-	if err != nil || n < 1 {
-		return run.Halt{}, bad
-	}
-	h.Count = n
-	return h, nil
+	return "/bin/sh"
 }

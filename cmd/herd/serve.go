@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/goherd/herd/internal/run"
 	"github.com/goherd/herd/queue"
 	"github.com/spf13/cobra"
 )
@@ -79,7 +80,7 @@ func newServeCommand(sigs <-chan os.Signal) *cobra.Command {
 			}
 			if maxStore != "" {
 				var err error
-				if cfg.MaxStore, err = parseSize("--max-store", maxStore); err != nil {
+				if cfg.MaxStore, err = run.ParseSize("--max-store", maxStore); err != nil {
 					return err
 				}
 			}

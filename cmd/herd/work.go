@@ -61,7 +61,7 @@ func newWorkCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
   HERD_QUEUE=nats://queue-host:4222 herd work --queue-name gpu -j 2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			n, err := parseJobs(o.jobs, runtime.NumCPU())
+			n, err := run.ParseJobs(o.jobs, runtime.NumCPU())
 			if err != nil {
 				return err
 			}
