@@ -11,32 +11,37 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// exitError is herd's exit status for an error such as a bad option, as
-// GNU parallel's (run.ExitError).
-const exitError = run.ExitError
-
 // exitStatus is an error that ends herd with that status, once the command
 // has said why: herd run's exit status counts its failed jobs.
 type exitStatus int
 
 func (s exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(s)) }
 
-// withStatus returns the error that ends herd with status n: nil for 0.
-func withStatus(n int) error {
-	if n == 0 {
+// withStatus returns the error that ends herd with status n: nil for 0;
+// err itself if it is not nil, which execute says and maps to
+// run.StatusError.
+func withStatus(n int, err error) error {
+	switch {
+	case err != nil:
+		return err
+	case n == 0:
 		return nil
 	}
 	return exitStatus(n)
 }
 
 // execute is herd's main: it parses args and runs the subcommand, returning the
-// exit status.
+// exit status. It is the one place that turns errors into exit statuses: a
+// command returns an exitStatus once it has said why (herd run's count of
+// failed jobs, 128 plus a signal's number), and any other error, which is
+// said here, prefixed by the command's name, ends herd with
+// run.StatusError.
 func execute(ctx context.Context, args []string, sigs <-chan os.Signal, stdin io.Reader, stdout, stderr io.Writer) int {
 	root := newRootCommand(ctx, sigs)
 	args, err := withDefaultOptions(args, os.Getenv, os.UserHomeDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "herd run: %v\n", err)
-		return exitError
+		return run.StatusError
 	}
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -52,7 +57,7 @@ func execute(ctx context.Context, args []string, sigs <-chan os.Signal, stdin io
 			name = cmd.CommandPath()
 		}
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
-		return exitError
+		return run.StatusError
 	}
 	return 0
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goherd/herd/internal/run"
 	"github.com/goherd/herd/internal/testutil"
 )
 
@@ -236,3 +237,6 @@ func waitStdout(t *testing.T, p *proc, re string) string {
 	})
 	return m
 }
+
+// statusError is herd's exit status for an error that is not a job's.
+const statusError = run.StatusError

@@ -73,9 +73,9 @@ func runOnHosts(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan o
 	if err != nil {
 		return err
 	}
-	status := r.Run(ctx, exec, sigs)
+	status, err := r.Run(ctx, exec, sigs)
 	fleet.Stop()
-	return withStatus(status)
+	return withStatus(status, err)
 }
 
 // runKept runs, or attaches to, a run of herd run -S whose queue its
@@ -88,19 +88,9 @@ func runKept(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.S
 		return err
 	}
 	id := cmp.Or(o.attach, remote.NewRunID())
-	k := &keeper{dir: filepath.Join(runs, id)}
-	if o.attach != "" {
-		if _, err := os.Stat(filepath.Join(k.dir, "queue")); err != nil {
-			return fmt.Errorf("--attach %s: no such run of herd run -S on this machine; for a run on a queue, give its --queue URL", id)
-		}
-		if err := os.WriteFile(filepath.Join(k.dir, "attached"), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
-			return err
-		}
-	} else {
-		forgetOldRuns(runs)
-		if err := os.MkdirAll(k.dir, 0o700); err != nil {
-			return err
-		}
+	k, err := runFolder(runs, id, o.attach != "")
+	if err != nil {
+		return err
 	}
 	var from int64 // the keeper's messages before are not this herd run's
 	if st, err := os.Stat(filepath.Join(k.dir, "log")); err == nil {
@@ -118,7 +108,48 @@ func runKept(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.S
 		k = started
 	}
 	exec := &remote.Executor{QueueName: o.queueName, Attach: o.attach, RunID: id, HostsStarted: true}
-	exec.Open = func(ctx context.Context, log io.Writer) (remote.Client, error) {
+	exec.Open = k.open(id)
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		k.follow(followCtx, from, func(line string) { r.Warn("%s", line) },
+			func() { exec.Leave(errors.New("-S: every host is lost: the jobs not done were not run")) })
+	})
+	status, err := r.Run(ctx, exec, sigs)
+	stopFollowing()
+	wg.Wait()
+	if exec.Detached() {
+		return withStatus(status, err) // the keeper sees the run through
+	}
+	k.stop()
+	if exec.Complete() {
+		os.RemoveAll(k.dir)
+	} else {
+		r.Warn("run %s is kept, with the jobs not done: herd run -S HOSTS --attach %s runs them", id, id)
+	}
+	return withStatus(status, err)
+}
+
+// runFolder returns the keeper of run id's folder under runs: made for a
+// new run, after the folders of old runs are forgotten; marked attached to
+// by this process for an earlier one.
+func runFolder(runs, id string, attach bool) (*keeper, error) {
+	k := &keeper{dir: filepath.Join(runs, id)}
+	if attach {
+		if _, err := os.Stat(filepath.Join(k.dir, "queue")); err != nil {
+			return nil, fmt.Errorf("--attach %s: no such run of herd run -S on this machine; for a run on a queue, give its --queue URL", id)
+		}
+		return k, os.WriteFile(filepath.Join(k.dir, "attached"), []byte(strconv.Itoa(os.Getpid())), 0o600)
+	}
+	forgetOldRuns(runs)
+	return k, os.MkdirAll(k.dir, 0o700)
+}
+
+// open returns how the executor opens run id's queue: where the keeper
+// serves it, or, once the keeper has stopped, in the run's folder, which
+// is refused while jobs of the run are not done (their hosts are gone).
+func (k *keeper) open(id string) func(ctx context.Context, log io.Writer) (remote.Client, error) {
+	return func(ctx context.Context, log io.Writer) (remote.Client, error) {
 		cfg := queue.Config{Logger: slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 		if url, token := k.url(); url != "" {
 			cfg.URL, cfg.Token = url, token
@@ -138,25 +169,6 @@ func runKept(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.S
 		}
 		return remote.Connected(c), nil
 	}
-	followCtx, stopFollowing := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		k.follow(followCtx, from, func(line string) { r.Warn("%s", line) },
-			func() { exec.Leave(errors.New("-S: every host is lost: the jobs not done were not run")) })
-	})
-	status := r.Run(ctx, exec, sigs)
-	stopFollowing()
-	wg.Wait()
-	if exec.Detached() {
-		return withStatus(status) // the keeper sees the run through
-	}
-	k.stop()
-	if exec.Complete() {
-		os.RemoveAll(k.dir)
-	} else {
-		r.Warn("run %s is kept, with the jobs not done: herd run -S HOSTS --attach %s runs them", id, id)
-	}
-	return withStatus(status)
 }
 
 // releaseVersion is the first line of herd version for a release build: a

@@ -248,33 +248,22 @@ func keep(dir string, sigs <-chan os.Signal, ready io.Writer) error {
 		defer logMu.Unlock()
 		fmt.Fprintf(logFile, format+"\n", args...)
 	}
-	self, err := os.Executable()
+	srv, token, err := serveRunQueue(dir, logFile)
 	if err != nil {
 		return err
 	}
-
-	var tb [16]byte
-	rand.Read(tb[:])
-	token := hex.EncodeToString(tb[:])
-	srv, err := queue.Serve(queue.ServerConfig{Listen: "127.0.0.1:0", Dir: filepath.Join(dir, "queue"), Token: token, SyncInterval: time.Second,
-		Logger: slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	if err != nil {
-		return fmt.Errorf("-S: starting the run's queue: %w", err)
-	}
 	defer srv.Close()
-	addr := strings.TrimPrefix(srv.URL(), "nats://")
-	for name, value := range map[string]string{"token": token, "url": srv.URL(), "pid": strconv.Itoa(os.Getpid())} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(value), 0o600); err != nil {
-			return err
-		}
-	}
 	defer func() {
 		for _, name := range []string{"pid", "url", "token"} {
 			os.Remove(filepath.Join(dir, name))
 		}
 	}()
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
 	fleet, err := sshlogin.Start(cfg.Logins, sshlogin.Config{
-		SSH: cfg.SSH, Herd: self, Version: releaseVersion(), QueueAddr: addr, QueueName: cfg.QueueName,
+		SSH: cfg.SSH, Herd: self, Version: releaseVersion(), QueueAddr: strings.TrimPrefix(srv.URL(), "nats://"), QueueName: cfg.QueueName,
 		Token: token, Jobs: cfg.Jobs, Delay: cfg.Delay, Lease: hostsLease, Log: logf,
 		Lost: func(all bool) {
 			if all {
@@ -290,12 +279,38 @@ func keep(dir string, sigs <-chan os.Signal, ready io.Writer) error {
 	if f, ok := ready.(*os.File); ok {
 		f.Close() // herd run reads no more of it
 	}
+	forget, err = keepUntilDone(dir, cfg, srv, token, sigs, logf)
+	return err
+}
 
-	// Once herd run is gone, the keeper looks every 2 seconds whether the
-	// run is done with.
+// serveRunQueue starts the run's queue on loopback, with a fresh token,
+// and writes where it serves in the run's folder (url, token, pid).
+func serveRunQueue(dir string, logTo io.Writer) (*queue.Server, string, error) {
+	var tb [16]byte
+	rand.Read(tb[:])
+	token := hex.EncodeToString(tb[:])
+	srv, err := queue.Serve(queue.ServerConfig{Listen: "127.0.0.1:0", Dir: filepath.Join(dir, "queue"), Token: token, SyncInterval: time.Second,
+		Logger: slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		return nil, "", fmt.Errorf("-S: starting the run's queue: %w", err)
+	}
+	for name, value := range map[string]string{"token": token, "url": srv.URL(), "pid": strconv.Itoa(os.Getpid())} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(value), 0o600); err != nil {
+			srv.Close()
+			return nil, "", err
+		}
+	}
+	return srv, token, nil
+}
+
+// keepUntilDone returns once the keeper is to stop: on a signal, or, once
+// herd run is gone and nobody attached shows the run, when every host is
+// lost or every job of the run has finished. It looks every 2 seconds. It
+// reports forget when the run never began.
+func keepUntilDone(dir string, cfg keeperConfig, srv *queue.Server, token string, sigs <-chan os.Signal, logf func(string, ...any)) (forget bool, err error) {
 	c, err := srv.Open(context.Background(), queue.Config{Token: token})
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer c.Close()
 	finished := map[int]bool{}
@@ -304,27 +319,26 @@ func keep(dir string, sigs <-chan os.Signal, ready io.Writer) error {
 	for {
 		select {
 		case <-sigs:
-			return nil
+			return false, nil
 		case <-tick.C:
 		}
 		if syscall.Kill(cfg.Parent, 0) == nil || attachedAlive(dir) {
 			continue // someone shows the run, and ends it
 		}
 		if _, err := os.Stat(filepath.Join(dir, "lost")); err == nil {
-			return nil
+			return false, nil
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		done, err := remote.Settled(ctx, c, cfg.Run, finished)
 		cancel()
 		if errors.Is(err, queue.ErrNotFound) {
-			forget = true // herd run died before the run began
-			return nil
+			return true, nil // herd run died before the run began
 		}
 		if err != nil {
 			logf("checking whether run %s is done: %v", cfg.Run, err)
 		}
 		if done {
-			return nil
+			return false, nil
 		}
 	}
 }

@@ -177,7 +177,7 @@ func TestQueueSubmitterKilled(t *testing.T) {
 		t.Errorf("attach: job log has %d rows, want 20", len(rows))
 	}
 	bad := startProc(t, dir, nil, "run", "--queue", url, "--attach", "nosuchrun")
-	if st := bad.status(t); st != exitError || !strings.Contains(bad.errOut.String(), "no such run") {
+	if st := bad.status(t); st != statusError || !strings.Contains(bad.errOut.String(), "no such run") {
 		t.Errorf("attach to a run that is not there: status %d, %q", st, bad.errOut.String())
 	}
 }
@@ -194,7 +194,7 @@ func TestQueueCredentials(t *testing.T) {
 		{"queue", "stats", "--queue", url, "--token", "guess"},
 	} {
 		p := startProc(t, dir, nil, args...)
-		if st := p.status(t); st != exitError || !strings.Contains(strings.ToLower(p.errOut.String()), "authorization") {
+		if st := p.status(t); st != statusError || !strings.Contains(strings.ToLower(p.errOut.String()), "authorization") {
 			t.Errorf("herd %v: status %d, error output %q; want 255 and an authorization error", args, st, p.errOut.String())
 		}
 	}
@@ -259,7 +259,7 @@ func TestQueueAdmin(t *testing.T) {
 		t.Errorf("queue inspect: status %d:\n%s", st, out)
 	}
 	out, st = herd("queue", "inspect", "nosuchjob")
-	if st != exitError || !strings.Contains(out, "no such job") {
+	if st != statusError || !strings.Contains(out, "no such job") {
 		t.Errorf("queue inspect of a job that is not there: status %d:\n%s", st, out)
 	}
 	out, st = herd("queue", "retry", "broken")
@@ -267,7 +267,7 @@ func TestQueueAdmin(t *testing.T) {
 		t.Errorf("queue retry: status %d:\n%s", st, out)
 	}
 	out, st = herd("queue", "purge", "--queue-name", "idle")
-	if st != exitError || !strings.Contains(out, "would remove 3 jobs") {
+	if st != statusError || !strings.Contains(out, "would remove 3 jobs") {
 		t.Errorf("queue purge without --yes: status %d:\n%s", st, out)
 	}
 	out, st = herd("queue", "purge", "--queue-name", "idle", "--yes")
@@ -454,8 +454,8 @@ func TestQueueFull(t *testing.T) {
 	// Each job's output is 20kB, which its record keeps: the store fills
 	// after about a hundred.
 	p := startProc(t, dir, nil, append([]string{"run", "--queue", url, "echo {} >> " + dir + "/ran; head -c 20000 /dev/zero | tr '\\0' x", ":::"}, inputs(300)...)...)
-	if st := p.status(t); st != exitError {
-		t.Fatalf("exit status %d, want %d; error output:\n%s", st, exitError, p.errOut.String())
+	if st := p.status(t); st != statusError {
+		t.Fatalf("exit status %d, want %d; error output:\n%s", st, statusError, p.errOut.String())
 	}
 	if !strings.Contains(p.errOut.String(), "the queue is full") {
 		t.Errorf("herd run did not say the queue is full:\n%s", p.errOut.String())
@@ -602,7 +602,7 @@ func TestQueueTLS(t *testing.T) {
 		t.Errorf("over TLS: status %d, output %q, error output %q", st, p.out.String(), p.errOut.String())
 	}
 	p = startProc(t, dir, nil, "queue", "stats", "--queue", url)
-	if st := p.status(t); st != exitError || !strings.Contains(p.errOut.String(), "certificate") {
+	if st := p.status(t); st != statusError || !strings.Contains(p.errOut.String(), "certificate") {
 		t.Errorf("without --tls-ca: status %d, error output %q; want 255 and a certificate error", st, p.errOut.String())
 	}
 }
@@ -647,7 +647,7 @@ func TestQueuePauseResume(t *testing.T) {
 		t.Errorf("the run after resume: status %d: %s", st, run.errOut.String())
 	}
 	waitFiles(t, dir, "a.done", "b.done")
-	if out, st := herd("queue", "pause", "bad.name"); st != exitError || !strings.Contains(out, "bad.name") {
+	if out, st := herd("queue", "pause", "bad.name"); st != statusError || !strings.Contains(out, "bad.name") {
 		t.Errorf("queue pause bad.name: status %d:\n%s", st, out)
 	}
 }
@@ -687,7 +687,7 @@ func TestQueueCancelRunningJob(t *testing.T) {
 		t.Errorf("herd run: status %d, error output %q; want 1 and the job cancelled", st, run.errOut.String())
 	}
 	again := startProc(t, dir, nil, "queue", "cancel", id, "--queue", url)
-	if st := again.status(t); st != exitError || !strings.Contains(again.errOut.String(), "has finished") {
+	if st := again.status(t); st != statusError || !strings.Contains(again.errOut.String(), "has finished") {
 		t.Errorf("queue cancel of a cancelled job: status %d: %s", st, again.errOut.String())
 	}
 }
@@ -702,10 +702,10 @@ func TestQueueCron(t *testing.T) {
 	if out, st := herd("queue", "cron", "add", "tick", "@every 1s", "echo tick >> "+ticks); st != 0 || !strings.Contains(out, "tick: added; first run at") {
 		t.Fatalf("cron add: status %d:\n%s", st, out)
 	}
-	if out, st := herd("queue", "cron", "add", "tick", "@every 1s", "true"); st != exitError || !strings.Contains(out, "exists") {
+	if out, st := herd("queue", "cron", "add", "tick", "@every 1s", "true"); st != statusError || !strings.Contains(out, "exists") {
 		t.Errorf("cron add of a taken name: status %d:\n%s", st, out)
 	}
-	if out, st := herd("queue", "cron", "add", "bad", "61 * * * *", "true"); st != exitError || !strings.Contains(out, "61") {
+	if out, st := herd("queue", "cron", "add", "bad", "61 * * * *", "true"); st != statusError || !strings.Contains(out, "61") {
 		t.Errorf("cron add with a bad spec: status %d:\n%s", st, out)
 	}
 	out, st := herd("queue", "cron", "ls", "--json")

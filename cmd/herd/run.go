@@ -20,6 +20,7 @@ import (
 	"github.com/goherd/herd/internal/run"
 	"github.com/goherd/herd/internal/run/remote"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 const runHelp = `Run COMMAND once for every input, N jobs at a time.
@@ -253,9 +254,30 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	f := cmd.Flags()
 	f.SetInterspersed(false) // the command's own options are not ours
 	f.SortFlags = false
+	o.addJobsFlags(f)
+	o.addInputFlags(f)
+	o.addControlFlags(f)
+	o.addOutputFlags(f)
+	o.addPipeFlags(f)
+	o.addResultFlags(f)
+	o.addHostFlags(f)
+	o.addQueueFlags(f)
+	f.Bool("plain", false, "ignore the default options of ~/.parallel/config and $PARALLEL (see above)")
+	f.Bool("version", false, "print herd's version and exit")
+	return cmd
+}
+
+// addJobsFlags adds the flags of how many jobs run at once, and in what
+// order their output comes.
+func (o *runOptions) addJobsFlags(f *pflag.FlagSet) {
 	f.StringVarP(&o.jobs, "jobs", "j", "", "run `N` jobs at once: N, N% of the CPUs, +N or -N CPUs, 0 for as many as possible (default: the number of CPUs)")
 	f.StringVarP(&o.jobs, "max-procs", "P", "", "the same as -j `N`")
 	f.BoolVarP(&o.keepOrder, "keep-order", "k", false, "print the jobs' output in input order")
+}
+
+// addInputFlags adds the flags of inputs: where they come from, how they
+// are split and how many go to a job, and how they make the command.
+func (o *runOptions) addInputFlags(f *pflag.FlagSet) {
 	f.StringArrayVarP(&o.argFiles, "arg-file", "a", nil, "read inputs from `FILE` (- is standard input); may be repeated")
 	f.BoolVarP(&o.null, "null", "0", false, "inputs end with a NUL byte, not a newline")
 	f.StringVarP(&o.delim, "delimiter", "d", "", "inputs end with `DELIM` (\\n, \\t, \\0 and \\xHH are understood)")
@@ -282,6 +304,11 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the commands instead of running them")
 	f.BoolVarP(&o.verbose, "verbose", "t", false, "print each command on standard error as it starts")
 	f.BoolVar(&o.shuf, "shuf", false, "run the jobs in random order (their numbers stay those of the input)")
+}
+
+// addControlFlags adds the flags of how the jobs run: their timing,
+// retries, stop conditions and job log.
+func (o *runOptions) addControlFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.delay, "delay", "", "wait `SECS` between job starts")
 	f.StringVar(&o.timeout, "timeout", "", "kill a job after `SECS`, or after N% of the median run time of the jobs so far")
 	f.StringVar(&o.termseq, "termseq", "TERM,200,TERM,100,TERM,50,KILL,25", "kill a job with these signals, each followed by its wait in ms (`SEQ`)")
@@ -291,6 +318,10 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	f.BoolVar(&o.resume, "resume", false, "with --joblog: skip the jobs already in the job log")
 	f.BoolVar(&o.resumeFailed, "resume-failed", false, "with --joblog: skip the jobs that succeeded, run the failed ones again")
 	f.BoolVar(&o.retryFailed, "retry-failed", false, "with --joblog: run the failed jobs of the job log again, ignoring the command line")
+}
+
+// addOutputFlags adds the flags of where the jobs' output goes.
+func (o *runOptions) addOutputFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.tag, "tag", false, "prefix each output line with the job's inputs")
 	f.StringVar(&o.tagString, "tagstring", "", "prefix each output line with `STR` (replacement strings allowed)")
 	f.BoolVar(&o.lineBuffer, "line-buffer", false, "print output line by line as jobs write it")
@@ -298,6 +329,10 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	f.BoolVar(&o.bar, "bar", false, "show a progress bar on a terminal")
 	f.BoolVar(&o.eta, "eta", false, "show the estimated time left on a terminal")
 	f.BoolVar(&o.progress, "progress", false, "show jobs running and done on a terminal")
+}
+
+// addPipeFlags adds the flags of --pipe: standard input cut into blocks.
+func (o *runOptions) addPipeFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.pipe, "pipe", false, "split standard input into blocks and give each job one on its standard input")
 	f.BoolVar(&o.pipePart, "pipepart", false, "as --pipe, cutting the files of -a instead of standard input")
 	f.StringVar(&o.groupBy, "group-by", "", "with --pipe: keep the lines with the same value in column `COL` (a number, or a --header name) in one record (columns split at --colsep, else at tabs)")
@@ -307,6 +342,11 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	f.StringVar(&o.block, "block", "1M", "with --pipe: blocks of about `SIZE` bytes (K, M, G: powers of 1024; k, m, g: of 1000)")
 	f.StringVar(&o.recStart, "recstart", "", "with --pipe: records start with `STR`")
 	f.StringVar(&o.recEnd, "recend", "\n", "with --pipe: records end with `STR`")
+}
+
+// addResultFlags adds the flags of output kept in files, the terminal,
+// niceness, the environment and the shell.
+func (o *runOptions) addResultFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.results, "results", "", "put each job's output in files instead of printing it: a folder `NAME` (GNU parallel's tree: NAME/1/input/stdout, stderr, seq), a NAME with replacement strings (its stdout; NAME.err, NAME.seq), or a table NAME.csv, .tsv or .json")
 	f.StringVar(&o.results, "res", "", "the same as --results `NAME`")
 	f.BoolVar(&o.files, "files", false, "print the name of a file holding each job's output instead of the output (in a temporary folder, or --results')")
@@ -315,6 +355,11 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	f.IntVar(&o.nice, "nice", 0, "run the jobs with niceness `N` (on the workers too, with --queue)")
 	f.StringArrayVar(&o.env, "env", nil, "with --queue: give the jobs the value the variable or exported function `NAME` has here; may be repeated (here the jobs have herd's whole environment)")
 	f.StringVar(&o.shell, "shell", "", "the `SHELL` that runs each command (default: $PARALLEL_SHELL, else the shell herd runs from, else /bin/sh)")
+}
+
+// addHostFlags adds the flags of -S: the jobs on other hosts, and what
+// goes with them.
+func (o *runOptions) addHostFlags(f *pflag.FlagSet) {
 	f.StringArrayVarP(&o.sshLogins, "sshlogin", "S", nil, "run the jobs on these hosts, through ssh: `[N/][user@]host[:port]`[,...], : for this machine (see above)")
 	f.StringArrayVar(&o.sshLoginFiles, "sshloginfile", nil, "read the hosts of -S from `FILE`, one a line")
 	f.StringArrayVar(&o.sshLoginFiles, "slf", nil, "the same as --sshloginfile `FILE`")
@@ -332,13 +377,14 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	f.StringVar(&o.workdir, "workdir", "", "run the jobs in `DIR`, made if need be (replacement strings allowed; on a host, relative to the login folder): . for this folder (on a host, the same path in the home folder), ... for a new folder for each job under ~/.parallel/tmp")
 	f.StringVar(&o.workdir, "wd", "", "the same as --workdir `DIR`")
 	f.StringArrayVar(&o.baseFiles, "bf", nil, "the same as --basefile `FILE`")
+}
+
+// addQueueFlags adds the flags of --queue: the jobs on the workers of a queue.
+func (o *runOptions) addQueueFlags(f *pflag.FlagSet) {
 	o.conn.add(f, false)
 	f.Lookup("queue").Usage = "run the jobs on the herd work processes of the queue at `URL`[,URL...] (see above)"
 	f.StringVar(&o.queueName, "queue-name", "default", "with --queue: put the jobs on the queue of this `NAME`")
 	f.StringVar(&o.attach, "attach", "", "show the output of the earlier run `ID` (as it finishes) of --queue, or of -S on this machine, instead of starting one")
-	f.Bool("plain", false, "ignore the default options of ~/.parallel/config and $PARALLEL (see above)")
-	f.Bool("version", false, "print herd's version and exit")
-	return cmd
 }
 
 // plan checks the options and arguments and turns them into the run's
@@ -367,6 +413,32 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*run.Config,
 		Joblog: strings.TrimPrefix(o.joblog, "+"), AppendLog: strings.HasPrefix(o.joblog, "+"),
 		Resume: o.resume, ResumeFailed: o.resumeFailed, RetryFailed: o.retryFailed}
 	ropts := replace.Options{Input: o.replaceStr, Plus: o.plus}
+	template, err := o.planCommand(cfg, command, ropts)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.planTimes(cfg); err != nil {
+		return nil, err
+	}
+	if err := o.planInputs(cfg, sources, template, changed); err != nil {
+		return nil, err
+	}
+	if err := o.planBlocks(cfg, parts, changed); err != nil {
+		return nil, err
+	}
+	if err := o.planOutput(cfg, ropts, changed); err != nil {
+		return nil, err
+	}
+	o.planFiles(cfg, ropts)
+	if err := o.planHeader(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// planCommand parses the command into the template of the jobs' command
+// lines, with -q, -X, -m, --xargs, -s and --tagstring.
+func (o runOptions) planCommand(cfg *run.Config, command []string, ropts replace.Options) (*replace.Template, error) {
 	template := replace.Parse(strings.Join(command, " "), ropts)
 	switch {
 	case o.quote:
@@ -401,43 +473,46 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*run.Config,
 			return nil, fmt.Errorf("--tagstring: %w", err)
 		}
 	}
-	if err := o.planTimes(cfg); err != nil {
-		return nil, err
+	return template, nil
+}
+
+// planBlocks reads --pipe and --pipepart (whose files are parts), and how
+// each job gets its block.
+func (o runOptions) planBlocks(cfg *run.Config, parts []string, changed func(string) bool) error {
+	if !o.pipe {
+		return nil
 	}
-	if err := o.planInputs(cfg, sources, template, changed); err != nil {
-		return nil, err
+	var err error
+	if cfg.Pipe, err = o.planPipe(changed); err != nil {
+		return err
 	}
-	if o.pipe {
-		if cfg.Pipe, err = o.planPipe(changed); err != nil {
-			return nil, err
-		}
-		if o.pipePart {
-			cfg.Pipe.Part = parts
-		}
-		cfg.Pipe.RoundRobin = o.roundRobin
-		switch {
-		case o.cat:
-			cfg.Pass = "cat"
-		case o.fifo:
-			cfg.Pass = "fifo"
-		}
+	if o.pipePart {
+		cfg.Pipe.Part = parts
 	}
-	if err := o.planOutput(cfg, ropts, changed); err != nil {
-		return nil, err
+	cfg.Pipe.RoundRobin = o.roundRobin
+	switch {
+	case o.cat:
+		cfg.Pass = "cat"
+	case o.fifo:
+		cfg.Pass = "fifo"
 	}
-	o.planFiles(cfg, ropts)
-	if o.header != "" {
-		if cfg.Pipe != nil {
-			cfg.Pipe.Header, err = run.HeaderLines(o.header)
-		} else {
-			_, err = run.HeaderLines(o.header) // its first line, whatever N: as GNU parallel reads it
-			cfg.Input.Header = true
-		}
-		if err != nil {
-			return nil, err
-		}
+	return nil
+}
+
+// planHeader reads --header: lines that start every block with --pipe, or
+// else the first value of each input source naming its inputs.
+func (o runOptions) planHeader(cfg *run.Config) error {
+	if o.header == "" {
+		return nil
 	}
-	return cfg, nil
+	var err error
+	if cfg.Pipe != nil {
+		cfg.Pipe.Header, err = run.HeaderLines(o.header)
+	} else {
+		_, err = run.HeaderLines(o.header) // its first line, whatever N: as GNU parallel reads it
+		cfg.Input.Header = true
+	}
+	return err
 }
 
 // A rule is a way options can go wrong together: broken says whether they

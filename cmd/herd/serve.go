@@ -39,10 +39,54 @@ runs of herd run --queue, jobs, dead jobs, workers), /metrics for Prometheus, an
 
 It runs until SIGINT or SIGTERM, then stops cleanly.`
 
+// serveOptions are herd queue serve's flags.
+type serveOptions struct {
+	cfg                               queue.ServerConfig
+	http                              httpFlags
+	tlsCert, tlsKey, routes, maxStore string
+}
+
+// check checks the flags together and completes the server's
+// configuration from them and the environment.
+func (o *serveOptions) check() error {
+	secretsFromEnv(&o.cfg.Password, &o.cfg.Token)
+	if (o.cfg.User == "") != (o.cfg.Password == "") {
+		return errors.New("--user and --password go together")
+	}
+	if o.cfg.User != "" && o.cfg.Token != "" {
+		return errors.New("--token and --user: choose one")
+	}
+	certs, err := loadCert(o.tlsCert, o.tlsKey)
+	if err != nil {
+		return err
+	}
+	if certs != nil {
+		o.cfg.TLS = &tls.Config{Certificates: certs, MinVersion: tls.VersionTLS12}
+	}
+	if o.routes != "" {
+		o.cfg.Cluster.Routes = strings.Split(o.routes, ",")
+	}
+	if o.cfg.Cluster.Name == "" && (o.cfg.Cluster.Listen != "" || o.routes != "") {
+		return errors.New("--cluster-listen and --routes need --cluster-name")
+	}
+	if o.cfg.Cluster.Name != "" && o.cfg.Cluster.Listen == "" {
+		return errors.New("--cluster-name needs --cluster-listen HOST:PORT")
+	}
+	if o.cfg.Replicas < 0 || (o.cfg.Replicas > 1 && o.cfg.Cluster.Name == "") {
+		return fmt.Errorf("--replicas %d: want 1, or up to the number of servers with --cluster-name", o.cfg.Replicas)
+	}
+	if o.maxStore != "" {
+		if o.cfg.MaxStore, err = run.ParseSize("--max-store", o.maxStore); err != nil {
+			return err
+		}
+	}
+	return o.http.check()
+}
+
+// newServeCommand returns herd queue serve's command.
 func newServeCommand(sigs <-chan os.Signal) *cobra.Command {
-	var cfg queue.ServerConfig
-	var h httpFlags
-	var tlsCert, tlsKey, routes, maxStore string
+	var o serveOptions
+	cfg, h := &o.cfg, &o.http
 	cmd := &cobra.Command{
 		Use:   "serve [--listen HOST:PORT] [--dir FOLDER]",
 		Short: "run the queue's server for workers and submitters on other machines",
@@ -52,43 +96,11 @@ func newServeCommand(sigs <-chan os.Signal) *cobra.Command {
       --tls-cert server.pem --tls-key server-key.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			secretsFromEnv(&cfg.Password, &cfg.Token)
-			if (cfg.User == "") != (cfg.Password == "") {
-				return errors.New("--user and --password go together")
-			}
-			if cfg.User != "" && cfg.Token != "" {
-				return errors.New("--token and --user: choose one")
-			}
-			certs, err := loadCert(tlsCert, tlsKey)
-			if err != nil {
-				return err
-			}
-			if certs != nil {
-				cfg.TLS = &tls.Config{Certificates: certs, MinVersion: tls.VersionTLS12}
-			}
-			if routes != "" {
-				cfg.Cluster.Routes = strings.Split(routes, ",")
-			}
-			if cfg.Cluster.Name == "" && (cfg.Cluster.Listen != "" || routes != "") {
-				return errors.New("--cluster-listen and --routes need --cluster-name")
-			}
-			if cfg.Cluster.Name != "" && cfg.Cluster.Listen == "" {
-				return errors.New("--cluster-name needs --cluster-listen HOST:PORT")
-			}
-			if cfg.Replicas < 0 || (cfg.Replicas > 1 && cfg.Cluster.Name == "") {
-				return fmt.Errorf("--replicas %d: want 1, or up to the number of servers with --cluster-name", cfg.Replicas)
-			}
-			if maxStore != "" {
-				var err error
-				if cfg.MaxStore, err = run.ParseSize("--max-store", maxStore); err != nil {
-					return err
-				}
-			}
-			if err := h.check(); err != nil {
+			if err := o.check(); err != nil {
 				return err
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			return serve(cfg, h, sigs, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return serve(*cfg, *h, sigs, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
@@ -96,16 +108,16 @@ func newServeCommand(sigs <-chan os.Signal) *cobra.Command {
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:4222", "accept clients on `HOST:PORT` (port 0: any free port)")
 	f.StringVar(&cfg.Dir, "dir", "", "store the jobs in `FOLDER` (default "+defaultDirText()+")")
 	f.DurationVar(&cfg.SyncInterval, "sync-interval", 0, "flush writes to disk this often (like 1s); 0 means before acknowledging each")
-	f.StringVar(&maxStore, "max-store", "", "store at most `SIZE` on disk, like 20G (default: 3/4 of the disk's free space)")
+	f.StringVar(&o.maxStore, "max-store", "", "store at most `SIZE` on disk, like 20G (default: 3/4 of the disk's free space)")
 	f.StringVar(&cfg.Name, "name", "", "the server's name, different for each server of a cluster (default herd)")
 	f.StringVar(&cfg.User, "user", "", "clients must log in as `NAME` with --password")
 	f.StringVar(&cfg.Password, "password", "", "the clients' `PASSWORD` (default $HERD_QUEUE_PASSWORD)")
 	f.StringVar(&cfg.Token, "token", "", "clients must present this `TOKEN` (default $HERD_QUEUE_TOKEN)")
-	f.StringVar(&tlsCert, "tls-cert", "", "serve TLS with this certificate `FILE` (PEM)")
-	f.StringVar(&tlsKey, "tls-key", "", "the certificate's key `FILE` (PEM)")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "serve TLS with this certificate `FILE` (PEM)")
+	f.StringVar(&o.tlsKey, "tls-key", "", "the certificate's key `FILE` (PEM)")
 	f.StringVar(&cfg.Cluster.Name, "cluster-name", "", "join a cluster of this `NAME`")
 	f.StringVar(&cfg.Cluster.Listen, "cluster-listen", "", "listen for the cluster's other servers on `HOST:PORT`")
-	f.StringVar(&routes, "routes", "", "the cluster's servers: nats-route://HOST:PORT[,...]")
+	f.StringVar(&o.routes, "routes", "", "the cluster's servers: nats-route://HOST:PORT[,...]")
 	f.IntVar(&cfg.Replicas, "replicas", 0, "keep each job on `N` servers of the cluster (default: as the queue is, or 1)")
 	h.add(f, "the live dashboard, /metrics and /healthz", true)
 	return cmd

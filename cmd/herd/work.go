@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/goherd/herd/internal/run"
@@ -71,7 +70,7 @@ func newWorkCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 			if o.lease <= 0 || o.shutdownTimeout < 0 {
 				return fmt.Errorf("--lease %v, --shutdown-timeout %v: want a positive lease and a timeout of 0 or more", o.lease, o.shutdownTimeout)
 			}
-			return withStatus(o.work(ctx, n, sigs, cmd.ErrOrStderr()))
+			return o.work(ctx, n, sigs, cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
@@ -93,36 +92,62 @@ func newWorkCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 	return cmd
 }
 
-func (o *workOptions) work(ctx context.Context, n int, sigs <-chan os.Signal, stderr io.Writer) int {
-	fail := func(err error) int {
-		fmt.Fprintf(stderr, "herd work: %v\n", err)
-		return run.ExitError
-	}
-	if o.conn.resolve(); o.conn.url == "" {
-		return fail(errors.New("no queue: give --queue URL or set HERD_QUEUE (start a queue server with herd queue serve)"))
-	}
-	c, err := o.conn.open(ctx, stderr)
-	if err != nil {
-		return fail(err)
-	}
-	defer c.Close()
+// signals handles the signals herd work gets, as asynq and Sidekiq workers
+// do: the first stops it taking jobs (stop) and gives the running ones
+// --shutdown-timeout to finish, sending the signal's number on stopSig;
+// the next hands the running jobs back to the queue. It returns once
+// finished is closed.
+func (o *workOptions) signals(sigs <-chan os.Signal, finished <-chan struct{}, stderr io.Writer, stopSig chan<- os.Signal, stop func(), w *queue.Worker) {
+	run.Signals(sigs, finished, func(n int, s os.Signal) {
+		if n == 1 {
+			stopSig <- s
+			fmt.Fprintf(stderr, "herd work: got %v: taking no more jobs; the running ones have %v to finish (signal again to hand them back now)\n", s, o.shutdownTimeout)
+			stop()
+			return
+		}
+		fmt.Fprintf(stderr, "herd work: got %v again: handing the running jobs back to the queue\n", s)
+		w.Abort()
+	})
+}
+
+// newWorkers makes the queue's worker of n slots and the handler of herd
+// run's command jobs it runs.
+func (o *workOptions) newWorkers(c *queue.Client, n int) (*queue.Worker, *remote.Worker, error) {
 	w, err := c.NewWorker(queue.WorkerConfig{Queues: o.queues, Concurrency: n, Lease: o.lease, ShutdownTimeout: max(o.shutdownTimeout, time.Nanosecond)})
 	if err != nil {
-		return fail(err)
+		return nil, nil, err
 	}
 	rw, err := remote.NewWorker(n)
 	if err != nil {
-		return fail(err)
+		return nil, nil, err
 	}
-	defer rw.Close()
 	rw.Files, rw.FilesHere, rw.SSHLogin, rw.SSHHost = c, o.filesHere, o.sshLogin, o.sshHost
 	w.Handle(remote.Kind, rw.Handle)
+	return w, rw, nil
+}
+
+// work runs the jobs of the queue on n slots until a signal stops it: it
+// returns the exitStatus of that signal, or why it could not go on.
+func (o *workOptions) work(ctx context.Context, n int, sigs <-chan os.Signal, stderr io.Writer) error {
+	if o.conn.resolve(); o.conn.url == "" {
+		return errors.New("no queue: give --queue URL or set HERD_QUEUE (start a queue server with herd queue serve)")
+	}
+	c, err := o.conn.open(ctx, stderr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	w, rw, err := o.newWorkers(c, n)
+	if err != nil {
+		return err
+	}
+	defer rw.Close()
 	if o.http.addr != "" {
 		cfg := o.http.config(c, stderr)
 		cfg.MetricsOnly = true
 		stopHTTP, err := serveHTTP(cfg, "metrics", stderr)
 		if err != nil {
-			return fail(err)
+			return err
 		}
 		defer stopHTTP()
 	}
@@ -138,29 +163,17 @@ func (o *workOptions) work(ctx context.Context, n int, sigs <-chan os.Signal, st
 	defer stop()
 	finished := make(chan struct{})
 	defer close(finished)
-	stopSig := make(chan int, 1)
-	wg.Go(func() {
-		run.Signals(sigs, finished, func(n int, s os.Signal) {
-			if n == 1 {
-				sig, _ := s.(syscall.Signal)
-				stopSig <- int(sig)
-				fmt.Fprintf(stderr, "herd work: got %v: taking no more jobs; the running ones have %v to finish (signal again to hand them back now)\n", s, o.shutdownTimeout)
-				stop()
-				return
-			}
-			fmt.Fprintf(stderr, "herd work: got %v again: handing the running jobs back to the queue\n", s)
-			w.Abort()
-		})
-	})
+	stopSig := make(chan os.Signal, 1)
+	wg.Go(func() { o.signals(sigs, finished, stderr, stopSig, stop, w) })
 	fmt.Fprintf(stderr, "herd work: running jobs of %s from %s, %d at a time\n", strings.Join(o.queues, ", "), o.conn.url, n)
 	if err := w.Run(runCtx); err != nil {
-		return fail(err)
+		return err
 	}
 	select {
 	case sig := <-stopSig:
 		fmt.Fprintln(stderr, "herd work: stopped")
-		return 128 + sig
+		return exitStatus(run.SignalStatus(sig))
 	default:
-		return 0
+		return nil
 	}
 }

@@ -19,11 +19,19 @@ import (
 // Exit statuses of herd run, as GNU parallel's: 0 when every job
 // succeeded, 1 to 100 the number of jobs that failed, 101 more than 100,
 // and 255 for any other error, such as a bad option. A run stopped by a
-// signal exits 128 plus the signal's number, as a shell reports it.
+// signal exits 128 plus the signal's number ([SignalStatus]), as a shell
+// reports it.
 const (
-	ExitManyFailed = 101
-	ExitError      = 255
+	StatusManyFailed = 101
+	StatusError      = 255
 )
+
+// SignalStatus is the exit status of a herd command stopped by sig, as a
+// shell reports it: 128 plus the signal's number.
+func SignalStatus(sig os.Signal) int {
+	n, _ := sig.(syscall.Signal)
+	return 128 + int(n)
+}
 
 // An Executor runs a run's jobs: here (Local), or elsewhere.
 //
@@ -125,12 +133,12 @@ func (r *Runner) stop() {
 	r.stopOnce.Do(func() { close(r.stopped) })
 }
 
-// Run runs the jobs on exec and returns herd run's exit status. It prints
-// why it could not start, if it could not.
-func (r *Runner) Run(ctx context.Context, exec Executor, sigs <-chan os.Signal) int {
-	fail := func(err error) int {
-		fmt.Fprintf(r.stderr, "herd run: %v\n", err)
-		return ExitError
+// Run runs the jobs on exec and returns herd run's exit status, or, with
+// [StatusError], why the run could not start or was failed by something
+// other than its jobs ([Runner.Fail]): the caller says it.
+func (r *Runner) Run(ctx context.Context, exec Executor, sigs <-chan os.Signal) (int, error) {
+	fail := func(err error) (int, error) {
+		return StatusError, err
 	}
 	cfg := r.cfg
 	if cfg.Template != nil && !cfg.RetryFailed {
@@ -166,7 +174,7 @@ func (r *Runner) Run(ctx context.Context, exec Executor, sigs <-chan os.Signal) 
 				fmt.Fprintln(r.stdout, Shown(j.Line, 1))
 			}
 		}
-		return 0
+		return 0, nil
 	}
 
 	if cfg.Joblog != "" {
@@ -213,21 +221,20 @@ func (r *Runner) Run(ctx context.Context, exec Executor, sigs <-chan os.Signal) 
 }
 
 // status is herd run's exit status, once the run is over.
-func (r *Runner) status() int {
+func (r *Runner) status() (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
 	case r.err != nil:
-		fmt.Fprintf(r.stderr, "herd run: %v\n", r.err)
-		return ExitError
+		return StatusError, r.err
 	case r.halted:
-		return r.haltStatus
+		return r.haltStatus, nil
 	case r.stopSig.Load() != 0:
-		return 128 + int(r.stopSig.Load())
+		return SignalStatus(syscall.Signal(r.stopSig.Load())), nil
 	case r.failed > 100:
-		return ExitManyFailed
+		return StatusManyFailed, nil
 	}
-	return r.failed
+	return r.failed, nil
 }
 
 // feed passes on jobs until the input ends or the run stops starting
@@ -344,7 +351,7 @@ func (r *Runner) finish(o *Outcome) {
 		r.halted = true
 		r.haltStatus = o.Result.Exit
 		if o.Result.Signal != 0 {
-			r.haltStatus = 128 + o.Result.Signal
+			r.haltStatus = SignalStatus(syscall.Signal(o.Result.Signal))
 		}
 		r.stop()
 		how := "waiting for the running jobs to finish"

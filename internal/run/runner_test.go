@@ -58,7 +58,10 @@ func testConfig(inputs ...string) *Config {
 func runFake(t *testing.T, cfg *Config, exec Executor, sigs <-chan os.Signal) (status int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	status = New(cfg, strings.NewReader(""), &out, &errOut).Run(t.Context(), exec, sigs)
+	status, err := New(cfg, strings.NewReader(""), &out, &errOut).Run(t.Context(), exec, sigs)
+	if err != nil {
+		fmt.Fprintf(&errOut, "herd run: %v\n", err) // as cmd/herd says it
+	}
 	return status, out.String(), errOut.String()
 }
 

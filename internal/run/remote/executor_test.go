@@ -130,9 +130,9 @@ func TestSilentWatchStartsAgain(t *testing.T) {
 		}
 		var out, errOut bytes.Buffer
 		start := time.Now()
-		status := run.New(cfg, strings.NewReader(""), &out, &errOut).Run(t.Context(), e, nil)
-		if status != 0 || out.String() != "out a\nout b\nout c\n" {
-			t.Errorf("status %d, output %q; want 0 and every job's output in order; messages:\n%s", status, out.String(), errOut.String())
+		status, err := run.New(cfg, strings.NewReader(""), &out, &errOut).Run(t.Context(), e, nil)
+		if status != 0 || err != nil || out.String() != "out a\nout b\nout c\n" {
+			t.Errorf("status %d (%v), output %q; want 0 and every job's output in order; messages:\n%s", status, err, out.String(), errOut.String())
 		}
 		if fq.watches != 2 || time.Since(start) != stallFirst {
 			t.Errorf("%d watches, the run took %v; want the watch started again after %v", fq.watches, time.Since(start), stallFirst)
@@ -158,8 +158,8 @@ func testAttachFindsJobsStoredLate(t *testing.T) {
 	e := &Executor{Open: func(context.Context, io.Writer) (Client, error) { return fq, nil }, QueueName: "default", Attach: "r1"}
 	cfg := &run.Config{Shell: "/bin/sh", Jobs: 1, Attempts: 1, KeepOrder: true} // no template: attached
 	var out, errOut bytes.Buffer
-	status := run.New(cfg, strings.NewReader(""), &out, &errOut).Run(t.Context(), e, nil)
-	if status != 0 || out.String() != "out 1\nout 2\nout 3\nout 4\n" {
-		t.Errorf("status %d, output %q; want 0 and the output of the 4 jobs; messages:\n%s", status, out.String(), errOut.String())
+	status, err := run.New(cfg, strings.NewReader(""), &out, &errOut).Run(t.Context(), e, nil)
+	if status != 0 || err != nil || out.String() != "out 1\nout 2\nout 3\nout 4\n" {
+		t.Errorf("status %d (%v), output %q; want 0 and the output of the 4 jobs; messages:\n%s", status, err, out.String(), errOut.String())
 	}
 }
