@@ -5,20 +5,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/goherd/herd/internal/keeper"
 	"github.com/goherd/herd/internal/run"
 	"github.com/goherd/herd/internal/run/remote"
 	"github.com/goherd/herd/internal/sshlogin"
-	"github.com/goherd/herd/queue"
 )
 
 // hostsLease is how long a job of a lost host waits before another host
@@ -28,7 +25,7 @@ const hostsLease = 10 * time.Second
 // runOnHosts is herd run -S: herd work started through ssh on each host,
 // with a reverse tunnel to the queue, so that no port is opened to the
 // network. The queue is the run's own, which its keeper serves on
-// loopback (keeper.go), or the lasting one of --queue, where the hosts
+// loopback (package keeper), or the lasting one of --queue, where the hosts
 // are started by herd run and stop with it (--attach starts them again).
 // It is also herd run --attach ID for a run of the first kind.
 func runOnHosts(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.Signal, changed func(string) bool) error {
@@ -52,7 +49,8 @@ func runOnHosts(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan o
 		return err
 	}
 	if o.conn.url == "" {
-		return runKept(ctx, o, r, sigs, keeperConfig{Logins: logins, SSH: strings.Fields(o.ssh), Jobs: jobs, Delay: delay, QueueName: o.queueName}, self)
+		return runKept(ctx, o, r, sigs, keeper.Config{Logins: logins, SSH: strings.Fields(o.ssh), Jobs: jobs, Delay: delay, QueueName: o.queueName,
+			Herd: self, Version: releaseVersion(), Lease: hostsLease})
 	}
 	exec := &remote.Executor{QueueName: o.queueName, URL: o.conn.url, Attach: o.attach, HostsStarted: true, Open: o.openQueue}
 	o.conn.resolve()
@@ -82,37 +80,37 @@ func runOnHosts(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan o
 // keeper serves. When the run ends here, the keeper stops and the run's
 // folder goes; when herd run leaves it (killed, or its terminal closed),
 // the keeper sees it through, and herd run --attach ID shows it.
-func runKept(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.Signal, cfg keeperConfig, self string) error {
-	runs, err := runsDir()
+func runKept(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.Signal, cfg keeper.Config) error {
+	runs, err := keeper.RunsDir()
 	if err != nil {
 		return err
 	}
 	id := cmp.Or(o.attach, remote.NewRunID())
-	k, err := runFolder(runs, id, o.attach != "")
+	k, err := keeper.Folder(runs, id, o.attach != "")
 	if err != nil {
 		return err
 	}
 	var from int64 // the keeper's messages before are not this herd run's
-	if st, err := os.Stat(filepath.Join(k.dir, "log")); err == nil {
+	if st, err := os.Stat(filepath.Join(k.Dir, "log")); err == nil {
 		from = st.Size()
 	}
-	if !k.alive() && len(cfg.Logins) > 0 {
+	if !k.Alive() && len(cfg.Logins) > 0 {
 		cfg.Run, cfg.Parent = id, os.Getpid()
-		started, err := startKeeper(k.dir, cfg, self)
+		started, err := keeper.Start(k.Dir, cfg, cfg.Herd, "run-keeper")
 		if err != nil {
 			if o.attach == "" {
-				os.RemoveAll(k.dir)
+				os.RemoveAll(k.Dir)
 			}
 			return err
 		}
 		k = started
 	}
 	exec := &remote.Executor{QueueName: o.queueName, Attach: o.attach, RunID: id, HostsStarted: true}
-	exec.Open = k.open(id)
+	exec.Open = k.Open(id)
 	followCtx, stopFollowing := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		k.follow(followCtx, from, func(line string) { r.Warn("%s", line) },
+		k.Follow(followCtx, from, func(line string) { r.Warn("%s", line) },
 			func() { exec.Leave(errors.New("-S: every host is lost: the jobs not done were not run")) })
 	})
 	status, err := r.Run(ctx, exec, sigs)
@@ -121,54 +119,13 @@ func runKept(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.S
 	if exec.Detached() {
 		return withStatus(status, err) // the keeper sees the run through
 	}
-	k.stop()
+	k.Stop()
 	if exec.Complete() {
-		os.RemoveAll(k.dir)
+		os.RemoveAll(k.Dir)
 	} else {
 		r.Warn("run %s is kept, with the jobs not done: herd run -S HOSTS --attach %s runs them", id, id)
 	}
 	return withStatus(status, err)
-}
-
-// runFolder returns the keeper of run id's folder under runs: made for a
-// new run, after the folders of old runs are forgotten; marked attached to
-// by this process for an earlier one.
-func runFolder(runs, id string, attach bool) (*keeper, error) {
-	k := &keeper{dir: filepath.Join(runs, id)}
-	if attach {
-		if _, err := os.Stat(filepath.Join(k.dir, "queue")); err != nil {
-			return nil, fmt.Errorf("--attach %s: no such run of herd run -S on this machine; for a run on a queue, give its --queue URL", id)
-		}
-		return k, os.WriteFile(filepath.Join(k.dir, "attached"), []byte(strconv.Itoa(os.Getpid())), 0o600)
-	}
-	forgetOldRuns(runs)
-	return k, os.MkdirAll(k.dir, 0o700)
-}
-
-// open returns how the executor opens run id's queue: where the keeper
-// serves it, or, once the keeper has stopped, in the run's folder, which
-// is refused while jobs of the run are not done (their hosts are gone).
-func (k *keeper) open(id string) func(ctx context.Context, log io.Writer) (remote.Client, error) {
-	return func(ctx context.Context, log io.Writer) (remote.Client, error) {
-		cfg := queue.Config{Logger: slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-		if url, token := k.url(); url != "" {
-			cfg.URL, cfg.Token = url, token
-		} else {
-			// The keeper has stopped: the run's queue, in its folder.
-			cfg.Dir = filepath.Join(k.dir, "queue")
-		}
-		c, err := queue.Open(ctx, cfg)
-		if err != nil {
-			return nil, err
-		}
-		if cfg.URL == "" {
-			if settled, err := remote.Settled(ctx, c, id, map[int]bool{}); err == nil && !settled {
-				c.Close()
-				return nil, fmt.Errorf("run %s has jobs not done, and its hosts have stopped: start them again with herd run -S HOSTS --attach %s", id, id)
-			}
-		}
-		return remote.Connected(c), nil
-	}
 }
 
 // releaseVersion is the first line of herd version for a release build: a
