@@ -128,6 +128,13 @@ func TestLikeGNUParallel(t *testing.T) {
 		{"--plus {##} and {0#}", []string{"-k", "--plus", "echo", "{##}", "{0#}", ":::", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if !*updateGNU {
+				t.Parallel() // each case in a folder of its own: see below
+			}
+			// The cases write files (out/...) where they run, and in
+			// their home (~/.parallel/tmp): a folder each. The fixtures
+			// in dir are only read.
+			dir := t.TempDir()
 			want, ok := wants[tc.name]
 			if gnu != "" {
 				live := runTool(t, dir, gnu, append([]string{"--will-cite"}, tc.args...), tc.stdin)
