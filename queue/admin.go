@@ -76,7 +76,7 @@ func (c *Client) Stats(ctx context.Context) (*Stats, error) {
 			Paused:      ci.Paused,
 		}
 		if qs.Waiting > 0 {
-			qs.Oldest = c.oldest(ctx, ci.Delivered.Stream+1, strings.TrimSuffix(ci.Config.FilterSubject, ">"))
+			qs.Oldest = c.oldest(ctx, ci.Delivered.Stream+1, ci.Config.FilterSubject)
 		}
 		st.Queues = append(st.Queues, qs)
 		waiting += ci.NumPending
@@ -122,16 +122,24 @@ func (c *Client) Stats(ctx context.Context) (*Stats, error) {
 }
 
 // oldest returns when the first job from stream sequence seq on whose
-// subject starts with prefix could first run: the job that has waited
-// longest in its queue, when seq follows the last one handed out. It
-// reads the 16 messages from seq on (the job is most often the first):
-// a read by a subject with wildcards, or of a batch, would make the
-// server count what follows, which takes long when millions wait. Zero
-// if none is found there.
-func (c *Client) oldest(ctx context.Context, seq uint64, prefix string) time.Time {
+// subject matches filter could first run: the job that has waited longest
+// in its queue, when seq follows the last one handed out. It reads the 16
+// messages from seq on first (the job is most often the first of them): a
+// read by a subject with wildcards makes the server look through what
+// follows, which takes long when millions wait. Only when the job is not
+// among them (jobs of other queues come first, or those from seq on were
+// removed) does it ask for the next message on filter. Zero if no job
+// waits.
+func (c *Client) oldest(ctx context.Context, seq uint64, filter string) time.Time {
+	prefix := strings.TrimSuffix(filter, ">")
 	msgs, err := c.readRange(ctx, seq, seq+15)
 	if err != nil {
 		return time.Time{}
+	}
+	if !slices.ContainsFunc(msgs, func(m storedMsg) bool { return strings.HasPrefix(m.subject, prefix) }) {
+		if msgs, err = c.directGet(ctx, map[string]any{"seq": seq, "next_by_subj": filter}, 1); err != nil {
+			return time.Time{}
+		}
 	}
 	for _, m := range msgs {
 		info := new(Info)

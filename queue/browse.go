@@ -265,6 +265,24 @@ func (c *Client) Infos(ctx context.Context, ids []string) (map[string]*Info, err
 	return infos, nil
 }
 
+// ReadResults reads back into each finished job of infos its result, if
+// it was too big for the job's record and kept apart (Info.ResultApart),
+// as [Client.Info] does: [Client.Infos] and [Client.Jobs] do not, to keep
+// pages of jobs small.
+func (c *Client) ReadResults(ctx context.Context, infos map[string]*Info) error {
+	for _, info := range infos {
+		if !info.ResultApart || !info.State.Finished() || info.Result != nil {
+			continue
+		}
+		b, err := c.results.GetBytes(ctx, info.ID)
+		if err != nil {
+			return fmt.Errorf("queue: job %s: result: %w", info.ID, err)
+		}
+		info.Result = b
+	}
+	return nil
+}
+
 // records returns what the queue knows now of the jobs with the given
 // ids, by id (none for an id it knows nothing of), reading them in one
 // request per 256.

@@ -132,6 +132,9 @@ func (rs *runs) count(ctx context.Context, row *RunRow) error {
 			}
 		}
 		infos, err := rs.c.Infos(ctx, ids)
+		if err == nil {
+			err = rs.c.ReadResults(ctx, infos) // the exit status is in the result
+		}
 		if err != nil {
 			return err
 		}
@@ -233,6 +236,9 @@ func (d *dashboard) run(r *http.Request) (any, error) {
 		ids[i] = id + "." + strconv.Itoa(seq)
 	}
 	infos, err := d.c.Infos(r.Context(), ids)
+	if err == nil {
+		err = d.c.ReadResults(r.Context(), infos)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -264,6 +270,9 @@ func (d *dashboard) joblog(w http.ResponseWriter, r *http.Request) {
 			ids = append(ids, id+"."+strconv.Itoa(seq))
 		}
 		infos, err := d.c.Infos(r.Context(), ids)
+		if err == nil {
+			err = d.c.ReadResults(r.Context(), infos)
+		}
 		if err != nil {
 			d.log.Error("web: job log", "run", id, "error", err)
 			return

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goherd/herd/internal/run/remote"
 	"github.com/goherd/herd/internal/testutil"
 	"github.com/goherd/herd/internal/web"
 	"github.com/goherd/herd/queue"
@@ -373,5 +375,43 @@ func TestPagesAndAPI(t *testing.T) {
 		if code, _ := get(t, s.URL()+path); code != want {
 			t.Errorf("GET %s = %d, want %d", path, code, want)
 		}
+	}
+}
+
+// A job whose output is too big for its record (kept apart) is shown and
+// logged as it ran, not as a job the queue gave up on.
+func TestRunJobWithBigOutput(t *testing.T) {
+	c := queuetest.New(t)
+	const line = "head -c 200000 /dev/zero | tr '\\0' x"
+	st, _ := json.Marshal(remote.State{Jobs: 1, Command: line, Started: time.Now()})
+	if err := c.PutMeta(t.Context(), remote.RunKey("r1"), st); err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := json.Marshal(remote.Job{Run: "r1", Seq: 1, Shell: "/bin/sh", Attempts: 1, Line: line})
+	if _, err := c.Enqueue(t.Context(), remote.Kind, payload, queue.Options{ID: "r1.1"}); err != nil {
+		t.Fatal(err)
+	}
+	rw, err := remote.NewWorker(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rw.Close()
+	queuetest.Work(t, c, queue.WorkerConfig{Concurrency: 1}, map[string]queue.Handler{remote.Kind: rw.Handle})
+	ctx, cancel := context.WithTimeout(t.Context(), testutil.Backstop)
+	defer cancel()
+	if info, err := c.Wait(ctx, "r1.1"); err != nil || !info.ResultApart {
+		t.Fatalf("Wait = %+v, %v; want a result kept apart", info, err)
+	}
+	s := start(t, web.Config{Queue: c})
+	_, log := get(t, s.URL()+"/runs/r1/joblog")
+	rows := strings.Split(strings.TrimSpace(log), "\n")
+	if cols := strings.Split(rows[len(rows)-1], "\t"); len(rows) != 2 || len(cols) != 9 || cols[6] != "0" || cols[1] == ":" {
+		t.Errorf("job log:\n%s\nwant job 1 with its host and exit status 0", log)
+	}
+	if _, body := get(t, s.URL()+"/api/runs/r1"); !strings.Contains(body, `"exit": 0`) || strings.Contains(body, "gave up") {
+		t.Errorf("GET /api/runs/r1:\n%s\nwant job 1 with exit status 0", body)
+	}
+	if _, body := get(t, s.URL()+"/api/runs"); !strings.Contains(body, `"failed": 0`) {
+		t.Errorf("GET /api/runs:\n%s\nwant no job failed", body)
 	}
 }
