@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/goherd/herd/internal/testutil"
 )
 
 // fakeHerd writes a program that stands for herd work on this machine:
@@ -46,11 +48,7 @@ func TestFleetDelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); len(starts(t, log)) < 2; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d hosts started, want 2", len(starts(t, log)))
-		}
-	}
+	testutil.Eventually(t, "both hosts to start", func() bool { return len(starts(t, log)) == 2 })
 	f.Stop()
 
 	herd, log = fakeHerd(t)
@@ -58,11 +56,7 @@ func TestFleetDelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); len(starts(t, log)) < 1; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the first host did not start")
-		}
-	}
+	testutil.Eventually(t, "the first host to start", func() bool { return len(starts(t, log)) >= 1 })
 	stopped := make(chan struct{})
 	go func() {
 		f.Stop()

@@ -21,6 +21,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/goherd/herd/internal/run/remote"
+	"github.com/goherd/herd/internal/testutil"
 	"github.com/goherd/herd/internal/web"
 	"github.com/goherd/herd/queue"
 	"github.com/goherd/herd/queue/queuetest"
@@ -99,13 +100,13 @@ func void[T any](a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
 	}
 }
 
-// waitFor waits up to 30 seconds until the page's JavaScript expression is
-// true, looking every 50ms, through the loads of new pages.
+// waitFor waits until the page's JavaScript expression is true, looking
+// every 50ms, through the loads of new pages, up to testutil.Backstop.
 func waitFor(expr string) chromedp.Action[chromedp.Void] {
 	eval := chromedp.Evaluate[bool]("!!(" + expr + ")")
 	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
 		var last error
-		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		for deadline := time.Now().Add(testutil.Backstop); time.Now().Before(deadline); {
 			ok, err := eval(ctx, t)
 			if ok && err == nil {
 				return chromedp.Void{}, nil
