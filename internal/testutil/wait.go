@@ -13,7 +13,7 @@ const Backstop = 2 * time.Minute
 
 // Eventually calls cond until it reports true, and fails the test, naming
 // what it waited for, if that takes longer than [Backstop]. It polls often
-// at first and then less, every 100ms at most. Call it from the test's own
+// at first and then less, every 50ms at most. Call it from the test's own
 // goroutine.
 func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
@@ -32,7 +32,7 @@ var errNotYet = errors.New("not yet")
 func EventuallyNil(t testing.TB, what string, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(Backstop)
-	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
 		err := f()
 		if err == nil {
 			return
