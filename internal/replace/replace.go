@@ -4,8 +4,15 @@
 // The strings are {} (the whole input), {.} (without its extension), {/}
 // (basename), {//} (dirname), {/.} (basename without extension), {#} (the
 // job's sequence number), {%} (its job slot), and {n}, {n.}, {n/}, {n//},
-// {n/.} for the n-th input of a job that has several. Anything else in
-// braces is kept as it is.
+// {n/.} for the n-th input of a job that has several ({-n} counts from the
+// last). With a header (--header), {name} and its forms stand for the input
+// of the source or column that the header names. Options.Plus adds GNU
+// parallel's --plus strings: {+/} {+.} {+..} {+...} {..} {...} {/..} {/...},
+// {##} (the number of jobs) and {0#} (the job's number padded to its
+// width), {host} {sshlogin} {slot}, and the bash-like {:-str} {:n} {:n:m}
+// {#re} {##re} {%re} {%%re} {/re/str} {/#re/str} {/%re/str} {//re/str}
+// {^re} {^^re} {,re} {,,re}, with Go's regular expressions. Anything else
+// in braces is kept as it is.
 //
 // Inputs are shell-quoted where they are substituted, so that an input is
 // always data and never code; the job number and slot need no quoting.
