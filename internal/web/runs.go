@@ -31,12 +31,14 @@ type runs struct {
 type tally struct {
 	mu       sync.Mutex
 	finished map[int]finished // by job number
+	missing  map[int]bool     // jobs the queue did not have at the last read
 	read     time.Time
 }
 
 type finished struct {
 	exit   int
 	failed bool
+	gone   bool // deleted from the queue, or expired, without an outcome seen
 	at     time.Time
 }
 
@@ -50,6 +52,7 @@ type RunRow struct {
 	Stopped    string         `json:"stopped,omitempty"`
 	Done       int            `json:"done"`
 	Failed     int            `json:"failed"`
+	Gone       int            `json:"gone,omitempty"`             // done: deleted from the queue, or expired, with no outcome seen
 	Exits      map[string]int `json:"failures_by_exit,omitempty"` // failed jobs by exit status
 	Rate       float64        `json:"jobs_per_second"`
 	ETA        time.Duration  `json:"eta_ns,omitempty"`
@@ -108,6 +111,31 @@ func (rs *runs) tallyOf(id string) *tally {
 	return t
 }
 
+// markGone counts as done the jobs of ids the queue has lost (deleted, or
+// expired with their records): those missing from infos at this read and
+// at the one before, since a server of a cluster may answer before it has
+// every write. Otherwise a run with a deleted job would wait for it for
+// ever.
+func (t *tally) markGone(ids []string, infos map[string]*queue.Info) {
+	missing := map[int]bool{}
+	for _, id := range ids {
+		if infos[id] != nil {
+			continue
+		}
+		_, s, _ := strings.Cut(id, ".")
+		seq, err := strconv.Atoi(s)
+		if err != nil {
+			continue
+		}
+		if t.missing[seq] {
+			t.finished[seq] = finished{exit: -1, gone: true, at: time.Now()}
+			continue
+		}
+		missing[seq] = true
+	}
+	t.missing = missing
+}
+
 // forget drops what is known of a run's jobs, which are to run again.
 func (rs *runs) forget(id string, seqs []int) {
 	t := rs.tallyOf(id)
@@ -145,11 +173,15 @@ func (rs *runs) count(ctx context.Context, row *RunRow) error {
 			v := remote.View(info)
 			t.finished[v.Seq] = finished{exit: v.Exit, failed: v.Failed, at: info.UpdatedAt}
 		}
+		t.markGone(ids, infos)
 		t.read = time.Now()
 	}
 	var last time.Time
 	for _, f := range t.finished {
 		row.Done++
+		if f.gone {
+			row.Gone++
+		}
 		if f.failed {
 			row.Failed++
 			if row.Exits == nil {

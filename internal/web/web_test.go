@@ -415,3 +415,42 @@ func TestRunJobWithBigOutput(t *testing.T) {
 		t.Errorf("GET /api/runs:\n%s\nwant no job failed", body)
 	}
 }
+
+// A run one of whose finished jobs was deleted counts it as done (gone),
+// rather than waiting for it for ever.
+func TestRunWithDeletedJob(t *testing.T) {
+	c := queuetest.New(t)
+	st, _ := json.Marshal(remote.State{Jobs: 2, Command: "true", Started: time.Now()})
+	if err := c.PutMeta(t.Context(), remote.RunKey("r1"), st); err != nil {
+		t.Fatal(err)
+	}
+	for seq := 1; seq <= 2; seq++ {
+		payload, _ := json.Marshal(remote.Job{Run: "r1", Seq: seq, Shell: "/bin/sh", Attempts: 1, Line: "true"})
+		if _, err := c.Enqueue(t.Context(), remote.Kind, payload, queue.Options{ID: fmt.Sprint("r1.", seq)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rw, err := remote.NewWorker(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rw.Close()
+	queuetest.Work(t, c, queue.WorkerConfig{Concurrency: 1}, map[string]queue.Handler{remote.Kind: rw.Handle})
+	ctx, cancel := context.WithTimeout(t.Context(), testutil.Backstop)
+	defer cancel()
+	for _, id := range []string{"r1.1", "r1.2"} {
+		if _, err := c.Wait(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Delete(t.Context(), "r1.2"); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, web.Config{Queue: c})
+	// The run is read at most once a second, and a job counts as gone once
+	// two reads have missed it.
+	testutil.Eventually(t, "the run to count the deleted job as done", func() bool {
+		_, body := get(t, s.URL()+"/api/runs")
+		return strings.Contains(body, `"done": 2`) && strings.Contains(body, `"gone": 1`) && !strings.Contains(body, "eta_ns")
+	})
+}
