@@ -187,11 +187,7 @@ func (g *Group) acquire(caller, also context.Context) error {
 		select {
 		case g.sem <- struct{}{}:
 			return nil
-		case it, ok := <-helping:
-			if !ok { // the pool is closed and its queue drained
-				helping = nil
-				continue
-			}
+		case it := <-helping:
 			g.p.help(it)
 		case <-caller.Done():
 			return caller.Err()
@@ -251,11 +247,7 @@ func (g *Group) WaitContext(ctx context.Context) error {
 		select {
 		case <-g.done:
 			waiting = false
-		case it, ok := <-helping:
-			if !ok { // the pool is closed and its queue drained
-				helping = nil
-				continue
-			}
+		case it := <-helping:
 			g.p.help(it)
 		case <-stop:
 			g.cancel(context.Cause(ctx))
