@@ -42,6 +42,7 @@ func startProcIn(t *testing.T, dir string, env []string, stdin io.Reader, args .
 	t.Helper()
 	p := &proc{exited: make(chan struct{})}
 	p.cmd = exec.Command(herdBinary(t), args...)
+	p.cmd.SysProcAttr = dieWithTests()
 	p.cmd.Dir = dir
 	p.cmd.Stdin = stdin
 	p.cmd.Env = append(os.Environ(), env...)
@@ -90,6 +91,7 @@ func (p *proc) waitOutput(t *testing.T, re string) string {
 func serveQueue(t *testing.T, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(herdBinary(t), append([]string{"queue", "serve", "--listen", "127.0.0.1:0", "--dir", t.TempDir()}, args...)...)
+	cmd.SysProcAttr = dieWithTests()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -240,3 +242,10 @@ func waitStdout(t *testing.T, p *proc, re string) string {
 
 // statusError is herd's exit status for an error that is not a job's.
 const statusError = run.StatusError
+
+// dieWithTests makes a process the tests start get SIGKILL when the test
+// binary dies: a test that times out panics without running its cleanups,
+// and would leave its servers and workers running.
+func dieWithTests() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
