@@ -271,14 +271,12 @@ func (c *Client) Infos(ctx context.Context, ids []string) (map[string]*Info, err
 // pages of jobs small.
 func (c *Client) ReadResults(ctx context.Context, infos map[string]*Info) error {
 	for _, info := range infos {
-		if !info.ResultApart || !info.State.Finished() || info.Result != nil {
+		if !info.State.Finished() {
 			continue
 		}
-		b, err := c.results.GetBytes(ctx, info.ID)
-		if err != nil {
+		if err := c.readResult(ctx, info); err != nil {
 			return fmt.Errorf("queue: job %s: result: %w", info.ID, err)
 		}
-		info.Result = b
 	}
 	return nil
 }

@@ -304,13 +304,24 @@ func (c *Client) decode(ctx context.Context, record []byte) (*Info, error) {
 	if err := json.Unmarshal(record, info); err != nil {
 		return nil, fmt.Errorf("bad record: %w", err)
 	}
-	if info.ResultApart {
-		var err error
-		if info.Result, err = c.results.GetBytes(ctx, info.ID); err != nil {
-			return nil, fmt.Errorf("result: %w", err)
-		}
+	if err := c.readResult(ctx, info); err != nil {
+		return nil, fmt.Errorf("result: %w", err)
 	}
 	return info, nil
+}
+
+// readResult reads back a job's result if it was kept apart, too big for
+// its record.
+func (c *Client) readResult(ctx context.Context, info *Info) error {
+	if !info.ResultApart || info.Result != nil {
+		return nil
+	}
+	b, err := c.results.GetBytes(ctx, info.ID)
+	if err != nil {
+		return err
+	}
+	info.Result = b
+	return nil
 }
 
 // Wait waits until the job with the given id has finished (succeeded, is

@@ -35,11 +35,11 @@ func (c *Client) Watch(ctx context.Context, pattern string) (*Watcher[Info], err
 			c.log.Warn("queue: watch: bad record", "error", err)
 			return nil, nil
 		}
-		if info.ResultApart && info.State.Finished() {
-			var err error
-			if info.Result, err = c.results.GetBytes(ctx, info.ID); err != nil {
-				return nil, fmt.Errorf("queue: job %s: result: %w", info.ID, err)
-			}
+		if !info.State.Finished() {
+			return info, nil // a big result is read back for finished jobs only
+		}
+		if err := c.readResult(ctx, info); err != nil {
+			return nil, fmt.Errorf("queue: job %s: result: %w", info.ID, err)
 		}
 		return info, nil
 	})
