@@ -22,10 +22,22 @@ import (
 // retry from the dashboard forgets it), so each look reads only the jobs
 // not finished at the last one.
 type runs struct {
-	c  *queue.Client
-	mu sync.Mutex
-	by map[string]*tally
+	c     *queue.Client
+	mu    sync.Mutex
+	by    map[string]*tally
+	apart map[string]apartView // see pageViews
 }
+
+// apartView is what a run's page shows of a finished job whose result is
+// kept apart, as it was at updated.
+type apartView struct {
+	updated time.Time
+	view    remote.JobView
+}
+
+// maxApartViews bounds the views pageViews remembers: each holds at most
+// 32 KiB of output.
+const maxApartViews = 1024
 
 // tally is what is known of one run's jobs.
 type tally struct {
@@ -61,7 +73,9 @@ type RunRow struct {
 // Finished reports whether every job of the run has finished.
 func (r RunRow) Finished() bool { return !r.Enqueueing && r.Done >= r.Jobs }
 
-func newRuns(c *queue.Client) *runs { return &runs{c: c, by: map[string]*tally{}} }
+func newRuns(c *queue.Client) *runs {
+	return &runs{c: c, by: map[string]*tally{}, apart: map[string]apartView{}}
+}
 
 // rows lists the runs, newest first, with their tallies.
 func (rs *runs) rows(ctx context.Context) ([]RunRow, error) {
@@ -111,22 +125,18 @@ func (rs *runs) tallyOf(id string) *tally {
 	return t
 }
 
-// markGone counts as done the jobs of ids the queue has lost (deleted, or
-// expired with their records): those missing from infos at this read and
-// at the one before, since a server of a cluster may answer before it has
+// markGone counts as done the jobs of ids (numbered seqs) the queue has
+// lost (deleted, or expired with their records): those missing from infos
+// at this read and at the one before, since a server of a cluster may answer before it has
 // every write. Otherwise a run with a deleted job would wait for it for
 // ever.
-func (t *tally) markGone(ids []string, infos map[string]*queue.Info) {
+func (t *tally) markGone(ids []string, seqs []int, infos map[string]*queue.Info) {
 	missing := map[int]bool{}
-	for _, id := range ids {
+	for i, id := range ids {
 		if infos[id] != nil {
 			continue
 		}
-		_, s, _ := strings.Cut(id, ".")
-		seq, err := strconv.Atoi(s)
-		if err != nil {
-			continue
-		}
+		seq := seqs[i]
 		if t.missing[seq] {
 			t.finished[seq] = finished{exit: -1, gone: true, at: time.Now()}
 			continue
@@ -154,9 +164,10 @@ func (rs *runs) count(ctx context.Context, row *RunRow) error {
 	defer t.mu.Unlock()
 	if time.Since(t.read) >= time.Second && len(t.finished) < row.Jobs {
 		var ids []string
+		var seqs []int
 		for seq := 1; seq <= row.Jobs; seq++ {
 			if _, ok := t.finished[seq]; !ok {
-				ids = append(ids, row.ID+"."+strconv.Itoa(seq))
+				ids, seqs = append(ids, row.ID+"."+strconv.Itoa(seq)), append(seqs, seq)
 			}
 		}
 		infos, err := rs.c.Infos(ctx, ids)
@@ -173,7 +184,7 @@ func (rs *runs) count(ctx context.Context, row *RunRow) error {
 			v := remote.View(info)
 			t.finished[v.Seq] = finished{exit: v.Exit, failed: v.Failed, at: info.UpdatedAt}
 		}
-		t.markGone(ids, infos)
+		t.markGone(ids, seqs, infos)
 		t.read = time.Now()
 	}
 	var last time.Time
@@ -267,21 +278,61 @@ func (d *dashboard) run(r *http.Request) (any, error) {
 	for i, seq := range seqs {
 		ids[i] = id + "." + strconv.Itoa(seq)
 	}
-	infos, err := d.c.Infos(r.Context(), ids)
-	if err == nil {
-		err = d.c.ReadResults(r.Context(), infos)
-	}
+	views, err := d.runs.pageViews(r.Context(), ids)
 	if err != nil {
 		return nil, err
 	}
 	for _, jid := range ids {
-		if info := infos[jid]; info != nil {
-			v := remote.View(info)
-			v.Stdout, v.Stderr = truncate(v.Stdout, 16<<10), truncate(v.Stderr, 16<<10)
+		if v, ok := views[jid]; ok {
 			p.Jobs = append(p.Jobs, v)
 		}
 	}
 	return p, nil
+}
+
+// pageViews returns what a run's page shows of the jobs with the given
+// ids that the queue has, by id, their output cut to 16 KiB. The page is
+// rendered again every second while it is open: a finished job's result
+// kept apart (a big output, read back whole) is read once and its view
+// remembered, not read again at every render.
+func (rs *runs) pageViews(ctx context.Context, ids []string) (map[string]remote.JobView, error) {
+	infos, err := rs.c.Infos(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	views := make(map[string]remote.JobView, len(infos))
+	unread := map[string]*queue.Info{}
+	rs.mu.Lock()
+	for id, info := range infos {
+		if !info.ResultApart || !info.State.Finished() {
+			views[id] = pageView(info)
+		} else if a, ok := rs.apart[id]; ok && a.updated.Equal(info.UpdatedAt) {
+			views[id] = a.view
+		} else {
+			unread[id] = info
+		}
+	}
+	rs.mu.Unlock()
+	if err := rs.c.ReadResults(ctx, unread); err != nil {
+		return nil, err
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if len(rs.apart)+len(unread) > maxApartViews {
+		clear(rs.apart)
+	}
+	for id, info := range unread {
+		views[id] = pageView(info)
+		rs.apart[id] = apartView{updated: info.UpdatedAt, view: views[id]}
+	}
+	return views, nil
+}
+
+// pageView is a job as a run's page shows it.
+func pageView(info *queue.Info) remote.JobView {
+	v := remote.View(info)
+	v.Stdout, v.Stderr = truncate(v.Stdout, 16<<10), truncate(v.Stderr, 16<<10)
+	return v
 }
 
 // joblog sends the run's job log, GNU parallel's nine columns, for the
