@@ -378,29 +378,50 @@ func TestPagesAndAPI(t *testing.T) {
 	}
 }
 
+// commandRun puts run r1 of herd run --queue on c: its state, with
+// command as its command, and a job for each line, numbered from 1.
+func commandRun(t *testing.T, c *queue.Client, command string, lines ...string) {
+	t.Helper()
+	st, _ := json.Marshal(remote.State{Jobs: len(lines), Command: command, Started: time.Now()})
+	if err := c.PutMeta(t.Context(), remote.RunKey("r1"), st); err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range lines {
+		payload, _ := json.Marshal(remote.Job{Run: "r1", Seq: i + 1, Shell: "/bin/sh", Attempts: 1, Line: line})
+		if _, err := c.Enqueue(t.Context(), remote.Kind, payload, queue.Options{ID: fmt.Sprint("r1.", i+1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// workRun runs the jobs of run r1 with herd work's handler, one at a time,
+// and waits until the n of them have finished.
+func workRun(t *testing.T, c *queue.Client, n int) {
+	t.Helper()
+	rw, err := remote.NewWorker(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rw.Close() })
+	queuetest.Work(t, c, queue.WorkerConfig{Concurrency: 1}, map[string]queue.Handler{remote.Kind: rw.Handle})
+	ctx, cancel := context.WithTimeout(t.Context(), testutil.Backstop)
+	defer cancel()
+	for seq := 1; seq <= n; seq++ {
+		if _, err := c.Wait(ctx, fmt.Sprint("r1.", seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // A job whose output is too big for its record (kept apart) is shown and
 // logged as it ran, not as a job the queue gave up on.
 func TestRunJobWithBigOutput(t *testing.T) {
 	c := queuetest.New(t)
 	const line = "head -c 200000 /dev/zero | tr '\\0' x"
-	st, _ := json.Marshal(remote.State{Jobs: 1, Command: line, Started: time.Now()})
-	if err := c.PutMeta(t.Context(), remote.RunKey("r1"), st); err != nil {
-		t.Fatal(err)
-	}
-	payload, _ := json.Marshal(remote.Job{Run: "r1", Seq: 1, Shell: "/bin/sh", Attempts: 1, Line: line})
-	if _, err := c.Enqueue(t.Context(), remote.Kind, payload, queue.Options{ID: "r1.1"}); err != nil {
-		t.Fatal(err)
-	}
-	rw, err := remote.NewWorker(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rw.Close()
-	queuetest.Work(t, c, queue.WorkerConfig{Concurrency: 1}, map[string]queue.Handler{remote.Kind: rw.Handle})
-	ctx, cancel := context.WithTimeout(t.Context(), testutil.Backstop)
-	defer cancel()
-	if info, err := c.Wait(ctx, "r1.1"); err != nil || !info.ResultApart {
-		t.Fatalf("Wait = %+v, %v; want a result kept apart", info, err)
+	commandRun(t, c, line, line)
+	workRun(t, c, 1)
+	if info, err := c.Info(t.Context(), "r1.1"); err != nil || !info.ResultApart {
+		t.Fatalf("Info = %+v, %v; want a result kept apart", info, err)
 	}
 	s := start(t, web.Config{Queue: c})
 	_, log := get(t, s.URL()+"/runs/r1/joblog")
@@ -408,8 +429,10 @@ func TestRunJobWithBigOutput(t *testing.T) {
 	if cols := strings.Split(rows[len(rows)-1], "\t"); len(rows) != 2 || len(cols) != 9 || cols[6] != "0" || cols[1] == ":" {
 		t.Errorf("job log:\n%s\nwant job 1 with its host and exit status 0", log)
 	}
-	if _, body := get(t, s.URL()+"/api/runs/r1"); !strings.Contains(body, `"exit": 0`) || strings.Contains(body, "gave up") {
-		t.Errorf("GET /api/runs/r1:\n%s\nwant job 1 with exit status 0", body)
+	for range 2 { // read back, then remembered
+		if _, body := get(t, s.URL()+"/api/runs/r1"); !strings.Contains(body, `"exit": 0`) || strings.Contains(body, "gave up") || !strings.Contains(body, "more bytes") {
+			t.Errorf("GET /api/runs/r1:\n%s\nwant job 1 with exit status 0 and its output cut", body)
+		}
 	}
 	if _, body := get(t, s.URL()+"/api/runs"); !strings.Contains(body, `"failed": 0`) {
 		t.Errorf("GET /api/runs:\n%s\nwant no job failed", body)
@@ -420,29 +443,8 @@ func TestRunJobWithBigOutput(t *testing.T) {
 // rather than waiting for it for ever.
 func TestRunWithDeletedJob(t *testing.T) {
 	c := queuetest.New(t)
-	st, _ := json.Marshal(remote.State{Jobs: 2, Command: "true", Started: time.Now()})
-	if err := c.PutMeta(t.Context(), remote.RunKey("r1"), st); err != nil {
-		t.Fatal(err)
-	}
-	for seq := 1; seq <= 2; seq++ {
-		payload, _ := json.Marshal(remote.Job{Run: "r1", Seq: seq, Shell: "/bin/sh", Attempts: 1, Line: "true"})
-		if _, err := c.Enqueue(t.Context(), remote.Kind, payload, queue.Options{ID: fmt.Sprint("r1.", seq)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rw, err := remote.NewWorker(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rw.Close()
-	queuetest.Work(t, c, queue.WorkerConfig{Concurrency: 1}, map[string]queue.Handler{remote.Kind: rw.Handle})
-	ctx, cancel := context.WithTimeout(t.Context(), testutil.Backstop)
-	defer cancel()
-	for _, id := range []string{"r1.1", "r1.2"} {
-		if _, err := c.Wait(ctx, id); err != nil {
-			t.Fatal(err)
-		}
-	}
+	commandRun(t, c, "true", "true", "true")
+	workRun(t, c, 2)
 	if err := c.Delete(t.Context(), "r1.2"); err != nil {
 		t.Fatal(err)
 	}
