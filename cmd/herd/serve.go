@@ -86,7 +86,6 @@ func (o *serveOptions) check() error {
 // newServeCommand returns herd queue serve's command.
 func newServeCommand(sigs <-chan os.Signal) *cobra.Command {
 	var o serveOptions
-	cfg, h := &o.cfg, &o.http
 	cmd := &cobra.Command{
 		Use:   "serve [--listen HOST:PORT] [--dir FOLDER]",
 		Short: "run the queue's server for workers and submitters on other machines",
@@ -99,27 +98,27 @@ func newServeCommand(sigs <-chan os.Signal) *cobra.Command {
 			if err := o.check(); err != nil {
 				return err
 			}
-			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			return serve(*cfg, *h, sigs, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			o.cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			return serve(o.cfg, o.http, sigs, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
 	f.SortFlags = false
-	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:4222", "accept clients on `HOST:PORT` (port 0: any free port)")
-	f.StringVar(&cfg.Dir, "dir", "", "store the jobs in `FOLDER` (default "+defaultDirText()+")")
-	f.DurationVar(&cfg.SyncInterval, "sync-interval", 0, "flush writes to disk this often (like 1s); 0 means before acknowledging each")
+	f.StringVar(&o.cfg.Listen, "listen", "127.0.0.1:4222", "accept clients on `HOST:PORT` (port 0: any free port)")
+	f.StringVar(&o.cfg.Dir, "dir", "", "store the jobs in `FOLDER` (default "+defaultDirText()+")")
+	f.DurationVar(&o.cfg.SyncInterval, "sync-interval", 0, "flush writes to disk this often (like 1s); 0 means before acknowledging each")
 	f.StringVar(&o.maxStore, "max-store", "", "store at most `SIZE` on disk, like 20G (default: 3/4 of the disk's free space)")
-	f.StringVar(&cfg.Name, "name", "", "the server's name, different for each server of a cluster (default herd)")
-	f.StringVar(&cfg.User, "user", "", "clients must log in as `NAME` with --password")
-	f.StringVar(&cfg.Password, "password", "", "the clients' `PASSWORD` (default $HERD_QUEUE_PASSWORD)")
-	f.StringVar(&cfg.Token, "token", "", "clients must present this `TOKEN` (default $HERD_QUEUE_TOKEN)")
+	f.StringVar(&o.cfg.Name, "name", "", "the server's name, different for each server of a cluster (default herd)")
+	f.StringVar(&o.cfg.User, "user", "", "clients must log in as `NAME` with --password")
+	f.StringVar(&o.cfg.Password, "password", "", "the clients' `PASSWORD` (default $HERD_QUEUE_PASSWORD)")
+	f.StringVar(&o.cfg.Token, "token", "", "clients must present this `TOKEN` (default $HERD_QUEUE_TOKEN)")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "serve TLS with this certificate `FILE` (PEM)")
 	f.StringVar(&o.tlsKey, "tls-key", "", "the certificate's key `FILE` (PEM)")
-	f.StringVar(&cfg.Cluster.Name, "cluster-name", "", "join a cluster of this `NAME`")
-	f.StringVar(&cfg.Cluster.Listen, "cluster-listen", "", "listen for the cluster's other servers on `HOST:PORT`")
+	f.StringVar(&o.cfg.Cluster.Name, "cluster-name", "", "join a cluster of this `NAME`")
+	f.StringVar(&o.cfg.Cluster.Listen, "cluster-listen", "", "listen for the cluster's other servers on `HOST:PORT`")
 	f.StringVar(&o.routes, "routes", "", "the cluster's servers: nats-route://HOST:PORT[,...]")
-	f.IntVar(&cfg.Replicas, "replicas", 0, "keep each job on `N` servers of the cluster (default: as the queue is, or 1)")
-	h.add(f, "the live dashboard, /metrics and /healthz", true)
+	f.IntVar(&o.cfg.Replicas, "replicas", 0, "keep each job on `N` servers of the cluster (default: as the queue is, or 1)")
+	o.http.add(f, "the live dashboard, /metrics and /healthz", true)
 	return cmd
 }
 
