@@ -64,11 +64,25 @@ func (p *Pool) Metrics() Metrics {
 		NotRun:    c.notRun,
 		Latency:   c.latency.summary(),
 	}
-	m.Submitted = c.received + uint64(m.Waiting)
+	// A task a worker has just taken may be in neither count for a moment,
+	// never in both (the workers' counts are read first): the sum is at
+	// most the true count, and the largest sum reported so far keeps
+	// Submitted from going back, as a counter must.
+	m.Submitted = raise(&p.submittedSeen, c.received+uint64(m.Waiting))
 	if finished := c.succeeded + c.failed + c.panicked + c.notRun; c.received > finished {
 		m.Running = int(c.received - finished)
 	}
 	return m
+}
+
+// raise makes v at least n and returns what it is then.
+func raise(v *atomic.Uint64, n uint64) uint64 {
+	for {
+		old := v.Load()
+		if old >= n || v.CompareAndSwap(old, n) {
+			return max(old, n)
+		}
+	}
 }
 
 // worker holds one worker's counters. Only the worker writes them; Metrics

@@ -87,7 +87,8 @@ type Pool struct {
 	panicked  *PanicError
 	exited    chan struct{} // closed when the pool is closed and the last worker exits
 
-	helper worker // counts for tasks run by submitters and waiters that help out
+	helper        worker        // counts for tasks run by submitters and waiters that help out
+	submittedSeen atomic.Uint64 // the most Metrics has reported as Submitted
 }
 
 // item is one queued task. g is nil for tasks submitted straight to the
