@@ -67,6 +67,8 @@ func (c *Client) Jobs(ctx context.Context, q JobQuery) (*JobPage, error) {
 		filter = deadFilter(q.Queue)
 	case Succeeded, Cancelled:
 		prefix = recRoot + "."
+	case Pending, Skipped:
+		prefix = waitRoot + "."
 	default:
 		return nil, fmt.Errorf("queue: jobs: no state %q", q.State)
 	}
@@ -192,7 +194,7 @@ func (c *Client) pageInfos(ctx context.Context, q *JobQuery, msgs []storedMsg) (
 			}
 		}
 		return infos, nil
-	case Succeeded, Cancelled: // records
+	case Succeeded, Cancelled, Pending, Skipped: // records
 		for i, m := range msgs {
 			info := new(Info)
 			if json.Unmarshal(m.data, info) == nil && info.State == state {
@@ -256,7 +258,8 @@ func (q *JobQuery) matches(info *Info) bool {
 
 // Infos returns what the queue knows now of the jobs with the given ids,
 // by id, reading them 256 at a time: an id the queue knows nothing of is
-// left out. Big results kept apart are not read back ([Client.Info] does).
+// left out. Given the ids of a graph ([Client.EnqueueGraph]), it says
+// where the whole graph is in one call. Big results kept apart are not read back ([Client.Info] does).
 func (c *Client) Infos(ctx context.Context, ids []string) (map[string]*Info, error) {
 	infos, err := c.records(ctx, ids)
 	if err != nil {
@@ -295,8 +298,9 @@ func (c *Client) records(ctx context.Context, ids []string) (map[string]*Info, e
 				subjects = append(subjects, idSubject(id))
 			}
 		}
-		// Each id has up to two subjects: its job's and its record's.
-		msgs, err := c.lasts(ctx, subjects, 2*len(subjects))
+		// Each id has up to three subjects: its job's, its record's, and
+		// the one it waited for its parents in.
+		msgs, err := c.lasts(ctx, subjects, 3*len(subjects))
 		if err != nil {
 			return nil, err
 		}

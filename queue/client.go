@@ -282,7 +282,7 @@ func (c *Client) setupStream(ctx context.Context) error {
 	cfg := jetstream.StreamConfig{
 		Name:               streamName,
 		Description:        "herd's jobs, and their records (state, attempts, errors, result), by id",
-		Subjects:           []string{jobRoot + ".>", recRoot + ".>", deadRoot + ".>"},
+		Subjects:           []string{jobRoot + ".>", recRoot + ".>", deadRoot + ".>", waitRoot + ".>", flowRoot + ".>"},
 		Retention:          jetstream.LimitsPolicy,
 		MaxMsgsPerSubject:  1,
 		Storage:            jetstream.FileStorage,
@@ -312,8 +312,10 @@ func (c *Client) setupStream(ctx context.Context) error {
 		// Layout 2 kept dead jobs in a bucket: the stream takes their
 		// marks first, and says it has layout 3 once they are moved
 		// (migrateDead).
+		// Layout 3 lacked the subjects of jobs that wait for others: they
+		// are added.
 		c.upgrade = v == "2"
-		if v != layoutVersion && !c.upgrade {
+		if v != layoutVersion && v != "3" && !c.upgrade {
 			return fmt.Errorf("stream %s has layout %q; this herd reads layout %s: use the herd that made it", streamName, v, layoutVersion)
 		}
 		if c.upgrade {
@@ -322,7 +324,7 @@ func (c *Client) setupStream(ctx context.Context) error {
 		kept, _ := time.ParseDuration(have.Metadata[retentionKey])
 		replicasDiffer := c.cfg.Replicas > 0 && have.Replicas != c.cfg.Replicas
 		retentionDiffers := c.cfg.Retention > 0 && kept != c.cfg.Retention
-		if !replicasDiffer && !retentionDiffers && !c.upgrade {
+		if !replicasDiffer && !retentionDiffers && !c.upgrade && v == layoutVersion {
 			c.stream, c.retention = s, cmp.Or(kept, retention)
 			return nil
 		}

@@ -120,7 +120,7 @@ func (c *Client) Cancel(ctx context.Context, id string) error {
 		if info.State.Finished() {
 			return fmt.Errorf("%w: %s %s", ErrFinished, id, finishedAs(info.State))
 		}
-		info.State, info.UpdatedAt = Cancelled, time.Now()
+		info.State, info.UpdatedAt, info.Registering = Cancelled, time.Now(), false
 		rec, err := c.newRecordMsg(info)
 		if err != nil {
 			return fmt.Errorf("queue: cancel %s: %w", id, err)
@@ -135,7 +135,14 @@ func (c *Client) Cancel(ctx context.Context, id string) error {
 		}
 		break
 	}
-	if err := c.stream.Purge(ctx, jetstream.WithPurgeSubject(jobSubject(info))); err != nil {
+	for _, subject := range []string{jobSubject(info), waitSubject(info)} {
+		if err := c.stream.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
+			return fmt.Errorf("queue: cancel %s: %w", id, err)
+		}
+	}
+	// The jobs that wait for this one will not run. No edge is added
+	// once the record above is stored: those there now are all.
+	if err := c.settle(ctx, info); err != nil {
 		return fmt.Errorf("queue: cancel %s: %w", id, err)
 	}
 	if err := c.nc.Publish(cancelSubject(id), nil); err != nil {

@@ -49,6 +49,12 @@ type Options struct {
 	Delay       time.Duration // not before this long from now
 	MaxAttempts int           // attempts before the job is dead; zero means 25
 	Timeout     time.Duration // each attempt's limit; zero means none
+
+	// After are the ids of jobs in the queue that this one waits for: it
+	// runs once every one of them has succeeded, and is Skipped if one
+	// fails for good. [Client.EnqueueGraph] enqueues jobs that wait for
+	// each other.
+	After []string
 }
 
 // State is where a job is in its life.
@@ -63,11 +69,13 @@ const (
 	Succeeded State = "succeeded" // done
 	Dead      State = "dead"      // failed its last attempt, or failed for good
 	Cancelled State = "cancelled" // cancelled by [Client.Cancel] before it finished
+	Pending   State = "pending"   // waiting for its parents to succeed ([Options.After], [Graph])
+	Skipped   State = "skipped"   // not run: a parent failed for good (Info.SkippedBy says which)
 )
 
 // Finished reports whether a job in state s is done with: it succeeded, is
-// dead, or was cancelled.
-func (s State) Finished() bool { return s == Succeeded || s == Dead || s == Cancelled }
+// dead, was cancelled, or was skipped.
+func (s State) Finished() bool { return s == Succeeded || s == Dead || s == Cancelled || s == Skipped }
 
 // Info is what the queue knows of a job.
 type Info struct {
@@ -86,6 +94,14 @@ type Info struct {
 	ResultApart bool      `json:"result_apart,omitempty"` // a big result, kept apart from the record; Info and Wait read it back
 	EnqueuedAt  time.Time `json:"enqueued_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
+
+	Parents   []string `json:"parents,omitempty"`    // the jobs it waits for, or waited for
+	SkippedBy []string `json:"skipped_by,omitempty"` // the parents that failed, if it is Skipped
+	// Children is set on a finished job's record when jobs wait for it.
+	Children bool `json:"children,omitempty"`
+	// Registering is set while the edges from a waiting job's parents
+	// are written: it is not released before.
+	Registering bool `json:"registering,omitempty"`
 }
 
 // Duration is a time.Duration that encodes in JSON as a string like "1m30s".
@@ -139,7 +155,13 @@ func Enqueue[T any](ctx context.Context, c *Client, kind string, v T, opts Optio
 // calls hand over meanwhile, in few writes to disk. If one fails, it
 // returns the error; the jobs that were stored will run, and enqueueing
 // them again with the same ids stores nothing twice.
+//
+// A job with Options.After waits for those jobs: it is stored as a graph
+// of one ([Client.EnqueueGraph]).
 func (c *Client) EnqueueBatch(ctx context.Context, jobs []NewJob) ([]string, error) {
+	if slices.ContainsFunc(jobs, func(j NewJob) bool { return len(j.Options.After) > 0 }) {
+		return c.enqueueEach(ctx, jobs)
+	}
 	now := time.Now()
 	ids := make([]string, len(jobs))
 	infos := make([]*Info, 0, len(jobs))
@@ -198,6 +220,37 @@ func (c *Client) EnqueueBatch(ctx context.Context, jobs []NewJob) ([]string, err
 		failed[i] = fmt.Errorf("queue: enqueue %s %s: %w", infos[which[i]].Kind, infos[which[i]].ID, err)
 	}
 	return nil, errors.Join(failed...)
+}
+
+// enqueueEach enqueues jobs of which some wait for others, each as a
+// graph of one.
+func (c *Client) enqueueEach(ctx context.Context, jobs []NewJob) ([]string, error) {
+	ids := make([]string, len(jobs))
+	for i, j := range jobs {
+		if len(j.Options.After) == 0 {
+			batch, err := c.EnqueueBatch(ctx, jobs[i:i+1])
+			if err != nil {
+				return nil, err
+			}
+			ids[i] = batch[0]
+			continue
+		}
+		if j.Options.ID != "" {
+			// Sent again: stored once.
+			if info, err := c.Info(ctx, j.Options.ID); err == nil && !info.Registering {
+				ids[i] = j.Options.ID
+				continue
+			}
+		}
+		var g Graph
+		g.Add("job", j)
+		byName, err := c.EnqueueGraph(ctx, &g)
+		if err != nil {
+			return nil, err
+		}
+		ids[i] = byName["job"]
+	}
+	return ids, nil
 }
 
 // wrongLastSequence reports whether err is a publish refused because the
@@ -416,6 +469,9 @@ func (c *Client) Retry(ctx context.Context, id string) error {
 	if !info.State.Finished() {
 		return fmt.Errorf("queue: retry %s: the job is %s, not finished", id, info.State)
 	}
+	if info.State == Skipped {
+		return fmt.Errorf("queue: retry %s: the job did not run because %s failed: retry that, and this one runs once it succeeds", id, strings.Join(info.SkippedBy, ", "))
+	}
 	info.State, info.Attempts, info.RunAt, info.UpdatedAt = Queued, 0, time.Time{}, time.Now()
 	// The job goes back in its queue with a record that says so, which
 	// replaces the one that says it is dead; the two are stored together,
@@ -436,6 +492,10 @@ func (c *Client) Retry(ctx context.Context, id string) error {
 		return fmt.Errorf("queue: retry %s: %w", id, err)
 	}
 	if err := c.durable(); err != nil {
+		return fmt.Errorf("queue: retry %s: %w", id, err)
+	}
+	// The jobs skipped because it failed wait for it again.
+	if err := c.unskip(ctx, id); err != nil {
 		return fmt.Errorf("queue: retry %s: %w", id, err)
 	}
 	return nil

@@ -18,6 +18,8 @@ import (
 //	herd.job.<queue>.<priority>.<id>   a job to run: its record as enqueued
 //	herd.rec.<queue>.<priority>.<id>   the job's record once a worker has it
 //	herd.dead.<queue>.<id>             empty: the job is dead
+//	herd.wait.<queue>.<priority>.<id>  a job waiting for its parents (flow.go)
+//	herd.flow.<id>, herd.flow.<parent>.<id>  what it waits for (flow.go)
 //
 // A subject keeps only its last message, so a record written again replaces
 // the one before it. The last message on herd.*.*.*.<id> is what the queue
@@ -31,7 +33,7 @@ const (
 	deadRoot      = "herd.dead"
 	layoutKey     = "herd.layout"    // stream metadata: the layout's version
 	retentionKey  = "herd.retention" // stream metadata: how long finished records are kept
-	layoutVersion = "3"
+	layoutVersion = "4"
 )
 
 // deadSubject is where a dead job is marked.

@@ -134,14 +134,48 @@ func TestLayout2DeadJobsMoved(t *testing.T) {
 		t.Errorf("the bucket of layout 2 after the move: %v, want it gone", err)
 	}
 	s, err := js.Stream(ctx, "HERD")
-	if err != nil || s.CachedInfo().Config.Metadata["herd.layout"] != "3" {
-		t.Errorf("the stream after the move: %v, want layout 3", err)
+	if err != nil || s.CachedInfo().Config.Metadata["herd.layout"] != "4" {
+		t.Errorf("the stream after the move: %v, want layout 4", err)
 	}
 	if err := c.Retry(ctx, "broken"); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := c.Stats(ctx); err != nil || st.Dead != 0 {
 		t.Errorf("Stats after the retry: %+v, %v; want no dead job", st, err)
+	}
+}
+
+// A queue of layout 3 gains the subjects of the jobs that wait for others:
+// its jobs stay, and a graph can be enqueued.
+func TestLayout3Moved(t *testing.T) {
+	ns, js := rawJetStream(t)
+	ctx := t.Context()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: "HERD", Subjects: []string{"herd.job.>", "herd.rec.>", "herd.dead.>"}, MaxMsgsPerSubject: 1, AllowDirect: true,
+		AllowAtomicPublish: true, AllowMsgTTL: true, Metadata: map[string]string{"herd.layout": "3", "herd.retention": "168h0m0s"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Format(time.RFC3339Nano)
+	job := fmt.Sprintf(`{"id":"old","kind":"k","queue":"default","priority":0,"state":"queued","max_attempts":3,"enqueued_at":%q,"updated_at":%q}`, now, now)
+	if _, err := js.Publish(ctx, "herd.job.default.default.old", []byte(job)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := queue.Open(ctx, queue.Config{URL: ns.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if s, err := js.Stream(ctx, "HERD"); err != nil || s.CachedInfo().Config.Metadata["herd.layout"] != "4" {
+		t.Errorf("the stream after the move: %v, want layout 4", err)
+	}
+	child, err := c.Enqueue(ctx, "k", nil, queue.Options{After: []string{"old"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	queuetest.Work(t, c, fast, map[string]queue.Handler{"k": func(context.Context, *queue.Job) ([]byte, error) { return nil, nil }})
+	if info := wait(t, c, child); info.State != queue.Succeeded {
+		t.Errorf("a job waiting for a job of layout 3 = %+v, want succeeded", info)
 	}
 }
 

@@ -75,19 +75,45 @@ func (oc *outcomes) store(ctx context.Context, o *outcome) {
 	}
 	m, err := c.newRecordMsg(info)
 	if err == nil {
+		final := info.State == Succeeded || info.State.failed()
+		if final && !info.Children {
+			expectNoChildren(m, info.ID)
+		}
 		err = c.commit.add(ctx, &write{msg: m, done: func(err error) {
-			if err != nil {
+			switch {
+			case final && !info.Children && wrongLastSequence(err):
+				// Jobs wait for this one: its record says so, and once it
+				// is stored they are told.
+				info.Children = true
+				go oc.store(ctx, o) // not from the committer's goroutine, which store may wait for
+			case err != nil:
 				oc.retry(ctx, o, err)
-				return
+			case final && info.Children:
+				oc.ok()
+				go oc.settle(ctx, o) // owned through pending, which it leaves when it settles the job
+			default:
+				oc.ok()
+				o.settle()
+				oc.done()
 			}
-			oc.ok()
-			o.settle()
-			oc.done()
 		}})
 	}
 	if err != nil {
 		oc.retry(ctx, o, err)
 	}
+}
+
+// settle passes a stored outcome on to the jobs that wait for its job,
+// then settles the job. If that fails, the job is handed back: the worker
+// that takes it again passes the outcome on.
+func (oc *outcomes) settle(ctx context.Context, o *outcome) {
+	defer oc.done()
+	if err := oc.w.c.settle(ctx, o.info); err != nil {
+		oc.w.c.log.Warn("queue: passing a job's outcome on to the jobs that wait for it; trying later", "id", o.info.ID, "error", err)
+		o.msg.NakWithDelay(time.Second)
+		return
+	}
+	o.settle()
 }
 
 // retry stores an outcome again after a wait, renewing the job's lease,

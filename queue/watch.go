@@ -23,7 +23,7 @@ import (
 // The watcher's channel is closed when ctx is done, the watcher is
 // stopped, or the watch fails. Stop it once done with it.
 func (c *Client) Watch(ctx context.Context, pattern string) (*Watcher[Info], error) {
-	filters := []string{jobRoot + ".*.*." + pattern, recRoot + ".*.*." + pattern}
+	filters := []string{jobRoot + ".*.*." + pattern, recRoot + ".*.*." + pattern, waitRoot + ".*.*." + pattern}
 	// A job's record replaces its message once a worker has it: while the
 	// watch catches up, a job's message is held back until it is clear
 	// that no record of the job follows, so that only current records are
@@ -31,6 +31,9 @@ func (c *Client) Watch(ctx context.Context, pattern string) (*Watcher[Info], err
 	keyOf := func(subject string) (string, bool) { return idOf(subject), strings.HasPrefix(subject, jobRoot+".") }
 	return watch(ctx, c, streamName, filters, keyOf, func(_ string, record []byte) (*Info, error) {
 		info := new(Info)
+		if len(record) == 0 {
+			return nil, nil // a waiting job's record, gone as the job was released
+		}
 		if err := json.Unmarshal(record, info); err != nil {
 			c.log.Warn("queue: watch: bad record", "error", err)
 			return nil, nil

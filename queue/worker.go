@@ -27,6 +27,7 @@ type Job struct {
 	Payload     []byte
 	Attempt     int // 1 for the first attempt
 	MaxAttempts int
+	Parents     []string // the jobs it waited for, all succeeded: [Client.Infos] reads their results
 }
 
 // Decode decodes a job's JSON payload, as [Enqueue] encoded it.
@@ -38,9 +39,10 @@ func Decode[T any](j *Job) (T, error) {
 	return v, nil
 }
 
-// Handler runs a job. The result it returns, if any, is kept with the job;
-// an error makes the job try again later, unless it is [Permanent] or the
-// job has had all its attempts.
+// Handler runs a job. The result it returns, if any, is kept with the job,
+// also with an error (the output of a command that failed, say); an error
+// makes the job try again later, unless it is [Permanent] or the job has
+// had all its attempts.
 type Handler func(ctx context.Context, job *Job) (result []byte, err error)
 
 // PermanentError is an error that ends a job at once, without retries:
@@ -130,6 +132,9 @@ func (w *Worker) Handle(kind string, h Handler) {
 }
 
 func (w *Worker) handler(kind string) Handler {
+	if kind == Barrier {
+		return func(context.Context, *Job) ([]byte, error) { return nil, nil }
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.handlers[kind]
@@ -602,7 +607,17 @@ func (w *Worker) prepare(ctx context.Context, msgs []*nats.Msg, staleUpTo uint64
 	run := ds[:0]
 	for _, d := range ds {
 		if d.info.State.Finished() {
-			d.msg.Ack() // delivered again after it finished: nothing to do
+			// Delivered again after it finished: nothing to do but pass
+			// its outcome on to the jobs that wait for it, if the worker
+			// that stored it did not live to.
+			if d.info.Children {
+				if err := w.c.settle(ctx, d.info); err != nil {
+					w.c.log.Warn("queue: passing a job's outcome on to the jobs that wait for it; trying later", "id", d.info.ID, "error", err)
+					d.msg.NakWithDelay(time.Second)
+					continue
+				}
+			}
+			d.msg.Ack()
 			continue
 		}
 		if wait := time.Until(d.info.RunAt); wait > 0 {
@@ -686,6 +701,7 @@ func (w *Worker) handle(jobsCtx, runCtx context.Context, d delivery, outcomes *o
 		finish(func() error { return msg.Ack() })
 	default:
 		info.Errors = append(info.Errors, fmt.Sprintf("attempt %d: %v", info.Attempts, err))
+		info.Result = result // what the handler returned with its error, if anything
 		if _, permanent := errors.AsType[*PermanentError](err); permanent || info.Attempts >= info.MaxAttempts {
 			info.State = Dead
 			w.c.log.Warn("queue: job is dead", "id", info.ID, "kind", info.Kind, "attempts", info.Attempts, "error", err)
@@ -731,7 +747,7 @@ func (w *Worker) run(ctx context.Context, msg *nats.Msg, info *Info) (result []b
 			err = &herd.PanicError{Value: v, Stack: debug.Stack()} // as a pool reports it
 		}
 	}()
-	job := &Job{ID: info.ID, Kind: info.Kind, Queue: info.Queue, Payload: info.Payload, Attempt: info.Attempts, MaxAttempts: info.MaxAttempts}
+	job := &Job{ID: info.ID, Kind: info.Kind, Queue: info.Queue, Payload: info.Payload, Attempt: info.Attempts, MaxAttempts: info.MaxAttempts, Parents: info.Parents}
 	return h(ctx, job)
 }
 

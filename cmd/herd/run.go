@@ -197,6 +197,9 @@ type runOptions struct {
 	conn          connFlags
 	queueName     string
 	attach        string
+	detach        bool
+	after         []string
+	afterEach     string
 }
 
 func newRunCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
@@ -212,7 +215,8 @@ func newRunCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 		var exec run.Executor = run.Local{}
 		if o.conn.url != "" {
 			exec = &remote.Executor{Open: o.openQueue, QueueName: o.queueName, URL: o.conn.url, Attach: o.attach,
-				JobsIgnored: cmd.Flags().Changed("jobs")}
+				JobsIgnored: cmd.Flags().Changed("jobs"), SubmitOnly: o.detach, Out: cmd.OutOrStdout(),
+				After: o.after, AfterEach: o.afterEach}
 		}
 		return withStatus(r.Run(ctx, exec, sigs))
 	})
@@ -385,6 +389,9 @@ func (o *runOptions) addQueueFlags(f *pflag.FlagSet) {
 	f.Lookup("queue").Usage = "run the jobs on the herd work processes of the queue at `URL`[,URL...] (see above)"
 	f.StringVar(&o.queueName, "queue-name", "default", "with --queue: put the jobs on the queue of this `NAME`")
 	f.StringVar(&o.attach, "attach", "", "show the output of the earlier run `ID` (as it finishes) of --queue, or of -S on this machine, instead of starting one")
+	f.BoolVar(&o.detach, "detach", false, "with --queue: put the jobs on the queue, print the run's id alone, and exit without waiting for them")
+	f.StringSliceVar(&o.after, "after", nil, "with --queue: start no job before every job of the earlier runs `RUN`[,RUN...] has succeeded; if one fails, this run's jobs do not run")
+	f.StringVar(&o.afterEach, "after-each", "", "with --queue: start job N once job N of the earlier run `RUN` has succeeded (the runs must have as many jobs)")
 }
 
 // plan checks the options and arguments and turns them into the run's
@@ -539,6 +546,8 @@ func (o runOptions) rules(hasCommand, hasInputs bool, changed func(string) bool)
 	resuming := o.resume || o.resumeFailed || o.retryFailed
 	return []rule{
 		{!queued && (o.conn.used(changed) || changed("queue-name")), "--queue-name and the options to log in to a queue need --queue URL"},
+		{!queued && (o.detach || len(o.after) > 0 || o.afterEach != ""), "--detach, --after and --after-each need --queue URL"},
+		{attach && (o.detach || len(o.after) > 0 || o.afterEach != ""), "--attach shows an earlier run: --detach, --after and --after-each do not go with it"},
 		{attach && (hasCommand || hasInputs), "--attach shows an earlier run: give no command or inputs"},
 		{attach && (resuming || o.dryRun), "--attach shows an earlier run: --resume, --resume-failed, --retry-failed and --dry-run do not go with it"},
 		{queued && (o.lineBuffer || o.ungroup), "with --queue, each job's output comes back whole when it ends: --line-buffer and --ungroup do not go with it"},

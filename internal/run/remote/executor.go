@@ -40,6 +40,15 @@ type Executor struct {
 	HostsStarted bool
 	// RunID is the id of a new run; empty means a fresh one (NewRunID).
 	RunID string
+	// SubmitOnly stores the run's jobs, prints the run's id on Out, and
+	// returns, leaving the run to the workers (herd run --detach).
+	SubmitOnly bool
+	Out        io.Writer
+	// After are earlier runs every job of which must succeed before any
+	// job of this run starts (--after); AfterEach is an earlier run whose
+	// job N must succeed before job N of this one starts (--after-each).
+	After     []string
+	AfterEach string
 
 	complete   bool // every job of the run was seen finished
 	detachOnce sync.Once
@@ -57,6 +66,9 @@ type remote struct {
 
 	mu    sync.Mutex // serializes the writes of state
 	state State
+
+	barrier string         // the id of the job that this run's jobs wait for (--after)
+	each    map[int]string // by job number, the id of the job each waits for (--after-each)
 
 	enqueued chan []run.Job // each batch, once the queue has it; closed by the submitter
 	subErr   error          // why the submitter stopped early, if it did; read once enqueued is closed
@@ -95,6 +107,9 @@ func (e *Executor) Execute(ctx context.Context, r *run.Runner, jobs iter.Seq[run
 		return rm.attach(ctx)
 	}
 	e.run = cmp.Or(e.RunID, NewRunID())
+	if jobs, err = rm.waitFor(ctx, jobs); err != nil {
+		return err
+	}
 	if err := rm.putBase(ctx); err != nil {
 		return err
 	}
@@ -103,6 +118,9 @@ func (e *Executor) Execute(ctx context.Context, r *run.Runner, jobs iter.Seq[run
 	})
 	if err != nil {
 		return err
+	}
+	if e.SubmitOnly {
+		return rm.submitOnly(ctx, jobs)
 	}
 	// The watch starts before the first job is enqueued, so that no
 	// outcome can be missed.
@@ -331,7 +349,7 @@ func (rm *remote) enqueue(ctx context.Context, batch []run.Job) error {
 			return err
 		}
 		nj[i] = queue.NewJob{Kind: Kind, Payload: payload,
-			Options: queue.Options{ID: rm.run + "." + strconv.Itoa(j.Seq), Queue: rm.QueueName}}
+			Options: queue.Options{ID: rm.run + "." + strconv.Itoa(j.Seq), Queue: rm.QueueName, After: rm.parentsOf(j.Seq)}}
 	}
 	_, err := rm.client.EnqueueBatch(ctx, nj)
 	return err
@@ -657,11 +675,13 @@ func (rm *remote) outcome(info *queue.Info, j run.Job) *run.Outcome {
 		o.Result.Exit, o.Result.Err, o.Result.Start = -1, errors.New("cancelled (herd queue cancel)"), info.UpdatedAt
 		return o
 	}
-	if info.State == queue.Dead || json.Unmarshal(info.Result, &res) != nil {
-		last := "no result"
-		if n := len(info.Errors); n > 0 {
-			last, _, _ = strings.Cut(info.Errors[n-1], "\n")
-		}
+	if info.State == queue.Skipped {
+		// Not run: a job it waited for failed (--after, --after-each).
+		o.Result.Exit, o.Result.Err, o.Result.Start = -1, errors.New(lastError(info)), info.UpdatedAt
+		return o
+	}
+	if json.Unmarshal(info.Result, &res) != nil {
+		last := cmp.Or(lastError(info), "no result")
 		o.Result.Exit, o.Result.Err, o.Result.Start = -1, fmt.Errorf("the queue gave up on it: %s", last), info.UpdatedAt
 		return o
 	}

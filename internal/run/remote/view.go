@@ -49,7 +49,9 @@ func View(info *queue.Info) JobView {
 	case !v.Finished:
 	case info.State == queue.Cancelled:
 		v.Exit, v.Err, v.Start = -1, "cancelled", info.UpdatedAt
-	case info.State == queue.Dead || json.Unmarshal(info.Result, &res) != nil:
+	case info.State == queue.Skipped:
+		v.Exit, v.Err, v.Start = -1, lastError(info), info.UpdatedAt
+	case json.Unmarshal(info.Result, &res) != nil:
 		v.Exit, v.Err, v.Start = -1, "the queue gave up on it", info.UpdatedAt
 		if n := len(info.Errors); n > 0 {
 			v.Err, _, _ = strings.Cut(info.Errors[n-1], "\n")
@@ -65,6 +67,15 @@ func View(info *queue.Info) JobView {
 	}
 	v.Failed = v.Finished && (v.Exit != 0 || v.Signal != 0 || v.Skipped)
 	return v
+}
+
+// lastError is the first line of a job's last error.
+func lastError(info *queue.Info) string {
+	if n := len(info.Errors); n > 0 {
+		last, _, _ := strings.Cut(info.Errors[n-1], "\n")
+		return last
+	}
+	return ""
 }
 
 // JoblogRow is the job's row in GNU parallel's job log; "" until it has

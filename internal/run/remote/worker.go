@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -177,7 +178,7 @@ func (w *Worker) Handle(ctx context.Context, qj *queue.Job) ([]byte, error) {
 	}
 	if err != nil {
 		res.Exit, res.Err, res.Start = -1, err.Error(), time.Now()
-		return json.Marshal(res)
+		return failed(json.Marshal(res))
 	}
 	var stdout, stderr bytes.Buffer
 	a := &run.Attempts{
@@ -203,5 +204,27 @@ func (w *Worker) Handle(ctx context.Context, qj *queue.Job) ([]byte, error) {
 	if err := w.sendBack(ctx, cj, dir, &res); err != nil && res.Err == "" {
 		res.Err = err.Error()
 	}
-	return json.Marshal(res)
+	return failed(json.Marshal(res))
+}
+
+// failed turns a command job's result into the queue's outcome: a command
+// that failed after its attempts makes the job dead, with its result kept,
+// so that the jobs waiting for it do not run and herd queue retry can run
+// it again.
+func failed(b []byte, err error) ([]byte, error) {
+	if err != nil {
+		return nil, err
+	}
+	var res Result
+	if json.Unmarshal(b, &res) != nil || res.Exit == 0 && res.Signal == 0 && res.Err == "" {
+		return b, nil
+	}
+	why := fmt.Sprintf("exit status %d", res.Exit)
+	switch {
+	case res.Err != "":
+		why = res.Err
+	case res.Signal != 0:
+		why = fmt.Sprintf("killed by signal %d", res.Signal)
+	}
+	return b, queue.Permanent(errors.New(why))
 }

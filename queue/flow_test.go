@@ -1,0 +1,251 @@
+package queue_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/goherd/herd/queue"
+	"github.com/goherd/herd/queue/queuetest"
+)
+
+// recorder is a handler that notes the order jobs ran in, and fails the
+// jobs whose payload says "fail".
+type recorder struct {
+	mu     sync.Mutex
+	ran    []string // the jobs' payloads
+	mended bool     // "fail" succeeds
+}
+
+func (r *recorder) handle(_ context.Context, j *queue.Job) ([]byte, error) {
+	r.mu.Lock()
+	r.ran = append(r.ran, string(j.Payload))
+	mended := r.mended
+	r.mu.Unlock()
+	if string(j.Payload) == "fail" && !mended {
+		return nil, queue.Permanent(errors.New("told to fail"))
+	}
+	return []byte("result of " + j.ID + " after " + strings.Join(j.Parents, ",")), nil
+}
+
+func (r *recorder) order() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.ran)
+}
+
+func TestGraphDiamond(t *testing.T) {
+	c := queuetest.New(t)
+	r := new(recorder)
+	queuetest.Work(t, c, fast, map[string]queue.Handler{"step": r.handle})
+	var g queue.Graph
+	job := func(name string) queue.NewJob { return queue.NewJob{Kind: "step", Payload: []byte(name)} }
+	g.Add("top", job("top"))
+	g.Add("left", job("left"), "top")
+	g.Add("right", job("right"), "top")
+	g.Add("bottom", job("bottom"), "left", "right")
+	ids, err := c.EnqueueGraph(t.Context(), &g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bottom := wait(t, c, ids["bottom"])
+	if bottom.State != queue.Succeeded {
+		t.Fatalf("bottom = %+v, want succeeded", bottom)
+	}
+	if want := "after " + ids["left"] + "," + ids["right"]; !strings.HasSuffix(string(bottom.Result), want) {
+		t.Errorf("bottom's result %q: its job did not name its parents (%s)", bottom.Result, want)
+	}
+	order := r.order()
+	if len(order) != 4 || order[0] != "top" || order[3] != "bottom" {
+		t.Errorf("ran %q: want top first, bottom last, each once", order)
+	}
+	infos, err := c.Infos(t.Context(), []string{ids["top"], ids["left"], ids["right"], ids["bottom"]})
+	if err != nil || len(infos) != 4 {
+		t.Fatalf("Infos = %v, %v", infos, err)
+	}
+	for name, id := range ids {
+		if infos[id].State != queue.Succeeded {
+			t.Errorf("%s is %s, want succeeded", name, infos[id].State)
+		}
+	}
+}
+
+func TestGraphRefusedWhole(t *testing.T) {
+	c := queuetest.New(t)
+	job := queue.NewJob{Kind: "step"}
+	for _, tc := range []struct {
+		name  string
+		build func(g *queue.Graph)
+		want  string
+	}{
+		{"cycle", func(g *queue.Graph) {
+			g.Add("a", job, "c")
+			g.Add("b", job, "a")
+			g.Add("c", job, "b")
+			g.Add("d", job)
+		}, "cycle"},
+		{"self", func(g *queue.Graph) { g.Add("a", job, "a") }, "itself"},
+		{"unknown parent", func(g *queue.Graph) { g.Add("a", job); g.Add("b", job, "nope") }, "not in the graph"},
+		{"duplicate", func(g *queue.Graph) { g.Add("a", job); g.Add("a", job) }, "two jobs"},
+		{"parent not in the queue", func(g *queue.Graph) {
+			j := job
+			j.Options.After = []string{"no-such-job"}
+			g.Add("a", queue.NewJob{Kind: "step", Options: queue.Options{ID: "root"}})
+			g.Add("b", j, "a")
+		}, "no-such-job"},
+	} {
+		var g queue.Graph
+		tc.build(&g)
+		_, err := c.EnqueueGraph(t.Context(), &g)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: EnqueueGraph = %v, want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+	// Nothing of the refused graphs was stored.
+	if _, err := c.Info(t.Context(), "root"); !errors.Is(err, queue.ErrNotFound) {
+		t.Errorf("a job of a refused graph was stored: %v", err)
+	}
+	st, err := c.Stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range st.Queues {
+		if q.Waiting > 0 {
+			t.Errorf("queue %s holds jobs of refused graphs: %+v", q.Queue, q)
+		}
+	}
+	if page, err := c.Jobs(t.Context(), queue.JobQuery{State: queue.Pending}); err != nil || len(page.Jobs) > 0 {
+		t.Errorf("jobs of refused graphs wait for their parents: %v, %v", page, err)
+	}
+}
+
+func TestChainFailsThenRetried(t *testing.T) {
+	c := queuetest.New(t)
+	r := new(recorder)
+	queuetest.Work(t, c, fast, map[string]queue.Handler{"step": r.handle})
+	var g queue.Graph
+	g.Add("1", queue.NewJob{Kind: "step", Payload: []byte("1")})
+	g.Add("2", queue.NewJob{Kind: "step", Payload: []byte("fail"), Options: queue.Options{ID: "middle", MaxAttempts: 1}}, "1")
+	g.Add("3", queue.NewJob{Kind: "step", Payload: []byte("3")}, "2")
+	g.Add("4", queue.NewJob{Kind: "step", Payload: []byte("4")}, "3")
+	ids, err := c.EnqueueGraph(t.Context(), &g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := wait(t, c, ids["4"])
+	three, err := c.Info(t.Context(), ids["3"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if three.State != queue.Skipped || !slices.Equal(three.SkippedBy, []string{"middle"}) ||
+		len(three.Errors) != 1 || !strings.Contains(three.Errors[0], "parent middle is dead: attempt 1: told to fail") {
+		t.Errorf("3 = %s skipped by %q with errors %q; want skipped by middle, saying why", three.State, three.SkippedBy, three.Errors)
+	}
+	if last.State != queue.Skipped || !slices.Equal(last.SkippedBy, []string{ids["3"]}) {
+		t.Errorf("4 = %s skipped by %q; want skipped by 3", last.State, last.SkippedBy)
+	}
+	page, err := c.Jobs(t.Context(), queue.JobQuery{State: queue.Skipped})
+	if err != nil || len(page.Jobs) != 2 {
+		t.Errorf("Jobs(skipped) = %v, %v; want 3 and 4", page, err)
+	}
+	if err := c.Retry(t.Context(), ids["3"]); err == nil || !strings.Contains(err.Error(), "retry that") {
+		t.Errorf("Retry of a skipped job = %v, want an error naming its failed parent", err)
+	}
+	// The failed job is mended and retried: the rest of the chain runs.
+	r.mu.Lock()
+	r.ran, r.mended = nil, true
+	r.mu.Unlock()
+	if err := c.Retry(t.Context(), "middle"); err != nil {
+		t.Fatal(err)
+	}
+	if last := wait(t, c, ids["4"]); last.State != queue.Succeeded {
+		t.Errorf("after the retry, 4 = %+v; want succeeded", last)
+	}
+	if three, _ := c.Info(t.Context(), ids["3"]); three == nil || three.State != queue.Succeeded || len(three.SkippedBy) != 0 {
+		t.Errorf("after the retry, 3 = %+v; want succeeded", three)
+	}
+	if order := r.order(); !slices.Equal(order, []string{"fail", "3", "4"}) {
+		t.Errorf("after the retry, ran %q; want the rest of the chain, in order, once", order)
+	}
+}
+
+func TestAfterJobsInTheQueue(t *testing.T) {
+	c := queuetest.New(t)
+	r := new(recorder)
+	// Parents first, with no worker: they wait; one is done before the
+	// child is enqueued.
+	var parents []string
+	for i := range 5 {
+		id, err := c.Enqueue(t.Context(), "step", []byte(fmt.Sprint(i)), queue.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		parents = append(parents, id)
+	}
+	child, err := c.Enqueue(t.Context(), "step", []byte("child"), queue.Options{After: parents})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := c.Info(t.Context(), child); err != nil || info.State != queue.Pending || !slices.Equal(info.Parents, parents) {
+		t.Fatalf("the child is %+v, %v; want waiting for its 5 parents", info, err)
+	}
+	queuetest.Work(t, c, fast, map[string]queue.Handler{"step": r.handle})
+	if info := wait(t, c, child); info.State != queue.Succeeded {
+		t.Fatalf("child = %+v, want succeeded", info)
+	}
+	if order := r.order(); len(order) != 6 || order[5] != "child" {
+		t.Errorf("ran %q: want the child last, each once", order)
+	}
+	// A child of jobs that have all succeeded runs at once; of a dead
+	// one, not at all.
+	late, err := c.Enqueue(t.Context(), "step", []byte("late"), queue.Options{After: parents[:2]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := wait(t, c, late); info.State != queue.Succeeded {
+		t.Errorf("a child of finished parents = %+v, want succeeded", info)
+	}
+	dead, err := c.Enqueue(t.Context(), "step", []byte("fail"), queue.Options{MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(t, c, dead)
+	orphan, err := c.Enqueue(t.Context(), "step", []byte("orphan"), queue.Options{After: []string{parents[0], dead}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := wait(t, c, orphan); info.State != queue.Skipped || !slices.Equal(info.SkippedBy, []string{dead}) {
+		t.Errorf("a child of a dead job = %+v, want skipped by it", info)
+	}
+}
+
+func TestCancelWaitingJobSkipsItsChildren(t *testing.T) {
+	c := queuetest.New(t)
+	var g queue.Graph
+	g.Add("a", queue.NewJob{Kind: "step"})
+	g.Add("b", queue.NewJob{Kind: "step"}, "a")
+	g.Add("c", queue.NewJob{Kind: "step"}, "b")
+	ids, err := c.EnqueueGraph(t.Context(), &g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Cancel(t.Context(), ids["b"]); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := c.Info(t.Context(), ids["c"]); err != nil || info.State != queue.Skipped || !strings.Contains(strings.Join(info.Errors, ""), "was cancelled") {
+		t.Errorf("c = %+v, %v; want skipped, its parent cancelled", info, err)
+	}
+	r := new(recorder)
+	queuetest.Work(t, c, fast, map[string]queue.Handler{"step": r.handle})
+	wait(t, c, ids["a"])
+	if info, _ := c.Info(t.Context(), ids["b"]); info == nil || info.State != queue.Cancelled {
+		t.Errorf("b = %+v after its parent succeeded; want it cancelled still", info)
+	}
+	if order := r.order(); len(order) != 1 {
+		t.Errorf("ran %q, want only a", order)
+	}
+}
