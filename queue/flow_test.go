@@ -4,12 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/goherd/herd/queue"
+	"github.com/goherd/herd/queue/internal/embedded"
 	"github.com/goherd/herd/queue/queuetest"
 )
 
@@ -247,5 +254,89 @@ func TestCancelWaitingJobSkipsItsChildren(t *testing.T) {
 	}
 	if order := r.order(); len(order) != 1 {
 		t.Errorf("ran %q, want only a", order)
+	}
+}
+
+// A worker killed with kill -9 again and again, at random moments — while
+// jobs run, between a parent's outcome and its children's release, in the
+// middle of a release — never lets a job start before all its parents have
+// ended, and never loses one: every job of the graph succeeds in the end.
+func TestGraphWorkerKilled(t *testing.T) {
+	ns := startServer(t, embedded.Config{})
+	c := open(t, queue.Config{URL: ns.ClientURL()})
+	// Five layers of 8 jobs; each job after the first layer waits for 3
+	// jobs of the layer before.
+	rnd := rand.New(rand.NewPCG(1, 2))
+	var g queue.Graph
+	parents := make(map[string][]string)
+	const layers, width = 5, 8
+	for l := range layers {
+		for i := range width {
+			name := fmt.Sprintf("l%d.%d", l, i)
+			var after []string
+			if l > 0 {
+				for _, k := range rnd.Perm(width)[:3] {
+					after = append(after, fmt.Sprintf("l%d.%d", l-1, k))
+				}
+			}
+			parents[name] = after
+			g.Add(name, queue.NewJob{Kind: "step", Options: queue.Options{ID: name}}, after...)
+		}
+	}
+	if _, err := c.EnqueueGraph(t.Context(), &g); err != nil {
+		t.Fatal(err)
+	}
+	log := filepath.Join(t.TempDir(), "log")
+	last := fmt.Sprintf("l%d.", layers-1)
+	kills := 0
+	finished := func() bool {
+		for i := range width {
+			if info, err := c.Info(t.Context(), last+strconv.Itoa(i)); err != nil || !info.State.Finished() {
+				return false
+			}
+		}
+		return true
+	}
+	for !finished() {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "HERD_QUEUE_TEST_FLOW="+ns.ClientURL(), "HERD_QUEUE_TEST_LOG="+log)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(150+rnd.IntN(450)) * time.Millisecond)
+		cmd.Process.Kill()
+		cmd.Wait()
+		kills++
+		if kills > 400 {
+			t.Fatalf("the graph is not done after %d workers were killed", kills)
+		}
+	}
+	t.Logf("%d workers killed", kills)
+
+	ends := make(map[string]int) // line number of each job's first end
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		what, id, _ := strings.Cut(line, " ")
+		switch what {
+		case "end":
+			if _, ok := ends[id]; !ok {
+				ends[id] = n
+			}
+		case "start":
+			for _, p := range parents[id] {
+				if e, ok := ends[p]; !ok || e > n {
+					t.Errorf("%s started before its parent %s ended", id, p)
+				}
+			}
+		}
+	}
+	for name := range parents {
+		if info, err := c.Info(t.Context(), name); err != nil || info.State != queue.Succeeded {
+			t.Errorf("%s = %+v, %v; want succeeded", name, info, err)
+		}
 	}
 }

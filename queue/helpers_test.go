@@ -30,6 +30,10 @@ func TestMain(m *testing.M) {
 		busyQueue(dir)
 		return
 	}
+	if url := os.Getenv("HERD_QUEUE_TEST_FLOW"); url != "" {
+		flowWorker(url, os.Getenv("HERD_QUEUE_TEST_LOG"))
+		return
+	}
 	if url := os.Getenv("HERD_QUEUE_TEST_SCHEDULER"); url != "" {
 		scheduling(url, os.Getenv("HERD_QUEUE_TEST_RUNS"))
 		return
@@ -103,6 +107,30 @@ func busyQueue(dir string) {
 		}()
 	}
 	select {} // until killed
+}
+
+// flowWorker is the worker process that TestGraphWorkerKilled kills again
+// and again: it runs "step" jobs of 5ms, noting "start ID" and "end ID" in
+// the log file as each starts and returns.
+func flowWorker(url, log string) {
+	c, err := queue.Open(context.Background(), queue.Config{URL: url})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	f, err := os.OpenFile(log, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	w, _ := c.NewWorker(queue.WorkerConfig{Concurrency: 4, Lease: time.Second})
+	w.Handle("step", func(ctx context.Context, j *queue.Job) ([]byte, error) {
+		fmt.Fprintln(f, "start", j.ID) // one write each: lines do not mix
+		time.Sleep(5 * time.Millisecond)
+		fmt.Fprintln(f, "end", j.ID)
+		return nil, nil
+	})
+	w.Run(context.Background())
 }
 
 type nodeConfig struct {
