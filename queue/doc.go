@@ -32,6 +32,9 @@
 //	herd.job.<queue>.<priority>.<id>   the job, as enqueued: one message a job
 //	herd.rec.<queue>.<priority>.<id>   its record, once a worker has had it
 //	herd.dead.<queue>.<id>             an empty mark: the job is dead
+//	herd.wait.<queue>.<priority>.<id>  a job waiting for its parents, or skipped
+//	herd.flow.<id>                     how many of its parents have not succeeded yet
+//	herd.flow.<parent>.<id>            an edge from a parent to a job that waits for it
 //
 // Each subject keeps its last message only, and the last message on
 // herd.*.*.*.<id> is what the queue knows of a job now. The layout was
@@ -42,6 +45,7 @@
 //     the record. With a work-queue stream and a key-value bucket it cost
 //     four: a record at enqueue, the message, the outcome, and the
 //     tombstone that an acknowledgement writes in a work-queue stream.
+//
 //   - Acknowledgements write nothing. The stream keeps messages by limits,
 //     not as a work queue, so an acknowledgement only moves its consumer's
 //     floor, which the server saves about ten times a second. Workers remove
@@ -49,6 +53,7 @@
 //     After a restart that lost acknowledgements, a worker reads the records
 //     of the deliveries that may be stale (one request for a batch) and does
 //     not run a job whose outcome is stored again.
+//
 //   - Writes are group-committed. A [Client] hands every write (enqueues,
 //     outcomes, retries) to one committer, which sends what callers handed
 //     over meanwhile together and makes it durable with one sync: a lone
@@ -63,12 +68,14 @@
 //     committer and take the next job at once, up to 256 jobs ahead of
 //     the storing of their outcomes; a job is acknowledged when its
 //     outcome is stored.
+//
 //   - A job is one message, so one unit of delivery: jobs spread over every
 //     free slot of every worker, leases and retries are per job, and a
 //     stream reader such as the nats CLI sees one message per job. Ids are
 //     unique because a job with an id of the caller's is stored only if no
 //     subject of that id has a message (an expected last sequence of 0 on
 //     herd.*.*.*.<id>).
+//
 //   - Counts come from the stream's and the consumers' own figures: each
 //     queue has a consumer at each priority from its first job on, and a
 //     consumer knows how many jobs wait and how many are out, however many
@@ -76,14 +83,23 @@
 //     from the stream's index ([Client.Stats]). Pages of jobs are read
 //     from a cursor in the stream, by state, queue, kind, id or error
 //     ([Client.Jobs]), never by counting.
+//
 //   - Running workers say what they run every 5 seconds in a bucket kept
 //     in memory, whose entries expire 20 seconds after a worker's last
 //     word ([Client.Workers], [Client.Drain]): nothing of it is written
 //     to disk.
 //
-// A queue written by an earlier herd (a stream HERD_JOBS, or dead jobs
-// listed in a bucket HERD_DEAD) is moved to this layout when a client
-// opens it; stop the earlier herd's workers first.
+//   - Jobs without parents pay nothing for the jobs that have some, but
+//     one header: a finished job's record is stored only if no edge leaves
+//     it (an expected last sequence of 0 on herd.flow.<id>.*). When one
+//     does, the record says so, and the edges are passed on before the
+//     job is acknowledged. Nothing is found by scanning: the work for a
+//     job with parents is bounded by its parents and children.
+//
+// A queue written by an earlier herd (a stream HERD_JOBS, dead jobs listed
+// in a bucket HERD_DEAD, or a stream without the herd.wait and herd.flow
+// subjects) is moved to this layout when a client opens it; stop the
+// earlier herd's workers first.
 //
 // A job's record says it is running once it has run for 50ms: shorter jobs
 // go straight from queued to their outcome, which saves a store write for
@@ -107,6 +123,22 @@
 // id of its own, so each tick runs once however many workers run; a tick
 // missed while no worker ran is caught up once, when one starts.
 //
+// # Jobs that wait for other jobs
+//
+// A job enqueued with [Options.After] waits ([Pending]) until every job
+// named there has succeeded, then goes to its queue; [Client.EnqueueGraph]
+// enqueues a whole [Graph] of jobs that wait for each other (chains,
+// fan-out, fan-in), checked first for cycles, names used twice and unknown
+// parents. A job reads its parents' ids in [Job.Parents], and their
+// results with [Client.Infos]. When a parent fails for good (it is dead,
+// cancelled, or skipped itself), the jobs that wait for it are [Skipped],
+// with the parent in Info.SkippedBy and the reason in their errors, and so
+// are theirs; [Client.Retry] of that parent makes them wait for it again,
+// and run once it succeeds. [Client.Cancel] of a waiting job skips the
+// jobs that wait for it; cancelling every job of a graph cancels what has
+// not run. A job of the [Barrier] kind does nothing, on any worker: many
+// jobs that wait for many others can wait for one barrier between them.
+//
 // # What the queue guarantees
 //
 // A job runs at least once, and a job whose outcome is stored does not run
@@ -121,6 +153,7 @@
 //     yet run again: at most the jobs a worker runs at once, twice that
 //     waiting in it, and 256 waiting for their outcomes to be stored.
 //     Attempts cut short in their first 50ms may go uncounted.
+//
 //   - An operating-system crash or a power cut: with the default
 //     SyncInterval of zero, every enqueue that returned and every outcome
 //     stored is on disk: a job is acknowledged only after its outcome is
@@ -128,18 +161,21 @@
 //     crash may be lost: enqueues (their callers were told they
 //     succeeded) and outcomes (those jobs run again). A server elsewhere
 //     syncs as it is set up to: NATS's default is every two minutes.
+//
 //   - A server that restarts, or a cluster that elects a leader: writes
 //     are tried again for up to 30 seconds (an enqueue of a job with an id
 //     is stored once however often it is sent), watches start again, and
 //     workers wait for the server. On a cluster with Replicas 3, a write
 //     is acknowledged once a majority has it, and the loss of one server
 //     loses nothing.
+//
 //   - A full store (MaxStore, or the disk): writes fail with [ErrFull],
 //     and none is half done. A worker keeps the outcomes it cannot store,
 //     renews their jobs' leases, takes no new jobs, and stores them once
 //     there is room; if it stops first, it hands those jobs back and they
 //     run again. herd run --queue leaves a run to the workers after 30
 //     seconds of a full queue with no job finishing.
+//
 //   - Damaged files (a block cut short or overwritten while the server was
 //     down): the server keeps what it can read, and its warnings reach the
 //     log ([Config.Logger]). When the embedded server, or [Serve], finds
@@ -154,6 +190,22 @@
 //     --queue reports its jobs that are gone as failed rather than wait
 //     for them. Damage that the server finds only later, reading a block
 //     for the first time since it started, is reported in the log only.
+//
+//   - Jobs that wait for others: a job starts only after each of its
+//     parents has succeeded, and is released once, when the last of them
+//     has, whatever is killed when: a worker killed after a parent's
+//     outcome was stored and before the jobs waiting for it were released
+//     leaves the parent to be delivered again, and the worker that gets
+//     it releases them, finding done what was done (each step is one
+//     atomic batch that expects what it read). A graph of up to 1,000
+//     stored messages (two a job that waits, one a job that does not, one
+//     an edge) is stored whole or not at all; a bigger one is stored with
+//     the jobs that wait first, so that nothing runs before it is whole.
+//     The enqueue of a job whose parents were in the queue before it
+//     writes its edges after storing it: if the caller dies meanwhile,
+//     the job waits for ever ([Client.Cancel] it, and enqueue it again).
+//     A waiting job cancelled by a caller that dies before the jobs
+//     waiting for it are skipped leaves them waiting too.
 //
 // What is not guaranteed: exactly-once execution (a job killed mid-run
 // runs again, so handlers should be idempotent), the order in which jobs

@@ -67,3 +67,60 @@ func ExampleServe() {
 	fmt.Println(info.ID, info.State)
 	// Output: greet.fish queued
 }
+
+// A graph of jobs: two that fetch, one that waits for both and reads
+// their results (fan-in), and one after it (a chain).
+func ExampleClient_EnqueueGraph() {
+	dir, _ := os.MkdirTemp("", "herd-queue-example")
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+	c, err := queue.Open(ctx, queue.Config{Dir: dir})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+
+	var g queue.Graph
+	g.Add("sheep", queue.NewJob{Kind: "fetch", Payload: []byte("sheep")})
+	g.Add("goats", queue.NewJob{Kind: "fetch", Payload: []byte("goats")})
+	g.Add("count", queue.NewJob{Kind: "count"}, "sheep", "goats")
+	g.Add("report", queue.NewJob{Kind: "report"}, "count")
+	ids, err := c.EnqueueGraph(ctx, &g)
+	if err != nil {
+		panic(err)
+	}
+
+	w, _ := c.NewWorker(queue.WorkerConfig{Concurrency: 4})
+	w.Handle("fetch", func(ctx context.Context, j *queue.Job) ([]byte, error) {
+		return []byte(fmt.Sprint(len(j.Payload))), nil // five of each
+	})
+	w.Handle("count", func(ctx context.Context, j *queue.Job) ([]byte, error) {
+		parents, err := c.Infos(ctx, j.Parents)
+		if err != nil {
+			return nil, err
+		}
+		total := 0
+		for _, p := range parents {
+			var n int
+			fmt.Sscan(string(p.Result), &n)
+			total += n
+		}
+		return []byte(fmt.Sprint(total)), nil
+	})
+	w.Handle("report", func(ctx context.Context, j *queue.Job) ([]byte, error) {
+		count, err := c.Info(ctx, j.Parents[0])
+		if err != nil {
+			return nil, err
+		}
+		return []byte(string(count.Result) + " animals"), nil
+	})
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- w.Run(runCtx) }()
+
+	info, _ := c.Wait(ctx, ids["report"])
+	stop()
+	<-done
+	fmt.Println(info.State, string(info.Result))
+	// Output: succeeded 10 animals
+}
