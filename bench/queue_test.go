@@ -365,3 +365,95 @@ func rawJetStream(b *testing.B) *queueContender {
 		},
 	}
 }
+
+// BenchmarkFlows measures jobs that wait for other jobs against what users
+// write without them, on herd's durable queue with one worker running 8 at
+// a time, each case on a fresh store. An iteration is one whole run, from
+// the first enqueue to the last job's end.
+//   - chain: 1,000 no-op jobs, each after the one before. impl=graph
+//     enqueues them as one graph; impl=client enqueues a job, waits for it,
+//     and enqueues the next, as users chain jobs today.
+//   - fanin: 10,000 no-op jobs and one after all of them. impl=graph
+//     enqueues them as one graph; impl=independent enqueues 10,001 jobs
+//     that wait for nothing, the cost the graph's is measured against.
+func BenchmarkFlows(b *testing.B) {
+	for _, c := range []struct {
+		shape, impl string
+		run         func(ctx context.Context, c *queue.Client) (last string, err error)
+	}{
+		{"chain", "graph", func(ctx context.Context, c *queue.Client) (string, error) {
+			var g queue.Graph
+			g.Add("0", queue.NewJob{Kind: "noop"})
+			for i := 1; i < 1000; i++ {
+				g.Add(fmt.Sprint(i), queue.NewJob{Kind: "noop"}, fmt.Sprint(i-1))
+			}
+			ids, err := c.EnqueueGraph(ctx, &g)
+			return ids["999"], err
+		}},
+		{"chain", "client", func(ctx context.Context, c *queue.Client) (string, error) {
+			var id string
+			for range 1000 {
+				var err error
+				if id, err = c.Enqueue(ctx, "noop", nil, queue.Options{}); err != nil {
+					return "", err
+				}
+				if _, err := c.Wait(ctx, id); err != nil {
+					return "", err
+				}
+			}
+			return id, nil
+		}},
+		{"fanin", "graph", func(ctx context.Context, c *queue.Client) (string, error) {
+			var g queue.Graph
+			parents := make([]string, 10_000)
+			for i := range parents {
+				parents[i] = fmt.Sprint(i)
+				g.Add(parents[i], queue.NewJob{Kind: "noop"})
+			}
+			g.Add("child", queue.NewJob{Kind: "noop"}, parents...)
+			ids, err := c.EnqueueGraph(ctx, &g)
+			return ids["child"], err
+		}},
+		{"fanin", "independent", func(ctx context.Context, c *queue.Client) (string, error) {
+			ids, err := c.EnqueueBatch(ctx, noopJobs(10_001))
+			if err != nil {
+				return "", err
+			}
+			return ids[len(ids)-1], nil
+		}},
+	} {
+		b.Run("shape="+c.shape+"/impl="+c.impl, func(b *testing.B) {
+			if listing {
+				return
+			}
+			for b.Loop() {
+				b.StopTimer()
+				q, err := queue.Open(b.Context(), queue.Config{Dir: b.TempDir()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				w, _ := q.NewWorker(queue.WorkerConfig{Concurrency: 8})
+				w.Handle("noop", func(context.Context, *queue.Job) ([]byte, error) { return nil, nil })
+				ctx, stop := context.WithCancel(b.Context())
+				done := make(chan error, 1)
+				go func() { done <- w.Run(ctx) }()
+				b.StartTimer()
+				last, err := c.run(b.Context(), q)
+				if err == nil {
+					var info *queue.Info
+					if info, err = q.Wait(b.Context(), last); err == nil && info.State != queue.Succeeded {
+						err = fmt.Errorf("the last job is %s", info.State)
+					}
+				}
+				b.StopTimer()
+				stop()
+				<-done
+				q.Close()
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Jobs that wait for other jobs. A job enqueued with parents
@@ -18,32 +20,36 @@ import (
 // takes:
 //
 //	herd.wait.<queue>.<priority>.<id>  the job's record while it waits (Pending), or once it will not run (Skipped)
-//	herd.flow.<id>                     how many of its parents have not succeeded yet: a number
-//	herd.flow.<parent>.<id>            an edge: empty while it is to be passed on, "done" once the parent's success was
+//	herd.flow.<id>                     which of its parents have succeeded: a bit for each, in the order of Info.Parents
+//	herd.flow.<parent>.<id>            an edge: the parent's place in the job's Parents
 //
 // In herd.flow subjects an id's dots are written as colons, so that each
 // id is one token and no flow subject matches a job's herd.*.*.*.<id>.
 //
-// The rules that make a child run exactly once, whoever dies when:
+// Every step is one message stored only if what it was decided on is
+// unchanged (an expected last sequence), and may be taken again: that is
+// what makes a child start once, after all its parents, whoever dies when.
+// (JetStream's atomic batches would do it in fewer rules, but each costs
+// a server with one copy of its files a few milliseconds a message.)
 //
 //   - An edge is written only while its parent's record is the one the
-//     writer read (an expected last sequence on the parent's subjects), so
-//     it is written before the parent finishes or not at all; and a
-//     finished parent's record is written only if it has no edge (an
-//     expected last sequence of 0 on its edges), or else with Children
-//     set, after which its edges are read and passed on. A job without
-//     children pays one header for this, nothing more.
-//   - Passing an edge on writes, in one atomic batch, the edge (done), the
-//     child's count of parents left (expecting the count read), and, when
-//     that count reaches zero, the child's job message or record
-//     (expecting the record read). Whatever makes a child releasable in
-//     another way (its registration ends, a failed parent is retried)
-//     writes the count, expecting the one it read, beside the record: two
-//     such writes cannot both pass on stale reads.
+//     writer read, so it is written before the parent finishes or not at
+//     all; and a finished parent's record is written only if it has no
+//     edge (an expected last sequence of 0 on its edges), or else with
+//     Children set, after which its edges are passed on. A job without
+//     children pays one header for this, nothing more; a job of a graph
+//     knows its children from the start.
+//   - A parent's success sets its bit in the child's bits; a bit set twice
+//     is set once. Whoever makes a child releasable — the parent that
+//     sets its last bit, the end of its registration, the retry of a
+//     failed parent — looks, after its own write, whether the others are
+//     done, and if so stores the child's job message, expecting the record
+//     it read: of the writers that race, the last one sees the others'
+//     writes, and one store wins.
 //   - A finished job is acknowledged only after its edges are passed on; a
 //     worker killed before that leaves the job to be delivered again, and
-//     the worker that gets it passes the edges on, finding done those that
-//     were.
+//     the worker that gets it passes them on again, which finds done what
+//     was done.
 const (
 	waitRoot = "herd.wait"
 	flowRoot = "herd.flow"
@@ -189,14 +195,12 @@ func (g *Graph) order() ([]int, error) {
 // jobs that wait for it. [Client.Retry] of the failed parent lets them
 // run once it succeeds.
 //
-// A name used twice, a parent not in the graph, a cycle, or a parent in
-// Options.After that the queue does not know is an error, and nothing is
-// stored. A graph of up to 1,000 messages (a job and its count of parents
-// left, and one per edge) is stored in one atomic batch: whole or not at
-// all. A bigger one is stored in batches, the jobs that wait first and
-// those that do not last, so that nothing runs before the whole graph is
-// stored; if a batch fails, what was stored waits, and enqueueing the same
-// graph again, with the same ids, stores the rest.
+// A name used twice, a parent not in the graph, a cycle, an id that the
+// queue has already, or a parent in Options.After that it does not know
+// is an error, and nothing is stored. The graph is stored in an order
+// that lets nothing run before all of it is stored: what the jobs wait
+// for first, then the jobs that wait, then those that do not. If a write
+// fails, what was stored of the graph is removed.
 func (c *Client) EnqueueGraph(ctx context.Context, g *Graph) (map[string]string, error) {
 	order, err := g.order()
 	if err != nil {
@@ -206,6 +210,7 @@ func (c *Client) EnqueueGraph(ctx context.Context, g *Graph) (map[string]string,
 	infos := make([]*Info, len(g.nodes))
 	ids := make(map[string]string, len(g.nodes))
 	seen := make(map[string]string, len(g.nodes))
+	var given []string // the ids the caller chose
 	for i, n := range g.nodes {
 		if infos[i], err = newInfo(n.job, now); err != nil {
 			return nil, err
@@ -214,25 +219,25 @@ func (c *Client) EnqueueGraph(ctx context.Context, g *Graph) (map[string]string,
 			return nil, fmt.Errorf("queue: enqueue graph: jobs %q and %q have the same id %s", other, n.name, infos[i].ID)
 		}
 		seen[infos[i].ID], ids[n.name] = n.name, infos[i].ID
+		if n.job.Options.ID != "" {
+			given = append(given, n.job.Options.ID)
+		}
 	}
-	// The parents already in the queue, read once each.
-	external := make(map[string]bool)
+	if err := c.checkIDs(ctx, given, seen, g); err != nil {
+		return nil, fmt.Errorf("queue: enqueue graph: %w", err)
+	}
+	// What the jobs wait for, the jobs that wait, and those that do not.
+	var flows, waiting, roots []*nats.Msg
+	registers := make([]int, len(g.nodes)) // where each job's parents already in the queue start
+	hasChildren := make(map[string]bool)
 	for _, n := range g.nodes {
-		for _, id := range n.job.Options.After {
-			external[id] = true
+		for _, p := range n.after {
+			hasChildren[ids[p]] = true
 		}
 	}
-	for id := range external {
-		if _, ok := seen[id]; ok {
-			return nil, fmt.Errorf("queue: enqueue graph: job %s is in the graph: name it in Add's after, not in Options.After", id)
-		}
-		if _, err := c.Info(ctx, id); err != nil {
-			return nil, fmt.Errorf("queue: enqueue graph: parent %s: %w", id, err)
-		}
-	}
-	var waiting, roots []*nats.Msg
 	for _, i := range order {
 		n, info := g.nodes[i], infos[i]
+		info.Children = hasChildren[info.ID]
 		if err := c.ensureConsumer(ctx, info.Queue, info.Priority); err != nil {
 			return nil, fmt.Errorf("queue: enqueue %s %s: %w", info.Kind, info.ID, err)
 		}
@@ -244,21 +249,31 @@ func (c *Client) EnqueueGraph(ctx context.Context, g *Graph) (map[string]string,
 			roots = append(roots, m)
 			continue
 		}
-		for _, p := range n.after {
-			info.Parents = append(info.Parents, ids[p])
+		info.Parents = unique(nil, n.after, func(p string) string { return ids[p] })
+		internal := len(info.Parents)
+		info.Parents = unique(info.Parents, n.job.Options.After, func(id string) string { return id })
+		registers[i] = internal
+		if len(info.Parents) > MaxParents {
+			return nil, fmt.Errorf("queue: enqueue %s %s: %d parents: at most %d", info.Kind, info.ID, len(info.Parents), MaxParents)
 		}
-		info.Parents = append(info.Parents, n.job.Options.After...)
-		msgs, err := c.waitingMsgs(info, len(n.job.Options.After) > 0)
+		info.State, info.Registering = Pending, len(n.job.Options.After) > 0
+		rec, err := c.newWaitMsg(info)
 		if err != nil {
 			return nil, fmt.Errorf("queue: enqueue %s %s: %w", info.Kind, info.ID, err)
 		}
-		waiting = append(waiting, msgs...)
-		for _, p := range n.after {
-			waiting = append(waiting, c.newEdgeMsg(ids[p], info.ID, false))
+		expectLast(rec, info.ID, 0)
+		waiting = append(waiting, rec)
+		count := &nats.Msg{Subject: countSubject(info.ID), Data: newBits(len(info.Parents)), Header: nats.Header{}}
+		flows = append(flows, count)
+		for k, p := range info.Parents[:internal] {
+			flows = append(flows, newEdgeMsg(p, info.ID, k))
 		}
 	}
-	if err := c.storeAll(append(waiting, roots...)); err != nil {
-		return nil, fmt.Errorf("queue: enqueue graph: %w", err)
+	for _, group := range [][]*nats.Msg{flows, waiting, roots} {
+		if err := c.storeGroup(ctx, group); err != nil {
+			c.unstore(slices.Concat(flows, waiting, roots))
+			return nil, fmt.Errorf("queue: enqueue graph: %w", err)
+		}
 	}
 	for i, info := range infos {
 		if len(g.nodes[i].after)+len(g.nodes[i].job.Options.After) == 0 {
@@ -267,7 +282,7 @@ func (c *Client) EnqueueGraph(ctx context.Context, g *Graph) (map[string]string,
 	}
 	for _, i := range order {
 		if len(g.nodes[i].job.Options.After) > 0 {
-			if err := c.register(ctx, infos[i], g.nodes[i].job.Options.After); err != nil {
+			if err := c.register(ctx, infos[i], registers[i]); err != nil {
 				return nil, fmt.Errorf("queue: enqueue %s %s: %w", infos[i].Kind, infos[i].ID, err)
 			}
 		}
@@ -275,42 +290,86 @@ func (c *Client) EnqueueGraph(ctx context.Context, g *Graph) (map[string]string,
 	return ids, nil
 }
 
-// storeAll stores msgs in atomic batches, in order, and makes them
-// durable. A job's id seen before fails the batch.
-func (c *Client) storeAll(msgs []*nats.Msg) error {
-	for len(msgs) > 0 {
-		n := min(len(msgs), maxCommitMsgs)
-		if err := c.commit.atomic(msgs[:n]); err != nil {
-			if wrongLastSequence(err) {
-				return fmt.Errorf("a job's id is taken, or its parent moved on: %w", err)
+// unique appends to ids the id of each of names, once.
+func unique(ids, names []string, id func(string) string) []string {
+	for _, n := range names {
+		if !slices.Contains(ids, id(n)) {
+			ids = append(ids, id(n))
+		}
+	}
+	return ids
+}
+
+// checkIDs refuses a graph before anything is stored if an id given is
+// taken, or a parent named by id is not in the queue.
+func (c *Client) checkIDs(ctx context.Context, given []string, inGraph map[string]string, g *Graph) error {
+	have, err := c.records(ctx, given)
+	if err != nil {
+		return err
+	}
+	for _, id := range given {
+		if have[id] != nil {
+			return fmt.Errorf("job %q: the queue has a job with id %s already", inGraph[id], id)
+		}
+	}
+	var parents []string
+	for _, n := range g.nodes {
+		for _, id := range n.job.Options.After {
+			if _, ok := inGraph[id]; ok {
+				return fmt.Errorf("job %s is in the graph: name it in Add's after, not in Options.After", id)
 			}
+			if !validID(id) {
+				return fmt.Errorf("parent %q: %w", id, ErrNotFound)
+			}
+			parents = append(parents, id)
+		}
+	}
+	slices.Sort(parents)
+	parents = slices.Compact(parents)
+	if have, err = c.records(ctx, parents); err != nil {
+		return err
+	}
+	for _, id := range parents {
+		if have[id] == nil {
+			return fmt.Errorf("parent %s: %w", id, ErrNotFound)
+		}
+	}
+	return nil
+}
+
+// storeGroup stores msgs, group-committed, and returns the first error.
+func (c *Client) storeGroup(ctx context.Context, msgs []*nats.Msg) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	errs, err := c.commit.store(ctx, msgs)
+	if err != nil {
+		return err
+	}
+	for i, err := range errs {
+		if wrongLastSequence(err) {
+			return fmt.Errorf("%s: stored meanwhile by another: %w", msgs[i].Subject, err)
+		}
+		if err != nil {
 			return err
 		}
-		msgs = msgs[n:]
 	}
-	return c.durable()
+	return nil
 }
 
-// waitingMsgs returns the messages that store a new job waiting for its
-// parents: its record and its count of parents left. registering says
-// that some parents are in the queue already: their edges are written
-// afterwards (register), and the job is not released before that is done.
-func (c *Client) waitingMsgs(info *Info, registering bool) ([]*nats.Msg, error) {
-	if len(info.Parents) > MaxParents {
-		return nil, fmt.Errorf("%d parents: at most %d", len(info.Parents), MaxParents)
+// unstore removes what a graph that could not be stored whole left.
+func (c *Client) unstore(msgs []*nats.Msg) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, m := range msgs {
+		if c.stream.Purge(ctx, jetstream.WithPurgeSubject(m.Subject)) != nil {
+			c.log.Warn("queue: a graph could not be stored whole, nor removed", "subject", m.Subject)
+			return
+		}
 	}
-	info.State, info.Registering = Pending, registering
-	rec, err := c.newWaitMsg(info)
-	if err != nil {
-		return nil, err
-	}
-	expectLast(rec, info.ID, 0)
-	count := newCountMsg(info.ID, len(info.Parents), c.retention, false)
-	expectSeq(count, count.Subject, 0)
-	return []*nats.Msg{rec, count}, nil
 }
 
-// newWaitMsg is a waiting or skipped job's record.
+// newWaitMsg is a pending or skipped job's record.
 func (c *Client) newWaitMsg(info *Info) (*nats.Msg, error) {
 	m, err := newJobMsg(info, false)
 	if err != nil {
@@ -323,107 +382,109 @@ func (c *Client) newWaitMsg(info *Info) (*nats.Msg, error) {
 	return m, nil
 }
 
-// newCountMsg is a job's count of parents left; once it is released, the
-// count expires with the job's record.
-func newCountMsg(id string, n int, retention time.Duration, released bool) *nats.Msg {
-	m := &nats.Msg{Subject: countSubject(id), Data: []byte(strconv.Itoa(n)), Header: nats.Header{}}
-	if released {
-		m.Header.Set("Nats-TTL", strconv.FormatInt(int64(retention/time.Second), 10))
-	}
-	return m
+// newEdgeMsg is an edge from parent to child, whose k-th parent it is.
+func newEdgeMsg(parent, child string, k int) *nats.Msg {
+	return &nats.Msg{Subject: edgeSubject(parent, child), Data: []byte(strconv.Itoa(k)), Header: nats.Header{}}
 }
 
-// newEdgeMsg is an edge from parent to child: to be passed on, or done
-// (then it expires with the parent's record).
-func (c *Client) newEdgeMsg(parent, child string, done bool) *nats.Msg {
-	m := &nats.Msg{Subject: edgeSubject(parent, child), Header: nats.Header{}}
-	if done {
-		m.Data = []byte(edgeDone)
-		m.Header.Set("Nats-TTL", strconv.FormatInt(int64(c.retention/time.Second), 10))
-	}
-	return m
-}
-
-// register writes the edges from a new waiting job's parents that were in
-// the queue before it, then ends its registration: the parents that had
-// succeeded are counted, those that had failed skip it, and if none is
-// left it is released.
-func (c *Client) register(ctx context.Context, child *Info, parents []string) error {
-	var succeeded int
+// register writes the edges from a new pending job's parents that were in
+// the queue before it (from its first-th parent on), then ends its
+// registration: the parents that had succeeded are counted, those that
+// had failed skip it, and if none is left it is released.
+func (c *Client) register(ctx context.Context, child *Info, first int) error {
+	var succeeded []int
 	var failed []*Info
-	left := parents
+	left := make([]int, 0, len(child.Parents)-first)
+	for k := first; k < len(child.Parents); k++ {
+		left = append(left, k)
+	}
 	for tries := 0; len(left) > 0; tries++ {
 		if tries == 100 {
 			return fmt.Errorf("parents keep changing: %d not registered", len(left))
 		}
 		msgs := make([]*nats.Msg, len(left))
 		pinfos := make([]*Info, len(left))
-		for i, p := range left {
+		for i, k := range left {
+			p := child.Parents[k]
 			pinfo, rev, err := c.info(ctx, p)
 			if err != nil {
 				return fmt.Errorf("parent %s: %w", p, err)
 			}
-			msgs[i], pinfos[i] = c.newEdgeMsg(p, child.ID, pinfo.State == Succeeded), pinfo
+			msgs[i], pinfos[i] = newEdgeMsg(p, child.ID, k), pinfo
 			expectLast(msgs[i], p, rev)
 		}
 		errs, err := c.commit.store(ctx, msgs)
 		if err != nil {
 			return err
 		}
-		var again []string
+		var again []int
 		for i, err := range errs {
 			switch {
 			case err == nil && pinfos[i].State == Succeeded:
-				succeeded++
+				succeeded = append(succeeded, left[i])
 			case err == nil && pinfos[i].State.failed():
 				failed = append(failed, pinfos[i])
 			case err == nil:
 			case wrongLastSequence(err):
 				again = append(again, left[i]) // the parent moved on: read it again
 			default:
-				return fmt.Errorf("parent %s: %w", left[i], err)
+				return fmt.Errorf("parent %s: %w", child.Parents[left[i]], err)
 			}
 		}
 		left = again
 	}
-	if err := c.durable(); err != nil {
+	if _, err := c.setBits(ctx, child.ID, succeeded...); err != nil {
 		return err
 	}
-	// End the registration, counting the parents that had succeeded.
-	var became *Info
-	err := c.change(ctx, child.ID, func(cur *Info, count int) (int, bool, *nats.Msg, error) {
-		became = nil
+	// The registration ends, and the failed parents skip the job.
+	skipped := false
+	for {
+		cur, rev, err := c.info(ctx, child.ID)
+		if err != nil {
+			return err
+		}
 		if !cur.Registering {
-			return count, false, nil, nil // ended before: an enqueue sent again
+			break // ended before: an enqueue sent again
 		}
 		cur.Registering = false
 		for _, p := range failed {
-			if skip(cur, p) {
-				became = cur
-			}
+			skip(cur, p)
 		}
-		return count - succeeded, true, nil, nil
-	})
+		skipped = cur.State == Skipped
+		err = c.storeRecord(ctx, cur, rev)
+		if wrongLastSequence(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		break
+	}
+	if skipped {
+		return c.settle(ctx, &Info{ID: child.ID, State: Skipped})
+	}
+	return c.release(ctx, child.ID)
+}
+
+// storeRecord stores a pending or skipped job's record, expecting the one
+// at rev before it.
+func (c *Client) storeRecord(ctx context.Context, info *Info, rev uint64) error {
+	m, err := c.newWaitMsg(info)
 	if err != nil {
 		return err
 	}
-	if became != nil {
-		return c.settle(ctx, became)
-	}
-	return nil
+	expectLast(m, info.ID, rev)
+	return c.storeGroup(ctx, []*nats.Msg{m})
 }
 
-// skip marks a waiting job skipped for its failed parent p, and reports
-// whether it was waiting until now.
-func skip(child, p *Info) bool {
+// skip marks a pending job skipped for its failed parent p.
+func skip(child, p *Info) {
 	if slices.Contains(child.SkippedBy, p.ID) || (child.State != Pending && child.State != Skipped) {
-		return false
+		return
 	}
-	was := child.State
 	child.State, child.UpdatedAt = Skipped, time.Now()
 	child.SkippedBy = append(child.SkippedBy, p.ID)
 	child.Errors = append(child.Errors, "not run: parent "+p.ID+" "+why(p))
-	return was == Pending
 }
 
 // why says how a parent failed.
@@ -442,124 +503,174 @@ func why(p *Info) string {
 	return "is dead" + last
 }
 
-// change reads a waiting job's record and count of parents left, lets
-// edit change them, and stores both, each expecting what was read, again
-// until nothing changed meanwhile. edit returns the new count, whether
-// there is anything to store, and any other message to store in the same
-// batch. If the job is waiting with no parent left and its registration
-// has ended, it is put in its queue instead. A job that waits no more
-// (cancelled, or released before) keeps its record: only its count and
-// the other message are stored.
-func (c *Client) change(ctx context.Context, id string, edit func(cur *Info, count int) (n int, store bool, extra *nats.Msg, err error)) error {
+// bits is a pending job's record of which of its n parents have
+// succeeded, stored as n (a uvarint) and a bit for each.
+type bits struct {
+	seq uint64
+	n   int
+	set []byte
+}
+
+// newBits is the stored form of n parents, none succeeded.
+func newBits(n int) []byte {
+	return append(binary.AppendUvarint(nil, uint64(n)), make([]byte, (n+7)/8)...)
+}
+
+func (b *bits) has(k int) bool { return k/8 < len(b.set) && b.set[k/8]&(1<<(k%8)) != 0 }
+
+// all reports whether every parent has succeeded.
+func (b *bits) all() bool {
+	for k := range b.n {
+		if !b.has(k) {
+			return false
+		}
+	}
+	return true
+}
+
+// readBits reads a job's bits; nil if it has none (it never waited, or
+// was released and they went).
+func (c *Client) readBits(ctx context.Context, id string) (*bits, error) {
+	m, err := c.last(ctx, countSubject(id))
+	if err != nil || m == nil {
+		return nil, err
+	}
+	n, size := binary.Uvarint(m.data)
+	if size <= 0 || len(m.data)-size < (int(n)+7)/8 {
+		return nil, fmt.Errorf("job %s: bad record of its parents", id)
+	}
+	return &bits{seq: m.seq, n: int(n), set: m.data[size:]}, nil
+}
+
+// setBits sets the bits of the given parents of a job, each once, and
+// reports whether every parent's is set now.
+func (c *Client) setBits(ctx context.Context, id string, ks ...int) (bool, error) {
 	for {
-		if err := ctx.Err(); err != nil {
-			return err
+		b, err := c.readBits(ctx, id)
+		if err != nil || b == nil {
+			return false, err
 		}
-		cur, rev, err := c.info(ctx, id)
-		if errors.Is(err, ErrNotFound) {
-			return nil // deleted: nothing waits
-		}
-		if err != nil {
-			return err
-		}
-		m, err := c.last(ctx, countSubject(id))
-		if err != nil {
-			return err
-		}
-		if m == nil {
-			return nil // not a job that waits (or its count expired)
-		}
-		count, err := strconv.Atoi(string(m.data))
-		if err != nil {
-			return fmt.Errorf("job %s: bad count of parents %q", id, m.data)
-		}
-		waits := cur.State == Pending || cur.State == Skipped
-		n, store, extra, err := edit(cur, count)
-		if err != nil || !store {
-			return err
-		}
-		var msgs []*nats.Msg
-		if waits {
-			if msgs, err = c.waitingOrReleased(cur, rev, n); err != nil {
-				return err
+		set := slices.Clone(b.set)
+		changed := false
+		for _, k := range ks {
+			if k < b.n && !b.has(k) {
+				set[k/8] |= 1 << (k % 8)
+				changed = true
 			}
 		}
-		cm := newCountMsg(id, n, c.retention, cur.State != Pending && cur.State != Skipped)
-		expectSeq(cm, cm.Subject, m.seq)
-		msgs = append(msgs, cm)
-		if extra != nil {
-			msgs = append(msgs, extra)
+		if !changed {
+			return b.all(), nil
 		}
-		err = c.commit.atomic(msgs)
+		m := &nats.Msg{Subject: countSubject(id), Data: append(binary.AppendUvarint(nil, uint64(b.n)), set...), Header: nats.Header{}}
+		expectSeq(m, m.Subject, b.seq)
+		err = c.storeGroup(ctx, []*nats.Msg{m})
 		if wrongLastSequence(err) {
-			continue // changed meanwhile: read it again
+			continue // another parent's meanwhile: read again
 		}
-		if err != nil {
-			return err
-		}
-		return c.durable()
+		b.set = set
+		return b.all(), err
 	}
 }
 
-// waitingOrReleased returns the messages that store a waiting job's
-// record as cur says, expecting rev before: its job message if it is
-// waiting for no parent and registered (it is released), or its record.
-func (c *Client) waitingOrReleased(cur *Info, rev uint64, count int) ([]*nats.Msg, error) {
-	if cur.State == Pending && count <= 0 && !cur.Registering {
+// release puts a pending job in its queue if every parent has succeeded
+// and its registration has ended: its job message is stored expecting the
+// record read, so that of those who try at once, one does.
+func (c *Client) release(ctx context.Context, id string) error {
+	for {
+		cur, rev, err := c.info(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if cur.State != Pending || cur.Registering {
+			return nil
+		}
+		b, err := c.readBits(ctx, id)
+		if err != nil || b == nil || !b.all() {
+			return err
+		}
 		cur.State, cur.UpdatedAt = Queued, time.Now()
 		if cur.RunAt.After(cur.UpdatedAt) {
 			cur.State = Scheduled
 		}
 		job, err := newJobMsg(cur, false)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		expectLast(job, cur.ID, rev)
-		// The record it waited in goes: replaced by an empty message that
-		// expires at once, stored before the job's message.
-		gone := &nats.Msg{Subject: waitSubject(cur), Header: nats.Header{}}
-		gone.Header.Set("Nats-TTL", "1s")
-		return []*nats.Msg{gone, job}, nil
+		expectLast(job, id, rev)
+		err = c.storeGroup(ctx, []*nats.Msg{job})
+		if wrongLastSequence(err) {
+			continue // changed meanwhile: look again
+		}
+		if err != nil {
+			return err
+		}
+		c.counts.of(cur.Queue).enqueued.Add(1)
+		// What it waited with goes; if this does not happen, the record
+		// is older than the job's message, and read as such.
+		for _, subject := range []string{waitSubject(cur), countSubject(id)} {
+			if err := c.stream.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
+				c.log.Warn("queue: removing what a released job waited with", "subject", subject, "error", err)
+			}
+		}
+		return nil
 	}
-	rec, err := c.newWaitMsg(cur)
-	if err != nil {
-		return nil, err
-	}
-	expectLast(rec, cur.ID, rev)
-	return []*nats.Msg{rec}, nil
 }
 
 // edge is an edge read from the stream.
 type edge struct {
-	subject string
-	seq     uint64
-	done    bool
+	child string
+	k     int // the parent's place in the child's Parents
 }
 
-// edges returns the edges from a parent.
+// edges returns the edges from a parent. They are found by the stream's
+// index of subjects (the last message of each subject that matches), up to
+// 1,024 of them, the most such a read returns; a parent with more is read
+// in the stream's order, which takes longer.
 func (c *Client) edges(ctx context.Context, parent string) ([]edge, error) {
-	var es []edge
 	filter := edgeFilter(parent)
+	msgs, err := c.lasts(ctx, []string{filter}, 1024)
+	if err != nil && strings.Contains(err.Error(), "413") {
+		msgs, err = c.scan(ctx, filter)
+	}
+	if err != nil {
+		return nil, err
+	}
+	es := make([]edge, len(msgs))
+	for i, m := range msgs {
+		k, err := strconv.Atoi(string(m.data))
+		if err != nil {
+			return nil, fmt.Errorf("bad edge %s: %q", m.subject, m.data)
+		}
+		es[i] = edge{child: childOf(m.subject), k: k}
+	}
+	return es, nil
+}
+
+// scan reads every message on the subjects that match filter, in the
+// stream's order.
+func (c *Client) scan(ctx context.Context, filter string) ([]storedMsg, error) {
+	var all []storedMsg
 	for seq := uint64(1); ; {
 		msgs, err := c.directGet(ctx, map[string]any{"seq": seq, "batch": 1024, "next_by_subj": filter}, 1024)
 		if err != nil {
 			return nil, err
 		}
-		for _, m := range msgs {
-			es = append(es, edge{subject: m.subject, seq: m.seq, done: string(m.data) == edgeDone})
-		}
+		all = append(all, msgs...)
 		if len(msgs) < 1024 {
-			return es, nil
+			return all, nil
 		}
 		seq = msgs[len(msgs)-1].seq + 1
 	}
 }
 
 // settle passes a finished job's outcome on to the jobs that wait for it,
-// and theirs on: each child is released once its last parent has
-// succeeded, or skipped if a parent failed for good. It may be called
-// again for the same job: an edge done is not done again, and a job is
-// skipped once for each parent.
+// and theirs on: on success, its bit is set in each child's, and a child
+// whose bits are all set is released; on failure, each child is skipped,
+// and its children in turn. It may be called again for the same job, and
+// does again only what was not done.
 func (c *Client) settle(ctx context.Context, parent *Info) error {
 	todo := []*Info{parent}
 	for len(todo) > 0 {
@@ -570,48 +681,60 @@ func (c *Client) settle(ctx context.Context, parent *Info) error {
 			return fmt.Errorf("job %s: children: %w", p.ID, err)
 		}
 		for _, e := range es {
-			if e.done {
+			if p.State == Succeeded {
+				all, err := c.setBits(ctx, e.child, e.k)
+				if err != nil {
+					return fmt.Errorf("job %s: child %s: %w", p.ID, e.child, err)
+				}
+				if !all {
+					continue
+				}
+				if err := c.release(ctx, e.child); err != nil {
+					return fmt.Errorf("job %s: child %s: %w", p.ID, e.child, err)
+				}
 				continue
 			}
-			var became *Info
-			err := c.change(ctx, childOf(e.subject), func(cur *Info, count int) (int, bool, *nats.Msg, error) {
-				became = nil
-				if p.State != Succeeded {
-					if skip(cur, p) {
-						became = cur
-					}
-					return count, became != nil, nil, nil
-				}
-				// The edge is done in the same batch, unless it was done
-				// meanwhile.
-				now, err := c.last(ctx, e.subject)
-				if err != nil || now == nil || string(now.data) == edgeDone {
-					return count, false, nil, err
-				}
-				done := c.newEdgeMsg(p.ID, cur.ID, true)
-				expectSeq(done, e.subject, now.seq)
-				if i := slices.Index(cur.SkippedBy, p.ID); i >= 0 {
-					// Skipped for this parent, which was retried since.
-					cur.SkippedBy = slices.Delete(cur.SkippedBy, i, i+1)
-					if len(cur.SkippedBy) == 0 && cur.State == Skipped {
-						cur.State = Pending
-					}
-				}
-				return count - 1, true, done, nil
-			})
+			child, err := c.skipFor(ctx, p, e.child)
 			if err != nil {
-				return fmt.Errorf("job %s: child %s: %w", p.ID, childOf(e.subject), err)
+				return fmt.Errorf("job %s: child %s: %w", p.ID, e.child, err)
 			}
-			if became != nil {
-				todo = append(todo, became)
+			if child != nil {
+				todo = append(todo, child)
 			}
 		}
 	}
 	return nil
 }
 
+// skipFor skips a child for its failed parent p, and returns it if it is
+// skipped for p (now or before): its children are to be skipped too.
+func (c *Client) skipFor(ctx context.Context, p *Info, id string) (*Info, error) {
+	for {
+		cur, rev, err := c.info(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if cur.State != Pending && cur.State != Skipped {
+			return nil, nil // released, or cancelled
+		}
+		if slices.Contains(cur.SkippedBy, p.ID) {
+			return cur, nil
+		}
+		skip(cur, p)
+		err = c.storeRecord(ctx, cur, rev)
+		if wrongLastSequence(err) {
+			continue
+		}
+		return cur, err
+	}
+}
+
 // unskip lets the jobs skipped for a parent that was just retried wait
-// for it again, and theirs.
+// for it again, and theirs; those that wait for nothing else are
+// released.
 func (c *Client) unskip(ctx context.Context, parent string) error {
 	todo := []string{parent}
 	for len(todo) > 0 {
@@ -622,30 +745,44 @@ func (c *Client) unskip(ctx context.Context, parent string) error {
 			return fmt.Errorf("job %s: children: %w", p, err)
 		}
 		for _, e := range es {
-			if e.done {
-				continue
-			}
-			child := childOf(e.subject)
-			var became bool
-			err := c.change(ctx, child, func(cur *Info, count int) (int, bool, *nats.Msg, error) {
-				became = false
-				i := slices.Index(cur.SkippedBy, p)
-				if i < 0 {
-					return count, false, nil, nil
-				}
-				cur.SkippedBy = slices.Delete(cur.SkippedBy, i, i+1)
-				if len(cur.SkippedBy) == 0 && cur.State == Skipped {
-					cur.State, cur.UpdatedAt, became = Pending, time.Now(), true
-				}
-				return count, true, nil, nil
-			})
+			pending, err := c.unskipFor(ctx, p, e.child)
 			if err != nil {
-				return fmt.Errorf("job %s: child %s: %w", p, child, err)
+				return fmt.Errorf("job %s: child %s: %w", p, e.child, err)
 			}
-			if became {
-				todo = append(todo, child)
+			if pending {
+				if err := c.release(ctx, e.child); err != nil {
+					return fmt.Errorf("job %s: child %s: %w", p, e.child, err)
+				}
+				todo = append(todo, e.child)
 			}
 		}
 	}
 	return nil
+}
+
+// unskipFor removes parent p from a child's SkippedBy, and reports whether
+// the child waits again: p was the last reason it was skipped.
+func (c *Client) unskipFor(ctx context.Context, p, id string) (bool, error) {
+	for {
+		cur, rev, err := c.info(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		i := slices.Index(cur.SkippedBy, p)
+		if i < 0 {
+			return false, nil
+		}
+		cur.SkippedBy = slices.Delete(cur.SkippedBy, i, i+1)
+		if len(cur.SkippedBy) == 0 && cur.State == Skipped {
+			cur.State, cur.UpdatedAt = Pending, time.Now()
+		}
+		err = c.storeRecord(ctx, cur, rev)
+		if wrongLastSequence(err) {
+			continue
+		}
+		return cur.State == Pending, err
+	}
 }

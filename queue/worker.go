@@ -491,8 +491,10 @@ func (w *Worker) fetch(ctx context.Context, p *puller, consumers []string, n int
 	clear(p.empty)
 	// Nothing waiting: wait on the default priority of the first queue,
 	// which is where most jobs arrive; the others are looked at again
-	// after the wait.
-	batch, err := p.pull(consumers[len(w.cfg.Queues)], n, 200*time.Millisecond)
+	// after the wait. The wait is for one job: a pull for more would end
+	// only when it has them all, or at its expiry, and the first would
+	// wait until then. The next fetch takes the jobs that came with it.
+	batch, err := p.pull(consumers[len(w.cfg.Queues)], 1, 200*time.Millisecond)
 	if err != nil && len(batch) == 0 {
 		// The server is away: don't spin while the client reconnects.
 		w.c.log.Debug("queue: fetch", "error", err)
