@@ -197,10 +197,12 @@
 //     outcome was stored and before the jobs waiting for it were released
 //     leaves the parent to be delivered again, and the worker that gets
 //     it releases them, finding done what was done (each step is one
-//     atomic batch that expects what it read). A graph of up to 1,000
-//     stored messages (two a job that waits, one a job that does not, one
-//     an edge) is stored whole or not at all; a bigger one is stored with
-//     the jobs that wait first, so that nothing runs before it is whole.
+//     message stored only if what it was decided on is unchanged). A
+//     graph is stored what its jobs wait for first, then the jobs that
+//     wait, then those that do not, so that nothing runs before it is
+//     whole; if a write fails, what was stored of it is removed (if the
+//     caller dies meanwhile, what was stored waits for jobs that never
+//     come: Cancel them).
 //     The enqueue of a job whose parents were in the queue before it
 //     writes its edges after storing it: if the caller dies meanwhile,
 //     the job waits for ever ([Client.Cancel] it, and enqueue it again).

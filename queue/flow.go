@@ -53,7 +53,6 @@ import (
 const (
 	waitRoot = "herd.wait"
 	flowRoot = "herd.flow"
-	edgeDone = "done"
 )
 
 // Barrier is the kind of a job that does nothing: every worker runs it,

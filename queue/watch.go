@@ -31,9 +31,6 @@ func (c *Client) Watch(ctx context.Context, pattern string) (*Watcher[Info], err
 	keyOf := func(subject string) (string, bool) { return idOf(subject), strings.HasPrefix(subject, jobRoot+".") }
 	return watch(ctx, c, streamName, filters, keyOf, func(_ string, record []byte) (*Info, error) {
 		info := new(Info)
-		if len(record) == 0 {
-			return nil, nil // a waiting job's record, gone as the job was released
-		}
 		if err := json.Unmarshal(record, info); err != nil {
 			c.log.Warn("queue: watch: bad record", "error", err)
 			return nil, nil

@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"strconv"
@@ -52,10 +53,7 @@ func View(info *queue.Info) JobView {
 	case info.State == queue.Skipped:
 		v.Exit, v.Err, v.Start = -1, lastError(info), info.UpdatedAt
 	case json.Unmarshal(info.Result, &res) != nil:
-		v.Exit, v.Err, v.Start = -1, "the queue gave up on it", info.UpdatedAt
-		if n := len(info.Errors); n > 0 {
-			v.Err, _, _ = strings.Cut(info.Errors[n-1], "\n")
-		}
+		v.Exit, v.Err, v.Start = -1, cmp.Or(lastError(info), "the queue gave up on it"), info.UpdatedAt
 	case res.Skipped:
 		v.Skipped, v.Exit = true, -1
 	default:
