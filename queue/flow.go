@@ -437,27 +437,22 @@ func (c *Client) register(ctx context.Context, child *Info, first int) error {
 	}
 	// The registration ends, and the failed parents skip the job.
 	skipped := false
-	for {
-		cur, rev, err := c.info(ctx, child.ID)
-		if err != nil {
-			return err
-		}
+	cur, err := c.editRecord(ctx, child.ID, func(cur *Info) bool {
 		if !cur.Registering {
-			break // ended before: an enqueue sent again
+			return false // ended before: an enqueue sent again
 		}
 		cur.Registering = false
 		for _, p := range failed {
 			skip(cur, p)
 		}
 		skipped = cur.State == Skipped
-		err = c.storeRecord(ctx, cur, rev)
-		if wrongLastSequence(err) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		break
+		return true
+	})
+	if err == nil && cur == nil {
+		err = fmt.Errorf("%w: %s", ErrNotFound, child.ID)
+	}
+	if err != nil {
+		return err
 	}
 	if skipped {
 		return c.settle(ctx, &Info{ID: child.ID, State: Skipped})
@@ -465,15 +460,34 @@ func (c *Client) register(ctx context.Context, child *Info, first int) error {
 	return c.release(ctx, child.ID)
 }
 
-// storeRecord stores a pending or skipped job's record, expecting the one
-// at rev before it.
-func (c *Client) storeRecord(ctx context.Context, info *Info, rev uint64) error {
-	m, err := c.newWaitMsg(info)
-	if err != nil {
-		return err
+// editRecord reads a pending or skipped job's record, lets edit change
+// it, and stores it expecting the record read, again until nothing
+// changed meanwhile; edit reports whether there is anything to store. It
+// returns the record as stored, or as read if edit stored nothing; nil if
+// the queue has no such job.
+func (c *Client) editRecord(ctx context.Context, id string, edit func(cur *Info) bool) (*Info, error) {
+	for {
+		cur, rev, err := c.info(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !edit(cur) {
+			return cur, nil
+		}
+		m, err := c.newWaitMsg(cur)
+		if err != nil {
+			return nil, err
+		}
+		expectLast(m, id, rev)
+		err = c.storeGroup(ctx, []*nats.Msg{m})
+		if wrongLastSequence(err) {
+			continue // changed meanwhile: read it again
+		}
+		return cur, err
 	}
-	expectLast(m, info.ID, rev)
-	return c.storeGroup(ctx, []*nats.Msg{m})
 }
 
 // skip marks a pending job skipped for its failed parent p.
@@ -708,27 +722,17 @@ func (c *Client) settle(ctx context.Context, parent *Info) error {
 // skipFor skips a child for its failed parent p, and returns it if it is
 // skipped for p (now or before): its children are to be skipped too.
 func (c *Client) skipFor(ctx context.Context, p *Info, id string) (*Info, error) {
-	for {
-		cur, rev, err := c.info(ctx, id)
-		if errors.Is(err, ErrNotFound) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if cur.State != Pending && cur.State != Skipped {
-			return nil, nil // released, or cancelled
-		}
-		if slices.Contains(cur.SkippedBy, p.ID) {
-			return cur, nil
+	cur, err := c.editRecord(ctx, id, func(cur *Info) bool {
+		if cur.State != Pending && cur.State != Skipped || slices.Contains(cur.SkippedBy, p.ID) {
+			return false // released or cancelled, or skipped for p before
 		}
 		skip(cur, p)
-		err = c.storeRecord(ctx, cur, rev)
-		if wrongLastSequence(err) {
-			continue
-		}
-		return cur, err
+		return true
+	})
+	if err != nil || cur == nil || !slices.Contains(cur.SkippedBy, p.ID) {
+		return nil, err
 	}
+	return cur, nil
 }
 
 // unskip lets the jobs skipped for a parent that was just retried wait
@@ -762,26 +766,18 @@ func (c *Client) unskip(ctx context.Context, parent string) error {
 // unskipFor removes parent p from a child's SkippedBy, and reports whether
 // the child waits again: p was the last reason it was skipped.
 func (c *Client) unskipFor(ctx context.Context, p, id string) (bool, error) {
-	for {
-		cur, rev, err := c.info(ctx, id)
-		if errors.Is(err, ErrNotFound) {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
+	pending := false
+	_, err := c.editRecord(ctx, id, func(cur *Info) bool {
 		i := slices.Index(cur.SkippedBy, p)
 		if i < 0 {
-			return false, nil
+			return false
 		}
 		cur.SkippedBy = slices.Delete(cur.SkippedBy, i, i+1)
 		if len(cur.SkippedBy) == 0 && cur.State == Skipped {
 			cur.State, cur.UpdatedAt = Pending, time.Now()
 		}
-		err = c.storeRecord(ctx, cur, rev)
-		if wrongLastSequence(err) {
-			continue
-		}
-		return cur.State == Pending, err
-	}
+		pending = cur.State == Pending
+		return true
+	})
+	return pending, err
 }
