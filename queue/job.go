@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -222,33 +223,39 @@ func (c *Client) EnqueueBatch(ctx context.Context, jobs []NewJob) ([]string, err
 	return nil, errors.Join(failed...)
 }
 
-// enqueueEach enqueues jobs of which some wait for others, each as a
-// graph of one.
+// enqueueEach enqueues jobs of which some wait for others, as one graph
+// whose jobs do not wait for each other. A job whose id the queue has
+// already, or that comes twice, is stored once, as EnqueueBatch does.
 func (c *Client) enqueueEach(ctx context.Context, jobs []NewJob) ([]string, error) {
+	var given []string
+	for _, j := range jobs {
+		if j.Options.ID != "" {
+			given = append(given, j.Options.ID)
+		}
+	}
+	have, err := c.records(ctx, given)
+	if err != nil {
+		return nil, fmt.Errorf("queue: enqueue: %w", err)
+	}
+	var g Graph
+	seen := make(map[string]bool)
+	for i, j := range jobs {
+		id := j.Options.ID
+		if id != "" && (seen[id] || have[id] != nil && !have[id].Registering) {
+			continue // sent again: stored once
+		}
+		seen[id] = id != ""
+		g.Add(strconv.Itoa(i), j)
+	}
+	byName, err := c.EnqueueGraph(ctx, &g)
+	if err != nil {
+		return nil, err
+	}
 	ids := make([]string, len(jobs))
 	for i, j := range jobs {
-		if len(j.Options.After) == 0 {
-			batch, err := c.EnqueueBatch(ctx, jobs[i:i+1])
-			if err != nil {
-				return nil, err
-			}
-			ids[i] = batch[0]
-			continue
+		if ids[i] = byName[strconv.Itoa(i)]; ids[i] == "" {
+			ids[i] = j.Options.ID
 		}
-		if j.Options.ID != "" {
-			// Sent again: stored once.
-			if info, err := c.Info(ctx, j.Options.ID); err == nil && !info.Registering {
-				ids[i] = j.Options.ID
-				continue
-			}
-		}
-		var g Graph
-		g.Add("job", j)
-		byName, err := c.EnqueueGraph(ctx, &g)
-		if err != nil {
-			return nil, err
-		}
-		ids[i] = byName["job"]
 	}
 	return ids, nil
 }
