@@ -92,7 +92,7 @@ func ExampleClient_EnqueueGraph() {
 
 	w, _ := c.NewWorker(queue.WorkerConfig{Concurrency: 4})
 	w.Handle("fetch", func(ctx context.Context, j *queue.Job) ([]byte, error) {
-		return []byte(fmt.Sprint(len(j.Payload))), nil // five of each
+		return fmt.Append(nil, len(j.Payload)), nil // five of each
 	})
 	w.Handle("count", func(ctx context.Context, j *queue.Job) ([]byte, error) {
 		parents, err := c.Infos(ctx, j.Parents)
@@ -105,7 +105,7 @@ func ExampleClient_EnqueueGraph() {
 			fmt.Sscan(string(p.Result), &n)
 			total += n
 		}
-		return []byte(fmt.Sprint(total)), nil
+		return fmt.Append(nil, total), nil
 	})
 	w.Handle("report", func(ctx context.Context, j *queue.Job) ([]byte, error) {
 		count, err := c.Info(ctx, j.Parents[0])

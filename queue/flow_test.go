@@ -187,7 +187,7 @@ func TestAfterJobsInTheQueue(t *testing.T) {
 	// child is enqueued.
 	var parents []string
 	for i := range 5 {
-		id, err := c.Enqueue(t.Context(), "step", []byte(fmt.Sprint(i)), queue.Options{})
+		id, err := c.Enqueue(t.Context(), "step", fmt.Append(nil, i), queue.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
