@@ -288,6 +288,13 @@ func (c *Client) ReadResults(ctx context.Context, infos map[string]*Info) error 
 // ids, by id (none for an id it knows nothing of), reading them in one
 // request per 256.
 func (c *Client) records(ctx context.Context, ids []string) (map[string]*Info, error) {
+	out, _, err := c.recordsAt(ctx, ids)
+	return out, err
+}
+
+// recordsAt is records, with the stream sequence of each record read: what
+// a write that expects the record unchanged expects.
+func (c *Client) recordsAt(ctx context.Context, ids []string) (map[string]*Info, map[string]uint64, error) {
 	out := make(map[string]*Info, len(ids))
 	newest := make(map[string]uint64, len(ids))
 	for start := 0; start < len(ids); start += 256 {
@@ -302,7 +309,7 @@ func (c *Client) records(ctx context.Context, ids []string) (map[string]*Info, e
 		// the one it waited for its parents in.
 		msgs, err := c.lasts(ctx, subjects, 3*len(subjects))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, m := range msgs {
 			id := idOf(m.subject)
@@ -315,5 +322,5 @@ func (c *Client) records(ctx context.Context, ids []string) (map[string]*Info, e
 			}
 		}
 	}
-	return out, nil
+	return out, newest, nil
 }

@@ -33,8 +33,8 @@
 //	herd.rec.<queue>.<priority>.<id>   its record, once a worker has had it
 //	herd.dead.<queue>.<id>             an empty mark: the job is dead
 //	herd.wait.<queue>.<priority>.<id>  a job waiting for its parents, or skipped
-//	herd.flow.<id>                     how many of its parents have not succeeded yet
-//	herd.flow.<parent>.<id>            an edge from a parent to a job that waits for it
+//	herd-flow.<id>                     which of its parents have succeeded
+//	herd-flow.<parent>.<id>            an edge from a parent to a job that waits for it
 //
 // Each subject keeps its last message only, and the last message on
 // herd.*.*.*.<id> is what the queue knows of a job now. The layout was
@@ -91,13 +91,20 @@
 //
 //   - Jobs without parents pay nothing for the jobs that have some, but
 //     one header: a finished job's record is stored only if no edge leaves
-//     it (an expected last sequence of 0 on herd.flow.<id>.*). When one
+//     it (an expected last sequence of 0 on herd-flow.<id>.*). When one
 //     does, the record says so, and the edges are passed on before the
-//     job is acknowledged. Nothing is found by scanning: the work for a
-//     job with parents is bounded by its parents and children.
+//     job is acknowledged. A job of a graph lists the jobs of its graph
+//     that wait for it in its own record ([Info.Waiters]), which costs no
+//     message; edges are written only for jobs enqueued later. Nothing is
+//     found by scanning: the work for a job with parents is bounded by its
+//     parents and children, and the outcomes a worker stores while it
+//     passes others on are passed on together, in one read and one write.
+//     The flow subjects are outside herd.>, so that the server, finding
+//     the last message on a job's herd.*.*.*.<id>, which every record's
+//     store does, never walks a graph's edges.
 //
 // A queue written by an earlier herd (a stream HERD_JOBS, dead jobs listed
-// in a bucket HERD_DEAD, or a stream without the herd.wait and herd.flow
+// in a bucket HERD_DEAD, or a stream without the herd.wait and herd-flow
 // subjects) is moved to this layout when a client opens it; stop the
 // earlier herd's workers first.
 //

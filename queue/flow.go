@@ -3,8 +3,10 @@ package queue
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,15 +18,18 @@ import (
 
 // Jobs that wait for other jobs. A job enqueued with parents
 // ([Options.After], or a [Graph]) waits until every parent has succeeded;
-// then it is put in its queue. Three kinds of subject hold what that
-// takes:
+// then it is put in its queue. A parent of the same graph lists it in its
+// own record (Info.Waiters); three kinds of subject hold the rest:
 //
 //	herd.wait.<queue>.<priority>.<id>  the job's record while it waits (Pending), or once it will not run (Skipped)
-//	herd.flow.<id>                     which of its parents have succeeded: a bit for each, in the order of Info.Parents
-//	herd.flow.<parent>.<id>            an edge: the parent's place in the job's Parents
+//	herd-flow.<id>                     which of its parents have succeeded: a bit for each, in the order of Info.Parents
+//	herd-flow.<parent>.<id>            an edge from a parent enqueued before the job: its place in the job's Parents
 //
-// In herd.flow subjects an id's dots are written as colons, so that each
-// id is one token and no flow subject matches a job's herd.*.*.*.<id>.
+// In herd-flow subjects an id's dots are written as colons, so that each
+// id is one token. The flow subjects are outside herd.>: a graph's
+// thousands of edges would otherwise be walked by the server each time it
+// finds the last message on a job's herd.*.*.*.<id>, which every record's
+// store does.
 //
 // Every step is one message stored only if what it was decided on is
 // unchanged (an expected last sequence), and may be taken again: that is
@@ -38,21 +43,21 @@ import (
 //     edge (an expected last sequence of 0 on its edges), or else with
 //     Children set, after which its edges are passed on. A job without
 //     children pays one header for this, nothing more; a job of a graph
-//     knows its children from the start.
-//   - A parent's success sets its bit in the child's bits; a bit set twice
-//     is set once. Whoever makes a child releasable — the parent that
-//     sets its last bit, the end of its registration, the retry of a
-//     failed parent — looks, after its own write, whether the others are
-//     done, and if so stores the child's job message, expecting the record
-//     it read: of the writers that race, the last one sees the others'
-//     writes, and one store wins.
+//     knows its graph's children from the start.
+//   - A parent's success sets its bit in the child's bits, expecting the
+//     bits read; a bit set twice is set once. Whoever makes a child
+//     releasable — the parent whose bit is the last one unset, the end of
+//     its registration, the retry of a failed parent — stores the child's
+//     job message instead, expecting the record it read: bits are never
+//     unset, so the others' being set is enough. Of the writers that
+//     race, one store wins, and the others read again.
 //   - A finished job is acknowledged only after its edges are passed on; a
 //     worker killed before that leaves the job to be delivered again, and
 //     the worker that gets it passes them on again, which finds done what
 //     was done.
 const (
 	waitRoot = "herd.wait"
-	flowRoot = "herd.flow"
+	flowRoot = "herd-flow"
 )
 
 // Barrier is the kind of a job that does nothing: every worker runs it,
@@ -84,7 +89,10 @@ func edgeSubject(parent, child string) string {
 func edgeFilter(parent string) string { return flowRoot + "." + token(parent) + ".*" }
 
 // childOf returns the child's id in an edge's subject.
-func childOf(edge string) string { return strings.ReplaceAll(afterDots(edge, 3), ":", ".") }
+func childOf(edge string) string { return strings.ReplaceAll(afterDots(edge, 2), ":", ".") }
+
+// countOf returns the job's id in the subject of its bits.
+func countOf(subject string) string { return strings.ReplaceAll(afterDots(subject, 1), ":", ".") }
 
 // expectSeq makes m's store depend on the last message on subject (which
 // may have wildcards) having sequence seq (0: there is none).
@@ -225,22 +233,38 @@ func (c *Client) EnqueueGraph(ctx context.Context, g *Graph) (map[string]string,
 	if err := c.checkIDs(ctx, given, seen, g); err != nil {
 		return nil, fmt.Errorf("queue: enqueue graph: %w", err)
 	}
-	// What the jobs wait for, the jobs that wait, and those that do not.
-	var flows, waiting, roots []*nats.Msg
+	// Each job's parents: those of the graph first, each once, then those
+	// already in the queue, whose edges register writes. A parent of the
+	// graph lists its children in its own record, which costs no message.
+	byName := make(map[string]int, len(g.nodes))
+	for i, n := range g.nodes {
+		byName[n.name] = i
+	}
 	registers := make([]int, len(g.nodes)) // where each job's parents already in the queue start
-	hasChildren := make(map[string]bool)
-	for _, n := range g.nodes {
-		for _, p := range n.after {
-			hasChildren[ids[p]] = true
+	for i, n := range g.nodes {
+		info := infos[i]
+		info.Parents = unique(nil, n.after, func(p string) string { return ids[p] })
+		registers[i] = len(info.Parents)
+		for k, p := range info.Parents {
+			parent := infos[byName[seen[p]]]
+			parent.Waiters = append(parent.Waiters, Waiter{ID: info.ID, Place: k})
+		}
+		info.Parents = unique(info.Parents, n.job.Options.After, func(id string) string { return id })
+		if len(info.Parents) > MaxParents {
+			return nil, fmt.Errorf("queue: enqueue %s %s: %d parents: at most %d", info.Kind, info.ID, len(info.Parents), MaxParents)
+		}
+		if len(info.Parents) == 0 {
+			info.Parents = nil
 		}
 	}
+	// The jobs that wait, what they wait with, and those that do not.
+	var flows, waiting, roots []*nats.Msg
 	for _, i := range order {
-		n, info := g.nodes[i], infos[i]
-		info.Children = hasChildren[info.ID]
+		info := infos[i]
 		if err := c.ensureConsumer(ctx, info.Queue, info.Priority); err != nil {
 			return nil, fmt.Errorf("queue: enqueue %s %s: %w", info.Kind, info.ID, err)
 		}
-		if len(n.after)+len(n.job.Options.After) == 0 {
+		if len(info.Parents) == 0 {
 			m, err := newJobMsg(info, true)
 			if err != nil {
 				return nil, fmt.Errorf("queue: enqueue %s %s: %w", info.Kind, info.ID, err)
@@ -248,25 +272,14 @@ func (c *Client) EnqueueGraph(ctx context.Context, g *Graph) (map[string]string,
 			roots = append(roots, m)
 			continue
 		}
-		info.Parents = unique(nil, n.after, func(p string) string { return ids[p] })
-		internal := len(info.Parents)
-		info.Parents = unique(info.Parents, n.job.Options.After, func(id string) string { return id })
-		registers[i] = internal
-		if len(info.Parents) > MaxParents {
-			return nil, fmt.Errorf("queue: enqueue %s %s: %d parents: at most %d", info.Kind, info.ID, len(info.Parents), MaxParents)
-		}
-		info.State, info.Registering = Pending, len(n.job.Options.After) > 0
+		info.State, info.Registering = Pending, len(g.nodes[i].job.Options.After) > 0
 		rec, err := c.newWaitMsg(info)
 		if err != nil {
 			return nil, fmt.Errorf("queue: enqueue %s %s: %w", info.Kind, info.ID, err)
 		}
 		expectLast(rec, info.ID, 0)
 		waiting = append(waiting, rec)
-		count := &nats.Msg{Subject: countSubject(info.ID), Data: newBits(len(info.Parents)), Header: nats.Header{}}
-		flows = append(flows, count)
-		for k, p := range info.Parents[:internal] {
-			flows = append(flows, newEdgeMsg(p, info.ID, k))
-		}
+		flows = append(flows, &nats.Msg{Subject: countSubject(info.ID), Data: newBits(len(info.Parents)), Header: nats.Header{}})
 	}
 	for _, group := range [][]*nats.Msg{flows, waiting, roots} {
 		if err := c.storeGroup(ctx, group); err != nil {
@@ -291,9 +304,14 @@ func (c *Client) EnqueueGraph(ctx context.Context, g *Graph) (map[string]string,
 
 // unique appends to ids the id of each of names, once.
 func unique(ids, names []string, id func(string) string) []string {
+	seen := make(map[string]bool, len(ids)+len(names))
+	for _, s := range ids {
+		seen[s] = true
+	}
 	for _, n := range names {
-		if !slices.Contains(ids, id(n)) {
-			ids = append(ids, id(n))
+		if s := id(n); !seen[s] {
+			seen[s] = true
+			ids = append(ids, s)
 		}
 	}
 	return ids
@@ -401,16 +419,23 @@ func (c *Client) register(ctx context.Context, child *Info, first int) error {
 		if tries == 100 {
 			return fmt.Errorf("parents keep changing: %d not registered", len(left))
 		}
+		ids := make([]string, len(left))
+		for i, k := range left {
+			ids[i] = child.Parents[k]
+		}
+		have, revs, err := c.recordsAt(ctx, ids)
+		if err != nil {
+			return err
+		}
 		msgs := make([]*nats.Msg, len(left))
 		pinfos := make([]*Info, len(left))
 		for i, k := range left {
 			p := child.Parents[k]
-			pinfo, rev, err := c.info(ctx, p)
-			if err != nil {
-				return fmt.Errorf("parent %s: %w", p, err)
+			if have[p] == nil {
+				return fmt.Errorf("parent %s: %w", p, ErrNotFound)
 			}
-			msgs[i], pinfos[i] = newEdgeMsg(p, child.ID, k), pinfo
-			expectLast(msgs[i], p, rev)
+			msgs[i], pinfos[i] = newEdgeMsg(p, child.ID, k), have[p]
+			expectLast(msgs[i], p, revs[p])
 		}
 		errs, err := c.commit.store(ctx, msgs)
 		if err != nil {
@@ -455,7 +480,7 @@ func (c *Client) register(ctx context.Context, child *Info, first int) error {
 		return err
 	}
 	if skipped {
-		return c.settle(ctx, &Info{ID: child.ID, State: Skipped})
+		return c.settle(ctx, cur)
 	}
 	return c.release(ctx, child.ID)
 }
@@ -548,11 +573,34 @@ func (c *Client) readBits(ctx context.Context, id string) (*bits, error) {
 	if err != nil || m == nil {
 		return nil, err
 	}
+	return decodeBits(id, *m)
+}
+
+// decodeBits decodes job id's bits read from the stream.
+func decodeBits(id string, m storedMsg) (*bits, error) {
 	n, size := binary.Uvarint(m.data)
 	if size <= 0 || len(m.data)-size < (int(n)+7)/8 {
 		return nil, fmt.Errorf("job %s: bad record of its parents", id)
 	}
 	return &bits{seq: m.seq, n: int(n), set: m.data[size:]}, nil
+}
+
+// with returns b with the bits of the given parents set too.
+func (b *bits) with(ks []int) *bits {
+	set := slices.Clone(b.set)
+	for _, k := range ks {
+		if k >= 0 && k < b.n {
+			set[k/8] |= 1 << (k % 8)
+		}
+	}
+	return &bits{seq: b.seq, n: b.n, set: set}
+}
+
+// msg is job id's bits to store, expecting those read.
+func (b *bits) msg(id string) *nats.Msg {
+	m := &nats.Msg{Subject: countSubject(id), Data: append(binary.AppendUvarint(nil, uint64(b.n)), b.set...), Header: nats.Header{}}
+	expectSeq(m, m.Subject, b.seq)
+	return m
 }
 
 // setBits sets the bits of the given parents of a job, each once, and
@@ -563,25 +611,15 @@ func (c *Client) setBits(ctx context.Context, id string, ks ...int) (bool, error
 		if err != nil || b == nil {
 			return false, err
 		}
-		set := slices.Clone(b.set)
-		changed := false
-		for _, k := range ks {
-			if k < b.n && !b.has(k) {
-				set[k/8] |= 1 << (k % 8)
-				changed = true
-			}
-		}
-		if !changed {
+		set := b.with(ks)
+		if slices.Equal(set.set, b.set) {
 			return b.all(), nil
 		}
-		m := &nats.Msg{Subject: countSubject(id), Data: append(binary.AppendUvarint(nil, uint64(b.n)), set...), Header: nats.Header{}}
-		expectSeq(m, m.Subject, b.seq)
-		err = c.storeGroup(ctx, []*nats.Msg{m})
+		err = c.storeGroup(ctx, []*nats.Msg{set.msg(id)})
 		if wrongLastSequence(err) {
 			continue // another parent's meanwhile: read again
 		}
-		b.set = set
-		return b.all(), err
+		return set.all(), err
 	}
 }
 
@@ -604,15 +642,10 @@ func (c *Client) release(ctx context.Context, id string) error {
 		if err != nil || b == nil || !b.all() {
 			return err
 		}
-		cur.State, cur.UpdatedAt = Queued, time.Now()
-		if cur.RunAt.After(cur.UpdatedAt) {
-			cur.State = Scheduled
-		}
-		job, err := newJobMsg(cur, false)
+		job, err := releaseMsg(cur, rev)
 		if err != nil {
 			return err
 		}
-		expectLast(job, id, rev)
 		err = c.storeGroup(ctx, []*nats.Msg{job})
 		if wrongLastSequence(err) {
 			continue // changed meanwhile: look again
@@ -620,15 +653,36 @@ func (c *Client) release(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
-		c.counts.of(cur.Queue).enqueued.Add(1)
-		// What it waited with goes; if this does not happen, the record
-		// is older than the job's message, and read as such.
-		for _, subject := range []string{waitSubject(cur), countSubject(id)} {
-			if err := c.stream.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
-				c.log.Warn("queue: removing what a released job waited with", "subject", subject, "error", err)
-			}
-		}
+		c.released(ctx, cur)
 		return nil
+	}
+}
+
+// releaseMsg is the job message that puts a pending job in its queue,
+// stored only if its record is still the one at sequence rev.
+func releaseMsg(cur *Info, rev uint64) (*nats.Msg, error) {
+	job := *cur
+	job.State, job.UpdatedAt = Queued, time.Now()
+	if job.RunAt.After(job.UpdatedAt) {
+		job.State = Scheduled
+	}
+	m, err := newJobMsg(&job, false)
+	if err != nil {
+		return nil, err
+	}
+	expectLast(m, cur.ID, rev)
+	return m, nil
+}
+
+// released counts a job released, and removes what it waited with; if
+// that fails, the record is older than the job's message, and read as
+// such.
+func (c *Client) released(ctx context.Context, job *Info) {
+	c.counts.of(job.Queue).enqueued.Add(1)
+	for _, subject := range []string{waitSubject(job), countSubject(job.ID)} {
+		if err := c.stream.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
+			c.log.Warn("queue: removing what a released job waited with", "subject", subject, "error", err)
+		}
 	}
 }
 
@@ -638,19 +692,28 @@ type edge struct {
 	k     int // the parent's place in the child's Parents
 }
 
+// maxLasts is the most messages a read of the last message of each of
+// several subjects returns.
+const maxLasts = 1024
+
 // edges returns the edges from a parent. They are found by the stream's
 // index of subjects (the last message of each subject that matches), up to
-// 1,024 of them, the most such a read returns; a parent with more is read
-// in the stream's order, which takes longer.
+// maxLasts of them; a parent with more is read in the stream's order,
+// which takes longer.
 func (c *Client) edges(ctx context.Context, parent string) ([]edge, error) {
 	filter := edgeFilter(parent)
-	msgs, err := c.lasts(ctx, []string{filter}, 1024)
+	msgs, err := c.lasts(ctx, []string{filter}, maxLasts)
 	if err != nil && strings.Contains(err.Error(), "413") {
 		msgs, err = c.scan(ctx, filter)
 	}
 	if err != nil {
 		return nil, err
 	}
+	return decodeEdges(msgs)
+}
+
+// decodeEdges decodes edges read from the stream.
+func decodeEdges(msgs []storedMsg) ([]edge, error) {
 	es := make([]edge, len(msgs))
 	for i, m := range msgs {
 		k, err := strconv.Atoi(string(m.data))
@@ -679,37 +742,197 @@ func (c *Client) scan(ctx context.Context, filter string) ([]storedMsg, error) {
 	}
 }
 
-// settle passes a finished job's outcome on to the jobs that wait for it,
-// and theirs on: on success, its bit is set in each child's, and a child
-// whose bits are all set is released; on failure, each child is skipped,
-// and its children in turn. It may be called again for the same job, and
-// does again only what was not done.
-func (c *Client) settle(ctx context.Context, parent *Info) error {
+// settle passes finished jobs' outcomes on to the jobs that wait for
+// them, and theirs on: on success, a parent's bit is set in each child's,
+// and a child whose bits are all set is released; on failure, each child
+// is skipped, and its children in turn. It may be called again for the
+// same jobs, and does again only what was not done.
+//
+// The successes are passed on together: one read finds their edges, one
+// their children's bits, one the records of those to release, and one
+// group of writes stores what changed, however many parents there are (a
+// worker passes on the outcomes stored while it passed on the last ones).
+func (c *Client) settle(ctx context.Context, parents ...*Info) error {
+	var ok []*Info
+	for _, p := range parents {
+		if p.State == Succeeded {
+			ok = append(ok, p)
+		}
+	}
+	for start := 0; start < len(ok); start += settleChunk {
+		if err := c.succeed(ctx, ok[start:min(start+settleChunk, len(ok))]); err != nil {
+			return err
+		}
+	}
+	for _, p := range parents {
+		if p.State != Succeeded {
+			if err := c.fail(ctx, p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// settleChunk is the most parents whose successes are read and written
+// together.
+const settleChunk = 256
+
+// succeed passes on the success of parents.
+func (c *Client) succeed(ctx context.Context, parents []*Info) error {
+	ks, err := c.children(ctx, parents, false)
+	if err != nil {
+		return err
+	}
+	children := slices.Sorted(maps.Keys(ks))
+	for start := 0; start < len(children); start += settleChunk {
+		if err := c.setAll(ctx, children[start:min(start+settleChunk, len(children))], ks); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setAll sets the bits ks[id] of each of children, and releases those
+// whose bits are then all set. One read finds their bits and records, and
+// one group of writes stores what changed; a child changed meanwhile is
+// done again alone.
+func (c *Client) setAll(ctx context.Context, children []string, ks map[string][]int) error {
+	subjects := make([]string, 0, 2*len(children))
+	for _, id := range children {
+		subjects = append(subjects, countSubject(id), idSubject(id))
+	}
+	// Up to three subjects match a job's id: its job's, its record's, and
+	// the one it waits in.
+	msgs, err := c.lasts(ctx, subjects, 4*len(children))
+	if err != nil {
+		return err
+	}
+	bitsOf := make(map[string]*bits, len(children))
+	recOf := make(map[string]storedMsg, len(children))
+	for _, m := range msgs {
+		if strings.HasPrefix(m.subject, flowRoot+".") {
+			id := countOf(m.subject)
+			if bitsOf[id], err = decodeBits(id, m); err != nil {
+				return err
+			}
+		} else if id := idOf(m.subject); m.seq > recOf[id].seq {
+			recOf[id] = m
+		}
+	}
+	// A child whose other bits are all set is released, if it waits for
+	// nothing else; the others have their bits set.
+	var writes []*nats.Msg
+	var wrote []string
+	released := make(map[string]*Info)
+	for _, id := range children {
+		b := bitsOf[id]
+		if b == nil {
+			continue // never waited, or released before
+		}
+		set := b.with(ks[id])
+		if rec, ok := recOf[id]; ok && set.all() {
+			cur := new(Info)
+			if err := json.Unmarshal(rec.data, cur); err != nil {
+				return fmt.Errorf("job %s: bad record: %w", id, err)
+			}
+			if cur.State == Pending && !cur.Registering {
+				m, err := releaseMsg(cur, rec.seq)
+				if err != nil {
+					return err
+				}
+				writes, wrote, released[id] = append(writes, m), append(wrote, id), cur
+				continue
+			}
+		}
+		if !slices.Equal(set.set, b.set) {
+			writes, wrote = append(writes, set.msg(id)), append(wrote, id)
+		}
+	}
+	if len(writes) == 0 {
+		return nil
+	}
+	errs, err := c.commit.store(ctx, writes)
+	if err != nil {
+		return err
+	}
+	for i, id := range wrote {
+		switch {
+		case wrongLastSequence(errs[i]):
+			all, err := c.setBits(ctx, id, ks[id]...)
+			if err == nil && all {
+				err = c.release(ctx, id)
+			}
+			if err != nil {
+				return fmt.Errorf("job %s: %w", id, err)
+			}
+		case errs[i] != nil:
+			return fmt.Errorf("job %s: %w", id, errs[i])
+		case released[id] != nil:
+			c.released(ctx, released[id])
+		}
+	}
+	return nil
+}
+
+// children returns the children of parents, each with the places in its
+// Parents of those parents: those of their graph, in their records, and
+// those enqueued after them, found by their edges — of every parent if
+// lookAll is set, else of those whose records say there are some.
+func (c *Client) children(ctx context.Context, parents []*Info, lookAll bool) (map[string][]int, error) {
+	ks := make(map[string][]int)
+	var filters []string
+	var look []*Info
+	for _, p := range parents {
+		for _, w := range p.Waiters {
+			ks[w.ID] = append(ks[w.ID], w.Place)
+		}
+		if lookAll || p.Children {
+			filters, look = append(filters, edgeFilter(p.ID)), append(look, p)
+		}
+	}
+	if len(filters) == 0 {
+		return ks, nil
+	}
+	msgs, err := c.lasts(ctx, filters, maxLasts)
+	var es []edge
+	if err == nil {
+		es, err = decodeEdges(msgs)
+	} else if strings.Contains(err.Error(), "413") {
+		// More edges than a read returns: a parent at a time.
+		for _, p := range look {
+			pes, err := c.edges(ctx, p.ID)
+			if err != nil {
+				return nil, fmt.Errorf("job %s: children: %w", p.ID, err)
+			}
+			es = append(es, pes...)
+		}
+		err = nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("children: %w", err)
+	}
+	for _, e := range es {
+		ks[e.child] = append(ks[e.child], e.k)
+	}
+	return ks, nil
+}
+
+// fail passes on a parent's failure: its children are skipped, and their
+// children in turn.
+func (c *Client) fail(ctx context.Context, parent *Info) error {
 	todo := []*Info{parent}
 	for len(todo) > 0 {
 		p := todo[0]
 		todo = todo[1:]
-		es, err := c.edges(ctx, p.ID)
+		ks, err := c.children(ctx, []*Info{p}, true)
 		if err != nil {
-			return fmt.Errorf("job %s: children: %w", p.ID, err)
+			return fmt.Errorf("job %s: %w", p.ID, err)
 		}
-		for _, e := range es {
-			if p.State == Succeeded {
-				all, err := c.setBits(ctx, e.child, e.k)
-				if err != nil {
-					return fmt.Errorf("job %s: child %s: %w", p.ID, e.child, err)
-				}
-				if !all {
-					continue
-				}
-				if err := c.release(ctx, e.child); err != nil {
-					return fmt.Errorf("job %s: child %s: %w", p.ID, e.child, err)
-				}
-				continue
-			}
-			child, err := c.skipFor(ctx, p, e.child)
+		for _, id := range slices.Sorted(maps.Keys(ks)) {
+			child, err := c.skipFor(ctx, p, id)
 			if err != nil {
-				return fmt.Errorf("job %s: child %s: %w", p.ID, e.child, err)
+				return fmt.Errorf("job %s: child %s: %w", p.ID, id, err)
 			}
 			if child != nil {
 				todo = append(todo, child)
@@ -743,20 +966,24 @@ func (c *Client) unskip(ctx context.Context, parent string) error {
 	for len(todo) > 0 {
 		p := todo[0]
 		todo = todo[1:]
-		es, err := c.edges(ctx, p)
+		info, _, err := c.info(ctx, p)
 		if err != nil {
-			return fmt.Errorf("job %s: children: %w", p, err)
+			return err
 		}
-		for _, e := range es {
-			pending, err := c.unskipFor(ctx, p, e.child)
+		ks, err := c.children(ctx, []*Info{info}, true)
+		if err != nil {
+			return fmt.Errorf("job %s: %w", p, err)
+		}
+		for _, id := range slices.Sorted(maps.Keys(ks)) {
+			pending, err := c.unskipFor(ctx, p, id)
 			if err != nil {
-				return fmt.Errorf("job %s: child %s: %w", p, e.child, err)
+				return fmt.Errorf("job %s: child %s: %w", p, id, err)
 			}
 			if pending {
-				if err := c.release(ctx, e.child); err != nil {
-					return fmt.Errorf("job %s: child %s: %w", p, e.child, err)
+				if err := c.release(ctx, id); err != nil {
+					return fmt.Errorf("job %s: child %s: %w", p, id, err)
 				}
-				todo = append(todo, e.child)
+				todo = append(todo, id)
 			}
 		}
 	}

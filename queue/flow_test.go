@@ -340,3 +340,61 @@ func TestGraphWorkerKilled(t *testing.T) {
 		}
 	}
 }
+
+// Ten thousand parents and one child: the child runs once, after all of
+// them, and is told all their ids.
+func TestFanIn10000(t *testing.T) {
+	c := queuetest.New(t)
+	var mu sync.Mutex
+	runs := make(map[string]int)
+	var childStarted time.Time
+	var lastParentEnd time.Time
+	var childParents int
+	queuetest.Work(t, c, queue.WorkerConfig{Concurrency: 8}, map[string]queue.Handler{
+		"part": func(_ context.Context, j *queue.Job) ([]byte, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			runs[j.ID]++
+			lastParentEnd = time.Now()
+			return nil, nil
+		},
+		"merge": func(_ context.Context, j *queue.Job) ([]byte, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			runs[j.ID]++
+			childStarted, childParents = time.Now(), len(j.Parents)
+			return nil, nil
+		},
+	})
+	const n = 10_000
+	var g queue.Graph
+	parents := make([]string, n)
+	for i := range parents {
+		parents[i] = strconv.Itoa(i)
+		g.Add(parents[i], queue.NewJob{Kind: "part"})
+	}
+	g.Add("merge", queue.NewJob{Kind: "merge"}, parents...)
+	ids, err := c.EnqueueGraph(t.Context(), &g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := wait(t, c, ids["merge"]); info.State != queue.Succeeded {
+		t.Fatalf("merge = %+v, want succeeded", info)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(runs) != n+1 {
+		t.Errorf("%d jobs ran, want %d", len(runs), n+1)
+	}
+	for id, k := range runs {
+		if k != 1 {
+			t.Errorf("job %s ran %d times", id, k)
+		}
+	}
+	if childParents != n {
+		t.Errorf("merge was told %d parents, want %d", childParents, n)
+	}
+	if childStarted.Before(lastParentEnd) {
+		t.Errorf("merge started before the last parent ended")
+	}
+}

@@ -98,12 +98,26 @@ type Info struct {
 
 	Parents   []string `json:"parents,omitempty"`    // the jobs it waits for, or waited for
 	SkippedBy []string `json:"skipped_by,omitempty"` // the parents that failed, if it is Skipped
-	// Children is set on a finished job's record when jobs wait for it.
+	// Waiters are the jobs of its graph that wait for it.
+	Waiters []Waiter `json:"waiters,omitempty"`
+	// Children is set on a finished job's record when jobs enqueued
+	// after it, with Options.After, wait for it.
 	Children bool `json:"children,omitempty"`
 	// Registering is set while the edges from a waiting job's parents
 	// are written: it is not released before.
 	Registering bool `json:"registering,omitempty"`
 }
+
+// A Waiter is a job of a graph that waits for another: its id, and the
+// other's place in its Parents.
+type Waiter struct {
+	ID    string `json:"id"`
+	Place int    `json:"place"`
+}
+
+// waited reports whether jobs wait for a job: its outcome is to be passed
+// on to them.
+func (info *Info) waited() bool { return info.Children || len(info.Waiters) > 0 }
 
 // Duration is a time.Duration that encodes in JSON as a string like "1m30s".
 type Duration time.Duration

@@ -30,6 +30,13 @@ type outcomes struct {
 	mu      sync.Mutex
 	failing error         // why outcomes cannot be stored now; nil if they can
 	stored  chan struct{} // closed when an outcome is stored again
+
+	// The stored outcomes of jobs that others wait for, to pass on to
+	// them, and the goroutine that does, while it runs.
+	passMu  sync.Mutex
+	toPass  []*outcome
+	passing sync.WaitGroup
+	passes  bool
 }
 
 // The wait before storing an outcome again doubles from storeRetryFirst up
@@ -88,9 +95,9 @@ func (oc *outcomes) store(ctx context.Context, o *outcome) {
 				go oc.store(ctx, o) // not from the committer's goroutine, which store may wait for
 			case err != nil:
 				oc.retry(ctx, o, err)
-			case final && info.Children:
+			case final && info.waited():
 				oc.ok()
-				go oc.settle(ctx, o) // owned through pending, which it leaves when it settles the job
+				oc.pass(ctx, o)
 			default:
 				oc.ok()
 				o.settle()
@@ -103,17 +110,49 @@ func (oc *outcomes) store(ctx context.Context, o *outcome) {
 	}
 }
 
-// settle passes a stored outcome on to the jobs that wait for its job,
-// then settles the job. If that fails, the job is handed back: the worker
-// that takes it again passes the outcome on.
-func (oc *outcomes) settle(ctx context.Context, o *outcome) {
-	defer oc.done()
-	if err := oc.w.c.settle(ctx, o.info); err != nil {
-		oc.w.c.log.Warn("queue: passing a job's outcome on to the jobs that wait for it; trying later", "id", o.info.ID, "error", err)
-		o.msg.NakWithDelay(time.Second)
-		return
+// pass passes a stored outcome on to the jobs that wait for its job, then
+// settles the job. The outcomes stored while others are passed on go
+// together next, in one round of reads and writes. If that fails, their
+// jobs are handed back: the worker that takes one again passes its
+// outcome on.
+func (oc *outcomes) pass(ctx context.Context, o *outcome) {
+	oc.passMu.Lock()
+	defer oc.passMu.Unlock()
+	oc.toPass = append(oc.toPass, o)
+	if !oc.passes {
+		oc.passes = true
+		oc.passing.Go(func() { oc.passAll(ctx) })
 	}
-	o.settle()
+}
+
+// passAll passes on the outcomes handed to pass until none is left.
+func (oc *outcomes) passAll(ctx context.Context) {
+	for {
+		oc.passMu.Lock()
+		batch := oc.toPass
+		oc.toPass = nil
+		oc.passes = len(batch) > 0
+		oc.passMu.Unlock()
+		if len(batch) == 0 {
+			return
+		}
+		infos := make([]*Info, len(batch))
+		for i, o := range batch {
+			infos[i] = o.info
+		}
+		err := oc.w.c.settle(ctx, infos...)
+		if err != nil {
+			oc.w.c.log.Warn("queue: passing jobs' outcomes on to the jobs that wait for them; trying later", "jobs", len(batch), "error", err)
+		}
+		for _, o := range batch {
+			if err != nil {
+				o.msg.NakWithDelay(time.Second)
+			} else {
+				o.settle()
+			}
+			oc.done()
+		}
+	}
 }
 
 // retry stores an outcome again after a wait, renewing the job's lease,

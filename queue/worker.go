@@ -288,6 +288,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		stopJobs() // hand back the jobs whose outcomes are kept, to run again later
 	}
 	outcomes.pending.Wait()
+	outcomes.passing.Wait()
 	w.tidy(context.WithoutCancel(ctx), consumers)
 	return nil
 }
@@ -607,19 +608,10 @@ func (w *Worker) prepare(ctx context.Context, msgs []*nats.Msg, staleUpTo uint64
 		}
 	}
 	run := ds[:0]
+	var finished []delivery
 	for _, d := range ds {
 		if d.info.State.Finished() {
-			// Delivered again after it finished: nothing to do but pass
-			// its outcome on to the jobs that wait for it, if the worker
-			// that stored it did not live to.
-			if d.info.Children {
-				if err := w.c.settle(ctx, d.info); err != nil {
-					w.c.log.Warn("queue: passing a job's outcome on to the jobs that wait for it; trying later", "id", d.info.ID, "error", err)
-					d.msg.NakWithDelay(time.Second)
-					continue
-				}
-			}
-			d.msg.Ack()
+			finished = append(finished, d)
 			continue
 		}
 		if wait := time.Until(d.info.RunAt); wait > 0 {
@@ -628,7 +620,34 @@ func (w *Worker) prepare(ctx context.Context, msgs []*nats.Msg, staleUpTo uint64
 		}
 		run = append(run, d)
 	}
+	w.passOn(ctx, finished)
 	return run
+}
+
+// passOn settles jobs delivered again after they finished: there is
+// nothing to do but pass their outcomes on to the jobs that wait for
+// them, if the worker that stored them did not live to.
+func (w *Worker) passOn(ctx context.Context, ds []delivery) {
+	var parents []*Info
+	for _, d := range ds {
+		if d.info.waited() {
+			parents = append(parents, d.info)
+		}
+	}
+	if err := w.c.settle(ctx, parents...); err != nil {
+		w.c.log.Warn("queue: passing jobs' outcomes on to the jobs that wait for them; trying later", "jobs", len(parents), "error", err)
+		for _, d := range ds {
+			if d.info.waited() {
+				d.msg.NakWithDelay(time.Second)
+			} else {
+				d.msg.Ack()
+			}
+		}
+		return
+	}
+	for _, d := range ds {
+		d.msg.Ack()
+	}
 }
 
 // handle runs one delivered job and records how it went. The outcome is
