@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -88,7 +90,45 @@ func TestQueueFlowsFromTheShell(t *testing.T) {
 			t.Errorf("herd run %q: exit %d, said:\n%s\nwant 255 and %q", tc.args, st, stderr, tc.want)
 		}
 	}
-	if _, stderr, st := herd("run", "--detach", "echo", ":::", "1"); st != 255 || !strings.Contains(stderr, "need --queue URL") {
-		t.Errorf("--detach without --queue: exit %d:\n%s", st, stderr)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--detach", "echo", ":::", "1"}, "--detach needs --queue URL or -S HOSTS"},
+		{[]string{"-S", "1/:", "--queue", url, "--detach", "echo", ":::", "1"}, "--detach with -S and --queue: the hosts' workers stop when herd run ends"},
+		{[]string{"-S", "1/:", "--after", frames, "echo", ":::", "1"}, "--after and --after-each need --queue URL"},
+	} {
+		if _, stderr, st := herd(append([]string{"run"}, tc.args...)...); st != 255 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("herd run %q: exit %d, said:\n%s\nwant 255 and %q", tc.args, st, stderr, tc.want)
+		}
+	}
+
+	// With -S and --queue, the hosts' workers run a run that waits for
+	// others like any.
+	out, stderr, st = herd("run", "-S", "1/:", "--queue", url, "--after-each", frames, "cat "+dir+"/s{}", ":::", "1", "2", "3", "4", "5", "6")
+	if want := "FRAME 1\nFRAME 2\nFRAME 3\nFRAME 4\nFRAME 5\nFRAME 6\n"; st != 0 || out != want {
+		t.Errorf("-S --queue --after-each: exit %d, output %q:\n%s\nwant %q", st, out, stderr, want)
+	}
+}
+
+// herd run -S --detach without --queue puts the run on its keeper's queue,
+// prints its id and returns; the keeper and its hosts see it done, and
+// herd run --attach ID shows every job once.
+func TestRunKeptDetach(t *testing.T) {
+	dir := t.TempDir()
+	data := t.TempDir()
+	env := []string{"XDG_DATA_HOME=" + data}
+	p := startProc(t, dir, env, append([]string{"run", "-S", "1/:", "--detach", "sleep 0.2; echo done {}", ":::"}, inputs(6)...)...)
+	if st := p.status(t); st != 0 || !regexp.MustCompile(`^\w+\n$`).MatchString(p.out.String()) {
+		t.Fatalf("-S --detach: exit %d, output %q (want the run's id alone):\n%s", st, p.out.String(), p.errOut.String())
+	}
+	id := strings.TrimSpace(p.out.String())
+	a := startProc(t, dir, env, "run", "--attach", id)
+	if st := a.status(t); st != 0 {
+		t.Fatalf("attach: exit status %d, want 0; error output:\n%s", st, a.errOut.String())
+	}
+	assertEachOnce(t, a.out.String(), 6)
+	if _, err := os.Stat(filepath.Join(data, "herd", "runs", id)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the run's folder after the run: %v, want it gone", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -28,7 +29,7 @@ const hostsLease = 10 * time.Second
 // loopback (package keeper), or the lasting one of --queue, where the hosts
 // are started by herd run and stop with it (--attach starts them again).
 // It is also herd run --attach ID for a run of the first kind.
-func runOnHosts(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.Signal, changed func(string) bool) error {
+func runOnHosts(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.Signal, changed func(string) bool, out io.Writer) error {
 	var logins []sshlogin.Login
 	if o.onHosts() { // else --attach to a run of -S, with its hosts
 		var err error
@@ -49,10 +50,11 @@ func runOnHosts(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan o
 		return err
 	}
 	if o.conn.url == "" {
-		return runKept(ctx, o, r, sigs, keeper.Config{Logins: logins, SSH: strings.Fields(o.ssh), Jobs: jobs, Delay: delay, QueueName: o.queueName,
+		return runKept(ctx, o, r, sigs, out, keeper.Config{Logins: logins, SSH: strings.Fields(o.ssh), Jobs: jobs, Delay: delay, QueueName: o.queueName,
 			Herd: self, Version: releaseVersion(), Lease: hostsLease})
 	}
-	exec := &remote.Executor{QueueName: o.queueName, URL: o.conn.url, Attach: o.attach, HostsStarted: true, Open: o.openQueue}
+	exec := &remote.Executor{QueueName: o.queueName, URL: o.conn.url, Attach: o.attach, HostsStarted: true, Open: o.openQueue,
+		After: o.after, AfterEach: o.afterEach}
 	o.conn.resolve()
 	u, err := url.Parse(strings.Split(o.conn.url, ",")[0])
 	if err != nil || u.Port() == "" {
@@ -78,9 +80,9 @@ func runOnHosts(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan o
 
 // runKept runs, or attaches to, a run of herd run -S whose queue its
 // keeper serves. When the run ends here, the keeper stops and the run's
-// folder goes; when herd run leaves it (killed, or its terminal closed),
-// the keeper sees it through, and herd run --attach ID shows it.
-func runKept(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.Signal, cfg keeper.Config) error {
+// folder goes; when herd run leaves it (--detach, killed, or its terminal
+// closed), the keeper sees it through, and herd run --attach ID shows it.
+func runKept(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.Signal, out io.Writer, cfg keeper.Config) error {
 	runs, err := keeper.RunsDir()
 	if err != nil {
 		return err
@@ -105,7 +107,8 @@ func runKept(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.S
 		}
 		k = started
 	}
-	exec := &remote.Executor{QueueName: o.queueName, Attach: o.attach, RunID: id, HostsStarted: true}
+	exec := &remote.Executor{QueueName: o.queueName, Attach: o.attach, RunID: id, HostsStarted: true,
+		SubmitOnly: o.detach, Out: out}
 	exec.Open = k.Open(id)
 	followCtx, stopFollowing := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -116,7 +119,7 @@ func runKept(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.S
 	status, err := r.Run(ctx, exec, sigs)
 	stopFollowing()
 	wg.Wait()
-	if exec.Detached() {
+	if exec.Detached() || o.detach {
 		return withStatus(status, err) // the keeper sees the run through
 	}
 	k.Stop()

@@ -210,7 +210,7 @@ func newRunCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 		}
 		r := run.New(cfg, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		if o.onHosts() || o.attach != "" && o.conn.url == "" {
-			return runOnHosts(ctx, o, r, sigs, cmd.Flags().Changed)
+			return runOnHosts(ctx, o, r, sigs, cmd.Flags().Changed, cmd.OutOrStdout())
 		}
 		var exec run.Executor = run.Local{}
 		if o.conn.url != "" {
@@ -389,7 +389,7 @@ func (o *runOptions) addQueueFlags(f *pflag.FlagSet) {
 	f.Lookup("queue").Usage = "run the jobs on the herd work processes of the queue at `URL`[,URL...] (see above)"
 	f.StringVar(&o.queueName, "queue-name", "default", "with --queue: put the jobs on the queue of this `NAME`")
 	f.StringVar(&o.attach, "attach", "", "show the output of the earlier run `ID` (as it finishes) of --queue, or of -S on this machine, instead of starting one")
-	f.BoolVar(&o.detach, "detach", false, "with --queue: put the jobs on the queue, print the run's id alone, and exit without waiting for them")
+	f.BoolVar(&o.detach, "detach", false, "with --queue, or -S without it: put the jobs on the queue, print the run's id alone, and exit without waiting for them (-S: the run's keeper sees them done)")
 	f.StringSliceVar(&o.after, "after", nil, "with --queue: start no job before every job of the earlier runs `RUN`[,RUN...] has succeeded; if one fails, this run's jobs do not run")
 	f.StringVar(&o.afterEach, "after-each", "", "with --queue: start job N once job N of the earlier run `RUN` has succeeded (the runs must have as many jobs)")
 }
@@ -546,7 +546,9 @@ func (o runOptions) rules(hasCommand, hasInputs bool, changed func(string) bool)
 	resuming := o.resume || o.resumeFailed || o.retryFailed
 	return []rule{
 		{!queued && (o.conn.used(changed) || changed("queue-name")), "--queue-name and the options to log in to a queue need --queue URL"},
-		{!queued && (o.detach || len(o.after) > 0 || o.afterEach != ""), "--detach, --after and --after-each need --queue URL"},
+		{!queued && !o.onHosts() && o.detach, "--detach needs --queue URL or -S HOSTS: the workers that see the run through"},
+		{queued && o.onHosts() && o.detach, "--detach with -S and --queue: the hosts' workers stop when herd run ends; start herd work on them to see a detached run through"},
+		{!queued && (len(o.after) > 0 || o.afterEach != ""), "--after and --after-each need --queue URL, where the runs they name are (a run of -S without it has a queue of its own)"},
 		{attach && (o.detach || len(o.after) > 0 || o.afterEach != ""), "--attach shows an earlier run: --detach, --after and --after-each do not go with it"},
 		{attach && (hasCommand || hasInputs), "--attach shows an earlier run: give no command or inputs"},
 		{attach && (resuming || o.dryRun), "--attach shows an earlier run: --resume, --resume-failed, --retry-failed and --dry-run do not go with it"},
