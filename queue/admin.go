@@ -48,8 +48,13 @@ type Stats struct {
 	Queues []QueueStats `json:"queues"`
 	Dead   uint64       `json:"dead"`
 	// DeadIn counts the dead jobs of each named queue that has some.
-	DeadIn  map[string]uint64 `json:"dead_in,omitempty"`
-	Records uint64            `json:"records"` // jobs the queue has a record of, finished ones included
+	DeadIn map[string]uint64 `json:"dead_in,omitempty"`
+	// Pending jobs wait for their parents (see [Options.After]); they
+	// are not in Waiting until their parents have succeeded. PendingIn
+	// counts those of each named queue that has some.
+	Pending   uint64            `json:"pending"`
+	PendingIn map[string]uint64 `json:"pending_in,omitempty"`
+	Records   uint64            `json:"records"` // jobs the queue has a record of, finished ones included
 }
 
 // Stats returns the figures of every named queue that has had jobs or
@@ -96,19 +101,27 @@ func (c *Client) Stats(ctx context.Context) (*Stats, error) {
 			continue
 		}
 		counted[qs.Queue] = true
-		n, err := c.count(ctx, deadFilter(qs.Queue))
-		if err != nil {
-			return nil, fmt.Errorf("queue: stats: %w", err)
-		}
-		if n > 0 {
-			if st.DeadIn == nil {
-				st.DeadIn = map[string]uint64{}
+		for _, k := range []struct {
+			filter string
+			in     *map[string]uint64
+		}{{deadFilter(qs.Queue), &st.DeadIn}, {pendingFilter(qs.Queue), &st.PendingIn}} {
+			n, err := c.count(ctx, k.filter)
+			if err != nil {
+				return nil, fmt.Errorf("queue: stats: %w", err)
 			}
-			st.DeadIn[qs.Queue] = n
+			if n > 0 {
+				if *k.in == nil {
+					*k.in = map[string]uint64{}
+				}
+				(*k.in)[qs.Queue] = n
+			}
 		}
 	}
 	var err error
 	if st.Dead, err = c.count(ctx, deadFilter("")); err != nil {
+		return nil, fmt.Errorf("queue: stats: %w", err)
+	}
+	if st.Pending, err = c.count(ctx, pendingFilter("")); err != nil {
 		return nil, fmt.Errorf("queue: stats: %w", err)
 	}
 	// A job has a record once a worker has had it; before, its message
@@ -117,7 +130,7 @@ func (c *Client) Stats(ctx context.Context) (*Stats, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue: stats: %w", err)
 	}
-	st.Records = recs + waiting
+	st.Records = recs + waiting + st.Pending
 	return st, nil
 }
 

@@ -67,8 +67,10 @@ func (c *Client) Jobs(ctx context.Context, q JobQuery) (*JobPage, error) {
 		filter = deadFilter(q.Queue)
 	case Succeeded, Cancelled:
 		prefix = recRoot + "."
-	case Pending, Skipped:
+	case Pending:
 		prefix = waitRoot + "."
+	case Skipped:
+		prefix = skipRoot + "."
 	default:
 		return nil, fmt.Errorf("queue: jobs: no state %q", q.State)
 	}

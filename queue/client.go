@@ -282,7 +282,7 @@ func (c *Client) setupStream(ctx context.Context) error {
 	cfg := jetstream.StreamConfig{
 		Name:               streamName,
 		Description:        "herd's jobs, and their records (state, attempts, errors, result), by id",
-		Subjects:           []string{jobRoot + ".>", recRoot + ".>", deadRoot + ".>", waitRoot + ".>", flowRoot + ".>"},
+		Subjects:           []string{jobRoot + ".>", recRoot + ".>", deadRoot + ".>", waitRoot + ".>", skipRoot + ".>", flowRoot + ".>"},
 		Retention:          jetstream.LimitsPolicy,
 		MaxMsgsPerSubject:  1,
 		Storage:            jetstream.FileStorage,

@@ -32,7 +32,8 @@
 //	herd.job.<queue>.<priority>.<id>   the job, as enqueued: one message a job
 //	herd.rec.<queue>.<priority>.<id>   its record, once a worker has had it
 //	herd.dead.<queue>.<id>             an empty mark: the job is dead
-//	herd.wait.<queue>.<priority>.<id>  a job waiting for its parents, or skipped
+//	herd.wait.<queue>.<priority>.<id>  a job waiting for its parents
+//	herd.skip.<queue>.<priority>.<id>  a job that will not run: a parent failed
 //	herd-flow.<id>                     which of its parents have succeeded
 //	herd-flow.<parent>.<id>            an edge from a parent to a job that waits for it
 //
@@ -104,8 +105,8 @@
 //     store does, never walks a graph's edges.
 //
 // A queue written by an earlier herd (a stream HERD_JOBS, dead jobs listed
-// in a bucket HERD_DEAD, or a stream without the herd.wait and herd-flow
-// subjects) is moved to this layout when a client opens it; stop the
+// in a bucket HERD_DEAD, or a stream without the herd.wait, herd.skip and
+// herd-flow subjects) is moved to this layout when a client opens it; stop the
 // earlier herd's workers first.
 //
 // A job's record says it is running once it has run for 50ms: shorter jobs

@@ -19,9 +19,10 @@ import (
 // Jobs that wait for other jobs. A job enqueued with parents
 // ([Options.After], or a [Graph]) waits until every parent has succeeded;
 // then it is put in its queue. A parent of the same graph lists it in its
-// own record (Info.Waiters); three kinds of subject hold the rest:
+// own record (Info.Waiters); four kinds of subject hold the rest:
 //
-//	herd.wait.<queue>.<priority>.<id>  the job's record while it waits (Pending), or once it will not run (Skipped)
+//	herd.wait.<queue>.<priority>.<id>  the job's record while it waits (Pending)
+//	herd.skip.<queue>.<priority>.<id>  its record once it will not run (Skipped)
 //	herd-flow.<id>                     which of its parents have succeeded: a bit for each, in the order of Info.Parents
 //	herd-flow.<parent>.<id>            an edge from a parent enqueued before the job: its place in the job's Parents
 //
@@ -57,6 +58,7 @@ import (
 //     was done.
 const (
 	waitRoot = "herd.wait"
+	skipRoot = "herd.skip"
 	flowRoot = "herd-flow"
 )
 
@@ -69,9 +71,24 @@ const Barrier = "herd.barrier"
 // MaxParents is the most parents a job may wait for.
 const MaxParents = 100_000
 
-// waitSubject is where a job waits for its parents.
+// waitSubject is where a job waits for its parents, or, once it will not
+// run because one failed, where its record is: apart, so that the jobs
+// waiting are counted from the stream's index.
 func waitSubject(info *Info) string {
-	return waitRoot + "." + info.Queue + "." + info.Priority.String() + "." + info.ID
+	root := waitRoot
+	if info.State == Skipped {
+		root = skipRoot
+	}
+	return root + "." + info.Queue + "." + info.Priority.String() + "." + info.ID
+}
+
+// pendingFilter matches the jobs of a named queue, or of every queue, that
+// wait for their parents.
+func pendingFilter(queue string) string {
+	if queue == "" {
+		return waitRoot + ".>"
+	}
+	return waitRoot + "." + queue + ".>"
 }
 
 // token writes an id as one subject token.
@@ -499,6 +516,7 @@ func (c *Client) editRecord(ctx context.Context, id string, edit func(cur *Info)
 		if err != nil {
 			return nil, err
 		}
+		was := waitSubject(cur)
 		if !edit(cur) {
 			return cur, nil
 		}
@@ -510,6 +528,13 @@ func (c *Client) editRecord(ctx context.Context, id string, edit func(cur *Info)
 		err = c.storeGroup(ctx, []*nats.Msg{m})
 		if wrongLastSequence(err) {
 			continue // changed meanwhile: read it again
+		}
+		if err == nil && was != m.Subject {
+			// Skipped, or waiting again: the record moved. If this
+			// fails, the record left is older, and read as such.
+			if err := c.stream.Purge(ctx, jetstream.WithPurgeSubject(was)); err != nil {
+				c.log.Warn("queue: removing a waiting job's record that moved", "subject", was, "error", err)
+			}
 		}
 		return cur, err
 	}

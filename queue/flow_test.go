@@ -240,11 +240,28 @@ func TestCancelWaitingJobSkipsItsChildren(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The jobs waiting for their parents are counted, and listed, as such.
+	pending := func(want int) {
+		t.Helper()
+		st, err := c.Stats(t.Context())
+		if err != nil || st.Pending != uint64(want) || st.PendingIn["default"] != uint64(want) {
+			t.Errorf("Stats: %+v, %v; want %d pending, in the default queue", st, err, want)
+		}
+		page, err := c.Jobs(t.Context(), queue.JobQuery{State: queue.Pending})
+		if err != nil || len(page.Jobs) != want {
+			t.Errorf("Jobs(pending) = %+v, %v; want %d", page, err, want)
+		}
+	}
+	pending(2)
 	if err := c.Cancel(t.Context(), ids["b"]); err != nil {
 		t.Fatal(err)
 	}
 	if info, err := c.Info(t.Context(), ids["c"]); err != nil || info.State != queue.Skipped || !strings.Contains(strings.Join(info.Errors, ""), "was cancelled") {
 		t.Errorf("c = %+v, %v; want skipped, its parent cancelled", info, err)
+	}
+	pending(0)
+	if page, err := c.Jobs(t.Context(), queue.JobQuery{State: queue.Skipped}); err != nil || len(page.Jobs) != 1 || page.Jobs[0].ID != ids["c"] {
+		t.Errorf("Jobs(skipped) = %+v, %v; want c", page, err)
 	}
 	r := new(recorder)
 	queuetest.Work(t, c, fast, map[string]queue.Handler{"step": r.handle})

@@ -19,6 +19,7 @@ import (
 //	herd.rec.<queue>.<priority>.<id>   the job's record once a worker has it
 //	herd.dead.<queue>.<id>             empty: the job is dead
 //	herd.wait.<queue>.<priority>.<id>  a job waiting for its parents (flow.go)
+//	herd.skip.<queue>.<priority>.<id>  a job that will not run: a parent failed
 //	herd-flow.<id>, herd-flow.<parent>.<id>  what it waits for (flow.go)
 //
 // A subject keeps only its last message, so a record written again replaces

@@ -23,7 +23,7 @@ import (
 // The watcher's channel is closed when ctx is done, the watcher is
 // stopped, or the watch fails. Stop it once done with it.
 func (c *Client) Watch(ctx context.Context, pattern string) (*Watcher[Info], error) {
-	filters := []string{jobRoot + ".*.*." + pattern, recRoot + ".*.*." + pattern, waitRoot + ".*.*." + pattern}
+	filters := []string{jobRoot + ".*.*." + pattern, recRoot + ".*.*." + pattern, waitRoot + ".*.*." + pattern, skipRoot + ".*.*." + pattern}
 	// A job's record replaces its message once a worker has it: while the
 	// watch catches up, a job's message is held back until it is clear
 	// that no record of the job follows, so that only current records are

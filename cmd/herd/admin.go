@@ -21,7 +21,8 @@ func newStatsCommand(ctx context.Context) *cobra.Command {
 included), jobs in flight (running, or waiting for their next attempt), jobs settled
 per second (done, or failed and handed back for a retry) over --interval, jobs handed
 to workers so far, how many of those are handed out again, and idle fetches (workers
-waiting for a job); then the number of dead jobs, and of job records kept.`,
+waiting for a job); then the number of jobs waiting for their parents (herd run --after),
+of dead jobs, and of job records kept.`,
 		Args: cobra.NoArgs,
 	}, func(c *queue.Client, out io.Writer, _ []string, asJSON bool) error {
 		st, err := queueStats(ctx, c, interval)
@@ -42,7 +43,7 @@ waiting for a job); then the number of dead jobs, and of job records kept.`,
 				q.SettledPerSecond, q.Delivered, q.Redelivered, q.IdleFetches)
 		}
 		tw.Flush()
-		fmt.Fprintf(out, "\ndead jobs: %d   job records kept: %d\n", st.Dead, st.Records)
+		fmt.Fprintf(out, "\nwaiting for their parents: %d   dead jobs: %d   job records kept: %d\n", st.Pending, st.Dead, st.Records)
 		return nil
 	})
 	cmd.Flags().DurationVar(&interval, "interval", time.Second, "measure the rates over this long (0: no rates)")

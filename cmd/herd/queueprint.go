@@ -17,6 +17,8 @@ import (
 type statsWithRates struct {
 	Queues []queueRates `json:"queues"`
 	Dead   uint64       `json:"dead"`
+	// Pending jobs wait for their parents (herd run --after, Options.After).
+	Pending uint64 `json:"pending"`
 	// Records are the jobs the queue has a record of, finished ones included.
 	Records uint64 `json:"records"`
 }
@@ -60,7 +62,7 @@ func withRates(now, before *queue.Stats, elapsed time.Duration) *statsWithRates 
 			prev[key{q.Queue, q.Priority}] = q
 		}
 	}
-	st := &statsWithRates{Dead: now.Dead, Records: now.Records}
+	st := &statsWithRates{Dead: now.Dead, Pending: now.Pending, Records: now.Records}
 	for _, q := range now.Queues {
 		r := queueRates{QueueStats: q}
 		if p, ok := prev[key{q.Queue, q.Priority}]; ok && elapsed > 0 {

@@ -22,7 +22,7 @@ func newQueueCollector(c *queue.Client) *queueCollector {
 	return &queueCollector{
 		c: c,
 		jobs: prometheus.NewDesc("herd_queue_jobs",
-			"Jobs in the queue by state: waiting for a worker (scheduled ones included), in_flight (running, or held by a worker for a retry or their time), dead.",
+			"Jobs in the queue by state: waiting for a worker (scheduled ones included), in_flight (running, or held by a worker for a retry or their time), dead, pending (waiting for their parents).",
 			[]string{"queue", "state"}, nil),
 		oldest: prometheus.NewDesc("herd_queue_oldest_waiting_seconds",
 			"How long the oldest job not yet handed to a worker has been ready to run.", []string{"queue"}, nil),
@@ -55,6 +55,7 @@ func (qc *queueCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(qc.jobs, prometheus.GaugeValue, float64(q.Waiting), q.Queue, "waiting")
 			ch <- prometheus.MustNewConstMetric(qc.jobs, prometheus.GaugeValue, float64(q.InFlight), q.Queue, "in_flight")
 			ch <- prometheus.MustNewConstMetric(qc.jobs, prometheus.GaugeValue, float64(q.Dead), q.Queue, "dead")
+			ch <- prometheus.MustNewConstMetric(qc.jobs, prometheus.GaugeValue, float64(q.Pending), q.Queue, "pending")
 			ch <- prometheus.MustNewConstMetric(qc.oldest, prometheus.GaugeValue, q.OldestWaiting.Seconds(), q.Queue)
 			ch <- prometheus.MustNewConstMetric(qc.paused, prometheus.GaugeValue, boolValue(q.Paused), q.Queue)
 		}

@@ -22,6 +22,7 @@ type QueueRow struct {
 	Running       int           `json:"running"`   // in the workers' hands, as their heartbeats say
 	InFlight      int           `json:"in_flight"` // handed out: running, or held for a retry or its time
 	Later         int           `json:"later"`     // in flight but not running: retrying or scheduled
+	Pending       uint64        `json:"pending"`   // waiting for their parents
 	Dead          uint64        `json:"dead"`
 	Paused        bool          `json:"paused,omitempty"`
 	OldestWaiting time.Duration `json:"oldest_waiting_ns"`
@@ -32,6 +33,7 @@ type QueueRow struct {
 type Overview struct {
 	Queues  []QueueRow    `json:"queues"`
 	Dead    uint64        `json:"dead"`
+	Pending uint64        `json:"pending"`
 	Records uint64        `json:"records"`
 	Workers int           `json:"workers"`
 	Chart   template.HTML `json:"-"`
@@ -42,7 +44,7 @@ func summarize(st *queue.Stats, now time.Time) []QueueRow {
 	var rows []QueueRow
 	for _, q := range st.Queues {
 		if len(rows) == 0 || rows[len(rows)-1].Queue != q.Queue {
-			rows = append(rows, QueueRow{Queue: q.Queue, Dead: st.DeadIn[q.Queue]})
+			rows = append(rows, QueueRow{Queue: q.Queue, Dead: st.DeadIn[q.Queue], Pending: st.PendingIn[q.Queue]})
 		}
 		r := &rows[len(rows)-1]
 		r.Waiting += q.Waiting
@@ -71,7 +73,7 @@ func (d *dashboard) overview(r *http.Request) (any, error) {
 		}
 	}
 	rates, series := d.rates()
-	o := &Overview{Queues: summarize(st, time.Now()), Dead: st.Dead, Records: st.Records, Workers: len(ws), Chart: chart(series)}
+	o := &Overview{Queues: summarize(st, time.Now()), Dead: st.Dead, Pending: st.Pending, Records: st.Records, Workers: len(ws), Chart: chart(series)}
 	for i := range o.Queues {
 		q := &o.Queues[i]
 		q.Running = min(running[q.Queue], q.InFlight)
