@@ -943,6 +943,28 @@ func (c *Client) children(ctx context.Context, parents []*Info, lookAll bool) (m
 	return ks, nil
 }
 
+// Children returns the ids of the jobs that wait for each of the given
+// jobs — those of its graph and those enqueued after it with
+// [Options.After] — by id, in no order; a job nothing waits for has none.
+// With each job's Info.Parents, it is what a graph's drawing needs.
+func (c *Client) Children(ctx context.Context, ids []string) (map[string][]string, error) {
+	infos, err := c.records(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("queue: children: %w", err)
+	}
+	out := make(map[string][]string, len(infos))
+	for _, info := range infos {
+		ks, err := c.children(ctx, []*Info{info}, true)
+		if err != nil {
+			return nil, fmt.Errorf("queue: job %s: %w", info.ID, err)
+		}
+		if len(ks) > 0 {
+			out[info.ID] = slices.Sorted(maps.Keys(ks))
+		}
+	}
+	return out, nil
+}
+
 // fail passes on a parent's failure: its children are skipped, and their
 // children in turn.
 func (c *Client) fail(ctx context.Context, parent *Info) error {

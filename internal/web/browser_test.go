@@ -296,3 +296,76 @@ func TestBrowserRefusals(t *testing.T) {
 		t.Errorf("job d1 after another site's form = %+v, %v; want it kept", info, err)
 	}
 }
+
+// A job's page draws the jobs it waits for and those that wait for it,
+// coloured by state, each a link; a run's page draws the runs it waits
+// for and those that wait for it.
+func TestBrowserGraphs(t *testing.T) {
+	ctx := browser(t)
+	c := queuetest.New(t)
+	rw, err := remote.NewWorker(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rw.Close()
+	worker(t, c, map[string]queue.Handler{remote.Kind: rw.Handle, "step": func(_ context.Context, j *queue.Job) ([]byte, error) {
+		if string(j.Payload) == "fail" {
+			return nil, queue.Permanent(errors.New("told to fail"))
+		}
+		return nil, nil
+	}})
+	var g queue.Graph
+	g.Add("top", queue.NewJob{Kind: "step", Options: queue.Options{ID: "top"}})
+	g.Add("left", queue.NewJob{Kind: "step", Payload: []byte("fail"), Options: queue.Options{ID: "left"}}, "top")
+	g.Add("right", queue.NewJob{Kind: "step", Options: queue.Options{ID: "right"}}, "top")
+	g.Add("bottom", queue.NewJob{Kind: "step", Options: queue.Options{ID: "bottom"}}, "left", "right")
+	if _, err := c.EnqueueGraph(t.Context(), &g); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := c.Wait(t.Context(), "bottom"); err != nil || info.State != queue.Skipped {
+		t.Fatalf("bottom = %+v, %v; want skipped", info, err)
+	}
+	s := start(t, web.Config{Queue: c})
+	node := func(id string) string { return `document.querySelector('#job-graph a[data-id="` + id + `"] g')` }
+	run(t, ctx, "the graph on the page of a job that did not run",
+		chromedp.Navigate(s.URL()+"/jobs/bottom"),
+		waitFor(`document.querySelectorAll("#job-graph g.node").length === 4 && document.querySelectorAll("#job-graph path.edge").length === 4`),
+		waitFor(node("bottom")+`.classList.contains("state-skipped") && `+node("bottom")+`.classList.contains("focus")`),
+		waitFor(node("left")+`.classList.contains("state-dead") && `+node("top")+`.classList.contains("state-succeeded")`),
+	)
+	screenshot(t, ctx, "graph.png")
+	run(t, ctx, "a node of the graph is a link to its job's page",
+		chromedp.Click(chromedp.CSS(`#job-graph a[data-id="left"] rect`)),
+		waitFor(`location.pathname === "/jobs/left" && document.getElementById("state").textContent === "dead"`),
+	)
+
+	// Two runs, the second after the first (herd run --after).
+	for i, id := range []string{"r1", "r2"} {
+		st, _ := json.Marshal(remote.State{Jobs: 1, Command: "true", Started: time.Now().Add(time.Duration(i) * time.Second)})
+		if err := c.PutMeta(t.Context(), remote.RunKey(id), st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	job := func(run string) []byte {
+		b, _ := json.Marshal(remote.Job{Run: run, Seq: 1, Shell: "/bin/sh", Attempts: 1, Line: "true"})
+		return b
+	}
+	if _, err := c.Enqueue(t.Context(), remote.Kind, job("r1"), queue.Options{ID: "r1.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Enqueue(t.Context(), queue.Barrier, nil, queue.Options{ID: "r2-after", After: []string{"r1.1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Enqueue(t.Context(), remote.Kind, job("r2"), queue.Options{ID: "r2.1", After: []string{"r2-after"}}); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := c.Wait(t.Context(), "r2.1"); err != nil || info.State != queue.Succeeded {
+		t.Fatalf("r2.1 = %+v, %v; want it run after r1.1", info, err)
+	}
+	run(t, ctx, "the graph of a run's page",
+		chromedp.Navigate(s.URL()+"/runs/r1"),
+		waitFor(`document.querySelectorAll("#run-graph g.node").length === 2 && document.querySelector('#run-graph a[data-id="r2"]')`),
+		chromedp.Click(chromedp.CSS(`#run-graph a[data-id="r2"] rect`)),
+		waitFor(`location.pathname === "/runs/r2" && document.querySelector('#run-graph a[data-id="r1"] g.state-succeeded')`),
+	)
+}

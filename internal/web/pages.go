@@ -124,7 +124,7 @@ type JobsPage struct {
 	Queues []string       `json:"-"`
 }
 
-var listedStates = []queue.State{"", queue.Queued, queue.Running, queue.Retrying, queue.Scheduled, queue.Succeeded, queue.Dead, queue.Cancelled}
+var listedStates = []queue.State{"", queue.Queued, queue.Running, queue.Retrying, queue.Scheduled, queue.Pending, queue.Succeeded, queue.Dead, queue.Cancelled, queue.Skipped}
 
 func (d *dashboard) jobs(r *http.Request) (any, error) {
 	v := r.URL.Query()
@@ -159,6 +159,8 @@ func (d *dashboard) jobs(r *http.Request) (any, error) {
 				p.Count += row.Waiting + uint64(row.InFlight)
 			case queue.Queued:
 				p.Count += row.Waiting
+			case queue.Pending:
+				p.Count += row.Pending
 			}
 		}
 		p.Queues = append(p.Queues, row.Queue)
@@ -170,8 +172,23 @@ func (d *dashboard) jobs(r *http.Request) (any, error) {
 	return p, nil
 }
 
+// JobPage is a job's page's data: the job, and its graph if it waits for
+// other jobs or others wait for it.
+type JobPage struct {
+	*queue.Info
+	Graph template.HTML `json:"-"`
+}
+
 func (d *dashboard) job(r *http.Request) (any, error) {
-	return d.c.Info(r.Context(), r.PathValue("id"))
+	info, err := d.c.Info(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return nil, err
+	}
+	g, err := jobGraph(r.Context(), d.c, info)
+	if err != nil {
+		return nil, err
+	}
+	return &JobPage{Info: info, Graph: g.svg("job " + info.ID + ", the jobs it waits for, and those that wait for it")}, nil
 }
 
 func (d *dashboard) workers(r *http.Request) (any, error) {

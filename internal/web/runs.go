@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -243,6 +244,7 @@ type RunPage struct {
 	FailedOnly bool             `json:"failed_only"`
 	From       int              `json:"from"`
 	Next       int              `json:"next,omitempty"` // the next page's first job
+	Graph      template.HTML    `json:"-"`              // the runs it waits for, and those that wait for it
 }
 
 const runPageSize = 50
@@ -287,6 +289,11 @@ func (d *dashboard) run(r *http.Request) (any, error) {
 			p.Jobs = append(p.Jobs, v)
 		}
 	}
+	g, err := d.runs.runGraph(r.Context(), row)
+	if err != nil {
+		return nil, err
+	}
+	p.Graph = g.svg("run " + id + ", the runs it waits for, and those that wait for it")
 	return p, nil
 }
 
