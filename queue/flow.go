@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -819,31 +818,33 @@ func (c *Client) succeed(ctx context.Context, parents []*Info) error {
 }
 
 // setAll sets the bits ks[id] of each of children, and releases those
-// whose bits are then all set. One read finds their bits and records, and
-// one group of writes stores what changed; a child changed meanwhile is
-// done again alone.
+// whose bits are then all set. One read finds their bits, one the records
+// of those to release (a child's record can be big: it names every
+// parent), and one group of writes stores what changed; a child changed
+// meanwhile is done again alone.
 func (c *Client) setAll(ctx context.Context, children []string, ks map[string][]int) error {
-	subjects := make([]string, 0, 2*len(children))
-	for _, id := range children {
-		subjects = append(subjects, countSubject(id), idSubject(id))
+	counts := make([]string, len(children))
+	for i, id := range children {
+		counts[i] = countSubject(id)
 	}
-	// Up to three subjects match a job's id: its job's, its record's, and
-	// the one it waits in.
-	msgs, err := c.lasts(ctx, subjects, 4*len(children))
+	msgs, err := c.lasts(ctx, counts, len(counts))
 	if err != nil {
 		return err
 	}
 	bitsOf := make(map[string]*bits, len(children))
-	recOf := make(map[string]storedMsg, len(children))
+	var full []string
 	for _, m := range msgs {
-		if strings.HasPrefix(m.subject, flowRoot+".") {
-			id := countOf(m.subject)
-			if bitsOf[id], err = decodeBits(id, m); err != nil {
-				return err
-			}
-		} else if id := idOf(m.subject); m.seq > recOf[id].seq {
-			recOf[id] = m
+		id := countOf(m.subject)
+		if bitsOf[id], err = decodeBits(id, m); err != nil {
+			return err
 		}
+		if bitsOf[id].with(ks[id]).all() {
+			full = append(full, id)
+		}
+	}
+	recs, revs, err := c.recordsAt(ctx, full)
+	if err != nil {
+		return err
 	}
 	// A child whose other bits are all set is released, if it waits for
 	// nothing else; the others have their bits set.
@@ -855,22 +856,15 @@ func (c *Client) setAll(ctx context.Context, children []string, ks map[string][]
 		if b == nil {
 			continue // never waited, or released before
 		}
-		set := b.with(ks[id])
-		if rec, ok := recOf[id]; ok && set.all() {
-			cur := new(Info)
-			if err := json.Unmarshal(rec.data, cur); err != nil {
-				return fmt.Errorf("job %s: bad record: %w", id, err)
+		if cur := recs[id]; cur != nil && cur.State == Pending && !cur.Registering {
+			m, err := releaseMsg(cur, revs[id])
+			if err != nil {
+				return err
 			}
-			if cur.State == Pending && !cur.Registering {
-				m, err := releaseMsg(cur, rec.seq)
-				if err != nil {
-					return err
-				}
-				writes, wrote, released[id] = append(writes, m), append(wrote, id), cur
-				continue
-			}
+			writes, wrote, released[id] = append(writes, m), append(wrote, id), cur
+			continue
 		}
-		if !slices.Equal(set.set, b.set) {
+		if set := b.with(ks[id]); !slices.Equal(set.set, b.set) {
 			writes, wrote = append(writes, set.msg(id)), append(wrote, id)
 		}
 	}
