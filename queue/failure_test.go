@@ -181,28 +181,7 @@ func TestKilledWhileBusy(t *testing.T) {
 // kept on all three, finishes a run when one node is killed outright
 // mid-run, losing nothing.
 func TestClusterSurvivesNodeLoss(t *testing.T) {
-	ports := testutil.FreePorts(t, 6)
-	var routes, urls []string
-	for i := range 3 {
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[3+i]))
-		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", ports[i]))
-	}
-	var nodes []*exec.Cmd
-	for i := range 3 {
-		nodes = append(nodes, startNode(t, nodeConfig{
-			Name:    fmt.Sprint("n", i),
-			Listen:  fmt.Sprintf("127.0.0.1:%d", ports[i]),
-			Dir:     t.TempDir(),
-			Cluster: queue.ClusterConfig{Name: "herd-test", Listen: fmt.Sprintf("127.0.0.1:%d", ports[3+i]), Routes: routes},
-		}))
-	}
-	// The cluster elects its JetStream leader in a few seconds.
-	var c *queue.Client
-	testutil.EventuallyNil(t, "the cluster to be ready", func() (err error) {
-		c, err = queue.Open(t.Context(), queue.Config{URL: strings.Join(urls, ","), Replicas: 3})
-		return err
-	})
-	t.Cleanup(func() { c.Close() })
+	c, nodes, _ := startCluster(t)
 
 	var ids []string
 	for i := range 300 {
@@ -229,6 +208,36 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 			t.Errorf("job %d = %+v, want succeeded with its own result", i, info)
 		}
 	}
+}
+
+// startCluster starts a three-node cluster on loopback, each node n0, n1,
+// n2 a process of its own, and opens a client that keeps jobs on all
+// three. It returns the nodes and their client URLs.
+func startCluster(t *testing.T) (*queue.Client, []*exec.Cmd, []string) {
+	t.Helper()
+	ports := testutil.FreePorts(t, 6)
+	var routes, urls []string
+	for i := range 3 {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[3+i]))
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", ports[i]))
+	}
+	var nodes []*exec.Cmd
+	for i := range 3 {
+		nodes = append(nodes, startNode(t, nodeConfig{
+			Name:    fmt.Sprint("n", i),
+			Listen:  fmt.Sprintf("127.0.0.1:%d", ports[i]),
+			Dir:     t.TempDir(),
+			Cluster: queue.ClusterConfig{Name: "herd-test", Listen: fmt.Sprintf("127.0.0.1:%d", ports[3+i]), Routes: routes},
+		}))
+	}
+	// The cluster elects its JetStream leader in a few seconds.
+	var c *queue.Client
+	testutil.EventuallyNil(t, "the cluster to be ready", func() (err error) {
+		c, err = queue.Open(t.Context(), queue.Config{URL: strings.Join(urls, ","), Replicas: 3})
+		return err
+	})
+	t.Cleanup(func() { c.Close() })
+	return c, nodes, urls
 }
 
 // assertRefused checks that Open with each configuration is refused with

@@ -832,19 +832,29 @@ func (c *Client) setAll(ctx context.Context, children []string, ks map[string][]
 		return err
 	}
 	bitsOf := make(map[string]*bits, len(children))
-	var full []string
 	for _, m := range msgs {
 		id := countOf(m.subject)
 		if bitsOf[id], err = decodeBits(id, m); err != nil {
 			return err
 		}
-		if bitsOf[id].with(ks[id]).all() {
-			full = append(full, id)
+	}
+	// The records of those to release, and of those without bits: they
+	// were released before, unless the server that answered is behind
+	// the others (a cluster's follower).
+	var read []string
+	for _, id := range children {
+		if b := bitsOf[id]; b == nil || b.with(ks[id]).all() {
+			read = append(read, id)
 		}
 	}
-	recs, revs, err := c.recordsAt(ctx, full)
+	recs, revs, err := c.recordsAt(ctx, read)
 	if err != nil {
 		return err
+	}
+	for _, id := range children {
+		if cur := recs[id]; bitsOf[id] == nil && cur != nil && cur.State == Pending {
+			return fmt.Errorf("job %s waits, but the record of its parents was not found: the server read is behind; trying again", id)
+		}
 	}
 	// A child whose other bits are all set is released, if it waits for
 	// nothing else; the others have their bits set.

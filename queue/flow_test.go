@@ -12,12 +12,15 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/goherd/herd/queue"
 	"github.com/goherd/herd/queue/internal/embedded"
 	"github.com/goherd/herd/queue/queuetest"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // recorder is a handler that notes the order jobs ran in, and fails the
@@ -414,4 +417,98 @@ func TestFanIn10000(t *testing.T) {
 	if childStarted.Before(lastParentEnd) {
 		t.Errorf("merge started before the last parent ended")
 	}
+}
+
+// A graph on a three-node cluster whose stream leader is killed outright
+// while the graph runs: every job runs after its parents have ended, and
+// the graph finishes.
+func TestGraphClusterLosesLeader(t *testing.T) {
+	c, nodes, urls := startCluster(t)
+	var mu sync.Mutex
+	started, ended := map[string]time.Time{}, map[string]time.Time{}
+	queuetest.Work(t, c, queue.WorkerConfig{Concurrency: 4, Lease: 2 * time.Second}, map[string]queue.Handler{
+		"step": func(_ context.Context, j *queue.Job) ([]byte, error) {
+			mu.Lock()
+			if _, ok := started[j.ID]; !ok {
+				started[j.ID] = time.Now()
+			}
+			mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+			mu.Lock()
+			ended[j.ID] = time.Now()
+			mu.Unlock()
+			return nil, nil
+		},
+	})
+	// Six layers of 10 jobs; each job after the first layer waits for 3
+	// jobs of the layer before.
+	rnd := rand.New(rand.NewPCG(3, 4))
+	var g queue.Graph
+	parents := make(map[string][]string)
+	const layers, width = 6, 10
+	for l := range layers {
+		for i := range width {
+			name := fmt.Sprintf("l%d.%d", l, i)
+			var after []string
+			if l > 0 {
+				for _, k := range rnd.Perm(width)[:3] {
+					after = append(after, fmt.Sprintf("l%d.%d", l-1, k))
+				}
+			}
+			parents[name] = after
+			g.Add(name, queue.NewJob{Kind: "step", Options: queue.Options{ID: name}}, after...)
+		}
+	}
+	if _, err := c.EnqueueGraph(t.Context(), &g); err != nil {
+		t.Fatal(err)
+	}
+	// Kill the stream's leader once the second layer has run.
+	for i := range width {
+		wait(t, c, fmt.Sprintf("l1.%d", i))
+	}
+	leader := streamLeader(t, urls)
+	var node int
+	if _, err := fmt.Sscanf(leader, "n%d", &node); err != nil {
+		t.Fatalf("leader %q: %v", leader, err)
+	}
+	if err := nodes[node].Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed %s, the stream's leader", leader)
+	for name := range parents {
+		if info := wait(t, c, name); info.State != queue.Succeeded {
+			t.Errorf("%s = %+v, want succeeded", name, info)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for name, ps := range parents {
+		for _, p := range ps {
+			if !started[name].After(ended[p]) {
+				t.Errorf("%s started at %v, before its parent %s ended at %v", name, started[name], p, ended[p])
+			}
+		}
+	}
+}
+
+// streamLeader returns the name of the node that leads the queue's stream.
+func streamLeader(t *testing.T, urls []string) string {
+	t.Helper()
+	nc, err := nats.Connect(strings.Join(urls, ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(t.Context(), "HERD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.CachedInfo().Cluster == nil || s.CachedInfo().Cluster.Leader == "" {
+		t.Fatalf("the stream has no leader: %+v", s.CachedInfo().Cluster)
+	}
+	return s.CachedInfo().Cluster.Leader
 }
