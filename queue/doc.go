@@ -146,6 +146,9 @@
 // jobs that wait for it; cancelling every job of a graph cancels what has
 // not run. A job of the [Barrier] kind does nothing, on any worker: many
 // jobs that wait for many others can wait for one barrier between them.
+// [Client.Children] and Info.Parents give the edges of a graph, which
+// [Client.Stats] counts the waiting jobs of (Stats.Pending), and
+// [Client.Jobs] lists by state (Pending, Skipped).
 //
 // # What the queue guarantees
 //
@@ -215,7 +218,10 @@
 //     writes its edges after storing it: if the caller dies meanwhile,
 //     the job waits for ever ([Client.Cancel] it, and enqueue it again).
 //     A waiting job cancelled by a caller that dies before the jobs
-//     waiting for it are skipped leaves them waiting too.
+//     waiting for it are skipped leaves them waiting too. On a cluster
+//     that loses the leader of the queue's stream, the same holds
+//     (TestGraphClusterLosesLeader): a write decided on a read from a
+//     server behind the others is refused, and decided again.
 //
 // What is not guaranteed: exactly-once execution (a job killed mid-run
 // runs again, so handlers should be idempotent), the order in which jobs
