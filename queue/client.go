@@ -95,6 +95,7 @@ type Client struct {
 	stream jetstream.Stream // jobs and records (layout.go)
 	commit *committer       // stores jobs and records in group commits
 	gets   *getter          // reads them
+	tidier *tidier          // removes what released jobs waited with (flow.go)
 	// consumers holds the queue.priority names whose consumer this
 	// client has made sure of.
 	consumers sync.Map
@@ -229,6 +230,8 @@ func (c *Client) setup(ctx context.Context) error {
 	if c.commit, err = newCommitter(c.nc, c.log, sync, atomicMin); err != nil {
 		return err
 	}
+	c.tidier = newTidier(c)
+
 	// The other assets follow the stream's settings.
 	replicas := c.stream.CachedInfo().Config.Replicas
 	buckets := []struct {
@@ -407,6 +410,9 @@ func (c *Client) reconnectSignal() <-chan struct{} {
 // one, after the server has written out what it holds.
 func (c *Client) Close() error {
 	var errs []error
+	if c.tidier != nil {
+		c.tidier.close()
+	}
 	if c.commit != nil {
 		c.commit.close() // what was handed over is stored first
 	}

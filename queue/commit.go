@@ -63,19 +63,40 @@ type committer struct {
 	gen   uint64 // of the group under way, in the answers' subjects
 
 	commits atomic.Int64 // commits made, for tests and figures
+
+	// Lazy writes are stored without a sync of their own: the next
+	// commit's sync makes them durable, or one made lazySyncAfter after
+	// them if none comes. owed is set while some are not synced yet.
+	owed      bool
+	lazyAfter time.Duration // lazySyncAfter, but in tests
+	syncMu    sync.Mutex
+	lazy      uint64        // commits of lazy writes so far
+	synced    uint64        // of those, the ones synced since
+	syncErr   error         // the last sync's error
+	syncing   chan struct{} // closed at the next sync
 }
+
+// lazySyncAfter is how long lazy writes wait for another commit's sync
+// before the committer syncs them itself.
+const lazySyncAfter = 2 * time.Millisecond
 
 // A write is one message to store. done is called once, from the
 // committer's goroutine, when the message is stored or cannot be: it must
 // not block.
+//
+// A lazy write is one whose loss in a power cut the writer makes good (it
+// is redone from what was made durable before it): done is called once it
+// is stored, before it is durable; flush waits until it is.
 type write struct {
 	msg  *nats.Msg
 	done func(err error)
+	lazy bool
 }
 
 func newCommitter(nc *nats.Conn, log *slog.Logger, sync func() error, atomicMin int) (*committer, error) {
 	cm := &committer{nc: nc, log: log, sync: sync, atomicMin: atomicMin,
-		in: make(chan *write, 4*maxCommitMsgs), done: make(chan struct{}), inbox: nc.NewInbox()}
+		in: make(chan *write, 4*maxCommitMsgs), done: make(chan struct{}), inbox: nc.NewInbox(),
+		syncing: make(chan struct{}), lazyAfter: lazySyncAfter}
 	var err error
 	if cm.acks, err = nc.SubscribeSync(cm.inbox + ".>"); err != nil {
 		return nil, err
@@ -107,12 +128,22 @@ func (cm *committer) add(ctx context.Context, w *write) error {
 // store stores msgs and returns the error of each (nil if it was stored),
 // or the context's error if ctx ends first; msgs stored by then stay.
 func (cm *committer) store(ctx context.Context, msgs []*nats.Msg) ([]error, error) {
+	return cm.storeAs(ctx, msgs, false)
+}
+
+// storeLazy is store of lazy writes: they are stored, and durable only
+// once flush returns.
+func (cm *committer) storeLazy(ctx context.Context, msgs []*nats.Msg) ([]error, error) {
+	return cm.storeAs(ctx, msgs, true)
+}
+
+func (cm *committer) storeAs(ctx context.Context, msgs []*nats.Msg, lazy bool) ([]error, error) {
 	errs := make([]error, len(msgs))
 	var left atomic.Int64
 	left.Store(int64(len(msgs)))
 	finished := make(chan struct{})
 	for i, m := range msgs {
-		w := &write{msg: m, done: func(err error) {
+		w := &write{msg: m, lazy: lazy, done: func(err error) {
 			errs[i] = err
 			if left.Add(-1) == 0 {
 				close(finished)
@@ -128,6 +159,41 @@ func (cm *committer) store(ctx context.Context, msgs []*nats.Msg) ([]error, erro
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// flush waits until the lazy writes stored so far are durable, and
+// returns the error of the sync that made them so.
+func (cm *committer) flush(ctx context.Context) error {
+	cm.syncMu.Lock()
+	upTo := cm.lazy
+	for cm.synced < upTo {
+		syncing := cm.syncing
+		cm.syncMu.Unlock()
+		select {
+		case <-syncing:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		cm.syncMu.Lock()
+	}
+	err := cm.syncErr
+	cm.syncMu.Unlock()
+	return err
+}
+
+// syncNow syncs what the server stored, and tells those who wait for the
+// lazy writes stored before.
+func (cm *committer) syncNow() error {
+	err := cm.sync()
+	if err != nil {
+		cm.log.Error("queue: syncing the store to disk", "error", err)
+	}
+	cm.syncMu.Lock()
+	cm.synced, cm.syncErr, cm.owed = cm.lazy, err, false
+	close(cm.syncing)
+	cm.syncing = make(chan struct{})
+	cm.syncMu.Unlock()
+	return err
 }
 
 // close stores what was handed over, then stops.
@@ -147,6 +213,22 @@ func (cm *committer) run() {
 	batch := make([]*write, 0, maxCommitMsgs)
 	var next *write // taken, for the next batch
 	for {
+		if next == nil && cm.owed {
+			// Lazy writes wait for the next commit's sync, a little.
+			t := time.NewTimer(cm.lazyAfter)
+			select {
+			case w, ok := <-cm.in:
+				t.Stop()
+				if !ok {
+					cm.syncNow()
+					return
+				}
+				next = w
+			case <-t.C:
+				cm.syncNow()
+				continue
+			}
+		}
 		if next == nil {
 			w, ok := <-cm.in
 			if !ok {
@@ -226,9 +308,16 @@ func (cm *committer) commit(batch []*write) {
 	} else {
 		errs = cm.publishAll(msgs)
 	}
-	if cm.sync != nil && slices.Contains(errs, nil) {
-		if err := cm.sync(); err != nil {
-			cm.log.Error("queue: syncing the store to disk", "error", err)
+	lazy := !slices.ContainsFunc(batch, func(w *write) bool { return !w.lazy })
+	switch {
+	case cm.sync == nil || !slices.Contains(errs, nil):
+	case lazy:
+		cm.syncMu.Lock()
+		cm.lazy++
+		cm.owed = true
+		cm.syncMu.Unlock()
+	default:
+		if err := cm.syncNow(); err != nil {
 			for i := range errs {
 				if errs[i] == nil {
 					errs[i] = fmt.Errorf("sync: %w", err)

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -703,11 +704,68 @@ func releaseMsg(cur *Info, rev uint64) (*nats.Msg, error) {
 // such.
 func (c *Client) released(ctx context.Context, job *Info) {
 	c.counts.of(job.Queue).enqueued.Add(1)
+	c.tidier.add(ctx, job)
+}
+
+// A tidier removes what released jobs waited with — a job's record as it
+// waited, and its bits — on a goroutine of its own, off the path from a
+// parent's outcome to its children's release. What is not removed (the
+// client closes first) is older than the job's message, and read as such.
+type tidier struct {
+	c      *Client
+	mu     sync.RWMutex // held to send on in; close takes it to close in
+	closed bool
+	in     chan *Info
+	done   chan struct{}
+}
+
+func newTidier(c *Client) *tidier {
+	t := &tidier{c: c, in: make(chan *Info, 4096), done: make(chan struct{})}
+	go t.run()
+	return t
+}
+
+// add hands a released job to the tidier, or tidies it here if the
+// tidier is busy with as many as it holds.
+func (t *tidier) add(ctx context.Context, job *Info) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.closed {
+		return
+	}
+	select {
+	case t.in <- job:
+	default:
+		t.tidy(ctx, job)
+	}
+}
+
+func (t *tidier) run() {
+	defer close(t.done)
+	for job := range t.in {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		t.tidy(ctx, job)
+		cancel()
+	}
+}
+
+func (t *tidier) tidy(ctx context.Context, job *Info) {
 	for _, subject := range []string{waitSubject(job), countSubject(job.ID)} {
-		if err := c.stream.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
-			c.log.Warn("queue: removing what a released job waited with", "subject", subject, "error", err)
+		if err := t.c.stream.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
+			t.c.log.Warn("queue: removing what a released job waited with", "subject", subject, "error", err)
 		}
 	}
+}
+
+// close tidies what was handed over, then stops.
+func (t *tidier) close() {
+	t.mu.Lock()
+	if !t.closed {
+		t.closed = true
+		close(t.in)
+	}
+	t.mu.Unlock()
+	<-t.done
 }
 
 // edge is an edge read from the stream.
@@ -783,8 +841,11 @@ func (c *Client) settle(ctx context.Context, parents ...*Info) error {
 			ok = append(ok, p)
 		}
 	}
+	var released []*Info
 	for start := 0; start < len(ok); start += settleChunk {
-		if err := c.succeed(ctx, ok[start:min(start+settleChunk, len(ok))]); err != nil {
+		r, err := c.succeed(ctx, ok[start:min(start+settleChunk, len(ok))])
+		released = append(released, r...)
+		if err != nil {
 			return err
 		}
 	}
@@ -795,6 +856,20 @@ func (c *Client) settle(ctx context.Context, parents ...*Info) error {
 			}
 		}
 	}
+	// The children's bits and releases were stored without waiting for
+	// the disk: the children start at once, and the next outcome's sync
+	// makes them durable. Until it has, the parents are not settled, so
+	// that a power cut meanwhile has them passed on again; and what the
+	// children waited with is removed only then.
+	if len(ok) == 0 {
+		return nil
+	}
+	if err := c.commit.flush(ctx); err != nil {
+		return err
+	}
+	for _, job := range released {
+		c.tidier.add(ctx, job)
+	}
 	return nil
 }
 
@@ -802,40 +877,45 @@ func (c *Client) settle(ctx context.Context, parents ...*Info) error {
 // together.
 const settleChunk = 256
 
-// succeed passes on the success of parents.
-func (c *Client) succeed(ctx context.Context, parents []*Info) error {
+// succeed passes on the success of parents, and returns the children
+// whose record and bits are to be removed once what it stored is durable.
+func (c *Client) succeed(ctx context.Context, parents []*Info) ([]*Info, error) {
 	ks, err := c.children(ctx, parents, false)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	children := slices.Sorted(maps.Keys(ks))
+	var released []*Info
 	for start := 0; start < len(children); start += settleChunk {
-		if err := c.setAll(ctx, children[start:min(start+settleChunk, len(children))], ks); err != nil {
-			return err
+		r, err := c.setAll(ctx, children[start:min(start+settleChunk, len(children))], ks)
+		released = append(released, r...)
+		if err != nil {
+			return released, err
 		}
 	}
-	return nil
+	return released, nil
 }
 
 // setAll sets the bits ks[id] of each of children, and releases those
-// whose bits are then all set. One read finds their bits, one the records
+// whose bits are then all set. It returns the children whose record and
+// bits are to be removed once what it stored is durable. One read finds their bits, one the records
 // of those to release (a child's record can be big: it names every
 // parent), and one group of writes stores what changed; a child changed
 // meanwhile is done again alone.
-func (c *Client) setAll(ctx context.Context, children []string, ks map[string][]int) error {
+func (c *Client) setAll(ctx context.Context, children []string, ks map[string][]int) ([]*Info, error) {
 	counts := make([]string, len(children))
 	for i, id := range children {
 		counts[i] = countSubject(id)
 	}
 	msgs, err := c.lasts(ctx, counts, len(counts))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	bitsOf := make(map[string]*bits, len(children))
 	for _, m := range msgs {
 		id := countOf(m.subject)
 		if bitsOf[id], err = decodeBits(id, m); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	// The records of those to release, and of those without bits: they
@@ -849,16 +929,17 @@ func (c *Client) setAll(ctx context.Context, children []string, ks map[string][]
 	}
 	recs, revs, err := c.recordsAt(ctx, read)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, id := range children {
 		if cur := recs[id]; bitsOf[id] == nil && cur != nil && cur.State == Pending {
-			return fmt.Errorf("job %s waits, but the record of its parents was not found: the server read is behind; trying again", id)
+			return nil, fmt.Errorf("job %s waits, but the record of its parents was not found: the server read is behind; trying again", id)
 		}
 	}
 	// A child whose other bits are all set is released, if it waits for
 	// nothing else; the others have their bits set.
 	var writes []*nats.Msg
+	var tidy []*Info
 	var wrote []string
 	released := make(map[string]*Info)
 	for _, id := range children {
@@ -866,10 +947,18 @@ func (c *Client) setAll(ctx context.Context, children []string, ks map[string][]
 		if b == nil {
 			continue // never waited, or released before
 		}
+		if cur := recs[id]; cur != nil && cur.State != Pending && cur.State != Skipped {
+			// Released before, by a parent whose settling failed after:
+			// what the child waited with is left to remove.
+			left := *cur
+			left.State = Pending
+			tidy = append(tidy, &left)
+			continue
+		}
 		if cur := recs[id]; cur != nil && cur.State == Pending && !cur.Registering {
 			m, err := releaseMsg(cur, revs[id])
 			if err != nil {
-				return err
+				return nil, err
 			}
 			writes, wrote, released[id] = append(writes, m), append(wrote, id), cur
 			continue
@@ -879,12 +968,13 @@ func (c *Client) setAll(ctx context.Context, children []string, ks map[string][]
 		}
 	}
 	if len(writes) == 0 {
-		return nil
+		return tidy, nil
 	}
-	errs, err := c.commit.store(ctx, writes)
+	errs, err := c.commit.storeLazy(ctx, writes)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	done := tidy
 	for i, id := range wrote {
 		switch {
 		case wrongLastSequence(errs[i]):
@@ -893,15 +983,16 @@ func (c *Client) setAll(ctx context.Context, children []string, ks map[string][]
 				err = c.release(ctx, id)
 			}
 			if err != nil {
-				return fmt.Errorf("job %s: %w", id, err)
+				return done, fmt.Errorf("job %s: %w", id, err)
 			}
 		case errs[i] != nil:
-			return fmt.Errorf("job %s: %w", id, errs[i])
+			return done, fmt.Errorf("job %s: %w", id, errs[i])
 		case released[id] != nil:
-			c.released(ctx, released[id])
+			c.counts.of(released[id].Queue).enqueued.Add(1)
+			done = append(done, released[id])
 		}
 	}
-	return nil
+	return done, nil
 }
 
 // children returns the children of parents, each with the places in its

@@ -628,6 +628,9 @@ func (w *Worker) prepare(ctx context.Context, msgs []*nats.Msg, staleUpTo uint64
 // nothing to do but pass their outcomes on to the jobs that wait for
 // them, if the worker that stored them did not live to.
 func (w *Worker) passOn(ctx context.Context, ds []delivery) {
+	if len(ds) == 0 {
+		return
+	}
 	var parents []*Info
 	for _, d := range ds {
 		if d.info.waited() {
