@@ -313,16 +313,23 @@ func (c *Client) recordsAt(ctx context.Context, ids []string) (map[string]*Info,
 		if err != nil {
 			return nil, nil, err
 		}
-		for _, m := range msgs {
-			id := idOf(m.subject)
-			if m.seq < newest[id] {
-				continue
-			}
-			info := new(Info)
-			if json.Unmarshal(m.data, info) == nil {
-				out[id], newest[id] = info, m.seq
-			}
-		}
+		keepNewest(out, newest, msgs)
 	}
 	return out, newest, nil
+}
+
+// keepNewest adds to out each job's record among msgs, read from its
+// subjects, if it is newer than the one there (newest holds their stream
+// sequences).
+func keepNewest(out map[string]*Info, newest map[string]uint64, msgs []storedMsg) {
+	for _, m := range msgs {
+		id := idOf(m.subject)
+		if m.seq < newest[id] {
+			continue
+		}
+		info := new(Info)
+		if json.Unmarshal(m.data, info) == nil {
+			out[id], newest[id] = info, m.seq
+		}
+	}
 }

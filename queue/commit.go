@@ -66,18 +66,19 @@ type committer struct {
 
 	// Lazy writes are stored without a sync of their own: the next
 	// commit's sync makes them durable, or one made lazySyncAfter after
-	// them if none comes. owed is set while some are not synced yet.
-	owed      bool
+	// the first of them if none comes.
+	owed      time.Time     // when the first lazy write not synced yet was stored; zero if none
 	lazyAfter time.Duration // lazySyncAfter, but in tests
 	syncMu    sync.Mutex
-	lazy      uint64        // commits of lazy writes so far
-	synced    uint64        // of those, the ones synced since
-	syncErr   error         // the last sync's error
-	syncing   chan struct{} // closed at the next sync
+	lazy      uint64            // commits of lazy writes so far
+	synced    uint64            // of those, the ones synced since
+	syncErr   error             // the last sync's error
+	syncing   chan struct{}     // closed at the next sync
+	onSync    []func(err error) // called at the next sync
 }
 
 // lazySyncAfter is how long lazy writes wait for another commit's sync
-// before the committer syncs them itself.
+// at most, before the committer syncs them itself.
 const lazySyncAfter = 2 * time.Millisecond
 
 // A write is one message to store. done is called once, from the
@@ -181,6 +182,21 @@ func (cm *committer) flush(ctx context.Context) error {
 	return err
 }
 
+// afterSync calls fn once the lazy writes stored so far are durable, with
+// the error of the sync that made them so: at once if they are, else from
+// the committer's goroutine (fn must not block).
+func (cm *committer) afterSync(fn func(err error)) {
+	cm.syncMu.Lock()
+	if cm.synced == cm.lazy {
+		err := cm.syncErr
+		cm.syncMu.Unlock()
+		fn(err)
+		return
+	}
+	cm.onSync = append(cm.onSync, fn)
+	cm.syncMu.Unlock()
+}
+
 // syncNow syncs what the server stored, and tells those who wait for the
 // lazy writes stored before.
 func (cm *committer) syncNow() error {
@@ -189,10 +205,15 @@ func (cm *committer) syncNow() error {
 		cm.log.Error("queue: syncing the store to disk", "error", err)
 	}
 	cm.syncMu.Lock()
-	cm.synced, cm.syncErr, cm.owed = cm.lazy, err, false
+	cm.synced, cm.syncErr, cm.owed = cm.lazy, err, time.Time{}
 	close(cm.syncing)
 	cm.syncing = make(chan struct{})
+	told := cm.onSync
+	cm.onSync = nil
 	cm.syncMu.Unlock()
+	for _, fn := range told {
+		fn(err)
+	}
 	return err
 }
 
@@ -213,9 +234,9 @@ func (cm *committer) run() {
 	batch := make([]*write, 0, maxCommitMsgs)
 	var next *write // taken, for the next batch
 	for {
-		if next == nil && cm.owed {
+		if next == nil && !cm.owed.IsZero() {
 			// Lazy writes wait for the next commit's sync, a little.
-			t := time.NewTimer(cm.lazyAfter)
+			t := time.NewTimer(time.Until(cm.owed.Add(cm.lazyAfter)))
 			select {
 			case w, ok := <-cm.in:
 				t.Stop()
@@ -311,10 +332,12 @@ func (cm *committer) commit(batch []*write) {
 	lazy := !slices.ContainsFunc(batch, func(w *write) bool { return !w.lazy })
 	switch {
 	case cm.sync == nil || !slices.Contains(errs, nil):
-	case lazy:
+	case lazy && (cm.owed.IsZero() || time.Since(cm.owed) < cm.lazyAfter):
 		cm.syncMu.Lock()
 		cm.lazy++
-		cm.owed = true
+		if cm.owed.IsZero() {
+			cm.owed = time.Now()
+		}
 		cm.syncMu.Unlock()
 	default:
 		if err := cm.syncNow(); err != nil {

@@ -274,6 +274,11 @@ func (c *Client) EnqueueGraph(ctx context.Context, g *Graph) (map[string]string,
 			info.Parents = nil
 		}
 	}
+	for _, info := range infos {
+		for i, w := range info.Waiters {
+			info.Waiters[i].Parents = len(infos[byName[seen[w.ID]]].Parents)
+		}
+	}
 	// The jobs that wait, what they wait with, and those that do not.
 	var flows, waiting, roots []*nats.Msg
 	for _, i := range order {
@@ -678,7 +683,7 @@ func (c *Client) release(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
-		c.released(ctx, cur)
+		c.released(cur)
 		return nil
 	}
 }
@@ -702,9 +707,9 @@ func releaseMsg(cur *Info, rev uint64) (*nats.Msg, error) {
 // released counts a job released, and removes what it waited with; if
 // that fails, the record is older than the job's message, and read as
 // such.
-func (c *Client) released(ctx context.Context, job *Info) {
+func (c *Client) released(job *Info) {
 	c.counts.of(job.Queue).enqueued.Add(1)
-	c.tidier.add(ctx, job)
+	c.tidier.add(job)
 }
 
 // A tidier removes what released jobs waited with — a job's record as it
@@ -713,39 +718,51 @@ func (c *Client) released(ctx context.Context, job *Info) {
 // client closes first) is older than the job's message, and read as such.
 type tidier struct {
 	c      *Client
-	mu     sync.RWMutex // held to send on in; close takes it to close in
+	mu     sync.Mutex
+	todo   []*Info
 	closed bool
-	in     chan *Info
+	more   chan struct{} // told, without blocking, when todo grows or the tidier closes
 	done   chan struct{}
 }
 
 func newTidier(c *Client) *tidier {
-	t := &tidier{c: c, in: make(chan *Info, 4096), done: make(chan struct{})}
+	t := &tidier{c: c, more: make(chan struct{}, 1), done: make(chan struct{})}
 	go t.run()
 	return t
 }
 
-// add hands a released job to the tidier, or tidies it here if the
-// tidier is busy with as many as it holds.
-func (t *tidier) add(ctx context.Context, job *Info) {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
+// add hands released jobs to the tidier. It does not block.
+func (t *tidier) add(jobs ...*Info) {
+	if len(jobs) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if t.closed {
 		return
 	}
+	t.todo = append(t.todo, jobs...)
 	select {
-	case t.in <- job:
+	case t.more <- struct{}{}:
 	default:
-		t.tidy(ctx, job)
 	}
 }
 
 func (t *tidier) run() {
 	defer close(t.done)
-	for job := range t.in {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		t.tidy(ctx, job)
-		cancel()
+	for range t.more {
+		t.mu.Lock()
+		todo, closed := t.todo, t.closed
+		t.todo = nil
+		t.mu.Unlock()
+		for _, job := range todo {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			t.tidy(ctx, job)
+			cancel()
+		}
+		if closed {
+			return
+		}
 	}
 }
 
@@ -760,11 +777,12 @@ func (t *tidier) tidy(ctx context.Context, job *Info) {
 // close tidies what was handed over, then stops.
 func (t *tidier) close() {
 	t.mu.Lock()
-	if !t.closed {
-		t.closed = true
-		close(t.in)
-	}
+	t.closed = true
 	t.mu.Unlock()
+	select {
+	case t.more <- struct{}{}:
+	default:
+	}
 	<-t.done
 }
 
@@ -835,6 +853,29 @@ func (c *Client) scan(ctx context.Context, filter string) ([]storedMsg, error) {
 // group of writes stores what changed, however many parents there are (a
 // worker passes on the outcomes stored while it passed on the last ones).
 func (c *Client) settle(ctx context.Context, parents ...*Info) error {
+	released, err := c.passOn(ctx, parents)
+	if err != nil {
+		return err
+	}
+	// The children's bits and releases were stored without waiting for
+	// the disk: the children start at once, and the next sync makes them
+	// durable. Until it has, the parents are not settled, so that a power
+	// cut meanwhile has them passed on again; and what the children
+	// waited with is removed only then.
+	if len(released) == 0 {
+		return nil
+	}
+	if err := c.commit.flush(ctx); err != nil {
+		return err
+	}
+	c.tidier.add(released...)
+	return nil
+}
+
+// passOn is settle but for its end: it returns the children it released
+// (or found released), whose record and bits are to be removed once the
+// committer has synced what it stored.
+func (c *Client) passOn(ctx context.Context, parents []*Info) ([]*Info, error) {
 	var ok []*Info
 	for _, p := range parents {
 		if p.State == Succeeded {
@@ -846,31 +887,17 @@ func (c *Client) settle(ctx context.Context, parents ...*Info) error {
 		r, err := c.succeed(ctx, ok[start:min(start+settleChunk, len(ok))])
 		released = append(released, r...)
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for _, p := range parents {
 		if p.State != Succeeded {
 			if err := c.fail(ctx, p); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
-	// The children's bits and releases were stored without waiting for
-	// the disk: the children start at once, and the next outcome's sync
-	// makes them durable. Until it has, the parents are not settled, so
-	// that a power cut meanwhile has them passed on again; and what the
-	// children waited with is removed only then.
-	if len(ok) == 0 {
-		return nil
-	}
-	if err := c.commit.flush(ctx); err != nil {
-		return err
-	}
-	for _, job := range released {
-		c.tidier.add(ctx, job)
-	}
-	return nil
+	return released, nil
 }
 
 // settleChunk is the most parents whose successes are read and written
@@ -880,14 +907,14 @@ const settleChunk = 256
 // succeed passes on the success of parents, and returns the children
 // whose record and bits are to be removed once what it stored is durable.
 func (c *Client) succeed(ctx context.Context, parents []*Info) ([]*Info, error) {
-	ks, err := c.children(ctx, parents, false)
+	ks, small, err := c.childrenOf(ctx, parents, false)
 	if err != nil {
 		return nil, err
 	}
 	children := slices.Sorted(maps.Keys(ks))
 	var released []*Info
 	for start := 0; start < len(children); start += settleChunk {
-		r, err := c.setAll(ctx, children[start:min(start+settleChunk, len(children))], ks)
+		r, err := c.setAll(ctx, children[start:min(start+settleChunk, len(children))], ks, small)
 		released = append(released, r...)
 		if err != nil {
 			return released, err
@@ -902,35 +929,53 @@ func (c *Client) succeed(ctx context.Context, parents []*Info) ([]*Info, error) 
 // of those to release (a child's record can be big: it names every
 // parent), and one group of writes stores what changed; a child changed
 // meanwhile is done again alone.
-func (c *Client) setAll(ctx context.Context, children []string, ks map[string][]int) ([]*Info, error) {
-	counts := make([]string, len(children))
-	for i, id := range children {
-		counts[i] = countSubject(id)
+func (c *Client) setAll(ctx context.Context, children []string, ks map[string][]int, small map[string]bool) ([]*Info, error) {
+	// The bits of each, and the records of those with few parents.
+	subjects := make([]string, 0, len(children))
+	n := 0
+	for _, id := range children {
+		subjects = append(subjects, countSubject(id))
+		n++
+		if small[id] {
+			// Up to three subjects match a job's id: its job's, its
+			// record's, and the one it waits in.
+			subjects = append(subjects, idSubject(id))
+			n += 3
+		}
 	}
-	msgs, err := c.lasts(ctx, counts, len(counts))
+	msgs, err := c.lasts(ctx, subjects, n)
 	if err != nil {
 		return nil, err
 	}
 	bitsOf := make(map[string]*bits, len(children))
+	recs, revs := make(map[string]*Info), make(map[string]uint64)
+	var records []storedMsg
 	for _, m := range msgs {
+		if !strings.HasPrefix(m.subject, flowRoot+".") {
+			records = append(records, m)
+			continue
+		}
 		id := countOf(m.subject)
 		if bitsOf[id], err = decodeBits(id, m); err != nil {
 			return nil, err
 		}
 	}
-	// The records of those to release, and of those without bits: they
-	// were released before, unless the server that answered is behind
-	// the others (a cluster's follower).
+	keepNewest(recs, revs, records)
+	// The records of the others to release, and of those without bits:
+	// they were released before, unless the server that answered is
+	// behind the others (a cluster's follower).
 	var read []string
 	for _, id := range children {
-		if b := bitsOf[id]; b == nil || b.with(ks[id]).all() {
+		if b := bitsOf[id]; !small[id] && (b == nil || b.with(ks[id]).all()) {
 			read = append(read, id)
 		}
 	}
-	recs, revs, err := c.recordsAt(ctx, read)
+	more, moreRevs, err := c.recordsAt(ctx, read)
 	if err != nil {
 		return nil, err
 	}
+	maps.Copy(recs, more)
+	maps.Copy(revs, moreRevs)
 	for _, id := range children {
 		if cur := recs[id]; bitsOf[id] == nil && cur != nil && cur.State == Pending {
 			return nil, fmt.Errorf("job %s waits, but the record of its parents was not found: the server read is behind; trying again", id)
@@ -947,23 +992,21 @@ func (c *Client) setAll(ctx context.Context, children []string, ks map[string][]
 		if b == nil {
 			continue // never waited, or released before
 		}
-		if cur := recs[id]; cur != nil && cur.State != Pending && cur.State != Skipped {
+		set := b.with(ks[id])
+		switch cur := recs[id]; {
+		case cur != nil && set.all() && cur.State != Pending && cur.State != Skipped:
 			// Released before, by a parent whose settling failed after:
 			// what the child waited with is left to remove.
 			left := *cur
 			left.State = Pending
 			tidy = append(tidy, &left)
-			continue
-		}
-		if cur := recs[id]; cur != nil && cur.State == Pending && !cur.Registering {
+		case cur != nil && set.all() && cur.State == Pending && !cur.Registering:
 			m, err := releaseMsg(cur, revs[id])
 			if err != nil {
 				return nil, err
 			}
 			writes, wrote, released[id] = append(writes, m), append(wrote, id), cur
-			continue
-		}
-		if set := b.with(ks[id]); !slices.Equal(set.set, b.set) {
+		case !slices.Equal(set.set, b.set):
 			writes, wrote = append(writes, set.msg(id)), append(wrote, id)
 		}
 	}
@@ -1000,19 +1043,34 @@ func (c *Client) setAll(ctx context.Context, children []string, ks map[string][]
 // those enqueued after them, found by their edges — of every parent if
 // lookAll is set, else of those whose records say there are some.
 func (c *Client) children(ctx context.Context, parents []*Info, lookAll bool) (map[string][]int, error) {
+	ks, _, err := c.childrenOf(ctx, parents, lookAll)
+	return ks, err
+}
+
+// smallRecord is the most parents of a child whose record is read with
+// its bits, rather than after them (when it is to be released).
+const smallRecord = 16
+
+// childrenOf is children, and the set of those known to have few parents
+// (smallRecord at most), whose records are small.
+func (c *Client) childrenOf(ctx context.Context, parents []*Info, lookAll bool) (map[string][]int, map[string]bool, error) {
 	ks := make(map[string][]int)
+	small := make(map[string]bool)
 	var filters []string
 	var look []*Info
 	for _, p := range parents {
 		for _, w := range p.Waiters {
 			ks[w.ID] = append(ks[w.ID], w.Place)
+			if w.Parents <= smallRecord {
+				small[w.ID] = true
+			}
 		}
 		if lookAll || p.Children {
 			filters, look = append(filters, edgeFilter(p.ID)), append(look, p)
 		}
 	}
 	if len(filters) == 0 {
-		return ks, nil
+		return ks, small, nil
 	}
 	msgs, err := c.lasts(ctx, filters, maxLasts)
 	var es []edge
@@ -1023,19 +1081,19 @@ func (c *Client) children(ctx context.Context, parents []*Info, lookAll bool) (m
 		for _, p := range look {
 			pes, err := c.edges(ctx, p.ID)
 			if err != nil {
-				return nil, fmt.Errorf("job %s: children: %w", p.ID, err)
+				return nil, nil, fmt.Errorf("job %s: children: %w", p.ID, err)
 			}
 			es = append(es, pes...)
 		}
 		err = nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("children: %w", err)
+		return nil, nil, fmt.Errorf("children: %w", err)
 	}
 	for _, e := range es {
 		ks[e.child] = append(ks[e.child], e.k)
 	}
-	return ks, nil
+	return ks, small, nil
 }
 
 // Children returns the ids of the jobs that wait for each of the given

@@ -111,8 +111,9 @@ type Info struct {
 // A Waiter is a job of a graph that waits for another: its id, and the
 // other's place in its Parents.
 type Waiter struct {
-	ID    string `json:"id"`
-	Place int    `json:"place"`
+	ID      string `json:"id"`
+	Place   int    `json:"place"`
+	Parents int    `json:"parents"` // how many jobs it waits for
 }
 
 // waited reports whether jobs wait for a job: its outcome is to be passed

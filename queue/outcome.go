@@ -86,7 +86,10 @@ func (oc *outcomes) store(ctx context.Context, o *outcome) {
 		if final && !info.Children {
 			expectNoChildren(m, info.ID)
 		}
-		err = c.commit.add(ctx, &write{msg: m, done: func(err error) {
+		// The outcome of a job that others wait for is stored without a
+		// sync of its own: its children start at once, and the job is
+		// settled once a sync has made both durable (pass).
+		err = c.commit.add(ctx, &write{msg: m, lazy: final && info.waited(), done: func(err error) {
 			switch {
 			case final && !info.Children && wrongLastSequence(err):
 				// Jobs wait for this one: its record says so, and once it
@@ -125,8 +128,11 @@ func (oc *outcomes) pass(ctx context.Context, o *outcome) {
 	}
 }
 
-// passAll passes on the outcomes handed to pass until none is left.
+// passAll passes on the outcomes handed to pass until none is left. Their
+// jobs are settled once the committer has synced their outcomes and what
+// passing them on stored, without waiting for it here.
 func (oc *outcomes) passAll(ctx context.Context) {
+	c := oc.w.c
 	for {
 		oc.passMu.Lock()
 		batch := oc.toPass
@@ -140,18 +146,23 @@ func (oc *outcomes) passAll(ctx context.Context) {
 		for i, o := range batch {
 			infos[i] = o.info
 		}
-		err := oc.w.c.settle(ctx, infos...)
+		released, err := c.passOn(ctx, infos)
 		if err != nil {
-			oc.w.c.log.Warn("queue: passing jobs' outcomes on to the jobs that wait for them; trying later", "jobs", len(batch), "error", err)
+			c.log.Warn("queue: passing jobs' outcomes on to the jobs that wait for them; trying later", "jobs", len(batch), "error", err)
 		}
-		for _, o := range batch {
-			if err != nil {
-				o.msg.NakWithDelay(time.Second)
-			} else {
-				o.settle()
+		c.commit.afterSync(func(syncErr error) {
+			for _, o := range batch {
+				if err != nil || syncErr != nil {
+					o.msg.NakWithDelay(time.Second)
+				} else {
+					o.settle()
+				}
+				oc.done()
 			}
-			oc.done()
-		}
+			if err == nil && syncErr == nil {
+				c.tidier.add(released...)
+			}
+		})
 	}
 }
 
