@@ -286,8 +286,11 @@ func (c *Client) EnqueueGraph(ctx context.Context, g *Graph) (map[string]string,
 		if err := c.ensureConsumer(ctx, info.Queue, info.Priority); err != nil {
 			return nil, fmt.Errorf("queue: enqueue %s %s: %w", info.Kind, info.ID, err)
 		}
+		// An id the caller chose is stored only if no job has it (checkIDs
+		// looked, but another may have come since); one made here is new.
+		given := g.nodes[i].job.Options.ID != ""
 		if len(info.Parents) == 0 {
-			m, err := newJobMsg(info, true)
+			m, err := newJobMsg(info, given)
 			if err != nil {
 				return nil, fmt.Errorf("queue: enqueue %s %s: %w", info.Kind, info.ID, err)
 			}
@@ -299,7 +302,9 @@ func (c *Client) EnqueueGraph(ctx context.Context, g *Graph) (map[string]string,
 		if err != nil {
 			return nil, fmt.Errorf("queue: enqueue %s %s: %w", info.Kind, info.ID, err)
 		}
-		expectLast(rec, info.ID, 0)
+		if given {
+			expectLast(rec, info.ID, 0)
+		}
 		waiting = append(waiting, rec)
 		flows = append(flows, &nats.Msg{Subject: countSubject(info.ID), Data: newBits(len(info.Parents)), Header: nats.Header{}})
 	}
