@@ -208,12 +208,13 @@
 //     outcome was stored and before the jobs waiting for it were released
 //     leaves the parent to be delivered again, and the worker that gets
 //     it releases them, finding done what was done (each step is one
-//     message stored only if what it was decided on is unchanged). A
-//     release is not synced to disk on its own: the child starts at once,
-//     the next sync makes the release durable, and only then is the
-//     parent acknowledged, so that a power cut before has the parent
-//     passed on again (and the child, if it ran, runs again). A
-//     graph is stored what its jobs wait for first, then the jobs that
+//     message stored only if what it was decided on is unchanged). The
+//     outcome of a job that others wait for, and its children's
+//     releases, are not synced to disk on their own: the children start
+//     at once, a sync shared with other writes (within 2ms) makes both
+//     durable, and only then is the job acknowledged, so that a power cut
+//     before has it run or passed on again (and a child that ran, run
+//     again); a chain pays one sync a link, not two. A graph is stored what its jobs wait for first, then the jobs that
 //     wait, then those that do not, so that nothing runs before it is
 //     whole; if a write fails, what was stored of it is removed (if the
 //     caller dies meanwhile, what was stored waits for jobs that never
