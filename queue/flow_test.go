@@ -284,28 +284,9 @@ func TestCancelWaitingJobSkipsItsChildren(t *testing.T) {
 func TestGraphWorkerKilled(t *testing.T) {
 	ns := startServer(t, embedded.Config{})
 	c := open(t, queue.Config{URL: ns.ClientURL()})
-	// Five layers of 8 jobs; each job after the first layer waits for 3
-	// jobs of the layer before.
-	rnd := rand.New(rand.NewPCG(1, 2))
-	var g queue.Graph
-	parents := make(map[string][]string)
 	const layers, width = 5, 8
-	for l := range layers {
-		for i := range width {
-			name := fmt.Sprintf("l%d.%d", l, i)
-			var after []string
-			if l > 0 {
-				for _, k := range rnd.Perm(width)[:3] {
-					after = append(after, fmt.Sprintf("l%d.%d", l-1, k))
-				}
-			}
-			parents[name] = after
-			g.Add(name, queue.NewJob{Kind: "step", Options: queue.Options{ID: name}}, after...)
-		}
-	}
-	if _, err := c.EnqueueGraph(t.Context(), &g); err != nil {
-		t.Fatal(err)
-	}
+	parents := layeredGraph(t, c, 1, layers, width)
+	rnd := rand.New(rand.NewPCG(5, 6)) // when the workers are killed
 	log := filepath.Join(t.TempDir(), "log")
 	last := fmt.Sprintf("l%d.", layers-1)
 	kills := 0
@@ -440,28 +421,8 @@ func TestGraphClusterLosesLeader(t *testing.T) {
 			return nil, nil
 		},
 	})
-	// Six layers of 10 jobs; each job after the first layer waits for 3
-	// jobs of the layer before.
-	rnd := rand.New(rand.NewPCG(3, 4))
-	var g queue.Graph
-	parents := make(map[string][]string)
-	const layers, width = 6, 10
-	for l := range layers {
-		for i := range width {
-			name := fmt.Sprintf("l%d.%d", l, i)
-			var after []string
-			if l > 0 {
-				for _, k := range rnd.Perm(width)[:3] {
-					after = append(after, fmt.Sprintf("l%d.%d", l-1, k))
-				}
-			}
-			parents[name] = after
-			g.Add(name, queue.NewJob{Kind: "step", Options: queue.Options{ID: name}}, after...)
-		}
-	}
-	if _, err := c.EnqueueGraph(t.Context(), &g); err != nil {
-		t.Fatal(err)
-	}
+	const width = 10
+	parents := layeredGraph(t, c, 3, 6, width)
 	// Kill the stream's leader once the second layer has run.
 	for i := range width {
 		wait(t, c, fmt.Sprintf("l1.%d", i))
@@ -511,4 +472,32 @@ func streamLeader(t *testing.T, urls []string) string {
 		t.Fatalf("the stream has no leader: %+v", s.CachedInfo().Cluster)
 	}
 	return s.CachedInfo().Cluster.Leader
+}
+
+// layeredGraph enqueues a graph of jobs of the kind "step" in layers of
+// width jobs, named (and with the ids) l<layer>.<i>, each job after the
+// first layer waiting for 3 jobs of the layer before, chosen by seed. It
+// returns each job's parents.
+func layeredGraph(t *testing.T, c *queue.Client, seed uint64, layers, width int) map[string][]string {
+	t.Helper()
+	rnd := rand.New(rand.NewPCG(seed, seed+1))
+	var g queue.Graph
+	parents := make(map[string][]string)
+	for l := range layers {
+		for i := range width {
+			name := fmt.Sprintf("l%d.%d", l, i)
+			var after []string
+			if l > 0 {
+				for _, k := range rnd.Perm(width)[:3] {
+					after = append(after, fmt.Sprintf("l%d.%d", l-1, k))
+				}
+			}
+			parents[name] = after
+			g.Add(name, queue.NewJob{Kind: "step", Options: queue.Options{ID: name}}, after...)
+		}
+	}
+	if _, err := c.EnqueueGraph(t.Context(), &g); err != nil {
+		t.Fatal(err)
+	}
+	return parents
 }
