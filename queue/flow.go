@@ -52,10 +52,10 @@ import (
 //     job message instead, expecting the record it read: bits are never
 //     unset, so the others' being set is enough. Of the writers that
 //     race, one store wins, and the others read again.
-//   - A finished job is acknowledged only after its edges are passed on; a
-//     worker killed before that leaves the job to be delivered again, and
-//     the worker that gets it passes them on again, which finds done what
-//     was done.
+//   - A finished job is acknowledged only after its edges are passed on,
+//     and what that stored is synced; a worker killed before that leaves
+//     the job to be delivered again, and the worker that gets it passes
+//     them on again, which finds done what was done.
 const (
 	waitRoot = "herd.wait"
 	skipRoot = "herd.skip"
@@ -94,7 +94,7 @@ func pendingFilter(queue string) string {
 // token writes an id as one subject token.
 func token(id string) string { return strings.ReplaceAll(id, ".", ":") }
 
-// countSubject holds how many parents of a job have not succeeded yet.
+// countSubject holds a job's bits: which of its parents have succeeded.
 func countSubject(id string) string { return flowRoot + "." + token(id) }
 
 // edgeSubject is the edge from parent to child.
@@ -867,8 +867,8 @@ func (c *Client) settle(ctx context.Context, parents ...*Info) error {
 	// durable. Until it has, the parents are not settled, so that a power
 	// cut meanwhile has them passed on again; and what the children
 	// waited with is removed only then.
-	if len(released) == 0 {
-		return nil
+	if !slices.ContainsFunc(parents, func(p *Info) bool { return p.State == Succeeded }) {
+		return nil // a failure's writes are synced
 	}
 	if err := c.commit.flush(ctx); err != nil {
 		return err
@@ -930,10 +930,11 @@ func (c *Client) succeed(ctx context.Context, parents []*Info) ([]*Info, error) 
 
 // setAll sets the bits ks[id] of each of children, and releases those
 // whose bits are then all set. It returns the children whose record and
-// bits are to be removed once what it stored is durable. One read finds their bits, one the records
-// of those to release (a child's record can be big: it names every
-// parent), and one group of writes stores what changed; a child changed
-// meanwhile is done again alone.
+// bits are to be removed once what it stored is durable. One read finds
+// their bits, and the records of those with few parents; one more the
+// records of the others to release (a child's record names every parent:
+// it can be big); and one group of writes, not synced on its own, stores
+// what changed. A child changed meanwhile is done again alone.
 func (c *Client) setAll(ctx context.Context, children []string, ks map[string][]int, small map[string]bool) ([]*Info, error) {
 	// The bits of each, and the records of those with few parents.
 	subjects := make([]string, 0, len(children))
