@@ -71,7 +71,7 @@ type committer struct {
 	lazyAfter time.Duration // lazySyncAfter, but in tests
 	syncMu    sync.Mutex
 	lazy      uint64            // commits of lazy writes so far
-	synced    uint64            // of those, the ones synced since
+	synced    uint64            // how many of them the last sync covered
 	syncErr   error             // the last sync's error
 	syncing   chan struct{}     // closed at the next sync
 	onSync    []func(err error) // called at the next sync
