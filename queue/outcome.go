@@ -113,11 +113,11 @@ func (oc *outcomes) store(ctx context.Context, o *outcome) {
 	}
 }
 
-// pass passes a stored outcome on to the jobs that wait for its job, then
-// settles the job. The outcomes stored while others are passed on go
-// together next, in one round of reads and writes. If that fails, their
-// jobs are handed back: the worker that takes one again passes its
-// outcome on.
+// pass passes a stored outcome on to the jobs that wait for its job, and
+// settles the job once a sync has made both durable. The outcomes stored
+// while others are passed on go together next, in one round of reads and
+// writes. If that fails, their jobs are handed back: the worker that
+// takes one again passes its outcome on.
 func (oc *outcomes) pass(ctx context.Context, o *outcome) {
 	oc.passMu.Lock()
 	defer oc.passMu.Unlock()
