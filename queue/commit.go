@@ -73,7 +73,6 @@ type committer struct {
 	lazy      uint64            // commits of lazy writes so far
 	synced    uint64            // how many of them the last sync covered
 	syncErr   error             // the last sync's error
-	syncing   chan struct{}     // closed at the next sync
 	onSync    []func(err error) // called at the next sync
 }
 
@@ -97,7 +96,7 @@ type write struct {
 func newCommitter(nc *nats.Conn, log *slog.Logger, sync func() error, atomicMin int) (*committer, error) {
 	cm := &committer{nc: nc, log: log, sync: sync, atomicMin: atomicMin,
 		in: make(chan *write, 4*maxCommitMsgs), done: make(chan struct{}), inbox: nc.NewInbox(),
-		syncing: make(chan struct{}), lazyAfter: lazySyncAfter}
+		lazyAfter: lazySyncAfter}
 	var err error
 	if cm.acks, err = nc.SubscribeSync(cm.inbox + ".>"); err != nil {
 		return nil, err
@@ -165,21 +164,14 @@ func (cm *committer) storeAs(ctx context.Context, msgs []*nats.Msg, lazy bool) (
 // flush waits until the lazy writes stored so far are durable, and
 // returns the error of the sync that made them so.
 func (cm *committer) flush(ctx context.Context) error {
-	cm.syncMu.Lock()
-	upTo := cm.lazy
-	for cm.synced < upTo {
-		syncing := cm.syncing
-		cm.syncMu.Unlock()
-		select {
-		case <-syncing:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		cm.syncMu.Lock()
+	synced := make(chan error, 1)
+	cm.afterSync(func(err error) { synced <- err })
+	select {
+	case err := <-synced:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	err := cm.syncErr
-	cm.syncMu.Unlock()
-	return err
 }
 
 // afterSync calls fn once the lazy writes stored so far are durable, with
@@ -206,8 +198,6 @@ func (cm *committer) syncNow() error {
 	}
 	cm.syncMu.Lock()
 	cm.synced, cm.syncErr, cm.owed = cm.lazy, err, time.Time{}
-	close(cm.syncing)
-	cm.syncing = make(chan struct{})
 	told := cm.onSync
 	cm.onSync = nil
 	cm.syncMu.Unlock()

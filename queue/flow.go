@@ -253,9 +253,9 @@ func (c *Client) EnqueueGraph(ctx context.Context, g *Graph) (map[string]string,
 	// Each job's parents: those of the graph first, each once, then those
 	// already in the queue, whose edges register writes. A parent of the
 	// graph lists its children in its own record, which costs no message.
-	byName := make(map[string]int, len(g.nodes))
-	for i, n := range g.nodes {
-		byName[n.name] = i
+	at := make(map[string]int, len(g.nodes)) // each job's place in g.nodes, by id
+	for i, info := range infos {
+		at[info.ID] = i
 	}
 	registers := make([]int, len(g.nodes)) // where each job's parents already in the queue start
 	for i, n := range g.nodes {
@@ -263,7 +263,7 @@ func (c *Client) EnqueueGraph(ctx context.Context, g *Graph) (map[string]string,
 		info.Parents = unique(nil, n.after, func(p string) string { return ids[p] })
 		registers[i] = len(info.Parents)
 		for k, p := range info.Parents {
-			parent := infos[byName[seen[p]]]
+			parent := infos[at[p]]
 			parent.Waiters = append(parent.Waiters, Waiter{ID: info.ID, Place: k})
 		}
 		info.Parents = unique(info.Parents, n.job.Options.After, func(id string) string { return id })
@@ -276,7 +276,7 @@ func (c *Client) EnqueueGraph(ctx context.Context, g *Graph) (map[string]string,
 	}
 	for _, info := range infos {
 		for i, w := range info.Waiters {
-			info.Waiters[i].Parents = len(infos[byName[seen[w.ID]]].Parents)
+			info.Waiters[i].Parents = len(infos[at[w.ID]].Parents)
 		}
 	}
 	// The jobs that wait, what they wait with, and those that do not.
@@ -288,9 +288,9 @@ func (c *Client) EnqueueGraph(ctx context.Context, g *Graph) (map[string]string,
 		}
 		// An id the caller chose is stored only if no job has it (checkIDs
 		// looked, but another may have come since); one made here is new.
-		given := g.nodes[i].job.Options.ID != ""
+		chosen := g.nodes[i].job.Options.ID != ""
 		if len(info.Parents) == 0 {
-			m, err := newJobMsg(info, given)
+			m, err := newJobMsg(info, chosen)
 			if err != nil {
 				return nil, fmt.Errorf("queue: enqueue %s %s: %w", info.Kind, info.ID, err)
 			}
@@ -302,7 +302,7 @@ func (c *Client) EnqueueGraph(ctx context.Context, g *Graph) (map[string]string,
 		if err != nil {
 			return nil, fmt.Errorf("queue: enqueue %s %s: %w", info.Kind, info.ID, err)
 		}
-		if given {
+		if chosen {
 			expectLast(rec, info.ID, 0)
 		}
 		waiting = append(waiting, rec)
@@ -314,8 +314,8 @@ func (c *Client) EnqueueGraph(ctx context.Context, g *Graph) (map[string]string,
 			return nil, fmt.Errorf("queue: enqueue graph: %w", err)
 		}
 	}
-	for i, info := range infos {
-		if len(g.nodes[i].after)+len(g.nodes[i].job.Options.After) == 0 {
+	for _, info := range infos {
+		if len(info.Parents) == 0 {
 			c.counts.of(info.Queue).enqueued.Add(1)
 		}
 	}

@@ -620,14 +620,14 @@ func (w *Worker) prepare(ctx context.Context, msgs []*nats.Msg, staleUpTo uint64
 		}
 		run = append(run, d)
 	}
-	w.passOn(ctx, finished)
+	w.settleFinished(ctx, finished)
 	return run
 }
 
-// passOn settles jobs delivered again after they finished: there is
+// settleFinished settles jobs delivered again after they finished: there is
 // nothing to do but pass their outcomes on to the jobs that wait for
 // them, if the worker that stored them did not live to.
-func (w *Worker) passOn(ctx context.Context, ds []delivery) {
+func (w *Worker) settleFinished(ctx context.Context, ds []delivery) {
 	if len(ds) == 0 {
 		return
 	}
