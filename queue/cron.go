@@ -202,12 +202,15 @@ func (s *Schedule) NextTick(t time.Time) (time.Time, error) {
 
 // schedule enqueues the jobs of the schedules of the worker's queues, tick
 // by tick, until ctx is done. It watches the bucket of schedules, so that a
-// schedule added or removed counts at once.
+// schedule added or removed counts at once. What it has enqueued survives a
+// watch that ends and starts again: a tick is skipped only while no worker
+// runs (see the package's comment on missed ticks).
 func (w *Worker) schedule(ctx context.Context) {
+	seen := map[scheduled]time.Time{}
 	for wait := time.Second; ctx.Err() == nil; wait = min(2*wait, time.Minute) {
 		watcher, err := w.c.schedules.WatchAll(ctx)
 		if err == nil {
-			w.tick(ctx, watcher)
+			w.tick(ctx, watcher, seen)
 			watcher.Stop()
 			continue
 		}
@@ -219,36 +222,53 @@ func (w *Worker) schedule(ctx context.Context) {
 	}
 }
 
+// scheduled names one schedule as added: a schedule removed and added again
+// under its name is a new one, whose missed ticks count from its own start.
+type scheduled struct {
+	name  string
+	added time.Time
+}
+
+// retryTick is how long a worker waits before enqueueing again a tick whose
+// job it could not store.
+const retryTick = time.Second
+
 // tick runs the schedules the watcher reports until ctx is done or the
-// watch ends.
-func (w *Worker) tick(ctx context.Context, watcher jetstream.KeyWatcher) {
+// watch ends. seen holds, by schedule, the time up to which its ticks are
+// enqueued.
+func (w *Worker) tick(ctx context.Context, watcher jetstream.KeyWatcher, seen map[scheduled]time.Time) {
 	served := map[string]bool{}
 	for _, q := range w.cfg.Queues {
 		served[q] = true
 	}
 	scheds := map[string]*Schedule{}
 	tickers := map[string]ticker{}
-	seen := map[string]time.Time{} // by schedule: ticks up to this time are enqueued
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		now := time.Now()
 		wake := now.Add(time.Hour)
 		for name, s := range scheds {
-			tk := tickers[name]
-			from, ok := seen[name]
+			tk, key := tickers[name], scheduled{name, s.Added}
+			from, ok := seen[key]
 			if !ok {
 				// First look: the latest tick missed since the schedule
 				// was added, once.
-				if tick := latestTick(tk, s.Added, now); !tick.IsZero() {
-					w.enqueueTick(ctx, s, tick)
-				}
 				from = now
+				if tick := latestTick(tk, s.Added, now); !tick.IsZero() && !w.enqueueTick(ctx, s, tick) {
+					from = tick.Add(-time.Nanosecond) // owed: tried again below
+				}
 			}
 			for tick := tk.Next(from); !tick.IsZero() && !tick.After(now); tick = tk.Next(tick) {
-				w.enqueueTick(ctx, s, tick)
+				if !w.enqueueTick(ctx, s, tick) {
+					now = tick.Add(-time.Nanosecond) // owed from this tick on
+					if retry := time.Now().Add(retryTick); retry.Before(wake) {
+						wake = retry
+					}
+					break
+				}
 			}
-			seen[name] = now
+			seen[key] = now
 			if next := tk.Next(now); !next.IsZero() && next.Before(wake) {
 				wake = next
 			}
@@ -263,9 +283,11 @@ func (w *Worker) tick(ctx context.Context, watcher jetstream.KeyWatcher) {
 				continue // the schedules there now are all in
 			}
 			name := e.Key()
+			if old := scheds[name]; old != nil {
+				delete(seen, scheduled{name, old.Added})
+			}
 			delete(scheds, name)
 			delete(tickers, name)
-			delete(seen, name)
 			if e.Operation() != jetstream.KeyValuePut {
 				continue // removed
 			}
@@ -286,10 +308,14 @@ func (w *Worker) tick(ctx context.Context, watcher jetstream.KeyWatcher) {
 	}
 }
 
-func (w *Worker) enqueueTick(ctx context.Context, s *Schedule, tick time.Time) {
+// enqueueTick enqueues the job of one tick of s, and reports whether it is
+// stored (by this worker or, with the same id, by another).
+func (w *Worker) enqueueTick(ctx context.Context, s *Schedule, tick time.Time) bool {
 	opts := s.Options
 	opts.ID = tickID(s.Name, tick)
-	if _, err := w.c.Enqueue(ctx, s.Kind, s.Payload, opts); err != nil && ctx.Err() == nil {
-		w.c.log.Warn("queue: periodic job not enqueued", "schedule", s.Name, "tick", tick, "error", err)
+	_, err := w.c.Enqueue(ctx, s.Kind, s.Payload, opts)
+	if err != nil && ctx.Err() == nil {
+		w.c.log.Warn("queue: periodic job not enqueued; trying again", "schedule", s.Name, "tick", tick, "error", err, "in", retryTick)
 	}
+	return err == nil
 }
