@@ -101,6 +101,8 @@ type Client struct {
 	consumers sync.Map
 	meta      jetstream.KeyValue
 	schedules jetstream.KeyValue
+	limits    jetstream.KeyValue // the queues' limits (limit.go)
+	slots     jetstream.KeyValue // the slots taken under them
 	results   jetstream.ObjectStore
 	log       *slog.Logger
 	counts    counts // this client's own figures (Counts)
@@ -241,9 +243,11 @@ func (c *Client) setup(ctx context.Context) error {
 	}{
 		{&c.meta, metaBucket, "values shared by the programs using herd's queue", c.retention},
 		{&c.schedules, scheduleBucket, "the schedules of herd's periodic jobs", 0},
+		{&c.limits, limitsBucket, "how many jobs of each queue may run across every worker", 0},
+		{&c.slots, slotsBucket, "the slots that running jobs hold under their queues' limits", slotsKept},
 	}
 	for _, b := range buckets {
-		if err := c.ensure(ctx, "KV_"+b.name, func() error {
+		if err := c.ensure(ctx, "KV_"+b.name, b.ttl, func() error {
 			_, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 				Bucket: b.name, Description: b.about, Storage: jetstream.FileStorage, Replicas: replicas, TTL: b.ttl,
 			})
@@ -255,7 +259,7 @@ func (c *Client) setup(ctx context.Context) error {
 			return fmt.Errorf("bucket %s: %w", b.name, err)
 		}
 	}
-	if err := c.ensure(ctx, "OBJ_"+resultStore, func() error {
+	if err := c.ensure(ctx, "OBJ_"+resultStore, c.retention, func() error {
 		_, err := c.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 			Bucket:      resultStore,
 			Description: "results of herd's jobs too big to keep in their records",
@@ -365,9 +369,10 @@ func (c *Client) lastSeq(ctx context.Context) (uint64, error) {
 }
 
 // ensure creates the stream of the given name with create if it does not
-// exist. If it does, it is left as it is, unless its replicas or retention
-// differ from the queue's: then create updates it.
-func (c *Client) ensure(ctx context.Context, stream string, create func() error) error {
+// exist. If it does, it is left as it is, unless its replicas differ from
+// the queue's or its retention from maxAge: then create updates it. So a
+// client that opens a queue as it is writes nothing.
+func (c *Client) ensure(ctx context.Context, stream string, maxAge time.Duration, create func() error) error {
 	s, err := c.js.Stream(ctx, stream)
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
@@ -376,7 +381,7 @@ func (c *Client) ensure(ctx context.Context, stream string, create func() error)
 	default:
 		cfg := s.CachedInfo().Config
 		replicasDiffer := cfg.Replicas != c.stream.CachedInfo().Config.Replicas
-		retentionDiffers := cfg.MaxAge != c.retention
+		retentionDiffers := cfg.MaxAge != maxAge
 		if !replicasDiffer && !retentionDiffers {
 			return nil
 		}

@@ -34,6 +34,10 @@ func TestMain(m *testing.M) {
 		flowWorker(url, os.Getenv("HERD_QUEUE_TEST_LOG"))
 		return
 	}
+	if url := os.Getenv("HERD_QUEUE_TEST_LIMITED"); url != "" {
+		limitedWorker(url, os.Getenv("HERD_QUEUE_TEST_LOG"))
+		return
+	}
 	if url := os.Getenv("HERD_QUEUE_TEST_SCHEDULER"); url != "" {
 		scheduling(url, os.Getenv("HERD_QUEUE_TEST_RUNS"))
 		return

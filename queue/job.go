@@ -51,6 +51,11 @@ type Options struct {
 	MaxAttempts int           // attempts before the job is dead; zero means 25
 	Timeout     time.Duration // each attempt's limit; zero means none
 
+	// Key groups jobs for their queue's KeyConcurrency limit (see
+	// [Limits]): at most that many jobs of one key run at once, across
+	// every worker. A customer's or a tenant's id is a typical key.
+	Key string
+
 	// After are the ids of jobs in the queue that this one waits for: it
 	// runs once every one of them has succeeded, and is Skipped if one
 	// fails for good. [Client.EnqueueGraph] enqueues jobs that wait for
@@ -89,6 +94,7 @@ type Info struct {
 	Attempts    int       `json:"attempts"`
 	MaxAttempts int       `json:"max_attempts"`
 	Timeout     Duration  `json:"timeout,omitempty"`
+	Key         string    `json:"key,omitempty"`
 	RunAt       time.Time `json:"run_at,omitzero"`
 	Errors      []string  `json:"errors,omitempty"` // one per failed attempt, oldest first
 	Result      []byte    `json:"result,omitempty"`
@@ -297,6 +303,9 @@ func newInfo(j NewJob, now time.Time) (*Info, error) {
 	if o.Queue != "" && !validQueue(o.Queue) {
 		return nil, fmt.Errorf("queue: enqueue %s: queue %q: want letters, digits and - _ = /", j.Kind, o.Queue)
 	}
+	if len(o.Key) > maxKey {
+		return nil, fmt.Errorf("queue: enqueue %s: a key of %d bytes: at most %d", j.Kind, len(o.Key), maxKey)
+	}
 	info := &Info{
 		ID:          o.ID,
 		Kind:        j.Kind,
@@ -306,6 +315,7 @@ func newInfo(j NewJob, now time.Time) (*Info, error) {
 		State:       Queued,
 		MaxAttempts: o.MaxAttempts,
 		Timeout:     Duration(o.Timeout),
+		Key:         o.Key,
 		RunAt:       o.RunAt,
 		EnqueuedAt:  now,
 		UpdatedAt:   now,
@@ -329,6 +339,9 @@ func newInfo(j NewJob, now time.Time) (*Info, error) {
 	}
 	return info, nil
 }
+
+// maxKey is the longest Options.Key: it is stored with every record.
+const maxKey = 1024
 
 // validQueue reports whether s can name a queue: an id with no dots.
 func validQueue(s string) bool { return validID(s) && !strings.Contains(s, ".") }

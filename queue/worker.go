@@ -8,6 +8,7 @@ import (
 	"math"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +25,7 @@ type Job struct {
 	ID          string
 	Kind        string
 	Queue       string
+	Key         string // its Options.Key
 	Payload     []byte
 	Attempt     int // 1 for the first attempt
 	MaxAttempts int
@@ -96,6 +98,7 @@ type Worker struct {
 	aborted  bool
 	cancels  cancels // the jobs in hand, for Client.Cancel and the heartbeat
 	done     atomic.Uint64
+	adm      *admitter // of the running Run: starts the jobs of limited queues
 }
 
 // NewWorker returns a worker taking jobs from this client's queue.
@@ -218,6 +221,33 @@ func (w *Worker) Run(ctx context.Context) error {
 	var running atomic.Int64
 	free := make(chan struct{}, 1) // a slot came free
 	outcomes := &outcomes{w: w, stop: jobsCtx.Done(), settled: free}
+	freed := func() {
+		running.Add(-1)
+		select {
+		case free <- struct{}{}:
+		default:
+		}
+	}
+	start := func(d delivery) {
+		pool.Go(jobsCtx, func(context.Context) error {
+			defer freed()
+			w.handle(jobsCtx, ctx, d, outcomes)
+			return nil
+		})
+	}
+
+	// The queues' limits: followed while the worker takes jobs; the jobs
+	// held for them are handed back when it stops.
+	lim := newLimiter(w.c, presence.info.ID, w.cfg.Lease)
+	adm := newAdmitter(lim, w.cfg.Lease, start, func(delivery) { freed() })
+	w.adm = adm
+	var limits sync.WaitGroup
+	limits.Go(func() { lim.watch(ctx) })
+	limits.Go(func() { adm.run(ctx) })
+	select {
+	case <-lim.ready:
+	case <-ctx.Done():
+	}
 	var tidied time.Time
 	var stale staleness
 
@@ -256,7 +286,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		msgs := w.fetch(ctx, p, names, n)
+		msgs := w.fetch(ctx, p, names, n, adm)
 		if presence.draining.Load() { // asked meanwhile: hand them back
 			for _, m := range msgs {
 				m.Nak()
@@ -266,19 +296,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		stale.refresh(ctx, w.c)
 		for _, d := range w.prepare(ctx, msgs, stale.upTo) {
 			running.Add(1)
-			pool.Go(jobsCtx, func(context.Context) error {
-				defer func() {
-					running.Add(-1)
-					select {
-					case free <- struct{}{}:
-					default:
-					}
-				}()
-				w.handle(jobsCtx, ctx, d, outcomes)
-				return nil
-			})
+			if _, limited := lim.limited(d.info.Queue); limited {
+				adm.offer(ctx, d)
+			} else {
+				start(d)
+			}
 		}
 	}
+	limits.Wait() // no job starts after this
 
 	// Stopping: let the running jobs finish, up to the timeout.
 	timer := time.AfterFunc(w.cfg.ShutdownTimeout, stopJobs)
@@ -461,20 +486,23 @@ func (p *puller) pull(consumer string, n int, wait time.Duration) ([]*nats.Msg, 
 }
 
 // fetch takes up to n jobs, high priority first. When there are none it
-// waits a moment for one.
+// waits a moment for one. Of a limited queue it takes only as many as
+// there seem to be slots for, and none while it holds one of its jobs
+// (see admitter).
 //
 // A consumer that had no job is asked again only after a few milliseconds
 // (but first when the worker is idle): most queues use one priority, and
 // asking the empty ones each time would cost as much as the jobs. So a
 // high-priority job may start a few milliseconds after the jobs of lower
 // priority taken meanwhile.
-func (w *Worker) fetch(ctx context.Context, p *puller, consumers []string, n int) []*nats.Msg {
+func (w *Worker) fetch(ctx context.Context, p *puller, consumers []string, n int, adm *admitter) []*nats.Msg {
 	var msgs []*nats.Msg
-	for _, cons := range consumers {
-		if time.Now().Before(p.empty[cons]) {
+	queues := w.cfg.Queues
+	for i, cons := range consumers {
+		if time.Now().Before(p.empty[cons]) || adm.blocked(queues[i%len(queues)]) {
 			continue
 		}
-		batch, err := p.pull(cons, n-len(msgs), 0)
+		batch, err := p.pull(cons, adm.batch(queues[i%len(queues)], n-len(msgs)), 0)
 		if len(batch) == 0 {
 			p.empty[cons] = time.Now().Add(emptyFor)
 		}
@@ -490,12 +518,22 @@ func (w *Worker) fetch(ctx context.Context, p *puller, consumers []string, n int
 		return msgs
 	}
 	clear(p.empty)
-	// Nothing waiting: wait on the default priority of the first queue,
-	// which is where most jobs arrive; the others are looked at again
-	// after the wait. The wait is for one job: a pull for more would end
-	// only when it has them all, or at its expiry, and the first would
-	// wait until then. The next fetch takes the jobs that came with it.
-	batch, err := p.pull(consumers[len(w.cfg.Queues)], 1, 200*time.Millisecond)
+	// Nothing waiting: wait on the default priority of the first queue
+	// not held back by its limits, which is where most jobs arrive; the
+	// others are looked at again after the wait. The wait is for one job:
+	// a pull for more would end only when it has them all, or at its
+	// expiry, and the first would wait until then. The next fetch takes
+	// the jobs that came with it.
+	i := slices.IndexFunc(queues, func(q string) bool { return !adm.blocked(q) })
+	if i < 0 {
+		select { // every queue is held back: until one is not
+		case <-adm.unblocked:
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+		}
+		return nil
+	}
+	batch, err := p.pull(consumers[len(queues)+i], 1, 200*time.Millisecond)
 	if err != nil && len(batch) == 0 {
 		// The server is away: don't spin while the client reconnects.
 		w.c.log.Debug("queue: fetch", "error", err)
@@ -517,8 +555,9 @@ const runningAfter = 50 * time.Millisecond
 
 // A delivery is a job taken from the queue, with its record as it is now.
 type delivery struct {
-	msg  *nats.Msg
-	info *Info
+	msg   *nats.Msg
+	info  *Info
+	grant *grant // the slots it holds under its queue's limits, if any
 }
 
 // staleness says which deliveries may be stale: a job whose outcome was
@@ -590,7 +629,7 @@ func (w *Worker) prepare(ctx context.Context, msgs []*nats.Msg, staleUpTo uint64
 			}
 			stale, infos, seqs = append(stale, len(ds)), append(infos, info), append(seqs, seq)
 		}
-		ds = append(ds, delivery{msg, info})
+		ds = append(ds, delivery{msg: msg, info: info})
 	}
 	if len(stale) > 0 {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -659,11 +698,12 @@ func (w *Worker) settleFinished(ctx context.Context, ds []delivery) {
 // outcome is kept, and the slot is free for the next job meanwhile.
 func (w *Worker) handle(jobsCtx, runCtx context.Context, d delivery, outcomes *outcomes) {
 	msg, info := d.msg, d.info
+	ctx := context.WithoutCancel(jobsCtx)
+	defer d.grant.release(ctx) // at the latest; once the handler returns, at best
 	if runCtx.Err() != nil {
 		msg.Nak() // taken but not started before the worker began to stop: hand it back
 		return
 	}
-	ctx := context.WithoutCancel(jobsCtx)
 	jobCtx, done := w.cancels.take(jobsCtx, info)
 	defer done()
 	if context.Cause(jobCtx) == errCancelled { // cancelled while it waited for a slot
@@ -689,8 +729,9 @@ func (w *Worker) handle(jobsCtx, runCtx context.Context, d delivery, outcomes *o
 	})
 	started := time.Now()
 	w.c.counts.started(info, started)
-	result, err := w.run(jobCtx, msg, info)
+	result, err := w.run(jobCtx, d)
 	ran := time.Since(started)
+	w.adm.handOn(ctx, d.grant, info.Queue) // the next job of its queue may start
 	w.done.Add(1)
 	if !t.Stop() {
 		<-recorded
@@ -738,9 +779,10 @@ func (w *Worker) handle(jobsCtx, runCtx context.Context, d delivery, outcomes *o
 	}
 }
 
-// run calls the job's handler, renewing its lease meanwhile, with the job's
+// run calls the job's handler, renewing its lease (and its slots) meanwhile, with the job's
 // time limit, and turns a panic into an error that carries the stack.
-func (w *Worker) run(ctx context.Context, msg *nats.Msg, info *Info) (result []byte, err error) {
+func (w *Worker) run(ctx context.Context, d delivery) (result []byte, err error) {
+	msg, info := d.msg, d.info
 	h := w.handler(info.Kind)
 	if h == nil {
 		return nil, fmt.Errorf("no handler for kind %q", info.Kind)
@@ -761,6 +803,7 @@ func (w *Worker) run(ctx context.Context, msg *nats.Msg, info *Info) (result []b
 			select {
 			case <-t.C:
 				msg.InProgress()
+				d.grant.renew(ctx)
 			case <-stop:
 				return
 			}
@@ -771,7 +814,7 @@ func (w *Worker) run(ctx context.Context, msg *nats.Msg, info *Info) (result []b
 			err = &herd.PanicError{Value: v, Stack: debug.Stack()} // as a pool reports it
 		}
 	}()
-	job := &Job{ID: info.ID, Kind: info.Kind, Queue: info.Queue, Payload: info.Payload, Attempt: info.Attempts, MaxAttempts: info.MaxAttempts, Parents: info.Parents}
+	job := &Job{ID: info.ID, Kind: info.Kind, Queue: info.Queue, Key: info.Key, Payload: info.Payload, Attempt: info.Attempts, MaxAttempts: info.MaxAttempts, Parents: info.Parents}
 	return h(ctx, job)
 }
 

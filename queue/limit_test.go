@@ -1,0 +1,344 @@
+package queue_test
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/goherd/herd/internal/testutil"
+	"github.com/goherd/herd/queue"
+	"github.com/goherd/herd/queue/internal/embedded"
+)
+
+// limitedWorker is a worker process of the tests of limits: 8 jobs at once,
+// a lease of 1s (so that a killed one's slots come free soon), running
+// "limited" jobs that sleep for the milliseconds in their payload (a job
+// whose payload starts with "fail" fails its first attempt), noting
+// "start PID ID KEY NANOS" and "end PID ID KEY NANOS" in the log file.
+func limitedWorker(url, log string) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	c, err := queue.Open(ctx, queue.Config{URL: url})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	defer c.Close()
+	f, err := os.OpenFile(log, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	w, _ := c.NewWorker(queue.WorkerConfig{Queues: []string{"limited"}, Concurrency: 8, Lease: time.Second, Backoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	w.Handle("limited", func(ctx context.Context, j *queue.Job) ([]byte, error) {
+		note := func(what string) { // one write each: lines do not mix
+			fmt.Fprintf(f, "%s %d %s %s %d\n", what, os.Getpid(), j.ID, cmp.Or(j.Key, "-"), time.Now().UnixNano())
+		}
+		note("start")
+		defer note("end")
+		payload := string(j.Payload)
+		if rest, ok := strings.CutPrefix(payload, "fail"); ok {
+			payload = rest
+			if j.Attempt == 1 {
+				return nil, errors.New("the first attempt fails")
+			}
+		}
+		ms, _ := strconv.Atoi(payload)
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		return nil, nil
+	})
+	w.Run(ctx)
+}
+
+// startLimited starts a limitedWorker process, killed when the test ends
+// if it still runs.
+func startLimited(t *testing.T, url, log string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "HERD_QUEUE_TEST_LIMITED="+url, "HERD_QUEUE_TEST_LOG="+log)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd
+}
+
+// event is a line of the log of limitedWorker processes, or a mark the
+// test wrote there.
+type event struct {
+	what, pid, id, key string
+	at                 time.Time
+}
+
+func readEvents(t *testing.T, log string) []event {
+	t.Helper()
+	f, err := os.Open(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var events []event
+	lines := bufio.NewScanner(f)
+	for lines.Scan() {
+		fs := strings.Fields(lines.Text())
+		e := event{what: fs[0], pid: fs[1]}
+		if len(fs) == 5 {
+			e.id, e.key = fs[2], fs[3]
+			n, _ := strconv.ParseInt(fs[4], 10, 64)
+			e.at = time.Unix(0, n)
+		}
+		events = append(events, e)
+	}
+	return events
+}
+
+// mark notes in the log what the test did, between the workers' lines.
+func mark(t *testing.T, log, what, pid string) {
+	t.Helper()
+	f, err := os.OpenFile(log, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "%s %s\n", what, pid)
+}
+
+// replay goes through the log in order, calling see after each change with
+// how many jobs ran then, in all and of the key of the job that changed. A
+// "killed PID" mark ends the jobs the killed process was running.
+func replay(events []event, see func(e event, running, ofKey int)) {
+	running := map[string]map[string]bool{} // pid → ids
+	byKey := map[string]int{}
+	keyOf := map[string]string{}
+	total := 0
+	for _, e := range events {
+		switch e.what {
+		case "start":
+			if running[e.pid] == nil {
+				running[e.pid] = map[string]bool{}
+			}
+			running[e.pid][e.id] = true
+			keyOf[e.id] = e.key
+			total++
+			byKey[e.key]++
+		case "end":
+			if running[e.pid][e.id] {
+				delete(running[e.pid], e.id)
+				total--
+				byKey[e.key]--
+			}
+		case "killed":
+			for id := range running[e.pid] {
+				total--
+				byKey[keyOf[id]]--
+			}
+			delete(running, e.pid)
+		}
+		see(e, total, byKey[e.key])
+	}
+}
+
+// Three worker processes of 8 jobs each on a queue limited to 5 at once run
+// exactly 5 at once while jobs wait, also while one of them is killed with
+// SIGKILL and started again, and after a failed attempt (a retry gives its
+// slot back while it waits). A limit raised while jobs run counts at once.
+func TestConcurrencyLimitAcrossProcesses(t *testing.T) {
+	ns := startServer(t, embedded.Config{})
+	url := ns.ClientURL()
+	c := open(t, queue.Config{URL: url})
+	if err := c.SetLimits(t.Context(), "limited", queue.Limits{Concurrency: 5}); err != nil {
+		t.Fatal(err)
+	}
+	log := t.TempDir() + "/log"
+	mark(t, log, "begin", "-")
+	var ids []string
+	for i := range 150 {
+		payload := "100"
+		if i%10 == 3 {
+			payload = "fail100"
+		}
+		id, err := c.Enqueue(t.Context(), "limited", []byte(payload), queue.Options{Queue: "limited", Key: fmt.Sprintf("k%d", i%4)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	workers := []*exec.Cmd{startLimited(t, url, log), startLimited(t, url, log), startLimited(t, url, log)}
+
+	// Kill one when 40 jobs have started, and start another.
+	started := func() int {
+		n := 0
+		for _, e := range readEvents(t, log) {
+			if e.what == "start" {
+				n++
+			}
+		}
+		return n
+	}
+	testutil.Eventually(t, "40 jobs to start", func() bool { return started() >= 40 })
+	workers[0].Process.Signal(syscall.SIGKILL)
+	workers[0].Wait()
+	mark(t, log, "killed", strconv.Itoa(workers[0].Process.Pid))
+	startLimited(t, url, log)
+
+	// Raise the limit when 110 have started.
+	testutil.Eventually(t, "110 jobs to start", func() bool { return started() >= 110 })
+	if err := c.SetLimits(t.Context(), "limited", queue.Limits{Concurrency: 7}); err != nil {
+		t.Fatal(err)
+	}
+	mark(t, log, "raised", "-")
+	for _, id := range ids {
+		if info := wait(t, c, id); info.State != queue.Succeeded {
+			t.Errorf("job %s: %+v", id, info)
+		}
+	}
+
+	limit, peakBefore, peakAfter := 5, 0, 0
+	replay(readEvents(t, log), func(e event, running, _ int) {
+		if e.what == "raised" {
+			limit = 7
+		}
+		if running > limit {
+			t.Errorf("%d jobs ran at once at %s of %s; the limit was %d", running, e.what, e.id, limit)
+		}
+		if limit == 5 {
+			peakBefore = max(peakBefore, running)
+		} else {
+			peakAfter = max(peakAfter, running)
+		}
+	})
+	if peakBefore != 5 || peakAfter != 7 {
+		t.Errorf("at most %d ran at once under a limit of 5, and %d under 7; want each limit reached", peakBefore, peakAfter)
+	}
+	gaps := slotGaps(readEvents(t, log), 5)
+	t.Logf("a slot freed under the limit of 5 was taken again after %v (median), %v (90th percentile), over %d starts", gaps[len(gaps)/2], gaps[len(gaps)*9/10], len(gaps))
+}
+
+// slotGaps returns, sorted, how long after a job ended the next started,
+// for each start while fewer than limit jobs ran and jobs were waiting (up
+// to the last start; not across a kill, whose slots run out with the lease).
+func slotGaps(events []event, limit int) []time.Duration {
+	var gaps []time.Duration
+	var freedAt time.Time
+	killed := false
+	replay(events, func(e event, running, _ int) {
+		switch {
+		case e.what == "killed" || e.what == "raised":
+			killed, freedAt = e.what == "killed", time.Time{}
+		case e.what == "end" && running == limit-1 && !killed:
+			freedAt = e.at
+		case e.what == "start" && !freedAt.IsZero():
+			gaps = append(gaps, e.at.Sub(freedAt))
+			freedAt = time.Time{}
+		case e.what == "start" && running == limit:
+			killed = false // the killed worker's slots are all taken again
+		}
+	})
+	slices.Sort(gaps)
+	if len(gaps) == 0 {
+		gaps = append(gaps, 0)
+	}
+	return gaps
+}
+
+// Under a limit of 2 at once per key, 10 keys' jobs enqueued one key after
+// another run at most 2 of a key at once, and every key starts early (not
+// one key after another); under a rate of 20 a second with a burst of 2,
+// no second has more starts than the rate allows.
+func TestKeyAndRateLimitsAcrossProcesses(t *testing.T) {
+	ns := startServer(t, embedded.Config{})
+	url := ns.ClientURL()
+	c := open(t, queue.Config{URL: url})
+	if err := c.SetLimits(t.Context(), "limited", queue.Limits{KeyConcurrency: 2}); err != nil {
+		t.Fatal(err)
+	}
+	log := t.TempDir() + "/log"
+	mark(t, log, "begin", "-")
+	enqueue := func(n int, key func(int) string) []string {
+		var ids []string
+		for i := range n {
+			id, err := c.Enqueue(t.Context(), "limited", []byte("30"), queue.Options{Queue: "limited", Key: key(i)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	ids := enqueue(200, func(i int) string { return fmt.Sprintf("customer%d", i/20) })
+	for range 3 {
+		startLimited(t, url, log)
+	}
+	for _, id := range ids {
+		wait(t, c, id)
+	}
+	firstStart := map[string]int{} // by key: how many jobs had started before its first
+	starts := 0
+	peaks := map[string]int{}
+	replay(readEvents(t, log), func(e event, _, ofKey int) {
+		if e.what != "start" {
+			return
+		}
+		if _, ok := firstStart[e.key]; !ok {
+			firstStart[e.key] = starts
+		}
+		starts++
+		peaks[e.key] = max(peaks[e.key], ofKey)
+	})
+	for key, peak := range peaks {
+		if peak != 2 {
+			t.Errorf("key %s: at most %d of its jobs ran at once; want the limit, 2", key, peak)
+		}
+		if firstStart[key] > starts/2 {
+			t.Errorf("key %s started after %d of %d starts: keys went one after another", key, firstStart[key], starts)
+		}
+	}
+	if len(peaks) != 10 {
+		t.Errorf("%d keys ran, want 10", len(peaks))
+	}
+
+	// The rate: the starts of any second but the first are at most the
+	// rate, and the burst once.
+	if err := c.SetLimits(t.Context(), "limited", queue.Limits{Rate: 20, Burst: 2}); err != nil {
+		t.Fatal(err)
+	}
+	mark(t, log, "rate", "-")
+	ids = enqueue(80, func(int) string { return "" })
+	for _, id := range ids {
+		wait(t, c, id)
+	}
+	var times []time.Time
+	rated := false
+	for _, e := range readEvents(t, log) {
+		rated = rated || e.what == "rate"
+		if rated && e.what == "start" {
+			times = append(times, e.at)
+		}
+	}
+	slices.SortFunc(times, time.Time.Compare)
+	busiest := 0
+	for i := range times {
+		j, _ := slices.BinarySearchFunc(times, times[i].Add(time.Second), time.Time.Compare)
+		busiest = max(busiest, j-i)
+	}
+	// A start is noted a moment after it was allowed, so a second of
+	// notes may hold one more than a second of starts.
+	if busiest > 20+2+1 {
+		t.Errorf("%d starts in one second under a rate of 20/s with a burst of 2", busiest)
+	}
+	span := times[len(times)-1].Sub(times[0])
+	t.Logf("keys: each started within the first %d of %d starts; rate: %d starts in %v (%.1f/s), at most %d in a second", slices.Max(slices.Collect(maps.Values(firstStart))), starts, len(times), span.Round(time.Millisecond), float64(len(times)-1)/span.Seconds(), busiest)
+}
