@@ -45,14 +45,7 @@ func scheduling(url, runs string) {
 // startScheduler starts a worker process that schedules and runs ticks.
 func startScheduler(t *testing.T, url, runs string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "HERD_QUEUE_TEST_SCHEDULER="+url, "HERD_QUEUE_TEST_RUNS="+runs)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	return cmd
+	return startHelper(t, "HERD_QUEUE_TEST_SCHEDULER="+url, "HERD_QUEUE_TEST_RUNS="+runs)
 }
 
 // ranTicks returns how many times each tick's job ran, by tick.

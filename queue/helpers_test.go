@@ -175,6 +175,20 @@ func startNode(t *testing.T, cfg nodeConfig) *exec.Cmd {
 	return cmd
 }
 
+// startHelper starts this test binary as one of the processes TestMain
+// runs, chosen by env, killed when the test ends if it still runs.
+func startHelper(t *testing.T, env ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd
+}
+
 // startServer starts an embedded server listening on loopback.
 func startServer(t *testing.T, cfg embedded.Config) *embedded.Server {
 	t.Helper()

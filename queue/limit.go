@@ -240,17 +240,13 @@ func (l *limiter) limited(queue string) (Limits, bool) {
 func (l *limiter) watch(ctx context.Context) {
 	for wait := time.Second; ctx.Err() == nil; wait = min(2*wait, time.Minute) {
 		limits, err := l.c.limits.WatchAll(ctx)
-		if err != nil {
-			l.c.log.Warn("queue: limits unreadable; trying again", "error", err, "in", wait)
-			select {
-			case <-time.After(wait):
-			case <-ctx.Done():
+		var slots jetstream.KeyWatcher
+		if err == nil {
+			if slots, err = l.c.slots.WatchAll(ctx); err != nil {
+				limits.Stop()
 			}
-			continue
 		}
-		slots, err := l.c.slots.WatchAll(ctx)
 		if err != nil {
-			limits.Stop()
 			l.c.log.Warn("queue: limits unreadable; trying again", "error", err, "in", wait)
 			select {
 			case <-time.After(wait):
@@ -380,19 +376,7 @@ func (l *limiter) admit(ctx context.Context, info *Info, slot *grant) admission 
 func (l *limiter) take(ctx context.Context, g *grant, prefix string, n int) (time.Duration, bool) {
 	now := time.Now()
 	l.mu.Lock()
-	held, soonest := 0, time.Time{}
-	for key, s := range l.slots {
-		rest, ok := strings.CutPrefix(key, prefix+".")
-		if !ok || strings.Contains(rest, ".") {
-			continue
-		}
-		if s.until.After(now) {
-			held++
-			if soonest.IsZero() || s.until.Before(soonest) {
-				soonest = s.until
-			}
-		}
-	}
+	held, soonest := l.occupied(prefix, now)
 	// The free slots as seen now: a write expects each to be as seen, so
 	// a slot taken meanwhile is not taken twice.
 	type freeSlot struct {
@@ -752,14 +736,24 @@ func (a *admitter) handBack() {
 
 // held counts the slots under prefix held now, as the limiter saw them.
 func (l *limiter) held(prefix string) int {
-	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n := 0
+	n, _ := l.occupied(prefix, time.Now())
+	return n
+}
+
+// occupied counts the slots under prefix held at now, and says when the
+// first of them runs out if not renewed. l.mu is held.
+func (l *limiter) occupied(prefix string, now time.Time) (n int, soonest time.Time) {
 	for key, s := range l.slots {
-		if rest, ok := strings.CutPrefix(key, prefix+"."); ok && !strings.Contains(rest, ".") && s.until.After(now) {
-			n++
+		rest, ok := strings.CutPrefix(key, prefix+".")
+		if !ok || strings.Contains(rest, ".") || !s.until.After(now) {
+			continue
+		}
+		n++
+		if soonest.IsZero() || s.until.Before(soonest) {
+			soonest = s.until
 		}
 	}
-	return n
+	return n, soonest
 }

@@ -66,14 +66,7 @@ func limitedWorker(url, log string) {
 // if it still runs.
 func startLimited(t *testing.T, url, log string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "HERD_QUEUE_TEST_LIMITED="+url, "HERD_QUEUE_TEST_LOG="+log)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	return cmd
+	return startHelper(t, "HERD_QUEUE_TEST_LIMITED="+url, "HERD_QUEUE_TEST_LOG="+log)
 }
 
 // event is a line of the log of limitedWorker processes, or a mark the
