@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -55,6 +56,21 @@ type Stats struct {
 	Pending   uint64            `json:"pending"`
 	PendingIn map[string]uint64 `json:"pending_in,omitempty"`
 	Records   uint64            `json:"records"` // jobs the queue has a record of, finished ones included
+	// Limits are those of each limited queue ([Client.SetLimits]).
+	Limits []QueueLimits `json:"limits,omitempty"`
+}
+
+// QueueLimits are a queue's limits and what is held under them.
+type QueueLimits struct {
+	Queue string `json:"queue"`
+	Limits
+	// Running counts the slots of Concurrency held now: the jobs of the
+	// queue running across every worker (0 without a Concurrency limit).
+	Running int `json:"running"`
+	// Held counts the jobs workers have taken and hold until a slot
+	// frees, as their last heartbeat said. The queue's other jobs not
+	// started wait in the queue (QueueStats.Waiting).
+	Held int `json:"held"`
 }
 
 // Stats returns the figures of every named queue that has had jobs or
@@ -117,7 +133,31 @@ func (c *Client) Stats(ctx context.Context) (*Stats, error) {
 			}
 		}
 	}
-	var err error
+	limits, err := c.Limits(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("queue: stats: %w", err)
+	}
+	held := map[string]int{}
+	if len(limits) > 0 {
+		workers, err := c.Workers(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("queue: stats: %w", err)
+		}
+		for _, w := range workers {
+			for _, j := range w.Held {
+				held[j.Queue]++
+			}
+		}
+	}
+	for _, q := range slices.Sorted(maps.Keys(limits)) {
+		ql := QueueLimits{Queue: q, Limits: limits[q], Held: held[q]}
+		if ql.Concurrency > 0 {
+			if ql.Running, err = c.heldSlots(ctx, q); err != nil {
+				return nil, fmt.Errorf("queue: stats: %w", err)
+			}
+		}
+		st.Limits = append(st.Limits, ql)
+	}
 	if st.Dead, err = c.count(ctx, deadFilter("")); err != nil {
 		return nil, fmt.Errorf("queue: stats: %w", err)
 	}

@@ -72,7 +72,7 @@ func (l Limits) String() string {
 		parts = append(parts, fmt.Sprintf("at most %d at once", l.Concurrency))
 	}
 	if l.Rate > 0 {
-		parts = append(parts, fmt.Sprintf("at most %s/s (burst %d)", strconv.FormatFloat(l.Rate, 'g', -1, 64), max(l.Burst, 1)))
+		parts = append(parts, fmt.Sprintf("at most %s (burst %d)", FormatRate(l.Rate), max(l.Burst, 1)))
 	}
 	if l.KeyConcurrency > 0 {
 		parts = append(parts, fmt.Sprintf("at most %d at once per key", l.KeyConcurrency))
@@ -83,22 +83,66 @@ func (l Limits) String() string {
 	return strings.Join(parts, ", ")
 }
 
-// maxSlots bounds Concurrency and KeyConcurrency: a worker reads every
-// slot of a queue to find a free one.
+// maxSlots bounds Concurrency and KeyConcurrency (a worker reads every
+// slot of a queue to find a free one), and Burst with them.
 const maxSlots = 10_000
 
 func (l Limits) validate() error {
+	for _, f := range []struct {
+		name string
+		n    int
+	}{{"Concurrency", l.Concurrency}, {"KeyConcurrency", l.KeyConcurrency}, {"Burst", l.Burst}} {
+		switch {
+		case f.n < 0:
+			return fmt.Errorf("%s %d: must not be negative", f.name, f.n)
+		case f.n > maxSlots:
+			return fmt.Errorf("%s %d: at most %d", f.name, f.n, maxSlots)
+		}
+	}
 	switch {
-	case l.Concurrency < 0 || l.KeyConcurrency < 0 || l.Burst < 0 || l.Rate < 0 || math.IsNaN(l.Rate) || math.IsInf(l.Rate, 0):
-		return fmt.Errorf("limits %+v: must not be negative", l)
-	case l.Concurrency > maxSlots || l.KeyConcurrency > maxSlots:
-		return fmt.Errorf("limits %+v: at most %d at once", l, maxSlots)
-	case l.Burst > 0 && l.Rate == 0:
-		return fmt.Errorf("limits %+v: a burst needs a rate", l)
+	case l.Rate < 0 || math.IsNaN(l.Rate) || math.IsInf(l.Rate, 0):
+		return fmt.Errorf("Rate %g: want a number of starts a second, not negative", l.Rate)
 	case l.Rate > 0 && l.Rate < 1e-6:
-		return fmt.Errorf("limits %+v: a rate below one start in 11 days", l)
+		return fmt.Errorf("Rate %g: below one start in 11 days", l.Rate)
+	case l.Burst > 0 && l.Rate == 0:
+		return fmt.Errorf("Burst %d: a burst needs a Rate", l.Burst)
 	}
 	return nil
+}
+
+// ParseRate parses a rate of starts as people write it: "50/s", "100/m",
+// "2/h", or a bare number of starts a second; "0" is no limit.
+func ParseRate(s string) (float64, error) {
+	num, per, _ := strings.Cut(strings.TrimSpace(s), "/")
+	r, err := strconv.ParseFloat(num, 64)
+	if err != nil || !(r >= 0) || math.IsInf(r, 0) {
+		return 0, fmt.Errorf("rate %q: want starts a second, a minute or an hour, as 50/s, 100/m or 2/h", s)
+	}
+	switch per {
+	case "", "s":
+	case "m":
+		r /= 60
+	case "h":
+		r /= 3600
+	default:
+		return 0, fmt.Errorf("rate %q: want /s, /m or /h", s)
+	}
+	return r, nil
+}
+
+// FormatRate writes a rate of starts a second as [ParseRate] reads it: a
+// second, a minute or an hour, whichever gives a number of at least 1.
+func FormatRate(r float64) string {
+	per := "s"
+	switch {
+	case r == 0:
+		return "0"
+	case r*60 < 1:
+		r, per = r*3600, "h"
+	case r < 1:
+		r, per = r*60, "m"
+	}
+	return strconv.FormatFloat(math.Round(r*1000)/1000, 'f', -1, 64) + "/" + per
 }
 
 // SetLimits sets the limits of a named queue across every worker; zero
@@ -153,7 +197,7 @@ func (c *Client) Limits(ctx context.Context) (map[string]Limits, error) {
 	return all, nil
 }
 
-// Held returns how many slots of a queue's Concurrency are held now.
+// heldSlots returns how many slots of a queue's Concurrency are held now.
 func (c *Client) heldSlots(ctx context.Context, queue string) (int, error) {
 	keys, err := c.slots.ListKeysFiltered(ctx, "q."+queue+".*")
 	if errors.Is(err, jetstream.ErrNoKeysFound) {
@@ -566,6 +610,7 @@ func newAdmitter(lim *limiter, lease time.Duration, start, giveUp func(delivery)
 
 type heldJob struct {
 	d       delivery
+	since   time.Time // when it was first held
 	touched time.Time // when its lease was last renewed
 	claimed bool      // being offered again (under admitter.mu)
 }
@@ -582,6 +627,17 @@ func (a *admitter) blocked(queue string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return slices.ContainsFunc(a.held, func(h *heldJob) bool { return h.d.info.Queue == queue })
+}
+
+// inHand lists the jobs held, oldest first.
+func (a *admitter) inHand() []RunningJob {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var jobs []RunningJob
+	for _, h := range a.held {
+		jobs = append(jobs, RunningJob{ID: h.d.info.ID, Kind: h.d.info.Kind, Queue: h.d.info.Queue, Since: h.since})
+	}
+	return jobs
 }
 
 // batch is how many jobs of a limited queue to take at once, of the n the
@@ -603,7 +659,8 @@ func (a *admitter) batch(queue string, n int) int {
 // offer starts d if its limits let it, and holds it otherwise; a job whose
 // key is full is handed back to be offered again a little later.
 func (a *admitter) offer(ctx context.Context, d delivery) {
-	h := &heldJob{d: d, touched: time.Now(), claimed: true}
+	now := time.Now()
+	h := &heldJob{d: d, since: now, touched: now, claimed: true}
 	a.mu.Lock()
 	a.held = append(a.held, h)
 	a.mu.Unlock()

@@ -20,6 +20,7 @@ import (
 	"github.com/goherd/herd/internal/testutil"
 	"github.com/goherd/herd/queue"
 	"github.com/goherd/herd/queue/internal/embedded"
+	"github.com/goherd/herd/queue/queuetest"
 )
 
 // limitedWorker is a worker process of the tests of limits: 8 jobs at once,
@@ -334,4 +335,122 @@ func TestKeyAndRateLimitsAcrossProcesses(t *testing.T) {
 	}
 	span := times[len(times)-1].Sub(times[0])
 	t.Logf("keys: each started within the first %d of %d starts; rate: %d starts in %v (%.1f/s), at most %d in a second", slices.Max(slices.Collect(maps.Values(firstStart))), starts, len(times), span.Round(time.Millisecond), float64(len(times)-1)/span.Seconds(), busiest)
+}
+
+func TestRatesReadAndWritten(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		rate float64
+		out  string
+	}{
+		{"50/s", 50, "50/s"},
+		{"50", 50, "50/s"},
+		{" 2.5/s ", 2.5, "2.5/s"},
+		{"30/m", 0.5, "30/m"},
+		{"90/m", 1.5, "1.5/s"},
+		{"2/h", 2.0 / 3600, "2/h"},
+		{"0", 0, "0"},
+	} {
+		r, err := queue.ParseRate(c.in)
+		if err != nil || r != c.rate {
+			t.Errorf("ParseRate(%q) = %v, %v; want %v", c.in, r, err, c.rate)
+			continue
+		}
+		if got := queue.FormatRate(r); got != c.out {
+			t.Errorf("FormatRate(%v) = %q, want %q", r, got, c.out)
+		}
+	}
+	for _, bad := range []string{"", "x/s", "-1/s", "5/d", "Inf", "NaN/s"} {
+		if r, err := queue.ParseRate(bad); err == nil {
+			t.Errorf("ParseRate(%q) = %v, want an error", bad, r)
+		}
+	}
+}
+
+func TestLimitsRefusedBeforeStored(t *testing.T) {
+	c := open(t, queue.Config{URL: startServer(t, embedded.Config{}).ClientURL()})
+	ctx := t.Context()
+	for _, l := range []queue.Limits{
+		{Concurrency: -1},
+		{KeyConcurrency: 10_001},
+		{Rate: -2},
+		{Burst: 3},
+		{Rate: 1e-9},
+	} {
+		if err := c.SetLimits(ctx, "q", l); err == nil {
+			t.Errorf("SetLimits(%+v) stored limits that cannot hold", l)
+		}
+	}
+	if err := c.SetLimits(ctx, "a b", queue.Limits{Concurrency: 1}); err == nil {
+		t.Error(`SetLimits("a b") took a queue name with a space`)
+	}
+	if all, err := c.Limits(ctx); err != nil || len(all) != 0 {
+		t.Errorf("Limits after refused changes = %v, %v; want none", all, err)
+	}
+	want := queue.Limits{Concurrency: 3, Rate: 0.5, Burst: 2}
+	if err := c.SetLimits(ctx, "q", want); err != nil {
+		t.Fatal(err)
+	}
+	if all, err := c.Limits(ctx); err != nil || all["q"] != want {
+		t.Errorf("Limits = %v, %v; want q: %v", all, err, want)
+	}
+	if got := want.String(); got != "at most 3 at once, at most 30/m (burst 2)" {
+		t.Errorf("String() = %q", got)
+	}
+	if err := c.SetLimits(ctx, "q", queue.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	if all, err := c.Limits(ctx); err != nil || len(all) != 0 {
+		t.Errorf("Limits after clearing = %v, %v; want none", all, err)
+	}
+}
+
+// Stats show a limited queue's limits, its slots held and the jobs
+// workers hold for a slot.
+func TestStatsShowLimits(t *testing.T) {
+	c := queuetest.New(t)
+	ctx := t.Context()
+	if err := c.SetLimits(ctx, "q", queue.Limits{Concurrency: 1}); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	queuetest.Work(t, c, queue.WorkerConfig{Queues: []string{"q"}, Concurrency: 4}, map[string]queue.Handler{
+		"block": func(ctx context.Context, _ *queue.Job) ([]byte, error) {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil, nil
+		},
+	})
+	var ids []string
+	for range 3 {
+		id, err := c.Enqueue(ctx, "block", nil, queue.Options{Queue: "q"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	var last queue.QueueLimits
+	testutil.Eventually(t, "stats to show 1 job running and 1 held for the queue's one slot", func() bool {
+		st, err := c.Stats(ctx)
+		if err != nil || len(st.Limits) != 1 {
+			return false
+		}
+		last = st.Limits[0]
+		return last.Running == 1 && last.Held == 1
+	})
+	if want := (queue.QueueLimits{Queue: "q", Limits: queue.Limits{Concurrency: 1}, Running: 1, Held: 1}); last != want {
+		t.Errorf("Stats().Limits[0] = %+v, want %+v", last, want)
+	}
+	close(release)
+	for _, id := range ids {
+		if info := wait(t, c, id); info.State != queue.Succeeded {
+			t.Errorf("job %s = %+v, want succeeded", id, info)
+		}
+	}
+	testutil.Eventually(t, "stats to show no slot held once the jobs are done", func() bool {
+		st, err := c.Stats(ctx)
+		return err == nil && len(st.Limits) == 1 && st.Limits[0].Running == 0
+	})
 }

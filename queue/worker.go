@@ -216,8 +216,6 @@ func (w *Worker) Run(ctx context.Context) error {
 	var beats sync.WaitGroup
 	defer beats.Wait()
 	defer stopBeat()
-	beats.Go(func() { w.beat(beatCtx, presence, w.done.Load) })
-
 	var running atomic.Int64
 	free := make(chan struct{}, 1) // a slot came free
 	outcomes := &outcomes{w: w, stop: jobsCtx.Done(), settled: free}
@@ -241,6 +239,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	lim := newLimiter(w.c, presence.info.ID, w.cfg.Lease)
 	adm := newAdmitter(lim, w.cfg.Lease, start, func(delivery) { freed() })
 	w.adm = adm
+	beats.Go(func() { w.beat(beatCtx, presence, w.done.Load, adm.inHand) })
 	var limits sync.WaitGroup
 	limits.Go(func() { lim.watch(ctx) })
 	limits.Go(func() { adm.run(ctx) })

@@ -43,6 +43,9 @@ type WorkerInfo struct {
 	Draining    bool         `json:"draining,omitempty"`
 	Done        uint64       `json:"done"` // jobs it finished
 	Running     []RunningJob `json:"running,omitempty"`
+	// Held are the jobs it has taken and holds until their queue's
+	// limits let them start (see [Client.SetLimits]).
+	Held []RunningJob `json:"held,omitempty"`
 }
 
 // RunningJob is a job in a worker's hands.
@@ -166,7 +169,7 @@ func keySafe(s string) string {
 // beat says what the worker does every heartbeatEvery until ctx is done,
 // then says it is gone. A server that does not answer is not an error:
 // the worker is listed again when it does.
-func (w *Worker) beat(ctx context.Context, p *presence, done func() uint64) {
+func (w *Worker) beat(ctx context.Context, p *presence, done func() uint64, held func() []RunningJob) {
 	kv, err := w.c.workersKV(ctx)
 	if err != nil {
 		w.c.log.Warn("queue: worker: no heartbeat bucket; the worker is not listed", "error", err)
@@ -184,7 +187,7 @@ func (w *Worker) beat(ctx context.Context, p *presence, done func() uint64) {
 			}
 		}
 		p.info.Seen, p.info.Draining, p.info.Done = time.Now(), p.draining.Load(), done()
-		p.info.Running = w.cancels.inHand()
+		p.info.Running, p.info.Held = w.cancels.inHand(), held()
 		if b, err := json.Marshal(p.info); err == nil {
 			kv.Put(ctx, p.info.ID, b)
 		}

@@ -22,7 +22,9 @@ included), jobs in flight (running, or waiting for their next attempt), jobs set
 per second (done, or failed and handed back for a retry) over --interval, jobs handed
 to workers so far, how many of those are handed out again, and idle fetches (workers
 waiting for a job); then the number of jobs waiting for their parents (herd run --after),
-of dead jobs, and of job records kept.`,
+of dead jobs, and of job records kept; then the limits of each limited queue (herd
+queue limit), with how many of its jobs run under a --concurrency limit and how many
+workers hold, waiting for a slot (the queue's other jobs not started wait in it).`,
 		Args: cobra.NoArgs,
 	}, func(c *queue.Client, out io.Writer, _ []string, asJSON bool) error {
 		st, err := queueStats(ctx, c, interval)
@@ -44,6 +46,13 @@ of dead jobs, and of job records kept.`,
 		}
 		tw.Flush()
 		fmt.Fprintf(out, "\nwaiting for their parents: %d   dead jobs: %d   job records kept: %d\n", st.Pending, st.Dead, st.Records)
+		for _, l := range st.Limits {
+			fmt.Fprintf(out, "limits of queue %s: %s", l.Queue, l.Limits)
+			if l.Concurrency > 0 {
+				fmt.Fprintf(out, "; %d running", l.Running)
+			}
+			fmt.Fprintf(out, "; %d held by workers for a slot\n", l.Held)
+		}
 		return nil
 	})
 	cmd.Flags().DurationVar(&interval, "interval", time.Second, "measure the rates over this long (0: no rates)")

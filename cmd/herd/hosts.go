@@ -54,7 +54,7 @@ func runOnHosts(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan o
 			Herd: self, Version: releaseVersion(), Lease: hostsLease})
 	}
 	exec := &remote.Executor{QueueName: o.queueName, URL: o.conn.url, Attach: o.attach, HostsStarted: true, Open: o.openQueue,
-		After: o.after, AfterEach: o.afterEach}
+		After: o.after, AfterEach: o.afterEach, Key: o.keyTemplate()}
 	o.conn.resolve()
 	u, err := url.Parse(strings.Split(o.conn.url, ",")[0])
 	if err != nil || u.Port() == "" {

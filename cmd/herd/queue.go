@@ -34,6 +34,7 @@ func newQueueCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command 
 		newPurgeCommand(ctx),
 		newPauseCommand(ctx),
 		newResumeCommand(ctx),
+		newLimitCommand(ctx),
 		newCancelCommand(ctx),
 		newWorkersCommand(ctx),
 		newDrainCommand(ctx),

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -833,4 +834,117 @@ func TestQueueDashboardCommands(t *testing.T) {
 	if st := open.status(t); st == 0 || !strings.Contains(open.errOut.String(), "credentials") {
 		t.Errorf("herd queue ui --http 0.0.0.0:0 = %d: %s; want refused, asking for credentials", st, open.errOut.String())
 	}
+}
+
+// herd queue limit sets, lists and clears a queue's limits; two workers
+// of 4 jobs each keep to them for a run whose jobs carry keys (--key);
+// herd queue stats shows them.
+func TestQueueLimit(t *testing.T) {
+	url := serveQueue(t)
+	dir := t.TempDir()
+	herd := queueCLI(t, dir, url)
+	if out, st := herd("queue", "limit"); st != 0 || !strings.Contains(out, "no queue is limited") {
+		t.Errorf("queue limit with none: status %d:\n%s", st, out)
+	}
+	if out, st := herd("queue", "limit", "pay", "--concurrency", "2", "--key-concurrency", "1"); st != 0 || !strings.Contains(out, "queue pay: at most 2 at once, at most 1 at once per key") {
+		t.Fatalf("queue limit pay: status %d:\n%s", st, out)
+	}
+	if out, st := herd("queue", "limit", "mail", "--rate", "120/m", "--burst", "3"); st != 0 || !strings.Contains(out, "queue mail: at most 2/s (burst 3)") {
+		t.Fatalf("queue limit mail: status %d:\n%s", st, out)
+	}
+	// A flag not given keeps its value.
+	if out, st := herd("queue", "limit", "mail", "--concurrency", "9"); st != 0 || !strings.Contains(out, "queue mail: at most 9 at once, at most 2/s (burst 3)") {
+		t.Errorf("queue limit mail --concurrency 9: status %d:\n%s", st, out)
+	}
+	out, st := herd("queue", "limit", "--json")
+	var all map[string]queue.Limits
+	if err := json.Unmarshal([]byte(out), &all); st != 0 || err != nil ||
+		all["pay"] != (queue.Limits{Concurrency: 2, KeyConcurrency: 1}) || all["mail"] != (queue.Limits{Concurrency: 9, Rate: 2, Burst: 3}) {
+		t.Errorf("queue limit --json: status %d, %v:\n%s", st, err, out)
+	}
+	for _, bad := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"pay", "--concurrency", "-1"}, "--concurrency -1: want 0 (no limit) or more"},
+		{[]string{"pay", "--rate", "fast"}, `--rate: rate "fast"`},
+		{[]string{"pay", "--burst", "4"}, "--burst goes with a --rate"},
+		{[]string{"pay", "--clear", "--concurrency", "1"}, "--clear removes every limit: give it alone"},
+		{[]string{"--clear"}, "--clear: name the queue"},
+		{[]string{"bad.name", "--concurrency", "1"}, `queue "bad.name"`},
+	} {
+		if out, st := herd(append([]string{"queue", "limit"}, bad.args...)...); st != statusError || !strings.Contains(out, bad.says) {
+			t.Errorf("queue limit %v: status %d, want %d and %q:\n%s", bad.args, st, statusError, bad.says, out)
+		}
+	}
+	if p := startProc(t, dir, nil, "run", "--key", "{1}", "echo", ":::", "a"); p.status(t) != statusError || !strings.Contains(p.errOut.String(), "--key needs --queue URL") {
+		t.Errorf("run --key without --queue: %s", p.errOut.String())
+	}
+
+	// Jobs note when they start and end: never more than 2 at once, nor 2
+	// of one key (the first column), though the workers could run 8.
+	startWorkers(t, url, 2, "-j", "4", "--queue-name", "pay")
+	log := filepath.Join(dir, "log")
+	var inputs []string
+	for _, key := range []string{"k1", "k2", "k3"} {
+		for i := range 3 {
+			inputs = append(inputs, key+" "+strconv.Itoa(i))
+		}
+	}
+	run := startProc(t, dir, nil, append([]string{"run", "--queue", url, "--queue-name", "pay", "--key", "{1}", "--colsep", " ",
+		"echo start {1} $(date +%s%N) >> " + log + "; sleep 0.5; echo end {1} $(date +%s%N) >> " + log, ":::"}, inputs...)...)
+	if st := run.status(t); st != 0 {
+		t.Fatalf("run --key {1}: status %d:\n%s", st, run.errOut.String())
+	}
+	type event struct {
+		at    int64
+		key   string
+		start bool
+	}
+	var events []event
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		at, err := strconv.ParseInt(f[len(f)-1], 10, 64)
+		if len(f) != 3 || err != nil {
+			t.Fatalf("log line %q", line)
+		}
+		events = append(events, event{at, f[1], f[0] == "start"})
+	}
+	slices.SortStableFunc(events, func(a, b event) int { // an end before a start at the same moment
+		return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(boolValue(a.start), boolValue(b.start)))
+	})
+	running, peak, perKey := 0, 0, map[string]int{}
+	for _, e := range events {
+		d := map[bool]int{true: 1, false: -1}[e.start]
+		running += d
+		perKey[e.key] += d
+		peak = max(peak, running)
+		if perKey[e.key] > 1 {
+			t.Errorf("2 jobs of key %s ran at once", e.key)
+		}
+	}
+	if len(events) != 18 || peak != 2 {
+		t.Errorf("%d events, at most %d jobs at once; want 18, and 2 at once (the limit)", len(events), peak)
+	}
+	out, st = herd("queue", "stats", "--interval", "0")
+	if st != 0 || !strings.Contains(out, "limits of queue pay: at most 2 at once, at most 1 at once per key; 0 running; 0 held by workers for a slot") {
+		t.Errorf("queue stats: status %d:\n%s", st, out)
+	}
+	if out, st := herd("queue", "limit", "pay", "--clear"); st != 0 || !strings.Contains(out, "queue pay: no limits") {
+		t.Errorf("queue limit pay --clear: status %d:\n%s", st, out)
+	}
+	if out, st := herd("queue", "limit"); st != 0 || strings.Contains(out, "pay") || !strings.Contains(out, "mail") {
+		t.Errorf("queue limit after clearing pay: status %d:\n%s", st, out)
+	}
+}
+
+func boolValue(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -21,6 +21,8 @@ type statsWithRates struct {
 	Pending uint64 `json:"pending"`
 	// Records are the jobs the queue has a record of, finished ones included.
 	Records uint64 `json:"records"`
+	// Limits are those of each limited queue (herd queue limit).
+	Limits []queue.QueueLimits `json:"limits,omitempty"`
 }
 
 type queueRates struct {
@@ -62,7 +64,7 @@ func withRates(now, before *queue.Stats, elapsed time.Duration) *statsWithRates 
 			prev[key{q.Queue, q.Priority}] = q
 		}
 	}
-	st := &statsWithRates{Dead: now.Dead, Pending: now.Pending, Records: now.Records}
+	st := &statsWithRates{Dead: now.Dead, Pending: now.Pending, Records: now.Records, Limits: now.Limits}
 	for _, q := range now.Queues {
 		r := queueRates{QueueStats: q}
 		if p, ok := prev[key{q.Queue, q.Priority}]; ok && elapsed > 0 {

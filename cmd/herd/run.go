@@ -200,6 +200,7 @@ type runOptions struct {
 	detach        bool
 	after         []string
 	afterEach     string
+	key           string
 }
 
 func newRunCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
@@ -216,7 +217,7 @@ func newRunCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 		if o.conn.url != "" {
 			exec = &remote.Executor{Open: o.openQueue, QueueName: o.queueName, URL: o.conn.url, Attach: o.attach,
 				JobsIgnored: cmd.Flags().Changed("jobs"), SubmitOnly: o.detach, Out: cmd.OutOrStdout(),
-				After: o.after, AfterEach: o.afterEach}
+				After: o.after, AfterEach: o.afterEach, Key: o.keyTemplate()}
 		}
 		return withStatus(r.Run(ctx, exec, sigs))
 	})
@@ -392,6 +393,7 @@ func (o *runOptions) addQueueFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.detach, "detach", false, "with --queue, or -S without it: put the jobs on the queue, print the run's id alone, and exit without waiting for them (-S: the run's keeper sees them done)")
 	f.StringSliceVar(&o.after, "after", nil, "with --queue: start no job before every job of the earlier runs `RUN`[,RUN...] has succeeded; if one fails, this run's jobs do not run")
 	f.StringVar(&o.afterEach, "after-each", "", "with --queue: start job N once job N of the earlier run `RUN` has succeeded (the runs must have as many jobs)")
+	f.StringVar(&o.key, "key", "", "with --queue: each job's key, for the queue's --key-concurrency limit (herd queue limit); replacement strings allowed, as `STR` {1}")
 }
 
 // plan checks the options and arguments and turns them into the run's
@@ -549,6 +551,8 @@ func (o runOptions) rules(hasCommand, hasInputs bool, changed func(string) bool)
 		{!queued && !o.onHosts() && o.detach, "--detach needs --queue URL or -S HOSTS: the workers that see the run through"},
 		{queued && o.onHosts() && o.detach, "--detach with -S and --queue: the hosts' workers stop when herd run ends; start herd work on them to see a detached run through"},
 		{!queued && (len(o.after) > 0 || o.afterEach != ""), "--after and --after-each need --queue URL, where the runs they name are (a run of -S without it has a queue of its own)"},
+		{!queued && o.key != "", "--key needs --queue URL: it is for the limits of the queue's workers (herd queue limit)"},
+		{attach && o.key != "", "--attach shows an earlier run: --key does not go with it"},
 		{attach && (o.detach || len(o.after) > 0 || o.afterEach != ""), "--attach shows an earlier run: --detach, --after and --after-each do not go with it"},
 		{attach && (hasCommand || hasInputs), "--attach shows an earlier run: give no command or inputs"},
 		{attach && (resuming || o.dryRun), "--attach shows an earlier run: --resume, --resume-failed, --retry-failed and --dry-run do not go with it"},
@@ -649,6 +653,14 @@ func (o runOptions) planFiles(cfg *run.Config, ropts replace.Options) {
 
 // perlExpr matches GNU parallel's {= perl expression =} and {n= ... =}.
 var perlExpr = regexp.MustCompile(`\{-?[0-9]*=.*=\}`)
+
+// keyTemplate is --key, parsed; nil if not given.
+func (o *runOptions) keyTemplate() *replace.Template {
+	if o.key == "" {
+		return nil
+	}
+	return replace.Parse(o.key, replace.Options{Input: o.replaceStr, Plus: o.plus})
+}
 
 // onHosts reports whether the jobs run on the hosts of -S.
 func (o runOptions) onHosts() bool { return len(o.sshLogins)+len(o.sshLoginFiles) > 0 }

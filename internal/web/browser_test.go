@@ -256,6 +256,46 @@ func TestBrowserRetryDeadJob(t *testing.T) {
 	)
 }
 
+// A queue's limits are set from the overview's form, which the live
+// updates leave alone while it is open, and cleared from its row.
+func TestBrowserLimits(t *testing.T) {
+	ctx := browser(t)
+	c := queuetest.New(t)
+	if _, err := c.Enqueue(t.Context(), "waits", nil, queue.Options{Queue: "payments"}); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, web.Config{Queue: c})
+	run(t, ctx, "setting queue payments' limits from the overview",
+		chromedp.Navigate(s.URL()+"/"),
+		chromedp.Click(chromedp.CSS(`#set-limits summary`)),
+		chromedp.SendKeys(chromedp.CSS(`#set-limits input[name=queue]`), "payments"),
+		chromedp.SendKeys(chromedp.CSS(`#set-limits input[name=concurrency]`), "5"),
+		chromedp.SendKeys(chromedp.CSS(`#set-limits input[name=rate]`), "50/s"),
+		chromedp.SendKeys(chromedp.CSS(`#set-limits input[name=burst]`), "10"),
+		void(chromedp.Evaluate[bool](`document.activeElement.blur(), true`)),
+	)
+	// A change the live updates would show must not wipe what was typed.
+	if _, err := c.Enqueue(t.Context(), "waits", nil, queue.Options{Queue: "payments"}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, ctx, "sending the form after the queue changed",
+		chromedp.Sleep(2500*time.Millisecond),
+		chromedp.Click(chromedp.CSS(`#set-limits button`)),
+		waitFor(`location.pathname === "/" && (document.querySelector('tr[data-queue="payments"] .limits') || {}).textContent.includes("at most 5 at once, at most 50/s (burst 10)")`),
+	)
+	want := queue.Limits{Concurrency: 5, Rate: 50, Burst: 10}
+	if all, err := c.Limits(t.Context()); err != nil || all["payments"] != want {
+		t.Fatalf("limits after the form = %v, %v; want payments: %v", all, err, want)
+	}
+	run(t, ctx, "clearing them from the queue's row",
+		chromedp.Click(chromedp.CSS(`tr[data-queue="payments"] .limits button`)),
+		waitFor(`location.pathname === "/" && document.querySelector('tr[data-queue="payments"] .limits').textContent.trim() === ""`),
+	)
+	if all, err := c.Limits(t.Context()); err != nil || len(all) != 0 {
+		t.Errorf("limits after clearing = %v, %v; want none", all, err)
+	}
+}
+
 // Read-only, the page has no action and the server refuses one sent
 // anyway; a form on another site that posts to the dashboard is refused.
 func TestBrowserRefusals(t *testing.T) {

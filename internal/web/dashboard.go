@@ -41,9 +41,11 @@ type dashboard struct {
 	runs *runs
 	mux  *http.ServeMux // the server's routes, which render live parts
 
-	mu      sync.Mutex
-	samples []sample     // oldest first, over chartSpan
-	latest  *queue.Stats // the last sample's figures, which pages show
+	mu        sync.Mutex
+	samples   []sample     // oldest first, over chartSpan
+	latest    *queue.Stats // the last sample's figures, which pages show
+	latestAt  time.Time    // when the last sample began reading the queue
+	changedAt time.Time    // when an action last changed the queue
 
 	bg     sync.WaitGroup // the sampler
 	stopBg context.CancelFunc
@@ -59,7 +61,7 @@ type dashboard struct {
 func (d *dashboard) stats(ctx context.Context) (*queue.Stats, error) {
 	d.mu.Lock()
 	var st *queue.Stats
-	if n := len(d.samples); n > 0 && time.Since(d.samples[n-1].at) < sampleEvery {
+	if n := len(d.samples); n > 0 && time.Since(d.samples[n-1].at) < sampleEvery && d.latestAt.After(d.changedAt) {
 		st = d.latest
 	}
 	d.mu.Unlock()
@@ -131,6 +133,8 @@ func (d *dashboard) routes(mux *http.ServeMux) {
 	d.action(mux, "/runs/{id}/stop", d.stopRun)
 	d.action(mux, "/runs/{id}/retry", d.retryRun)
 	d.action(mux, "/workers/{id}/drain", d.drain)
+	d.action(mux, "/queues/{name}/limits", d.setLimits)
+	d.action(mux, "/limits", d.setLimits) // the overview's form, which names the queue
 }
 
 // action routes a POST that changes the queue: refused when read-only; on
@@ -147,6 +151,9 @@ func (d *dashboard) action(mux *http.ServeMux, pattern string, do func(*http.Req
 			return
 		}
 		to, err := do(r)
+		d.mu.Lock()
+		d.changedAt = time.Now() // the page the browser is sent to reads the queue afresh
+		d.mu.Unlock()
 		if err != nil {
 			status := http.StatusBadRequest
 			if errorsIsNotFound(err) {
@@ -332,6 +339,7 @@ func (d *dashboard) closeStreams() { d.endLives.Do(func() { close(d.lives) }) }
 func (d *dashboard) sample(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	began := time.Now()
 	st, err := d.c.Stats(ctx)
 	if err != nil {
 		return
@@ -343,7 +351,7 @@ func (d *dashboard) sample(ctx context.Context) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.samples, d.latest = append(d.samples, s), st
+	d.samples, d.latest, d.latestAt = append(d.samples, s), st, began
 	cut := 0
 	for cut < len(d.samples) && s.at.Sub(d.samples[cut].at) > chartSpan {
 		cut++

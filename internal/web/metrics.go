@@ -16,6 +16,7 @@ type queueCollector struct {
 	c *queue.Client
 
 	jobs, oldest, paused, enqueued, finished, duration, wait *prometheus.Desc
+	limit, slots, held                                       *prometheus.Desc
 }
 
 func newQueueCollector(c *queue.Client) *queueCollector {
@@ -36,11 +37,18 @@ func newQueueCollector(c *queue.Client) *queueCollector {
 			"How long the attempts this process's workers ran took.", []string{"queue"}, nil),
 		wait: prometheus.NewDesc("herd_queue_job_wait_seconds",
 			"How long jobs waited from when they could run to their first attempt, in this process's workers.", []string{"queue"}, nil),
+		limit: prometheus.NewDesc("herd_queue_limit",
+			"A limited queue's limits across every worker (herd queue limit): concurrency (jobs at once), rate (starts a second), burst, key_concurrency (jobs of one key at once); 0 is no limit.",
+			[]string{"queue", "limit"}, nil),
+		slots: prometheus.NewDesc("herd_queue_limit_running",
+			"Jobs of a queue with a concurrency limit running now across every worker: the slots held.", []string{"queue"}, nil),
+		held: prometheus.NewDesc("herd_queue_jobs_held",
+			"Jobs of a limited queue that workers hold until a slot frees (part of in_flight); the queue's other jobs not started wait in it.", []string{"queue"}, nil),
 	}
 }
 
 func (qc *queueCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{qc.jobs, qc.oldest, qc.paused, qc.enqueued, qc.finished, qc.duration, qc.wait} {
+	for _, d := range []*prometheus.Desc{qc.jobs, qc.oldest, qc.paused, qc.enqueued, qc.finished, qc.duration, qc.wait, qc.limit, qc.slots, qc.held} {
 		ch <- d
 	}
 }
@@ -58,6 +66,15 @@ func (qc *queueCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(qc.jobs, prometheus.GaugeValue, float64(q.Pending), q.Queue, "pending")
 			ch <- prometheus.MustNewConstMetric(qc.oldest, prometheus.GaugeValue, q.OldestWaiting.Seconds(), q.Queue)
 			ch <- prometheus.MustNewConstMetric(qc.paused, prometheus.GaugeValue, boolValue(q.Paused), q.Queue)
+		}
+		for _, l := range st.Limits {
+			for name, v := range map[string]float64{"concurrency": float64(l.Concurrency), "rate": l.Rate, "burst": float64(l.Burst), "key_concurrency": float64(l.KeyConcurrency)} {
+				ch <- prometheus.MustNewConstMetric(qc.limit, prometheus.GaugeValue, v, l.Queue, name)
+			}
+			if l.Concurrency > 0 {
+				ch <- prometheus.MustNewConstMetric(qc.slots, prometheus.GaugeValue, float64(l.Running), l.Queue)
+			}
+			ch <- prometheus.MustNewConstMetric(qc.held, prometheus.GaugeValue, float64(l.Held), l.Queue)
 		}
 	}
 	for _, q := range qc.c.Counts().Queues {

@@ -27,6 +27,11 @@ type QueueRow struct {
 	Paused        bool          `json:"paused,omitempty"`
 	OldestWaiting time.Duration `json:"oldest_waiting_ns"`
 	Rate          float64       `json:"settled_per_second"`
+	// Limits are the queue's limits across every worker, if it has any
+	// (herd queue limit); Held counts its jobs workers hold until a slot
+	// frees (part of InFlight, not of Later).
+	Limits *queue.Limits `json:"limits,omitempty"`
+	Held   int           `json:"held,omitempty"`
 }
 
 // Overview is the overview page's data.
@@ -54,6 +59,13 @@ func summarize(st *queue.Stats, now time.Time) []QueueRow {
 			r.OldestWaiting = max(r.OldestWaiting, now.Sub(q.Oldest))
 		}
 	}
+	for _, l := range st.Limits {
+		i, found := slices.BinarySearchFunc(rows, l.Queue, func(r QueueRow, name string) int { return strings.Compare(r.Queue, name) })
+		if !found { // limited before it had jobs
+			rows = slices.Insert(rows, i, QueueRow{Queue: l.Queue})
+		}
+		rows[i].Limits, rows[i].Held = &l.Limits, l.Held
+	}
 	return rows
 }
 
@@ -77,7 +89,8 @@ func (d *dashboard) overview(r *http.Request) (any, error) {
 	for i := range o.Queues {
 		q := &o.Queues[i]
 		q.Running = min(running[q.Queue], q.InFlight)
-		q.Later = q.InFlight - q.Running
+		q.Held = min(q.Held, q.InFlight-q.Running)
+		q.Later = q.InFlight - q.Running - q.Held
 		q.Rate = rates[q.Queue]
 	}
 	return o, nil
@@ -193,6 +206,41 @@ func (d *dashboard) job(r *http.Request) (any, error) {
 
 func (d *dashboard) workers(r *http.Request) (any, error) {
 	return d.c.Workers(r.Context())
+}
+
+// setLimits sets the limits of the queue named in the path, or by the
+// form's queue field, from the overview's form: fields left empty are no
+// limit; clear=1 removes them all.
+func (d *dashboard) setLimits(r *http.Request) (string, error) {
+	var l queue.Limits
+	if r.PostFormValue("clear") == "" {
+		for _, f := range []struct {
+			name string
+			n    *int
+		}{{"concurrency", &l.Concurrency}, {"burst", &l.Burst}, {"key_concurrency", &l.KeyConcurrency}} {
+			v := strings.TrimSpace(r.PostFormValue(f.name))
+			if v == "" {
+				continue
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return "", badRequest{fmt.Errorf("%s %q: want a whole number", f.name, v)}
+			}
+			*f.n = n
+		}
+		if v := strings.TrimSpace(r.PostFormValue("rate")); v != "" {
+			rate, err := queue.ParseRate(v)
+			if err != nil {
+				return "", badRequest{err}
+			}
+			l.Rate = rate
+		}
+	}
+	name := r.PathValue("name")
+	if name == "" {
+		name = strings.TrimSpace(r.PostFormValue("queue"))
+	}
+	return "/", d.c.SetLimits(r.Context(), name, l)
 }
 
 func (d *dashboard) retryJob(r *http.Request) (string, error) {

@@ -177,17 +177,68 @@ func basic(user, pass string) string {
 func TestReadOnly(t *testing.T) {
 	c := queuetest.New(t)
 	deadJob(t, c, "d1")
+	if err := c.SetLimits(t.Context(), "q", queue.Limits{Concurrency: 2}); err != nil {
+		t.Fatal(err)
+	}
 	s := start(t, web.Config{Queue: c, ReadOnly: true})
 	if code, body := get(t, s.URL()+"/jobs/d1"); code != http.StatusOK || strings.Contains(body, "<form class=\"inline\" method=\"post\"") || !strings.Contains(body, "it broke") {
 		t.Errorf("GET /jobs/d1 read-only = %d, with an action or without the error:\n%s", code, body)
 	}
-	for _, path := range []string{"/jobs/d1/retry", "/jobs/d1/delete", "/api/jobs/d1/retry", "/dead/retry"} {
+	if code, body := get(t, s.URL()+"/"); code != http.StatusOK || strings.Contains(body, "<form") || !strings.Contains(body, "at most 2 at once") {
+		t.Errorf("GET / read-only = %d, with a form or without the queue's limits:\n%s", code, body)
+	}
+	for _, path := range []string{"/jobs/d1/retry", "/jobs/d1/delete", "/api/jobs/d1/retry", "/dead/retry", "/queues/q/limits", "/limits"} {
 		if code, _ := post(t, s.URL()+path, url.Values{"id": {"d1"}}); code != http.StatusForbidden {
 			t.Errorf("POST %s read-only = %d, want 403", path, code)
 		}
 	}
 	if info, err := c.Info(t.Context(), "d1"); err != nil || info.State != queue.Dead {
 		t.Errorf("job d1 after the refused actions = %+v, %v; want dead still", info, err)
+	}
+	if all, err := c.Limits(t.Context()); err != nil || all["q"] != (queue.Limits{Concurrency: 2}) {
+		t.Errorf("limits after the refused actions = %v, %v; want q's as they were", all, err)
+	}
+}
+
+// The overview shows each queue's limits, a queue limited before it had
+// jobs included, and its form sets and clears them.
+func TestLimitsForm(t *testing.T) {
+	c := queuetest.New(t)
+	s := start(t, web.Config{Queue: c})
+	if code, body := get(t, s.URL()+"/"); code != http.StatusOK || !strings.Contains(body, `<form method="post" action="/limits">`) {
+		t.Fatalf("GET / = %d, without the form to set limits:\n%s", code, body)
+	}
+	// The browser is sent back to the overview, which shows the change.
+	code, body := post(t, s.URL()+"/limits", url.Values{"queue": {"mail"}, "concurrency": {"4"}, "rate": {"30/m"}, "burst": {"2"}, "key_concurrency": {""}})
+	if code != http.StatusOK || !strings.Contains(body, `<tr data-queue="mail">`) || !strings.Contains(body, "at most 4 at once, at most 30/m (burst 2)") {
+		t.Errorf("POST /limits = %d, not the overview with queue mail's limits:\n%s", code, body)
+	}
+	want := queue.Limits{Concurrency: 4, Rate: 0.5, Burst: 2}
+	if all, err := c.Limits(t.Context()); err != nil || all["mail"] != want {
+		t.Errorf("limits after the form = %v, %v; want mail: %v", all, err, want)
+	}
+	if _, body := get(t, s.URL()+"/api/"); !strings.Contains(body, `"concurrency": 4`) {
+		t.Errorf("GET /api/ does not give queue mail's limits:\n%s", body)
+	}
+	for _, bad := range []url.Values{
+		{"queue": {"mail"}, "rate": {"fast"}},
+		{"queue": {"mail"}, "concurrency": {"-3"}},
+		{"queue": {"mail"}, "concurrency": {"two"}},
+		{"queue": {"a.b"}, "concurrency": {"1"}},
+		{"queue": {"mail"}, "burst": {"5"}},
+	} {
+		if code, body := post(t, s.URL()+"/limits", bad); code != http.StatusBadRequest {
+			t.Errorf("POST /limits %v = %d (%s), want 400", bad, code, body)
+		}
+	}
+	if all, err := c.Limits(t.Context()); err != nil || all["mail"] != want {
+		t.Errorf("limits after refused forms = %v, %v; want mail's unchanged", all, err)
+	}
+	if code, body := post(t, s.URL()+"/api/queues/mail/limits", url.Values{"clear": {"1"}}); code != http.StatusNoContent {
+		t.Errorf("POST /api/queues/mail/limits clear=1 = %d (%s), want 204", code, body)
+	}
+	if all, err := c.Limits(t.Context()); err != nil || len(all) != 0 {
+		t.Errorf("limits after clearing = %v, %v; want none", all, err)
 	}
 }
 
@@ -254,6 +305,9 @@ func TestMetrics(t *testing.T) {
 	}
 	deadJob(t, c, "d1")
 
+	if err := c.SetLimits(t.Context(), "q1", queue.Limits{Concurrency: 2, Rate: 5, Burst: 3}); err != nil {
+		t.Fatal(err)
+	}
 	s := start(t, web.Config{Queue: c, Version: "v9.9.9"})
 	code, body := get(t, s.URL()+"/metrics")
 	if code != http.StatusOK {
@@ -304,6 +358,12 @@ func TestMetrics(t *testing.T) {
 		{"herd_queue_jobs", map[string]string{"queue": "q1", "state": "waiting"}, 0},
 		{"herd_queue_jobs", map[string]string{"queue": "default", "state": "dead"}, 1},
 		{"herd_build_info", map[string]string{"version": "v9.9.9"}, 1},
+		{"herd_queue_limit", map[string]string{"queue": "q1", "limit": "concurrency"}, 2},
+		{"herd_queue_limit", map[string]string{"queue": "q1", "limit": "rate"}, 5},
+		{"herd_queue_limit", map[string]string{"queue": "q1", "limit": "burst"}, 3},
+		{"herd_queue_limit", map[string]string{"queue": "q1", "limit": "key_concurrency"}, 0},
+		{"herd_queue_limit_running", map[string]string{"queue": "q1"}, 0},
+		{"herd_queue_jobs_held", map[string]string{"queue": "q1"}, 0},
 	} {
 		if got := value(tc.name, tc.labels); got != tc.want {
 			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/goherd/herd/internal/replace"
 	"github.com/goherd/herd/internal/run"
 	"github.com/goherd/herd/queue"
 )
@@ -49,6 +50,9 @@ type Executor struct {
 	// job N must succeed before job N of this one starts (--after-each).
 	After     []string
 	AfterEach string
+	// Key, if set, gives each job its key for the queue's limits
+	// (--key): expanded with the job's inputs.
+	Key *replace.Template
 
 	complete   bool // every job of the run was seen finished
 	detachOnce sync.Once
@@ -350,6 +354,9 @@ func (rm *remote) enqueue(ctx context.Context, batch []run.Job) error {
 		}
 		nj[i] = queue.NewJob{Kind: Kind, Payload: payload,
 			Options: queue.Options{ID: rm.run + "." + strconv.Itoa(j.Seq), Queue: rm.QueueName, After: rm.parentsOf(j.Seq)}}
+		if rm.Key != nil {
+			nj[i].Options.Key = rm.Key.Expand(j.Args, j.Seq, 0, true)
+		}
 	}
 	_, err := rm.client.EnqueueBatch(ctx, nj)
 	return err

@@ -1,5 +1,6 @@
 // Keeps the page's live part up to date with server-sent events while the
-// tab is visible; leaves it alone while the user is selecting or typing in it.
+// tab is visible; leaves it alone while the user is selecting or typing in it,
+// or has a form of it open.
 (function () {
   const live = document.getElementById("live");
   if (!live || !window.EventSource) return;
@@ -7,7 +8,7 @@
   function busy() {
     const a = document.activeElement;
     return (a && live.contains(a) && a.matches("input, select, textarea")) ||
-      live.querySelector("input[type=checkbox]:checked") !== null;
+      live.querySelector("input[type=checkbox]:checked, details[open]") !== null;
   }
   function open() {
     source = new EventSource("/events?page=" + encodeURIComponent(location.pathname + location.search) +

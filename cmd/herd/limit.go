@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/goherd/herd/queue"
+)
+
+func newLimitCommand(ctx context.Context) *cobra.Command {
+	var o struct {
+		conn                 connFlags
+		concurrency, keyConc int
+		rate                 string
+		burst                int
+		clear, json          bool
+	}
+	var cmd *cobra.Command
+	cmd = onQueue(ctx, &cobra.Command{
+		Use:   "limit [NAME [--concurrency N] [--rate R/s] [--burst B] [--key-concurrency N] | NAME --clear]",
+		Short: "bound how many jobs of a queue run across every worker",
+		Long: `Set the limits of the named queue, across every worker of the queue however many run:
+
+  --concurrency N       at most N of its jobs run at once
+  --rate R/s, R/m       at most R of its jobs start a second (or a minute), with up to
+                        --burst B at once after a quiet spell
+  --key-concurrency N   at most N jobs of one key run at once; a job's key is set when
+                        it is added (herd run --queue URL --key STR, Options.Key in Go)
+
+Limits are kept by the queue: they survive restarts of servers and workers, apply to
+workers started later, and running workers follow a change within a second. A limit
+lowered lets the jobs running finish. Flags not given keep their values; --clear
+removes every limit of the queue. With no name, list the limited queues.`,
+		Example: `  herd queue limit payments --concurrency 5
+  herd queue limit mail --rate 50/s --burst 10
+  herd queue limit reports --key-concurrency 2
+  herd queue limit payments --clear`,
+		Args: cobra.MaximumNArgs(1),
+	}, &o.conn, func(c *queue.Client, out io.Writer, args []string) error {
+		all, err := c.Limits(ctx)
+		if err != nil {
+			return err
+		}
+		if len(args) == 0 {
+			if o.clear {
+				return errors.New("--clear: name the queue")
+			}
+			return writeLimits(out, all, o.json)
+		}
+		name, l := args[0], all[args[0]]
+		set := cmd.Flags().Changed
+		switch {
+		case o.clear && (set("concurrency") || set("rate") || set("burst") || set("key-concurrency")):
+			return errors.New("--clear removes every limit: give it alone")
+		case o.clear:
+			l = queue.Limits{}
+		case !set("concurrency") && !set("rate") && !set("burst") && !set("key-concurrency"):
+			return writeLimits(out, map[string]queue.Limits{name: l}, o.json)
+		}
+		for _, f := range []struct {
+			name string
+			n    int
+		}{{"concurrency", o.concurrency}, {"key-concurrency", o.keyConc}, {"burst", o.burst}} {
+			if f.n < 0 {
+				return fmt.Errorf("--%s %d: want 0 (no limit) or more", f.name, f.n)
+			}
+		}
+		if set("concurrency") {
+			l.Concurrency = o.concurrency
+		}
+		if set("key-concurrency") {
+			l.KeyConcurrency = o.keyConc
+		}
+		if set("rate") {
+			if l.Rate, err = queue.ParseRate(o.rate); err != nil {
+				return fmt.Errorf("--rate: %w", err)
+			}
+		}
+		if set("burst") {
+			l.Burst = o.burst
+		}
+		switch {
+		case l.Rate == 0 && set("burst") && l.Burst > 0:
+			return errors.New("--burst goes with a --rate: give both")
+		case l.Rate == 0:
+			l.Burst = 0 // no rate, no burst
+		}
+		if err := c.SetLimits(ctx, name, l); err != nil {
+			return err
+		}
+		if o.json {
+			return writeJSON(out, l)
+		}
+		fmt.Fprintf(out, "queue %s: %s\n", name, l)
+		return nil
+	})
+	f := cmd.Flags()
+	f.IntVar(&o.concurrency, "concurrency", 0, "at most `N` jobs of the queue at once across every worker (0: no limit)")
+	f.StringVar(&o.rate, "rate", "", "at most `R/s` (or R/m) starts of its jobs across every worker (0: no limit)")
+	f.IntVar(&o.burst, "burst", 0, "with --rate: up to `B` starts at once after a quiet spell (default 1)")
+	f.IntVar(&o.keyConc, "key-concurrency", 0, "at most `N` jobs of one key at once (0: no limit)")
+	f.BoolVar(&o.clear, "clear", false, "remove every limit of the queue")
+	f.BoolVar(&o.json, "json", false, "print JSON, for scripts")
+	return cmd
+}
+
+// writeLimits prints the limits of queues, by name.
+func writeLimits(out io.Writer, all map[string]queue.Limits, asJSON bool) error {
+	if asJSON {
+		return writeJSON(out, all)
+	}
+	if len(all) == 0 {
+		fmt.Fprintln(out, "no queue is limited")
+		return nil
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "QUEUE\tLIMITS")
+	for _, name := range slices.Sorted(maps.Keys(all)) {
+		fmt.Fprintf(tw, "%s\t%s\n", name, all[name])
+	}
+	return tw.Flush()
+}
