@@ -91,7 +91,7 @@ func (l Limits) validate() error {
 	for _, f := range []struct {
 		name string
 		n    int
-	}{{"Concurrency", l.Concurrency}, {"KeyConcurrency", l.KeyConcurrency}, {"Burst", l.Burst}} {
+	}{{"concurrency", l.Concurrency}, {"key concurrency", l.KeyConcurrency}, {"burst", l.Burst}} {
 		switch {
 		case f.n < 0:
 			return fmt.Errorf("%s %d: must not be negative", f.name, f.n)
@@ -101,11 +101,11 @@ func (l Limits) validate() error {
 	}
 	switch {
 	case l.Rate < 0 || math.IsNaN(l.Rate) || math.IsInf(l.Rate, 0):
-		return fmt.Errorf("Rate %g: want a number of starts a second, not negative", l.Rate)
+		return fmt.Errorf("rate %g: want a number of starts a second, not negative", l.Rate)
 	case l.Rate > 0 && l.Rate < 1e-6:
-		return fmt.Errorf("Rate %g: below one start in 11 days", l.Rate)
+		return fmt.Errorf("rate %g: below one start in 11 days", l.Rate)
 	case l.Burst > 0 && l.Rate == 0:
-		return fmt.Errorf("Burst %d: a burst needs a Rate", l.Burst)
+		return fmt.Errorf("burst %d: a burst needs a rate", l.Burst)
 	}
 	return nil
 }

@@ -906,7 +906,7 @@ func TestQueueLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+	for line := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
 		f := strings.Fields(line)
 		at, err := strconv.ParseInt(f[len(f)-1], 10, 64)
 		if len(f) != 3 || err != nil {
