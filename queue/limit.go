@@ -372,7 +372,8 @@ type grant struct {
 
 // admission is what admit found.
 type admission struct {
-	grant   *grant        // the job may start, holding this (nil: it has no limits)
+	start   bool          // the job may start,
+	grant   *grant        // holding this (nil: its queue has no limits)
 	wait    time.Duration // otherwise: try again after this, or when a slot changes
 	keyFull bool          // its key's slots are all held: let others of its queue go first
 }
@@ -382,21 +383,22 @@ type admission struct {
 // order (the rate last, since a start cannot be given back). If one is not
 // there, what it took is given back and admission says how long to wait.
 //
-// slot, if not nil, is a queue slot handed on by a job that finished: the
-// job takes it rather than a new one, and it stays with slot if the job
-// cannot start.
+// slot, if not nil, holds the slots handed on by a job that finished (of
+// its queue, and of its key if it had the same): the job takes them rather
+// than new ones, and they stay with slot if the job cannot start.
 func (l *limiter) admit(ctx context.Context, info *Info, slot *grant) admission {
 	lim, ok := l.limited(info.Queue)
 	if !ok {
-		return admission{grant: slot}
+		return admission{start: true} // no longer limited
 	}
 	g := &grant{l: l, slots: map[string]uint64{}}
-	if lim.KeyConcurrency > 0 && info.Key != "" {
-		if wait, ok := l.take(ctx, g, "k."+info.Queue+"."+keyToken(info.Key), lim.KeyConcurrency); !ok {
+	keyPrefix := "k." + info.Queue + "." + keyToken(info.Key)
+	if lim.KeyConcurrency > 0 && info.Key != "" && !slot.has(keyPrefix+".") {
+		if wait, ok := l.take(ctx, g, keyPrefix, lim.KeyConcurrency); !ok {
 			return admission{wait: wait, keyFull: true}
 		}
 	}
-	if lim.Concurrency > 0 && !slot.has() {
+	if lim.Concurrency > 0 && !slot.has("q."+info.Queue+".") {
 		if wait, ok := l.take(ctx, g, "q."+info.Queue, lim.Concurrency); !ok {
 			g.release(ctx)
 			return admission{wait: wait}
@@ -408,10 +410,13 @@ func (l *limiter) admit(ctx context.Context, info *Info, slot *grant) admission 
 			return admission{wait: wait}
 		}
 	}
-	if lim.Concurrency > 0 && slot.has() {
-		g.join(slot)
+	if lim.Concurrency > 0 {
+		g.join(slot.split("q." + info.Queue + "."))
 	}
-	return admission{grant: g}
+	if lim.KeyConcurrency > 0 && info.Key != "" {
+		g.join(slot.split(keyPrefix + "."))
+	}
+	return admission{start: true, grant: g}
 }
 
 // take takes one of the n slots under prefix for g. If all are held it
@@ -513,18 +518,26 @@ func (l *limiter) start(ctx context.Context, queue string, lim Limits) (time.Dur
 	return interval, false // much contention: after an interval
 }
 
-// has reports whether the grant holds a slot.
-func (g *grant) has() bool {
+// has reports whether the grant holds a slot under prefix.
+func (g *grant) has(prefix string) bool {
 	if g == nil {
 		return false
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return len(g.slots) > 0
+	for key := range g.slots {
+		if strings.HasPrefix(key, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // split moves the grant's slots under prefix to a grant of their own.
 func (g *grant) split(prefix string) *grant {
+	if g == nil {
+		return nil
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	part := &grant{l: g.l, slots: map[string]uint64{}, written: g.written}
@@ -537,8 +550,11 @@ func (g *grant) split(prefix string) *grant {
 	return part
 }
 
-// join moves the slots of other to g.
+// join moves the slots of other, if any, to g.
 func (g *grant) join(other *grant) {
+	if other == nil {
+		return
+	}
 	other.mu.Lock()
 	defer other.mu.Unlock()
 	g.mu.Lock()
@@ -590,13 +606,17 @@ func (g *grant) release(ctx context.Context) {
 
 // An admitter holds the jobs a worker took that wait for their queue's
 // limits, and starts each the moment it may. While it holds a job of a
-// queue, the worker takes no more of that queue (see Worker.fetch), so a
-// full queue costs nothing but a watch, and holds back no other queue.
+// full queue, the worker takes no more of that queue (see Worker.fetch),
+// so a full queue costs nothing but a watch, and holds back no other
+// queue. A job whose key is full is held too, one per key and up to
+// keyHolds at once, without holding back its queue: the queue's other
+// keys go on. More of a full key go back to the queue for a while.
 type admitter struct {
-	lim    *limiter
-	lease  time.Duration
-	start  func(delivery) // runs an admitted job
-	giveUp func(delivery) // called for a job handed back
+	lim      *limiter
+	lease    time.Duration
+	keyHolds int            // jobs of full keys held at most
+	start    func(delivery) // runs an admitted job
+	giveUp   func(delivery) // called for a job handed back
 
 	mu        sync.Mutex
 	held      []*heldJob
@@ -604,8 +624,11 @@ type admitter struct {
 	unblocked chan struct{} // a held job started or was handed back
 }
 
-func newAdmitter(lim *limiter, lease time.Duration, start, giveUp func(delivery)) *admitter {
-	return &admitter{lim: lim, lease: lease, start: start, giveUp: giveUp, wake: make(chan struct{}, 1), unblocked: make(chan struct{}, 1)}
+// newAdmitter returns the admitter of a worker running concurrency jobs
+// at once: of those, it holds up to half for their keys.
+func newAdmitter(lim *limiter, lease time.Duration, concurrency int, start, giveUp func(delivery)) *admitter {
+	return &admitter{lim: lim, lease: lease, keyHolds: max(1, concurrency/2), start: start, giveUp: giveUp,
+		wake: make(chan struct{}, 1), unblocked: make(chan struct{}, 1)}
 }
 
 type heldJob struct {
@@ -613,6 +636,7 @@ type heldJob struct {
 	since   time.Time // when it was first held
 	touched time.Time // when its lease was last renewed
 	claimed bool      // being offered again (under admitter.mu)
+	forKey  bool      // held for a slot of its key: its queue is not held back
 }
 
 // keyWait is how long a job whose key is full waits before it is offered
@@ -622,11 +646,12 @@ func keyWait(n uint64) time.Duration {
 	return min(50*time.Millisecond<<min(n, 5), time.Second)
 }
 
-// blocked reports whether a job of queue is held.
+// blocked reports whether a job of queue is held for a slot of the queue
+// (or a start of its rate).
 func (a *admitter) blocked(queue string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return slices.ContainsFunc(a.held, func(h *heldJob) bool { return h.d.info.Queue == queue })
+	return slices.ContainsFunc(a.held, func(h *heldJob) bool { return h.d.info.Queue == queue && !h.forKey })
 }
 
 // inHand lists the jobs held, oldest first.
@@ -657,7 +682,8 @@ func (a *admitter) batch(queue string, n int) int {
 }
 
 // offer starts d if its limits let it, and holds it otherwise; a job whose
-// key is full is handed back to be offered again a little later.
+// key is full, and that cannot be held for it, is handed back to be
+// offered again a little later.
 func (a *admitter) offer(ctx context.Context, d delivery) {
 	now := time.Now()
 	h := &heldJob{d: d, since: now, touched: now, claimed: true}
@@ -678,20 +704,20 @@ func (a *admitter) offer(ctx context.Context, d delivery) {
 // held (unclaimed): then it says so, and how long it may wait.
 func (a *admitter) try(ctx context.Context, h *heldJob, slot *grant) (wait time.Duration, held bool) {
 	adm := a.lim.admit(ctx, h.d.info, slot)
-	if adm.grant == nil && !adm.keyFull {
-		a.mu.Lock()
+	a.mu.Lock()
+	if !adm.start && (!adm.keyFull || a.mayHoldForKey(h)) {
+		if h.forKey != adm.keyFull {
+			h.forKey = adm.keyFull
+			defer a.signalUnblocked() // its queue may be taken from again
+		}
 		h.claimed = false
 		a.mu.Unlock()
 		return adm.wait, true
 	}
-	a.mu.Lock()
 	a.held = slices.DeleteFunc(a.held, func(o *heldJob) bool { return o == h })
 	a.mu.Unlock()
-	select {
-	case a.unblocked <- struct{}{}:
-	default:
-	}
-	if adm.grant != nil {
+	a.signalUnblocked()
+	if adm.start {
 		h.d.grant = adm.grant
 		a.start(h.d)
 		return 0, false
@@ -703,6 +729,32 @@ func (a *admitter) try(ctx context.Context, h *heldJob, slot *grant) (wait time.
 	h.d.msg.NakWithDelay(keyWait(n))
 	a.giveUp(h.d)
 	return 0, false
+}
+
+// mayHoldForKey reports whether h may be held for a slot of its key: if it
+// already is, or if no other job of its key is, and fewer than keyHolds
+// jobs are. a.mu is held.
+func (a *admitter) mayHoldForKey(h *heldJob) bool {
+	if h.forKey {
+		return true
+	}
+	n := 0
+	for _, o := range a.held {
+		if o.forKey {
+			if o.d.info.Queue == h.d.info.Queue && o.d.info.Key == h.d.info.Key {
+				return false
+			}
+			n++
+		}
+	}
+	return n < a.keyHolds
+}
+
+func (a *admitter) signalUnblocked() {
+	select {
+	case a.unblocked <- struct{}{}:
+	default:
+	}
 }
 
 // claim claims the first held job not claimed that match wants.
@@ -718,20 +770,31 @@ func (a *admitter) claim(match func(*heldJob) bool) *heldJob {
 	return nil
 }
 
-// handOn gives back the slots of a job that has finished, but its queue
-// slot, if a job of its queue is held, passes to that job: it starts with
-// no round trip to the server, and no other worker's job could have
-// started sooner.
-func (a *admitter) handOn(ctx context.Context, g *grant, queue string) {
+// handOn gives back the slots of a job that has finished, but passes its
+// queue slot to a job of its queue held here, and its key slot too if that
+// job has the same key: the job starts with no round trip to the server,
+// and no other worker's job could have started sooner. A job of the same
+// key goes first, then one held for its queue, then one of another key.
+func (a *admitter) handOn(ctx context.Context, g *grant, info *Info) {
 	if g == nil {
 		return
 	}
-	h := a.claim(func(h *heldJob) bool { return h.d.info.Queue == queue })
+	queue := info.Queue
+	h := a.claim(func(h *heldJob) bool { return h.d.info.Queue == queue && h.forKey && h.d.info.Key == info.Key })
+	if h == nil {
+		h = a.claim(func(h *heldJob) bool { return h.d.info.Queue == queue && !h.forKey })
+	}
+	if h == nil {
+		h = a.claim(func(h *heldJob) bool { return h.d.info.Queue == queue })
+	}
 	if h == nil {
 		g.release(ctx)
 		return
 	}
 	slot := g.split("q." + queue + ".")
+	if h.d.info.Key == info.Key {
+		slot.join(g.split("k." + queue + "."))
+	}
 	g.release(ctx)
 	if time.Since(slot.written) > a.lease/3 {
 		// Passed on from job to job, it would run out: it is held
@@ -739,9 +802,7 @@ func (a *admitter) handOn(ctx context.Context, g *grant, queue string) {
 		slot.renew(ctx)
 	}
 	a.try(ctx, h, slot)
-	if h.d.grant != slot { // (the job's whole grant if its queue is no longer limited)
-		slot.release(ctx) // what is left of it: nothing if the job took it
-	}
+	slot.release(ctx) // what is left of it: nothing if the job took it
 }
 
 // run offers the held jobs again whenever a limit or a slot changes, or a

@@ -237,7 +237,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	// The queues' limits: followed while the worker takes jobs; the jobs
 	// held for them are handed back when it stops.
 	lim := newLimiter(w.c, presence.info.ID, w.cfg.Lease)
-	adm := newAdmitter(lim, w.cfg.Lease, start, func(delivery) { freed() })
+	adm := newAdmitter(lim, w.cfg.Lease, w.cfg.Concurrency, start, func(delivery) { freed() })
 	w.adm = adm
 	beats.Go(func() { w.beat(beatCtx, presence, w.done.Load, adm.inHand) })
 	var limits sync.WaitGroup
@@ -730,7 +730,7 @@ func (w *Worker) handle(jobsCtx, runCtx context.Context, d delivery, outcomes *o
 	w.c.counts.started(info, started)
 	result, err := w.run(jobCtx, d)
 	ran := time.Since(started)
-	w.adm.handOn(ctx, d.grant, info.Queue) // the next job of its queue may start
+	w.adm.handOn(ctx, d.grant, info) // the next job of its queue may start
 	w.done.Add(1)
 	if !t.Stop() {
 		<-recorded
