@@ -352,27 +352,52 @@ func Folder(runs, id string, attach bool) (*Keeper, error) {
 	return k, os.MkdirAll(k.Dir, 0o700)
 }
 
+// exited waits up to 30 seconds, or until ctx is done, for the process
+// pid to exit, and reports whether it did.
+func exited(ctx context.Context, pid int) bool {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		if pid <= 0 || syscall.Kill(pid, 0) != nil {
+			return true
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return false
+}
+
 // Open returns how the executor opens run id's queue: where the keeper
 // serves it, or, once the keeper has stopped, in the run's folder, which
 // is refused while jobs of the run are not done (their hosts are gone).
 func (k *Keeper) Open(id string) func(ctx context.Context, log io.Writer) (remote.Client, error) {
 	return func(ctx context.Context, log io.Writer) (remote.Client, error) {
 		cfg := queue.Config{Logger: slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+		pid := livePID(filepath.Join(k.Dir, "pid"))
 		if url, token := k.URL(); url != "" {
 			cfg.URL, cfg.Token = url, token
-		} else {
-			// The keeper has stopped: the run's queue, in its folder.
-			cfg.Dir = filepath.Join(k.Dir, "queue")
+			c, err := queue.Open(ctx, cfg)
+			if err == nil {
+				return remote.Connected(c), nil
+			}
+			// The keeper may have seen the run done, and stopped, as
+			// this process came to show it: then the run's queue is in
+			// its folder once the keeper has exited.
+			if !exited(ctx, pid) {
+				return nil, err
+			}
+			cfg.URL, cfg.Token = "", ""
 		}
+		// The keeper has stopped: the run's queue, in its folder.
+		cfg.Dir = filepath.Join(k.Dir, "queue")
 		c, err := queue.Open(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}
-		if cfg.URL == "" {
-			if settled, err := remote.Settled(ctx, c, id, map[int]bool{}); err == nil && !settled {
-				c.Close()
-				return nil, fmt.Errorf("run %s has jobs not done, and its hosts have stopped: start them again with herd run -S HOSTS --attach %s", id, id)
-			}
+		if settled, err := remote.Settled(ctx, c, id, map[int]bool{}); err == nil && !settled {
+			c.Close()
+			return nil, fmt.Errorf("run %s has jobs not done, and its hosts have stopped: start them again with herd run -S HOSTS --attach %s", id, id)
 		}
 		return remote.Connected(c), nil
 	}

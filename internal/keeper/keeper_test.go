@@ -3,6 +3,7 @@ package keeper
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -175,5 +176,44 @@ func TestFolder(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(k.Dir, "attached")); string(b) != strconv.Itoa(os.Getpid()) || !attachedAlive(k.Dir) {
 		t.Errorf("attached = %q, want this process (%d)", b, os.Getpid())
+	}
+}
+
+// A keeper that stops as herd run --attach comes to show its run (it saw
+// the run done first) leaves the run's queue in its folder, and Open
+// finds it there once the keeper has exited.
+func TestOpenAsTheKeeperStops(t *testing.T) {
+	k, err := Folder(t.TempDir(), "r1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := queue.Open(t.Context(), queue.Config{Dir: filepath.Join(k.Dir, "queue")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	keeper := exec.Command("sleep", "1") // the keeper, about to exit
+	if err := keeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exitedToo := make(chan struct{})
+	go func() { keeper.Wait(); close(exitedToo) }()
+	t.Cleanup(func() { keeper.Process.Kill(); <-exitedToo })
+	for name, value := range map[string]string{"pid": strconv.Itoa(keeper.Process.Pid), "url": "nats://127.0.0.1:1", "token": "t"} {
+		if err := os.WriteFile(filepath.Join(k.Dir, name), []byte(value), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), testutil.Backstop)
+	defer cancel()
+	rc, err := k.Open("r1")(ctx, io.Discard)
+	if err != nil {
+		t.Fatalf("Open as the keeper stops: %v; want the run's queue in its folder", err)
+	}
+	rc.Close()
+	select {
+	case <-exitedToo:
+	default:
+		t.Error("Open used the run's folder while the keeper still ran")
 	}
 }
