@@ -608,15 +608,22 @@ func (g *grant) release(ctx context.Context) {
 // limits, and starts each the moment it may. While it holds a job of a
 // full queue, the worker takes no more of that queue (see Worker.fetch),
 // so a full queue costs nothing but a watch, and holds back no other
-// queue. A job whose key is full is held too, one per key and up to
-// keyHolds at once, without holding back its queue: the queue's other
-// keys go on. More of a full key go back to the queue for a while.
+// queue. A job whose key is full is held too, as many of a key as it has
+// slots and up to keyHolds in all, without holding back its queue or
+// counting against the worker's concurrency: the queue's other keys go on.
+// More of a full key go back to the queue for a while.
+//
+// The worker counts the jobs it has in hand against its concurrency:
+// those running, and those held for their queue. The admitter tells it,
+// through count and uncount, when a job held for its key leaves that
+// count, or comes back to it, and hands the job to start counted.
 type admitter struct {
 	lim      *limiter
 	lease    time.Duration
 	keyHolds int            // jobs of full keys held at most
 	start    func(delivery) // runs an admitted job
-	giveUp   func(delivery) // called for a job handed back
+	count    func()         // a job held for its key is to run or be held for its queue
+	uncount  func()         // a job is handed back, or held for its key
 
 	mu        sync.Mutex
 	held      []*heldJob
@@ -625,9 +632,9 @@ type admitter struct {
 }
 
 // newAdmitter returns the admitter of a worker running concurrency jobs
-// at once: of those, it holds up to half for their keys.
-func newAdmitter(lim *limiter, lease time.Duration, concurrency int, start, giveUp func(delivery)) *admitter {
-	return &admitter{lim: lim, lease: lease, keyHolds: max(1, concurrency/2), start: start, giveUp: giveUp,
+// at once: it holds up to 4 times as many for their keys.
+func newAdmitter(lim *limiter, lease time.Duration, concurrency int, start func(delivery), count, uncount func()) *admitter {
+	return &admitter{lim: lim, lease: lease, keyHolds: 4 * max(1, concurrency), start: start, count: count, uncount: uncount,
 		wake: make(chan struct{}, 1), unblocked: make(chan struct{}, 1)}
 }
 
@@ -636,7 +643,7 @@ type heldJob struct {
 	since   time.Time // when it was first held
 	touched time.Time // when its lease was last renewed
 	claimed bool      // being offered again (under admitter.mu)
-	forKey  bool      // held for a slot of its key: its queue is not held back
+	forKey  bool      // held for a slot of its key: its queue is not held back, the worker does not count it
 }
 
 // keyWait is how long a job whose key is full waits before it is offered
@@ -706,18 +713,25 @@ func (a *admitter) try(ctx context.Context, h *heldJob, slot *grant) (wait time.
 	adm := a.lim.admit(ctx, h.d.info, slot)
 	a.mu.Lock()
 	if !adm.start && (!adm.keyFull || a.mayHoldForKey(h)) {
-		if h.forKey != adm.keyFull {
-			h.forKey = adm.keyFull
-			defer a.signalUnblocked() // its queue may be taken from again
+		was, now := h.forKey, adm.keyFull
+		h.forKey, h.claimed = now, false
+		a.mu.Unlock() // (h may be claimed again from here)
+		switch {
+		case now && !was:
+			a.uncount()
+			a.signalUnblocked() // its queue may be taken from again
+		case !now && was:
+			a.count()
 		}
-		h.claimed = false
-		a.mu.Unlock()
 		return adm.wait, true
 	}
 	a.held = slices.DeleteFunc(a.held, func(o *heldJob) bool { return o == h })
 	a.mu.Unlock()
 	a.signalUnblocked()
 	if adm.start {
+		if h.forKey {
+			a.count()
+		}
 		h.d.grant = adm.grant
 		a.start(h.d)
 		return 0, false
@@ -727,27 +741,30 @@ func (a *admitter) try(ctx context.Context, h *heldJob, slot *grant) (wait time.
 		n = meta.NumDelivered
 	}
 	h.d.msg.NakWithDelay(keyWait(n))
-	a.giveUp(h.d)
+	if !h.forKey {
+		a.uncount()
+	}
 	return 0, false
 }
 
 // mayHoldForKey reports whether h may be held for a slot of its key: if it
-// already is, or if no other job of its key is, and fewer than keyHolds
-// jobs are. a.mu is held.
+// already is, or if fewer jobs of its key are than it has slots, and fewer
+// than keyHolds in all. a.mu is held.
 func (a *admitter) mayHoldForKey(h *heldJob) bool {
 	if h.forKey {
 		return true
 	}
-	n := 0
+	lim, _ := a.lim.limited(h.d.info.Queue)
+	n, ofKey := 0, 0
 	for _, o := range a.held {
 		if o.forKey {
-			if o.d.info.Queue == h.d.info.Queue && o.d.info.Key == h.d.info.Key {
-				return false
-			}
 			n++
+			if o.d.info.Queue == h.d.info.Queue && o.d.info.Key == h.d.info.Key {
+				ofKey++
+			}
 		}
 	}
-	return n < a.keyHolds
+	return n < a.keyHolds && ofKey < lim.KeyConcurrency
 }
 
 func (a *admitter) signalUnblocked() {
@@ -848,7 +865,9 @@ func (a *admitter) handBack() {
 	a.mu.Unlock()
 	for _, h := range held {
 		h.d.msg.Nak()
-		a.giveUp(h.d)
+		if !h.forKey {
+			a.uncount()
+		}
 	}
 }
 

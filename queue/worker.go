@@ -237,7 +237,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	// The queues' limits: followed while the worker takes jobs; the jobs
 	// held for them are handed back when it stops.
 	lim := newLimiter(w.c, presence.info.ID, w.cfg.Lease)
-	adm := newAdmitter(lim, w.cfg.Lease, w.cfg.Concurrency, start, func(delivery) { freed() })
+	adm := newAdmitter(lim, w.cfg.Lease, w.cfg.Concurrency, start, func() { running.Add(1) }, freed)
 	w.adm = adm
 	beats.Go(func() { w.beat(beatCtx, presence, w.done.Load, adm.inHand) })
 	var limits sync.WaitGroup
