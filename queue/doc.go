@@ -150,6 +150,21 @@
 // [Client.Stats] counts the waiting jobs of (Stats.Pending), and
 // [Client.Jobs] lists by state (Pending, Skipped).
 //
+// # Limits across the fleet
+//
+// [Client.SetLimits] bounds a named queue across every worker, however
+// many run and wherever: at most [Limits].Concurrency of its jobs at once,
+// at most Rate starts a second (with a Burst), and at most KeyConcurrency
+// at once of the jobs of one key ([Options.Key]). The limits are kept in
+// the queue and followed by running workers within moments. A worker that
+// meets a full queue holds one of its jobs and takes no more of it until a
+// slot frees, so other queues on the same workers go on; a job whose key is
+// full is held, or put back for a moment, so that other keys go on. A slot
+// is held for a lease that the running job renews: a killed worker's slots
+// come free when its lease runs out. [Client.Stats] shows the slots held
+// and the jobs held for them (Stats.Limits); queues without limits pay
+// nothing for them.
+//
 // # What the queue guarantees
 //
 // A job runs at least once, and a job whose outcome is stored does not run
