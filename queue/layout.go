@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -248,12 +249,63 @@ func (g *getter) open(max int) (*getCall, func()) {
 
 // last returns the last message on subject (which may have wildcards), or
 // nil if there is none.
+//
+// A read answered by a replica of a replicated stream can miss what was
+// just written (a follower applies a write a moment after the leader says
+// it is stored): a subject found empty there is read again from the
+// stream's leader, so that a job is found as soon as its enqueue returns.
 func (c *Client) last(ctx context.Context, subject string) (*storedMsg, error) {
 	msgs, err := c.directGet(ctx, map[string]any{"last_by_subj": subject}, 1)
-	if err != nil || len(msgs) == 0 {
+	if err != nil {
 		return nil, err
 	}
+	if len(msgs) == 0 {
+		if c.stream.CachedInfo().Config.Replicas <= 1 {
+			return nil, nil
+		}
+		return c.leaderLast(ctx, subject)
+	}
 	return &msgs[0], nil
+}
+
+// leaderLast reads the last message on subject from the stream's leader,
+// which answers the stream's API (any replica answers a direct get).
+func (c *Client) leaderLast(ctx context.Context, subject string) (*storedMsg, error) {
+	body, err := json.Marshal(map[string]string{"last_by_subj": subject})
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	m, err := c.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+streamName, body)
+	if err != nil {
+		return nil, fmt.Errorf("read: %w", err)
+	}
+	var resp struct {
+		Message *struct {
+			Subject string `json:"subject"`
+			Seq     uint64 `json:"seq"`
+			Data    []byte `json:"data"` // base64 in JSON
+		} `json:"message"`
+		Error *struct {
+			Code        int    `json:"code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	switch err := json.Unmarshal(m.Data, &resp); {
+	case err != nil:
+		return nil, fmt.Errorf("read: %w", err)
+	case resp.Error != nil && resp.Error.Code == 404:
+		return nil, nil
+	case resp.Error != nil:
+		return nil, fmt.Errorf("read: %d %s", resp.Error.Code, resp.Error.Description)
+	case resp.Message == nil:
+		return nil, errors.New("read: an empty answer")
+	}
+	return &storedMsg{subject: resp.Message.Subject, seq: resp.Message.Seq, data: resp.Message.Data}, nil
 }
 
 // lasts returns the last message on each subject that matches one of

@@ -105,7 +105,7 @@ func TestQueueFlowsFromTheShell(t *testing.T) {
 
 	// With -S and --queue, the hosts' workers run a run that waits for
 	// others like any.
-	out, stderr, st = herd("run", "-S", "1/:", "--queue", url, "--after-each", frames, "cat "+dir+"/s{}", ":::", "1", "2", "3", "4", "5", "6")
+	out, stderr, st = herd("run", "-k", "-S", "1/:", "--queue", url, "--after-each", frames, "cat "+dir+"/s{}", ":::", "1", "2", "3", "4", "5", "6") // -k: in order, whichever worker runs each
 	if want := "FRAME 1\nFRAME 2\nFRAME 3\nFRAME 4\nFRAME 5\nFRAME 6\n"; st != 0 || out != want {
 		t.Errorf("-S --queue --after-each: exit %d, output %q:\n%s\nwant %q", st, out, stderr, want)
 	}
