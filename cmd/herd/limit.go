@@ -14,14 +14,17 @@ import (
 	"github.com/goherd/herd/queue"
 )
 
+// limitOptions are herd queue limit's flags.
+type limitOptions struct {
+	conn                 connFlags
+	concurrency, keyConc int
+	rate                 string
+	burst                int
+	clear, json          bool
+}
+
 func newLimitCommand(ctx context.Context) *cobra.Command {
-	var o struct {
-		conn                 connFlags
-		concurrency, keyConc int
-		rate                 string
-		burst                int
-		clear, json          bool
-	}
+	var o limitOptions
 	var cmd *cobra.Command
 	cmd = onQueue(ctx, &cobra.Command{
 		Use:   "limit [NAME [--concurrency N] [--rate R/s] [--burst B] [--key-concurrency N] | NAME --clear]",
@@ -44,62 +47,7 @@ removes every limit of the queue. With no name, list the limited queues.`,
   herd queue limit payments --clear`,
 		Args: cobra.MaximumNArgs(1),
 	}, &o.conn, func(c *queue.Client, out io.Writer, args []string) error {
-		all, err := c.Limits(ctx)
-		if err != nil {
-			return err
-		}
-		if len(args) == 0 {
-			if o.clear {
-				return errors.New("--clear: name the queue")
-			}
-			return writeLimits(out, all, o.json)
-		}
-		name, l := args[0], all[args[0]]
-		set := cmd.Flags().Changed
-		switch {
-		case o.clear && (set("concurrency") || set("rate") || set("burst") || set("key-concurrency")):
-			return errors.New("--clear removes every limit: give it alone")
-		case o.clear:
-			l = queue.Limits{}
-		case !set("concurrency") && !set("rate") && !set("burst") && !set("key-concurrency"):
-			return writeLimits(out, map[string]queue.Limits{name: l}, o.json)
-		}
-		for _, f := range []struct {
-			name string
-			n    int
-		}{{"concurrency", o.concurrency}, {"key-concurrency", o.keyConc}, {"burst", o.burst}} {
-			if f.n < 0 {
-				return fmt.Errorf("--%s %d: want 0 (no limit) or more", f.name, f.n)
-			}
-		}
-		if set("concurrency") {
-			l.Concurrency = o.concurrency
-		}
-		if set("key-concurrency") {
-			l.KeyConcurrency = o.keyConc
-		}
-		if set("rate") {
-			if l.Rate, err = queue.ParseRate(o.rate); err != nil {
-				return fmt.Errorf("--rate: %w", err)
-			}
-		}
-		if set("burst") {
-			l.Burst = o.burst
-		}
-		switch {
-		case l.Rate == 0 && set("burst") && l.Burst > 0:
-			return errors.New("--burst goes with a --rate: give both")
-		case l.Rate == 0:
-			l.Burst = 0 // no rate, no burst
-		}
-		if err := c.SetLimits(ctx, name, l); err != nil {
-			return err
-		}
-		if o.json {
-			return writeJSON(out, l)
-		}
-		fmt.Fprintf(out, "queue %s: %s\n", name, l)
-		return nil
+		return o.limit(ctx, c, out, args, cmd.Flags().Changed)
 	})
 	f := cmd.Flags()
 	f.IntVar(&o.concurrency, "concurrency", 0, "at most `N` jobs of the queue at once across every worker (0: no limit)")
@@ -109,6 +57,73 @@ removes every limit of the queue. With no name, list the limited queues.`,
 	f.BoolVar(&o.clear, "clear", false, "remove every limit of the queue")
 	f.BoolVar(&o.json, "json", false, "print JSON, for scripts")
 	return cmd
+}
+
+// limit lists the limits, or sets those of the queue named in args.
+func (o *limitOptions) limit(ctx context.Context, c *queue.Client, out io.Writer, args []string, set func(string) bool) error {
+	all, err := c.Limits(ctx)
+	if err != nil {
+		return err
+	}
+	if len(args) == 0 {
+		if o.clear {
+			return errors.New("--clear: name the queue")
+		}
+		return writeLimits(out, all, o.json)
+	}
+	name, l := args[0], all[args[0]]
+	changing := set("concurrency") || set("rate") || set("burst") || set("key-concurrency")
+	switch {
+	case o.clear && changing:
+		return errors.New("--clear removes every limit: give it alone")
+	case o.clear:
+		l = queue.Limits{}
+	case !changing:
+		return writeLimits(out, map[string]queue.Limits{name: l}, o.json)
+	default:
+		if l, err = o.apply(l, set); err != nil {
+			return err
+		}
+	}
+	if err := c.SetLimits(ctx, name, l); err != nil {
+		return err
+	}
+	if o.json {
+		return writeJSON(out, l)
+	}
+	fmt.Fprintf(out, "queue %s: %s\n", name, l)
+	return nil
+}
+
+// apply changes l as the flags given say; the others keep their values.
+func (o *limitOptions) apply(l queue.Limits, set func(string) bool) (queue.Limits, error) {
+	for _, f := range []struct {
+		name string
+		n    int
+		to   *int
+	}{{"concurrency", o.concurrency, &l.Concurrency}, {"key-concurrency", o.keyConc, &l.KeyConcurrency}, {"burst", o.burst, &l.Burst}} {
+		if !set(f.name) {
+			continue
+		}
+		if f.n < 0 {
+			return l, fmt.Errorf("--%s %d: want 0 (no limit) or more", f.name, f.n)
+		}
+		*f.to = f.n
+	}
+	if set("rate") {
+		r, err := queue.ParseRate(o.rate)
+		if err != nil {
+			return l, fmt.Errorf("--rate: %w", err)
+		}
+		l.Rate = r
+	}
+	switch {
+	case l.Rate == 0 && set("burst") && l.Burst > 0:
+		return l, errors.New("--burst goes with a --rate: give both")
+	case l.Rate == 0:
+		l.Burst = 0 // no rate, no burst
+	}
+	return l, nil
 }
 
 // writeLimits prints the limits of queues, by name.
