@@ -58,6 +58,11 @@ func TestLikeGNUParallel(t *testing.T) {
 		stdin string
 	}{
 		{"tag joins the inputs with a space", []string{"-k", "--tag", "echo", ":::", "a", "b", ":::", "1", "2"}, ""},
+		{"no command: each input is a command line", []string{"-k", ":::", "echo a", "echo b; echo c"}, ""},
+		{"no command: the lines of standard input", []string{"-k"}, "echo 1\necho 2 | tr 2 X\n"},
+		{"no command, -n 2: the inputs joined", []string{"-k", "-n", "2", ":::", "echo", "x", "echo", "y"}, ""},
+		{"no command, -X", []string{"-k", "-j1", "-X", ":::", "echo", "a", "b"}, ""},
+		{"no command: the commands' exit statuses", []string{"-k", ":::", "exit 3", "true", "echo $((6*7))"}, ""},
 		{":::+ cuts the longer source", []string{"-k", "echo", ":::", "a", "b", "c", ":::+", "1", "2"}, ""},
 		{"--link repeats the shorter", []string{"-k", "--link", "echo", ":::", "a", "b", "c", ":::", "1", "2"}, ""},
 		{"-N0 passes no input", []string{"-k", "-N0", "echo", "x", ":::", "1", "2", "3"}, ""},

@@ -29,7 +29,9 @@ Inputs come from the arguments after :::, the lines of the files after :::: or -
 or else standard input, one per line. Several input sources are combined in every
 combination; :::+ and ::::+ (or --link) pair a source with the one before instead.
 In COMMAND, {} is replaced by the input, shell-quoted; with no replacement string
-the input is appended. The replacement strings are GNU parallel's:
+the input is appended. With no COMMAND, each input is a command line for the shell,
+as it is (with -n or -X: the inputs joined by spaces): herd run < jobs.txt runs the
+lines of jobs.txt. The replacement strings are GNU parallel's:
 
   {}    the input             {.}   without its extension    {/}  basename
   {//}  dirname               {/.}  basename, no extension   {#}  the job's number
@@ -56,7 +58,6 @@ Where herd differs from GNU parallel, on purpose:
   - Inputs are always shell-quoted where they are substituted, so that an input is
     data and never code ("x; rm -rf ~" stays one harmless argument). --raw turns this
     off for inputs that are meant to be shell code.
-  - No COMMAND is an error, not "run each input as a command": say herd run sh -c {}.
   - --joblog with --resume, --resume-failed: herd checks that every job already in the
     job log had the same command line it has now, and refuses to go on if not, rather
     than skipping or re-running the wrong jobs.
@@ -448,6 +449,13 @@ func (o runOptions) plan(args []string, changed func(string) bool) (*run.Config,
 // planCommand parses the command into the template of the jobs' command
 // lines, with -q, -X, -m, --xargs, -s and --tagstring.
 func (o runOptions) planCommand(cfg *run.Config, command []string, ropts replace.Options) (*replace.Template, error) {
+	if len(command) == 0 && !o.retryFailed && o.attach == "" && !o.shellQuote {
+		// No command: each input is one, as GNU parallel runs it, unquoted.
+		command, cfg.Raw = []string{ropts.Input}, true
+		if command[0] == "" {
+			command[0] = "{}"
+		}
+	}
 	template := replace.Parse(strings.Join(command, " "), ropts)
 	switch {
 	case o.quote:
@@ -560,7 +568,7 @@ func (o runOptions) rules(hasCommand, hasInputs bool, changed func(string) bool)
 		{queued && o.delay != "", "--delay does not go with --queue: the workers start jobs as they take them"},
 		{queued && strings.HasSuffix(o.timeout, "%"), "--timeout N% does not go with --queue: give the time limit in seconds"},
 		{queued && o.pipe && changed("block") && parsesOver(o.block, maxRemoteBlock), fmt.Sprintf("--block %s: with --queue, a block goes in a message of the queue: at most 512k", o.block)},
-		{!hasCommand && !o.retryFailed && !attach && !o.shellQuote, "no command given (to run each input as a shell command, say: herd run sh -c {})"},
+		{!hasCommand && o.pipe, "--pipe gives each block to a command: give one"},
 		{o.retries < 0, fmt.Sprintf("--retries %d: want a number of attempts, 1 or more", o.retries)},
 		{o.maxArgs < 0 || o.exactArgs < 0, fmt.Sprintf("-n %d, -N %d: want a positive number of inputs", o.maxArgs, o.exactArgs)},
 		{o.ungroup && o.lineBuffer, "--ungroup and --line-buffer: choose one"},

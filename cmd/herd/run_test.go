@@ -67,7 +67,7 @@ func TestPlan(t *testing.T) {
 		"--arg-sep :::: echo":             "two different words",
 		"-0 -d , echo":                    "-0 and -d",
 		"--termseq TERM echo":             "--termseq",
-		"":                                "no command given",
+		"--pipe":                          "--pipe gives each block to a command",
 		"echo {=uc=}":                     "herd runs no Perl",
 		"echo {1=$_++=}":                  "herd runs no Perl",
 		"--plus echo {#a(}":               "--plus: {#a(}",
