@@ -43,6 +43,11 @@ func execute(ctx context.Context, args []string, sigs <-chan os.Signal, stdin io
 		fmt.Fprintf(stderr, "herd run: %v\n", err)
 		return run.StatusError
 	}
+	if len(args) > 0 && args[0] == "run" {
+		if run, _, err := root.Find(args[:1]); err == nil {
+			args = append(args[:1:1], gnuAttached(run.Flags(), args[1:])...)
+		}
+	}
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)

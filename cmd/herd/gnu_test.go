@@ -58,6 +58,14 @@ func TestLikeGNUParallel(t *testing.T) {
 		stdin string
 	}{
 		{"tag joins the inputs with a space", []string{"-k", "--tag", "echo", ":::", "a", "b", ":::", "1", "2"}, ""},
+		{"-i before an option is -I {}", []string{"-i", "-k", "echo", "x{}", ":::", "a", "b"}, ""},
+		{"-i takes the next word", []string{"-k", "-i", "Q", "echo", "xQ", ":::", "a"}, ""},
+		{"-l takes the next word if a number", []string{"-k", "-l", "2", "echo"}, "a\nb\nc\n"},
+		{"-iSTR is -I STR", []string{"-k", "-iQ", "echo", "xQ", ":::", "a"}, ""},
+		{"-l0 is -l is -L 1", []string{"-k", "-l0", "echo"}, "a\nb\nc\n"},
+		{"-l2 is -L 2", []string{"-k", "-l2", "echo"}, "a\nb\nc\n"},
+		{"--dryrun and --lb, other names of --dry-run and --line-buffer", []string{"-k", "--dryrun", "--lb", "echo", ":::", "a"}, ""},
+		{"--linebuffer and --groupby", []string{"-k", "--linebuffer", "--pipe", "--groupby", "1", "--colsep", ",", "wc", "-l"}, "a,1\na,2\nb,3\n"},
 		{"no command: each input is a command line", []string{"-k", ":::", "echo a", "echo b; echo c"}, ""},
 		{"no command: the lines of standard input", []string{"-k"}, "echo 1\necho 2 | tr 2 X\n"},
 		{"no command, -n 2: the inputs joined", []string{"-k", "-n", "2", ":::", "echo", "x", "echo", "y"}, ""},

@@ -260,6 +260,7 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	f := cmd.Flags()
 	f.SetInterspersed(false) // the command's own options are not ours
 	f.SortFlags = false
+	f.SetNormalizeFunc(gnuAliases)
 	o.addJobsFlags(f)
 	o.addInputFlags(f)
 	o.addControlFlags(f)
@@ -296,12 +297,17 @@ func (o *runOptions) addInputFlags(f *pflag.FlagSet) {
 	f.IntVarP(&o.maxArgs, "max-args", "n", 0, "give each job up to `N` inputs")
 	f.IntVarP(&o.exactArgs, "max-replace-args", "N", 0, "give each job `N` inputs (with --pipe: N records)")
 	f.IntVarP(&o.maxLines, "max-lines", "L", 0, "give each job `N` input lines (as -n N)")
+	f.VarPF(lValue{&o.maxLines}, "max-lines-l", "l", "-l[N]: as -L N, N 1 if not given or 0 (GNU parallel's old form)").NoOptDefVal = "1"
+	f.MarkHidden("max-lines-l")
 	f.BoolVar(&o.xargs, "xargs", false, "give each job as many inputs as its command line holds, as xargs does")
 	f.BoolVarP(&o.multi, "multi-args", "m", false, "as --xargs, spreading the inputs evenly over the jobs at once")
 	f.BoolVarP(&o.context, "context-replace", "X", false, "as -m, repeating each word that holds {} for every input (x{}y: x1y x2y)")
 	f.IntVarP(&o.maxChars, "max-chars", "s", 0, "make command lines at most `N` characters long (default: what the system allows)")
 	f.BoolVar(&o.link, "link", false, "pair input sources value by value instead of combining them")
 	f.StringVarP(&o.replaceStr, "replace", "I", "", "use `STR` instead of {} for the whole input")
+	f.StringVarP(&o.replaceStr, "replace-i", "i", "", "-i[STR]: as -I STR, {} if not given (GNU parallel's old form)")
+	f.Lookup("replace-i").NoOptDefVal = "{}"
+	f.MarkHidden("replace-i")
 	f.BoolVar(&o.plus, "plus", false, "add GNU parallel's --plus replacement strings: {+/} {+.} {..} {##} {0#} {:-str} {#re} {%re} {/re/str} ... (see above)")
 	f.StringVar(&o.header, "header", "", "the first value of each input source (with --colsep: its first line) names its inputs, as {name}; with --pipe, the first `N` lines (: for 1) start every block")
 	f.BoolVar(&o.raw, "raw", false, "substitute inputs unquoted, as shell code (unsafe with untrusted input)")
@@ -657,6 +663,84 @@ func (o runOptions) planFiles(cfg *run.Config, ropts replace.Options) {
 	default:
 		cfg.Workdir.Dir = replace.Parse(o.workdir, ropts)
 	}
+}
+
+// gnuAliases maps the other names GNU parallel 20221122 takes for herd
+// run's options to herd's.
+func gnuAliases(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+	switch name {
+	case "linebuffer", "lb":
+		name = "line-buffer"
+	case "dryrun":
+		name = "dry-run"
+	case "groupby":
+		name = "group-by"
+	case "halt-on-error":
+		name = "halt"
+	case "jl":
+		name = "joblog"
+	}
+	return pflag.NormalizedName(name)
+}
+
+// gnuAttached rewrites herd run's arguments so that GNU parallel's -l[N]
+// and -i[STR], whose value is optional, parse as it reads them: -l2 as
+// --max-lines-l=2, -iX as --replace-i=X. It looks at the options before
+// the command only.
+func gnuAttached(f *pflag.FlagSet, args []string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--" || a == "-" || !strings.HasPrefix(a, "-"):
+			return append(out, args[i:]...) // the command, or the inputs, from here
+		case len(a) > 2 && a[1] == 'l':
+			a = "--max-lines-l=" + a[2:]
+		case len(a) > 2 && a[1] == 'i':
+			a = "--replace-i=" + a[2:]
+		// As GNU parallel reads them too: -l takes the next word if it is
+		// a number, and -i if it is not an option.
+		case a == "-l" && i+1 < len(args) && args[i+1] != "" && strings.Trim(args[i+1], "0123456789") == "":
+			i++
+			a = "--max-lines-l=" + args[i]
+		case a == "-i" && i+1 < len(args) && !strings.HasPrefix(args[i+1], "-"):
+			i++
+			a = "--replace-i=" + args[i]
+		case takesValue(f, a) && i+1 < len(args):
+			out = append(out, a)
+			i++
+			a = args[i] // its value
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// takesValue reports whether the option a (one word, -x or --name) takes
+// the next word as its value.
+func takesValue(f *pflag.FlagSet, a string) bool {
+	var fl *pflag.Flag
+	switch {
+	case strings.HasPrefix(a, "--") && !strings.Contains(a, "="):
+		fl = f.Lookup(a[2:])
+	case len(a) == 2:
+		fl = f.ShorthandLookup(a[1:])
+	}
+	return fl != nil && fl.NoOptDefVal == ""
+}
+
+// lValue is -l[N]: -L N, where N is 1 if not given, or given as 0.
+type lValue struct{ n *int }
+
+func (v lValue) String() string { return strconv.Itoa(*v.n) }
+func (v lValue) Type() string   { return "int" }
+func (v lValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return fmt.Errorf("want a number of lines, not %q", s)
+	}
+	*v.n = max(n, 1)
+	return nil
 }
 
 // perlExpr matches GNU parallel's {= perl expression =} and {n= ... =}.

@@ -33,6 +33,7 @@ func TestPlan(t *testing.T) {
 		{[]string{"--retries", "4", "--timeout", "2.5", "echo"}, func(c *run.Config) bool { return c.Attempts == 4 && c.Timeout == 2500*time.Millisecond }},
 		{[]string{"--timeout", "300%", "echo"}, func(c *run.Config) bool { return c.TimeoutPercent == 300 }},
 		{[]string{"--joblog", "+log", "--resume", "echo"}, func(c *run.Config) bool { return c.Joblog == "log" && c.AppendLog && c.Resume }},
+		{[]string{"--jl", "log", "--halt-on-error", "now,fail=1", "echo"}, func(c *run.Config) bool { return c.Joblog == "log" && c.Halt.Now }},
 		{[]string{"-N0", "echo", ":::", "a"}, func(c *run.Config) bool { return c.NoArgs && c.Input.MaxArgs == 0 }},
 		{[]string{"-n", "2", "echo", ":::", "a"}, func(c *run.Config) bool { return !c.NoArgs && c.Input.MaxArgs == 2 }},
 		{[]string{"echo", "{2}", ":::", "a"}, func(c *run.Config) bool { return c.Input.MaxArgs == 2 }},
