@@ -993,6 +993,11 @@ func (c *Client) setAll(ctx context.Context, children []string, ks map[string][]
 	var tidy []*Info
 	var wrote []string
 	released := make(map[string]*Info)
+	// A skipped child whose bits are all set now may be waiting again by
+	// the time they are stored (its failed parent retried, unskip setting
+	// it pending and finding a bit not yet stored): it is looked at again
+	// after, as unskip looks at the bits after it sets the record.
+	recheck := make(map[string]bool)
 	for _, id := range children {
 		b := bitsOf[id]
 		if b == nil {
@@ -1014,6 +1019,7 @@ func (c *Client) setAll(ctx context.Context, children []string, ks map[string][]
 			writes, wrote, released[id] = append(writes, m), append(wrote, id), cur
 		case !slices.Equal(set.set, b.set):
 			writes, wrote = append(writes, set.msg(id)), append(wrote, id)
+			recheck[id] = set.all() && cur != nil && cur.State == Skipped
 		}
 	}
 	if len(writes) == 0 {
@@ -1039,6 +1045,10 @@ func (c *Client) setAll(ctx context.Context, children []string, ks map[string][]
 		case released[id] != nil:
 			c.counts.of(released[id].Queue).enqueued.Add(1)
 			done = append(done, released[id])
+		case recheck[id]:
+			if err := c.release(ctx, id); err != nil {
+				return done, fmt.Errorf("job %s: %w", id, err)
+			}
 		}
 	}
 	return done, nil

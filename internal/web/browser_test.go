@@ -100,6 +100,20 @@ func void[T any](a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
 	}
 }
 
+// click clicks the element that the CSS selector finds, once there is
+// one: found and clicked in one step of the page's JavaScript, so that a
+// live update that replaces the page's live part in between cannot leave
+// the click a node that is gone.
+func click(selector string) chromedp.Action[chromedp.Void] {
+	sel, _ := json.Marshal(selector)
+	return waitFor(`(() => {
+		const e = document.querySelector(` + string(sel) + `);
+		if (!e) return false;
+		e.dispatchEvent(new MouseEvent("click", {bubbles: true, cancelable: true, view: window}));
+		return true;
+	})()`)
+}
+
 // waitFor waits until the page's JavaScript expression is true, looking
 // every 50ms, through the loads of new pages, up to testutil.Backstop.
 func waitFor(expr string) chromedp.Action[chromedp.Void] {
@@ -242,8 +256,8 @@ func TestBrowserRetryDeadJob(t *testing.T) {
 	run(t, ctx, "retrying flaky-1 from the dead jobs' page",
 		chromedp.Navigate(s.URL()+"/jobs?state=dead"),
 		chromedp.WaitVisible(chromedp.CSS(`input[value="flaky-1"]`)),
-		chromedp.Click(chromedp.CSS(`input[value="flaky-1"]`)),
-		chromedp.Click(chromedp.CSS(`#retry-selected`)),
+		click(`input[value="flaky-1"]`),
+		click(`#retry-selected`),
 		waitFor(`location.pathname === "/jobs" && !document.querySelector('input[value="flaky-1"]')`),
 	)
 	info, err := c.Wait(t.Context(), "flaky-1")
@@ -267,7 +281,7 @@ func TestBrowserLimits(t *testing.T) {
 	s := start(t, web.Config{Queue: c})
 	run(t, ctx, "setting queue payments' limits from the overview",
 		chromedp.Navigate(s.URL()+"/"),
-		chromedp.Click(chromedp.CSS(`#set-limits summary`)),
+		click(`#set-limits summary`),
 		chromedp.SendKeys(chromedp.CSS(`#set-limits input[name=queue]`), "payments"),
 		chromedp.SendKeys(chromedp.CSS(`#set-limits input[name=concurrency]`), "5"),
 		chromedp.SendKeys(chromedp.CSS(`#set-limits input[name=rate]`), "50/s"),
@@ -280,7 +294,7 @@ func TestBrowserLimits(t *testing.T) {
 	}
 	run(t, ctx, "sending the form after the queue changed",
 		chromedp.Sleep(2500*time.Millisecond),
-		chromedp.Click(chromedp.CSS(`#set-limits button`)),
+		click(`#set-limits button`),
 		waitFor(`location.pathname === "/" && (document.querySelector('tr[data-queue="payments"] .limits') || {}).textContent.includes("at most 5 at once, at most 50/s (burst 10)")`),
 	)
 	want := queue.Limits{Concurrency: 5, Rate: 50, Burst: 10}
@@ -288,7 +302,7 @@ func TestBrowserLimits(t *testing.T) {
 		t.Fatalf("limits after the form = %v, %v; want payments: %v", all, err, want)
 	}
 	run(t, ctx, "clearing them from the queue's row",
-		chromedp.Click(chromedp.CSS(`tr[data-queue="payments"] .limits button`)),
+		click(`tr[data-queue="payments"] .limits button`),
 		waitFor(`location.pathname === "/" && document.querySelector('tr[data-queue="payments"] .limits').textContent.trim() === ""`),
 	)
 	if all, err := c.Limits(t.Context()); err != nil || len(all) != 0 {
@@ -375,7 +389,7 @@ func TestBrowserGraphs(t *testing.T) {
 	)
 	screenshot(t, ctx, "graph.png")
 	run(t, ctx, "a node of the graph is a link to its job's page",
-		chromedp.Click(chromedp.CSS(`#job-graph a[data-id="left"] rect`)),
+		click(`#job-graph a[data-id="left"] rect`),
 		waitFor(`location.pathname === "/jobs/left" && document.getElementById("state").textContent === "dead"`),
 	)
 
@@ -405,7 +419,7 @@ func TestBrowserGraphs(t *testing.T) {
 	run(t, ctx, "the graph of a run's page",
 		chromedp.Navigate(s.URL()+"/runs/r1"),
 		waitFor(`document.querySelectorAll("#run-graph g.node").length === 2 && document.querySelector('#run-graph a[data-id="r2"]')`),
-		chromedp.Click(chromedp.CSS(`#run-graph a[data-id="r2"] rect`)),
+		click(`#run-graph a[data-id="r2"] rect`),
 		waitFor(`location.pathname === "/runs/r2" && document.querySelector('#run-graph a[data-id="r1"] g.state-succeeded')`),
 	)
 }
