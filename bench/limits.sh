@@ -15,6 +15,8 @@
 # 2. --rate 50/s: the starts in every 10s window.
 # 3. --key-concurrency 2: 1,000 jobs of 0.1s, 10 keys: the peak of one key
 #    at once, and the share of the keys seen in the first 10% of starts.
+# 4. For comparison with 1: one herd work -j 5 on a queue with no limit,
+#    the same jobs, half as long.
 set -euo pipefail
 secs=${1:-120}
 cd "$(dirname "$0")/.."
@@ -34,10 +36,29 @@ q=nats://127.0.0.1:$port
 pids+=($!)
 until "$herd" queue stats --queue "$q" --interval 0 >/dev/null 2>&1; do sleep 0.2; done
 
-worker() { # queue-name: starts a worker, prints its pid
-  "$herd" work --queue "$q" --queue-name "$1" -j 8 --lease 5s 2>>"$tmp/work.log" >/dev/null &
+worker() { # queue-name [jobs]: starts a worker, prints its pid
+  "$herd" work --queue "$q" --queue-name "$1" -j "${2:-8}" --lease 5s 2>>"$tmp/work.log" >/dev/null &
   echo $!
 }
+# report_fleet LOG START: the peak of jobs at once in LOG from START on, and
+# the gaps from a job ending while 5 ran to the next start. A killed
+# worker's shells die with it (their end is the kill, k); the window ends
+# at x.
+report_fleet() {
+  rm -f "$tmp/gaps"
+  sort -k3,3n "$1" | awk -v start="$2" -v gapfile="$tmp/gaps" '
+    $1 == "k" { for (id in open) { running--; delete open[id] }; next }
+    $1 == "x" { exit }
+    $3 < start { next }
+    $1 == "s" { running++; open[$2] = 1; starts++; if (running > peak) peak = running
+                if (dropped) { printf "%.3f\n", ($3 - dropped) / 1e6 > gapfile; dropped = 0 } }
+    $1 == "e" && ($2 in open) { delete open[$2]; if (running == 5) dropped = $3; running-- }
+    END { printf "jobs started: %d; peak at once: %d\n", starts, peak }'
+  sort -n "$tmp/gaps" | awk '{ g[NR] = $1 }
+    END { printf "gap from a job of 5 ending to the next start (ms), %d gaps: median %.2f, p90 %.2f, p99 %.2f, max %.2f\n",
+      NR, g[int(NR * 0.5) + 1], g[int(NR * 0.9) + 1], g[int(NR * 0.99) + 1], g[NR] }'
+}
+job="echo s \$\$ \$(date +%s%N) >> LOG; sleep 0.2; echo e \$\$ \$(date +%s%N) >> LOG"
 now() { date +%s%N; }
 
 echo "== --concurrency 5: 3 herd work -j 8, jobs of 0.2s, one worker killed (kill -9) at $((secs / 3))s and started again 5s later, ${secs}s"
@@ -47,8 +68,7 @@ ws=()
 for _ in 1 2 3; do ws+=("$(worker conc)"); done
 pids+=("${ws[@]}")
 n=$((secs * 5 * 5 * 3 / 2)) # more than 5 at once can run in the time
-"$herd" run --queue "$q" --queue-name conc --detach \
-  "echo s \$\$ \$(date +%s%N) >> $log; sleep 0.2; echo e \$\$ \$(date +%s%N) >> $log" ::: $(seq "$n") >/dev/null
+"$herd" run --queue "$q" --queue-name conc --detach "${job//LOG/$log}" ::: $(seq "$n") >/dev/null
 start=$(now)
 sleep $((secs / 3))
 kill -9 "${ws[0]}"
@@ -57,19 +77,7 @@ sleep 5
 pids+=("$(worker conc)")
 sleep $((secs - secs / 3 - 5))
 echo "x 0 $(now)" >> "$log"
-# A killed worker's shells die with it (their end is the kill); the window
-# ends at x.
-sort -k3,3n "$log" | awk -v start="$start" -v gapfile="$tmp/gaps" '
-  $1 == "k" { for (id in open) { running--; delete open[id] }; next }
-  $1 == "x" { stop = $3; exit }
-  $3 < start { next }
-  $1 == "s" { running++; open[$2] = 1; starts++; if (running > peak) peak = running
-              if (dropped) { printf "%.3f\n", ($3 - dropped) / 1e6 > gapfile; dropped = 0 } }
-  $1 == "e" && ($2 in open) { delete open[$2]; if (running == 5) dropped = $3; running-- }
-  END { printf "jobs started: %d; peak at once: %d\n", starts, peak }'
-sort -n "$tmp/gaps" | awk '{ g[NR] = $1 }
-  END { printf "gap from a job of 5 ending to the next start (ms), %d gaps: median %.2f, p90 %.2f, p99 %.2f, max %.2f\n",
-    NR, g[int(NR * 0.5) + 1], g[int(NR * 0.9) + 1], g[int(NR * 0.99) + 1], g[NR] }'
+report_fleet "$log" "$start"
 for p in "${ws[@]:1}"; do kill "$p" 2>/dev/null || true; done
 kill "${pids[-1]}" 2>/dev/null || true
 "$herd" queue purge --queue-name conc --queue "$q" --yes >/dev/null
@@ -107,3 +115,12 @@ sort -k3,3n "$log" | awk -v took="$(((end - begin) / 1000000))" '
     printf "jobs: %d; peak of one key at once: %d; keys seen in the first 100 starts: %d of 10\n", starts, peak, length(seen)
     printf "the run took %.1fs (at 20 at once, 1,000 jobs of 0.1s take at least 5s)\n", took / 1000
   }'
+
+echo "== for comparison: one herd work -j 5 and no limit, the same jobs, $((secs / 2))s"
+log=$tmp/base.log
+pids+=("$(worker base 5)")
+"$herd" run --queue "$q" --queue-name base --detach "${job//LOG/$log}" ::: $(seq $((secs * 25))) >/dev/null
+start=$(now)
+sleep $((secs / 2))
+echo "x 0 $(now)" >> "$log"
+report_fleet "$log" "$start"
