@@ -44,8 +44,13 @@ func execute(ctx context.Context, args []string, sigs <-chan os.Signal, stdin io
 		return run.StatusError
 	}
 	if len(args) > 0 && args[0] == "run" {
-		if run, _, err := root.Find(args[:1]); err == nil {
-			args = append(args[:1:1], gnuAttached(run.Flags(), args[1:])...)
+		if runCmd, _, err := root.Find(args[:1]); err == nil {
+			rest, err := gnuAttached(runCmd.Flags(), args[1:])
+			if err != nil {
+				fmt.Fprintf(stderr, "herd run: %v\n", err)
+				return run.StatusError
+			}
+			args = append(args[:1:1], rest...)
 		}
 	}
 	root.SetArgs(args)

@@ -260,7 +260,6 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	f := cmd.Flags()
 	f.SetInterspersed(false) // the command's own options are not ours
 	f.SortFlags = false
-	f.SetNormalizeFunc(gnuAliases)
 	o.addJobsFlags(f)
 	o.addInputFlags(f)
 	o.addControlFlags(f)
@@ -268,6 +267,7 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	o.addPipeFlags(f)
 	o.addResultFlags(f)
 	o.addHostFlags(f)
+	f.SetNormalizeFunc(gnuNames) // once every option is defined
 	o.addQueueFlags(f)
 	f.Bool("plain", false, "ignore the default options of ~/.parallel/config and $PARALLEL (see above)")
 	f.Bool("version", false, "print herd's version and exit")
@@ -665,35 +665,107 @@ func (o runOptions) planFiles(cfg *run.Config, ropts replace.Options) {
 	}
 }
 
-// gnuAliases maps the other names GNU parallel 20221122 takes for herd
-// run's options to herd's.
-func gnuAliases(_ *pflag.FlagSet, name string) pflag.NormalizedName {
-	switch name {
-	case "linebuffer", "lb":
-		name = "line-buffer"
-	case "dryrun":
-		name = "dry-run"
-	case "groupby":
-		name = "group-by"
-	case "halt-on-error":
-		name = "halt"
-	case "jl":
-		name = "joblog"
+// gnuAliases are the other names GNU parallel 20221122 takes for herd
+// run's options.
+var gnuAliases = map[string]string{
+	"linebuffer": "line-buffer", "lb": "line-buffer", "dryrun": "dry-run", "groupby": "group-by",
+	"halt-on-error": "halt", "jl": "joblog", "xapply": "link", "block-size": "block",
+}
+
+// gnuNames maps a long option's name as GNU parallel reads it to herd
+// run's: another name of the option, or a prefix that names one option
+// alone (--joblo, --keep). It is set once every option is defined, and a
+// name is first taken as it is.
+func gnuNames(f *pflag.FlagSet, name string) pflag.NormalizedName {
+	if to, ok := gnuAliases[name]; ok {
+		return pflag.NormalizedName(to)
+	}
+	exact := false
+	found := map[string]bool{}
+	f.VisitAll(func(fl *pflag.Flag) {
+		switch {
+		case fl.Name == name:
+			exact = true
+		case strings.HasPrefix(fl.Name, name) && !fl.Hidden:
+			found[fl.Name] = true
+		}
+	})
+	for alias, to := range gnuAliases {
+		if strings.HasPrefix(alias, name) {
+			found[to] = true
+		}
+	}
+	if exact || len(found) != 1 || len(name) < 2 {
+		return pflag.NormalizedName(name)
+	}
+	for to := range found {
+		name = to
 	}
 	return pflag.NormalizedName(name)
 }
 
+// notGNU says, for each option of GNU parallel 20221122 that herd run does
+// not take, why, and what to use instead.
+var notGNU = map[string]string{
+	"tmpdir":                         "herd run writes no temporary files: --files and --results name where outputs go",
+	"tempdir":                        "herd run writes no temporary files: --files and --results name where outputs go",
+	"profile":                        "herd run reads its defaults from ~/.parallel/config and $PARALLEL only; put the options on the command line",
+	"dnr":                            "the --*replace options are not taken: {//} is the input's folder",
+	"dirnamereplace":                 "the --*replace options are not taken: {//} is the input's folder",
+	"bnr":                            "the --*replace options are not taken: {/} is the input's basename",
+	"basenamereplace":                "the --*replace options are not taken: {/} is the input's basename",
+	"extensionreplace":               "the --*replace options are not taken: {.} is the input without its extension",
+	"er":                             "the --*replace options are not taken: {.} is the input without its extension",
+	"bner":                           "the --*replace options are not taken: {/.} is the basename without its extension",
+	"basenameextensionreplace":       "the --*replace options are not taken: {/.} is the basename without its extension",
+	"seqreplace":                     "the --*replace options are not taken: {#} is the job's number",
+	"slotreplace":                    "the --*replace options are not taken: {%} is the job's slot",
+	"colour":                         "herd run prints no colours",
+	"color":                          "herd run prints no colours",
+	"colour-failed":                  "herd run prints no colours; --tag or --joblog show which jobs failed",
+	"color-failed":                   "herd run prints no colours; --tag or --joblog show which jobs failed",
+	"cf":                             "herd run prints no colours; --tag or --joblog show which jobs failed",
+	"ctag":                           "herd run prints no colours: use --tag",
+	"ctagstring":                     "herd run prints no colours: use --tagstring",
+	"rrs":                            "--pipe keeps the record separators: strip them in the command",
+	"remove-rec-sep":                 "--pipe keeps the record separators: strip them in the command",
+	"removerecsep":                   "--pipe keeps the record separators: strip them in the command",
+	"regexp":                         "--recstart and --recend are plain strings in herd run",
+	"skip-first-line":                "to skip a header line, use --header 1 (its values name the columns) or tail -n +2",
+	"show-limits":                    "herd run has no limit of its own on a command line's length but the system's; -s sets one",
+	"process-slot-var":               "each job has its slot in $PARALLEL_JOBSLOT",
+	"compress":                       "herd run keeps each job's output in memory, not in files to compress",
+	"compress-program":               "herd run keeps each job's output in memory, not in files to compress",
+	"decompress-program":             "herd run keeps each job's output in memory, not in files to compress",
+	"tee":                            "--pipe gives each block to one job: use tee in the command",
+	"bin":                            "--round-robin and --group-by cover what --bin is for",
+	"blocktimeout":                   "--pipe waits for each block as long as it takes",
+	"bt":                             "--pipe waits for each block as long as it takes",
+	"number-of-cpus":                 "nproc says how many CPUs there are",
+	"number-of-sockets":              "lscpu says how many sockets there are",
+	"number-of-cores":                "nproc says how many cores there are",
+	"number-of-threads":              "nproc says how many threads there are",
+	"use-cpus-instead-of-cores":      "-j counts CPU threads, as nproc does: give -j N",
+	"use-cores-instead-of-threads":   "-j counts CPU threads, as nproc does: give -j N",
+	"use-sockets-instead-of-threads": "-j counts CPU threads, as nproc does: give -j N",
+}
+
 // gnuAttached rewrites herd run's arguments so that GNU parallel's -l[N]
 // and -i[STR], whose value is optional, parse as it reads them: -l2 as
-// --max-lines-l=2, -iX as --replace-i=X. It looks at the options before
-// the command only.
-func gnuAttached(f *pflag.FlagSet, args []string) []string {
+// --max-lines-l=2, -iX as --replace-i=X; and refuses GNU parallel's
+// options that herd run does not take, saying why. It looks at the options
+// before the command only.
+func gnuAttached(f *pflag.FlagSet, args []string) ([]string, error) {
 	var out []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
+		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		if why, ok := notGNU[name]; ok && strings.HasPrefix(a, "--") && f.Lookup(name) == nil {
+			return nil, fmt.Errorf("--%s is GNU parallel's, and herd run does not take it: %s", name, why)
+		}
 		switch {
 		case a == "--" || a == "-" || !strings.HasPrefix(a, "-"):
-			return append(out, args[i:]...) // the command, or the inputs, from here
+			return append(out, args[i:]...), nil // the command, or the inputs, from here
 		case len(a) > 2 && a[1] == 'l':
 			a = "--max-lines-l=" + a[2:]
 		case len(a) > 2 && a[1] == 'i':
@@ -713,7 +785,7 @@ func gnuAttached(f *pflag.FlagSet, args []string) []string {
 		}
 		out = append(out, a)
 	}
-	return out
+	return out, nil
 }
 
 // takesValue reports whether the option a (one word, -x or --name) takes

@@ -34,6 +34,8 @@ func TestPlan(t *testing.T) {
 		{[]string{"--timeout", "300%", "echo"}, func(c *run.Config) bool { return c.TimeoutPercent == 300 }},
 		{[]string{"--joblog", "+log", "--resume", "echo"}, func(c *run.Config) bool { return c.Joblog == "log" && c.AppendLog && c.Resume }},
 		{[]string{"--jl", "log", "--halt-on-error", "now,fail=1", "echo"}, func(c *run.Config) bool { return c.Joblog == "log" && c.Halt.Now }},
+		{[]string{"--joblo", "log", "--keep", "--xapply", "echo", ":::", "a", ":::", "b"}, func(c *run.Config) bool { return c.Joblog == "log" && c.KeepOrder && c.Input.Link }},
+		{[]string{"--block-size", "2k", "--pipe", "wc"}, func(c *run.Config) bool { return c.Pipe != nil && c.Pipe.Block == 2000 }},
 		{[]string{"-N0", "echo", ":::", "a"}, func(c *run.Config) bool { return c.NoArgs && c.Input.MaxArgs == 0 }},
 		{[]string{"-n", "2", "echo", ":::", "a"}, func(c *run.Config) bool { return !c.NoArgs && c.Input.MaxArgs == 2 }},
 		{[]string{"echo", "{2}", ":::", "a"}, func(c *run.Config) bool { return c.Input.MaxArgs == 2 }},
