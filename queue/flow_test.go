@@ -501,23 +501,3 @@ func layeredGraph(t *testing.T, c *queue.Client, seed uint64, layers, width int)
 	}
 	return parents
 }
-
-// On a cluster, a job is found the moment its enqueue returns, though a
-// replica that answers a read may not have it yet; a job never enqueued
-// is not found.
-func TestInfoRightAfterEnqueueOnACluster(t *testing.T) {
-	c, _, _ := startCluster(t)
-	ctx := t.Context()
-	for i := range 300 {
-		id := fmt.Sprintf("j%d", i)
-		if _, err := c.Enqueue(ctx, "step", nil, queue.Options{ID: id, Queue: "nobody-serves"}); err != nil {
-			t.Fatal(err)
-		}
-		if info, err := c.Info(ctx, id); err != nil || info.State != queue.Queued {
-			t.Fatalf("Info(%s) right after its enqueue = %+v, %v; want it queued", id, info, err)
-		}
-	}
-	if _, err := c.Info(ctx, "never"); !errors.Is(err, queue.ErrNotFound) {
-		t.Errorf("Info of a job never enqueued = %v, want ErrNotFound", err)
-	}
-}

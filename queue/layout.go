@@ -105,6 +105,14 @@ type storedMsg struct {
 	data    []byte
 }
 
+// readTimeout bounds a read whose ctx has no deadline: 5 seconds.
+func readTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, 5*time.Second)
+}
+
 // directGet asks the stream for up to max stored messages, reading from
 // whichever server holds a copy (JetStream's direct get): req is a JSON
 // request as JetStream's API takes it. It returns the messages in order;
@@ -119,11 +127,8 @@ func (c *Client) directGet(ctx context.Context, req any, max int) ([]storedMsg, 
 	if err := c.nc.PublishRequest("$JS.API.DIRECT.GET."+streamName, answers.reply, body); err != nil {
 		return nil, err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-	}
+	ctx, cancel := readTimeout(ctx)
+	defer cancel()
 	var msgs []storedMsg
 	for {
 		var m *nats.Msg
@@ -158,11 +163,8 @@ func (c *Client) readRange(ctx context.Context, from, to uint64) ([]storedMsg, e
 	if to < from {
 		return nil, nil
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-	}
+	ctx, cancel := readTimeout(ctx)
+	defer cancel()
 	calls := make([]*getCall, 0, to-from+1)
 	defer func() {
 		for _, call := range calls {
@@ -275,11 +277,8 @@ func (c *Client) leaderLast(ctx context.Context, subject string) (*storedMsg, er
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-	}
+	ctx, cancel := readTimeout(ctx)
+	defer cancel()
 	m, err := c.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+streamName, body)
 	if err != nil {
 		return nil, fmt.Errorf("read: %w", err)

@@ -706,49 +706,50 @@ func gnuNames(f *pflag.FlagSet, name string) pflag.NormalizedName {
 
 // notGNU says, for each option of GNU parallel 20221122 that herd run does
 // not take, why, and what to use instead.
-var notGNU = map[string]string{
-	"tmpdir":                         "herd run writes no temporary files: --files and --results name where outputs go",
-	"tempdir":                        "herd run writes no temporary files: --files and --results name where outputs go",
-	"profile":                        "herd run reads its defaults from ~/.parallel/config and $PARALLEL only; put the options on the command line",
-	"dnr":                            "the --*replace options are not taken: {//} is the input's folder",
-	"dirnamereplace":                 "the --*replace options are not taken: {//} is the input's folder",
-	"bnr":                            "the --*replace options are not taken: {/} is the input's basename",
-	"basenamereplace":                "the --*replace options are not taken: {/} is the input's basename",
-	"extensionreplace":               "the --*replace options are not taken: {.} is the input without its extension",
-	"er":                             "the --*replace options are not taken: {.} is the input without its extension",
-	"bner":                           "the --*replace options are not taken: {/.} is the basename without its extension",
-	"basenameextensionreplace":       "the --*replace options are not taken: {/.} is the basename without its extension",
-	"seqreplace":                     "the --*replace options are not taken: {#} is the job's number",
-	"slotreplace":                    "the --*replace options are not taken: {%} is the job's slot",
-	"colour":                         "herd run prints no colours",
-	"color":                          "herd run prints no colours",
-	"colour-failed":                  "herd run prints no colours; --tag or --joblog show which jobs failed",
-	"color-failed":                   "herd run prints no colours; --tag or --joblog show which jobs failed",
-	"cf":                             "herd run prints no colours; --tag or --joblog show which jobs failed",
-	"ctag":                           "herd run prints no colours: use --tag",
-	"ctagstring":                     "herd run prints no colours: use --tagstring",
-	"rrs":                            "--pipe keeps the record separators: strip them in the command",
-	"remove-rec-sep":                 "--pipe keeps the record separators: strip them in the command",
-	"removerecsep":                   "--pipe keeps the record separators: strip them in the command",
-	"regexp":                         "--recstart and --recend are plain strings in herd run",
-	"skip-first-line":                "to skip a header line, use --header 1 (its values name the columns) or tail -n +2",
-	"show-limits":                    "herd run has no limit of its own on a command line's length but the system's; -s sets one",
-	"process-slot-var":               "each job has its slot in $PARALLEL_JOBSLOT",
-	"compress":                       "herd run keeps each job's output in memory, not in files to compress",
-	"compress-program":               "herd run keeps each job's output in memory, not in files to compress",
-	"decompress-program":             "herd run keeps each job's output in memory, not in files to compress",
-	"tee":                            "--pipe gives each block to one job: use tee in the command",
-	"bin":                            "--round-robin and --group-by cover what --bin is for",
-	"blocktimeout":                   "--pipe waits for each block as long as it takes",
-	"bt":                             "--pipe waits for each block as long as it takes",
-	"number-of-cpus":                 "nproc says how many CPUs there are",
-	"number-of-sockets":              "lscpu says how many sockets there are",
-	"number-of-cores":                "nproc says how many cores there are",
-	"number-of-threads":              "nproc says how many threads there are",
-	"use-cpus-instead-of-cores":      "-j counts CPU threads, as nproc does: give -j N",
-	"use-cores-instead-of-threads":   "-j counts CPU threads, as nproc does: give -j N",
-	"use-sockets-instead-of-threads": "-j counts CPU threads, as nproc does: give -j N",
-}
+var notGNU = func() map[string]string {
+	const (
+		noTemp    = "herd run writes no temporary files: --files and --results name where outputs go"
+		replaces  = "the --*replace options are not taken: "
+		noColour  = "herd run prints no colours"
+		failed    = noColour + "; --tag or --joblog show which jobs failed"
+		recSep    = "--pipe keeps the record separators: strip them in the command"
+		inMemory  = "herd run keeps each job's output in memory, not in files to compress"
+		waits     = "--pipe waits for each block as long as it takes"
+		threads   = "-j counts CPU threads, as nproc does: give -j N"
+		folder    = replaces + "{//} is the input's folder"
+		base      = replaces + "{/} is the input's basename"
+		extension = replaces + "{.} is the input without its extension"
+		baseNoExt = replaces + "{/.} is the basename without its extension"
+	)
+	return map[string]string{
+		"tmpdir": noTemp, "tempdir": noTemp,
+		"profile": "herd run reads its defaults from ~/.parallel/config and $PARALLEL only; put the options on the command line",
+		"dnr":     folder, "dirnamereplace": folder,
+		"bnr": base, "basenamereplace": base,
+		"er": extension, "extensionreplace": extension,
+		"bner": baseNoExt, "basenameextensionreplace": baseNoExt,
+		"seqreplace":  replaces + "{#} is the job's number",
+		"slotreplace": replaces + "{%} is the job's slot",
+		"colour":      noColour, "color": noColour,
+		"colour-failed": failed, "color-failed": failed, "cf": failed,
+		"ctag":       noColour + ": use --tag",
+		"ctagstring": noColour + ": use --tagstring",
+		"rrs":        recSep, "remove-rec-sep": recSep, "removerecsep": recSep,
+		"regexp":           "--recstart and --recend are plain strings in herd run",
+		"skip-first-line":  "to skip a header line, use --header 1 (its values name the columns) or tail -n +2",
+		"show-limits":      "herd run has no limit of its own on a command line's length but the system's; -s sets one",
+		"process-slot-var": "each job has its slot in $PARALLEL_JOBSLOT",
+		"compress":         inMemory, "compress-program": inMemory, "decompress-program": inMemory,
+		"tee":          "--pipe gives each block to one job: use tee in the command",
+		"bin":          "--round-robin and --group-by cover what --bin is for",
+		"blocktimeout": waits, "bt": waits,
+		"number-of-cpus":            "nproc says how many CPUs there are",
+		"number-of-sockets":         "lscpu says how many sockets there are",
+		"number-of-cores":           "nproc says how many cores there are",
+		"number-of-threads":         "nproc says how many threads there are",
+		"use-cpus-instead-of-cores": threads, "use-cores-instead-of-threads": threads, "use-sockets-instead-of-threads": threads,
+	}
+}()
 
 // gnuAttached rewrites herd run's arguments so that GNU parallel's -l[N]
 // and -i[STR], whose value is optional, parse as it reads them: -l2 as
