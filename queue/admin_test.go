@@ -19,6 +19,7 @@ import (
 // A result too big for a job's record is kept apart and read back whole,
 // by Wait, Info and Watch; deleting the job deletes it too.
 func TestBigResult(t *testing.T) {
+	t.Parallel()
 	c := queuetest.New(t)
 	big := bytes.Repeat([]byte("0123456789abcdef"), 300_000) // 4.8MB: bigger than a NATS message
 	queuetest.Work(t, c, fast, map[string]queue.Handler{
@@ -54,6 +55,7 @@ func TestBigResult(t *testing.T) {
 // Watch sends the current records of the matching jobs, then their changes,
 // and nothing of other jobs.
 func TestWatch(t *testing.T) {
+	t.Parallel()
 	c := queuetest.New(t)
 	for i := range 3 {
 		if _, err := c.Enqueue(t.Context(), "k", nil, queue.Options{ID: fmt.Sprint("run1.", i)}); err != nil {
@@ -101,6 +103,7 @@ func TestWatch(t *testing.T) {
 // Enqueueing a batch with ids: an id seen before is stored once, even in
 // the same batch; a deleted job's id is free again.
 func TestBatchUniqueIDs(t *testing.T) {
+	t.Parallel()
 	c := queuetest.New(t)
 	jobs := []queue.NewJob{
 		{Kind: "k", Options: queue.Options{ID: "a.1"}},
@@ -144,6 +147,7 @@ func TestBatchUniqueIDs(t *testing.T) {
 // than a first look reads; List shows the waiting jobs oldest first; Purge
 // removes them and their records.
 func TestStatsListPurge(t *testing.T) {
+	t.Parallel()
 	c := queuetest.New(t)
 	for i := range 40 {
 		if _, err := c.Enqueue(t.Context(), "k", nil, queue.Options{ID: fmt.Sprint("j", i), Queue: "media", Priority: queue.High}); err != nil {
@@ -193,6 +197,7 @@ func TestStatsListPurge(t *testing.T) {
 // Two servers on one data folder would corrupt it: the second is refused,
 // and the folder is free again once the first has closed.
 func TestDirInUse(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	c, err := queue.Open(t.Context(), queue.Config{Dir: dir})
 	if err != nil {
@@ -215,6 +220,7 @@ func TestDirInUse(t *testing.T) {
 // A watch goes on after its server restarts and the client reconnects:
 // records written after the restart arrive.
 func TestWatchAfterReconnect(t *testing.T) {
+	t.Parallel()
 	dir, port := t.TempDir(), testutil.FreePorts(t, 1)[0]
 	ns := startServer(t, embedded.Config{Dir: dir, Port: port})
 	c := open(t, queue.Config{URL: ns.ClientURL()})

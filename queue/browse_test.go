@@ -17,6 +17,7 @@ import (
 // and a page's cursor leads to the next one; the dead jobs are counted by
 // queue.
 func TestJobsPages(t *testing.T) {
+	t.Parallel()
 	c := queuetest.New(t)
 	ctx := t.Context()
 	var jobs []queue.NewJob
@@ -111,6 +112,7 @@ func TestJobsPages(t *testing.T) {
 // A running worker is listed with what it runs; drained, it takes no new
 // job until it is resumed; stopped, it is gone from the list.
 func TestWorkersListedAndDrained(t *testing.T) {
+	t.Parallel()
 	c := queuetest.New(t)
 	ctx := t.Context()
 	started, release := make(chan string, 1), make(chan struct{})

@@ -15,6 +15,7 @@ import (
 // Enqueues made at the same time share commits, and each commit is synced
 // once; a lone enqueue on an idle queue is committed at once, alone.
 func TestGroupCommit(t *testing.T) {
+	t.Parallel()
 	c, err := Open(t.Context(), Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -68,6 +69,7 @@ func TestGroupCommit(t *testing.T) {
 // sync makes them durable, or the committer's own once none comes; flush
 // waits for it, and a sync's error reaches it.
 func TestLazyWrites(t *testing.T) {
+	t.Parallel()
 	c, err := Open(t.Context(), Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)

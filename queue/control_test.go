@@ -3,6 +3,7 @@ package queue_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,6 +33,7 @@ func paused(t *testing.T, c *queue.Client, name string) bool {
 // A paused queue takes enqueues but its workers start none of its jobs,
 // across a restart of the server, until it is resumed. Other queues run.
 func TestPauseSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	c1, err := queue.Open(t.Context(), queue.Config{Dir: dir})
 	if err != nil {
@@ -55,11 +57,28 @@ func TestPauseSurvivesRestart(t *testing.T) {
 	if !paused(t, c1, "q") || paused(t, c1, "other") {
 		t.Fatal("Stats does not show q, and only q, paused")
 	}
-	var ran atomic.Int64
-	handlers := map[string]queue.Handler{"job": func(context.Context, *queue.Job) ([]byte, error) {
-		ran.Add(1)
+	var ranPaused atomic.Int64 // jobs of q run
+	handlers := map[string]queue.Handler{"job": func(_ context.Context, j *queue.Job) ([]byte, error) {
+		if j.Queue == "q" {
+			ranPaused.Add(1)
+		}
 		return nil, nil
 	}}
+	// passOver waits until a worker serving q and other has run two jobs
+	// of other enqueued one after the other: it has looked at its queues
+	// since q's jobs were there, and could have taken them.
+	passOver := func(c *queue.Client) {
+		t.Helper()
+		for range 2 {
+			id, err := c.Enqueue(t.Context(), "job", nil, queue.Options{Queue: "other"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info := wait(t, c, id); info.State != queue.Succeeded {
+				t.Fatalf("a job of a queue not paused: %+v", info)
+			}
+		}
+	}
 	w, err := c1.NewWorker(queue.WorkerConfig{Queues: []string{"q", "other"}, Lease: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -71,9 +90,9 @@ func TestPauseSurvivesRestart(t *testing.T) {
 	if info := wait(t, c1, other); info.State != queue.Succeeded {
 		t.Fatalf("a job of a queue not paused: %+v", info)
 	}
-	time.Sleep(time.Second)
-	if n := ran.Load(); n != 1 {
-		t.Fatalf("%d jobs ran; want only the one of the queue not paused", n)
+	passOver(c1)
+	if n := ranPaused.Load(); n != 0 {
+		t.Fatalf("%d jobs of the paused queue ran", n)
 	}
 	stop()
 	if err := <-done; err != nil {
@@ -85,9 +104,9 @@ func TestPauseSurvivesRestart(t *testing.T) {
 	if !paused(t, c2, "q") {
 		t.Fatal("the pause did not survive the restart")
 	}
-	queuetest.Work(t, c2, queue.WorkerConfig{Queues: []string{"q"}, Lease: 10 * time.Second}, handlers)
-	time.Sleep(time.Second)
-	if n := ran.Load(); n != 1 {
+	queuetest.Work(t, c2, queue.WorkerConfig{Queues: []string{"q", "other"}, Lease: 10 * time.Second}, handlers)
+	passOver(c2)
+	if n := ranPaused.Load(); n != 0 {
 		t.Fatalf("%d jobs ran while the queue was paused", n)
 	}
 	for _, id := range ids {
@@ -109,6 +128,7 @@ func TestPauseSurvivesRestart(t *testing.T) {
 }
 
 func TestPauseBadQueue(t *testing.T) {
+	t.Parallel()
 	c := open(t, queue.Config{Dir: t.TempDir()})
 	for _, name := range []string{"", "a.b", "sp ace"} {
 		if err := c.Pause(t.Context(), name); err == nil {
@@ -127,6 +147,7 @@ func TestPauseBadQueue(t *testing.T) {
 // another client, with its own connection), and a cancelled job never runs
 // again.
 func TestCancel(t *testing.T) {
+	t.Parallel()
 	ns := startServer(t, embedded.Config{})
 	c := open(t, queue.Config{URL: ns.ClientURL()})
 	other := open(t, queue.Config{URL: ns.ClientURL()})
@@ -179,25 +200,24 @@ func TestCancel(t *testing.T) {
 	}
 	// Cancel's record comes first; the worker's, which counts the
 	// attempt, follows once the handler has returned.
-	for deadline := time.Now().Add(testutil.Backstop); ; time.Sleep(10 * time.Millisecond) {
+	testutil.EventuallyNil(t, "the cancelled running job's attempt to be counted", func() error {
 		info, err := c.Info(t.Context(), long)
 		if err == nil && info.State == queue.Cancelled && info.Attempts == 1 && len(info.Errors) == 0 {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the cancelled running job: %+v, %v; want cancelled, 1 attempt and no error", info, err)
-		}
-	}
-	time.Sleep(500 * time.Millisecond)
-	if n := ran.Load(); n != 0 {
-		t.Errorf("%d cancelled jobs ran", n)
-	}
+		return fmt.Errorf("the cancelled running job: %+v, %v; want cancelled, 1 attempt and no error", info, err)
+	})
 
+	// A job queued after the cancelled ones runs: the worker has looked at
+	// the queue since they were there, and ran none of them.
 	done, err := c.Enqueue(t.Context(), "job", nil, queue.Options{Queue: "q"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	wait(t, c, done)
+	if n := ran.Load() - 1; n != 0 {
+		t.Errorf("%d cancelled jobs ran", n)
+	}
 	for _, id := range []string{done, long} {
 		if err := c.Cancel(t.Context(), id); !errors.Is(err, queue.ErrFinished) {
 			t.Errorf("Cancel of finished job %s = %v, want ErrFinished", id, err)

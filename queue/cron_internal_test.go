@@ -7,6 +7,7 @@ import (
 )
 
 func TestParseSpecAndLatestTick(t *testing.T) {
+	t.Parallel()
 	at := func(s string) time.Time {
 		t.Helper()
 		v, err := time.Parse(time.RFC3339, s)

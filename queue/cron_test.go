@@ -74,6 +74,7 @@ func ranTicks(t *testing.T, runs, name string) map[time.Time]int {
 // and each tick's job runs once, over 15 seconds of ticks; of the ticks missed
 // while no worker ran, the latest is caught up once, when one starts again.
 func TestScheduleOncePerTickAcrossProcesses(t *testing.T) {
+	t.Parallel()
 	ns := startServer(t, embedded.Config{})
 	c := open(t, queue.Config{URL: ns.ClientURL()})
 	for _, s := range []queue.Schedule{
@@ -167,6 +168,7 @@ func TestScheduleOncePerTickAcrossProcesses(t *testing.T) {
 }
 
 func TestScheduleAdmin(t *testing.T) {
+	t.Parallel()
 	c := open(t, queue.Config{Dir: t.TempDir()})
 	s := queue.Schedule{Name: "nightly", Spec: "CRON_TZ=Europe/Paris 0 2 * * *", Kind: "report", Options: queue.Options{Queue: "reports", Priority: queue.Low}}
 	if err := c.AddSchedule(t.Context(), s); err != nil {

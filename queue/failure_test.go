@@ -28,6 +28,7 @@ import (
 // A worker process killed outright mid-job loses nothing: the job goes to
 // another worker when its lease runs out.
 func TestWorkerKilledMidJob(t *testing.T) {
+	t.Parallel()
 	ns := startServer(t, embedded.Config{})
 	c := open(t, queue.Config{URL: ns.ClientURL()})
 	id, err := c.Enqueue(t.Context(), "job", nil, queue.Options{})
@@ -64,6 +65,7 @@ func TestWorkerKilledMidJob(t *testing.T) {
 // Stopping the embedded server mid-run and starting it again on the same
 // folder loses no job whose enqueue returned.
 func TestEmbeddedServerRestart(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := queue.Config{Dir: dir}
 	c1, err := queue.Open(t.Context(), cfg)
@@ -114,6 +116,7 @@ func TestEmbeddedServerRestart(t *testing.T) {
 // returned is there once and runs, and no job whose outcome was stored
 // runs again, though its acknowledgement may have been lost.
 func TestKilledWhileBusy(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "HERD_QUEUE_TEST_BUSY="+dir)
@@ -181,6 +184,7 @@ func TestKilledWhileBusy(t *testing.T) {
 // kept on all three, finishes a run when one node is killed outright
 // mid-run, losing nothing.
 func TestClusterSurvivesNodeLoss(t *testing.T) {
+	t.Parallel()
 	c, nodes, _ := startCluster(t)
 
 	var ids []string
@@ -260,6 +264,7 @@ func assertRefused(t *testing.T, cfgs ...queue.Config) {
 // With credentials configured, wrong or missing ones get a clear error and
 // no access.
 func TestAuthentication(t *testing.T) {
+	t.Parallel()
 	ns := startServer(t, embedded.Config{User: "herd", Password: "s3cret"})
 	assertRefused(t,
 		queue.Config{URL: ns.ClientURL()},
@@ -276,6 +281,7 @@ func TestAuthentication(t *testing.T) {
 // account the server trusts gives access; one signed by another account is
 // refused with a clear error.
 func TestCredsFile(t *testing.T) {
+	t.Parallel()
 	must := func(s string, err error) string {
 		t.Helper()
 		if err != nil {
@@ -344,6 +350,7 @@ func TestCredsFile(t *testing.T) {
 // With TLS, a client that trusts the server's certificate works, and one
 // that does not is refused with a clear error.
 func TestTLS(t *testing.T) {
+	t.Parallel()
 	cert, roots := testutil.SelfSigned(t)
 	ns := startServer(t, embedded.Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}})
 	url := strings.Replace(ns.ClientURL(), "nats://", "tls://", 1)
@@ -365,6 +372,7 @@ func TestTLS(t *testing.T) {
 // A queue whose storage is full refuses enqueues with ErrFull, said once
 // for a batch however many jobs it has.
 func TestFull(t *testing.T) {
+	t.Parallel()
 	c := open(t, queue.Config{Dir: t.TempDir(), MaxStore: 1 << 20})
 	payload := make([]byte, 10<<10)
 	var err error
@@ -388,6 +396,7 @@ func TestFull(t *testing.T) {
 // in half): the server says so in the queue's log when it starts again,
 // and Lost names every job that is gone, so that nothing waits for them.
 func TestDamagedStore(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	c, err := queue.Open(t.Context(), queue.Config{Dir: dir})
 	if err != nil {
@@ -436,6 +445,7 @@ func TestDamagedStore(t *testing.T) {
 // succeeds, and no job runs again once its outcome was stored (seen by a
 // watch), though acknowledgements are lost with the server.
 func TestServerKilledUnderWorkers(t *testing.T) {
+	t.Parallel()
 	listen := fmt.Sprintf("127.0.0.1:%d", testutil.FreePorts(t, 1)[0])
 	dir := t.TempDir()
 	serve := func() *exec.Cmd { return startNode(t, nodeConfig{Name: "herd", Listen: listen, Dir: dir}) }
@@ -534,6 +544,7 @@ func TestServerKilledUnderWorkers(t *testing.T) {
 // replica that answers a read may not have it yet; a job never enqueued
 // is not found.
 func TestInfoRightAfterEnqueueOnACluster(t *testing.T) {
+	t.Parallel()
 	c, _, _ := startCluster(t)
 	ctx := t.Context()
 	for i := range 300 {

@@ -12,6 +12,7 @@ import (
 // A file put in the queue comes back byte for byte, however big, until it
 // is deleted.
 func TestFiles(t *testing.T) {
+	t.Parallel()
 	c := open(t, queue.Config{Dir: t.TempDir()})
 	big := make([]byte, 3<<20+17) // several chunks of the object store
 	rand.Read(big)

@@ -49,6 +49,7 @@ func (r *recorder) order() []string {
 }
 
 func TestGraphDiamond(t *testing.T) {
+	t.Parallel()
 	c := queuetest.New(t)
 	r := new(recorder)
 	queuetest.Work(t, c, fast, map[string]queue.Handler{"step": r.handle})
@@ -85,6 +86,7 @@ func TestGraphDiamond(t *testing.T) {
 }
 
 func TestGraphRefusedWhole(t *testing.T) {
+	t.Parallel()
 	c := queuetest.New(t)
 	job := queue.NewJob{Kind: "step"}
 	for _, tc := range []struct {
@@ -134,6 +136,7 @@ func TestGraphRefusedWhole(t *testing.T) {
 }
 
 func TestChainFailsThenRetried(t *testing.T) {
+	t.Parallel()
 	c := queuetest.New(t)
 	r := new(recorder)
 	queuetest.Work(t, c, fast, map[string]queue.Handler{"step": r.handle})
@@ -184,6 +187,7 @@ func TestChainFailsThenRetried(t *testing.T) {
 }
 
 func TestAfterJobsInTheQueue(t *testing.T) {
+	t.Parallel()
 	c := queuetest.New(t)
 	r := new(recorder)
 	// Parents first, with no worker: they wait; one is done before the
@@ -234,6 +238,7 @@ func TestAfterJobsInTheQueue(t *testing.T) {
 }
 
 func TestCancelWaitingJobSkipsItsChildren(t *testing.T) {
+	t.Parallel()
 	c := queuetest.New(t)
 	var g queue.Graph
 	g.Add("a", queue.NewJob{Kind: "step"})
@@ -282,6 +287,7 @@ func TestCancelWaitingJobSkipsItsChildren(t *testing.T) {
 // middle of a release — never lets a job start before all its parents have
 // ended, and never loses one: every job of the graph succeeds in the end.
 func TestGraphWorkerKilled(t *testing.T) {
+	t.Parallel()
 	ns := startServer(t, embedded.Config{})
 	c := open(t, queue.Config{URL: ns.ClientURL()})
 	const layers, width = 5, 8
@@ -345,6 +351,7 @@ func TestGraphWorkerKilled(t *testing.T) {
 // Ten thousand parents and one child: the child runs once, after all of
 // them, and is told all their ids.
 func TestFanIn10000(t *testing.T) {
+	t.Parallel()
 	c := queuetest.New(t)
 	var mu sync.Mutex
 	runs := make(map[string]int)
@@ -404,6 +411,7 @@ func TestFanIn10000(t *testing.T) {
 // while the graph runs: every job runs after its parents have ended, and
 // the graph finishes.
 func TestGraphClusterLosesLeader(t *testing.T) {
+	t.Parallel()
 	c, nodes, urls := startCluster(t)
 	var mu sync.Mutex
 	started, ended := map[string]time.Time{}, map[string]time.Time{}

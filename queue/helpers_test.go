@@ -44,6 +44,9 @@ func TestMain(m *testing.M) {
 		scheduling(url, os.Getenv("HERD_QUEUE_TEST_RUNS"))
 		return
 	}
+	// Most tests wait for servers, workers and timers: four at a time
+	// keep two cores busy.
+	testutil.Parallel(4)
 	code := m.Run()
 	if code == 0 {
 		if leaked := testutil.Leaked("goherd/herd/queue", "nats-io/nats.go", "nats-io/nats-server"); leaked != "" {

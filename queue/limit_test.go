@@ -151,6 +151,7 @@ func replay(events []event, see func(e event, running, ofKey int)) {
 // SIGKILL and started again, and after a failed attempt (a retry gives its
 // slot back while it waits). A limit raised while jobs run counts at once.
 func TestConcurrencyLimitAcrossProcesses(t *testing.T) {
+	t.Parallel()
 	ns := startServer(t, embedded.Config{})
 	url := ns.ClientURL()
 	c := open(t, queue.Config{URL: url})
@@ -189,8 +190,9 @@ func TestConcurrencyLimitAcrossProcesses(t *testing.T) {
 	mark(t, log, "killed", strconv.Itoa(workers[0].Process.Pid))
 	startLimited(t, url, log)
 
-	// Raise the limit when 110 have started.
-	testutil.Eventually(t, "110 jobs to start", func() bool { return started() >= 110 })
+	// Raise the limit when 80 have started: enough are left to reach the
+	// new limit even if a busy machine delays the workers' seeing it.
+	testutil.Eventually(t, "80 jobs to start", func() bool { return started() >= 80 })
 	if err := c.SetLimits(t.Context(), "limited", queue.Limits{Concurrency: 7}); err != nil {
 		t.Fatal(err)
 	}
@@ -254,6 +256,7 @@ func slotGaps(events []event, limit int) []time.Duration {
 // one key after another); under a rate of 20 a second with a burst of 2,
 // no second has more starts than the rate allows.
 func TestKeyAndRateLimitsAcrossProcesses(t *testing.T) {
+	t.Parallel()
 	ns := startServer(t, embedded.Config{})
 	url := ns.ClientURL()
 	c := open(t, queue.Config{URL: url})
@@ -343,6 +346,7 @@ func TestKeyAndRateLimitsAcrossProcesses(t *testing.T) {
 }
 
 func TestRatesReadAndWritten(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		in   string
 		rate float64
@@ -373,6 +377,7 @@ func TestRatesReadAndWritten(t *testing.T) {
 }
 
 func TestLimitsRefusedBeforeStored(t *testing.T) {
+	t.Parallel()
 	c := open(t, queue.Config{URL: startServer(t, embedded.Config{}).ClientURL()})
 	ctx := t.Context()
 	for _, l := range []queue.Limits{
@@ -413,6 +418,7 @@ func TestLimitsRefusedBeforeStored(t *testing.T) {
 // Stats show a limited queue's limits, its slots held and the jobs
 // workers hold for a slot; jobs held start once the limits are cleared.
 func TestStatsShowLimits(t *testing.T) {
+	t.Parallel()
 	c := queuetest.New(t)
 	ctx := t.Context()
 	if err := c.SetLimits(ctx, "q", queue.Limits{Concurrency: 1}); err != nil {

@@ -21,6 +21,7 @@ import (
 // waiting job runs, a finished job keeps its record, a job whose message
 // was lost is put back from its record, and the old streams are gone.
 func TestMigrateLayout1(t *testing.T) {
+	t.Parallel()
 	ns, js := rawJetStream(t)
 	ctx := t.Context()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "HERD_JOBS", Subjects: []string{"herd.jobs.>"}, Retention: jetstream.WorkQueuePolicy}); err != nil {
@@ -74,6 +75,7 @@ func TestMigrateLayout1(t *testing.T) {
 // A queue stream of a layout this herd does not know is refused with a
 // message that says so, and left as it is.
 func TestUnknownLayoutRefused(t *testing.T) {
+	t.Parallel()
 	ns, js := rawJetStream(t)
 	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "HERD", Subjects: []string{"herd.job.>"}, Metadata: map[string]string{"herd.layout": "9"}}); err != nil {
 		t.Fatal(err)
@@ -92,6 +94,7 @@ func TestUnknownLayoutRefused(t *testing.T) {
 // this layout when it opens: its dead jobs are counted, listed and retried
 // as any, and the bucket is gone.
 func TestLayout2DeadJobsMoved(t *testing.T) {
+	t.Parallel()
 	ns, js := rawJetStream(t)
 	ctx := t.Context()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
@@ -148,6 +151,7 @@ func TestLayout2DeadJobsMoved(t *testing.T) {
 // A queue of layout 3 gains the subjects of the jobs that wait for others:
 // its jobs stay, and a graph can be enqueued.
 func TestLayout3Moved(t *testing.T) {
+	t.Parallel()
 	ns, js := rawJetStream(t)
 	ctx := t.Context()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{

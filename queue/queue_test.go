@@ -20,6 +20,7 @@ type email struct {
 }
 
 func TestEndToEnd(t *testing.T) {
+	t.Parallel()
 	c := queuetest.New(t)
 	queuetest.Work(t, c, fast, map[string]queue.Handler{
 		"email": func(ctx context.Context, j *queue.Job) ([]byte, error) {
@@ -51,6 +52,7 @@ func TestEndToEnd(t *testing.T) {
 }
 
 func TestUniqueIDRunsOnce(t *testing.T) {
+	t.Parallel()
 	c := queuetest.New(t)
 	var runs atomic.Int64
 	for range 3 {
@@ -72,6 +74,7 @@ func TestUniqueIDRunsOnce(t *testing.T) {
 }
 
 func TestRetriesThenSucceeds(t *testing.T) {
+	t.Parallel()
 	c := queuetest.New(t)
 	queuetest.Work(t, c, fast, map[string]queue.Handler{
 		"flaky": func(_ context.Context, j *queue.Job) ([]byte, error) {
@@ -90,6 +93,7 @@ func TestRetriesThenSucceeds(t *testing.T) {
 }
 
 func TestDeadLetters(t *testing.T) {
+	t.Parallel()
 	c := queuetest.New(t)
 	var healed atomic.Bool
 	queuetest.Work(t, c, fast, map[string]queue.Handler{
@@ -161,6 +165,7 @@ func TestDeadLetters(t *testing.T) {
 }
 
 func TestPriorityAndDelay(t *testing.T) {
+	t.Parallel()
 	c := queuetest.New(t)
 	var mu sync.Mutex
 	var order []string
@@ -203,6 +208,7 @@ func TestPriorityAndDelay(t *testing.T) {
 }
 
 func TestLongJobKeepsItsLease(t *testing.T) {
+	t.Parallel()
 	c := queuetest.New(t)
 	var runs atomic.Int64
 	cfg := fast
@@ -224,6 +230,7 @@ func TestLongJobKeepsItsLease(t *testing.T) {
 }
 
 func TestShutdownHandsBackRunningJobs(t *testing.T) {
+	t.Parallel()
 	c := queuetest.New(t)
 	started := make(chan struct{}, 1)
 	w, _ := c.NewWorker(queue.WorkerConfig{Concurrency: 1, ShutdownTimeout: 100 * time.Millisecond})
@@ -255,6 +262,7 @@ func TestShutdownHandsBackRunningJobs(t *testing.T) {
 }
 
 func TestBatchAndTimeout(t *testing.T) {
+	t.Parallel()
 	c := queuetest.New(t)
 	queuetest.Work(t, c, fast, map[string]queue.Handler{
 		"sleep": func(ctx context.Context, j *queue.Job) ([]byte, error) {
@@ -287,6 +295,7 @@ func TestBatchAndTimeout(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	c := queuetest.New(t)
 	for _, tc := range []struct {
 		kind string

@@ -23,6 +23,7 @@ import (
 // server starts, in process or as herd queue serve, and says so; every
 // job then runs to the end, its attempts counted on.
 func TestRepairAtStart(t *testing.T) {
+	t.Parallel()
 	for _, how := range []string{"embedded", "serve"} {
 		t.Run(how, func(t *testing.T) {
 			dir, ids := startedJobs(t)

@@ -10,6 +10,7 @@ import (
 )
 
 func TestShellWords(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in   string
 		want []string
@@ -52,6 +53,7 @@ func FuzzShellWords(f *testing.F) {
 }
 
 func TestDefaultOptionsOrder(t *testing.T) {
+	t.Parallel()
 	home := t.TempDir()
 	xdg := t.TempDir()
 	write := func(path, text string) {

@@ -16,6 +16,7 @@ import (
 // two runs, --after waits for whole runs; a failed job stops what waits
 // for it, which is reported as failed, and runs once it is retried.
 func TestQueueFlowsFromTheShell(t *testing.T) {
+	t.Parallel()
 	url := serveQueue(t)
 	startWorkers(t, url, 2, "-j", "3")
 	dir := t.TempDir()
@@ -115,6 +116,7 @@ func TestQueueFlowsFromTheShell(t *testing.T) {
 // prints its id and returns; the keeper and its hosts see it done, and
 // herd run --attach ID shows every job once.
 func TestRunKeptDetach(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	data := t.TempDir()
 	env := []string{"XDG_DATA_HOME=" + data}

@@ -24,6 +24,7 @@ var updateGNU = flag.Bool("update-gnu", false, "record GNU parallel's outputs in
 // in CI (HERD_GNU_PARALLEL=required, which .ci/run sets after installing
 // Debian's parallel), each case runs it too and checks that record.
 func TestLikeGNUParallel(t *testing.T) {
+	t.Parallel()
 	const record = "testdata/gnu-parallel.json"
 	gnu, err := exec.LookPath("parallel")
 	if err != nil && (os.Getenv("HERD_GNU_PARALLEL") == "required" || *updateGNU) {

@@ -15,6 +15,7 @@ import (
 // attach without hosts says how to go on, and keeps the run; with -S, the
 // hosts start again and every job is shown once.
 func TestRunKeptKeeperKilled(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	data := t.TempDir()
 	env := []string{"XDG_DATA_HOME=" + data}

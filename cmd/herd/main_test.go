@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/goherd/herd/internal/testutil"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -21,6 +22,10 @@ func TestMain(m *testing.M) {
 	// developer's default options of herd run.
 	if filepath.Base(os.Args[0]) != "herd" {
 		isolate()
+		// The tests mostly wait for the processes and servers they start:
+		// four at a time keep two cores busy (with -race the package took
+		// 560s two at a time, go test's default there, and 250s at four).
+		testutil.Parallel(4)
 	}
 	testscript.Main(m, map[string]func(){
 		"herd": main,
@@ -39,6 +44,7 @@ func isolate() {
 // TestScripts runs the end-to-end scripts in testdata/script: each is a
 // shell-like session that runs the real herd binary on real files.
 func TestScripts(t *testing.T) {
+	t.Parallel()
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
 		Setup: func(env *testscript.Env) error {

@@ -12,6 +12,7 @@ import (
 // The manual pages in doc/man are generated from the commands' help; they
 // must say what --help says.
 func TestManPagesUpToDate(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	var stderr bytes.Buffer
 	if status := execute(context.Background(), []string{"man", dir}, nil, nil, new(bytes.Buffer), &stderr); status != 0 {

@@ -14,6 +14,7 @@ import (
 // come as it writes them, while it runs; a later job's wait until the
 // jobs before it are done.
 func TestKeepOrderLineBufferIsLive(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p := startProc(t, dir, nil, "run", "-k", "--line-buffer", "-j2", "--joblog", "log.tsv",
 		`if [ {} = 1 ]; then echo first; while [ ! -e go ]; do sleep 0.01; done; echo last; else echo second; fi`, ":::", "1", "2")

@@ -26,6 +26,7 @@ import (
 // A queue server, two workers and herd run --queue give the output, job
 // log and exit status that herd run gives locally.
 func TestQueueRunLikeLocal(t *testing.T) {
+	t.Parallel()
 	url := serveQueue(t)
 	startWorkers(t, url, 2, "-j", "3")
 	dir := t.TempDir()
@@ -71,6 +72,7 @@ func TestQueueRunLikeLocal(t *testing.T) {
 // --env sends variables and exported functions with the jobs, --nice
 // their niceness, and --results keeps their output here, as for a local run.
 func TestQueueEnvNiceResults(t *testing.T) {
+	t.Parallel()
 	url := serveQueue(t)
 	startWorkers(t, url, 1, "-j", "2")
 	dir := t.TempDir()
@@ -96,6 +98,7 @@ func TestQueueEnvNiceResults(t *testing.T) {
 // -t with --queue prints a job's line while it runs on a worker, as a
 // local run prints it as the job starts.
 func TestQueueVerbosePrintsRunningJobs(t *testing.T) {
+	t.Parallel()
 	url := serveQueue(t)
 	startWorkers(t, url, 1, "-j", "2")
 	dir := t.TempDir()
@@ -114,6 +117,7 @@ func TestQueueVerbosePrintsRunningJobs(t *testing.T) {
 // A worker killed outright mid-run loses nothing: its jobs run on the
 // other worker once their lease is out, and each is reported once.
 func TestQueueWorkerKilled(t *testing.T) {
+	t.Parallel()
 	url := serveQueue(t)
 	ws := startWorkers(t, url, 2, "-j", "4")
 	dir := t.TempDir()
@@ -132,6 +136,7 @@ func TestQueueWorkerKilled(t *testing.T) {
 // A worker stopped with SIGTERM hands back the jobs that do not finish in
 // its shutdown timeout; another worker runs them; nothing is lost.
 func TestQueueWorkerTerminated(t *testing.T) {
+	t.Parallel()
 	url := serveQueue(t)
 	ws := startWorkers(t, url, 2, "-j", "2", "--shutdown-timeout", "300ms")
 	dir := t.TempDir()
@@ -153,6 +158,7 @@ func TestQueueWorkerTerminated(t *testing.T) {
 // The submitter killed mid-run: the jobs run on, and attaching to the run
 // shows every result, in order with -k, with the right exit status.
 func TestQueueSubmitterKilled(t *testing.T) {
+	t.Parallel()
 	url := serveQueue(t)
 	startWorkers(t, url, 1, "-j", "4")
 	dir := t.TempDir()
@@ -186,6 +192,7 @@ func TestQueueSubmitterKilled(t *testing.T) {
 // Wrong or missing credentials: a clear error and no access, for every
 // command; the right ones work, from the environment too.
 func TestQueueCredentials(t *testing.T) {
+	t.Parallel()
 	url := serveQueue(t, "--user", "herd", "--password", "s3cret")
 	dir := t.TempDir()
 	for _, args := range [][]string{
@@ -209,6 +216,7 @@ func TestQueueCredentials(t *testing.T) {
 // herd queue stats, ls, inspect, dead, retry and purge, as tables and as
 // JSON.
 func TestQueueAdmin(t *testing.T) {
+	t.Parallel()
 	url := serveQueue(t)
 	c, err := queue.Open(t.Context(), queue.Config{URL: url})
 	if err != nil {
@@ -315,6 +323,7 @@ func TestQueueAdmin(t *testing.T) {
 // three: one killed outright mid-run, the run completes, nothing lost or
 // reported twice.
 func TestQueueClusterNodeKilled(t *testing.T) {
+	t.Parallel()
 	ports := testutil.FreePorts(t, 6)
 	var routes, urls []string
 	for i := range 3 {
@@ -351,6 +360,7 @@ func TestQueueClusterNodeKilled(t *testing.T) {
 // goes on once the server is back, every job runs once, and herd run
 // exits as a local run would, with one line about the server.
 func TestQueueServerRestartWhileEnqueueing(t *testing.T) {
+	t.Parallel()
 	server := serveFixed(t)
 	url := server.url
 	startWorkers(t, url, 2, "-j", "4")
@@ -390,6 +400,7 @@ func TestQueueServerRestartWhileEnqueueing(t *testing.T) {
 // run's count never lags behind its jobs on the queue, so --attach shows
 // every job that ran, and exits once they have.
 func TestQueueAttachAfterSubmitterKilledWhileEnqueueing(t *testing.T) {
+	t.Parallel()
 	url := serveQueue(t)
 	startWorkers(t, url, 1, "-j", "8")
 	for _, after := range []time.Duration{100 * time.Millisecond, 400 * time.Millisecond, 700 * time.Millisecond} {
@@ -449,6 +460,7 @@ func TestQueueAttachAfterSubmitterKilledWhileEnqueueing(t *testing.T) {
 // herd run says the queue is full and leaves the run instead of waiting
 // for ever.
 func TestQueueFull(t *testing.T) {
+	t.Parallel()
 	url := serveQueue(t, "--max-store", "2M")
 	ws := startWorkers(t, url, 1, "-j", "4")
 	dir := t.TempDir()
@@ -487,6 +499,7 @@ func TestQueueFull(t *testing.T) {
 // run --queue reports the jobs that are gone as failed instead of waiting
 // for them for ever.
 func TestQueueDamagedStore(t *testing.T) {
+	t.Parallel()
 	server := serveFixed(t)
 	url := server.url
 	dir := t.TempDir()
@@ -531,6 +544,7 @@ func TestQueueDamagedStore(t *testing.T) {
 // A run on a queue that no worker serves says so, and goes on once a
 // worker comes.
 func TestQueueRunWaitsForWorkers(t *testing.T) {
+	t.Parallel()
 	url := serveQueue(t)
 	dir := t.TempDir()
 	p := startProc(t, dir, nil, "run", "--queue", url, "--queue-name", "later", "-k", "echo", ":::", "a", "b", "c")
@@ -544,6 +558,7 @@ func TestQueueRunWaitsForWorkers(t *testing.T) {
 // --halt now,fail=1 on a queue: the run stops at the first failure with
 // its exit status, jobs running are killed, and the rest never start.
 func TestQueueHaltNow(t *testing.T) {
+	t.Parallel()
 	url := serveQueue(t)
 	startWorkers(t, url, 1, "-j", "2")
 	dir := t.TempDir()
@@ -564,6 +579,7 @@ func TestQueueHaltNow(t *testing.T) {
 // SIGINT kills a run's running jobs on the workers and starts no more, as
 // it does locally; herd run exits 130 once their outcomes are in.
 func TestQueueRunInterrupted(t *testing.T) {
+	t.Parallel()
 	url := serveQueue(t)
 	startWorkers(t, url, 1, "-j", "2")
 	dir := t.TempDir()
@@ -591,6 +607,7 @@ func TestQueueRunInterrupted(t *testing.T) {
 // A queue served over TLS: a worker and a submitter that trust its
 // certificate run jobs; one that does not is refused with a clear error.
 func TestQueueTLS(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cert, key, ca := writeCert(t, dir)
 	url := serveQueue(t, "--tls-cert", cert, "--tls-key", key)
@@ -625,6 +642,7 @@ func writeCert(t *testing.T, dir string) (cert, key, ca string) {
 // herd queue pause holds a run's jobs back until herd queue resume, with a
 // worker waiting; stats says so.
 func TestQueuePauseResume(t *testing.T) {
+	t.Parallel()
 	url := serveQueue(t)
 	dir := t.TempDir()
 	herd := queueCLI(t, dir, url)
@@ -656,6 +674,7 @@ func TestQueuePauseResume(t *testing.T) {
 // herd queue cancel, from another process, stops a running shell job and
 // what it started, and herd run reports the job failed.
 func TestQueueCancelRunningJob(t *testing.T) {
+	t.Parallel()
 	url := serveQueue(t)
 	startWorkers(t, url, 1)
 	dir := t.TempDir()
@@ -696,6 +715,7 @@ func TestQueueCancelRunningJob(t *testing.T) {
 // herd queue cron runs a command on a schedule on the workers, and its
 // schedules are listed and removed.
 func TestQueueCron(t *testing.T) {
+	t.Parallel()
 	url := serveQueue(t)
 	dir := t.TempDir()
 	herd := queueCLI(t, dir, url)
@@ -771,6 +791,7 @@ func TestQueueCron(t *testing.T) {
 // dashboard, its JSON and the metrics of the jobs run; an address other
 // machines reach is refused without credentials.
 func TestQueueDashboardCommands(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	serve := startProc(t, dir, nil, "queue", "serve", "--listen", "127.0.0.1:0", "--dir", t.TempDir(), "--http", "127.0.0.1:0")
 	dash := serve.waitOutput(t, `dashboard at (\S+)`)
@@ -840,6 +861,7 @@ func TestQueueDashboardCommands(t *testing.T) {
 // of 4 jobs each keep to them for a run whose jobs carry keys (--key);
 // herd queue stats shows them.
 func TestQueueLimit(t *testing.T) {
+	t.Parallel()
 	url := serveQueue(t)
 	dir := t.TempDir()
 	herd := queueCLI(t, dir, url)

@@ -13,6 +13,7 @@ import (
 // herd queue inspect shows a command job's outcome as text, not as the
 // JSON (and base64) it is stored in.
 func TestInspectCommandJob(t *testing.T) {
+	t.Parallel()
 	res, err := json.Marshal(remote.Result{Line: "echo hi; echo oops >&2", Host: "box", Exit: 1, Stdout: []byte("hi\nthere\n"), Stderr: []byte("oops\n")})
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 // The release script builds a static binary that says the version it was
 // given, in an archive with the manual pages, and a SHA256SUMS that matches.
 func TestReleaseScript(t *testing.T) {
+	t.Parallel()
 	out := t.TempDir()
 	const version = "v0.0.0-releasetest"
 	cmd := exec.Command("bash", "../../scripts/release", version, out)

@@ -13,6 +13,7 @@ import (
 )
 
 func TestPlan(t *testing.T) {
+	t.Parallel()
 	plan := func(args ...string) (cfg *run.Config, err error) {
 		cmd := newRunCommandWith(func(o *runOptions, cmd *cobra.Command, args []string) error {
 			cfg, err = o.plan(args, cmd.Flags().Changed)

@@ -116,6 +116,7 @@ func logRows(t *testing.T, path string) map[int]run.LogRow {
 // ignore SIGTERM included, within a second, and starts no new job, as GNU
 // parallel's --termseq does.
 func TestInterruptKills(t *testing.T) {
+	t.Parallel()
 	// Each job starts a grandchild that ignores SIGTERM, in the job's group.
 	job := `sh -c 'trap "" TERM; sleep 30' & echo $$ > pid.{}; wait`
 	s := startHerd(t, "run", "-j2", "--joblog", "log.tsv", job, ":::", "1", "2", "3")
@@ -141,6 +142,7 @@ func TestInterruptKills(t *testing.T) {
 // SIGTERM kills too, with the signals of --termseq in turn: a job that
 // ignores the first gets the next.
 func TestTerminateKills(t *testing.T) {
+	t.Parallel()
 	s := startHerd(t, "run", "-j2", "--termseq", "USR1,100,TERM,100", "trap '' USR1; echo $$ > pid.{}; sleep 30", ":::", "1", "2")
 	s.waitFor(t, "pid.1", "pid.2")
 	start := time.Now()
@@ -157,6 +159,7 @@ func TestTerminateKills(t *testing.T) {
 
 // SIGHUP finishes the running jobs and starts no new ones.
 func TestHangupFinishesRunningJobs(t *testing.T) {
+	t.Parallel()
 	s := startHerd(t, "run", "-j2", "--joblog", "log.tsv", "touch pid.{}; sleep 0.5; echo done {}", ":::", "1", "2", "3", "4")
 	s.waitFor(t, "pid.1", "pid.2")
 	s.cmd.Process.Signal(syscall.SIGHUP)
@@ -177,6 +180,7 @@ func TestHangupFinishesRunningJobs(t *testing.T) {
 // After herd is killed outright, --resume runs exactly the jobs that have
 // no row in the job log.
 func TestKill9ThenResume(t *testing.T) {
+	t.Parallel()
 	var inputs []string
 	for i := 1; i <= 40; i++ {
 		inputs = append(inputs, strconv.Itoa(i))

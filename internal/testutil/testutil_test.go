@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"errors"
+	"flag"
 	"os/exec"
 	"strings"
 	"testing"
@@ -53,5 +54,24 @@ func TestEventuallyWaitsForTheState(t *testing.T) {
 	EventuallyNil(t, "a nil error", func() error { err := errs[0]; errs = errs[1:]; return err })
 	if len(errs) != 0 {
 		t.Errorf("f called until %d errors were left, want 0", len(errs))
+	}
+}
+
+// Parallel sets -parallel when the command line does not, and leaves it
+// alone when it does.
+func TestParallel(t *testing.T) {
+	f := flag.Lookup("test.parallel")
+	was := f.Value.String()
+	defer f.Value.Set(was)
+	setByUser := false
+	flag.Visit(func(f *flag.Flag) { setByUser = setByUser || f.Name == "test.parallel" })
+
+	Parallel(7)
+	want := "7"
+	if setByUser {
+		want = was
+	}
+	if got := f.Value.String(); got != want {
+		t.Errorf("-parallel is %s after Parallel(7), want %s", got, want)
 	}
 }
