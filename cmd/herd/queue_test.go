@@ -649,10 +649,17 @@ func TestQueuePauseResume(t *testing.T) {
 	if out, st := herd("queue", "pause", "default"); st != 0 || !strings.Contains(out, "default: paused") {
 		t.Fatalf("queue pause: status %d:\n%s", st, out)
 	}
-	startWorkers(t, url, 1)
+	startWorkers(t, url, 1, "--queue-name", "default,other")
 	run := startProc(t, dir, nil, "run", "--queue", url, "echo {} > "+dir+"/{}.done", ":::", "a", "b") // the worker's folder is its own
 	run.waitOutput(t, "all 2 jobs are on the queue")
-	time.Sleep(2 * time.Second)
+	// Two runs on another queue, one after the other: the worker has
+	// looked at its queues since the paused one's jobs were there.
+	for range 2 {
+		other := startProc(t, dir, nil, "run", "--queue", url, "--queue-name", "other", "true", ":::", "x")
+		if st := other.status(t); st != 0 {
+			t.Fatalf("a run on a queue not paused: status %d:\n%s", st, other.errOut.String())
+		}
+	}
 	if _, err := os.Stat(filepath.Join(dir, "a.done")); err == nil {
 		t.Fatal("a job of a paused queue ran")
 	}
