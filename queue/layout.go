@@ -105,12 +105,15 @@ type storedMsg struct {
 	data    []byte
 }
 
-// readTimeout bounds a read whose ctx has no deadline: 5 seconds.
+// readIdle bounds a read whose ctx has no deadline.
+const readIdle = 5 * time.Second
+
+// readTimeout bounds a read whose ctx has no deadline to readIdle.
 func readTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
 		return ctx, func() {}
 	}
-	return context.WithTimeout(ctx, 5*time.Second)
+	return context.WithTimeout(ctx, readIdle)
 }
 
 // directGet asks the stream for up to max stored messages, reading from
@@ -127,13 +130,23 @@ func (c *Client) directGet(ctx context.Context, req any, max int) ([]storedMsg, 
 	if err := c.nc.PublishRequest("$JS.API.DIRECT.GET."+streamName, answers.reply, body); err != nil {
 		return nil, err
 	}
-	ctx, cancel := readTimeout(ctx)
-	defer cancel()
+	// Without a deadline of the caller's, the read gives up when the
+	// server stays silent for readIdle, not when a batch takes longer: a
+	// big one may take a while to come, one message after another.
+	var silent <-chan time.Time
+	timer := time.NewTimer(readIdle)
+	defer timer.Stop()
+	if _, ok := ctx.Deadline(); !ok {
+		silent = timer.C
+	}
 	var msgs []storedMsg
 	for {
 		var m *nats.Msg
 		select {
 		case m = <-answers.ch:
+			timer.Reset(readIdle)
+		case <-silent:
+			return nil, fmt.Errorf("read: the server sent nothing for %v: %w", readIdle, context.DeadlineExceeded)
 		case <-ctx.Done():
 			return nil, fmt.Errorf("read: %w", ctx.Err())
 		}

@@ -152,10 +152,9 @@ func replay(events []event, see func(e event, running, ofKey int)) {
 // slot back while it waits). A limit raised while jobs run counts at once.
 func TestConcurrencyLimitAcrossProcesses(t *testing.T) {
 	// Not in parallel with the other tests: what it measures, how soon
-	// every limit and key is reached, suffers when the machine is starved
-	// of CPU (each start writes a slot to the server, one after another in
-	// a worker's fetch loop, and a worker that starts well before the
-	// others cycles through the first keys alone).
+	// every limit and key is reached, takes round trips to the server,
+	// which a machine starved of CPU slows (with six copies of this test
+	// at once on two cores, half saw a key start after half the starts).
 	ns := startServer(t, embedded.Config{})
 	url := ns.ClientURL()
 	c := open(t, queue.Config{URL: url})
@@ -261,10 +260,9 @@ func slotGaps(events []event, limit int) []time.Duration {
 // no second has more starts than the rate allows.
 func TestKeyAndRateLimitsAcrossProcesses(t *testing.T) {
 	// Not in parallel with the other tests: what it measures, how soon
-	// every limit and key is reached, suffers when the machine is starved
-	// of CPU (each start writes a slot to the server, one after another in
-	// a worker's fetch loop, and a worker that starts well before the
-	// others cycles through the first keys alone).
+	// every limit and key is reached, takes round trips to the server,
+	// which a machine starved of CPU slows (with six copies of this test
+	// at once on two cores, half saw a key start after half the starts).
 	ns := startServer(t, embedded.Config{})
 	url := ns.ClientURL()
 	c := open(t, queue.Config{URL: url})

@@ -293,14 +293,27 @@ func (w *Worker) Run(ctx context.Context) error {
 			continue
 		}
 		stale.refresh(ctx, w.c)
+		var limited keyGroups
 		for _, d := range w.prepare(ctx, msgs, stale.upTo) {
 			running.Add(1)
-			if _, limited := lim.limited(d.info.Queue); limited {
-				adm.offer(ctx, d)
+			if _, ok := lim.limited(d.info.Queue); ok {
+				limited.add(d)
 			} else {
 				start(d)
 			}
 		}
+		// Each key's jobs are offered in turn, the keys at once: a start
+		// under a limit writes its slots to the server, and the round
+		// trips of one key would otherwise hold up the others'.
+		var offers sync.WaitGroup
+		for _, ds := range limited.groups {
+			offers.Go(func() {
+				for _, d := range ds {
+					adm.offer(ctx, d)
+				}
+			})
+		}
+		offers.Wait()
 	}
 	limits.Wait() // no job starts after this
 
@@ -315,6 +328,26 @@ func (w *Worker) Run(ctx context.Context) error {
 	outcomes.passing.Wait()
 	w.tidy(context.WithoutCancel(ctx), consumers)
 	return nil
+}
+
+// keyGroups groups deliveries by queue and key, in the order they came.
+type keyGroups struct {
+	groups [][]delivery
+	index  map[[2]string]int
+}
+
+func (k *keyGroups) add(d delivery) {
+	id := [2]string{d.info.Queue, d.info.Key}
+	i, ok := k.index[id]
+	if !ok {
+		if k.index == nil {
+			k.index = map[[2]string]int{}
+		}
+		i = len(k.groups)
+		k.index[id] = i
+		k.groups = append(k.groups, nil)
+	}
+	k.groups[i] = append(k.groups[i], d)
 }
 
 // consumers returns the consumers of the worker's queues, high priority
@@ -509,7 +542,7 @@ func (w *Worker) fetch(ctx context.Context, p *puller, consumers []string, n int
 		if err != nil {
 			w.c.log.Debug("queue: fetch", "consumer", cons, "error", err)
 		}
-		if len(msgs) == n {
+		if len(msgs) >= n {
 			return msgs
 		}
 	}
