@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goherd/herd/internal/testutil"
 	"github.com/goherd/herd/queue"
 	"github.com/goherd/herd/queue/internal/embedded"
 	"github.com/goherd/herd/queue/queuetest"
@@ -308,10 +309,15 @@ func TestGraphWorkerKilled(t *testing.T) {
 		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), "HERD_QUEUE_TEST_FLOW="+ns.ClientURL(), "HERD_QUEUE_TEST_LOG="+log)
 		cmd.Stderr = os.Stderr
+		before := logSize(log)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(150+rnd.IntN(450)) * time.Millisecond)
+		// Killed at a random moment once it has started a job: a busy
+		// machine may take longer than the moment to start the process,
+		// and the graph would then never get done.
+		testutil.Eventually(t, "the worker to start a job", func() bool { return logSize(log) > before || finished() })
+		time.Sleep(time.Duration(rnd.IntN(450)) * time.Millisecond)
 		cmd.Process.Kill()
 		cmd.Wait()
 		kills++
@@ -508,4 +514,13 @@ func layeredGraph(t *testing.T, c *queue.Client, seed uint64, layers, width int)
 		t.Fatal(err)
 	}
 	return parents
+}
+
+// logSize is the size of the file at path, 0 if there is none.
+func logSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
 }

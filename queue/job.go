@@ -404,6 +404,13 @@ func (c *Client) readResult(ctx context.Context, info *Info) error {
 	if !info.ResultApart || info.Result != nil {
 		return nil
 	}
+	if _, ok := ctx.Deadline(); !ok {
+		// Megabytes may take longer than the client's default timeout of
+		// a request to come when the server is busy.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+	}
 	b, err := c.results.GetBytes(ctx, info.ID)
 	if err != nil {
 		return err
