@@ -212,11 +212,13 @@ func TestLongJobKeepsItsLease(t *testing.T) {
 	c := queuetest.New(t)
 	var runs atomic.Int64
 	cfg := fast
-	cfg.Lease = 300 * time.Millisecond
+	// A lease of a second, renewed every third of it: a busy machine may
+	// hold a renewal back for some hundreds of milliseconds.
+	cfg.Lease = time.Second
 	queuetest.Work(t, c, cfg, map[string]queue.Handler{
 		"slow": func(context.Context, *queue.Job) ([]byte, error) {
 			runs.Add(1)
-			time.Sleep(1200 * time.Millisecond)
+			time.Sleep(3500 * time.Millisecond)
 			return nil, nil
 		},
 	})

@@ -31,10 +31,10 @@ type sshHosts struct {
 // (HERD_SSHD=required): there, without it the test fails; elsewhere, as
 // on a machine with only Go, it is skipped, saying why.
 //
-// The tests that use it run one at a time, not in parallel: sshd runs each
-// session in the user's login shell, whose start-up files are the
-// machine's, and may take locks (a shell manager's did, and sessions of
-// several tests at once waited a minute for it, then failed).
+// The sessions run in the user's login shell, but in a home of the test's:
+// the shell's start-up files are the machine's, and may take locks (a
+// shell manager's did, which a host killed by a test left taken: every
+// later session waited a minute for it).
 func startSSHHosts(t *testing.T, n int) *sshHosts {
 	t.Helper()
 	sshd, err := exec.LookPath("sshd")
@@ -70,10 +70,12 @@ func startSSHHosts(t *testing.T, n int) *sshHosts {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Each host's copy of herd goes in the user's cache: remove it after.
-	cache := filepath.Join(me.HomeDir, ".cache", "herd")
-	if _, err := os.Stat(cache); err != nil {
-		t.Cleanup(func() { os.RemoveAll(cache) })
+	// The hosts' sessions have a home of their own (SetEnv below): each
+	// test's hosts keep their copy of herd and their jobs' folders apart,
+	// and the user's shell start-up files are not run.
+	home := filepath.Join(dir, "home")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		t.Fatal(err)
 	}
 	h := &sshHosts{}
 	client := fmt.Sprintf("Host *\n  IdentityFile %s/id\n  IdentitiesOnly yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  User %s\n", dir, me.Username)
@@ -91,7 +93,8 @@ KbdInteractiveAuthentication no
 PubkeyAuthentication yes
 AllowTcpForwarding yes
 PermitRootLogin prohibit-password
-`, port, dir, dir, dir, i+1), 0o600)
+SetEnv HOME=%s
+`, port, dir, dir, dir, i+1, home), 0o600)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -182,6 +185,7 @@ func (h *sshHosts) assertNothingLeft(t *testing.T) {
 // job log; the hosts get herd (a copy of this one) and keep nothing
 // running afterwards.
 func TestSSHLoginRunLikeLocal(t *testing.T) {
+	t.Parallel()
 	hosts := startSSHHosts(t, 2)
 	dir := t.TempDir()
 	run := func(where ...string) (string, []string, int, string) {
@@ -211,6 +215,7 @@ func TestSSHLoginRunLikeLocal(t *testing.T) {
 // go to the other host, one line says so, and every job runs and is shown
 // once.
 func TestSSHLoginHostDies(t *testing.T) {
+	t.Parallel()
 	hosts := startSSHHosts(t, 2)
 	dir := t.TempDir()
 	p := startProc(t, dir, nil, append([]string{"run", "-S", "2/h1,2/h2", "--ssh", hosts.SSH, "sleep 0.3; echo done {}", ":::"}, inputs(40)...)...)
@@ -232,6 +237,7 @@ func TestSSHLoginHostDies(t *testing.T) {
 // No host can be reached: herd run says why for each and exits 255, at
 // once, rather than waiting for workers that will never come.
 func TestSSHLoginNoHost(t *testing.T) {
+	t.Parallel()
 	hosts := startSSHHosts(t, 1)
 	port := testutil.FreePorts(t, 1)[0]
 	p := startProc(t, t.TempDir(), nil, "run", "-S", "h1:"+strconv.Itoa(port)+",nosuchuser@h1", "--ssh", hosts.SSH, "echo", ":::", "a")
@@ -250,6 +256,7 @@ func TestSSHLoginNoHost(t *testing.T) {
 // herd run --attach ID shows every job of it, once; then nothing of it is
 // left on the hosts or here.
 func TestSSHLoginSubmitterGone(t *testing.T) {
+	t.Parallel()
 	hosts := startSSHHosts(t, 2)
 	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGHUP} {
 		t.Run(sig.String(), func(t *testing.T) {
@@ -286,6 +293,7 @@ func TestSSHLoginSubmitterGone(t *testing.T) {
 // job's input goes to the host that runs it, its output file comes back
 // here, and nothing of it is left on the host.
 func TestSSHLoginTransferReturnCleanup(t *testing.T) {
+	t.Parallel()
 	hosts := startSSHHosts(t, 2)
 	dir := t.TempDir()
 	me, err := user.Current()
@@ -331,6 +339,7 @@ func TestSSHLoginTransferReturnCleanup(t *testing.T) {
 // --transfer and --return files are, gone after it with --cleanup. And a
 // job knows its host: {host} and {sshlogin} with --plus.
 func TestSSHLoginWorkdir(t *testing.T) {
+	t.Parallel()
 	hosts := startSSHHosts(t, 1)
 	dir := t.TempDir()
 	p := startProc(t, dir, nil, "run", "-S", "h1", "--ssh", hosts.SSH, "--sshdelay", "0.1", "-M", "--wd", ".", "pwd; : {}", ":::", "x")
@@ -364,6 +373,7 @@ func TestSSHLoginWorkdir(t *testing.T) {
 // stop); herd run -S ... --attach ID starts them again and shows every job
 // of the run, once.
 func TestSSHLoginLastingQueue(t *testing.T) {
+	t.Parallel()
 	hosts := startSSHHosts(t, 1)
 	url := serveQueue(t)
 	dir := t.TempDir()
