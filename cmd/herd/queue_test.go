@@ -416,6 +416,12 @@ func TestQueueAttachAfterSubmitterKilledWhileEnqueueing(t *testing.T) {
 		}()
 		p := startProcIn(t, dir, nil, in, "run", "--queue", url, "touch "+dir+"/ran.{}; echo done {}")
 		run := p.waitOutput(t, `run (\w+): the jobs go to the queue`)
+		// Killed a while after its first job ran: a busy machine may take
+		// longer than the while to enqueue one.
+		testutil.Eventually(t, "a job to run", func() bool {
+			ran, _ := filepath.Glob(filepath.Join(dir, "ran.*"))
+			return len(ran) > 0
+		})
 		time.Sleep(after)
 		p.cmd.Process.Signal(syscall.SIGKILL)
 		p.status(t)
