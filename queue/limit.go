@@ -674,10 +674,7 @@ func (a *admitter) inHand() []RunningJob {
 
 // batch is how many jobs of a limited queue to take at once, of the n the
 // worker could: as many as there seem to be slots for, and one more to
-// hold, so that it starts the moment a slot comes free. Under a limit by
-// key only, as many as it may hold for their keys if that is more: the
-// jobs of full keys go back, and the fewer fetches it takes to pass them,
-// the sooner the other keys' jobs start.
+// hold, so that it starts the moment a slot comes free.
 func (a *admitter) batch(queue string, n int) int {
 	lim, ok := a.lim.limited(queue)
 	switch {
@@ -687,8 +684,6 @@ func (a *admitter) batch(queue string, n int) int {
 		return 1
 	case lim.Concurrency > 0:
 		return max(1, min(n, lim.Concurrency-a.lim.held("q."+queue)+1))
-	case lim.KeyConcurrency > 0:
-		return max(n, a.keyHolds)
 	}
 	return n
 }

@@ -255,8 +255,8 @@ func slotGaps(events []event, limit int) []time.Duration {
 }
 
 // Under a limit of 2 at once per key, 10 keys' jobs enqueued one key after
-// another run at most 2 of a key at once, and every key starts early (not
-// one key after another); under a rate of 20 a second with a burst of 2,
+// another run at most 2 of a key at once, and every key starts while the
+// first key's jobs still start (not one key after another); under a rate of 20 a second with a burst of 2,
 // no second has more starts than the rate allows.
 func TestKeyAndRateLimitsAcrossProcesses(t *testing.T) {
 	// Not in parallel with the other tests: what it measures, how soon
@@ -294,6 +294,7 @@ func TestKeyAndRateLimitsAcrossProcesses(t *testing.T) {
 	}
 	keysTook := time.Since(began)
 	firstStart := map[string]int{} // by key: how many jobs had started before its first
+	lastStart := map[string]int{}  // by key: how many jobs had started before its last
 	starts := 0
 	peaks := map[string]int{}
 	replay(readEvents(t, log), func(e event, _, ofKey int) {
@@ -303,15 +304,21 @@ func TestKeyAndRateLimitsAcrossProcesses(t *testing.T) {
 		if _, ok := firstStart[e.key]; !ok {
 			firstStart[e.key] = starts
 		}
+		lastStart[e.key] = starts
 		starts++
 		peaks[e.key] = max(peaks[e.key], ofKey)
 	})
+	// Every key starts before the first key's last job does: the keys do
+	// not go one after another. (How early they start depends on how busy
+	// the machine is: quiet, every key starts within the first 40 or so
+	// of the 200 starts; with two more copies of this test at once on two
+	// cores, some keys started only after 130.)
 	for key, peak := range peaks {
 		if peak != 2 {
 			t.Errorf("key %s: at most %d of its jobs ran at once; want the limit, 2", key, peak)
 		}
-		if firstStart[key] > starts/2 {
-			t.Errorf("key %s started after %d of %d starts: keys went one after another", key, firstStart[key], starts)
+		if firstStart[key] > lastStart["customer0"] {
+			t.Errorf("key %s started after %d of %d starts, when the first key, customer0, had started all its jobs: keys went one after another", key, firstStart[key], starts)
 		}
 	}
 	if len(peaks) != 10 {

@@ -542,7 +542,7 @@ func (w *Worker) fetch(ctx context.Context, p *puller, consumers []string, n int
 		if err != nil {
 			w.c.log.Debug("queue: fetch", "consumer", cons, "error", err)
 		}
-		if len(msgs) >= n {
+		if len(msgs) == n {
 			return msgs
 		}
 	}
