@@ -231,6 +231,48 @@ func TestLongJobKeepsItsLease(t *testing.T) {
 	}
 }
 
+// A job a worker has taken ahead, waiting for the job before it to end,
+// keeps its lease too: it is not taken by another worker meanwhile, to
+// run twice.
+func TestJobTakenAheadKeepsItsLease(t *testing.T) {
+	t.Parallel()
+	c := queuetest.New(t)
+	var mu sync.Mutex
+	runs := map[string]int{}
+	handlers := map[string]queue.Handler{"slow": func(_ context.Context, j *queue.Job) ([]byte, error) {
+		mu.Lock()
+		runs[j.ID]++
+		mu.Unlock()
+		time.Sleep(3 * time.Second) // three leases: the job taken ahead waits that long
+		return nil, nil
+	}}
+	var ids []string
+	for range 4 {
+		id, err := c.Enqueue(t.Context(), "slow", nil, queue.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	// One job at a time each: a worker takes two, runs one, and the other
+	// waits; the second worker would find it when its lease runs out.
+	cfg := queue.WorkerConfig{Concurrency: 1, Lease: time.Second}
+	queuetest.Work(t, c, cfg, handlers)
+	queuetest.Work(t, c, cfg, handlers)
+	for _, id := range ids {
+		if info := wait(t, c, id); info.State != queue.Succeeded || info.Attempts != 1 {
+			t.Errorf("job %s: %+v, want succeeded at its first attempt", id, info)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, n := range runs {
+		if n != 1 {
+			t.Errorf("job %s ran %d times, want once", id, n)
+		}
+	}
+}
+
 func TestShutdownHandsBackRunningJobs(t *testing.T) {
 	t.Parallel()
 	c := queuetest.New(t)

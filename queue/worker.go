@@ -227,11 +227,19 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 	start := func(d delivery) {
-		pool.Go(jobsCtx, func(context.Context) error {
+		alive := w.keepAlive(jobsCtx, d)
+		err := pool.Go(jobsCtx, func(context.Context) error {
 			defer freed()
+			defer alive()
 			w.handle(jobsCtx, ctx, d, outcomes)
 			return nil
 		})
+		if err != nil { // the jobs are being stopped: hand it back
+			alive()
+			d.grant.release(context.WithoutCancel(jobsCtx))
+			d.msg.Nak()
+			freed()
+		}
 	}
 
 	// The queues' limits: followed while the worker takes jobs; the jobs
@@ -811,10 +819,11 @@ func (w *Worker) handle(jobsCtx, runCtx context.Context, d delivery, outcomes *o
 	}
 }
 
-// run calls the job's handler, renewing its lease (and its slots) meanwhile, with the job's
-// time limit, and turns a panic into an error that carries the stack.
+// run calls the job's handler with the job's time limit, and turns a
+// panic into an error that carries the stack. (keepAlive renews its lease
+// and slots meanwhile.)
 func (w *Worker) run(ctx context.Context, d delivery) (result []byte, err error) {
-	msg, info := d.msg, d.info
+	info := d.info
 	h := w.handler(info.Kind)
 	if h == nil {
 		return nil, fmt.Errorf("no handler for kind %q", info.Kind)
@@ -824,23 +833,6 @@ func (w *Worker) run(ctx context.Context, d delivery) (result []byte, err error)
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(info.Timeout))
 		defer cancel()
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer close(stop)
-	wg.Go(func() {
-		t := time.NewTicker(w.cfg.Lease / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				msg.InProgress()
-				d.grant.renew(ctx)
-			case <-stop:
-				return
-			}
-		}
-	})
 	defer func() {
 		if v := recover(); v != nil {
 			err = &herd.PanicError{Value: v, Stack: debug.Stack()} // as a pool reports it
@@ -848,6 +840,34 @@ func (w *Worker) run(ctx context.Context, d delivery) (result []byte, err error)
 	}()
 	job := &Job{ID: info.ID, Kind: info.Kind, Queue: info.Queue, Key: info.Key, Payload: info.Payload, Attempt: info.Attempts, MaxAttempts: info.MaxAttempts, Parents: info.Parents}
 	return h(ctx, job)
+}
+
+// keepAlive renews the lease of a job the worker has taken, and its
+// slots under its queue's limits, every third of a lease, from now until
+// the function it returns is called: while the job waits for a free
+// worker, as the jobs taken ahead do, and while it runs. A job that waited
+// unrenewed longer than a lease would be taken by another worker too.
+func (w *Worker) keepAlive(ctx context.Context, d delivery) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(w.cfg.Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				d.msg.InProgress()
+				d.grant.renew(ctx)
+			case <-done:
+				return
+			}
+		}
+	})
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(done) })
+		wg.Wait()
+	}
 }
 
 // backoff is the wait before the retry that follows attempt n.
