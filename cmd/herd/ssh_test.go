@@ -14,7 +14,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/goherd/herd/internal/testutil"
 )
@@ -23,6 +22,7 @@ import (
 // reached with the ssh command SSH and a key made for the test.
 type sshHosts struct {
 	SSH   string // --ssh: ssh with a config that names the hosts h1, h2 ...
+	Home  string // the home folder of the hosts' sessions
 	sshds []*exec.Cmd
 }
 
@@ -77,7 +77,7 @@ func startSSHHosts(t *testing.T, n int) *sshHosts {
 	if err := os.Mkdir(home, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	h := &sshHosts{}
+	h := &sshHosts{Home: home}
 	client := fmt.Sprintf("Host *\n  IdentityFile %s/id\n  IdentitiesOnly yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  User %s\n", dir, me.Username)
 	for i, port := range testutil.FreePorts(t, n) {
 		conf := filepath.Join(dir, fmt.Sprintf("sshd%d.conf", i+1))
@@ -296,12 +296,8 @@ func TestSSHLoginTransferReturnCleanup(t *testing.T) {
 	t.Parallel()
 	hosts := startSSHHosts(t, 2)
 	dir := t.TempDir()
-	me, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The jobs run in the hosts' home folder: names of this test's own.
-	tag := fmt.Sprintf("herd-test-%d", time.Now().UnixNano())
+	// The jobs run in the hosts' home folder.
+	tag := "herd-test"
 	base := tag + "-base.txt"
 	if err := os.WriteFile(filepath.Join(dir, base), []byte("base\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -326,7 +322,7 @@ func TestSSHLoginTransferReturnCleanup(t *testing.T) {
 		}
 	}
 	hosts.assertNothingLeft(t)
-	if left, _ := filepath.Glob(filepath.Join(me.HomeDir, tag+"*")); len(left) > 0 {
+	if left, _ := filepath.Glob(filepath.Join(hosts.Home, tag+"*")); len(left) > 0 {
 		t.Errorf("files left on the hosts: %q", left)
 		for _, f := range left {
 			os.Remove(f)
@@ -359,7 +355,7 @@ func TestSSHLoginWorkdir(t *testing.T) {
 	}
 	out, err := os.ReadFile(filepath.Join(dir, "in.txt.out"))
 	where, data, _ := strings.Cut(string(out), "\n")
-	if err != nil || !strings.Contains(where, "/.parallel/tmp/") || data != "data\n" {
+	if err != nil || !strings.HasPrefix(where, filepath.Join(hosts.Home, ".parallel", "tmp")+"/") || data != "data\n" {
 		t.Fatalf("in.txt.out = %q, %v; want the job's folder under ~/.parallel/tmp, then the input", out, err)
 	}
 	if _, err := os.Stat(where); !errors.Is(err, fs.ErrNotExist) {
