@@ -133,18 +133,21 @@ func (c *Client) directGet(ctx context.Context, req any, max int) ([]storedMsg, 
 	// Without a deadline of the caller's, the read gives up when the
 	// server stays silent for readIdle, not when a batch takes longer: a
 	// big one may take a while to come, one message after another.
-	var silent <-chan time.Time
-	timer := time.NewTimer(readIdle)
-	defer timer.Stop()
+	var silence *time.Timer
+	var silent <-chan time.Time // never ready with a deadline of the caller's
 	if _, ok := ctx.Deadline(); !ok {
-		silent = timer.C
+		silence = time.NewTimer(readIdle)
+		defer silence.Stop()
+		silent = silence.C
 	}
 	var msgs []storedMsg
 	for {
 		var m *nats.Msg
 		select {
 		case m = <-answers.ch:
-			timer.Reset(readIdle)
+			if silence != nil {
+				silence.Reset(readIdle)
+			}
 		case <-silent:
 			return nil, fmt.Errorf("read: the server sent nothing for %v: %w", readIdle, context.DeadlineExceeded)
 		case <-ctx.Done():

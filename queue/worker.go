@@ -844,7 +844,7 @@ func (w *Worker) run(ctx context.Context, d delivery) (result []byte, err error)
 
 // keepAlive renews the lease of a job the worker has taken, and its
 // slots under its queue's limits, every third of a lease, from now until
-// the function it returns is called: while the job waits for a free
+// the function it returns is called, once: while the job waits for a free
 // worker, as the jobs taken ahead do, and while it runs. A job that waited
 // unrenewed longer than a lease would be taken by another worker too.
 func (w *Worker) keepAlive(ctx context.Context, d delivery) (stop func()) {
@@ -863,9 +863,8 @@ func (w *Worker) keepAlive(ctx context.Context, d delivery) (stop func()) {
 			}
 		}
 	})
-	var once sync.Once
 	return func() {
-		once.Do(func() { close(done) })
+		close(done)
 		wg.Wait()
 	}
 }
