@@ -243,7 +243,7 @@ func TestJobTakenAheadKeepsItsLease(t *testing.T) {
 		mu.Lock()
 		runs[j.ID]++
 		mu.Unlock()
-		time.Sleep(3 * time.Second) // three leases: the job taken ahead waits that long
+		time.Sleep(6 * time.Second) // three leases: the job taken ahead waits that long
 		return nil, nil
 	}}
 	var ids []string
@@ -255,8 +255,10 @@ func TestJobTakenAheadKeepsItsLease(t *testing.T) {
 		ids = append(ids, id)
 	}
 	// One job at a time each: a worker takes two, runs one, and the other
-	// waits; the second worker would find it when its lease runs out.
-	cfg := queue.WorkerConfig{Concurrency: 1, Lease: time.Second}
+	// waits; the second worker would find it when its lease runs out. (A
+	// lease of 2s: a busy machine may take a second from a job's delivery
+	// to its worker's first look at it, before any renewal.)
+	cfg := queue.WorkerConfig{Concurrency: 1, Lease: 2 * time.Second}
 	queuetest.Work(t, c, cfg, handlers)
 	queuetest.Work(t, c, cfg, handlers)
 	for _, id := range ids {
