@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -12,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/goherd/herd/internal/testutil"
 )
 
 // updateGNU rewrites testdata/gnu-parallel.json from GNU parallel's runs.
@@ -191,14 +194,21 @@ func seq(n int) string {
 // its error output and its exit status.
 func runTool(t *testing.T, dir, name string, args []string, stdin string) string {
 	t.Helper()
-	cmd := exec.Command(name, args...)
+	ctx, cancel := context.WithTimeout(t.Context(), testutil.Backstop)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.WaitDelay = orphanWait // for what the tool leaves running, holding its output
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "HOME="+dir, "SHELL=/bin/sh")
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	status := 0
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Run(); ctx.Err() != nil {
+		t.Fatalf("%s %q did not finish within %v; its error output:\n%s", name, args, testutil.Backstop, errOut.String())
+	} else if errors.Is(err, exec.ErrWaitDelay) {
+		t.Fatalf("%s %q left processes running that held its output", name, args)
+	} else if err != nil {
 		exit, ok := errors.AsType[*exec.ExitError](err)
 		if !ok {
 			t.Fatalf("%s: %v", name, err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -24,10 +23,10 @@ import (
 
 // proc is a herd process under test.
 type proc struct {
-	cmd    *exec.Cmd
-	out    testutil.Buffer
-	errOut testutil.Buffer
-	exited chan struct{}
+	cmd         *exec.Cmd
+	out, errOut *testutil.Pipe
+	exited      chan struct{} // the process has exited and its output has ended
+	left        []string      // what the process left running, holding its output
 }
 
 // startProc starts herd with args in dir; the test kills it at the end if
@@ -37,29 +36,64 @@ func startProc(t *testing.T, dir string, env []string, args ...string) *proc {
 	return startProcIn(t, dir, env, nil, args...)
 }
 
+// orphanWait is how long a process's output may stay open after it exited:
+// the jobs of a herd killed outright (SIGKILL) may run on for a while.
+const orphanWait = 30 * time.Second
+
 // startProcIn is startProc with stdin as the process's standard input.
 func startProcIn(t *testing.T, dir string, env []string, stdin io.Reader, args ...string) *proc {
 	t.Helper()
 	p := &proc{exited: make(chan struct{})}
+	var err error
+	if p.out, err = testutil.NewPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if p.errOut, err = testutil.NewPipe(); err != nil {
+		t.Fatal(err)
+	}
 	p.cmd = exec.Command(herdBinary(t), args...)
 	p.cmd.SysProcAttr = dieWithTests()
 	p.cmd.Dir = dir
 	p.cmd.Stdin = stdin
 	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout = &p.out
-	p.cmd.Stderr = &p.errOut
-	if err := p.cmd.Start(); err != nil {
+	p.cmd.Stdout = p.out.File()
+	p.cmd.Stderr = p.errOut.File()
+	err = p.cmd.Start()
+	p.out.Started()
+	p.errOut.Started()
+	if err != nil {
+		p.out.End(0)
+		p.errOut.End(0)
 		t.Fatal(err)
 	}
 	go func() {
 		p.cmd.Wait()
+		p.left = append(p.out.End(orphanWait), p.errOut.End(orphanWait)...)
 		close(p.exited)
 	}()
 	t.Cleanup(func() {
 		p.cmd.Process.Kill()
 		<-p.exited
+		p.checkLeft(t)
 	})
 	return p
+}
+
+// checkLeft fails the test if the process, once it exited, left processes
+// running that held its output. A herd killed outright cannot stop its
+// jobs' children; that is only logged.
+func (p *proc) checkLeft(t *testing.T) {
+	t.Helper()
+	if len(p.left) == 0 {
+		return
+	}
+	report := t.Errorf
+	if st, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && st.Signaled() && st.Signal() == syscall.SIGKILL {
+		report = t.Logf
+	}
+	report("herd %v exited, and %v later these processes it left still held its output (now killed):\n%s",
+		p.cmd.Args[1:], orphanWait, strings.Join(p.left, "\n"))
+	p.left = nil
 }
 
 // status waits for the process to exit and returns its exit status.
@@ -70,6 +104,7 @@ func (p *proc) status(t *testing.T) int {
 	case <-time.After(testutil.Backstop):
 		t.Fatalf("herd %v did not exit within %v; its error output:\n%s", p.cmd.Args[1:], testutil.Backstop, p.errOut.String())
 	}
+	p.checkLeft(t)
 	return p.cmd.ProcessState.ExitCode()
 }
 
@@ -90,27 +125,18 @@ func (p *proc) waitOutput(t *testing.T, re string) string {
 // its URL.
 func serveQueue(t *testing.T, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(herdBinary(t), append([]string{"queue", "serve", "--listen", "127.0.0.1:0", "--dir", t.TempDir()}, args...)...)
-	cmd.SysProcAttr = dieWithTests()
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var errOut testutil.Buffer
-	cmd.Stderr = &errOut
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
+	p := startProc(t, t.TempDir(), nil, append([]string{"queue", "serve", "--listen", "127.0.0.1:0", "--dir", t.TempDir()}, args...)...)
+	rx := regexp.MustCompile(`serving (\S+)`)
+	var m []string
+	testutil.Eventually(t, "herd queue serve to start", func() bool {
+		select {
+		case <-p.exited:
+			t.Fatalf("herd queue serve exited with status %d; its error output:\n%s", p.cmd.ProcessState.ExitCode(), p.errOut.String())
+		default:
+		}
+		m = rx.FindStringSubmatch(p.out.String())
+		return m != nil
 	})
-	first, err := bufio.NewReader(out).ReadString('\n')
-	m := regexp.MustCompile(`serving (\S+)`).FindStringSubmatch(first)
-	if err != nil || m == nil {
-		t.Fatalf("herd queue serve printed %q (%v); error output:\n%s", first, err, errOut.String())
-	}
-	go io.Copy(io.Discard, out)
 	return m[1]
 }
 

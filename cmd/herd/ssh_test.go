@@ -24,6 +24,7 @@ type sshHosts struct {
 	SSH   string // --ssh: ssh with a config that names the hosts h1, h2 ...
 	Home  string // the home folder of the hosts' sessions
 	sshds []*exec.Cmd
+	logs  []*testutil.Pipe // what each sshd wrote
 }
 
 // startSSHHosts starts n sshd servers on loopback ports, as hosts h1 to
@@ -99,15 +100,25 @@ SetEnv HOME=%s
 			t.Fatal(err)
 		}
 		cmd := exec.Command(sshd, "-D", "-e", "-f", conf)
-		cmd.Stderr = &testutil.Buffer{}
-		if err := cmd.Start(); err != nil {
+		log, err := testutil.NewPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = log.File() // the sessions, sshd's children, write here too
+		err = cmd.Start()
+		log.Started()
+		if err != nil {
+			log.End(0)
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
 			cmd.Process.Kill()
 			cmd.Wait()
+			if left := log.End(orphanWait); len(left) > 0 {
+				t.Errorf("sessions of host h%d still ran %v after the test (now killed):\n%s", i+1, orphanWait, strings.Join(left, "\n"))
+			}
 		})
-		h.sshds = append(h.sshds, cmd)
+		h.sshds, h.logs = append(h.sshds, cmd), append(h.logs, log)
 		client = fmt.Sprintf("Host h%d\n  HostName 127.0.0.1\n  Port %d\n", i+1, port) + client
 	}
 	config := filepath.Join(dir, "ssh_config")
@@ -123,7 +134,7 @@ SetEnv HOME=%s
 				err = fmt.Errorf("it said %q", out)
 			}
 			if err != nil {
-				return fmt.Errorf("%v; sshd said: %s", err, h.sshds[i].Stderr)
+				return fmt.Errorf("%v; sshd said: %s", err, h.logs[i])
 			}
 			return nil
 		})

@@ -3,9 +3,13 @@ package testutil
 import (
 	"errors"
 	"flag"
+	"fmt"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // No binary links the tests' helpers.
@@ -73,5 +77,51 @@ func TestParallel(t *testing.T) {
 	}
 	if got := f.Value.String(); got != want {
 		t.Errorf("-parallel is %s after Parallel(7), want %s", got, want)
+	}
+}
+
+// A Pipe collects a process's output; when the process exits leaving a
+// child that holds its output, End names the child and kills it rather than
+// waiting for it; a process that leaves nothing behind ends at once.
+func TestPipeNamesWhatIsLeft(t *testing.T) {
+	for _, c := range []struct {
+		script string
+		left   bool
+	}{
+		{"echo hi", false},
+		{"sleep 300 & echo hi", true},
+	} {
+		out, err := NewPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("sh", "-c", c.script)
+		cmd.Stdout = out.File()
+		err = cmd.Start()
+		out.Started()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		left := out.End(200 * time.Millisecond)
+		if out.String() != "hi\n" {
+			t.Errorf("%q: the pipe holds %q, want what the shell printed", c.script, out.String())
+		}
+		if !c.left {
+			if left != nil {
+				t.Errorf("%q: End says %q were left, want nothing", c.script, left)
+			}
+			continue
+		}
+		if len(left) != 1 || !strings.Contains(left[0], "sleep 300") {
+			t.Fatalf("%q: End says %q were left, want the sleep", c.script, left)
+		}
+		pid, _ := strconv.Atoi(strings.SplitN(left[0], ":", 2)[0])
+		Eventually(t, "the child left behind to be killed", func() bool {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			return err != nil || strings.Contains(string(b), ") Z ") // gone, or a zombie of init's
+		})
 	}
 }
