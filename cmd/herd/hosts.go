@@ -43,7 +43,7 @@ func runOnHosts(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan o
 	}
 	var jobs string
 	if changed("jobs") || changed("max-procs") {
-		jobs = o.jobs
+		jobs = o.Jobs
 	}
 	delay, err := run.ParseSeconds("--sshdelay", o.sshDelay)
 	if err != nil {
@@ -53,8 +53,8 @@ func runOnHosts(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan o
 		return runKept(ctx, o, r, sigs, out, keeper.Config{Logins: logins, SSH: strings.Fields(o.ssh), Jobs: jobs, Delay: delay, QueueName: o.queueName,
 			Herd: self, Version: releaseVersion(), Lease: hostsLease})
 	}
-	exec := &remote.Executor{QueueName: o.queueName, URL: o.conn.url, Attach: o.attach, HostsStarted: true, Open: o.openQueue,
-		After: o.after, AfterEach: o.afterEach, Key: o.keyTemplate()}
+	exec := &remote.Executor{QueueName: o.queueName, URL: o.conn.url, Attach: o.Attach, HostsStarted: true, Open: o.openQueue,
+		After: o.After, AfterEach: o.AfterEach, Key: o.KeyTemplate()}
 	o.conn.resolve()
 	u, err := url.Parse(strings.Split(o.conn.url, ",")[0])
 	if err != nil || u.Port() == "" {
@@ -87,8 +87,8 @@ func runKept(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.S
 	if err != nil {
 		return err
 	}
-	id := cmp.Or(o.attach, remote.NewRunID())
-	k, err := keeper.Folder(runs, id, o.attach != "")
+	id := cmp.Or(o.Attach, remote.NewRunID())
+	k, err := keeper.Folder(runs, id, o.Attach != "")
 	if err != nil {
 		return err
 	}
@@ -100,15 +100,15 @@ func runKept(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.S
 		cfg.Run, cfg.Parent = id, os.Getpid()
 		started, err := keeper.Start(k.Dir, cfg, cfg.Herd, "run-keeper")
 		if err != nil {
-			if o.attach == "" {
+			if o.Attach == "" {
 				os.RemoveAll(k.Dir)
 			}
 			return err
 		}
 		k = started
 	}
-	exec := &remote.Executor{QueueName: o.queueName, Attach: o.attach, RunID: id, HostsStarted: true,
-		SubmitOnly: o.detach, Out: out}
+	exec := &remote.Executor{QueueName: o.queueName, Attach: o.Attach, RunID: id, HostsStarted: true,
+		SubmitOnly: o.Detach, Out: out}
 	exec.Open = k.Open(id)
 	followCtx, stopFollowing := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -119,7 +119,7 @@ func runKept(ctx context.Context, o *runOptions, r *run.Runner, sigs <-chan os.S
 	status, err := r.Run(ctx, exec, sigs)
 	stopFollowing()
 	wg.Wait()
-	if exec.Detached() || o.detach {
+	if exec.Detached() || o.Detach {
 		return withStatus(status, err) // the keeper sees the run through
 	}
 	k.Stop()

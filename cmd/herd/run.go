@@ -3,20 +3,13 @@ package main
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
-	"regexp"
-	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/goherd/herd/internal/input"
-	"github.com/goherd/herd/internal/replace"
 	"github.com/goherd/herd/internal/run"
 	"github.com/goherd/herd/internal/run/remote"
 	"github.com/spf13/cobra"
@@ -122,103 +115,32 @@ unreadable input file), in which case no job is started.`
 
 // runOptions are herd run's flags.
 type runOptions struct {
-	jobs          string
-	keepOrder     bool
-	argFiles      []string
-	null          bool
-	delim         string
-	colsep        string
-	maxArgs       int
-	exactArgs     int
-	link          bool
-	replaceStr    string
-	raw           bool
-	dryRun        bool
-	shuf          bool
-	delay         string
-	timeout       string
-	retries       int
-	halt          string
-	joblog        string
-	resume        bool
-	resumeFailed  bool
-	retryFailed   bool
-	tag           bool
-	tagString     string
-	lineBuffer    bool
-	ungroup       bool
-	bar           bool
-	eta           bool
-	progress      bool
-	pipe          bool
-	block         string
-	recStart      string
-	recEnd        string
-	shell         string
-	noRunIfEmpty  bool
-	eof           string
-	argSep        string
-	argFileSep    string
-	verbose       bool
-	termseq       string
-	trim          string
-	quote         bool
-	shellQuote    bool
-	xargs         bool
-	multi         bool
-	context       bool
-	maxChars      int
-	maxLines      int
-	plus          bool
-	pipePart      bool
-	cat           bool
-	roundRobin    bool
-	fifo          bool
-	groupBy       string
-	header        string
-	results       string
-	files         bool
-	tty           bool
-	openTTY       bool
-	nice          int
-	env           []string
-	transfer      bool
-	workdir       string
-	sshDelay      string
-	controlMaster bool
-	filterHosts   bool
-	transferFiles []string
-	returnFiles   []string
-	cleanup       bool
-	trc           []string
-	baseFiles     []string
+	run.Options
 	sshLogins     []string
 	sshLoginFiles []string
 	ssh           string
+	sshDelay      string
+	controlMaster bool
+	filterHosts   bool
 	conn          connFlags
 	queueName     string
-	attach        string
-	detach        bool
-	after         []string
-	afterEach     string
-	key           string
 }
 
 func newRunCommand(ctx context.Context, sigs <-chan os.Signal) *cobra.Command {
 	return newRunCommandWith(func(o *runOptions, cmd *cobra.Command, args []string) error {
-		cfg, err := o.plan(args, cmd.Flags().Changed)
+		cfg, err := o.config(args, cmd.Flags().Changed)
 		if err != nil {
 			return err
 		}
 		r := run.New(cfg, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
-		if o.onHosts() || o.attach != "" && o.conn.url == "" {
+		if o.onHosts() || o.Attach != "" && o.conn.url == "" {
 			return runOnHosts(ctx, o, r, sigs, cmd.Flags().Changed, cmd.OutOrStdout())
 		}
 		var exec run.Executor = run.Local{}
 		if o.conn.url != "" {
-			exec = &remote.Executor{Open: o.openQueue, QueueName: o.queueName, URL: o.conn.url, Attach: o.attach,
-				JobsIgnored: cmd.Flags().Changed("jobs"), SubmitOnly: o.detach, Out: cmd.OutOrStdout(),
-				After: o.after, AfterEach: o.afterEach, Key: o.keyTemplate()}
+			exec = &remote.Executor{Open: o.openQueue, QueueName: o.queueName, URL: o.conn.url, Attach: o.Attach,
+				JobsIgnored: cmd.Flags().Changed("jobs"), SubmitOnly: o.Detach, Out: cmd.OutOrStdout(),
+				After: o.After, AfterEach: o.AfterEach, Key: o.KeyTemplate()}
 		}
 		return withStatus(r.Run(ctx, exec, sigs))
 	})
@@ -277,96 +199,96 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 // addJobsFlags adds the flags of how many jobs run at once, and in what
 // order their output comes.
 func (o *runOptions) addJobsFlags(f *pflag.FlagSet) {
-	f.StringVarP(&o.jobs, "jobs", "j", "", "run `N` jobs at once: N, N% of the CPUs, +N or -N CPUs, 0 for as many as possible (default: the number of CPUs)")
-	f.StringVarP(&o.jobs, "max-procs", "P", "", "the same as -j `N`")
-	f.BoolVarP(&o.keepOrder, "keep-order", "k", false, "print the jobs' output in input order")
+	f.StringVarP(&o.Jobs, "jobs", "j", "", "run `N` jobs at once: N, N% of the CPUs, +N or -N CPUs, 0 for as many as possible (default: the number of CPUs)")
+	f.StringVarP(&o.Jobs, "max-procs", "P", "", "the same as -j `N`")
+	f.BoolVarP(&o.KeepOrder, "keep-order", "k", false, "print the jobs' output in input order")
 }
 
 // addInputFlags adds the flags of inputs: where they come from, how they
 // are split and how many go to a job, and how they make the command.
 func (o *runOptions) addInputFlags(f *pflag.FlagSet) {
-	f.StringArrayVarP(&o.argFiles, "arg-file", "a", nil, "read inputs from `FILE` (- is standard input); may be repeated")
-	f.BoolVarP(&o.null, "null", "0", false, "inputs end with a NUL byte, not a newline")
-	f.StringVarP(&o.delim, "delimiter", "d", "", "inputs end with `DELIM` (\\n, \\t, \\0 and \\xHH are understood)")
-	f.StringVar(&o.colsep, "colsep", "", "split each input into columns {1}, {2}, ... at `REGEX`")
-	f.StringVar(&o.trim, "trim", "", "trim white space from inputs (columns with --colsep): `n`, l, r or lr (default: lr with --colsep, else n)")
-	f.BoolVarP(&o.noRunIfEmpty, "no-run-if-empty", "r", false, "skip the inputs that are empty or only white space")
-	f.StringVarP(&o.eof, "eof", "E", "", "end each input source at a value equal to `STR`")
-	f.StringVar(&o.argSep, "arg-sep", ":::", "start a source of values with `SEP` instead of :::")
-	f.StringVar(&o.argFileSep, "arg-file-sep", "::::", "start a source of files with `SEP` instead of ::::")
-	f.IntVarP(&o.maxArgs, "max-args", "n", 0, "give each job up to `N` inputs")
-	f.IntVarP(&o.exactArgs, "max-replace-args", "N", 0, "give each job `N` inputs (with --pipe: N records)")
-	f.IntVarP(&o.maxLines, "max-lines", "L", 0, "give each job `N` input lines (as -n N)")
-	f.VarPF(lValue{&o.maxLines}, "max-lines-l", "l", "-l[N]: as -L N, N 1 if not given or 0 (GNU parallel's old form)").NoOptDefVal = "1"
+	f.StringArrayVarP(&o.ArgFiles, "arg-file", "a", nil, "read inputs from `FILE` (- is standard input); may be repeated")
+	f.BoolVarP(&o.Null, "null", "0", false, "inputs end with a NUL byte, not a newline")
+	f.StringVarP(&o.Delim, "delimiter", "d", "", "inputs end with `DELIM` (\\n, \\t, \\0 and \\xHH are understood)")
+	f.StringVar(&o.ColSep, "colsep", "", "split each input into columns {1}, {2}, ... at `REGEX`")
+	f.StringVar(&o.Trim, "trim", "", "trim white space from inputs (columns with --colsep): `n`, l, r or lr (default: lr with --colsep, else n)")
+	f.BoolVarP(&o.NoRunIfEmpty, "no-run-if-empty", "r", false, "skip the inputs that are empty or only white space")
+	f.StringVarP(&o.EOF, "eof", "E", "", "end each input source at a value equal to `STR`")
+	f.StringVar(&o.ArgSep, "arg-sep", ":::", "start a source of values with `SEP` instead of :::")
+	f.StringVar(&o.ArgFileSep, "arg-file-sep", "::::", "start a source of files with `SEP` instead of ::::")
+	f.IntVarP(&o.MaxArgs, "max-args", "n", 0, "give each job up to `N` inputs")
+	f.IntVarP(&o.ExactArgs, "max-replace-args", "N", 0, "give each job `N` inputs (with --pipe: N records)")
+	f.IntVarP(&o.MaxLines, "max-lines", "L", 0, "give each job `N` input lines (as -n N)")
+	f.VarPF(lValue{&o.MaxLines}, "max-lines-l", "l", "-l[N]: as -L N, N 1 if not given or 0 (GNU parallel's old form)").NoOptDefVal = "1"
 	f.MarkHidden("max-lines-l")
-	f.BoolVar(&o.xargs, "xargs", false, "give each job as many inputs as its command line holds, as xargs does")
-	f.BoolVarP(&o.multi, "multi-args", "m", false, "as --xargs, spreading the inputs evenly over the jobs at once")
-	f.BoolVarP(&o.context, "context-replace", "X", false, "as -m, repeating each word that holds {} for every input (x{}y: x1y x2y)")
-	f.IntVarP(&o.maxChars, "max-chars", "s", 0, "make command lines at most `N` characters long (default: what the system allows)")
-	f.BoolVar(&o.link, "link", false, "pair input sources value by value instead of combining them")
-	f.StringVarP(&o.replaceStr, "replace", "I", "", "use `STR` instead of {} for the whole input")
-	f.StringVarP(&o.replaceStr, "replace-i", "i", "", "-i[STR]: as -I STR, {} if not given (GNU parallel's old form)")
+	f.BoolVar(&o.Xargs, "xargs", false, "give each job as many inputs as its command line holds, as xargs does")
+	f.BoolVarP(&o.Multi, "multi-args", "m", false, "as --xargs, spreading the inputs evenly over the jobs at once")
+	f.BoolVarP(&o.Context, "context-replace", "X", false, "as -m, repeating each word that holds {} for every input (x{}y: x1y x2y)")
+	f.IntVarP(&o.MaxChars, "max-chars", "s", 0, "make command lines at most `N` characters long (default: what the system allows)")
+	f.BoolVar(&o.Link, "link", false, "pair input sources value by value instead of combining them")
+	f.StringVarP(&o.ReplaceStr, "replace", "I", "", "use `STR` instead of {} for the whole input")
+	f.StringVarP(&o.ReplaceStr, "replace-i", "i", "", "-i[STR]: as -I STR, {} if not given (GNU parallel's old form)")
 	f.Lookup("replace-i").NoOptDefVal = "{}"
 	f.MarkHidden("replace-i")
-	f.BoolVar(&o.plus, "plus", false, "add GNU parallel's --plus replacement strings: {+/} {+.} {..} {##} {0#} {:-str} {#re} {%re} {/re/str} ... (see above)")
-	f.StringVar(&o.header, "header", "", "the first value of each input source (with --colsep: its first line) names its inputs, as {name}; with --pipe, the first `N` lines (: for 1) start every block")
-	f.BoolVar(&o.raw, "raw", false, "substitute inputs unquoted, as shell code (unsafe with untrusted input)")
-	f.BoolVarP(&o.quote, "quote", "q", false, "keep each word of COMMAND one word, whatever it holds (it is quoted for the shell)")
-	f.BoolVar(&o.shellQuote, "shellquote", false, "print each input quoted for the shell, and run nothing")
-	f.BoolVar(&o.dryRun, "dry-run", false, "print the commands instead of running them")
-	f.BoolVarP(&o.verbose, "verbose", "t", false, "print each command on standard error as it starts")
-	f.BoolVar(&o.shuf, "shuf", false, "run the jobs in random order (their numbers stay those of the input)")
+	f.BoolVar(&o.Plus, "plus", false, "add GNU parallel's --plus replacement strings: {+/} {+.} {..} {##} {0#} {:-str} {#re} {%re} {/re/str} ... (see above)")
+	f.StringVar(&o.Header, "header", "", "the first value of each input source (with --colsep: its first line) names its inputs, as {name}; with --pipe, the first `N` lines (: for 1) start every block")
+	f.BoolVar(&o.Raw, "raw", false, "substitute inputs unquoted, as shell code (unsafe with untrusted input)")
+	f.BoolVarP(&o.Quote, "quote", "q", false, "keep each word of COMMAND one word, whatever it holds (it is quoted for the shell)")
+	f.BoolVar(&o.ShellQuote, "shellquote", false, "print each input quoted for the shell, and run nothing")
+	f.BoolVar(&o.DryRun, "dry-run", false, "print the commands instead of running them")
+	f.BoolVarP(&o.Verbose, "verbose", "t", false, "print each command on standard error as it starts")
+	f.BoolVar(&o.Shuf, "shuf", false, "run the jobs in random order (their numbers stay those of the input)")
 }
 
 // addControlFlags adds the flags of how the jobs run: their timing,
 // retries, stop conditions and job log.
 func (o *runOptions) addControlFlags(f *pflag.FlagSet) {
-	f.StringVar(&o.delay, "delay", "", "wait `SECS` between job starts")
-	f.StringVar(&o.timeout, "timeout", "", "kill a job after `SECS`, or after N% of the median run time of the jobs so far")
-	f.StringVar(&o.termseq, "termseq", "TERM,200,TERM,100,TERM,50,KILL,25", "kill a job with these signals, each followed by its wait in ms (`SEQ`)")
-	f.IntVar(&o.retries, "retries", 0, "run a failing job up to `N` times in all")
-	f.StringVar(&o.halt, "halt", "", "stop on failures or successes: `never`, now|soon,fail|success|done=N|N% (N% of the jobs finished so far)")
-	f.StringVar(&o.joblog, "joblog", "", "log every finished job to `FILE` in GNU parallel's format (+FILE appends)")
-	f.BoolVar(&o.resume, "resume", false, "with --joblog: skip the jobs already in the job log")
-	f.BoolVar(&o.resumeFailed, "resume-failed", false, "with --joblog: skip the jobs that succeeded, run the failed ones again")
-	f.BoolVar(&o.retryFailed, "retry-failed", false, "with --joblog: run the failed jobs of the job log again, ignoring the command line")
+	f.StringVar(&o.Delay, "delay", "", "wait `SECS` between job starts")
+	f.StringVar(&o.Timeout, "timeout", "", "kill a job after `SECS`, or after N% of the median run time of the jobs so far")
+	f.StringVar(&o.Termseq, "termseq", "TERM,200,TERM,100,TERM,50,KILL,25", "kill a job with these signals, each followed by its wait in ms (`SEQ`)")
+	f.IntVar(&o.Retries, "retries", 0, "run a failing job up to `N` times in all")
+	f.StringVar(&o.Halt, "halt", "", "stop on failures or successes: `never`, now|soon,fail|success|done=N|N% (N% of the jobs finished so far)")
+	f.StringVar(&o.Joblog, "joblog", "", "log every finished job to `FILE` in GNU parallel's format (+FILE appends)")
+	f.BoolVar(&o.Resume, "resume", false, "with --joblog: skip the jobs already in the job log")
+	f.BoolVar(&o.ResumeFailed, "resume-failed", false, "with --joblog: skip the jobs that succeeded, run the failed ones again")
+	f.BoolVar(&o.RetryFailed, "retry-failed", false, "with --joblog: run the failed jobs of the job log again, ignoring the command line")
 }
 
 // addOutputFlags adds the flags of where the jobs' output goes.
 func (o *runOptions) addOutputFlags(f *pflag.FlagSet) {
-	f.BoolVar(&o.tag, "tag", false, "prefix each output line with the job's inputs")
-	f.StringVar(&o.tagString, "tagstring", "", "prefix each output line with `STR` (replacement strings allowed)")
-	f.BoolVar(&o.lineBuffer, "line-buffer", false, "print output line by line as jobs write it")
-	f.BoolVarP(&o.ungroup, "ungroup", "u", false, "let jobs write straight to the output, mixed")
-	f.BoolVar(&o.bar, "bar", false, "show a progress bar on a terminal")
-	f.BoolVar(&o.eta, "eta", false, "show the estimated time left on a terminal")
-	f.BoolVar(&o.progress, "progress", false, "show jobs running and done on a terminal")
+	f.BoolVar(&o.Tag, "tag", false, "prefix each output line with the job's inputs")
+	f.StringVar(&o.TagString, "tagstring", "", "prefix each output line with `STR` (replacement strings allowed)")
+	f.BoolVar(&o.LineBuffer, "line-buffer", false, "print output line by line as jobs write it")
+	f.BoolVarP(&o.Ungroup, "ungroup", "u", false, "let jobs write straight to the output, mixed")
+	f.BoolVar(&o.Bar, "bar", false, "show a progress bar on a terminal")
+	f.BoolVar(&o.ETA, "eta", false, "show the estimated time left on a terminal")
+	f.BoolVar(&o.Progress, "progress", false, "show jobs running and done on a terminal")
 }
 
 // addPipeFlags adds the flags of --pipe: standard input cut into blocks.
 func (o *runOptions) addPipeFlags(f *pflag.FlagSet) {
-	f.BoolVar(&o.pipe, "pipe", false, "split standard input into blocks and give each job one on its standard input")
-	f.BoolVar(&o.pipePart, "pipepart", false, "as --pipe, cutting the files of -a instead of standard input")
-	f.StringVar(&o.groupBy, "group-by", "", "with --pipe: keep the lines with the same value in column `COL` (a number, or a --header name) in one record (columns split at --colsep, else at tabs)")
-	f.BoolVar(&o.roundRobin, "round-robin", false, "with --pipe: start -j jobs once, and give each block to one of them as it reads (with -k: in turn)")
-	f.BoolVar(&o.cat, "cat", false, "with --pipe: give each job its block in a temporary file, named by {}, instead of on its standard input")
-	f.BoolVar(&o.fifo, "fifo", false, "with --pipe: give each job its block through a named pipe, named by {}, instead of on its standard input")
-	f.StringVar(&o.block, "block", "1M", "with --pipe: blocks of about `SIZE` bytes (K, M, G: powers of 1024; k, m, g: of 1000)")
-	f.StringVar(&o.recStart, "recstart", "", "with --pipe: records start with `STR`")
-	f.StringVar(&o.recEnd, "recend", "\n", "with --pipe: records end with `STR`")
+	f.BoolVar(&o.Pipe, "pipe", false, "split standard input into blocks and give each job one on its standard input")
+	f.BoolVar(&o.PipePart, "pipepart", false, "as --pipe, cutting the files of -a instead of standard input")
+	f.StringVar(&o.GroupBy, "group-by", "", "with --pipe: keep the lines with the same value in column `COL` (a number, or a --header name) in one record (columns split at --colsep, else at tabs)")
+	f.BoolVar(&o.RoundRobin, "round-robin", false, "with --pipe: start -j jobs once, and give each block to one of them as it reads (with -k: in turn)")
+	f.BoolVar(&o.Cat, "cat", false, "with --pipe: give each job its block in a temporary file, named by {}, instead of on its standard input")
+	f.BoolVar(&o.Fifo, "fifo", false, "with --pipe: give each job its block through a named pipe, named by {}, instead of on its standard input")
+	f.StringVar(&o.Block, "block", "1M", "with --pipe: blocks of about `SIZE` bytes (K, M, G: powers of 1024; k, m, g: of 1000)")
+	f.StringVar(&o.RecStart, "recstart", "", "with --pipe: records start with `STR`")
+	f.StringVar(&o.RecEnd, "recend", "\n", "with --pipe: records end with `STR`")
 }
 
 // addResultFlags adds the flags of output kept in files, the terminal,
 // niceness, the environment and the shell.
 func (o *runOptions) addResultFlags(f *pflag.FlagSet) {
-	f.StringVar(&o.results, "results", "", "put each job's output in files instead of printing it: a folder `NAME` (GNU parallel's tree: NAME/1/input/stdout, stderr, seq), a NAME with replacement strings (its stdout; NAME.err, NAME.seq), or a table NAME.csv, .tsv or .json")
-	f.StringVar(&o.results, "res", "", "the same as --results `NAME`")
-	f.BoolVar(&o.files, "files", false, "print the name of a file holding each job's output instead of the output (in a temporary folder, or --results')")
-	f.BoolVar(&o.tty, "tty", false, "give the jobs the terminal as standard input; -j1 and --ungroup unless -j or --line-buffer is given")
-	f.BoolVarP(&o.openTTY, "open-tty", "o", false, "give the jobs the terminal as standard input")
-	f.IntVar(&o.nice, "nice", 0, "run the jobs with niceness `N` (on the workers too, with --queue)")
-	f.StringArrayVar(&o.env, "env", nil, "with --queue: give the jobs the value the variable or exported function `NAME` has here; may be repeated (here the jobs have herd's whole environment)")
-	f.StringVar(&o.shell, "shell", "", "the `SHELL` that runs each command (default: $PARALLEL_SHELL, else the shell herd runs from, else /bin/sh)")
+	f.StringVar(&o.Results, "results", "", "put each job's output in files instead of printing it: a folder `NAME` (GNU parallel's tree: NAME/1/input/stdout, stderr, seq), a NAME with replacement strings (its stdout; NAME.err, NAME.seq), or a table NAME.csv, .tsv or .json")
+	f.StringVar(&o.Results, "res", "", "the same as --results `NAME`")
+	f.BoolVar(&o.Files, "files", false, "print the name of a file holding each job's output instead of the output (in a temporary folder, or --results')")
+	f.BoolVar(&o.TTY, "tty", false, "give the jobs the terminal as standard input; -j1 and --ungroup unless -j or --line-buffer is given")
+	f.BoolVarP(&o.OpenTTY, "open-tty", "o", false, "give the jobs the terminal as standard input")
+	f.IntVar(&o.Nice, "nice", 0, "run the jobs with niceness `N` (on the workers too, with --queue)")
+	f.StringArrayVar(&o.Env, "env", nil, "with --queue: give the jobs the value the variable or exported function `NAME` has here; may be repeated (here the jobs have herd's whole environment)")
+	f.StringVar(&o.Shell, "shell", "", "the `SHELL` that runs each command (default: $PARALLEL_SHELL, else the shell herd runs from, else /bin/sh)")
 }
 
 // addHostFlags adds the flags of -S: the jobs on other hosts, and what
@@ -379,16 +301,16 @@ func (o *runOptions) addHostFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.sshDelay, "sshdelay", "", "with -S: wait `SECS` between reaching one host and the next")
 	f.BoolVarP(&o.controlMaster, "controlmaster", "M", false, "accepted for GNU parallel's command lines: herd keeps one ssh session to each host for the whole run, which is what -M saves")
 	f.BoolVar(&o.filterHosts, "filter-hosts", false, "accepted for GNU parallel's command lines: herd says which hosts it cannot reach, and runs the jobs on the others")
-	f.BoolVar(&o.transfer, "transfer", false, "with -S or --queue: take each job's input file to the host that runs it (as --transferfile {})")
-	f.StringArrayVar(&o.transferFiles, "transferfile", nil, "with -S or --queue: take `FILE` (replacement strings allowed) to the host that runs the job")
-	f.StringArrayVar(&o.transferFiles, "tf", nil, "the same as --transferfile `FILE`")
-	f.StringArrayVar(&o.returnFiles, "return", nil, "with -S or --queue: bring `FILE` (replacement strings allowed) back from the host that ran the job")
-	f.BoolVar(&o.cleanup, "cleanup", false, "with -S or --queue: remove the files transferred and returned from the host after each job")
-	f.StringArrayVar(&o.trc, "trc", nil, "the same as --transfer --return `FILE` --cleanup")
-	f.StringArrayVar(&o.baseFiles, "basefile", nil, "with -S or --queue: take `FILE` to each host once, before its first job of the run")
-	f.StringVar(&o.workdir, "workdir", "", "run the jobs in `DIR`, made if need be (replacement strings allowed; on a host, relative to the login folder): . for this folder (on a host, the same path in the home folder), ... for a new folder for each job under ~/.parallel/tmp")
-	f.StringVar(&o.workdir, "wd", "", "the same as --workdir `DIR`")
-	f.StringArrayVar(&o.baseFiles, "bf", nil, "the same as --basefile `FILE`")
+	f.BoolVar(&o.Transfer, "transfer", false, "with -S or --queue: take each job's input file to the host that runs it (as --transferfile {})")
+	f.StringArrayVar(&o.TransferFiles, "transferfile", nil, "with -S or --queue: take `FILE` (replacement strings allowed) to the host that runs the job")
+	f.StringArrayVar(&o.TransferFiles, "tf", nil, "the same as --transferfile `FILE`")
+	f.StringArrayVar(&o.ReturnFiles, "return", nil, "with -S or --queue: bring `FILE` (replacement strings allowed) back from the host that ran the job")
+	f.BoolVar(&o.Cleanup, "cleanup", false, "with -S or --queue: remove the files transferred and returned from the host after each job")
+	f.StringArrayVar(&o.Trc, "trc", nil, "the same as --transfer --return `FILE` --cleanup")
+	f.StringArrayVar(&o.BaseFiles, "basefile", nil, "with -S or --queue: take `FILE` to each host once, before its first job of the run")
+	f.StringVar(&o.Workdir, "workdir", "", "run the jobs in `DIR`, made if need be (replacement strings allowed; on a host, relative to the login folder): . for this folder (on a host, the same path in the home folder), ... for a new folder for each job under ~/.parallel/tmp")
+	f.StringVar(&o.Workdir, "wd", "", "the same as --workdir `DIR`")
+	f.StringArrayVar(&o.BaseFiles, "bf", nil, "the same as --basefile `FILE`")
 }
 
 // addQueueFlags adds the flags of --queue: the jobs on the workers of a queue.
@@ -396,273 +318,11 @@ func (o *runOptions) addQueueFlags(f *pflag.FlagSet) {
 	o.conn.add(f, false)
 	f.Lookup("queue").Usage = "run the jobs on the herd work processes of the queue at `URL`[,URL...] (see above)"
 	f.StringVar(&o.queueName, "queue-name", "default", "with --queue: put the jobs on the queue of this `NAME`")
-	f.StringVar(&o.attach, "attach", "", "show the output of the earlier run `ID` (as it finishes) of --queue, or of -S on this machine, instead of starting one")
-	f.BoolVar(&o.detach, "detach", false, "with --queue, or -S without it: put the jobs on the queue, print the run's id alone, and exit without waiting for them (-S: the run's keeper sees them done)")
-	f.StringSliceVar(&o.after, "after", nil, "with --queue: start no job before every job of the earlier runs `RUN`[,RUN...] has succeeded; if one fails, this run's jobs do not run")
-	f.StringVar(&o.afterEach, "after-each", "", "with --queue: start job N once job N of the earlier run `RUN` has succeeded (the runs must have as many jobs)")
-	f.StringVar(&o.key, "key", "", "with --queue: each job's key, for the queue's --key-concurrency limit (herd queue limit); replacement strings allowed, as `STR` {1}")
-}
-
-// plan checks the options and arguments and turns them into the run's
-// configuration.
-func (o runOptions) plan(args []string, changed func(string) bool) (*run.Config, error) {
-	command, sources, err := input.Split(args, input.Separators{Args: o.argSep, Files: o.argFileSep})
-	if err != nil {
-		return nil, err
-	}
-	if err := firstBroken([]rule{
-		{o.pipePart && (len(sources) > 0 || len(o.argFiles) == 0), "--pipepart cuts the files of -a: give -a FILE, and no ::: or :::: inputs"},
-	}); err != nil {
-		return nil, err
-	}
-	parts := o.argFiles
-	if o.pipePart {
-		o.pipe, o.argFiles = true, nil // the files are --pipe's, not inputs
-	}
-	if err := firstBroken(o.rules(len(command) > 0, len(sources) > 0 || len(o.argFiles) > 0, changed)); err != nil {
-		return nil, err
-	}
-	cfg := &run.Config{Raw: o.raw, ShellQuote: o.shellQuote, Shell: cmp.Or(o.shell, defaultShell(o.conn.url != "" || o.onHosts())), Shuf: o.shuf, DryRun: o.dryRun, KeepOrder: o.keepOrder, Verbose: o.verbose,
-		SkipEmpty: o.noRunIfEmpty, NoArgs: (changed("max-args") && o.maxArgs == 0) || (changed("max-replace-args") && o.exactArgs == 0),
-		Tag: o.tag, TagString: o.tagString, LineBuffer: o.lineBuffer, Ungroup: o.ungroup,
-		Bar: o.bar, ETA: o.eta, Progress: o.progress, Attempts: max(o.retries, 1),
-		Joblog: strings.TrimPrefix(o.joblog, "+"), AppendLog: strings.HasPrefix(o.joblog, "+"),
-		Resume: o.resume, ResumeFailed: o.resumeFailed, RetryFailed: o.retryFailed}
-	ropts := replace.Options{Input: o.replaceStr, Plus: o.plus}
-	template, err := o.planCommand(cfg, command, ropts)
-	if err != nil {
-		return nil, err
-	}
-	if err := o.planTimes(cfg); err != nil {
-		return nil, err
-	}
-	if err := o.planInputs(cfg, sources, template, changed); err != nil {
-		return nil, err
-	}
-	if err := o.planBlocks(cfg, parts, changed); err != nil {
-		return nil, err
-	}
-	if err := o.planOutput(cfg, ropts, changed); err != nil {
-		return nil, err
-	}
-	o.planFiles(cfg, ropts)
-	if err := o.planHeader(cfg); err != nil {
-		return nil, err
-	}
-	return cfg, nil
-}
-
-// planCommand parses the command into the template of the jobs' command
-// lines, with -q, -X, -m, --xargs, -s and --tagstring.
-func (o runOptions) planCommand(cfg *run.Config, command []string, ropts replace.Options) (*replace.Template, error) {
-	if len(command) == 0 && !o.retryFailed && o.attach == "" && !o.shellQuote {
-		// No command: each input is one, as GNU parallel runs it, unquoted.
-		command, cfg.Raw = []string{ropts.Input}, true
-		if command[0] == "" {
-			command[0] = "{}"
-		}
-	}
-	template := replace.Parse(strings.Join(command, " "), ropts)
-	switch {
-	case o.quote:
-		template = replace.ParseWords(command, ropts)
-	case o.context:
-		template = replace.ParseContext(strings.Join(command, " "), ropts)
-	}
-	if err := template.Err(); err != nil {
-		return nil, fmt.Errorf("--plus: %w", err)
-	}
-	if err := firstBroken([]rule{
-		{perlExpr.MatchString(template.String()), "{= perl expression =}: herd runs no Perl; --plus has replacement strings for most of what these do ({#re} {%re} {/re/str} {:n:m} ...), or let the command's shell compute it"},
-		{o.pipe && template.NeedsTotal(), "{##} and {0#} need the number of jobs before the first starts: they do not go with --pipe"},
-	}); err != nil {
-		return nil, err
-	}
-	switch {
-	case o.xargs:
-		cfg.Multi = "xargs"
-	case o.multi:
-		cfg.Multi = "m"
-	case o.context:
-		cfg.Multi = "X"
-	}
-	cfg.MaxChars = o.maxChars
-	if o.attach == "" {
-		cfg.Template = template // an attached run's jobs are those on the queue
-	}
-	if o.tagString != "" {
-		cfg.TagTmpl = replace.Parse(o.tagString, ropts)
-		if err := cfg.TagTmpl.Err(); err != nil {
-			return nil, fmt.Errorf("--tagstring: %w", err)
-		}
-	}
-	return template, nil
-}
-
-// planBlocks reads --pipe and --pipepart (whose files are parts), and how
-// each job gets its block.
-func (o runOptions) planBlocks(cfg *run.Config, parts []string, changed func(string) bool) error {
-	if !o.pipe {
-		return nil
-	}
-	var err error
-	if cfg.Pipe, err = o.planPipe(changed); err != nil {
-		return err
-	}
-	if o.pipePart {
-		cfg.Pipe.Part = parts
-	}
-	cfg.Pipe.RoundRobin = o.roundRobin
-	switch {
-	case o.cat:
-		cfg.Pass = "cat"
-	case o.fifo:
-		cfg.Pass = "fifo"
-	}
-	return nil
-}
-
-// planHeader reads --header: lines that start every block with --pipe, or
-// else the first value of each input source naming its inputs.
-func (o runOptions) planHeader(cfg *run.Config) error {
-	if o.header == "" {
-		return nil
-	}
-	var err error
-	if cfg.Pipe != nil {
-		cfg.Pipe.Header, err = run.HeaderLines(o.header)
-	} else {
-		_, err = run.HeaderLines(o.header) // its first line, whatever N: as GNU parallel reads it
-		cfg.Input.Header = true
-	}
-	return err
-}
-
-// A rule is a way options can go wrong together: broken says whether they
-// do, and msg what is wrong.
-type rule struct {
-	broken bool
-	msg    string
-}
-
-// firstBroken returns the first broken rule's message, as an error.
-func firstBroken(rules []rule) error {
-	for _, r := range rules {
-		if r.broken {
-			return errors.New(r.msg)
-		}
-	}
-	return nil
-}
-
-// rules are the ways herd run's options exclude or need each other, in
-// the order they are checked.
-func (o runOptions) rules(hasCommand, hasInputs bool, changed func(string) bool) []rule {
-	queued, attach := o.conn.url != "", o.attach != ""
-	resuming := o.resume || o.resumeFailed || o.retryFailed
-	return []rule{
-		{!queued && (o.conn.used(changed) || changed("queue-name")), "--queue-name and the options to log in to a queue need --queue URL"},
-		{!queued && !o.onHosts() && o.detach, "--detach needs --queue URL or -S HOSTS: the workers that see the run through"},
-		{queued && o.onHosts() && o.detach, "--detach with -S and --queue: the hosts' workers stop when herd run ends; start herd work on them to see a detached run through"},
-		{!queued && (len(o.after) > 0 || o.afterEach != ""), "--after and --after-each need --queue URL, where the runs they name are (a run of -S without it has a queue of its own)"},
-		{!queued && o.key != "", "--key needs --queue URL: it is for the limits of the queue's workers (herd queue limit)"},
-		{attach && o.key != "", "--attach shows an earlier run: --key does not go with it"},
-		{attach && (o.detach || len(o.after) > 0 || o.afterEach != ""), "--attach shows an earlier run: --detach, --after and --after-each do not go with it"},
-		{attach && (hasCommand || hasInputs), "--attach shows an earlier run: give no command or inputs"},
-		{attach && (resuming || o.dryRun), "--attach shows an earlier run: --resume, --resume-failed, --retry-failed and --dry-run do not go with it"},
-		{queued && (o.lineBuffer || o.ungroup), "with --queue, each job's output comes back whole when it ends: --line-buffer and --ungroup do not go with it"},
-		{queued && o.delay != "", "--delay does not go with --queue: the workers start jobs as they take them"},
-		{queued && strings.HasSuffix(o.timeout, "%"), "--timeout N% does not go with --queue: give the time limit in seconds"},
-		{queued && o.pipe && changed("block") && parsesOver(o.block, maxRemoteBlock), fmt.Sprintf("--block %s: with --queue, a block goes in a message of the queue: at most 512k", o.block)},
-		{!hasCommand && o.pipe, "--pipe gives each block to a command: give one"},
-		{o.retries < 0, fmt.Sprintf("--retries %d: want a number of attempts, 1 or more", o.retries)},
-		{o.maxArgs < 0 || o.exactArgs < 0, fmt.Sprintf("-n %d, -N %d: want a positive number of inputs", o.maxArgs, o.exactArgs)},
-		{o.ungroup && o.lineBuffer, "--ungroup and --line-buffer: choose one"},
-		{o.ungroup && (o.tag || o.tagString != ""), "--tag and --tagstring need whole lines: they do not go with --ungroup"},
-		{resuming && strings.TrimPrefix(o.joblog, "+") == "", "--resume, --resume-failed and --retry-failed need --joblog FILE"},
-		{o.resume && o.resumeFailed, "--resume and --resume-failed: choose one"},
-		{o.retryFailed && (hasCommand || hasInputs), "--retry-failed runs the failed commands of the job log: give no command or inputs"},
-		{o.null && changed("delimiter"), "-0 and -d: choose one"},
-		{o.pipe && hasInputs, "--pipe reads standard input: give no ::: or :::: inputs or -a"},
-		{o.argSep == "" || o.argFileSep == "" || o.argSep == o.argFileSep, "--arg-sep and --arg-file-sep must be two different words"},
-		{boolCount(o.xargs, o.multi, o.context) > 1, "--xargs, -m and -X: choose one"},
-		{(o.xargs || o.multi || o.context) && (o.maxArgs != 0 || o.exactArgs != 0 || o.maxLines != 0 || o.pipe), "--xargs, -m and -X fill each command line: they do not go with -n, -N, -L or --pipe"},
-		{o.maxChars < 0 || o.maxLines < 0, "-s and -L: want a positive number"},
-		{(o.cat || o.fifo) && !o.pipe, "--cat and --fifo give each job its --pipe block in a file: they need --pipe or --pipepart"},
-		{o.cat && o.fifo, "--cat and --fifo: choose one"},
-		{o.onHosts() && queued && (o.conn.user != "" || o.conn.password != "" || o.conn.creds != "" || o.conn.tlsCA != "" || o.conn.tlsCert != ""),
-			"-S reaches --queue through ssh tunnels, with no login or a --token: --user, --password, --creds and TLS do not go with it yet"},
-		{o.onHosts() && (o.tty || o.openTTY || o.roundRobin || o.cat || o.fifo || o.lineBuffer || o.ungroup || o.delay != "" || strings.HasSuffix(o.timeout, "%")),
-			"with -S, jobs run as they do with --queue: --tty, --round-robin, --cat, --fifo, --line-buffer, --ungroup, --delay and --timeout N% do not go with it"},
-		{!o.onHosts() && (changed("ssh") || changed("sshdelay")), "--ssh and --sshdelay say how to reach the hosts of -S: give -S"},
-		{o.roundRobin && !o.pipe, "--round-robin hands out --pipe blocks: it needs --pipe"},
-		{o.roundRobin && (o.cat || o.fifo || queued), "--round-robin gives blocks to running jobs on their standard input, here: --cat, --fifo and --queue do not go with it"},
-		{(o.results != "" || o.files) && (o.ungroup || o.lineBuffer), "--results and --files take each job's output whole: they do not go with --ungroup or --line-buffer"},
-		{queued && (o.tty || o.openTTY), "--tty: jobs on a queue run where there is no terminal"},
-		{slices.Contains(o.env, "_"), "--env _ (every variable not in ~/.parallel/ignored_vars) is not supported: name the variables and functions"},
-	}
-}
-
-// planOutput reads --results, --files, --tty, --nice and --env.
-func (o runOptions) planOutput(cfg *run.Config, ropts replace.Options, changed func(string) bool) error {
-	switch ext := filepath.Ext(o.results); {
-	case o.results == "" && o.files:
-		cfg.Results = &run.Results{Files: true}
-	case o.results == "":
-	case ext == ".csv" || ext == ".tsv" || ext == ".json":
-		cfg.Results = &run.Results{Table: o.results, Files: o.files}
-	default:
-		name := replace.Parse(o.results, ropts)
-		if err := name.Err(); err != nil {
-			return fmt.Errorf("--results: %w", err)
-		}
-		cfg.Results = &run.Results{Dir: o.results, Files: o.files}
-		if name.HasReplacement() {
-			cfg.Results = &run.Results{Name: name, Files: o.files}
-		}
-	}
-	cfg.TTY = o.tty || o.openTTY
-	if o.tty {
-		if !changed("jobs") && !changed("max-procs") {
-			cfg.Jobs = 1
-		}
-		cfg.Ungroup = !o.lineBuffer
-	}
-	cfg.Nice = o.nice
-	for _, name := range o.env {
-		if v, ok := os.LookupEnv(name); ok {
-			cfg.Env = append(cfg.Env, name+"="+v)
-		} else if f, ok := os.LookupEnv("BASH_FUNC_" + name + "%%"); ok {
-			cfg.Env = append(cfg.Env, "BASH_FUNC_"+name+"%%="+f)
-		} // unset here: unset there, as GNU parallel has it
-	}
-	return nil
-}
-
-// planFiles reads --transfer, --transferfile, --return, --cleanup, --trc
-// and --basefile: what goes with each job to the host that runs it.
-func (o runOptions) planFiles(cfg *run.Config, ropts replace.Options) {
-	transfers := o.transferFiles
-	if o.transfer || len(o.trc) > 0 {
-		transfers = append([]string{"{}"}, transfers...)
-	}
-	for _, t := range transfers {
-		cfg.Transfer = append(cfg.Transfer, replace.Parse(t, ropts))
-	}
-	for _, r := range slices.Concat(o.returnFiles, o.trc) {
-		cfg.Return = append(cfg.Return, replace.Parse(r, ropts))
-	}
-	cfg.BaseFiles = o.baseFiles
-	cfg.Cleanup = o.cleanup || len(o.trc) > 0
-	switch o.workdir {
-	case "":
-	case ".":
-		cfg.Workdir.Here = true
-	case "...":
-		cfg.Workdir.Temp = true
-	default:
-		cfg.Workdir.Dir = replace.Parse(o.workdir, ropts)
-	}
+	f.StringVar(&o.Attach, "attach", "", "show the output of the earlier run `ID` (as it finishes) of --queue, or of -S on this machine, instead of starting one")
+	f.BoolVar(&o.Detach, "detach", false, "with --queue, or -S without it: put the jobs on the queue, print the run's id alone, and exit without waiting for them (-S: the run's keeper sees them done)")
+	f.StringSliceVar(&o.After, "after", nil, "with --queue: start no job before every job of the earlier runs `RUN`[,RUN...] has succeeded; if one fails, this run's jobs do not run")
+	f.StringVar(&o.AfterEach, "after-each", "", "with --queue: start job N once job N of the earlier run `RUN` has succeeded (the runs must have as many jobs)")
+	f.StringVar(&o.Key, "key", "", "with --queue: each job's key, for the queue's --key-concurrency limit (herd queue limit); replacement strings allowed, as `STR` {1}")
 }
 
 // gnuAliases are the other names GNU parallel 20221122 takes for herd
@@ -816,139 +476,31 @@ func (v lValue) Set(s string) error {
 	return nil
 }
 
-// perlExpr matches GNU parallel's {= perl expression =} and {n= ... =}.
-var perlExpr = regexp.MustCompile(`\{-?[0-9]*=.*=\}`)
-
-// keyTemplate is --key, parsed; nil if not given.
-func (o *runOptions) keyTemplate() *replace.Template {
-	if o.key == "" {
-		return nil
+// config fills in the options only the command line and the environment
+// know, and makes the run's configuration.
+func (o *runOptions) config(args []string, changed func(string) bool) (*run.Config, error) {
+	o.Queued, o.OnHosts = o.conn.url != "", o.onHosts()
+	o.QueueLogin = o.conn.used(changed) || changed("queue-name")
+	o.QueueCredentials = o.conn.user != "" || o.conn.password != "" || o.conn.creds != "" || o.conn.tlsCA != "" || o.conn.tlsCert != ""
+	if o.Shell == "" {
+		o.Shell = defaultShell(o.Queued || o.OnHosts)
 	}
-	return replace.Parse(o.key, replace.Options{Input: o.replaceStr, Plus: o.plus})
+	cfg, err := o.Options.Config(args, changed)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range o.Env {
+		if v, ok := os.LookupEnv(name); ok {
+			cfg.Env = append(cfg.Env, name+"="+v)
+		} else if f, ok := os.LookupEnv("BASH_FUNC_" + name + "%%"); ok {
+			cfg.Env = append(cfg.Env, "BASH_FUNC_"+name+"%%="+f)
+		} // unset here: unset there, as GNU parallel has it
+	}
+	return cfg, nil
 }
 
 // onHosts reports whether the jobs run on the hosts of -S.
 func (o runOptions) onHosts() bool { return len(o.sshLogins)+len(o.sshLoginFiles) > 0 }
-
-// boolCount is how many of bs are true.
-func boolCount(bs ...bool) int {
-	n := 0
-	for _, b := range bs {
-		if b {
-			n++
-		}
-	}
-	return n
-}
-
-// parsesOver reports whether size is a size above limit.
-func parsesOver(size string, limit int64) bool {
-	n, err := run.ParseSize("", size)
-	return err == nil && n > limit
-}
-
-// planTimes reads -j, --delay, --timeout and --halt.
-func (o runOptions) planTimes(cfg *run.Config) error {
-	var err error
-	if cfg.Jobs, err = run.ParseJobs(o.jobs, runtime.NumCPU()); err != nil {
-		return err
-	}
-	if cfg.Delay, err = run.ParseSeconds("--delay", o.delay); err != nil {
-		return err
-	}
-	if before, ok := strings.CutSuffix(o.timeout, "%"); ok {
-		pc, err := strconv.ParseFloat(before, 64)
-		if err != nil || pc <= 0 || math.IsInf(pc, 0) {
-			return fmt.Errorf("--timeout %q: want seconds or a positive percentage like 200%%", o.timeout)
-		}
-		cfg.TimeoutPercent = pc
-	} else if cfg.Timeout, err = run.ParseSeconds("--timeout", o.timeout); err != nil {
-		return err
-	}
-	if cfg.Halt, err = run.ParseHalt(o.halt); err != nil {
-		return err
-	}
-	cfg.TermSeq, err = run.ParseTermSeq(o.termseq)
-	return err
-}
-
-// planInputs reads the input sources and how they are split.
-func (o runOptions) planInputs(cfg *run.Config, sources []input.Source, template *replace.Template, changed func(string) bool) error {
-	for _, f := range o.argFiles {
-		sources = append(sources, input.Source{Path: f})
-	}
-	cfg.Input = input.Config{Sources: sources, Link: o.link, MaxArgs: max(o.maxArgs, o.exactArgs, o.maxLines), EOF: o.eof, Trim: o.trim}
-	switch o.trim {
-	case "":
-		if o.colsep != "" {
-			cfg.Input.Trim = "lr" // GNU parallel trims columns unless told not to
-		}
-	case "n", "l", "r", "lr", "rl":
-	default:
-		return fmt.Errorf("--trim %q: want n, l, r or lr", o.trim)
-	}
-	var err error
-	switch {
-	case o.null:
-		cfg.Input.Delim = "\x00"
-	case changed("delimiter"):
-		if cfg.Input.Delim, err = run.Unescape(o.delim); err != nil || cfg.Input.Delim == "" {
-			return fmt.Errorf("-d %q: want a delimiter such as , or \\t or \\0", o.delim)
-		}
-	}
-	if o.colsep != "" {
-		if cfg.Input.ColSep, err = regexp.Compile(o.colsep); err != nil {
-			return fmt.Errorf("--colsep %q: %v", o.colsep, err)
-		}
-	}
-	if o.exactArgs == 0 && o.maxArgs == 0 && !o.xargs && !o.multi && !o.context && template.MaxPos() > 1 && len(sources) <= 1 && o.colsep == "" {
-		// {2} and up with one source: GNU parallel reads that many per job.
-		cfg.Input.MaxArgs = template.MaxPos()
-	}
-	return nil
-}
-
-// planPipe reads how --pipe cuts standard input into blocks.
-func (o runOptions) planPipe(changed func(string) bool) (*run.Pipe, error) {
-	block := o.block
-	if o.conn.url != "" && !changed("block") {
-		block = "256k" // a block goes in a message of the queue
-	}
-	p := &run.Pipe{Records: o.exactArgs}
-	var err error
-	if n, ok := strings.CutPrefix(block, "-"); ok && o.pipePart {
-		// --block -N: each file in N parts per job slot.
-		if p.Parts, err = strconv.Atoi(n); err != nil || p.Parts < 1 {
-			return nil, fmt.Errorf("--block %s: want a size, or with --pipepart -N for N parts per job slot", block)
-		}
-	} else if p.Block, err = run.ParseSize("--block", block); err != nil {
-		return nil, err
-	}
-	if p.RecStart, err = run.Unescape(o.recStart); err != nil {
-		return nil, fmt.Errorf("--recstart %q: %v", o.recStart, err)
-	}
-	if p.RecEnd, err = run.Unescape(o.recEnd); err != nil {
-		return nil, fmt.Errorf("--recend %q: %v", o.recEnd, err)
-	}
-	if o.groupBy != "" {
-		p.GroupSep = regexp.MustCompile("\t")
-		if o.colsep != "" {
-			if p.GroupSep, err = regexp.Compile(o.colsep); err != nil {
-				return nil, fmt.Errorf("--colsep %q: %v", o.colsep, err)
-			}
-		}
-		if p.GroupBy, err = strconv.Atoi(o.groupBy); err != nil {
-			p.GroupBy, p.GroupName = 0, o.groupBy
-		} else if p.GroupBy < 1 {
-			return nil, fmt.Errorf("--group-by %s: want a column number (1 is the first) or a --header name", o.groupBy)
-		}
-	}
-	return p, nil
-}
-
-// maxRemoteBlock is the biggest --pipe block herd run --queue sends: it
-// goes in a NATS message (1MiB by default) with the rest of the job.
-const maxRemoteBlock = 512 << 10
 
 // defaultShell is the shell that runs the jobs when --shell is not given,
 // as GNU parallel picks it: $PARALLEL_SHELL; else the shell herd was

@@ -16,7 +16,7 @@ func TestPlan(t *testing.T) {
 	t.Parallel()
 	plan := func(args ...string) (cfg *run.Config, err error) {
 		cmd := newRunCommandWith(func(o *runOptions, cmd *cobra.Command, args []string) error {
-			cfg, err = o.plan(args, cmd.Flags().Changed)
+			cfg, err = o.config(args, cmd.Flags().Changed)
 			return nil
 		})
 		cmd.SetArgs(args)
