@@ -4,10 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
-	"text/tabwriter"
 	"time"
 
+	"github.com/goherd/herd/internal/queueadmin"
 	"github.com/goherd/herd/queue"
 	"github.com/spf13/cobra"
 )
@@ -27,33 +26,11 @@ queue limit), with how many of its jobs run under a --concurrency limit and how 
 workers hold, waiting for a slot (the queue's other jobs not started wait in it).`,
 		Args: cobra.NoArgs,
 	}, func(c *queue.Client, out io.Writer, _ []string, asJSON bool) error {
-		st, err := queueStats(ctx, c, interval)
+		st, err := queueadmin.ReadStats(ctx, c, interval)
 		if err != nil {
 			return err
 		}
-		if asJSON {
-			return writeJSON(out, st)
-		}
-		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "QUEUE\tPRIORITY\tWAITING\tIN FLIGHT\tSETTLED/S\tDELIVERED\tREDELIVERED\tIDLE FETCHES")
-		for _, q := range st.Queues {
-			name := q.Queue
-			if q.Paused {
-				name += " (paused)"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1f\t%d\t%d\t%d\n", name, q.Priority, q.Waiting, q.InFlight,
-				q.SettledPerSecond, q.Delivered, q.Redelivered, q.IdleFetches)
-		}
-		tw.Flush()
-		fmt.Fprintf(out, "\nwaiting for their parents: %d   dead jobs: %d   job records kept: %d\n", st.Pending, st.Dead, st.Records)
-		for _, l := range st.Limits {
-			fmt.Fprintf(out, "limits of queue %s: %s", l.Queue, l.Limits)
-			if l.Concurrency > 0 {
-				fmt.Fprintf(out, "; %d running", l.Running)
-			}
-			fmt.Fprintf(out, "; %d held by workers for a slot\n", l.Held)
-		}
-		return nil
+		return queueadmin.WriteStats(out, st, asJSON)
 	})
 	cmd.Flags().DurationVar(&interval, "interval", time.Second, "measure the rates over this long (0: no rates)")
 	return cmd
@@ -73,7 +50,7 @@ func newLsCommand(ctx context.Context) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		return writeInfos(out, infos, asJSON)
+		return queueadmin.WriteInfos(out, infos, asJSON)
 	})
 	cmd.Flags().StringVar(&o.name, "queue-name", "", "only the queue of this `NAME` (default: every queue)")
 	cmd.Flags().IntVar(&o.limit, "limit", 100, "show at most `N` jobs")
@@ -90,11 +67,7 @@ func newInspectCommand(ctx context.Context) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if asJSON {
-			return writeJSON(out, info)
-		}
-		writeInfo(out, info)
-		return nil
+		return queueadmin.WriteInfo(out, info, asJSON)
 	})
 }
 
@@ -108,7 +81,7 @@ func newDeadCommand(ctx context.Context) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		return writeInfos(out, infos, asJSON)
+		return queueadmin.WriteInfos(out, infos, asJSON)
 	})
 }
 
@@ -126,24 +99,7 @@ to 20 seconds.`,
 		if err != nil {
 			return err
 		}
-		if asJSON {
-			return writeJSON(out, ws)
-		}
-		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "WORKER\tHOST\tQUEUES\tRUNNING\tDONE\tSEEN\tJOBS")
-		for _, w := range ws {
-			id := w.ID
-			if w.Draining {
-				id += " (draining)"
-			}
-			var jobs []string
-			for _, j := range w.Running {
-				jobs = append(jobs, fmt.Sprintf("%s (%s)", j.ID, time.Since(j.Since).Round(time.Second)))
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%s ago\t%s\n", id, w.Host, strings.Join(w.Queues, ","), len(w.Running), w.Concurrency,
-				w.Done, time.Since(w.Seen).Round(time.Second), strings.Join(jobs, " "))
-		}
-		return tw.Flush()
+		return queueadmin.WriteWorkers(out, ws, asJSON)
 	})
 }
 
@@ -224,31 +180,7 @@ func newPurgeCommand(ctx context.Context) *cobra.Command {
 with their records. Running jobs finish. Nothing is removed without --yes.`,
 		Args: cobra.NoArgs,
 	}, &o.conn, func(c *queue.Client, out io.Writer, _ []string) error {
-		if !o.yes {
-			// Count from the queue's figures: listing every job would
-			// read each one's record.
-			st, err := c.Stats(ctx)
-			if err != nil {
-				return err
-			}
-			var n uint64
-			for _, q := range st.Queues {
-				if o.name == "" || q.Queue == o.name {
-					n += q.Waiting + uint64(q.InFlight)
-				}
-			}
-			if n == 0 {
-				fmt.Fprintln(out, "no jobs waiting: nothing to remove")
-				return nil
-			}
-			return fmt.Errorf("this would remove %d jobs: say --yes to remove them", n)
-		}
-		n, err := c.Purge(ctx, o.name)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "removed %d jobs\n", n)
-		return nil
+		return queueadmin.Purge(ctx, c, out, o.name, o.yes)
 	})
 	cmd.Flags().StringVar(&o.name, "queue-name", "", "only the queue of this `NAME` (default: every queue)")
 	cmd.Flags().BoolVar(&o.yes, "yes", false, "really remove the jobs")
@@ -269,14 +201,6 @@ the queue's files damaged or not closed cleanly; run it by hand for a queue on a
 NATS server after its files were damaged. It reads every record.`,
 		Args: cobra.NoArgs,
 	}, new(connFlags), func(c *queue.Client, out io.Writer, _ []string) error {
-		ids, err := c.Repair(ctx)
-		for _, id := range ids {
-			fmt.Fprintf(out, "%s: put back\n", id)
-		}
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "%d jobs put back\n", len(ids))
-		return nil
+		return queueadmin.Repair(ctx, c, out)
 	})
 }

@@ -1,15 +1,14 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
+	"github.com/goherd/herd/internal/queueadmin"
 	"github.com/goherd/herd/internal/run/remote"
 	"github.com/goherd/herd/queue"
 	"github.com/spf13/cobra"
@@ -87,21 +86,7 @@ func newCronLsCommand(ctx context.Context) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if asJSON {
-			return writeJSON(out, orEmpty(scheds))
-		}
-		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tSPEC\tQUEUE\tNEXT RUN\tCOMMAND")
-		for _, s := range scheds {
-			next, _ := s.NextTick(time.Now())
-			line := s.Kind
-			var cj remote.Job
-			if s.Kind == remote.Kind && json.Unmarshal(s.Payload, &cj) == nil {
-				line = cj.Line
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, s.Spec, cmp.Or(s.Options.Queue, "default"), next.Local().Format(time.DateTime), line)
-		}
-		return tw.Flush()
+		return queueadmin.WriteSchedules(out, scheds, asJSON)
 	})
 }
 

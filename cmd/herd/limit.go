@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
-	"slices"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/goherd/herd/internal/queueadmin"
 	"github.com/goherd/herd/queue"
 )
 
@@ -69,7 +67,7 @@ func (o *limitOptions) limit(ctx context.Context, c *queue.Client, out io.Writer
 		if o.clear {
 			return errors.New("--clear: name the queue")
 		}
-		return writeLimits(out, all, o.json)
+		return queueadmin.WriteLimits(out, all, o.json)
 	}
 	name, l := args[0], all[args[0]]
 	changing := set("concurrency") || set("rate") || set("burst") || set("key-concurrency")
@@ -79,7 +77,7 @@ func (o *limitOptions) limit(ctx context.Context, c *queue.Client, out io.Writer
 	case o.clear:
 		l = queue.Limits{}
 	case !changing:
-		return writeLimits(out, map[string]queue.Limits{name: l}, o.json)
+		return queueadmin.WriteLimits(out, map[string]queue.Limits{name: l}, o.json)
 	default:
 		if l, err = o.apply(l, set); err != nil {
 			return err
@@ -89,7 +87,7 @@ func (o *limitOptions) limit(ctx context.Context, c *queue.Client, out io.Writer
 		return err
 	}
 	if o.json {
-		return writeJSON(out, l)
+		return queueadmin.WriteJSON(out, l)
 	}
 	fmt.Fprintf(out, "queue %s: %s\n", name, l)
 	return nil
@@ -124,21 +122,4 @@ func (o *limitOptions) apply(l queue.Limits, set func(string) bool) (queue.Limit
 		l.Burst = 0 // no rate, no burst
 	}
 	return l, nil
-}
-
-// writeLimits prints the limits of queues, by name.
-func writeLimits(out io.Writer, all map[string]queue.Limits, asJSON bool) error {
-	if asJSON {
-		return writeJSON(out, all)
-	}
-	if len(all) == 0 {
-		fmt.Fprintln(out, "no queue is limited")
-		return nil
-	}
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "QUEUE\tLIMITS")
-	for _, name := range slices.Sorted(maps.Keys(all)) {
-		fmt.Fprintf(tw, "%s\t%s\n", name, all[name])
-	}
-	return tw.Flush()
 }

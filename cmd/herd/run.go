@@ -325,19 +325,12 @@ func (o *runOptions) addQueueFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Key, "key", "", "with --queue: each job's key, for the queue's --key-concurrency limit (herd queue limit); replacement strings allowed, as `STR` {1}")
 }
 
-// gnuAliases are the other names GNU parallel 20221122 takes for herd
-// run's options.
-var gnuAliases = map[string]string{
-	"linebuffer": "line-buffer", "lb": "line-buffer", "dryrun": "dry-run", "groupby": "group-by",
-	"halt-on-error": "halt", "jl": "joblog", "xapply": "link", "block-size": "block",
-}
-
 // gnuNames maps a long option's name as GNU parallel reads it to herd
 // run's: another name of the option, or a prefix that names one option
 // alone (--joblo, --keep). It is set once every option is defined, and a
 // name is first taken as it is.
 func gnuNames(f *pflag.FlagSet, name string) pflag.NormalizedName {
-	if to, ok := gnuAliases[name]; ok {
+	if to, ok := run.GNUAliases[name]; ok {
 		return pflag.NormalizedName(to)
 	}
 	exact := false
@@ -350,7 +343,7 @@ func gnuNames(f *pflag.FlagSet, name string) pflag.NormalizedName {
 			found[fl.Name] = true
 		}
 	})
-	for alias, to := range gnuAliases {
+	for alias, to := range run.GNUAliases {
 		if strings.HasPrefix(alias, name) {
 			found[to] = true
 		}
@@ -364,53 +357,6 @@ func gnuNames(f *pflag.FlagSet, name string) pflag.NormalizedName {
 	return pflag.NormalizedName(name)
 }
 
-// notGNU says, for each option of GNU parallel 20221122 that herd run does
-// not take, why, and what to use instead.
-var notGNU = func() map[string]string {
-	const (
-		noTemp    = "herd run writes no temporary files: --files and --results name where outputs go"
-		replaces  = "the --*replace options are not taken: "
-		noColour  = "herd run prints no colours"
-		failed    = noColour + "; --tag or --joblog show which jobs failed"
-		recSep    = "--pipe keeps the record separators: strip them in the command"
-		inMemory  = "herd run keeps each job's output in memory, not in files to compress"
-		waits     = "--pipe waits for each block as long as it takes"
-		threads   = "-j counts CPU threads, as nproc does: give -j N"
-		folder    = replaces + "{//} is the input's folder"
-		base      = replaces + "{/} is the input's basename"
-		extension = replaces + "{.} is the input without its extension"
-		baseNoExt = replaces + "{/.} is the basename without its extension"
-	)
-	return map[string]string{
-		"tmpdir": noTemp, "tempdir": noTemp,
-		"profile": "herd run reads its defaults from ~/.parallel/config and $PARALLEL only; put the options on the command line",
-		"dnr":     folder, "dirnamereplace": folder,
-		"bnr": base, "basenamereplace": base,
-		"er": extension, "extensionreplace": extension,
-		"bner": baseNoExt, "basenameextensionreplace": baseNoExt,
-		"seqreplace":  replaces + "{#} is the job's number",
-		"slotreplace": replaces + "{%} is the job's slot",
-		"colour":      noColour, "color": noColour,
-		"colour-failed": failed, "color-failed": failed, "cf": failed,
-		"ctag":       noColour + ": use --tag",
-		"ctagstring": noColour + ": use --tagstring",
-		"rrs":        recSep, "remove-rec-sep": recSep, "removerecsep": recSep,
-		"regexp":           "--recstart and --recend are plain strings in herd run",
-		"skip-first-line":  "to skip a header line, use --header 1 (its values name the columns) or tail -n +2",
-		"show-limits":      "herd run has no limit of its own on a command line's length but the system's; -s sets one",
-		"process-slot-var": "each job has its slot in $PARALLEL_JOBSLOT",
-		"compress":         inMemory, "compress-program": inMemory, "decompress-program": inMemory,
-		"tee":          "--pipe gives each block to one job: use tee in the command",
-		"bin":          "--round-robin and --group-by cover what --bin is for",
-		"blocktimeout": waits, "bt": waits,
-		"number-of-cpus":            "nproc says how many CPUs there are",
-		"number-of-sockets":         "lscpu says how many sockets there are",
-		"number-of-cores":           "nproc says how many cores there are",
-		"number-of-threads":         "nproc says how many threads there are",
-		"use-cpus-instead-of-cores": threads, "use-cores-instead-of-threads": threads, "use-sockets-instead-of-threads": threads,
-	}
-}()
-
 // gnuAttached rewrites herd run's arguments so that GNU parallel's -l[N]
 // and -i[STR], whose value is optional, parse as it reads them: -l2 as
 // --max-lines-l=2, -iX as --replace-i=X; and refuses GNU parallel's
@@ -421,7 +367,7 @@ func gnuAttached(f *pflag.FlagSet, args []string) ([]string, error) {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
-		if why, ok := notGNU[name]; ok && strings.HasPrefix(a, "--") && f.Lookup(name) == nil {
+		if why, ok := run.NotGNU[name]; ok && strings.HasPrefix(a, "--") && f.Lookup(name) == nil {
 			return nil, fmt.Errorf("--%s is GNU parallel's, and herd run does not take it: %s", name, why)
 		}
 		switch {

@@ -2,10 +2,8 @@ package main
 
 import (
 	"fmt"
-	"runtime"
-	"runtime/debug"
-	"strings"
 
+	"github.com/goherd/herd/internal/buildinfo"
 	"github.com/spf13/cobra"
 )
 
@@ -17,43 +15,8 @@ import (
 // for go install …@version, a pseudo-version for go build in a clone.
 var version string
 
-// buildVersion describes this build as herd version prints it: herd's
-// version, the commit it was built from, the Go release and the NATS
-// server linked in. Each line is there only if the build recorded it.
-func buildVersion() string {
-	v := version
-	var lines []string
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v == "" {
-			v = bi.Main.Version
-		}
-		settings := map[string]string{}
-		for _, s := range bi.Settings {
-			settings[s.Key] = s.Value
-		}
-		if rev := settings["vcs.revision"]; rev != "" {
-			line := "commit " + rev
-			if t := settings["vcs.time"]; t != "" {
-				line += " (" + t + ")"
-			}
-			if settings["vcs.modified"] == "true" {
-				line += ", with uncommitted changes"
-			}
-			lines = append(lines, line)
-		}
-		for _, d := range bi.Deps {
-			if d.Path == "github.com/nats-io/nats-server/v2" {
-				lines = append(lines, "nats-server "+d.Version)
-			}
-		}
-	}
-	if v == "" {
-		v = "(devel)"
-	}
-	lines = append([]string{"herd " + v}, lines...)
-	lines = append(lines, fmt.Sprintf("%s %s/%s", runtime.Version(), runtime.GOOS, runtime.GOARCH))
-	return strings.Join(lines, "\n") + "\n"
-}
+// buildVersion describes this build as herd version prints it.
+func buildVersion() string { return buildinfo.Describe(version) }
 
 func newVersionCommand() *cobra.Command {
 	return &cobra.Command{

@@ -7,8 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 
+	"github.com/goherd/herd/internal/buildinfo"
 	"github.com/goherd/herd/internal/web"
 	"github.com/goherd/herd/queue"
 	"github.com/spf13/cobra"
@@ -44,7 +44,7 @@ func (h *httpFlags) config(c *queue.Client, stderr io.Writer) web.Config {
 	}
 	return web.Config{
 		Addr: h.addr, User: h.user, Password: h.password, Token: h.token, ReadOnly: h.readOnly,
-		Queue: c, Version: strings.TrimPrefix(strings.SplitN(buildVersion(), "\n", 2)[0], "herd "), Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Queue: c, Version: buildinfo.Version(version), Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 }
 

@@ -204,3 +204,57 @@ func ParseHalt(s string) (Halt, error) {
 	h.Count = n
 	return h, nil
 }
+
+// GNUAliases are the other names GNU parallel 20221122 takes for herd
+// run's options.
+var GNUAliases = map[string]string{
+	"linebuffer": "line-buffer", "lb": "line-buffer", "dryrun": "dry-run", "groupby": "group-by",
+	"halt-on-error": "halt", "jl": "joblog", "xapply": "link", "block-size": "block",
+}
+
+// NotGNU says, for each option of GNU parallel 20221122 that herd run does
+// not take, why, and what to use instead.
+var NotGNU = func() map[string]string {
+	const (
+		noTemp    = "herd run writes no temporary files: --files and --results name where outputs go"
+		replaces  = "the --*replace options are not taken: "
+		noColour  = "herd run prints no colours"
+		failed    = noColour + "; --tag or --joblog show which jobs failed"
+		recSep    = "--pipe keeps the record separators: strip them in the command"
+		inMemory  = "herd run keeps each job's output in memory, not in files to compress"
+		waits     = "--pipe waits for each block as long as it takes"
+		threads   = "-j counts CPU threads, as nproc does: give -j N"
+		folder    = replaces + "{//} is the input's folder"
+		base      = replaces + "{/} is the input's basename"
+		extension = replaces + "{.} is the input without its extension"
+		baseNoExt = replaces + "{/.} is the basename without its extension"
+	)
+	return map[string]string{
+		"tmpdir": noTemp, "tempdir": noTemp,
+		"profile": "herd run reads its defaults from ~/.parallel/config and $PARALLEL only; put the options on the command line",
+		"dnr":     folder, "dirnamereplace": folder,
+		"bnr": base, "basenamereplace": base,
+		"er": extension, "extensionreplace": extension,
+		"bner": baseNoExt, "basenameextensionreplace": baseNoExt,
+		"seqreplace":  replaces + "{#} is the job's number",
+		"slotreplace": replaces + "{%} is the job's slot",
+		"colour":      noColour, "color": noColour,
+		"colour-failed": failed, "color-failed": failed, "cf": failed,
+		"ctag":       noColour + ": use --tag",
+		"ctagstring": noColour + ": use --tagstring",
+		"rrs":        recSep, "remove-rec-sep": recSep, "removerecsep": recSep,
+		"regexp":           "--recstart and --recend are plain strings in herd run",
+		"skip-first-line":  "to skip a header line, use --header 1 (its values name the columns) or tail -n +2",
+		"show-limits":      "herd run has no limit of its own on a command line's length but the system's; -s sets one",
+		"process-slot-var": "each job has its slot in $PARALLEL_JOBSLOT",
+		"compress":         inMemory, "compress-program": inMemory, "decompress-program": inMemory,
+		"tee":          "--pipe gives each block to one job: use tee in the command",
+		"bin":          "--round-robin and --group-by cover what --bin is for",
+		"blocktimeout": waits, "bt": waits,
+		"number-of-cpus":            "nproc says how many CPUs there are",
+		"number-of-sockets":         "lscpu says how many sockets there are",
+		"number-of-cores":           "nproc says how many cores there are",
+		"number-of-threads":         "nproc says how many threads there are",
+		"use-cpus-instead-of-cores": threads, "use-cores-instead-of-threads": threads, "use-sockets-instead-of-threads": threads,
+	}
+}()

@@ -1,4 +1,4 @@
-package main
+package queueadmin
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ func TestInspectCommandJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	writeInfo(&out, &queue.Info{ID: "cron.x.20261129T120000Z", Kind: remote.Kind, State: queue.Succeeded, Result: res})
+	WriteInfo(&out, &queue.Info{ID: "cron.x.20261129T120000Z", Kind: remote.Kind, State: queue.Succeeded, Result: res}, false)
 	for _, want := range []string{
 		"command:   echo hi; echo oops >&2\n",
 		"host:      box\n",
@@ -32,7 +32,7 @@ func TestInspectCommandJob(t *testing.T) {
 		}
 	}
 	out.Reset()
-	writeInfo(&out, &queue.Info{ID: "other", Kind: "email", Result: []byte(`{"sent":true}`)})
+	WriteInfo(&out, &queue.Info{ID: "other", Kind: "email", Result: []byte(`{"sent":true}`)}, false)
 	if !strings.Contains(out.String(), `result:    {"sent":true}`) {
 		t.Errorf("a job of another kind:\n%s", out.String())
 	}
