@@ -485,7 +485,7 @@ func fullError(err error) error {
 		return err
 	}
 	switch {
-	case e.ErrorCode == jsErrInsufficientResources, e.ErrorCode == jsErrStorageResourcesExceeded,
+	case e.ErrorCode == jsErrInsufficientResources, e.ErrorCode == jsErrStorageResourcesExceeded, e.ErrorCode == jsErrAccountResourcesExceeded,
 		e.ErrorCode == jsErrStreamStoreFailed && strings.Contains(e.Description, "no space left"):
 		return fmt.Errorf("%w: %w", ErrFull, err)
 	}
@@ -494,6 +494,7 @@ func fullError(err error) error {
 
 // JetStream's errors for a write refused for want of storage.
 const (
+	jsErrAccountResourcesExceeded = 10002 // the limit the server keeps below the disk's free space
 	jsErrInsufficientResources    = 10023
 	jsErrStorageResourcesExceeded = 10047
 	jsErrStreamStoreFailed        = 10077

@@ -86,6 +86,8 @@ type Server struct {
 
 	syncMu sync.Mutex
 	seen   map[string]*seen // by path
+
+	guard *diskGuard // nil for a server of a cluster
 }
 
 // serverLog passes the server's log lines to a slog.Logger, and notes the
@@ -142,6 +144,9 @@ func (s *Server) Recovered(stream string) bool {
 
 // Close stops the server, waits until it has, and releases its folder.
 func (s *Server) Close() {
+	if s.guard != nil {
+		s.guard.close()
+	}
 	s.Shutdown()
 	s.WaitForShutdown()
 	s.syncMu.Lock()
@@ -199,7 +204,16 @@ func Start(cfg Config) (*Server, error) {
 		lock.Close()
 		return nil, err
 	}
-	return &Server{Server: ns, lock: lock, dir: cfg.Dir, log: log}, nil
+	s := &Server{Server: ns, lock: lock, dir: cfg.Dir, log: log}
+	if cfg.Cluster.Name == "" {
+		// A cluster's servers each have their disk; the account's limit
+		// is the cluster's.
+		if err := s.guardDisk(); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 // options are the server's options for cfg.
