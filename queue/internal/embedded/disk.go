@@ -52,7 +52,9 @@ type diskGuard struct {
 // the server's folder, below the server's own limit. It sets the first
 // limit before it returns.
 func (s *Server) guardDisk() error {
-	if _, err := diskSpace(s.dir); err != nil {
+	if sp, err := diskSpace(s.dir); err != nil || sp.size == 0 {
+		// A file system that reports no size (some FUSE ones) says
+		// nothing of its room: the server's own limit is all there is.
 		return err
 	}
 	g := &diskGuard{stop: make(chan struct{}), acc: s.GlobalAccount(), dir: s.dir, log: s.log, last: -1}
@@ -116,10 +118,11 @@ func (g *diskGuard) close() {
 	g.wg.Wait()
 }
 
-// space is what statfs says of a disk: the bytes free to this process, and
-// the reserve kept on it.
+// space is what statfs says of a disk: its size and the bytes free to this
+// process (both 0 on a file system that does not say), and the reserve kept
+// on it.
 type space struct {
-	free, reserve int64
+	size, free, reserve int64
 }
 
 // diskSpace reads the space of the disk that holds dir.
@@ -131,7 +134,7 @@ func diskSpace(dir string) (space, error) {
 	bsize := int64(st.Bsize)
 	free, size := int64(st.Bavail), int64(st.Blocks)
 	if free > math.MaxInt64/bsize || size > math.MaxInt64/bsize {
-		return space{free: math.MaxInt64 / 2, reserve: 256 << 20}, nil
+		return space{size: math.MaxInt64 / 2, free: math.MaxInt64 / 2, reserve: 256 << 20}, nil
 	}
-	return space{free: free * bsize, reserve: Reserve(size * bsize)}, nil
+	return space{size: size * bsize, free: free * bsize, reserve: Reserve(size * bsize)}, nil
 }
