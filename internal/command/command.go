@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -77,27 +78,31 @@ func (r Result) Failed() bool { return r.Exit != 0 || r.Signal != 0 || r.Err != 
 // Run runs the job and waits for it. The job is the leader of a new
 // process group; when ctx ends, the whole group gets the signals of the
 // job's TermSeq, then SIGKILL. When the leader exits, anything it left running
-// in its group is killed too, so that a job never leaves orphans behind.
+// in its group is killed too, so that a job never leaves orphans behind; Run
+// returns once the job's output has been read to its end (or, if a process
+// that left the group holds it, after outputWait).
 func Run(ctx context.Context, j Job) Result {
 	cmd := j.command()
 	cmd.Dir = j.Dir
 	cmd.Env = j.Env
 	cmd.Stdin = j.Stdin
-	cmd.Stdout = j.Stdout
-	cmd.Stderr = j.Stderr
 	// If herd itself is killed outright, its jobs' shells die with it
 	// rather than running on unseen.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	// Background processes of the job may hold its output open after it
-	// exits; they are killed then, and the output closed soon after.
+	// What is left of the job's standard input when it exits is not read.
 	cmd.WaitDelay = 100 * time.Millisecond
 
 	res := Result{Start: time.Now(), Exit: -1}
-	err := cmd.Start()
+	out, err := newOutputs(cmd, j.Stdout, j.Stderr)
+	if err == nil {
+		err = cmd.Start()
+		out.started()
+	}
 	if f, ok := j.Stdin.(*os.File); ok && j.OwnStdin {
 		f.Close()
 	}
 	if err != nil {
+		out.wait()
 		res.Err = err
 		res.Exit = 127
 		return res
@@ -113,6 +118,7 @@ func Run(ctx context.Context, j Job) Result {
 		err = terminate(pgid, j.TermSeq, done)
 	}
 	syscall.Kill(-pgid, syscall.SIGKILL) // whatever the job left running
+	out.wait()
 	res.Duration = time.Since(res.Start)
 
 	if cmd.ProcessState != nil {
@@ -298,4 +304,80 @@ var keywords = map[string]bool{
 	"if": true, "then": true, "else": true, "elif": true, "fi": true, "case": true, "esac": true,
 	"for": true, "while": true, "until": true, "do": true, "done": true, "in": true, "function": true,
 	"select": true, "time": true, "!": true, "[[": true, "]]": true, "{": true, "}": true,
+}
+
+// outputWait is how long a job's output may stay open once the job and its
+// process group are gone: only a process that left the group (setsid) can
+// hold it then.
+const outputWait = 10 * time.Second
+
+// outputs are the pipes of a job's output that is not a file: read here to
+// their end, rather than by exec.Cmd, whose WaitDelay would close them a
+// moment after the job exits and drop what was still in them whenever the
+// reader was slow (a busy machine, a writer that blocks).
+type outputs struct {
+	writers []*os.File // the pipes' writing ends, the job's
+	readers []*os.File
+	copies  sync.WaitGroup
+}
+
+// newOutputs sets cmd's Stdout and Stderr to stdout and stderr, through
+// pipes of this package's for writers that are not files; nil discards.
+func newOutputs(cmd *exec.Cmd, stdout, stderr io.Writer) (*outputs, error) {
+	o := &outputs{}
+	pipe := func(w io.Writer) (io.Writer, error) {
+		if f, ok := w.(*os.File); ok || w == nil {
+			if !ok {
+				return nil, nil
+			}
+			return f, nil
+		}
+		r, pw, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		o.writers, o.readers = append(o.writers, pw), append(o.readers, r)
+		o.copies.Go(func() { io.Copy(w, r) })
+		return pw, nil
+	}
+	var err error
+	if cmd.Stdout, err = pipe(stdout); err != nil {
+		return o, err
+	}
+	if stderr == stdout && stdout != nil {
+		cmd.Stderr = cmd.Stdout // one pipe, as exec.Cmd makes for one writer
+		return o, nil
+	}
+	cmd.Stderr, err = pipe(stderr)
+	return o, err
+}
+
+// started closes this process's copy of the pipes' writing ends, once the
+// job has its own (or failed to start).
+func (o *outputs) started() {
+	for _, w := range o.writers {
+		w.Close()
+	}
+}
+
+// wait waits until the job's output has been read to its end, for up to
+// outputWait.
+func (o *outputs) wait() {
+	o.started() // if the job did not start
+	done := make(chan struct{})
+	go func() { // ends when the copies do, which the closes below ensure
+		o.copies.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(outputWait):
+		for _, r := range o.readers {
+			r.Close()
+		}
+		<-done
+	}
+	for _, r := range o.readers {
+		r.Close()
+	}
 }

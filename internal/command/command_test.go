@@ -188,3 +188,49 @@ func TestTooLong(t *testing.T) {
 		}
 	}
 }
+
+// slowWriter is a job's output whose reader is slow: its first write takes
+// a while, as a busy machine's can.
+type slowWriter struct {
+	buf  bytes.Buffer
+	once bool
+}
+
+func (w *slowWriter) Write(p []byte) (int, error) {
+	if !w.once {
+		w.once = true
+		time.Sleep(500 * time.Millisecond)
+	}
+	return w.buf.Write(p)
+}
+
+// All of a job's output is kept, however slowly it is read: what is still
+// in the pipe when the job exits is read to its end. (It was dropped 100ms
+// after the job exited: under load, a job's output came back empty.)
+func TestSlowOutputKept(t *testing.T) {
+	var out slowWriter
+	res := Run(t.Context(), Job{Line: "echo first; sleep 0.05; echo second", Stdout: &out})
+	if res.Failed() || out.buf.String() != "first\nsecond\n" {
+		t.Errorf("result %+v, output %q; want all of it", res, out.buf.String())
+	}
+}
+
+// A job whose background process left its process group (setsid) and holds
+// its output does not hold herd for ever: its output is taken as it is
+// once the job's group is gone and a while has passed.
+func TestOutputHeldOutsideTheGroup(t *testing.T) {
+	t.Parallel()
+	pidFile := filepath.Join(t.TempDir(), "bg")
+	var out bytes.Buffer
+	line := fmt.Sprintf(`echo hi; setsid sh -c 'echo $$ > %s; exec sleep 60' & sleep 0.3`, pidFile)
+	res := Run(t.Context(), Job{Line: line, Stdout: &out})
+	b, _ := os.ReadFile(pidFile)
+	if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err != nil || syscall.Kill(pid, 0) != nil {
+		t.Errorf("the process outside the group (%q) was not running when the job ended: the test proves nothing", b)
+	} else {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if res.Failed() || out.String() != "hi\n" {
+		t.Errorf("result %+v, output %q", res, out.String())
+	}
+}
