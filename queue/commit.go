@@ -411,8 +411,10 @@ func (cm *committer) retry(publish func() error) error {
 // transient reports whether a publish failed for want of a server that
 // answers, so that the same publish may succeed later.
 func transient(err error) bool {
+	var e *jetstream.APIError
 	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrConnectionReconnecting)
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrConnectionReconnecting) ||
+		errors.As(err, &e) && e.ErrorCode == jsErrAtomicIncomplete
 }
 
 // atomic stores msgs as one atomic batch, all or none, trying again while
@@ -424,12 +426,16 @@ func (cm *committer) atomic(msgs []*nats.Msg) error {
 }
 
 // publishBatch stores a batch of messages atomically: all of them or none.
-// The first message carries the batch's id as its message id, so a batch
-// sent again after an answer that was lost is stored once.
+// The first message carries id as its message id, so a batch sent again
+// after an answer that was lost is stored once. Each sending is a batch of
+// its own to the server: one cut short by a server that went (its start
+// sent to that server, its rest, held while the client reconnected, to the
+// next) is sent again whole.
 func (cm *committer) publishBatch(id string, batch []*nats.Msg) error {
+	batchID := nuid.Next()
 	for i, m := range batch {
 		h := m.Header
-		h.Set("Nats-Batch-Id", id)
+		h.Set("Nats-Batch-Id", batchID)
 		h.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
 		if i == 0 {
 			h.Set("Nats-Msg-Id", id)
@@ -503,3 +509,7 @@ const (
 // jsErrAtomicDuplicate is JetStream's error for an atomic batch holding a
 // message id seen before.
 const jsErrAtomicDuplicate = 10201
+
+// jsErrAtomicIncomplete is JetStream's error for an atomic batch that came
+// without its start: its start went to a server that is gone.
+const jsErrAtomicIncomplete = 10176
