@@ -70,9 +70,12 @@ func TestQueueDiskFull(t *testing.T) {
 	if st := p.status(t); st != statusError || !strings.Contains(p.errOut.String(), "the queue is full") {
 		t.Fatalf("herd run: exit status %d, want %d and a word that the queue is full:\n%s", st, statusError, p.errOut.String())
 	}
-	m := regexp.MustCompile(`run (\w+): the queue is full; the \d+ jobs on it go on`).FindStringSubmatch(p.errOut.String())
+	m := regexp.MustCompile(`run (\w+): the queue is full: .* the \d+ jobs on it go on .*make room`).FindStringSubmatch(p.errOut.String())
 	if m == nil {
-		t.Fatalf("herd run did not say that the jobs on the queue go on:\n%s", p.errOut.String())
+		t.Fatalf("herd run did not say that the jobs on the queue go on, and what to do:\n%s", p.errOut.String())
+	}
+	if n := strings.Count(p.errOut.String(), "\n"); n > 3 {
+		t.Errorf("herd run wrote %d lines; want the run's id and a line or two on the full queue:\n%s", n, p.errOut.String())
 	}
 	id := m[1]
 

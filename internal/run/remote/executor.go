@@ -287,7 +287,9 @@ func (rm *remote) submit(ctx context.Context, jobs iter.Seq[run.Job]) {
 
 	fail := func(err error) {
 		rm.subErr = err
-		r.Fail(err)
+		if !errors.Is(err, queue.ErrFull) { // a full queue is said once, in collect, with what to do
+			r.Fail(err)
+		}
 	}
 	for j := range ready {
 		batch := []run.Job{j}
@@ -329,7 +331,7 @@ func (rm *remote) submit(ctx context.Context, jobs iter.Seq[run.Job]) {
 		}
 	}
 	var n int
-	if err := rm.update(ctx, func(st *State) { st.Enqueueing, n = false, st.Jobs }); err != nil {
+	if err := rm.update(ctx, func(st *State) { st.Enqueueing, n = false, st.Jobs }); err != nil && !errors.Is(err, queue.ErrFull) {
 		r.Warn("%v", err)
 	}
 	if rm.subErr == nil && !r.Stopping() {
@@ -412,7 +414,8 @@ func (rm *remote) collect(ctx context.Context, w *runWatch, want int, known []in
 			if errors.Is(rm.subErr, queue.ErrFull) {
 				// Their outcomes could not be stored either: waiting for
 				// them would wait for an operator.
-				r.Warn("run %s: the queue is full; the %d jobs on it go on as the workers can store their outcomes: see them with --attach %s once it has room", rm.run, len(c.order), rm.run)
+				r.Fail(fmt.Errorf("run %s: the queue is full: its server stores no more (its --max-store, or its disk); the %d jobs on it go on as the workers can store their outcomes: make room (herd queue purge, finished jobs expiring, a bigger disk or limit), then see them with --attach %s",
+					rm.run, len(c.order), rm.run))
 				return
 			}
 			want = len(c.order) // all in: wait for each
