@@ -239,8 +239,9 @@ func waitFiles(t *testing.T, dir string, files ...string) {
 	}
 }
 
-// assertEachOnce checks that output has "done N" once for each job.
-func assertEachOnce(t *testing.T, output string, n int) {
+// assertEachOnce checks that output has "done N" once for each job, and
+// reports whether it has.
+func assertEachOnce(t *testing.T, output string, n int) bool {
 	t.Helper()
 	lines := strings.Split(strings.TrimSpace(output), "\n")
 	slices.Sort(lines)
@@ -251,7 +252,9 @@ func assertEachOnce(t *testing.T, output string, n int) {
 	slices.Sort(want)
 	if !slices.Equal(lines, want) {
 		t.Errorf("output has %d lines, want each of %d jobs once:\n%s", len(lines), n, output)
+		return false
 	}
+	return true
 }
 
 // waitStdout waits until the process's standard output matches re.

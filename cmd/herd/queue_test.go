@@ -379,7 +379,7 @@ func TestQueueServerRestartWhileEnqueueing(t *testing.T) {
 		}
 	}()
 	p := startProcIn(t, dir, nil, in, "run", "--queue", url, "--joblog", "log.tsv", "echo done {}")
-	p.waitOutput(t, `run \w+: the jobs go to the queue`)
+	id := p.waitOutput(t, `run (\w+): the jobs go to the queue`)
 	time.Sleep(500 * time.Millisecond)
 	server.kill(t)
 	time.Sleep(time.Second)
@@ -387,7 +387,19 @@ func TestQueueServerRestartWhileEnqueueing(t *testing.T) {
 	if st := p.status(t); st != 0 {
 		t.Fatalf("exit status %d, want 0; error output:\n%s", st, p.errOut.String())
 	}
-	assertEachOnce(t, p.out.String(), n)
+	if !assertEachOnce(t, p.out.String(), n) {
+		// What herd run and the queue know of the jobs whose output is
+		// missing.
+		t.Logf("herd run's error output:\n%s", p.errOut.String())
+		rows := logRows(t, filepath.Join(dir, "log.tsv"))
+		herd := queueCLI(t, dir, url)
+		for seq := 1; seq <= n; seq++ {
+			if !strings.Contains(p.out.String(), fmt.Sprintf("done %d\n", seq)) {
+				out, _ := herd("queue", "inspect", fmt.Sprintf("%s.%d", id, seq))
+				t.Logf("job %d: job log row %+v; the queue has:\n%s", seq, rows[seq], out)
+			}
+		}
+	}
 	if rows := jobRows(t, filepath.Join(dir, "log.tsv")); len(rows) != n {
 		t.Errorf("job log has %d rows, want %d", len(rows), n)
 	}
