@@ -5,6 +5,7 @@ import (
 	"context"
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"html/template"
@@ -124,6 +125,7 @@ func (d *dashboard) routes(mux *http.ServeMux) {
 	page("/jobs/{id}", "job", d.job)
 	page("/workers", "workers", d.workers)
 	mux.HandleFunc("GET /runs/{id}/joblog", d.joblog)
+	mux.HandleFunc("GET /", d.unknown)
 
 	d.action(mux, "/jobs/{id}/retry", d.retryJob)
 	d.action(mux, "/jobs/{id}/delete", d.deleteJob)
@@ -185,13 +187,13 @@ type view struct {
 func (d *dashboard) page(w http.ResponseWriter, r *http.Request, name string, data func(*http.Request) (any, error)) {
 	v, err := data(r)
 	if err != nil {
-		d.fail(w, err)
+		d.fail(w, r, err)
 		return
 	}
 	var buf bytes.Buffer
 	err = d.tmpl[name].Execute(&buf, view{Title: name, Path: r.URL.RequestURI(), ReadOnly: d.cfg.ReadOnly, Version: d.cfg.Version, Data: v, Query: r.URL.Query()})
 	if err != nil {
-		d.fail(w, err)
+		d.fail(w, r, err)
 		return
 	}
 	// The live part's hash, for the page's live stream to send it again
@@ -204,7 +206,7 @@ func (d *dashboard) page(w http.ResponseWriter, r *http.Request, name string, da
 func (d *dashboard) api(w http.ResponseWriter, r *http.Request, data func(*http.Request) (any, error)) {
 	v, err := data(r)
 	if err != nil {
-		d.fail(w, err)
+		d.fail(w, r, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -213,17 +215,51 @@ func (d *dashboard) api(w http.ResponseWriter, r *http.Request, data func(*http.
 	enc.Encode(v)
 }
 
-func (d *dashboard) fail(w http.ResponseWriter, err error) {
-	if errorsIsNotFound(err) {
-		http.Error(w, err.Error(), http.StatusNotFound)
+// fail answers a request that failed: with a page that says why and leads
+// on, or for /api/, with JSON: {"error": why, "status": code}.
+func (d *dashboard) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, title := http.StatusBadGateway, "The queue did not answer"
+	var nf notFound
+	switch bad, ok := err.(badRequest); {
+	case errors.As(err, &nf):
+		status, title = http.StatusNotFound, "Not found"
+	case errorsIsNotFound(err):
+		status, title = http.StatusNotFound, "Not found"
+		err = notFound{strings.TrimPrefix(err.Error(), "queue: ")}
+	case ok:
+		status, title, err = http.StatusBadRequest, "A request the dashboard cannot read", bad.error
+	default:
+		d.log.Error("web: page", "error", err)
+	}
+	if strings.HasPrefix(r.URL.Path, "/api/") {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		json.NewEncoder(w).Encode(struct {
+			Error  string `json:"error"`
+			Status int    `json:"status"`
+		}{err.Error(), status})
 		return
 	}
-	if bad, ok := err.(badRequest); ok {
-		http.Error(w, bad.Error(), http.StatusBadRequest)
+	var buf bytes.Buffer
+	if d.tmpl["error"].Execute(&buf, view{Title: title, ReadOnly: d.cfg.ReadOnly, Version: d.cfg.Version,
+		Data: struct{ Title, Message string }{title, err.Error()}}) != nil {
+		http.Error(w, err.Error(), status)
 		return
 	}
-	d.log.Error("web: page", "error", err)
-	http.Error(w, "herd: "+err.Error(), http.StatusBadGateway)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+// notFound is a page or a thing the request names that is not there, in
+// words for the page.
+type notFound struct{ msg string }
+
+func (e notFound) Error() string { return e.msg }
+
+// unknown answers a path that names no page.
+func (d *dashboard) unknown(w http.ResponseWriter, r *http.Request) {
+	d.fail(w, r, notFound{"there is no page " + r.URL.Path})
 }
 
 // badRequest is an error in what the request asked for.

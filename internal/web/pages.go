@@ -163,6 +163,9 @@ func (d *dashboard) jobs(r *http.Request) (any, error) {
 		return nil, err
 	}
 	p := &JobsPage{Query: q, Jobs: page.Jobs, States: listedStates}
+	if p.Jobs == nil {
+		p.Jobs = []*queue.Info{} // [] in JSON
+	}
 	for _, row := range summarize(st, time.Now()) {
 		if q.Queue == "" || q.Queue == row.Queue {
 			switch q.State {
@@ -205,7 +208,11 @@ func (d *dashboard) job(r *http.Request) (any, error) {
 }
 
 func (d *dashboard) workers(r *http.Request) (any, error) {
-	return d.c.Workers(r.Context())
+	ws, err := d.c.Workers(r.Context())
+	if ws == nil {
+		ws = []queue.WorkerInfo{} // [] in JSON
+	}
+	return ws, err
 }
 
 // setLimits sets the limits of the queue named in the path, or by the

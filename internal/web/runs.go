@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -84,7 +85,7 @@ func (rs *runs) rows(ctx context.Context) ([]RunRow, error) {
 	if err != nil {
 		return nil, err
 	}
-	var rows []RunRow
+	rows := []RunRow{} // [] in JSON when there is none
 	for _, e := range entries {
 		var st remote.State
 		if json.Unmarshal(e.Value, &st) == nil {
@@ -103,6 +104,9 @@ func (rs *runs) rows(ctx context.Context) ([]RunRow, error) {
 // row returns one run's row.
 func (rs *runs) row(ctx context.Context, id string) (*RunRow, error) {
 	st, err := remote.ReadState(ctx, rs.c, id)
+	if errors.Is(err, queue.ErrNotFound) {
+		return nil, notFound{fmt.Sprintf("there is no run %s on the queue (a run is kept for a week after its last job)", id)}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +259,7 @@ func (d *dashboard) run(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &RunPage{Run: row, FailedOnly: r.URL.Query().Get("failed") == "1", From: 1}
+	p := &RunPage{Run: row, Jobs: []remote.JobView{}, FailedOnly: r.URL.Query().Get("failed") == "1", From: 1}
 	if f := r.URL.Query().Get("from"); f != "" {
 		if p.From, err = strconv.Atoi(f); err != nil || p.From < 1 {
 			return nil, badRequest{fmt.Errorf("from %q: want a job number", f)}
@@ -348,7 +352,7 @@ func (d *dashboard) joblog(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	row, err := d.runs.row(r.Context(), id)
 	if err != nil {
-		d.fail(w, err)
+		d.fail(w, r, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/tab-separated-values; charset=utf-8")

@@ -421,7 +421,7 @@ func TestPagesAndAPI(t *testing.T) {
 			t.Errorf("GET %s = %d:\n%s", path, code, body)
 		}
 		code, body = get(t, s.URL()+"/api"+path)
-		if code != http.StatusOK || !strings.HasPrefix(strings.TrimSpace(body), "{") && !strings.HasPrefix(strings.TrimSpace(body), "[") && body != "null\n" {
+		if code != http.StatusOK || !strings.HasPrefix(strings.TrimSpace(body), "{") && !strings.HasPrefix(strings.TrimSpace(body), "[") || strings.Contains(body, "null") {
 			t.Errorf("GET /api%s = %d:\n%s", path, code, body)
 		}
 	}
@@ -435,6 +435,33 @@ func TestPagesAndAPI(t *testing.T) {
 		if code, _ := get(t, s.URL()+path); code != want {
 			t.Errorf("GET %s = %d, want %d", path, code, want)
 		}
+	}
+	// What is not there: a page that says so and leads on; for /api/,
+	// JSON that says so.
+	for path, want := range map[string]string{
+		"/nope":       "there is no page /nope",
+		"/runs/nope":  "there is no run nope on the queue",
+		"/jobs/nope":  "no such job",
+		"/runs/x/y/z": "there is no page /runs/x/y/z",
+	} {
+		code, body := get(t, s.URL()+path)
+		if code != http.StatusNotFound || !strings.Contains(body, want) || !strings.Contains(body, `<a href="/runs"`) {
+			t.Errorf("GET %s = %d, want 404 saying %q with the pages' links:\n%s", path, code, want, body)
+		}
+		if p, ok := strings.CutPrefix(want, "there is no page "); ok {
+			want = "there is no page /api" + p
+		}
+		code, body = get(t, s.URL()+"/api"+path)
+		var e struct {
+			Error  string
+			Status int
+		}
+		if err := json.Unmarshal([]byte(body), &e); err != nil || code != http.StatusNotFound || e.Status != http.StatusNotFound || !strings.Contains(e.Error, want) {
+			t.Errorf("GET /api%s = %d %s, want 404 and JSON saying %q", path, code, body, want)
+		}
+	}
+	if code, body := get(t, s.URL()+"/api/jobs?state=bogus"); code != http.StatusBadRequest || !strings.Contains(body, `"error"`) {
+		t.Errorf("GET /api/jobs?state=bogus = %d %s, want 400 and JSON", code, body)
 	}
 }
 
