@@ -95,14 +95,7 @@ func TestQueueDiskFull(t *testing.T) {
 	if st := a.status(t); st != 0 {
 		t.Errorf("herd run --attach once there is room: exit status %d:\n%s", st, a.errOut.String())
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "ran"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runs := map[string]int{}
-	for job := range strings.FieldsSeq(string(b)) {
-		runs[job]++
-	}
+	runs := timesRun(t, filepath.Join(dir, "ran"))
 	// The run's jobs are those it stored before the disk filled: each ran.
 	n := len(logRows(t, filepath.Join(dir, "log.tsv")))
 	if n == 0 || n == 3000 || len(runs) != n {

@@ -278,3 +278,18 @@ const statusError = run.StatusError
 func dieWithTests() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
+
+// timesRun reads a file to which each job appended its input, and says how
+// many times each input's job ran.
+func timesRun(t *testing.T, path string) map[string]int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := map[string]int{}
+	for job := range strings.FieldsSeq(string(b)) {
+		runs[job]++
+	}
+	return runs
+}

@@ -491,14 +491,7 @@ func TestQueueFull(t *testing.T) {
 	if !strings.Contains(p.errOut.String(), "the queue is full") {
 		t.Errorf("herd run did not say the queue is full:\n%s", p.errOut.String())
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "ran"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runs := map[string]int{}
-	for job := range strings.FieldsSeq(string(b)) {
-		runs[job]++
-	}
+	runs := timesRun(t, filepath.Join(dir, "ran"))
 	for job, n := range runs {
 		if n > 2 {
 			t.Errorf("job %s ran %d times", job, n)
