@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -412,9 +413,10 @@ func (cm *committer) retry(publish func() error) error {
 // answers, so that the same publish may succeed later.
 func transient(err error) bool {
 	var e *jetstream.APIError
+	var netErr *net.OpError // the connection broke under the write (a server killed)
 	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrConnectionReconnecting) ||
-		errors.As(err, &e) && e.ErrorCode == jsErrAtomicIncomplete
+		errors.As(err, &netErr) || errors.As(err, &e) && e.ErrorCode == jsErrAtomicIncomplete
 }
 
 // atomic stores msgs as one atomic batch, all or none, trying again while
