@@ -198,9 +198,9 @@
 //   - A full store (MaxStore, or the disk): writes fail with [ErrFull],
 //     and none is half done. The embedded server, and [Serve], keep a
 //     reserve on their disk (2% of it, 1 MiB to 256 MiB) whatever else
-//     writes there: they refuse writes once the disk has no more free, so
-//     that they never meet a disk with no space left, which would stop a
-//     NATS server storing until restarted. A worker keeps the outcomes it cannot store,
+//     writes there: they refuse writes once the disk has no more than
+//     twice that free, so that they never meet a disk with no space left,
+//     which would stop a NATS server storing until restarted. A worker keeps the outcomes it cannot store,
 //     renews their jobs' leases, takes no new jobs, and stores them once
 //     there is room; if it stops first, it hands those jobs back and they
 //     run again. herd run --queue leaves a run to the workers after 30

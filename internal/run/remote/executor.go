@@ -590,7 +590,7 @@ func (c *collector) stalled(ctx context.Context, w *runWatch) bool {
 			r.Fail(fmt.Errorf("run %s: the queue has been full for %v, with no job finishing; leaving the run: see it with --attach %s once the queue has room", c.run, fullGiveUp, c.run))
 			return false
 		}
-	} else {
+	} else if err == nil { // a probe that timed out on a busy server says nothing
 		c.fullSince = time.Time{}
 	}
 	c.takeLost(ctx)

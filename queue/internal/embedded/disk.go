@@ -18,11 +18,14 @@ import (
 // write finds no space left stops storing in that stream ("critical write
 // error") and answers nothing more until restarted.
 //
-// So the server's account gets a limit that follows the disk: every tick,
-// what JetStream stores now plus what the disk has free, less a reserve.
-// Past it, writes are refused as the server's limit refuses them (the
-// queue's ErrFull), while the disk still has the reserve: for the
-// removals, compactions and small writes that make room again.
+// So the server's account gets a limit when its disk runs low: once the
+// disk has no more than twice the reserve free, the account may store no
+// more than it stores now, and every write is refused as the server's own
+// limit refuses them (the queue's ErrFull), while the disk still has at
+// least the reserve for what is written before the next look, and for the
+// removals and compactions that make room again. With more free, the
+// account has no limit of its own. All writes are refused alike, small or
+// big, so that a client that can write a little knows the queue has room.
 
 // diskTick is how often the disk's free space is read.
 const diskTick = 100 * time.Millisecond
@@ -36,21 +39,19 @@ func Reserve(size int64) int64 {
 // diskGuard is the goroutine that keeps the account's limit, and how to
 // stop it.
 type diskGuard struct {
-	acc       *server.Account
-	dir       string
-	log       *serverLog
-	serverMax int64 // the server's own limit; 0 for none
-	last      int64 // the account's limit as last set
-	full      bool  // the disk has no more than the reserve free
+	acc  *server.Account
+	dir  string
+	log  *serverLog
+	last int64 // the account's limit as last set; -1 for none
+	full bool  // the disk has no more than twice the reserve free
 
 	stop     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
 }
 
-// guardDisk starts keeping the account's limit of storage on the disk of
-// the server's folder, below the server's own limit. It sets the first
-// limit before it returns.
+// guardDisk starts keeping the account's limit of storage by the disk of
+// the server's folder. It sets the first limit before it returns.
 func (s *Server) guardDisk() error {
 	if sp, err := diskSpace(s.dir); err != nil || sp.size == 0 {
 		// A file system that reports no size (some FUSE ones) says
@@ -58,9 +59,6 @@ func (s *Server) guardDisk() error {
 		return err
 	}
 	g := &diskGuard{stop: make(chan struct{}), acc: s.GlobalAccount(), dir: s.dir, log: s.log, last: -1}
-	if cfg := s.JetStreamConfig(); cfg != nil {
-		g.serverMax = cfg.MaxStore
-	}
 	g.check()
 	s.guard = g
 	g.wg.Go(func() {
@@ -84,20 +82,19 @@ func (g *diskGuard) check() {
 	if err != nil {
 		return
 	}
-	used := int64(g.acc.JetStreamUsage().Store)
-	limit := used + max(space.free-space.reserve, 0)
-	if g.serverMax > 0 {
-		// An account's limit may not pass the server's.
-		limit = min(limit, g.serverMax-1)
-	}
-	if full := space.free <= space.reserve; full != g.full {
-		g.full = full
-		if full {
+	low := space.free <= 2*space.reserve
+	if low != g.full {
+		g.full = low
+		if low {
 			g.log.l.Error("queue: the disk of the queue is nearly full: writes are refused until there is room (herd queue purge, or room made on the disk)",
 				"dir", g.dir, "free", space.free, "reserve", space.reserve)
 		} else {
 			g.log.l.Info("queue: the disk of the queue has room again", "dir", g.dir, "free", space.free)
 		}
+	}
+	limit := int64(-1) // none of the account's own: the server's applies
+	if low {
+		limit = int64(g.acc.JetStreamUsage().Store)
 	}
 	if limit == g.last {
 		return
