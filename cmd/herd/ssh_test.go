@@ -290,9 +290,13 @@ func TestSSHLoginSubmitterGone(t *testing.T) {
 			assertEachOnce(t, a.out.String(), 40)
 			hosts.assertNothingLeft(t)
 			runs := filepath.Join(strings.TrimPrefix(env[0], "XDG_DATA_HOME="), "herd", "runs")
-			if left, _ := os.ReadDir(runs); len(left) > 0 {
-				t.Errorf("the run's folder is left in %s: %v", runs, left)
-			}
+			// The keeper, told to stop, may still be going as attach ends.
+			testutil.EventuallyNil(t, "the run's folder to go", func() error {
+				if left, _ := os.ReadDir(runs); len(left) > 0 {
+					return fmt.Errorf("the run's folder is left in %s: %v", runs, left)
+				}
+				return nil
+			})
 			if again := startProc(t, dir, env, "run", "--attach", id); again.status(t) == 0 || !strings.Contains(again.errOut.String(), "no such run") {
 				t.Errorf("a second attach to the finished run: %s; want it refused, no such run", again.errOut.String())
 			}
