@@ -202,8 +202,11 @@ func TestPriorityAndDelay(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if want := []string{"high", "default", "low", "later"}; !slices.Equal(order, want) {
-		t.Errorf("ran in order %q, want %q", order, want)
+	// The delayed job comes once it is due, wherever that falls among the
+	// others (a busy machine may start the worker after its delay).
+	now := slices.DeleteFunc(slices.Clone(order), func(name string) bool { return name == "later" })
+	if want := []string{"high", "default", "low"}; !slices.Equal(now, want) || len(order) != 4 {
+		t.Errorf("ran in order %q, want %q, and the delayed job once", order, want)
 	}
 }
 
