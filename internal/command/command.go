@@ -326,10 +326,10 @@ type outputs struct {
 func newOutputs(cmd *exec.Cmd, stdout, stderr io.Writer) (*outputs, error) {
 	o := &outputs{}
 	pipe := func(w io.Writer) (io.Writer, error) {
-		if f, ok := w.(*os.File); ok || w == nil {
-			if !ok {
-				return nil, nil
-			}
+		if w == nil {
+			return nil, nil
+		}
+		if f, ok := w.(*os.File); ok {
 			return f, nil
 		}
 		r, pw, err := os.Pipe()
@@ -364,6 +364,9 @@ func (o *outputs) started() {
 // outputWait.
 func (o *outputs) wait() {
 	o.started() // if the job did not start
+	if len(o.readers) == 0 {
+		return // the output goes to files: nothing to read here
+	}
 	done := make(chan struct{})
 	go func() { // ends when the copies do, which the closes below ensure
 		o.copies.Wait()
@@ -372,12 +375,9 @@ func (o *outputs) wait() {
 	select {
 	case <-done:
 	case <-time.After(outputWait):
-		for _, r := range o.readers {
-			r.Close()
-		}
-		<-done
 	}
 	for _, r := range o.readers {
 		r.Close()
 	}
+	<-done
 }
