@@ -2,7 +2,6 @@ package embedded
 
 import (
 	"fmt"
-	"math"
 	"sync"
 	"syscall"
 	"time"
@@ -129,9 +128,6 @@ func diskSpace(dir string) (space, error) {
 		return space{}, fmt.Errorf("embedded: the space of the disk of %s: %w", dir, err)
 	}
 	bsize := int64(st.Bsize)
-	free, size := int64(st.Bavail), int64(st.Blocks)
-	if free > math.MaxInt64/bsize || size > math.MaxInt64/bsize {
-		return space{size: math.MaxInt64 / 2, free: math.MaxInt64 / 2, reserve: 256 << 20}, nil
-	}
-	return space{size: size * bsize, free: free * bsize, reserve: Reserve(size * bsize)}, nil
+	size := int64(st.Blocks) * bsize
+	return space{size: size, free: int64(st.Bavail) * bsize, reserve: Reserve(size)}, nil
 }
