@@ -53,14 +53,15 @@ func (s *started) running() bool {
 // readPid reads the pid a job wrote to a file.
 func (s *started) readPid(t *testing.T, name string) int {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(s.dir, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	var pid int
+	// The shell makes the file before it writes the pid in it.
+	testutil.EventuallyNil(t, "a pid in "+name, func() error {
+		b, err := os.ReadFile(filepath.Join(s.dir, name))
+		if err == nil {
+			pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		}
+		return err
+	})
 	return pid
 }
 
