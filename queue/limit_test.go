@@ -274,9 +274,11 @@ func TestKeyAndRateLimitsAcrossProcesses(t *testing.T) {
 	enqueue := func(n int, key func(int) string) []string {
 		var ids []string
 		for i := range n {
-			// Jobs of 100ms: while the first keys' jobs run, the workers
-			// have time to reach the last key's, even on a busy machine.
-			id, err := c.Enqueue(t.Context(), "limited", []byte("100"), queue.Options{Queue: "limited", Key: key(i)})
+			// Jobs of 300ms: the first key's 20 jobs, 2 at once, take
+			// 2.7s to start, time enough for the workers to reach the
+			// last key's, even on a busy machine (with 100ms, CI once
+			// started the last key only after the first key's last job).
+			id, err := c.Enqueue(t.Context(), "limited", []byte("300"), queue.Options{Queue: "limited", Key: key(i)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -310,9 +312,9 @@ func TestKeyAndRateLimitsAcrossProcesses(t *testing.T) {
 	})
 	// Every key starts before the first key's last job does: the keys do
 	// not go one after another. (How early they start depends on how busy
-	// the machine is: quiet, every key started within the first 40 or so
-	// of the 200 starts; with two more copies of this test at once on two
-	// cores, the last key after 120 to 140.)
+	// the machine is: with jobs of 100ms, quiet, every key started within
+	// the first 40 or so of the 200 starts; with two more copies of this
+	// test at once on two cores, the last key after 120 to 140.)
 	for key, peak := range peaks {
 		if peak != 2 {
 			t.Errorf("key %s: at most %d of its jobs ran at once; want the limit, 2", key, peak)
@@ -355,7 +357,7 @@ func TestKeyAndRateLimitsAcrossProcesses(t *testing.T) {
 		t.Errorf("%d starts in one second under a rate of 20/s with a burst of 2", busiest)
 	}
 	span := times[len(times)-1].Sub(times[0])
-	t.Logf("keys: 200 jobs of 100ms, 20 at once, took %v (workers' start included); each started within the first %d of %d starts; rate: %d starts in %v (%.1f/s), at most %d in a second", keysTook.Round(time.Millisecond), slices.Max(slices.Collect(maps.Values(firstStart))), starts, len(times), span.Round(time.Millisecond), float64(len(times)-1)/span.Seconds(), busiest)
+	t.Logf("keys: 200 jobs of 300ms, 20 at once, took %v (workers' start included); each started within the first %d of %d starts; rate: %d starts in %v (%.1f/s), at most %d in a second", keysTook.Round(time.Millisecond), slices.Max(slices.Collect(maps.Values(firstStart))), starts, len(times), span.Round(time.Millisecond), float64(len(times)-1)/span.Seconds(), busiest)
 }
 
 func TestRatesReadAndWritten(t *testing.T) {

@@ -2,7 +2,8 @@
 //
 // Both calls to count now start goroutines, so main has nothing left to do
 // and returns at once. The program exits, taking its goroutines with it, and
-// prints nothing: nobody waited for them.
+// prints nothing: nobody waited for them. (Nearly always nothing: now and then
+// a goroutine gets its first line out before the process ends.)
 //
 //	go run ./examples/seed/3-main-returns
 package main

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -33,15 +34,21 @@ func TestRunReturnsAtOnce(t *testing.T) {
 	})
 }
 
-func TestProcessPrintsNothingAndExits(t *testing.T) {
-	// With one P the new goroutines wait for main's goroutine to yield,
-	// which it never does before the process exits: the outcome is certain
-	// rather than a race the program nearly always wins.
+func TestProcessExitsWithoutWaiting(t *testing.T) {
+	// The process exits as soon as main returns; its goroutines count
+	// forever, so a process that waited for them would never end. It
+	// nearly always prints nothing, but a goroutine may get in its first
+	// line before main's goroutine reaches exit (the scheduler may preempt
+	// main on a busy machine, even with one P): only a second count would
+	// show the goroutines outliving main.
 	res := seedtest.RunProcess(t, 10*time.Second, "GOMAXPROCS=1")
 	if res.TimedOut {
 		t.Fatalf("step 3 did not exit by itself within 10s")
 	}
-	if res.Stdout != "" {
-		t.Errorf("stdout = %q, want nothing", res.Stdout)
+	for line := range strings.SplitSeq(strings.TrimSuffix(res.Stdout, "\n"), "\n") {
+		if line != "" && line != "1 sheep" && line != "1 fish" {
+			t.Errorf("stdout = %q, want nothing but, at most, the first counts", res.Stdout)
+			break
+		}
 	}
 }
