@@ -101,6 +101,11 @@ type Info struct {
 	ResultApart bool      `json:"result_apart,omitempty"` // a big result, kept apart from the record; Info and Wait read it back
 	EnqueuedAt  time.Time `json:"enqueued_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
+	// Worker is the id of the worker that ran its last attempt (see
+	// [WorkerInfo]), and StartedAt when that attempt started; a finished
+	// attempt ended at UpdatedAt.
+	Worker    string    `json:"worker,omitempty"`
+	StartedAt time.Time `json:"started_at,omitzero"`
 
 	Parents   []string `json:"parents,omitempty"`    // the jobs it waits for, or waited for
 	SkippedBy []string `json:"skipped_by,omitempty"` // the parents that failed, if it is Skipped

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,6 +91,14 @@ func TestRetriesThenSucceeds(t *testing.T) {
 	want := []string{"attempt 1: not yet (1)", "attempt 2: not yet (2)"}
 	if info.State != queue.Succeeded || info.Attempts != 3 || !slices.Equal(info.Errors, want) {
 		t.Errorf("job = %+v, want succeeded on attempt 3 with errors %q", info, want)
+	}
+	// The record names the worker of the last attempt, and when it began.
+	// (Its id is host-pid-random, and the worker runs in this process.)
+	if !strings.Contains(info.Worker, "-"+strconv.Itoa(os.Getpid())+"-") {
+		t.Errorf("job's worker %q, want this process's", info.Worker)
+	}
+	if info.StartedAt.Before(info.EnqueuedAt) || info.StartedAt.After(info.UpdatedAt) {
+		t.Errorf("last attempt started at %v; enqueued at %v, ended at %v", info.StartedAt, info.EnqueuedAt, info.UpdatedAt)
 	}
 }
 

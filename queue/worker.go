@@ -99,6 +99,7 @@ type Worker struct {
 	cancels  cancels // the jobs in hand, for Client.Cancel and the heartbeat
 	done     atomic.Uint64
 	adm      *admitter // of the running Run: starts the jobs of limited queues
+	id       string    // of the running Run: its id among the workers, recorded with each attempt
 }
 
 // NewWorker returns a worker taking jobs from this client's queue.
@@ -212,6 +213,7 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	// The heartbeat goes on while running jobs finish, and stops last.
 	presence := newPresence(w.cfg)
+	w.id = presence.info.ID
 	beatCtx, stopBeat := context.WithCancel(context.WithoutCancel(ctx))
 	var beats sync.WaitGroup
 	defer beats.Wait()
@@ -752,6 +754,7 @@ func (w *Worker) handle(jobsCtx, runCtx context.Context, d delivery, outcomes *o
 		return
 	}
 	info.State, info.Attempts, info.UpdatedAt = Running, info.Attempts+1, time.Now()
+	info.Worker, info.StartedAt = w.id, info.UpdatedAt
 	reconnected := w.c.reconnectSignal() // a cancel notice may be missed while away
 	// A job that is done within runningAfter never shows as running: for
 	// short jobs that record would cost a store write each, for a state

@@ -223,6 +223,9 @@ func WriteInfo(w io.Writer, info *queue.Info, asJSON bool) error {
 		fmt.Fprintf(w, "timeout:   %v\n", time.Duration(info.Timeout))
 	}
 	fmt.Fprintf(w, "enqueued:  %s\nupdated:   %s\n", info.EnqueuedAt.Local().Format(time.DateTime), info.UpdatedAt.Local().Format(time.DateTime))
+	if info.Worker != "" {
+		fmt.Fprintf(w, "last try:  started %s on worker %s\n", info.StartedAt.Local().Format(time.DateTime), info.Worker)
+	}
 	fmt.Fprintf(w, "payload:   %s\n", printable(info.Payload))
 	var res remote.Result
 	switch {

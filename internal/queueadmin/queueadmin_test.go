@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/goherd/herd/internal/run/remote"
 	"github.com/goherd/herd/queue"
@@ -19,8 +20,10 @@ func TestInspectCommandJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	WriteInfo(&out, &queue.Info{ID: "cron.x.20261129T120000Z", Kind: remote.Kind, State: queue.Succeeded, Result: res}, false)
+	started := time.Date(2026, 11, 29, 12, 0, 1, 0, time.Local)
+	WriteInfo(&out, &queue.Info{ID: "cron.x.20261129T120000Z", Kind: remote.Kind, State: queue.Succeeded, Result: res, Worker: "box-42-abcdef", StartedAt: started}, false)
 	for _, want := range []string{
+		"last try:  started 2026-11-29 12:00:01 on worker box-42-abcdef\n",
 		"command:   echo hi; echo oops >&2\n",
 		"host:      box\n",
 		"exit:      1\n",

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/goherd/herd/internal/run/remote"
 	"github.com/goherd/herd/queue"
 )
 
@@ -193,6 +194,9 @@ func (d *dashboard) jobs(r *http.Request) (any, error) {
 type JobPage struct {
 	*queue.Info
 	Graph template.HTML `json:"-"`
+	// Command is a command job of herd run --queue decoded: its run, its
+	// command line, how it ended and its output.
+	Command *remote.JobView `json:"command,omitempty"`
 }
 
 func (d *dashboard) job(r *http.Request) (any, error) {
@@ -204,7 +208,12 @@ func (d *dashboard) job(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &JobPage{Info: info, Graph: g.svg("job " + info.ID + ", the jobs it waits for, and those that wait for it")}, nil
+	p := &JobPage{Info: info, Graph: g.svg("job " + info.ID + ", the jobs it waits for, and those that wait for it")}
+	if info.Kind == remote.Kind {
+		v := remote.View(info)
+		p.Command = &v
+	}
+	return p, nil
 }
 
 func (d *dashboard) workers(r *http.Request) (any, error) {

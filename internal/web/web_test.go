@@ -543,3 +543,50 @@ func TestRunWithDeletedJob(t *testing.T) {
 		return strings.Contains(body, `"done": 2`) && strings.Contains(body, `"gone": 1`) && !strings.Contains(body, "eta_ns")
 	})
 }
+
+// A run's job has a page that reads as the run's page does: its run, its
+// command, how it ended, its output
+// decoded, and the worker that ran it.
+func TestRunJobPage(t *testing.T) {
+	c := queuetest.New(t)
+	commandRun(t, c, "sh", "echo hi; echo oops >&2; exit 3")
+	workRun(t, c, 1)
+	s := start(t, web.Config{Queue: c})
+	_, page := get(t, s.URL()+"/jobs/r1.1")
+	for _, want := range []string{
+		`<td id="state">dead</td>`,
+		`<td id="outcome" class="bad">exit 3</td>`,
+		`<a href="/runs/r1">r1</a>, job 1`,
+		`<pre class="stdout" id="stdout">hi`,
+		`<pre class="stderr bad" id="stderr">oops`,
+		"on worker <code>",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("GET /jobs/r1.1 lacks %q:\n%s", want, page)
+		}
+	}
+	if strings.Contains(page, "<h2>Result</h2>") {
+		t.Errorf("GET /jobs/r1.1 shows the raw result:\n%s", page)
+	}
+	_, body := get(t, s.URL()+"/api/jobs/r1.1")
+	var got struct {
+		Worker  string
+		Command struct {
+			Run    string
+			Exit   int
+			Failed bool
+			Stdout string
+			Worker string
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatalf("GET /api/jobs/r1.1: %v:\n%s", err, body)
+	}
+	if cmd := got.Command; cmd.Run != "r1" || cmd.Exit != 3 || !cmd.Failed || cmd.Stdout != "hi\n" || got.Worker == "" || cmd.Worker != got.Worker {
+		t.Errorf("GET /api/jobs/r1.1:\n%s\nwant its command decoded, exit 3, failed, with its worker", body)
+	}
+	// The run's page names the worker too: hosts may run several.
+	if _, run := get(t, s.URL()+"/runs/r1"); got.Worker == "" || !strings.Contains(run, ">"+got.Worker+"</span>") {
+		t.Errorf("GET /runs/r1 does not name worker %q:\n%s", got.Worker, run)
+	}
+}

@@ -56,3 +56,37 @@ func FuzzDecodeJob(f *testing.F) {
 		}
 	})
 }
+
+func TestViewOfACommandJob(t *testing.T) {
+	t.Parallel()
+	res := func(r Result) []byte {
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	payload, err := json.Marshal(Job{Run: "r1", Seq: 7, Line: "false"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		info    queue.Info
+		failed  bool
+		outcome string
+	}{
+		{queue.Info{State: queue.Running}, false, ""},
+		{queue.Info{State: queue.Succeeded, Result: res(Result{Exit: 0})}, false, "exit 0"},
+		{queue.Info{State: queue.Succeeded, Result: res(Result{Exit: 1})}, true, "exit 1"},
+		{queue.Info{State: queue.Succeeded, Result: res(Result{Exit: -1, Signal: 9, Killed: true})}, true, "killed by signal 9"},
+		{queue.Info{State: queue.Succeeded, Result: res(Result{Skipped: true})}, true, "not started: the run was stopped"},
+		{queue.Info{State: queue.Dead, Errors: []string{"attempt 1: worker lost\nmore"}}, true, "attempt 1: worker lost"},
+		{queue.Info{State: queue.Cancelled}, true, "cancelled"},
+	} {
+		c.info.ID, c.info.Payload, c.info.Worker = "r1.7", payload, "box-42-abcdef"
+		v := View(&c.info)
+		if v.Failed != c.failed || v.Outcome() != c.outcome || v.Seq != 7 || v.Worker != "box-42-abcdef" {
+			t.Errorf("%s %s: failed %v, outcome %q, seq %d, worker %q; want failed %v, outcome %q", c.info.State, c.info.Result, v.Failed, v.Outcome(), v.Seq, v.Worker, c.failed, c.outcome)
+		}
+	}
+}

@@ -17,11 +17,13 @@ import (
 // person to read: what the dashboard shows of it.
 type JobView struct {
 	ID       string        `json:"id"`
+	Run      string        `json:"run,omitempty"` // the run's id
 	Seq      int           `json:"seq"`
 	State    queue.State   `json:"state"`
 	Attempts int           `json:"attempts"`
 	Line     string        `json:"line"` // the command line, as run once it ran
 	Host     string        `json:"host,omitempty"`
+	Worker   string        `json:"worker,omitempty"` // the id of the worker that ran its last attempt
 	Start    time.Time     `json:"start,omitzero"`
 	Duration time.Duration `json:"duration,omitempty"`
 	Exit     int           `json:"exit"`
@@ -36,10 +38,10 @@ type JobView struct {
 
 // View decodes a command job's record.
 func View(info *queue.Info) JobView {
-	v := JobView{ID: info.ID, State: info.State, Attempts: info.Attempts, Finished: info.State.Finished()}
+	v := JobView{ID: info.ID, State: info.State, Attempts: info.Attempts, Worker: info.Worker, Finished: info.State.Finished()}
 	var j Job
 	if json.Unmarshal(info.Payload, &j) == nil {
-		v.Seq, v.Line = j.Seq, run.Shown(j.Line, 0)
+		v.Run, v.Seq, v.Line = j.Run, j.Seq, run.Shown(j.Line, 0)
 	}
 	if v.Seq == 0 {
 		_, seq, _ := strings.Cut(info.ID, ".")
@@ -65,6 +67,22 @@ func View(info *queue.Info) JobView {
 	}
 	v.Failed = v.Finished && (v.Exit != 0 || v.Signal != 0 || v.Skipped)
 	return v
+}
+
+// Outcome says how a finished command job ended, as a person reads it:
+// "exit 0", "exit 1", "killed by signal 9", "not started" or its error.
+func (v JobView) Outcome() string {
+	switch {
+	case !v.Finished:
+		return ""
+	case v.Skipped:
+		return "not started: the run was stopped"
+	case v.Signal != 0:
+		return "killed by signal " + strconv.Itoa(v.Signal)
+	case v.Exit < 0 && v.Err != "":
+		return v.Err
+	}
+	return "exit " + strconv.Itoa(v.Exit)
 }
 
 // lastError is the first line of a job's last error.
