@@ -258,7 +258,7 @@ func TestBrowserRetryDeadJob(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`input[value="flaky-1"]`)),
 		click(`input[value="flaky-1"]`),
 		click(`#retry-selected`),
-		waitFor(`location.pathname === "/jobs" && !document.querySelector('input[value="flaky-1"]')`),
+		waitFor(`location.pathname === "/jobs" && !document.querySelector('input[value="flaky-1"]') && (document.getElementById("done") || {}).textContent === "Retried 1 job: queued to run again."`),
 	)
 	info, err := c.Wait(t.Context(), "flaky-1")
 	if err != nil || info.State != queue.Succeeded || string(info.Result) != "fine now" {

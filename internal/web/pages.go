@@ -136,6 +136,81 @@ type JobsPage struct {
 	Count  uint64         `json:"count"`          // of the state, from the queue's figures (not of the filter)
 	States []queue.State  `json:"-"`
 	Queues []string       `json:"-"`
+	// Done says what the action that led here did ("Retried 3 jobs."),
+	// or is "".
+	Done string `json:"-"`
+	// Whole is set when the page holds every job of the filter: then
+	// len(Jobs) is how many match it.
+	Whole bool `json:"-"`
+}
+
+// Filtered reports whether the page's jobs are filtered on more than their
+// state and queue: then Count, the queue's figure, is not theirs.
+func (p *JobsPage) Filtered() bool {
+	return p.Query.Kind != "" || p.Query.IDPrefix != "" || p.Query.Error != ""
+}
+
+// Matching names the dead jobs that the page's buttons for every job of
+// the filter act on: "the 3 dead jobs of queue mail", "every dead job that
+// matches the filter" when how many is not known.
+func (p *JobsPage) Matching() string {
+	n := 0 // not known
+	switch {
+	case p.Whole:
+		n = len(p.Jobs)
+	case !p.Filtered():
+		n = int(p.Count)
+	}
+	s := "every dead job"
+	switch {
+	case n == 1:
+		s = "the one dead job"
+	case n > 1:
+		s = fmt.Sprintf("the %d dead jobs", n)
+	}
+	if p.Query.Queue != "" {
+		s += " of queue " + p.Query.Queue
+	}
+	switch {
+	case p.Filtered() && n > 1:
+		s += " that match the filter"
+	case p.Filtered():
+		s += " that matches the filter"
+	}
+	return s
+}
+
+// doneMessage says what an action did, from the done and n parameters of
+// the page it sent the browser to (made by actionDone); "" if they are
+// not an action's.
+func doneMessage(v url.Values) string {
+	n, err := strconv.Atoi(v.Get("n"))
+	if err != nil || n < 0 {
+		return ""
+	}
+	jobs := "jobs"
+	if n == 1 {
+		jobs = "job"
+	}
+	switch v.Get("done") {
+	case "retried":
+		return fmt.Sprintf("Retried %d %s: queued to run again.", n, jobs)
+	case "deleted":
+		return fmt.Sprintf("Deleted %d %s and their records.", n, jobs)
+	}
+	return ""
+}
+
+// actionDone is the dead jobs' page, with the filter the action was
+// given, saying what the action did to n jobs.
+func actionDone(r *http.Request, done string, n int) string {
+	v := url.Values{"state": {"dead"}, "done": {done}, "n": {strconv.Itoa(n)}}
+	for param, field := range map[string]string{"queue": "queue", "kind": "kind", "id": "prefix", "error": "error"} {
+		if f := r.PostFormValue(field); f != "" {
+			v.Set(param, f)
+		}
+	}
+	return "/jobs?" + v.Encode()
 }
 
 var listedStates = []queue.State{"", queue.Queued, queue.Running, queue.Retrying, queue.Scheduled, queue.Pending, queue.Succeeded, queue.Dead, queue.Cancelled, queue.Skipped}
@@ -163,7 +238,7 @@ func (d *dashboard) jobs(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &JobsPage{Query: q, Jobs: page.Jobs, States: listedStates}
+	p := &JobsPage{Query: q, Jobs: page.Jobs, States: listedStates, Done: doneMessage(v), Whole: q.After == 0 && page.Next == 0}
 	if p.Jobs == nil {
 		p.Jobs = []*queue.Info{} // [] in JSON
 	}
@@ -264,7 +339,7 @@ func (d *dashboard) retryJob(r *http.Request) (string, error) {
 }
 
 func (d *dashboard) deleteJob(r *http.Request) (string, error) {
-	return "/jobs?state=dead", d.c.Delete(r.Context(), r.PathValue("id"))
+	return actionDone(r, "deleted", 1), d.c.Delete(r.Context(), r.PathValue("id"))
 }
 
 func (d *dashboard) cancelJob(r *http.Request) (string, error) {
@@ -312,7 +387,11 @@ func (d *dashboard) bulk(retry bool) func(*http.Request) (string, error) {
 		if len(errs) > 0 {
 			return "", fmt.Errorf("%d of %d jobs: %w", len(errs), len(ids), errs[0])
 		}
-		return "/jobs?state=dead", nil
+		verb := "deleted"
+		if retry {
+			verb = "retried"
+		}
+		return actionDone(r, verb, len(ids)), nil
 	}
 }
 

@@ -590,3 +590,39 @@ func TestRunJobPage(t *testing.T) {
 		t.Errorf("GET /runs/r1 does not name worker %q:\n%s", got.Worker, run)
 	}
 }
+
+// The buttons that act on every dead job of a filter say how many jobs
+// that is when the page knows it; after acting, the page keeps the filter
+// and says what was done.
+func TestBulkActionKeepsFilterAndSaysWhatItDid(t *testing.T) {
+	c := queuetest.New(t)
+	for _, id := range []string{"a1", "a2", "b1"} {
+		deadJob(t, c, id)
+	}
+	s := start(t, web.Config{Queue: c})
+	for path, want := range map[string]string{
+		"/jobs?state=dead&id=a":  "Retry the 2 dead jobs that match the filter",
+		"/jobs?state=dead&id=b":  "Retry the one dead job that matches the filter",
+		"/jobs?state=dead":       "Retry the 3 dead jobs",
+		"/jobs?state=dead&id=zz": "No job",
+	} {
+		if _, body := get(t, s.URL()+path); !strings.Contains(body, want) {
+			t.Errorf("GET %s lacks %q:\n%s", path, want, body)
+		}
+	}
+	code, body := post(t, s.URL()+"/dead/delete", url.Values{"all": {"1"}, "prefix": {"a"}})
+	if code != http.StatusOK || !strings.Contains(body, `<p class="notice" id="done" role="status">Deleted 2 jobs and their records.</p>`) ||
+		!strings.Contains(body, `name="id" value="a"`) {
+		t.Errorf("after deleting the filter's jobs: %d:\n%s\nwant what was done said, and the filter kept", code, body)
+	}
+	if _, err := c.Info(t.Context(), "a1"); !errors.Is(err, queue.ErrNotFound) {
+		t.Errorf("a1 after it was deleted: %v", err)
+	}
+	if info, err := c.Info(t.Context(), "b1"); err != nil || info.State != queue.Dead {
+		t.Errorf("b1, outside the filter: %+v, %v; want it left dead", info, err)
+	}
+	// A message is only ever one of the dashboard's own.
+	if _, body := get(t, s.URL()+"/jobs?state=dead&done=hacked&n=1"); strings.Contains(body, `id="done"`) {
+		t.Errorf("a done parameter not the dashboard's was shown:\n%s", body)
+	}
+}
