@@ -228,15 +228,19 @@ func (w *Worker) Run(ctx context.Context) error {
 		default:
 		}
 	}
+	var taken ahead
 	start := func(d delivery) {
 		alive := w.keepAlive(jobsCtx, d)
+		taken.add(d.info.Queue, 1)
 		err := pool.Go(jobsCtx, func(context.Context) error {
+			taken.add(d.info.Queue, -1)
 			defer freed()
 			defer alive()
 			w.handle(jobsCtx, ctx, d, outcomes)
 			return nil
 		})
 		if err != nil { // the jobs are being stopped: hand it back
+			taken.add(d.info.Queue, -1)
 			alive()
 			d.grant.release(context.WithoutCancel(jobsCtx))
 			d.msg.Nak()
@@ -249,7 +253,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	lim := newLimiter(w.c, presence.info.ID, w.cfg.Lease)
 	adm := newAdmitter(lim, w.cfg.Lease, w.cfg.Concurrency, start, func() { running.Add(1) }, freed)
 	w.adm = adm
-	beats.Go(func() { w.beat(beatCtx, presence, w.done.Load, adm.inHand) })
+	beats.Go(func() { w.beat(beatCtx, presence, w.done.Load, adm.inHand, &taken) })
 	var limits sync.WaitGroup
 	limits.Go(func() { lim.watch(ctx) })
 	limits.Go(func() { adm.run(ctx) })

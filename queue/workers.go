@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,6 +48,10 @@ type WorkerInfo struct {
 	// Held are the jobs it has taken and holds until their queue's
 	// limits let them start (see [Client.SetLimits]).
 	Held []RunningJob `json:"held,omitempty"`
+	// Ahead counts, by queue, the jobs it has taken ahead of a free slot
+	// of its own (it takes up to twice its Concurrency, so that a job
+	// starts the moment one ends): they start next.
+	Ahead map[string]int `json:"ahead,omitempty"`
 }
 
 // RunningJob is a job in a worker's hands.
@@ -169,7 +175,7 @@ func keySafe(s string) string {
 // beat says what the worker does every heartbeatEvery until ctx is done,
 // then says it is gone. A server that does not answer is not an error:
 // the worker is listed again when it does.
-func (w *Worker) beat(ctx context.Context, p *presence, done func() uint64, held func() []RunningJob) {
+func (w *Worker) beat(ctx context.Context, p *presence, done func() uint64, held func() []RunningJob, ahead *ahead) {
 	kv, err := w.c.workersKV(ctx)
 	if err != nil {
 		w.c.log.Warn("queue: worker: no heartbeat bucket; the worker is not listed", "error", err)
@@ -187,7 +193,7 @@ func (w *Worker) beat(ctx context.Context, p *presence, done func() uint64, held
 			}
 		}
 		p.info.Seen, p.info.Draining, p.info.Done = time.Now(), p.draining.Load(), done()
-		p.info.Running, p.info.Held = w.cancels.inHand(), held()
+		p.info.Running, p.info.Held, p.info.Ahead = w.cancels.inHand(), held(), ahead.counts()
 		if b, err := json.Marshal(p.info); err == nil {
 			kv.Put(ctx, p.info.ID, b)
 		}
@@ -213,4 +219,28 @@ func (cs *cancels) inHand() []RunningJob {
 	cs.mu.Unlock()
 	slices.SortFunc(jobs, func(a, b RunningJob) int { return a.Since.Compare(b.Since) })
 	return jobs
+}
+
+// ahead counts, by queue, the jobs a worker has taken that wait for one of
+// its slots.
+type ahead struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (a *ahead) add(queue string, n int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.n == nil {
+		a.n = map[string]int{}
+	}
+	if a.n[queue] += n; a.n[queue] == 0 {
+		delete(a.n, queue)
+	}
+}
+
+func (a *ahead) counts() map[string]int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return maps.Clone(a.n)
 }

@@ -182,8 +182,8 @@ func TestBrowserOverviewLive(t *testing.T) {
 		return nil, nil
 	}})
 	running := `document.querySelector('tr[data-queue="default"] td.running').textContent`
-	run(t, ctx, "the overview once a worker runs 2 of them (its heartbeat says so within 5s)",
-		waitFor(waiting+`.textContent === "0" && `+running+` === "2"`))
+	run(t, ctx, "the overview once a worker runs 2 of them and has taken the third ahead (its heartbeat says so within 5s)",
+		waitFor(waiting+`.textContent === "0 +1 taken" && `+running+` === "2"`))
 	close(release)
 	run(t, ctx, "the overview once the jobs are done", waitFor(running+` === "0" && window.notReloaded === true`))
 	screenshot(t, ctx, "overview.png")

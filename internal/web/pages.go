@@ -22,6 +22,7 @@ type QueueRow struct {
 	Waiting       uint64        `json:"waiting"`   // not handed to a worker yet, scheduled ones included
 	Running       int           `json:"running"`   // in the workers' hands, as their heartbeats say
 	InFlight      int           `json:"in_flight"` // handed out: running, or held for a retry or its time
+	Ahead         int           `json:"ahead"`     // taken by a worker ahead of a free slot of its own: they start next
 	Later         int           `json:"later"`     // in flight but not running: retrying or scheduled
 	Pending       uint64        `json:"pending"`   // waiting for their parents
 	Dead          uint64        `json:"dead"`
@@ -79,10 +80,13 @@ func (d *dashboard) overview(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	running := map[string]int{}
+	running, ahead := map[string]int{}, map[string]int{}
 	for _, w := range ws {
 		for _, j := range w.Running {
 			running[j.Queue]++
+		}
+		for q, n := range w.Ahead {
+			ahead[q] += n
 		}
 	}
 	rates, series := d.rates()
@@ -91,7 +95,8 @@ func (d *dashboard) overview(r *http.Request) (any, error) {
 		q := &o.Queues[i]
 		q.Running = min(running[q.Queue], q.InFlight)
 		q.Held = min(q.Held, q.InFlight-q.Running)
-		q.Later = q.InFlight - q.Running - q.Held
+		q.Ahead = min(ahead[q.Queue], q.InFlight-q.Running-q.Held)
+		q.Later = q.InFlight - q.Running - q.Held - q.Ahead
 		q.Rate = rates[q.Queue]
 	}
 	return o, nil

@@ -626,3 +626,39 @@ func TestBulkActionKeepsFilterAndSaysWhatItDid(t *testing.T) {
 		t.Errorf("a done parameter not the dashboard's was shown:\n%s", body)
 	}
 }
+
+// Jobs a worker has taken ahead of a free slot are counted as such, not as
+// later (retrying or scheduled), which they are not.
+func TestOverviewCountsJobsTakenAhead(t *testing.T) {
+	c := queuetest.New(t)
+	release := make(chan struct{})
+	queuetest.Work(t, c, queue.WorkerConfig{Concurrency: 1}, map[string]queue.Handler{
+		"slow": func(ctx context.Context, _ *queue.Job) ([]byte, error) {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil, nil
+		},
+	})
+	t.Cleanup(func() { close(release) }) // before the worker stops, waiting for its jobs
+	for range 4 {
+		if _, err := c.Enqueue(t.Context(), "slow", nil, queue.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := start(t, web.Config{Queue: c})
+	// A worker of one slot takes two jobs: one runs, one waits for the
+	// slot. Its heartbeat, every 5s, says so.
+	var body string
+	testutil.Eventually(t, "the overview to count the job taken ahead", func() bool {
+		_, body = get(t, s.URL()+"/api/")
+		return strings.Contains(body, `"running": 1,`) && strings.Contains(body, `"ahead": 1,`)
+	})
+	if !strings.Contains(body, `"later": 0,`) || !strings.Contains(body, `"waiting": 2,`) {
+		t.Errorf("GET /api/:\n%s\nwant 2 waiting, 1 running, 1 taken ahead, none later", body)
+	}
+	if _, page := get(t, s.URL()+"/"); !strings.Contains(page, "+1 taken</span>") {
+		t.Errorf("the overview does not show the job taken ahead:\n%s", page)
+	}
+}
