@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -50,10 +51,11 @@ type tally struct {
 }
 
 type finished struct {
-	exit   int
-	failed bool
-	gone   bool // deleted from the queue, or expired, without an outcome seen
-	at     time.Time
+	exit    int
+	failed  bool // a skipped job is failed too: a retry runs it
+	skipped bool // never started: the run was stopped
+	gone    bool // deleted from the queue, or expired, without an outcome seen
+	at      time.Time
 }
 
 // RunRow is a run of herd run --queue as the runs page lists it.
@@ -65,12 +67,17 @@ type RunRow struct {
 	Enqueueing bool           `json:"enqueueing,omitempty"`
 	Stopped    string         `json:"stopped,omitempty"`
 	Done       int            `json:"done"`
-	Failed     int            `json:"failed"`
+	Failed     int            `json:"failed"`                     // started, and did not succeed
+	NotStarted int            `json:"not_started,omitempty"`      // done without starting: the run was stopped first
 	Gone       int            `json:"gone,omitempty"`             // done: deleted from the queue, or expired, with no outcome seen
 	Exits      map[string]int `json:"failures_by_exit,omitempty"` // failed jobs by exit status
 	Rate       float64        `json:"jobs_per_second"`
 	ETA        time.Duration  `json:"eta_ns,omitempty"`
 }
+
+// ToRetry is how many of the run's jobs a retry runs again: the failed,
+// and those not started.
+func (r RunRow) ToRetry() int { return r.Failed + r.NotStarted }
 
 // Finished reports whether every job of the run has finished.
 func (r RunRow) Finished() bool { return !r.Enqueueing && r.Done >= r.Jobs }
@@ -187,7 +194,7 @@ func (rs *runs) count(ctx context.Context, row *RunRow) error {
 				continue
 			}
 			v := remote.View(info)
-			t.finished[v.Seq] = finished{exit: v.Exit, failed: v.Failed, at: info.UpdatedAt}
+			t.finished[v.Seq] = finished{exit: v.Exit, failed: v.Failed, skipped: v.Skipped, at: info.UpdatedAt}
 		}
 		t.markGone(ids, seqs, infos)
 		t.read = time.Now()
@@ -198,7 +205,10 @@ func (rs *runs) count(ctx context.Context, row *RunRow) error {
 		if f.gone {
 			row.Gone++
 		}
-		if f.failed {
+		switch {
+		case f.skipped:
+			row.NotStarted++
+		case f.failed:
 			row.Failed++
 			if row.Exits == nil {
 				row.Exits = map[string]int{}
@@ -246,6 +256,7 @@ type RunPage struct {
 	Run        *RunRow          `json:"run"`
 	Jobs       []remote.JobView `json:"jobs"`
 	FailedOnly bool             `json:"failed_only"`
+	Hints      []string         `json:"hints,omitempty"` // why its jobs not started may not start
 	From       int              `json:"from"`
 	Next       int              `json:"next,omitempty"` // the next page's first job
 	Graph      template.HTML    `json:"-"`              // the runs it waits for, and those that wait for it
@@ -298,7 +309,42 @@ func (d *dashboard) run(r *http.Request) (any, error) {
 		return nil, err
 	}
 	p.Graph = g.svg("run " + id + ", the runs it waits for, and those that wait for it")
+	if p.Hints, err = d.stuck(r.Context(), p.Jobs); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// stuck says why jobs not started may not start: their queue is paused,
+// or no worker serves it.
+func (d *dashboard) stuck(ctx context.Context, jobs []remote.JobView) ([]string, error) {
+	waiting := map[string]bool{}
+	for _, v := range jobs {
+		if v.State == queue.Queued || v.State == queue.Scheduled {
+			waiting[v.Queue] = true
+		}
+	}
+	if len(waiting) == 0 {
+		return nil, nil
+	}
+	st, err := d.stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ws, err := d.c.Workers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var hints []string
+	for _, q := range slices.Sorted(maps.Keys(waiting)) {
+		if slices.ContainsFunc(st.Queues, func(s queue.QueueStats) bool { return s.Queue == q && s.Paused }) {
+			hints = append(hints, fmt.Sprintf("Queue %s is paused: its jobs wait until it is resumed (herd queue resume %s).", q, q))
+		}
+		if !slices.ContainsFunc(ws, func(w queue.WorkerInfo) bool { return slices.Contains(w.Queues, q) }) {
+			hints = append(hints, fmt.Sprintf("No worker serves queue %s: its jobs wait for one (herd work --queue URL --queue-name %s).", q, q))
+		}
+	}
+	return hints, nil
 }
 
 // pageViews returns what a run's page shows of the jobs with the given

@@ -662,3 +662,57 @@ func TestOverviewCountsJobsTakenAhead(t *testing.T) {
 		t.Errorf("the overview does not show the job taken ahead:\n%s", page)
 	}
 }
+
+// A run stopped before its jobs started counts them as not started, not
+// as failed; a retry runs them.
+func TestStoppedRunCountsJobsNotStarted(t *testing.T) {
+	c := queuetest.New(t)
+	commandRun(t, c, "true", "true", "true", "true", "true")
+	if err := remote.Stop(t.Context(), c, "r1", false); err != nil {
+		t.Fatal(err)
+	}
+	// What herd work's handler returns for a job of a run stopped before
+	// it started.
+	queuetest.Work(t, c, queue.WorkerConfig{Concurrency: 4}, map[string]queue.Handler{
+		remote.Kind: func(context.Context, *queue.Job) ([]byte, error) { return json.Marshal(remote.Result{Skipped: true}) },
+	})
+	for seq := 1; seq <= 4; seq++ {
+		if _, err := c.Wait(t.Context(), fmt.Sprint("r1.", seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := start(t, web.Config{Queue: c})
+	if _, body := get(t, s.URL()+"/api/runs/r1"); !strings.Contains(body, `"done": 4,`) || !strings.Contains(body, `"failed": 0,`) || !strings.Contains(body, `"not_started": 4,`) {
+		t.Errorf("GET /api/runs/r1:\n%s\nwant 4 done, none failed, 4 not started", body)
+	}
+	if _, page := get(t, s.URL()+"/runs/r1"); !strings.Contains(page, "stopped (soon): 4 jobs not started") || !strings.Contains(page, "Retry the 4 failed or not started jobs") {
+		t.Errorf("GET /runs/r1 does not say the jobs did not start, or offer to run them:\n%s", page)
+	}
+}
+
+// A run whose jobs cannot start says why: their queue is paused, or no
+// worker serves it.
+func TestRunSaysWhyItsJobsWait(t *testing.T) {
+	c := queuetest.New(t)
+	commandRun(t, c, "true", "true", "true")
+	if err := c.Pause(t.Context(), "default"); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, web.Config{Queue: c})
+	_, page := get(t, s.URL()+"/runs/r1")
+	for _, want := range []string{
+		"Queue default is paused: its jobs wait until it is resumed (herd queue resume default).",
+		"No worker serves queue default: its jobs wait for one",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("GET /runs/r1 lacks %q:\n%s", want, page)
+		}
+	}
+	if err := c.Resume(t.Context(), "default"); err != nil {
+		t.Fatal(err)
+	}
+	workRun(t, c, 2)
+	if _, body := get(t, s.URL()+"/api/runs/r1"); strings.Contains(body, `"hints"`) {
+		t.Errorf("GET /api/runs/r1 once its jobs ran:\n%s\nwant no hint", body)
+	}
+}

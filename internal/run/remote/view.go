@@ -19,6 +19,7 @@ type JobView struct {
 	ID       string        `json:"id"`
 	Run      string        `json:"run,omitempty"` // the run's id
 	Seq      int           `json:"seq"`
+	Queue    string        `json:"queue"`
 	State    queue.State   `json:"state"`
 	Attempts int           `json:"attempts"`
 	Line     string        `json:"line"` // the command line, as run once it ran
@@ -38,7 +39,7 @@ type JobView struct {
 
 // View decodes a command job's record.
 func View(info *queue.Info) JobView {
-	v := JobView{ID: info.ID, State: info.State, Attempts: info.Attempts, Worker: info.Worker, Finished: info.State.Finished()}
+	v := JobView{ID: info.ID, Queue: info.Queue, State: info.State, Attempts: info.Attempts, Worker: info.Worker, Finished: info.State.Finished()}
 	var j Job
 	if json.Unmarshal(info.Payload, &j) == nil {
 		v.Run, v.Seq, v.Line = j.Run, j.Seq, run.Shown(j.Line, 0)
