@@ -62,6 +62,10 @@ func TestLikeGNUParallel(t *testing.T) {
 		stdin string
 	}{
 		{"tag joins the inputs with a space", []string{"-k", "--tag", "echo", ":::", "a", "b", ":::", "1", "2"}, ""},
+		{"-v prints each command before its output", []string{"-v", "-k", "echo {}; echo err{} >&2", ":::", "a", "b"}, ""},
+		{"-v with --tag tags the command too", []string{"-v", "-k", "--tag", "echo", ":::", "a", "b"}, ""},
+		{"-v with --line-buffer prints the command as the job starts", []string{"-v", "--lb", "-j1", "echo", ":::", "a", "b"}, ""},
+		{"-v with --dry-run prints each command once", []string{"-v", "--dry-run", "-k", "echo", ":::", "a", "b"}, ""},
 		{"-i before an option is -I {}", []string{"-i", "-k", "echo", "x{}", ":::", "a", "b"}, ""},
 		{"-i takes the next word", []string{"-k", "-i", "Q", "echo", "xQ", ":::", "a"}, ""},
 		{"-l takes the next word if a number", []string{"-k", "-l", "2", "echo"}, "a\nb\nc\n"},

@@ -237,6 +237,7 @@ func (o *runOptions) addInputFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.ShellQuote, "shellquote", false, "print each input quoted for the shell, and run nothing")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the commands instead of running them")
 	f.BoolVarP(&o.Verbose, "verbose", "t", false, "print each command on standard error as it starts")
+	f.BoolVarP(&o.Echo, "print-command", "v", false, "print each command on standard output, before its output (GNU parallel's -v)")
 	f.BoolVar(&o.Shuf, "shuf", false, "run the jobs in random order (their numbers stay those of the input)")
 }
 

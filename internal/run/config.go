@@ -78,6 +78,7 @@ type Config struct {
 
 	KeepOrder  bool              // -k
 	Verbose    bool              // print each command on standard error as it starts (-t)
+	Echo       bool              // print each command on standard output, before its output (-v)
 	Tag        bool              // prefix lines with the inputs
 	TagString  string            // or with this, expanded
 	TagTmpl    *replace.Template // TagString parsed

@@ -52,6 +52,7 @@ type Options struct {
 	ShellQuote   bool     // --shellquote
 	DryRun       bool     // --dry-run
 	Verbose      bool     // -t
+	Echo         bool     // -v
 	Shuf         bool     // --shuf
 
 	// How the jobs run: timing, retries, stop conditions, the job log.
@@ -136,7 +137,7 @@ func (o Options) Config(args []string, changed func(string) bool) (*Config, erro
 	if err := firstBroken(o.rules(len(command) > 0, len(sources) > 0 || len(o.ArgFiles) > 0, changed)); err != nil {
 		return nil, err
 	}
-	cfg := &Config{Raw: o.Raw, ShellQuote: o.ShellQuote, Shell: cmp.Or(o.Shell, "/bin/sh"), Shuf: o.Shuf, DryRun: o.DryRun, KeepOrder: o.KeepOrder, Verbose: o.Verbose,
+	cfg := &Config{Raw: o.Raw, ShellQuote: o.ShellQuote, Shell: cmp.Or(o.Shell, "/bin/sh"), Shuf: o.Shuf, DryRun: o.DryRun, KeepOrder: o.KeepOrder, Verbose: o.Verbose, Echo: o.Echo,
 		SkipEmpty: o.NoRunIfEmpty, NoArgs: (changed("max-args") && o.MaxArgs == 0) || (changed("max-replace-args") && o.ExactArgs == 0),
 		Tag: o.Tag, TagString: o.TagString, LineBuffer: o.LineBuffer, Ungroup: o.Ungroup,
 		Bar: o.Bar, ETA: o.ETA, Progress: o.Progress, Attempts: max(o.Retries, 1),

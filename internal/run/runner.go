@@ -292,7 +292,7 @@ func (r *Runner) feed(jobs iter.Seq2[Job, error], total int) iter.Seq[Job] {
 // executor that hears of its jobs only once they ended calls it just
 // before Done.
 func (r *Runner) Starting(o *Outcome) {
-	if r.cfg.Verbose {
+	if r.cfg.Verbose || r.cfg.Echo && (r.cfg.Ungroup || r.cfg.LineBuffer) {
 		r.prints <- printItem{o, true}
 	}
 }
@@ -373,7 +373,14 @@ func (r *Runner) printAll() {
 		switch {
 		case item.started:
 			r.outMu.Lock()
-			fmt.Fprintln(r.stderr, o.Line)
+			if r.cfg.Verbose {
+				fmt.Fprintln(r.stderr, o.Line)
+			}
+			if r.cfg.Echo && (r.cfg.Ungroup || r.cfg.LineBuffer) {
+				// The job's output is written as it comes: the command
+				// goes first, as the job starts.
+				writeTagged(r.stdout, []byte(o.Line+"\n"), r.tag(o))
+			}
 			r.outMu.Unlock()
 		case !keep:
 			r.print(o)
@@ -462,6 +469,9 @@ func (r *Runner) print(o *Outcome) {
 	tag := r.tag(o)
 	r.outMu.Lock()
 	defer r.outMu.Unlock()
+	if r.cfg.Echo {
+		writeTagged(r.stdout, []byte(o.Line+"\n"), tag)
+	}
 	if err := o.Stdout.writeTo(r.stdout, tag); err != nil {
 		fmt.Fprintf(r.stderr, "herd run: job %d: output: %v\n", o.Job.Seq, err)
 	}
