@@ -62,6 +62,10 @@ func TestLikeGNUParallel(t *testing.T) {
 		stdin string
 	}{
 		{"tag joins the inputs with a space", []string{"-k", "--tag", "echo", ":::", "a", "b", ":::", "1", "2"}, ""},
+		{"-d splits the values of ::: too", []string{"-k", "-d", ",", "echo", ":::", "a,b", "c", ":::", "1,2"}, ""},
+		{"-d splits ::: before --header reads the names", []string{"-k", "-d", ",", "--header", ":", "echo", "{x}", ":::", "x,a,b"}, ""},
+		{"-d keeps an empty last value of :::", []string{"-k", "-d", ",", "echo", "[{}]", ":::", "a,"}, ""},
+		{"a new line splits a value of :::", []string{"-k", "echo", "[{}]", ":::", "a\nb", "c\n"}, ""},
 		{"-v prints each command before its output", []string{"-v", "-k", "echo {}; echo err{} >&2", ":::", "a", "b"}, ""},
 		{"-v with --tag tags the command too", []string{"-v", "-k", "--tag", "echo", ":::", "a", "b"}, ""},
 		{"-v with --line-buffer prints the command as the job starts", []string{"-v", "--lb", "-j1", "echo", ":::", "a", "b"}, ""},

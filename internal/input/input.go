@@ -12,6 +12,7 @@ import (
 	"iter"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -82,7 +83,7 @@ func Split(args []string, seps Separators) (command []string, sources []Source, 
 type Config struct {
 	Sources []Source  // none means Stdin
 	Stdin   io.Reader // read for "-" and when there are no sources
-	Delim   string    // record delimiter of files and stdin; empty means newline
+	Delim   string    // record delimiter of files, stdin and ::: values; empty means newline
 	ColSep  *regexp.Regexp
 	// MaxArgs is how many records make one job (-n and -N). Zero means 1.
 	MaxArgs int
@@ -121,6 +122,19 @@ func Open(cfg Config) (*Reader, error) {
 	}
 	if len(cfg.Sources) == 0 {
 		cfg.Sources = []Source{{Path: "-"}}
+	}
+	// The delimiter splits the values of ::: too, as GNU parallel does:
+	// ::: a,b with -d , is two values, and so is a value with a new line
+	// in it without -d.
+	cfg.Sources = slices.Clone(cfg.Sources)
+	for i, s := range cfg.Sources {
+		if s.Args != nil {
+			split := []string{} // not nil: still a ::: source
+			for _, a := range s.Args {
+				split = append(split, strings.Split(a, cfg.Delim)...)
+			}
+			cfg.Sources[i].Args = split
+		}
 	}
 	r := &Reader{cfg: cfg, files: make([]io.ReadCloser, len(cfg.Sources)), readers: make([]io.Reader, len(cfg.Sources))}
 	stdinUsed := false

@@ -137,3 +137,20 @@ func TestHeader(t *testing.T) {
 		t.Errorf("jobs = %q, want [[1 2 x] [3 4 x]]", got)
 	}
 }
+
+// The delimiter splits the values of ::: too, as GNU parallel does,
+// without changing the caller's sources.
+func TestDelimiterSplitsArgs(t *testing.T) {
+	srcs := []Source{{Args: []string{"a,b", "c,"}}, {Args: []string{"1"}}}
+	got := jobs(t, Config{Sources: srcs, Delim: ","})
+	if want := [][]string{{"a", "1"}, {"b", "1"}, {"c", "1"}, {"", "1"}}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("jobs = %q, want %q", got, want)
+	}
+	if !slices.Equal(srcs[0].Args, []string{"a,b", "c,"}) {
+		t.Errorf("the caller's source changed: %q", srcs[0].Args)
+	}
+	// Without one given, the new line splits them.
+	if got := jobs(t, Config{Sources: []Source{{Args: []string{"a\nb"}}}}); fmt.Sprint(got) != "[[a] [b]]" {
+		t.Errorf("jobs = %q, want a and b", got)
+	}
+}

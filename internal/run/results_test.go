@@ -14,6 +14,7 @@ import (
 func TestResultsTable(t *testing.T) {
 	for _, ext := range []string{".csv", ".tsv", ".json"} {
 		cfg := testConfig("a", "b,c\nd")
+		cfg.Input.Delim = "\x00" // -0: a value with a new line in it is one input
 		path := filepath.Join(t.TempDir(), "sub", "r"+ext)
 		cfg.Results = &Results{Table: path}
 		status, stdout, stderr := runFake(t, cfg, &fake{exit: func(seq int) int { return seq - 1 }}, nil)
