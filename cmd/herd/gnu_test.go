@@ -66,6 +66,8 @@ func TestLikeGNUParallel(t *testing.T) {
 		{"-d splits ::: before --header reads the names", []string{"-k", "-d", ",", "--header", ":", "echo", "{x}", ":::", "x,a,b"}, ""},
 		{"-d keeps an empty last value of :::", []string{"-k", "-d", ",", "echo", "[{}]", ":::", "a,"}, ""},
 		{"a new line splits a value of :::", []string{"-k", "echo", "[{}]", ":::", "a\nb", "c\n"}, ""},
+		{"--header without --colsep splits columns on tabs", []string{"-k", "--header", ":", "echo", "[{a}]-[{b}]-[{}]", "::::", "-"}, "a\tb\n 1 \t2\n3\t4\n"},
+		{"--header without --colsep, one column", []string{"-k", "--header", ":", "echo", "[{a}]"}, "a\n1 2\n"},
 		{"-v prints each command before its output", []string{"-v", "-k", "echo {}; echo err{} >&2", ":::", "a", "b"}, ""},
 		{"-v with --tag tags the command too", []string{"-v", "-k", "--tag", "echo", ":::", "a", "b"}, ""},
 		{"-v with --line-buffer prints the command as the job starts", []string{"-v", "--lb", "-j1", "echo", ":::", "a", "b"}, ""},

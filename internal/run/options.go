@@ -249,9 +249,16 @@ func (o Options) planHeader(cfg *Config) error {
 	} else {
 		_, err = HeaderLines(o.Header) // its first line, whatever N: as GNU parallel reads it
 		cfg.Input.Header = true
+		if cfg.Input.ColSep == nil {
+			// Without --colsep the columns are split on tabs, untrimmed,
+			// as GNU parallel does since its bug #37956.
+			cfg.Input.ColSep = tab
+		}
 	}
 	return err
 }
+
+var tab = regexp.MustCompile("\t")
 
 // A rule is a way options can go wrong together: broken says whether they
 // do, and msg what is wrong.
