@@ -288,14 +288,19 @@ func (r *Runner) feed(jobs iter.Seq2[Job, error], total int) iter.Seq[Job] {
 }
 
 // Starting says that a job starts: with -t, its command line goes to
-// standard error, after the output of the jobs that finished before. An
+// standard error, after the output of the jobs that finished before (and
+// with -v to standard output, if its output is written as it comes). An
 // executor that hears of its jobs only once they ended calls it just
 // before Done.
 func (r *Runner) Starting(o *Outcome) {
-	if r.cfg.Verbose || r.cfg.Echo && (r.cfg.Ungroup || r.cfg.LineBuffer) {
+	if r.cfg.Verbose || r.echoAtStart() {
 		r.prints <- printItem{o, true}
 	}
 }
+
+// echoAtStart reports whether -v prints a job's command as it starts: when
+// the job's output is written as it comes, not whole once it ends.
+func (r *Runner) echoAtStart() bool { return r.cfg.Echo && (r.cfg.Ungroup || r.cfg.LineBuffer) }
 
 // A printItem is a job's outcome to print, or with started its command
 // line as it starts.
@@ -376,9 +381,7 @@ func (r *Runner) printAll() {
 			if r.cfg.Verbose {
 				fmt.Fprintln(r.stderr, o.Line)
 			}
-			if r.cfg.Echo && (r.cfg.Ungroup || r.cfg.LineBuffer) {
-				// The job's output is written as it comes: the command
-				// goes first, as the job starts.
+			if r.echoAtStart() {
 				writeTagged(r.stdout, []byte(o.Line+"\n"), r.tag(o))
 			}
 			r.outMu.Unlock()
