@@ -250,12 +250,15 @@ func Keep(dir string, sigs <-chan os.Signal, ready io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
+	// Where it serves is forgotten only once the queue is closed: until
+	// then, herd run --attach must not see the keeper gone and open the
+	// queue's folder itself, which the keeper still holds.
 	defer func() {
 		for _, name := range []string{"pid", "url", "token"} {
 			os.Remove(filepath.Join(dir, name))
 		}
 	}()
+	defer srv.Close()
 	fleet, err := sshlogin.Start(cfg.Logins, sshlogin.Config{
 		SSH: cfg.SSH, Herd: cfg.Herd, Version: cfg.Version, QueueAddr: strings.TrimPrefix(srv.URL(), "nats://"), QueueName: cfg.QueueName,
 		Token: token, Jobs: cfg.Jobs, Delay: cfg.Delay, Lease: cfg.Lease, Log: logf,
