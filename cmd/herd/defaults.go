@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/goherd/herd/internal/run"
 )
@@ -11,23 +13,27 @@ import (
 // withDefaultOptions puts the default options of herd run in front of its
 // own, where GNU parallel takes them from: the config file of each of its
 // folders that exists ($PARALLEL_HOME, $XDG_CONFIG_HOME/parallel,
-// ~/.parallel), a line of options at a time, then $PARALLEL. Options given
-// later win, so those on the command line win over both. --plain on the
-// command line leaves them out. args are herd's arguments, and are returned
-// unchanged for any other command.
+// ~/.parallel), or the profiles named with -J instead, a line of options at
+// a time, then $PARALLEL. Options given later win, so those on the command
+// line win over both. --plain on the command line leaves them out. args are
+// herd's arguments, and are returned unchanged for any other command.
 func withDefaultOptions(args []string, getenv func(string) string, home func() (string, error)) ([]string, error) {
 	if len(args) == 0 || args[0] != "run" {
 		return args, nil
 	}
+	plain, profiles := readFirst(args[1:])
+	if plain {
+		return args, nil
+	}
 	var files []string
-	for _, file := range run.ConfigFiles(getenv, home) {
+	for _, file := range run.ConfigFiles(getenv, home, profiles) {
 		if _, err := os.Stat(file); err == nil {
 			files = append(files, file)
 		}
 	}
 	env := getenv("PARALLEL")
-	if len(files) == 0 && env == "" || givesPlain(args[1:]) {
-		return args, nil // nothing to read, or not to be read: the usual case costs no parse
+	if len(files) == 0 && env == "" {
+		return args, nil // nothing to read
 	}
 	var defaults []string
 	for _, file := range files {
@@ -56,12 +62,19 @@ func withDefaultOptions(args []string, getenv func(string) string, home func() (
 	return append(append([]string{"run"}, defaults...), args[1:]...), nil
 }
 
-// givesPlain reports whether herd run's options in args include --plain.
-func givesPlain(args []string) bool {
-	cmd := newRunCommand(context.Background(), nil)
-	f := cmd.Flags()
+// readFirst reads the options of herd run in args that say where its
+// default options come from: --plain, and the profiles of -J.
+func readFirst(args []string) (plain bool, profiles []string) {
+	mayName := func(a string) bool { // --plain, --profile, -J, or a prefix or bundle of them
+		return strings.HasPrefix(a, "--p") || !strings.HasPrefix(a, "--") && strings.HasPrefix(a, "-") && strings.Contains(a, "J")
+	}
+	if !slices.ContainsFunc(args, mayName) {
+		return false, nil // the usual case costs no parse
+	}
+	f := newRunCommand(context.Background(), nil).Flags()
 	_ = f.Parse(args) // the real parse reports errors
-	return f.Lookup("plain").Changed
+	profiles, _ = f.GetStringArray("profile")
+	return f.Lookup("plain").Changed, profiles
 }
 
 // checkOptions parses words as herd run's options, to say where a bad one

@@ -40,6 +40,22 @@ func TestDefaultOptionsOrder(t *testing.T) {
 			t.Errorf("withDefaultOptions(%q) = %q, %v; want them unchanged", args, got, err)
 		}
 	}
+	// -J names profiles to read instead of config, in each folder; a path
+	// of its own if it starts with / or ./.
+	write(filepath.Join(home, ".parallel", "remote"), "-S box\n")
+	write(filepath.Join(xdg, "parallel", "remote"), "-j 2\n")
+	abs := filepath.Join(t.TempDir(), "mine")
+	write(abs, "--lb\n")
+	for _, tc := range []struct{ args, want []string }{
+		{[]string{"run", "-J", "remote", "echo"}, []string{"run", "-j", "2", "-S", "box", "--tagstring", "x y", "-J", "remote", "echo"}},
+		{[]string{"run", "-kJremote", "echo"}, []string{"run", "-j", "2", "-S", "box", "--tagstring", "x y", "-kJremote", "echo"}},
+		{[]string{"run", "--profile=" + abs, "-J", "nosuch", "echo"}, []string{"run", "--lb", "--tagstring", "x y", "--profile=" + abs, "-J", "nosuch", "echo"}},
+		{[]string{"run", "echo", "-J", "remote"}, []string{"run", "-j", "3", "--tag", "-k", "--tagstring", "x y", "echo", "-J", "remote"}}, // the command's own
+	} {
+		if got, err := withDefaultOptions(tc.args, getenv, homeDir); err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("withDefaultOptions(%q) = %q, %v; want %q", tc.args, got, err, tc.want)
+		}
+	}
 	noHome := func() (string, error) { return "", errors.New("no home") }
 	env = map[string]string{}
 	if got, err := withDefaultOptions([]string{"run", "echo"}, getenv, noHome); err != nil || len(got) != 2 {

@@ -60,8 +60,9 @@ Where herd differs from GNU parallel, on purpose:
 
 Default options, as GNU parallel reads them: each line of the config file of
 $PARALLEL_HOME, $XDG_CONFIG_HOME/parallel and ~/.parallel (lines starting with # are
-skipped), then $PARALLEL, are put before the command line's options, so that the
-command line wins. --plain ignores them.
+skipped), or with -J NAME of the file NAME there instead of config, then $PARALLEL,
+are put before the command line's options, so that the command line wins. --plain
+ignores them.
 
 Signals, as GNU parallel takes them: SIGINT (Ctrl-C) or SIGTERM kills the running jobs
 and starts no more: every running job's process group gets the signals of --termseq
@@ -192,6 +193,7 @@ func newRunCommandWith(runF func(o *runOptions, cmd *cobra.Command, args []strin
 	f.SetNormalizeFunc(gnuNames) // once every option is defined
 	o.addQueueFlags(f)
 	f.Bool("plain", false, "ignore the default options of ~/.parallel/config and $PARALLEL (see above)")
+	f.StringArrayP("profile", "J", nil, "read the default options from the file `NAME` in ~/.parallel (and the other folders above) instead of config; a NAME that starts with / or ./ is a path")
 	f.Bool("version", false, "print herd's version and exit")
 	return cmd
 }

@@ -10,8 +10,10 @@ import (
 )
 
 // ConfigFiles lists GNU parallel's per-user config files, in the order it
-// reads them; getenv and home read the environment for it.
-func ConfigFiles(getenv func(string) string, home func() (string, error)) []string {
+// reads them: the file config of each of its folders, or with profiles
+// (-J) the files of those names instead; a profile that starts with / or
+// ./ is a path of its own. getenv and home read the environment for it.
+func ConfigFiles(getenv func(string) string, home func() (string, error), profiles []string) []string {
 	var dirs []string
 	if d := getenv("PARALLEL_HOME"); d != "" {
 		dirs = append(dirs, d)
@@ -22,13 +24,22 @@ func ConfigFiles(getenv func(string) string, home func() (string, error)) []stri
 	if h, err := home(); err == nil {
 		dirs = append(dirs, filepath.Join(h, ".parallel"))
 	}
+	if len(profiles) == 0 {
+		profiles = []string{"config"}
+	}
 	var files []string
 	seen := map[string]bool{}
-	for _, d := range dirs {
-		f := filepath.Join(d, "config")
-		if !seen[f] {
-			seen[f] = true
-			files = append(files, f)
+	for _, p := range profiles {
+		if strings.HasPrefix(p, "/") || strings.HasPrefix(p, "./") {
+			files = append(files, p)
+			continue
+		}
+		for _, d := range dirs {
+			f := filepath.Join(d, p)
+			if !seen[f] {
+				seen[f] = true
+				files = append(files, f)
+			}
 		}
 	}
 	return files

@@ -231,8 +231,7 @@ var NotGNU = func() map[string]string {
 	)
 	return map[string]string{
 		"tmpdir": noTemp, "tempdir": noTemp,
-		"profile": "herd run reads its defaults from ~/.parallel/config and $PARALLEL only; put the options on the command line",
-		"dnr":     folder, "dirnamereplace": folder,
+		"dnr": folder, "dirnamereplace": folder,
 		"bnr": base, "basenamereplace": base,
 		"er": extension, "extensionreplace": extension,
 		"bner": baseNoExt, "basenameextensionreplace": baseNoExt,
