@@ -293,7 +293,14 @@ func (r *Runner) feed(jobs iter.Seq2[Job, error], total int) iter.Seq[Job] {
 // executor that hears of its jobs only once they ended calls it just
 // before Done.
 func (r *Runner) Starting(o *Outcome) {
-	if r.cfg.Verbose || r.echoAtStart() {
+	if r.echoAtStart() {
+		// Now, not through printAll: the job's output, written as it
+		// comes, must not overtake it.
+		r.outMu.Lock()
+		writeTagged(r.stdout, []byte(o.Line+"\n"), r.tag(o))
+		r.outMu.Unlock()
+	}
+	if r.cfg.Verbose {
 		r.prints <- printItem{o, true}
 	}
 }
@@ -378,12 +385,7 @@ func (r *Runner) printAll() {
 		switch {
 		case item.started:
 			r.outMu.Lock()
-			if r.cfg.Verbose {
-				fmt.Fprintln(r.stderr, o.Line)
-			}
-			if r.echoAtStart() {
-				writeTagged(r.stdout, []byte(o.Line+"\n"), r.tag(o))
-			}
+			fmt.Fprintln(r.stderr, o.Line)
 			r.outMu.Unlock()
 		case !keep:
 			r.print(o)
