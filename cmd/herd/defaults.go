@@ -65,8 +65,8 @@ func withDefaultOptions(args []string, getenv func(string) string, home func() (
 // readFirst reads the options of herd run in args that say where its
 // default options come from: --plain, and the profiles of -J.
 func readFirst(args []string) (plain bool, profiles []string) {
-	mayName := func(a string) bool { // --plain, --profile, -J, or a prefix or bundle of them
-		return strings.HasPrefix(a, "--p") || !strings.HasPrefix(a, "--") && strings.HasPrefix(a, "-") && strings.Contains(a, "J")
+	mayName := func(a string) bool { // --plain, --profile (or the shortest prefix that names it), -J or a bundle with it
+		return strings.HasPrefix(a, "--pla") || strings.HasPrefix(a, "--prof") || !strings.HasPrefix(a, "--") && strings.HasPrefix(a, "-") && strings.Contains(a, "J")
 	}
 	if !slices.ContainsFunc(args, mayName) {
 		return false, nil // the usual case costs no parse

@@ -129,9 +129,13 @@ func Open(cfg Config) (*Reader, error) {
 	cfg.Sources = slices.Clone(cfg.Sources)
 	for i, s := range cfg.Sources {
 		if s.Args != nil {
-			split := []string{} // not nil: still a ::: source
+			split := make([]string, 0, len(s.Args)) // not nil: still a ::: source
 			for _, a := range s.Args {
-				split = append(split, strings.Split(a, cfg.Delim)...)
+				if strings.Contains(a, cfg.Delim) {
+					split = append(split, strings.Split(a, cfg.Delim)...)
+				} else {
+					split = append(split, a) // the usual case: no slice of its own
+				}
 			}
 			cfg.Sources[i].Args = split
 		}

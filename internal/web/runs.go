@@ -75,9 +75,17 @@ type RunRow struct {
 	ETA        time.Duration  `json:"eta_ns,omitempty"`
 }
 
-// ToRetry is how many of the run's jobs a retry runs again: the failed,
-// and those not started.
-func (r RunRow) ToRetry() int { return r.Failed + r.NotStarted }
+// ToRetry names the run's jobs that a retry runs again, the failed and
+// those not started: "4 failed or not started jobs"; "" if there are none.
+func (r RunRow) ToRetry() string {
+	switch {
+	case r.NotStarted > 0:
+		return fmt.Sprintf("%d failed or not started jobs", r.Failed+r.NotStarted)
+	case r.Failed > 0:
+		return fmt.Sprintf("%d failed jobs", r.Failed)
+	}
+	return ""
+}
 
 // Finished reports whether every job of the run has finished.
 func (r RunRow) Finished() bool { return !r.Enqueueing && r.Done >= r.Jobs }
