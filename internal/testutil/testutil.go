@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -65,4 +66,15 @@ func Leaked(marks ...string) string {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return strings.Join(leaked, "\n\n")
+}
+
+// Need stops a test that cannot have what it needs (a tool, a mount, a
+// server), saying why in msg: it fails where the environment variable env
+// is "required", as CI sets it, and is skipped elsewhere.
+func Need(t testing.TB, env, msg string) {
+	t.Helper()
+	if os.Getenv(env) == "required" {
+		t.Fatal(msg)
+	}
+	t.Skipf("%s; CI requires it (%s=required)", msg, env)
 }
