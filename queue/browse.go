@@ -267,6 +267,14 @@ func (c *Client) Infos(ctx context.Context, ids []string) (map[string]*Info, err
 	if err != nil {
 		return nil, fmt.Errorf("queue: jobs: %w", err)
 	}
+	for _, info := range infos {
+		if info.State.Finished() {
+			if err := c.settled(); err != nil {
+				return nil, fmt.Errorf("queue: jobs: %w", err)
+			}
+			break
+		}
+	}
 	return infos, nil
 }
 

@@ -411,6 +411,18 @@ func (c *Client) reconnectSignal() <-chan struct{} {
 	return c.reconnected
 }
 
+// settled returns once what the embedded server of this process has
+// stored is on disk: a job's outcome read from it is synced before it is
+// shown, so that a power cut cannot take back an outcome someone saw (the
+// server writes it, and the committer syncs it, a moment after). A server
+// elsewhere, set to sync always, syncs each write before it shows it.
+func (c *Client) settled() error {
+	if c.srv == nil || c.cfg.SyncInterval > 0 {
+		return nil
+	}
+	return c.srv.Sync()
+}
+
 // Close closes the connection, and stops the embedded server if there is
 // one, after the server has written out what it holds.
 func (c *Client) Close() error {

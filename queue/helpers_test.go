@@ -40,6 +40,10 @@ func TestMain(m *testing.M) {
 		limitedWorker(url, os.Getenv("HERD_QUEUE_TEST_LOG"))
 		return
 	}
+	if target := os.Getenv("HERD_QUEUE_TEST_POWER"); target != "" {
+		powerLoad(target, os.Getenv("HERD_QUEUE_TEST_PREFIX"))
+		return
+	}
 	if url := os.Getenv("HERD_QUEUE_TEST_SCHEDULER"); url != "" {
 		scheduling(url, os.Getenv("HERD_QUEUE_TEST_RUNS"))
 		return
@@ -145,6 +149,7 @@ func flowWorker(url, log string) {
 type nodeConfig struct {
 	Name, Listen, Dir string
 	Cluster           queue.ClusterConfig
+	SyncInterval      time.Duration
 }
 
 // serveNode is a queue server process that TestClusterSurvivesNodeLoss
@@ -155,7 +160,7 @@ func serveNode(config string) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	if _, err := queue.Serve(queue.ServerConfig{Name: cfg.Name, Listen: cfg.Listen, Dir: cfg.Dir, Cluster: cfg.Cluster}); err != nil {
+	if _, err := queue.Serve(queue.ServerConfig{Name: cfg.Name, Listen: cfg.Listen, Dir: cfg.Dir, Cluster: cfg.Cluster, SyncInterval: cfg.SyncInterval}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}

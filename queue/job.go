@@ -397,6 +397,11 @@ func (c *Client) decode(ctx context.Context, record []byte) (*Info, error) {
 	if err := json.Unmarshal(record, info); err != nil {
 		return nil, fmt.Errorf("bad record: %w", err)
 	}
+	if info.State.Finished() {
+		if err := c.settled(); err != nil {
+			return nil, err
+		}
+	}
 	if err := c.readResult(ctx, info); err != nil {
 		return nil, fmt.Errorf("result: %w", err)
 	}

@@ -4,6 +4,7 @@
 package embedded
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -88,6 +89,9 @@ type Server struct {
 	seen   map[string]*seen // by path
 
 	guard *diskGuard // nil for a server of a cluster
+
+	stopKeeper context.CancelFunc // stops keepFolders; nil if it does not run
+	keeper     sync.WaitGroup     // keepFolders
 }
 
 // serverLog passes the server's log lines to a slog.Logger, and notes the
@@ -144,6 +148,10 @@ func (s *Server) Recovered(stream string) bool {
 
 // Close stops the server, waits until it has, and releases its folder.
 func (s *Server) Close() {
+	if s.stopKeeper != nil {
+		s.stopKeeper()
+		s.keeper.Wait()
+	}
 	if s.guard != nil {
 		s.guard.close()
 	}
@@ -205,6 +213,11 @@ func Start(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{Server: ns, lock: lock, dir: cfg.Dir, log: log}
+	if !cfg.GroupSync && cfg.SyncInterval == 0 {
+		ctx, stop := context.WithCancel(context.Background())
+		s.stopKeeper = stop
+		s.keeper.Go(func() { s.keepFolders(ctx) })
+	}
 	if cfg.Cluster.Name == "" {
 		// A cluster's servers each have their disk; the account's limit
 		// is the cluster's.
@@ -296,6 +309,13 @@ func run(opts *server.Options, log *serverLog) (*server.Server, error) {
 // it looks at as little as it can: a folder is read again only when it
 // changed, and the files it syncs stay open.
 func (s *Server) Sync() error {
+	return s.sync(true)
+}
+
+// sync syncs what changed of the folders that lead to the message files
+// (the server makes them, and syncs none but the last), and with files
+// set, the message files.
+func (s *Server) sync(files bool) error {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
 	if s.seen == nil {
@@ -307,6 +327,7 @@ func (s *Server) Sync() error {
 	if err != nil {
 		return fmt.Errorf("embedded: sync: %w", err)
 	}
+	var folders []string
 	for _, acc := range accounts {
 		streams, err := s.list(filepath.Join(root, acc, "streams"))
 		if err != nil {
@@ -314,24 +335,52 @@ func (s *Server) Sync() error {
 		}
 		for _, stream := range streams {
 			dir := filepath.Join(root, acc, "streams", stream, "msgs")
-			files, err := s.list(dir)
+			names, err := s.list(dir)
 			if err != nil {
 				return fmt.Errorf("embedded: sync: %w", err)
 			}
-			for _, f := range files {
-				if strings.HasSuffix(f, ".blk") {
+			for _, f := range names {
+				if files && strings.HasSuffix(f, ".blk") {
 					if err := s.syncChanged(filepath.Join(dir, f)); err != nil {
 						return fmt.Errorf("embedded: sync: %w", err)
 					}
 				}
 			}
-			if err := s.syncChanged(dir); err != nil {
-				return fmt.Errorf("embedded: sync: %w", err)
-			}
+			folders = append(folders, dir, filepath.Dir(dir))
+		}
+		folders = append(folders, filepath.Join(root, acc, "streams"), filepath.Join(root, acc))
+	}
+	// The folders last, deepest first.
+	for _, dir := range append(folders, root, s.dir) {
+		if err := s.syncChanged(dir); err != nil {
+			return fmt.Errorf("embedded: sync: %w", err)
 		}
 	}
 	return nil
 }
+
+// keepFolders makes the folders that lead to the message files durable
+// soon after they change, until ctx is done: a server that syncs each
+// message itself (SyncAlways) syncs the folder of its message files only
+// every two minutes, and never the folders above it, which a new stream
+// or bucket adds.
+func (s *Server) keepFolders(ctx context.Context) {
+	t := time.NewTicker(keepFoldersEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			if err := s.sync(false); err != nil {
+				s.log.l.Warn("queue: syncing the server's folders", "error", err)
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// keepFoldersEvery is how often keepFolders looks.
+const keepFoldersEvery = 20 * time.Millisecond
 
 // seen is what Sync knows of a file or folder, which it keeps open.
 type seen struct {

@@ -59,11 +59,15 @@ func TestSyncSyncsWhatChanged(t *testing.T) {
 		}
 	}
 
-	sync() // no store yet
+	// The folders above the message files, which the server makes.
+	stream := func(name string) string { return filepath.Join("jetstream", "$G", "streams", name) }
+	above := []string{".", "jetstream", filepath.Join("jetstream", "$G"), filepath.Join("jetstream", "$G", "streams")}
+
+	sync(".") // no store yet
 	write("A", "1.blk", "one")
 	write("B", "1.blk", "one")
 	write("B", "index.db", "not a message file")
-	sync(rel("A", "1.blk"), rel("A", ""), rel("B", "1.blk"), rel("B", ""))
+	sync(append([]string{rel("A", "1.blk"), rel("A", ""), stream("A"), rel("B", "1.blk"), rel("B", ""), stream("B")}, above...)...)
 	sync()
 	write("A", "1.blk", "two")
 	sync(rel("A", "1.blk"))
@@ -86,7 +90,7 @@ func TestSyncSyncsWhatChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	write("B", "1.blk", "new")
-	sync(rel("B", "1.blk"), rel("B", ""))
+	sync(rel("B", "1.blk"), rel("B", ""), stream("B"), above[3])
 	write("B", "1.blk", "more")
 	sync(rel("B", "1.blk"))
 }
