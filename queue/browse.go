@@ -269,7 +269,7 @@ func (c *Client) Infos(ctx context.Context, ids []string) (map[string]*Info, err
 	}
 	for _, info := range infos {
 		if info.State.Finished() {
-			if err := c.settled(); err != nil {
+			if err := c.settled(ctx); err != nil {
 				return nil, fmt.Errorf("queue: jobs: %w", err)
 			}
 			break

@@ -411,16 +411,17 @@ func (c *Client) reconnectSignal() <-chan struct{} {
 	return c.reconnected
 }
 
-// settled returns once what the embedded server of this process has
-// stored is on disk: a job's outcome read from it is synced before it is
-// shown, so that a power cut cannot take back an outcome someone saw (the
-// server writes it, and the committer syncs it, a moment after). A server
-// elsewhere, set to sync always, syncs each write before it shows it.
-func (c *Client) settled() error {
-	if c.srv == nil || c.cfg.SyncInterval > 0 {
+// settled returns once what the committer has stored is on disk: with the
+// embedded server, a job's outcome is seen by readers as soon as it is
+// stored, and synced a moment after, with the rest of its group; a reader
+// waits for that sync before it shows the outcome, so that a power cut
+// cannot take back an outcome someone saw. A server elsewhere, set to sync
+// always, syncs each write before it shows it.
+func (c *Client) settled(ctx context.Context) error {
+	if c.commit == nil {
 		return nil
 	}
-	return c.srv.Sync()
+	return c.commit.flush(ctx)
 }
 
 // Close closes the connection, and stops the embedded server if there is

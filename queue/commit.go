@@ -71,7 +71,7 @@ type committer struct {
 	owed      time.Time     // when the first lazy write not synced yet was stored; zero if none
 	lazyAfter time.Duration // lazySyncAfter, but in tests
 	syncMu    sync.Mutex
-	lazy      uint64            // commits of lazy writes so far
+	stored    uint64            // commits begun, whose messages a reader may see before they are durable
 	synced    uint64            // how many of them the last sync covered
 	syncErr   error             // the last sync's error
 	onSync    []func(err error) // called at the next sync
@@ -162,8 +162,10 @@ func (cm *committer) storeAs(ctx context.Context, msgs []*nats.Msg, lazy bool) (
 	}
 }
 
-// flush waits until the lazy writes stored so far are durable, and
-// returns the error of the sync that made them so.
+// flush waits until the writes stored so far, lazy or not, are durable,
+// and returns the error of the sync that made them so. A record read from
+// the server may be one the committer is storing now, synced a moment
+// after.
 func (cm *committer) flush(ctx context.Context) error {
 	synced := make(chan error, 1)
 	cm.afterSync(func(err error) { synced <- err })
@@ -175,12 +177,12 @@ func (cm *committer) flush(ctx context.Context) error {
 	}
 }
 
-// afterSync calls fn once the lazy writes stored so far are durable, with
+// afterSync calls fn once the writes stored so far are durable, with
 // the error of the sync that made them so: at once if they are, else from
 // the committer's goroutine (fn must not block).
 func (cm *committer) afterSync(fn func(err error)) {
 	cm.syncMu.Lock()
-	if cm.synced == cm.lazy {
+	if cm.synced == cm.stored {
 		err := cm.syncErr
 		cm.syncMu.Unlock()
 		fn(err)
@@ -191,14 +193,14 @@ func (cm *committer) afterSync(fn func(err error)) {
 }
 
 // syncNow syncs what the server stored, and tells those who wait for the
-// lazy writes stored before.
+// writes stored before.
 func (cm *committer) syncNow() error {
 	err := cm.sync()
 	if err != nil {
 		cm.log.Error("queue: syncing the store to disk", "error", err)
 	}
 	cm.syncMu.Lock()
-	cm.synced, cm.syncErr, cm.owed = cm.lazy, err, time.Time{}
+	cm.synced, cm.syncErr, cm.owed = cm.stored, err, time.Time{}
 	told := cm.onSync
 	cm.onSync = nil
 	cm.syncMu.Unlock()
@@ -295,6 +297,11 @@ func (cm *committer) run() {
 // commit stores a batch and calls each write's done.
 func (cm *committer) commit(batch []*write) {
 	cm.commits.Add(1)
+	if cm.sync != nil {
+		cm.syncMu.Lock()
+		cm.stored++
+		cm.syncMu.Unlock()
+	}
 	msgs := make([]*nats.Msg, len(batch))
 	for i, w := range batch {
 		msgs[i] = w.msg
@@ -322,10 +329,11 @@ func (cm *committer) commit(batch []*write) {
 	}
 	lazy := !slices.ContainsFunc(batch, func(w *write) bool { return !w.lazy })
 	switch {
-	case cm.sync == nil || !slices.Contains(errs, nil):
+	case cm.sync == nil:
+	case !slices.Contains(errs, nil):
+		cm.syncNow() // nothing stored, but those who wait must hear so
 	case lazy && (cm.owed.IsZero() || time.Since(cm.owed) < cm.lazyAfter):
 		cm.syncMu.Lock()
-		cm.lazy++
 		if cm.owed.IsZero() {
 			cm.owed = time.Now()
 		}

@@ -398,7 +398,7 @@ func (c *Client) decode(ctx context.Context, record []byte) (*Info, error) {
 		return nil, fmt.Errorf("bad record: %w", err)
 	}
 	if info.State.Finished() {
-		if err := c.settled(); err != nil {
+		if err := c.settled(ctx); err != nil {
 			return nil, err
 		}
 	}

@@ -38,7 +38,7 @@ func (c *Client) Watch(ctx context.Context, pattern string) (*Watcher[Info], err
 		if !info.State.Finished() {
 			return info, nil // a big result is read back for finished jobs only
 		}
-		if err := c.settled(); err != nil {
+		if err := c.settled(ctx); err != nil {
 			return nil, fmt.Errorf("queue: job %s: %w", info.ID, err)
 		}
 		if err := c.readResult(ctx, info); err != nil {
