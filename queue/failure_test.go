@@ -118,16 +118,7 @@ func TestEmbeddedServerRestart(t *testing.T) {
 func TestKilledWhileBusy(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "HERD_QUEUE_TEST_BUSY="+dir)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out := startPiped(t, "HERD_QUEUE_TEST_BUSY="+dir)
 	payloads := map[string]string{} // by id, of the enqueues that returned
 	done := map[string]bool{}
 	lines := bufio.NewScanner(out)

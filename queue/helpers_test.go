@@ -207,6 +207,24 @@ func startHelper(t *testing.T, env ...string) *exec.Cmd {
 	return cmd
 }
 
+// startPiped starts this test binary as one of the processes TestMain
+// runs, chosen by env, and returns it with its standard output, which the
+// test reads to its end before it waits for the process.
+func startPiped(t *testing.T, env ...string) (*exec.Cmd, io.Reader) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, out
+}
+
 // startServer starts an embedded server listening on loopback.
 func startServer(t *testing.T, cfg embedded.Config) *embedded.Server {
 	t.Helper()

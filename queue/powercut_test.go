@@ -183,16 +183,7 @@ func powerLoad(target, prefix string) {
 // those seen succeeded.
 func load(t *testing.T, target, prefix string, d time.Duration, server *exec.Cmd) (acked, stored []string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "HERD_QUEUE_TEST_POWER="+target, "HERD_QUEUE_TEST_PREFIX="+prefix)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out := startPiped(t, "HERD_QUEUE_TEST_POWER="+target, "HERD_QUEUE_TEST_PREFIX="+prefix)
 	var mu sync.Mutex
 	read := make(chan error, 1)
 	go func() {
@@ -226,7 +217,7 @@ func load(t *testing.T, target, prefix string, d time.Duration, server *exec.Cmd
 			p.Process.Kill()
 		}
 	}
-	err = <-read // the output's end: read before Wait closes the pipe
+	err := <-read // the output's end: read before Wait closes the pipe
 	for _, p := range []*exec.Cmd{cmd, server} {
 		if p != nil {
 			p.Wait()

@@ -30,6 +30,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 )
 
 // pageSize is the size of the blocks in which unsynced data is kept.
@@ -537,12 +538,9 @@ func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 	if errno != 0 {
 		return errno
 	}
-	n.fs.mu.Lock()
-	defer n.fs.mu.Unlock()
-	if u := n.fs.files[n.ino()]; u != nil {
-		out.Size = uint64(u.size)
-		out.Blocks = (out.Size + 511) / 512
-		out.SetTimes(nil, &u.mtime, &u.mtime)
+	if size, mtime, ok := n.written(); ok {
+		out.Size, out.Blocks = size, (size+511)/512
+		out.SetTimes(nil, &mtime, &mtime)
 	}
 	return 0
 }
@@ -555,16 +553,24 @@ func (n *node) Statx(ctx context.Context, fh fs.FileHandle, flags, mask uint32, 
 	if errno := n.LoopbackNode.Statx(ctx, lf, flags, mask, out); errno != 0 {
 		return errno
 	}
-	n.fs.mu.Lock()
-	defer n.fs.mu.Unlock()
-	if u := n.fs.files[n.ino()]; u != nil {
-		out.Size = uint64(u.size)
-		out.Blocks = (out.Size + 511) / 512
-		sec, nsec := u.mtime.Unix(), uint32(u.mtime.Nanosecond())
-		out.Mtime.Sec, out.Mtime.Nsec = uint64(sec), nsec
-		out.Ctime.Sec, out.Ctime.Nsec = uint64(sec), nsec
+	if size, mtime, ok := n.written(); ok {
+		out.Size, out.Blocks = size, (size+511)/512
+		out.Mtime.FromStatxTimestamp(&unix.StatxTimestamp{Sec: mtime.Unix(), Nsec: uint32(mtime.Nanosecond())})
+		out.Ctime = out.Mtime
 	}
 	return 0
+}
+
+// written returns the file's size and time as written, if it was written
+// since it was last synced.
+func (n *node) written() (size uint64, mtime time.Time, ok bool) {
+	n.fs.mu.Lock()
+	defer n.fs.mu.Unlock()
+	u := n.fs.files[n.ino()]
+	if u == nil {
+		return 0, time.Time{}, false
+	}
+	return uint64(u.size), u.mtime, true
 }
 
 func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {

@@ -126,17 +126,23 @@ func TestCutUndoesWhatFoldersDidNotSync(t *testing.T) {
 	write(t, meta, []byte("v1"), 0, true)
 	syncDir(t, dir)
 
-	// Not synced: a new version renamed over the old, a folder with a
-	// synced file in it, a file removed.
-	write(t, tmp, []byte("v2"), 0, true)
-	if err := os.Rename(tmp, meta); err != nil {
-		t.Fatal(err)
+	// A new version renamed over the old, and a folder with a synced file
+	// in it.
+	change := func() {
+		t.Helper()
+		write(t, tmp, []byte("v2"), 0, true)
+		if err := os.Rename(tmp, meta); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(sub, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		write(t, filepath.Join(sub, "x"), []byte("x"), 0, true)
+		syncDir(t, sub)
 	}
-	if err := os.Mkdir(sub, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	write(t, filepath.Join(sub, "x"), []byte("x"), 0, true)
-	syncDir(t, sub)
+
+	// Not synced: undone by a cut.
+	change()
 	if got := read(t, meta); string(got) != "v2" {
 		t.Errorf("before the cut, meta reads %q", got)
 	}
@@ -158,15 +164,7 @@ func TestCutUndoesWhatFoldersDidNotSync(t *testing.T) {
 	}
 
 	// The same, synced: for good.
-	write(t, tmp, []byte("v2"), 0, true)
-	if err := os.Rename(tmp, meta); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(sub, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	write(t, filepath.Join(sub, "x"), []byte("x"), 0, true)
-	syncDir(t, sub)
+	change()
 	syncDir(t, dir)
 	cut(t, f)
 	if got := read(t, meta); string(got) != "v2" {
