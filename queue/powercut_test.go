@@ -96,13 +96,17 @@ func cutPower(t *testing.T, cfg nodeConfig, cuts int) loss {
 			server = startNode(t, cfg)
 			openWhenUp(t, cfg.Listen).Close()
 		}
-		a, s := load(t, target, fmt.Sprintf("c%d", cut), time.Duration(300+random.IntN(1500))*time.Millisecond, server)
+		seen := map[string]bool{}
+		for _, id := range stored {
+			seen[id] = true
+		}
+		a, s := load(t, target, fmt.Sprintf("c%d", cut), seen, time.Duration(300+random.IntN(1500))*time.Millisecond, server)
 		if err := disk.Cut(); err != nil {
 			t.Fatal(err)
 		}
 		acked = append(acked, a...)
 		stored = slices.Compact(slices.Sorted(slices.Values(append(stored, s...)))) // a watch sees each job again
-		t.Logf("cut %d: %d enqueues acknowledged in this round, %d outcomes seen stored in all", cut+1, len(a), len(stored))
+		t.Logf("cut %d: %d enqueues acknowledged in this round, %d outcomes seen stored in all rounds", cut+1, len(a), len(stored))
 		if l = lost(t, cfg, acked, stored); l.any() {
 			break
 		}
@@ -178,10 +182,10 @@ func powerLoad(target, prefix string) {
 }
 
 // load runs powerLoad on target until at least 50 enqueues were
-// acknowledged and then for d, kills it and server (if not nil) at the
+// acknowledged and 10 jobs not in seen were seen succeeded, and then for d, kills it and server (if not nil) at the
 // same instant, and returns the jobs whose enqueue was acknowledged and
 // those seen succeeded.
-func load(t *testing.T, target, prefix string, d time.Duration, server *exec.Cmd) (acked, stored []string) {
+func load(t *testing.T, target, prefix string, seen map[string]bool, d time.Duration, server *exec.Cmd) (acked, stored []string) {
 	t.Helper()
 	cmd, out := startPiped(t, "HERD_QUEUE_TEST_POWER="+target, "HERD_QUEUE_TEST_PREFIX="+prefix)
 	var mu sync.Mutex
@@ -201,7 +205,9 @@ func load(t *testing.T, target, prefix string, d time.Duration, server *exec.Cmd
 		}
 		read <- sc.Err()
 	}()
-	testutil.Eventually(t, "50 enqueues to be acknowledged", func() bool {
+	// The cut comes while jobs are enqueued and run, and their outcomes
+	// stored: once outcomes not seen before have begun to come.
+	testutil.Eventually(t, "50 enqueues acknowledged and 10 outcomes seen", func() bool {
 		select {
 		case err := <-read:
 			t.Fatalf("the process enqueueing jobs ended: %v, %v", cmd.Wait(), err)
@@ -209,7 +215,13 @@ func load(t *testing.T, target, prefix string, d time.Duration, server *exec.Cmd
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		return len(acked) >= 50
+		fresh := map[string]bool{}
+		for _, id := range stored {
+			if !seen[id] {
+				fresh[id] = true
+			}
+		}
+		return len(acked) >= 50 && len(fresh) >= 10
 	})
 	time.Sleep(d)
 	for _, p := range []*exec.Cmd{cmd, server} {
