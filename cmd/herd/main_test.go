@@ -17,6 +17,7 @@ import (
 var realHome = os.Getenv("HOME")
 
 func TestMain(m *testing.M) {
+	testutil.QuickExit()
 	// When testscript runs this binary as herd, the script sets its
 	// environment; otherwise these are the tests, which must not see the
 	// developer's default options of herd run.
