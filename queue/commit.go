@@ -210,6 +210,22 @@ func (cm *committer) syncNow() error {
 	return err
 }
 
+// storedNothing takes back the count of a commit that stored nothing (a
+// full store, a server gone), and tells those who waited only for it.
+func (cm *committer) storedNothing() {
+	cm.syncMu.Lock()
+	cm.stored--
+	var told []func(err error)
+	if cm.synced == cm.stored {
+		told, cm.onSync = cm.onSync, nil
+	}
+	err := cm.syncErr
+	cm.syncMu.Unlock()
+	for _, fn := range told {
+		fn(err)
+	}
+}
+
 // close stores what was handed over, then stops.
 func (cm *committer) close() {
 	cm.mu.Lock()
@@ -331,7 +347,7 @@ func (cm *committer) commit(batch []*write) {
 	switch {
 	case cm.sync == nil:
 	case !slices.Contains(errs, nil):
-		cm.syncNow() // nothing stored, but those who wait must hear so
+		cm.storedNothing()
 	case lazy && (cm.owed.IsZero() || time.Since(cm.owed) < cm.lazyAfter):
 		cm.syncMu.Lock()
 		if cm.owed.IsZero() {

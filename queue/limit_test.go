@@ -164,10 +164,14 @@ func TestConcurrencyLimitAcrossProcesses(t *testing.T) {
 	log := t.TempDir() + "/log"
 	mark(t, log, "begin", "-")
 	var ids []string
+	// Jobs of 300ms: a busy machine's delay in filling a freed slot (25ms
+	// median, 60ms at the 90th percentile with two suites running beside)
+	// is small beside them, so each limit is reached; with 100ms jobs the
+	// limit of 7 once peaked at 6.
 	for i := range 150 {
-		payload := "100"
+		payload := "300"
 		if i%10 == 3 {
-			payload = "fail100"
+			payload = "fail300"
 		}
 		id, err := c.Enqueue(t.Context(), "limited", []byte(payload), queue.Options{Queue: "limited", Key: fmt.Sprintf("k%d", i%4)})
 		if err != nil {

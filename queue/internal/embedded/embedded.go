@@ -367,11 +367,17 @@ func (s *Server) sync(files bool) error {
 func (s *Server) keepFolders(ctx context.Context) {
 	t := time.NewTicker(keepFoldersEvery)
 	defer t.Stop()
+	var failing string // the last error, said once
 	for {
 		select {
 		case <-t.C:
-			if err := s.sync(false); err != nil {
+			err := s.sync(false)
+			if err != nil && err.Error() != failing {
 				s.log.l.Warn("queue: syncing the server's folders", "error", err)
+			}
+			failing = ""
+			if err != nil {
+				failing = err.Error()
 			}
 		case <-ctx.Done():
 			return
