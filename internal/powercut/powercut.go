@@ -114,15 +114,11 @@ func (f *FS) mount() error {
 	return nil
 }
 
-// Unmount unmounts the file system, once nothing has a file open on it.
-// What was not synced is kept, as if it were synced then.
+// Unmount unmounts the file system, once nothing has a file open on it
+// (it waits up to 10 seconds). The data not synced is lost; the folders'
+// entries stay as they are.
 func (f *FS) Unmount() error {
-	return f.unmount()
-}
-
-// unmount unmounts the file system, waiting up to 10 seconds for the files
-// of processes that were killed to be closed.
-func (f *FS) unmount() error {
+	// A killed process's files are closed a moment after it is gone.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		err := f.server.Unmount()
@@ -139,7 +135,7 @@ func (f *FS) unmount() error {
 // the processes using it first: Cut unmounts it, which waits until no file
 // is open on it, and mounts it again.
 func (f *FS) Cut() error {
-	if err := f.unmount(); err != nil {
+	if err := f.Unmount(); err != nil {
 		return fmt.Errorf("powercut: cut: %w", err)
 	}
 	f.mu.Lock()
