@@ -190,10 +190,10 @@
 //     The folders that lead to the files are synced too, which NATS does
 //     not do (it syncs its message folder every two minutes, and none
 //     above it, where a new stream or bucket goes): in process, after each
-//     group of writes; on a server of [Serve], within 20ms of their change,
+//     group of writes; on a server of [Serve], within 100ms of their change,
 //     so that on a file system that does not keep a new file's folder entry
 //     with the file's data (ext4 and xfs do), an enqueue acknowledged in
-//     those 20ms into a new message file may be lost. In process, an
+//     those 100ms into a new message file may be lost. In process, an
 //     outcome is synced before Info, Infos or Watch shows it: one shown is
 //     not taken back by a power cut. A test cuts the power
 //     at random moments on a file system that keeps only what was synced,
