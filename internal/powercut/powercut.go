@@ -408,7 +408,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if errno != 0 {
 		return nil, 0, errno
 	}
-	h := n.fs.open(n, fh)
+	h := newFile(n, fh)
 	if flags&syscall.O_TRUNC != 0 {
 		if errno := n.truncate(h, 0); errno != 0 {
 			h.Release(ctx)
@@ -423,7 +423,7 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
-	return in, n.fs.open(in.Operations().(*node), fh), fuse.FOPEN_DIRECT_IO, 0
+	return in, newFile(in.Operations().(*node), fh), fuse.FOPEN_DIRECT_IO, 0
 }
 
 // both opens a file for reading and writing whatever it is opened for: a
@@ -434,7 +434,8 @@ func both(flags uint32) uint32 {
 	return flags&^syscall.O_ACCMODE | syscall.O_RDWR
 }
 
-func (f *FS) open(n *node, fh fs.FileHandle) *file {
+// newFile is the file n opened by the loopback as fh.
+func newFile(n *node, fh fs.FileHandle) *file {
 	lf := fh.(*fs.LoopbackFile)
 	fd, _ := lf.PassthroughFd()
 	return &file{lf: lf, fd: fd, node: n}
